@@ -1,0 +1,487 @@
+#!/usr/bin/env bun
+// kv against Debian's redis-server with redis-benchmark: throughput, latency, server CPU per
+// operation, and RSS with 1M keys. See docs/benchmarks.md for what it measures and how to read it.
+//
+//   bun scripts/bench-redis.ts [--rounds 3] [--quick] [--only kv|redis] [--requests N]
+//                              [--memory-keys 1000000] [--durable] [--kv-args "..."] [--json FILE]
+//
+// The "kv" slot runs `./kv serve --port {port} --data-dir {dir}` (plus --kv-args); set
+// KV_BENCH_CMD to run something else there, e.g.
+//   KV_BENCH_CMD="redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no --dir {dir}"
+// Exits non-zero only when something fails to run; missed targets print "TARGET MISSED".
+import { parseArgs } from "node:util";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  bulkLoad,
+  fmtMB,
+  fmtNum,
+  fmtOps,
+  freePort,
+  installCleanupHandlers,
+  isAlive,
+  machineDescription,
+  makeTempDir,
+  median,
+  minMax,
+  onCleanup,
+  printTable,
+  procCpuSeconds,
+  procRssBytes,
+  respCommand,
+  runCleanups,
+  sleep,
+  splitCommandLine,
+  startServer,
+  waitForIdle,
+  type Server,
+} from "./bench-lib.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+
+// ---------------------------------------------------------------- options
+
+const { values: opt } = parseArgs({
+  args: process.argv.slice(2),
+  options: {
+    rounds: { type: "string" },
+    quick: { type: "boolean", default: false },
+    only: { type: "string" },
+    requests: { type: "string" },
+    "memory-keys": { type: "string" },
+    durable: { type: "boolean", default: false },
+    "kv-args": { type: "string", default: "" },
+    clients: { type: "string", default: "50" },
+    "run-timeout": { type: "string", default: "180" },
+    json: { type: "string" },
+    help: { type: "boolean", short: "h", default: false },
+  },
+  strict: true,
+});
+
+if (opt.help) {
+  console.log(`usage: bun scripts/bench-redis.ts [options]
+  --rounds N          interleaved rounds (default 3; 1 with --quick)
+  --quick             ~30 s smoke run: 1 round, fewer requests
+  --only kv|redis     benchmark one server only (no ratios)
+  --requests N        requests per redis-benchmark run (default 400000 at -P 1, 3000000 at -P 16)
+  --memory-keys N     keys for the RSS test (default 1000000; 0 skips it; default 0 with --durable)
+  --durable           SET only, against redis-server --appendonly yes --appendfsync always
+  --kv-args "..."     extra arguments for "kv serve" (e.g. an fsync mode)
+  --clients N         redis-benchmark -c (default 50)
+  --run-timeout S     kill a redis-benchmark run after S seconds (default 180)
+  --json FILE         also write every measurement as JSON
+env: KV_BENCH_CMD     command for the kv slot, with {port} and {dir} placeholders
+     KV_BENCH_IDLE_MAX_MS  longest wait for an idle machine before each run (default 20000)`);
+  process.exit(0);
+}
+
+function intOpt(name: string, v: string | undefined, dflt: number, min = 0): number {
+  if (v === undefined) return dflt;
+  const n = Number(v.replace(/_/g, ""));
+  if (!Number.isInteger(n) || n < min) {
+    console.error(`--${name} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const quick = opt.quick!;
+const durable = opt.durable!;
+const rounds = intOpt("rounds", opt.rounds, quick ? 1 : 3, 1);
+const clients = intOpt("clients", opt.clients, 50, 1);
+const runTimeoutMs = intOpt("run-timeout", opt["run-timeout"], 180, 1) * 1000;
+const requestsFor = (p: number): number =>
+  intOpt("requests", opt.requests, quick ? (p === 1 ? 100_000 : 500_000) : p === 1 ? 400_000 : 3_000_000, 1);
+const memoryKeys = intOpt("memory-keys", opt["memory-keys"], durable ? 0 : 1_000_000, 0);
+const idleMaxMs = intOpt("KV_BENCH_IDLE_MAX_MS", process.env.KV_BENCH_IDLE_MAX_MS, 20_000, 0);
+if (opt.only !== undefined && opt.only !== "kv" && opt.only !== "redis") {
+  console.error(`--only must be kv or redis, got ${JSON.stringify(opt.only)}`);
+  process.exit(2);
+}
+type ServerName = "redis" | "kv";
+const serverNames: ServerName[] = opt.only ? [opt.only as ServerName] : ["redis", "kv"];
+const pipelines = [1, 16];
+const tests = durable ? ["set"] : ["set", "get"];
+const DATA_BYTES = 16;
+const KEYSPACE = 100_000;
+
+// ---------------------------------------------------------------- commands
+
+const redisArgs = (port: number, dir: string): string[] => [
+  "redis-server",
+  "--port", String(port),
+  "--bind", "127.0.0.1",
+  "--dir", dir,
+  "--save", "",
+  ...(durable ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"]),
+];
+
+const kvTemplate = process.env.KV_BENCH_CMD?.trim() || `${ROOT}/kv serve --port {port} --data-dir {dir}`;
+const kvArgs = (port: number, dir: string): string[] => [
+  ...splitCommandLine(kvTemplate).map((a) => a.replaceAll("{port}", String(port)).replaceAll("{dir}", dir)),
+  ...splitCommandLine(opt["kv-args"] ?? ""),
+];
+
+function commandFor(name: ServerName, port: number, dir: string): string[] {
+  return name === "redis" ? redisArgs(port, dir) : kvArgs(port, dir);
+}
+
+function which(cmd: string): boolean {
+  if (cmd.includes("/")) return existsSync(cmd);
+  return Bun.which(cmd) !== null;
+}
+
+function versionOf(argv: string[]): string {
+  try {
+    const r = Bun.spawnSync(argv, { stdout: "pipe", stderr: "pipe", timeout: 5000 });
+    return (r.stdout.toString() + r.stderr.toString()).trim().split("\n")[0] ?? "";
+  } catch {
+    return "?";
+  }
+}
+
+// ---------------------------------------------------------------- measurements
+
+interface RunResult {
+  round: number;
+  server: ServerName;
+  pipeline: number;
+  test: string;
+  requests: number;
+  ops: number;
+  avgMs: number;
+  p50Ms: number;
+  p95Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  serverCpuUsPerOp: number;
+  serverCpuShare: number; // of one core, over the run's wall time
+  clientCpuShare: number;
+  wallS: number;
+  busyBefore: number;
+}
+
+interface MemResult {
+  server: ServerName;
+  keys: number;
+  rssEmpty: number;
+  rssLoaded: number;
+  loadMs: number;
+  dbsize: number;
+}
+
+function parseCsv(out: string): Map<string, number[]> {
+  // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+  const rows = new Map<string, number[]>();
+  for (const line of out.split(/\r?\n/)) {
+    if (!line.startsWith('"') || line.startsWith('"test"')) continue;
+    const cells = line.split(",").map((c) => c.replace(/^"|"$/g, ""));
+    rows.set(cells[0]!.toUpperCase(), cells.slice(1).map(Number));
+  }
+  return rows;
+}
+
+async function runBenchmark(server: Server, pipeline: number, test: string, requests: number): Promise<Omit<RunResult, "round" | "server" | "busyBefore">> {
+  const argv = [
+    "redis-benchmark",
+    "-h", "127.0.0.1",
+    "-p", String(server.port),
+    "-c", String(clients),
+    "-d", String(DATA_BYTES),
+    "-r", String(KEYSPACE),
+    "-t", test,
+    "-P", String(pipeline),
+    "-n", String(requests),
+    "--csv",
+  ];
+  const cpu0 = procCpuSeconds(server.pid);
+  const t0 = performance.now();
+  const proc = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const killClient = () => {
+    try {
+      proc.kill("SIGKILL");
+    } catch {
+      // gone
+    }
+  };
+  onCleanup(killClient);
+  const timer = setTimeout(killClient, runTimeoutMs);
+  const [out, err, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  clearTimeout(timer);
+  const wallS = (performance.now() - t0) / 1000;
+  const cpu1 = procCpuSeconds(server.pid);
+  const usage = proc.resourceUsage();
+  const clientCpuS = usage ? Number(usage.cpuTime.user + usage.cpuTime.system) / 1e6 : NaN;
+
+  if (!isAlive(server)) throw new Error(`${server.name} died during ${test} -P ${pipeline} (log: ${server.logPath})`);
+  if (code !== 0) {
+    const why = proc.signalCode ? `killed by ${proc.signalCode} (timeout ${runTimeoutMs / 1000} s?)` : `exit code ${code}`;
+    throw new Error(`redis-benchmark ${why} against ${server.name}: ${argv.join(" ")}\n${err.trim().slice(-1000)}\n${out.trim().slice(-1000)}`);
+  }
+  const row = parseCsv(out).get(test.toUpperCase());
+  if (!row || row.length < 7 || row.some((x) => !Number.isFinite(x))) {
+    throw new Error(`could not parse redis-benchmark CSV for ${test}:\n${out.trim().slice(-1000)}\n${err.trim().slice(-500)}`);
+  }
+  const [rps, avg, , p50, p95, p99, max] = row as [number, number, number, number, number, number, number];
+  return {
+    pipeline,
+    test,
+    requests,
+    ops: rps,
+    avgMs: avg,
+    p50Ms: p50,
+    p95Ms: p95,
+    p99Ms: p99,
+    maxMs: max,
+    serverCpuUsPerOp: ((cpu1 - cpu0) / requests) * 1e6,
+    serverCpuShare: (cpu1 - cpu0) / wallS,
+    clientCpuShare: clientCpuS / wallS,
+    wallS,
+  };
+}
+
+async function idleGate(label: string): Promise<number> {
+  const r = await waitForIdle(0.1, idleMaxMs);
+  if (!r.idle) console.log(`  warning: machine still ${(r.busy * 100).toFixed(0)}% busy after ${(r.waitedMs / 1000).toFixed(0)} s; running ${label} anyway`);
+  return r.busy;
+}
+
+async function startNamed(name: ServerName, tmp: string, tag: string): Promise<Server> {
+  const dir = join(tmp, `${name}-${tag}`);
+  mkdirSync(dir, { recursive: true });
+  const port = freePort();
+  return await startServer(name, commandFor(name, port, dir), port, dir, { cwd: ROOT, readyMs: 20_000 });
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<number> {
+  installCleanupHandlers();
+  const startedAt = new Date();
+  const t0 = performance.now();
+
+  for (const bin of ["redis-benchmark", ...(serverNames.includes("redis") ? ["redis-server"] : [])]) {
+    if (!which(bin)) {
+      console.error(`${bin} not found: apt-get install redis-server redis-tools`);
+      return 1;
+    }
+  }
+  if (serverNames.includes("kv")) {
+    const exe = splitCommandLine(kvTemplate)[0] ?? "";
+    if (!which(exe)) {
+      console.error(`${exe} not found${process.env.KV_BENCH_CMD ? " (from KV_BENCH_CMD)" : ": run `bun run build` first"}`);
+      return 1;
+    }
+  }
+
+  const tmp = makeTempDir("kv-bench-");
+  console.log(`# bench-redis ${startedAt.toISOString()}`);
+  console.log(`command: bun scripts/bench-redis.ts ${process.argv.slice(2).join(" ")}`.trimEnd());
+  console.log(`machine: ${machineDescription()}`);
+  console.log(`redis: ${versionOf(["redis-server", "--version"])}`);
+  console.log(`redis-benchmark: ${versionOf(["redis-benchmark", "--version"])}`);
+  if (serverNames.includes("kv")) console.log(`kv slot: ${kvArgs(0, "{dir}").join(" ").replace("--port 0", "--port {port}")}`);
+  console.log(
+    `mode: ${durable ? "durable (redis --appendonly yes --appendfsync always)" : "in-memory (redis --save '' --appendonly no)"}; ` +
+      `${rounds} round(s); -c ${clients} -d ${DATA_BYTES} -r ${KEYSPACE}; requests: -P 1 ${requestsFor(1)}, -P 16 ${requestsFor(16)}`,
+  );
+  console.log("load generator, servers and this script share the machine: read the ratios, not the absolute figures.\n");
+
+  const runs: RunResult[] = [];
+  const mem: MemResult[] = [];
+  let failure: Error | null = null;
+
+  // ---- throughput, latency, CPU per op
+  const servers = new Map<ServerName, Server>();
+  try {
+    for (const name of serverNames) {
+      const s = await startNamed(name, tmp, "tput");
+      servers.set(name, s);
+      console.log(`started ${name} pid ${s.pid} on 127.0.0.1:${s.port}`);
+    }
+    // Warm-up (JIT, allocator, keyspace), not recorded.
+    for (const name of serverNames) {
+      const s = servers.get(name)!;
+      for (const test of tests) await runBenchmark(s, 16, test, quick ? 50_000 : 200_000);
+    }
+    for (let round = 1; round <= rounds; round++) {
+      console.log(`round ${round}/${rounds}`);
+      for (const p of pipelines) {
+        for (const test of tests) {
+          for (const name of serverNames) {
+            const s = servers.get(name)!;
+            const busy = await idleGate(`${name} ${test} -P ${p}`);
+            const r = await runBenchmark(s, p, test, requestsFor(p));
+            runs.push({ round, server: name, busyBefore: busy, ...r });
+            console.log(
+              `  ${name.padEnd(5)} ${test.toUpperCase().padEnd(3)} -P ${String(p).padEnd(2)} ` +
+                `${fmtOps(r.ops).padStart(6)} ops/s  p50 ${fmtNum(r.p50Ms, 3)} p99 ${fmtNum(r.p99Ms, 3)} ms  ` +
+                `server ${fmtNum(r.serverCpuUsPerOp)} us/op (${(r.serverCpuShare * 100).toFixed(0)}% cpu), ` +
+                `client ${(r.clientCpuShare * 100).toFixed(0)}% cpu, ${r.wallS.toFixed(1)} s`,
+            );
+          }
+        }
+      }
+    }
+  } catch (e) {
+    failure = e instanceof Error ? e : new Error(String(e));
+  } finally {
+    for (const s of servers.values()) await s.stop();
+  }
+
+  // ---- memory: fresh servers, N unique keys
+  if (!failure && memoryKeys > 0) {
+    console.log(`\nmemory: loading ${memoryKeys} keys (16-byte keys key:%012d, 100-byte values) into fresh servers`);
+    for (const name of serverNames) {
+      let s: Server | undefined;
+      try {
+        s = await startNamed(name, tmp, "mem");
+        await idleGate(`${name} load`);
+        const rssEmpty = procRssBytes(s.pid);
+        const { ms } = await bulkLoad(s.port, memoryKeys, 100, { timeoutMs: 300_000 });
+        const dbsizeReply = await respCommand(s.port, ["DBSIZE"], 10_000);
+        const dbsize = Number(dbsizeReply.replace(/^:/, ""));
+        // Let the server settle (lazy frees, GC) before reading RSS; bounded.
+        await idleGate(`${name} rss`);
+        await sleep(500);
+        const rssLoaded = procRssBytes(s.pid);
+        if (!isAlive(s)) throw new Error(`${name} died during the memory test (log: ${s.logPath})`);
+        mem.push({ server: name, keys: memoryKeys, rssEmpty, rssLoaded, loadMs: ms, dbsize });
+        console.log(
+          `  ${name.padEnd(5)} loaded in ${(ms / 1000).toFixed(1)} s (${fmtOps((memoryKeys / ms) * 1000)} SET/s), DBSIZE ${dbsize}, ` +
+            `RSS ${fmtMB(rssEmpty)} empty -> ${fmtMB(rssLoaded)}`,
+        );
+        if (dbsize !== memoryKeys) console.log(`  warning: ${name} DBSIZE is ${dbsize}, expected ${memoryKeys}`);
+      } catch (e) {
+        failure = e instanceof Error ? e : new Error(String(e));
+        break;
+      } finally {
+        await s?.stop();
+      }
+    }
+  }
+
+  // ---- report
+  report(runs, mem, startedAt);
+  console.log(`\ntotal time ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+
+  if (opt.json) {
+    writeFileSync(
+      opt.json,
+      JSON.stringify({ startedAt: startedAt.toISOString(), argv: process.argv.slice(2), machine: machineDescription(), durable, runs, mem }, null, 2),
+    );
+    console.log(`wrote ${opt.json}`);
+  }
+  if (failure) {
+    console.error(`\nFAILED: ${failure.message}`);
+    return 1;
+  }
+  return 0;
+}
+
+function report(runs: RunResult[], mem: MemResult[], startedAt: Date): void {
+  if (runs.length === 0 && mem.length === 0) return;
+  const pick = (server: ServerName, p: number, test: string) => runs.filter((r) => r.server === server && r.pipeline === p && r.test === test);
+  const med = (rs: RunResult[], f: (r: RunResult) => number) => median(rs.map(f));
+
+  if (runs.length > 0) {
+    console.log(`\n## Medians of ${rounds} round(s), ${startedAt.toISOString().slice(0, 10)}\n`);
+    const rows: string[][] = [];
+    for (const p of pipelines)
+      for (const test of tests)
+        for (const name of serverNames) {
+          const rs = pick(name, p, test);
+          if (rs.length === 0) continue;
+          const [lo, hi] = minMax(rs.map((r) => r.ops));
+          rows.push([
+            name,
+            String(p),
+            test.toUpperCase(),
+            `${fmtOps(med(rs, (r) => r.ops))} (${fmtOps(lo)}-${fmtOps(hi)})`,
+            `${fmtNum(med(rs, (r) => r.p50Ms), 3)} / ${fmtNum(med(rs, (r) => r.p99Ms), 3)}`,
+            fmtNum(med(rs, (r) => r.serverCpuUsPerOp)),
+            `${(med(rs, (r) => r.serverCpuShare) * 100).toFixed(0)}%`,
+            `${(med(rs, (r) => r.clientCpuShare) * 100).toFixed(0)}%`,
+          ]);
+        }
+    printTable(["server", "P", "test", "ops/s (range)", "p50 / p99 ms", "server CPU us/op", "server CPU", "client CPU"], rows);
+  }
+
+  const targets: Array<{ text: string; ok: boolean }> = [];
+  if (serverNames.length === 2 && runs.length > 0) {
+    console.log(`\n## kv / redis (medians; ops/s: higher is better; latency and CPU/op: lower is better)\n`);
+    const rows: string[][] = [];
+    for (const p of pipelines)
+      for (const test of tests) {
+        const k = pick("kv", p, test);
+        const r = pick("redis", p, test);
+        if (k.length === 0 || r.length === 0) continue;
+        const ratio = (f: (x: RunResult) => number) => med(k, f) / med(r, f);
+        const opsR = ratio((x) => x.ops);
+        const cpuR = ratio((x) => x.serverCpuUsPerOp);
+        const notes: string[] = [];
+        if (!durable && test === "get" && p === 16) {
+          const ok = opsR >= 0.6;
+          notes.push(`ops >= 0.6x: ${ok ? "met" : "MISSED"}`);
+          targets.push({ text: `GET -P 16 ops/s kv/redis = ${fmtNum(opsR)}x (target >= 0.6x)`, ok });
+        }
+        if (!durable && p === 1) {
+          const ok = cpuR <= 1.5;
+          notes.push(`CPU/op <= 1.5x: ${ok ? "met" : "MISSED"}`);
+          targets.push({ text: `${test.toUpperCase()} -P 1 server CPU/op kv/redis = ${fmtNum(cpuR)}x (target <= 1.5x)`, ok });
+        }
+        if (durable && test === "set") {
+          const want = p === 1 ? 1.5 : 1.0;
+          const ok = opsR >= want;
+          notes.push(`ops >= ${want}x: ${ok ? "met" : "MISSED"}`);
+          targets.push({ text: `durable SET -P ${p} ops/s kv/redis(AOF always) = ${fmtNum(opsR)}x (target >= ${want}x)`, ok });
+        }
+        rows.push([
+          String(p),
+          test.toUpperCase(),
+          `${fmtNum(opsR)}x`,
+          `${fmtNum(ratio((x) => x.p50Ms))}x`,
+          `${fmtNum(ratio((x) => x.p99Ms))}x`,
+          `${fmtNum(cpuR)}x`,
+          notes.join("; "),
+        ]);
+      }
+    printTable(["P", "test", "ops/s", "p50", "p99", "CPU/op", "target"], rows);
+  }
+
+  if (mem.length > 0) {
+    console.log(`\n## Memory: RSS with ${mem[0]!.keys} keys (16 B keys, 100 B values)\n`);
+    printTable(
+      ["server", "RSS empty", "RSS loaded", "load time", "DBSIZE"],
+      mem.map((m) => [m.server, fmtMB(m.rssEmpty), fmtMB(m.rssLoaded), `${(m.loadMs / 1000).toFixed(1)} s`, String(m.dbsize)]),
+    );
+    const k = mem.find((m) => m.server === "kv");
+    const r = mem.find((m) => m.server === "redis");
+    if (k && r) {
+      const ratio = k.rssLoaded / r.rssLoaded;
+      console.log(`\nRSS kv/redis = ${fmtNum(ratio)}x`);
+      targets.push({ text: `RSS with ${k.keys} keys kv/redis = ${fmtNum(ratio)}x (target <= 2x)`, ok: ratio <= 2 });
+    }
+  }
+
+  if (targets.length > 0) {
+    console.log("\n## Targets\n");
+    for (const t of targets) console.log(`${t.ok ? "target met:   " : "TARGET MISSED:"} ${t.text}`);
+  }
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (e) {
+  console.error(`FAILED: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+  code = 1;
+} finally {
+  runCleanups();
+}
+process.exit(code);
