@@ -5,7 +5,7 @@
 import type { ReplyWriter } from "../resp/encode.ts";
 import { commandLookup, type CommandSpec } from "./command.ts";
 import { Db, typeName, type Value } from "./db.ts";
-import { INT64_MAX, INT64_MIN, isUint64, normInt, parseInt64 } from "./int64.ts";
+import { INT64_MAX, INT64_MIN, isScanCursor, normInt, parseInt64 } from "./int64.ts";
 
 export interface KvCtx {
   db: Db;
@@ -394,7 +394,7 @@ function keysCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
 
 function scanCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   const cursor = argv[1]!;
-  if (!isUint64(cursor)) {
+  if (!isScanCursor(cursor)) {
     out.error(ERR_INVALID_CURSOR);
     return;
   }

@@ -127,7 +127,7 @@ export class Db {
    * returns the next cursor, "0" when the iteration is complete.
    */
   scan(cursor: string, opts: ScanOptions, nowMs: number, found: string[]): string {
-    let st = cursor === "0" ? undefined : this.cursors.get(cursor);
+    let st = cursor === "0" || cursor === "" ? undefined : this.cursors.get(cursor);
     if (st !== undefined) this.cursors.delete(cursor);
     else {
       const it = this.values.keys();

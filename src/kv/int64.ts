@@ -50,13 +50,21 @@ export function normInt(b: bigint): number | bigint {
   return b >= SAFE_MIN && b <= SAFE_MAX ? Number(b) : b;
 }
 
-/** Parses an unsigned decimal of 1..20 digits (leading zeros allowed) up to 2^64-1; null otherwise. */
-export function isUint64(s: string): boolean {
+/**
+ * True when `s` is a cursor Redis 7.0's SCAN accepts (strtoul rules without leading space):
+ * an optional sign and digits whose magnitude fits 64 bits, or the empty string (cursor 0).
+ */
+export function isScanCursor(s: string): boolean {
   const n = s.length;
-  if (n === 0 || n > 20) return false;
-  for (let i = 0; i < n; i++) {
-    const c = s.charCodeAt(i);
+  if (n === 0) return true;
+  let i = 0;
+  const c0 = s.charCodeAt(0);
+  if (c0 === 0x2b || c0 === 0x2d) i = 1;
+  if (i === n) return false;
+  for (let j = i; j < n; j++) {
+    const c = s.charCodeAt(j);
     if (c < 0x30 || c > 0x39) return false;
   }
-  return n < 20 || BigInt(s) <= 18446744073709551615n;
+  while (i < n - 1 && s.charCodeAt(i) === 0x30) i++;
+  return n - i < 20 || (n - i === 20 && BigInt(s.slice(i)) <= 18446744073709551615n);
 }
