@@ -1,0 +1,82 @@
+// `kv serve`: parse flags into a ServerConfig, start one node, handle signals.
+import { defineCommand } from "citty";
+import { mkdirSync } from "node:fs";
+import { DEFAULT_CONFIG, DEFAULT_HOST, DEFAULT_PORT, parseBytes, parseInteger, type ServerConfig } from "../config.ts";
+import { ConfigError } from "../errors.ts";
+import { log, setLogLevel, type LogLevelName } from "../log.ts";
+import { KvServer } from "../server/server.ts";
+
+const LOG_LEVELS = ["silent", "error", "warn", "info", "debug", "trace"] as const;
+
+export default defineCommand({
+  meta: { name: "serve", description: "Run one kv node (RESP on TCP)" },
+  args: {
+    id: { type: "string", description: "Node id (a positive integer)", default: "1" },
+    host: { type: "string", description: "Address to listen on", default: DEFAULT_HOST },
+    port: { type: "string", description: `TCP port for clients; 0 picks a free one (default ${DEFAULT_PORT})`, default: String(DEFAULT_PORT) },
+    "data-dir": { type: "string", description: "Directory for this node's data", default: DEFAULT_CONFIG.dataDir },
+    "log-level": { type: "enum", options: [...LOG_LEVELS], description: "Log level", default: "info" },
+    maxclients: { type: "string", description: "Most client connections at once", default: String(DEFAULT_CONFIG.maxClients) },
+    "proto-max-bulk-len": { type: "string", description: "Largest bulk string accepted (e.g. 512mb)", default: "512mb" },
+    "client-query-buffer-limit": { type: "string", description: "Most bytes buffered for one unfinished command (e.g. 1gb)", default: "1gb" },
+    "client-output-buffer-limit": { type: "string", description: "Unsent reply bytes past which a client's input is paused (e.g. 64mb)", default: "64mb" },
+    "shutdown-timeout": { type: "string", description: "Seconds to flush replies on SIGTERM/SIGINT", default: "10" },
+  },
+  async run({ args }) {
+    setLogLevel(args["log-level"] as LogLevelName);
+    let config: ServerConfig;
+    try {
+      config = {
+        ...DEFAULT_CONFIG,
+        id: parseInteger(args.id, "--id", 1, 2 ** 31 - 1),
+        host: args.host,
+        port: parseInteger(args.port, "--port", 0, 65535),
+        dataDir: args["data-dir"],
+        maxClients: parseInteger(args.maxclients, "--maxclients", 1, 1_000_000),
+        limits: {
+          ...DEFAULT_CONFIG.limits,
+          protoMaxBulkLen: parseBytes(args["proto-max-bulk-len"], "--proto-max-bulk-len"),
+          queryBufferBytesMax: parseBytes(args["client-query-buffer-limit"], "--client-query-buffer-limit"),
+        },
+        clientOutputBufferLimit: parseBytes(args["client-output-buffer-limit"], "--client-output-buffer-limit"),
+        shutdownTimeoutMs: parseInteger(args["shutdown-timeout"], "--shutdown-timeout", 0, 3600) * 1000,
+      };
+    } catch (e) {
+      if (e instanceof ConfigError) {
+        log.error(e.message);
+        process.exit(1);
+      }
+      throw e;
+    }
+    await serve(config);
+  },
+});
+
+export async function serve(config: ServerConfig): Promise<void> {
+  mkdirSync(config.dataDir, { recursive: true });
+  const server = new KvServer(config);
+  try {
+    server.start();
+  } catch (e) {
+    log.error(`cannot listen on ${config.host}:${config.port}: ${(e as Error).message}`);
+    process.exit(1);
+  }
+  log.info(`kv node ${config.id} listening on ${config.host}:${server.port} (data dir ${config.dataDir}, pid ${process.pid})`);
+
+  let signals = 0;
+  const onSignal = (sig: string) => {
+    signals++;
+    if (signals > 1) {
+      log.warn(`second ${sig}: exiting now`);
+      process.exit(1);
+    }
+    log.info(`${sig} received: closing ${server.conns.size} client(s), up to ${config.shutdownTimeoutMs} ms`);
+    const started = Date.now();
+    void server.shutdown().then((clean) => {
+      log.info(`shutdown ${clean ? "complete" : "timed out; remaining clients dropped"} in ${Date.now() - started} ms`);
+      process.exit(0);
+    });
+  };
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
+}

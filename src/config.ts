@@ -1,0 +1,64 @@
+// Server configuration: defaults, units and validation. Pure.
+import { ConfigError } from "./errors.ts";
+import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from "./resp/request-parser.ts";
+
+export const DEFAULT_PORT = 6379;
+export const DEFAULT_HOST = "127.0.0.1";
+
+export interface ServerConfig {
+  id: number;
+  host: string;
+  /** 0 picks a free port; the startup log line says which. */
+  port: number;
+  dataDir: string;
+  /** Redis: maxclients. Connections past this get `-ERR max number of clients reached`. */
+  maxClients: number;
+  limits: RequestLimits;
+  /** Unsent reply bytes past which kv stops reading a client's commands until it catches up. */
+  clientOutputBufferLimit: number;
+  /** Redis: shutdown-timeout, in ms here. Time allowed to flush replies on SIGTERM/SIGINT. */
+  shutdownTimeoutMs: number;
+  /** How often expired keys are swept, and the most keys one sweep may delete. */
+  expireSweepIntervalMs: number;
+  expireSweepKeysMax: number;
+}
+
+export const DEFAULT_CONFIG: ServerConfig = {
+  id: 1,
+  host: DEFAULT_HOST,
+  port: DEFAULT_PORT,
+  dataDir: "./data",
+  maxClients: 10_000,
+  limits: DEFAULT_REQUEST_LIMITS,
+  clientOutputBufferLimit: 64 * 1024 * 1024,
+  shutdownTimeoutMs: 10_000,
+  expireSweepIntervalMs: 100,
+  expireSweepKeysMax: 2_000,
+};
+
+const UNITS: Record<string, number> = {
+  "": 1,
+  b: 1,
+  k: 1000,
+  kb: 1024,
+  m: 1000 * 1000,
+  mb: 1024 * 1024,
+  g: 1000 * 1000 * 1000,
+  gb: 1024 * 1024 * 1024,
+};
+
+/** Parses a size as Redis's config does: `1024`, `64kb`, `512mb`, `1gb` (k/m/g are powers of 1000). */
+export function parseBytes(text: string, what: string): number {
+  const m = /^\s*(\d+)\s*([a-z]*)\s*$/i.exec(text);
+  const unit = m ? UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) throw new ConfigError(`${what}: '${text}' is not a size (examples: 1048576, 64kb, 512mb, 1gb)`);
+  return Number(m[1]) * unit;
+}
+
+/** Parses a whole number within [min, max]. */
+export function parseInteger(text: string, what: string, min: number, max: number): number {
+  if (!/^\s*-?\d+\s*$/.test(text)) throw new ConfigError(`${what}: '${text}' is not a whole number`);
+  const n = Number(text);
+  if (n < min || n > max) throw new ConfigError(`${what}: ${n} is out of range [${min}, ${max}]`);
+  return n;
+}

@@ -1,0 +1,50 @@
+// Dispatch: one command table (connection commands + the KV state machine), looked up
+// case-insensitively; arity checked and unknown commands answered here, in one place.
+import { arityOk, commandLookup, type CommandSpec } from "../kv/command.ts";
+import { KV_COMMANDS, type KvCtx } from "../kv/commands.ts";
+import type { ReplyWriter } from "../resp/encode.ts";
+import { CONN_COMMANDS } from "./conn-commands.ts";
+import type { Conn, KvServer } from "./server.ts";
+
+export interface ServerCtx extends KvCtx {
+  conn: Conn;
+  server: KvServer;
+}
+
+export const ALL_COMMANDS: readonly CommandSpec<ServerCtx>[] = [...CONN_COMMANDS, ...(KV_COMMANDS as readonly CommandSpec<ServerCtx>[])];
+const lookup = commandLookup(ALL_COMMANDS);
+
+/** Redis 7's text for an unknown command: the name and up to ~128 bytes of its arguments. */
+export function unknownCommandError(argv: readonly string[]): string {
+  let args = "";
+  for (let i = 1; i < argv.length && args.length < 128; i++) {
+    args += `'${argv[i]!.slice(0, 128 - args.length)}' `;
+  }
+  return `ERR unknown command '${argv[0]!.slice(0, 128)}', with args beginning with: ${args}`;
+}
+
+export class Dispatcher {
+  readonly commands = ALL_COMMANDS;
+  private readonly ctx: ServerCtx;
+
+  constructor(server: KvServer) {
+    this.ctx = { db: server.db, nowMs: 0, conn: undefined as unknown as Conn, server };
+  }
+
+  dispatch(conn: Conn, argv: string[], out: ReplyWriter, nowMs: number): void {
+    const spec = lookup(argv[0]!);
+    if (spec === undefined) {
+      out.error(unknownCommandError(argv));
+      return;
+    }
+    if (!arityOk(spec.arity, argv.length)) {
+      out.error(`ERR wrong number of arguments for '${spec.name}' command`);
+      return;
+    }
+    conn.lastCommand = spec.name;
+    const ctx = this.ctx;
+    ctx.conn = conn;
+    ctx.nowMs = nowMs;
+    spec.exec(ctx, argv, out);
+  }
+}

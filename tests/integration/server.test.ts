@@ -1,0 +1,258 @@
+// The compiled binary over raw sockets: inline and multibulk commands, pipelining, RESP3,
+// bad input of every kind, limits, and many concurrent clients with every reply checked.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { rawConnect, startKv, type KvProcess } from "../helpers/server.ts";
+import { encodeCommand } from "../../src/resp/request-parser.ts";
+
+let kv: KvProcess;
+
+beforeAll(async () => {
+  kv = await startKv(["--client-output-buffer-limit", "1mb"]);
+});
+
+afterAll(async () => {
+  await kv?.stop();
+});
+
+describe("as nc/telnet send it", () => {
+  test("inline SET/GET with CRLF and bare LF", async () => {
+    const c = await rawConnect(kv.port);
+    c.write("SET foo bar\r\n");
+    await c.waitFor((r) => r === "+OK\r\n");
+    c.clear();
+    c.write("GET foo\n");
+    await c.waitFor((r) => r === "$3\r\nbar\r\n");
+    c.clear();
+    c.write('SET "key with space" \'v\'\nGET "key with space"\nDEL foo "key with space"\r\nGET foo\r\n');
+    await c.waitFor((r) => r === "+OK\r\n$1\r\nv\r\n:2\r\n$-1\r\n");
+    c.close();
+  });
+
+  test("QUIT answers +OK and closes", async () => {
+    const c = await rawConnect(kv.port);
+    c.write("PING\r\nQUIT\r\nPING\r\n");
+    const got = await c.waitFor((_r, closed) => closed);
+    expect(got).toBe("+PONG\r\n+OK\r\n");
+  });
+
+  test("a pipeline in one write gets every reply, in order, in one read", async () => {
+    const c = await rawConnect(kv.port);
+    let wire = "";
+    let expected = "";
+    for (let i = 0; i < 500; i++) {
+      wire += `SET p${i} v${i}\r\nGET p${i}\r\nINCR n${i}\r\n`;
+      expected += `+OK\r\n$${`v${i}`.length}\r\nv${i}\r\n:1\r\n`;
+    }
+    c.write(wire);
+    const got = await c.waitFor((r) => r.length >= expected.length);
+    expect(got).toBe(expected);
+    c.close();
+  });
+
+  test("one byte at a time", async () => {
+    const c = await rawConnect(kv.port);
+    const wire = encodeCommand(["SET", "slow", "bytes\r\nwith\x00nul"]).toString("latin1") + "GET slow\r\n";
+    for (const ch of wire) {
+      c.write(ch);
+      await Bun.sleep(0);
+    }
+    await c.waitFor((r) => r === "+OK\r\n$15\r\nbytes\r\nwith\x00nul\r\n");
+    c.close();
+  });
+});
+
+describe("RESP3", () => {
+  test("HELLO 3 switches this connection only: maps and _ nulls", async () => {
+    const a = await rawConnect(kv.port);
+    const b = await rawConnect(kv.port);
+    a.write("HELLO 3\r\n");
+    const hello = await a.waitFor((r) => r.includes("modules"));
+    expect(hello.startsWith("%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n")).toBe(true);
+    expect(hello).toContain("$5\r\nproto\r\n:3\r\n");
+    await a.waitFor((r) => r.endsWith("$7\r\nmodules\r\n*0\r\n"));
+    a.clear();
+    a.write("GET missing-key\r\n");
+    await a.waitFor((r) => r === "_\r\n");
+    b.write("GET missing-key\r\n");
+    await b.waitFor((r) => r === "$-1\r\n");
+    a.clear();
+    a.write("HELLO 4\r\n");
+    await a.waitFor((r) => r === "-NOPROTO unsupported protocol version\r\n");
+    a.close();
+    b.close();
+  });
+});
+
+describe("bad input gets a clear error; everyone else keeps being served", () => {
+  const cases: [string, string, string][] = [
+    ["garbage multibulk", "*abc\r\n", "-ERR Protocol error: invalid multibulk length\r\n"],
+    ["missing $", "*1\r\n:12\r\n", "-ERR Protocol error: expected '$', got ':'\r\n"],
+    ["bulk length past proto-max-bulk-len", "*2\r\n$3\r\nGET\r\n$9999999999\r\n", "-ERR Protocol error: invalid bulk length\r\n"],
+    ["unbalanced quotes", 'SET "oops\r\n', "-ERR Protocol error: unbalanced quotes in request\r\n"],
+    ["too many arguments", "*99999999\r\n", "-ERR Protocol error: invalid multibulk length\r\n"],
+  ];
+  for (const [name, input, reply] of cases) {
+    test(`${name}: error, then the connection closes`, async () => {
+      const bystander = await rawConnect(kv.port);
+      const c = await rawConnect(kv.port);
+      c.write("PING\r\n" + input);
+      const got = await c.waitFor((_r, closed) => closed);
+      expect(got).toBe("+PONG\r\n" + reply);
+      bystander.write("PING\r\n");
+      await bystander.waitFor((r) => r === "+PONG\r\n");
+      bystander.close();
+    });
+  }
+
+  test("an unterminated inline line past 64 KiB", async () => {
+    const c = await rawConnect(kv.port);
+    for (let i = 0; i < 70 && !c.isClosed(); i++) {
+      c.write("x".repeat(1024));
+      await Bun.sleep(1);
+    }
+    const got = await c.waitFor((_r, closed) => closed);
+    expect(got).toBe("-ERR Protocol error: too big inline request\r\n");
+  });
+
+  test("unknown commands and wrong arity, as Redis words them", async () => {
+    const c = await rawConnect(kv.port);
+    c.write("FOO bar baz\r\nFOO\r\nGET\r\nGET a b\r\nset k\r\nPING\r\n");
+    await c.waitFor((r) => r.endsWith("+PONG\r\n"));
+    expect(c.received()).toBe(
+      "-ERR unknown command 'FOO', with args beginning with: 'bar' 'baz' \r\n" +
+        "-ERR unknown command 'FOO', with args beginning with: \r\n" +
+        "-ERR wrong number of arguments for 'get' command\r\n" +
+        "-ERR wrong number of arguments for 'get' command\r\n" +
+        "-ERR wrong number of arguments for 'set' command\r\n" +
+        "+PONG\r\n",
+    );
+    c.close();
+  });
+
+  test("a client that never reads its replies is paused; others are served; nothing is lost", async () => {
+    // Fill the store with a value whose GET replies pile up unread.
+    const setter = await rawConnect(kv.port);
+    const big = "v".repeat(64 * 1024);
+    setter.write(encodeCommand(["SET", "bigval", big]));
+    await setter.waitFor((r) => r === "+OK\r\n");
+    setter.close();
+
+    // A raw socket that stops reading: pause the test client's reads with Bun's socket.pause().
+    let receivedBytes = 0;
+    let resolveDone: () => void;
+    const done = new Promise<void>((r) => (resolveDone = r));
+    const requests = 2000; // 2000 x 64 KiB = 128 MiB of replies, far past the 1 MiB limit
+    const expectedBytes = requests * (big.length + `$${big.length}\r\n\r\n`.length);
+    const sock = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: kv.port,
+      socket: {
+        data(_s, chunk) {
+          receivedBytes += chunk.length;
+          if (receivedBytes >= expectedBytes) resolveDone();
+        },
+      },
+    });
+    sock.pause();
+    const oneGet = "GET bigval\r\n";
+    const wire = oneGet.repeat(requests);
+    let off = 0;
+    const deadline = Date.now() + 10_000;
+    while (off < wire.length && Date.now() < deadline) {
+      const n = sock.write(wire.slice(off));
+      if (n > 0) off += n;
+      else await Bun.sleep(5);
+    }
+    await Bun.sleep(200);
+
+    // The server keeps serving others meanwhile, and its memory stays bounded.
+    const other = await rawConnect(kv.port);
+    other.write("PING\r\n");
+    await other.waitFor((r) => r === "+PONG\r\n");
+    other.write("CLIENT LIST\r\n");
+    const list = await other.waitFor((r) => r.includes("cmd=client"));
+    const omems = [...list.matchAll(/omem=(\d+)/g)].map((m) => Number(m[1]));
+    expect(Math.max(...omems)).toBeLessThan(8 * 1024 * 1024);
+    other.close();
+
+    // Once the slow client reads again it receives every reply.
+    sock.resume();
+    const timeout = setTimeout(() => resolveDone(), 30_000);
+    await done;
+    clearTimeout(timeout);
+    expect(receivedBytes).toBe(expectedBytes);
+    sock.end();
+  }, 60_000);
+
+  test("more clients than --maxclients are refused with Redis's error", async () => {
+    const small = await startKv(["--maxclients", "20"]);
+    const clients = [];
+    for (let i = 0; i < 20; i++) clients.push(await rawConnect(small.port));
+    clients[19]!.write("PING\r\n");
+    await clients[19]!.waitFor((r) => r === "+PONG\r\n");
+    const extra = await rawConnect(small.port);
+    const got = await extra.waitFor((_r, closed) => closed);
+    expect(got).toBe("-ERR max number of clients reached\r\n");
+    for (const c of clients) c.close();
+    // Slots free up again.
+    const deadline = Date.now() + 5_000;
+    let ok = false;
+    while (!ok && Date.now() < deadline) {
+      const c = await rawConnect(small.port);
+      c.write("PING\r\n");
+      const r = await c.waitFor((r, closed) => r.length > 0 || closed);
+      ok = r === "+PONG\r\n";
+      c.close();
+      if (!ok) await Bun.sleep(50);
+    }
+    expect(ok).toBe(true);
+    await small.stop();
+  }, 30_000);
+});
+
+describe("concurrency", () => {
+  test("100 concurrent clients x 1,000 operations, every reply checked", async () => {
+    const clients = await Promise.all(Array.from({ length: 100 }, () => rawConnect(kv.port)));
+    clients[0]!.write("FLUSHALL\r\n");
+    await clients[0]!.waitFor((r) => r === "+OK\r\n");
+    await Promise.all(
+      clients.map(async (c, ci) => {
+        // 10 batches of 100 pipelined operations: SET, GET, INCR on keys of this client
+        // and INCR on one shared counter.
+        for (let batch = 0; batch < 10; batch++) {
+          c.clear();
+          let wire = "";
+          let expected = "";
+          for (let j = 0; j < 25; j++) {
+            const k = `c${ci}:k${batch * 25 + j}`;
+            const v = `value-${ci}-${batch}-${j}`;
+            wire += `SET ${k} ${v}\r\nGET ${k}\r\nINCR c${ci}:n\r\nINCR shared\r\n`;
+            expected += `+OK\r\n$${v.length}\r\n${v}\r\n:${batch * 25 + j + 1}\r\n`;
+            expected += "SHARED";
+          }
+          c.write(wire);
+          // Wait for all 100 replies (each GET reply has two CRLFs, the rest one).
+          const got = await c.waitFor((r) => (r.match(/\r\n/g)?.length ?? 0) >= 25 * 5, 20_000);
+          // Check each reply; the shared counter's value depends on interleaving, so check its shape.
+          const parts = expected.split("SHARED");
+          let rest = got;
+          for (const p of parts) {
+            if (p === "") continue;
+            expect(rest.startsWith(p)).toBe(true);
+            rest = rest.slice(p.length);
+            const m = /^:(\d+)\r\n/.exec(rest);
+            expect(m).not.toBeNull();
+            rest = rest.slice(m![0].length);
+          }
+          expect(rest).toBe("");
+        }
+      }),
+    );
+    const check = clients[0]!;
+    check.clear();
+    check.write("GET shared\r\nDBSIZE\r\n");
+    // 100 clients x 250 INCR shared; keys: 100 x 250 values + 100 counters + shared
+    await check.waitFor((r) => r === `$5\r\n25000\r\n:${100 * 250 + 100 + 1}\r\n`);
+    for (const c of clients) c.close();
+  }, 60_000);
+});
