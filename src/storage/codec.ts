@@ -1,0 +1,147 @@
+// WAL record framing: encode a batch into one buffer, decode one record with a precise outcome. Pure.
+//
+// Layout (little-endian), one record:
+//   [u32 bodyBytes][u32 crc32c(body)] body = [u64 index][u64 term][u8 type][u64 timestampMs][payload]
+// bodyBytes counts the body only (25 + payload length). The CRC covers the whole body, so a flipped
+// bit in index, term, type, time or payload is caught; a damaged length shows up as a CRC mismatch,
+// a bad length or an incomplete record.
+import { crc32c } from "./crc32c.ts";
+
+export const RECORD_HEADER_BYTES = 8;
+export const RECORD_FIXED_BODY_BYTES = 25;
+/** Largest payload accepted; a length field above this is treated as damage, not a huge record. */
+export const RECORD_PAYLOAD_BYTES_MAX = 512 * 1024 * 1024;
+export const RECORD_BODY_BYTES_MAX = RECORD_FIXED_BODY_BYTES + RECORD_PAYLOAD_BYTES_MAX;
+
+/** What a record means to the layers above. New types get new numbers; numbers are never reused. */
+export const RecordType = {
+  /** A client command: payload is the RESP-encoded argv. */
+  Command: 1,
+  /** Raft: the no-op a new leader appends in its term. Empty payload. */
+  NoOp: 2,
+  /** Raft: a membership change. Payload defined by raft/. */
+  Config: 3,
+} as const;
+export type RecordType = (typeof RecordType)[keyof typeof RecordType];
+const RECORD_TYPE_MAX = 3;
+
+export interface LogRecord {
+  index: number;
+  term: number;
+  type: RecordType;
+  /** Time stamped by whoever accepted the write (the leader), so replay is deterministic. */
+  timestampMs: number;
+  /** Opaque bytes. Decoded records may share memory with the buffer they came from. */
+  payload: Uint8Array;
+}
+
+export function recordBytes(r: LogRecord): number {
+  return RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES + r.payload.length;
+}
+
+const TWO_32 = 2 ** 32;
+
+function setU64(dv: DataView, off: number, n: number, what: string): void {
+  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`${what} must be a non-negative safe integer, got ${n}`);
+  dv.setUint32(off, n % TWO_32, true);
+  dv.setUint32(off + 4, Math.floor(n / TWO_32), true);
+}
+
+function getU64(dv: DataView, off: number): number {
+  return dv.getUint32(off + 4, true) * TWO_32 + dv.getUint32(off, true);
+}
+
+/** Encodes records into one contiguous buffer (written to the segment with a single write). */
+export function encodeRecords(records: readonly LogRecord[]): Uint8Array {
+  let total = 0;
+  for (const r of records) {
+    if (r.payload.length > RECORD_PAYLOAD_BYTES_MAX) throw new RangeError(`record payload ${r.payload.length} bytes exceeds ${RECORD_PAYLOAD_BYTES_MAX}`);
+    total += recordBytes(r);
+  }
+  const out = new Uint8Array(total);
+  encodeInto(records, out, 0);
+  return out;
+}
+
+/** Encodes records into `out` at `off`; returns the offset after the last record. */
+export function encodeInto(records: readonly LogRecord[], out: Uint8Array, off: number): number {
+  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  for (const r of records) {
+    if (r.type < 1 || r.type > RECORD_TYPE_MAX) throw new RangeError(`unknown record type ${r.type}`);
+    const body = RECORD_FIXED_BODY_BYTES + r.payload.length;
+    const b = off + RECORD_HEADER_BYTES;
+    dv.setUint32(off, body, true);
+    setU64(dv, b, r.index, "index");
+    setU64(dv, b + 8, r.term, "term");
+    out[b + 16] = r.type;
+    setU64(dv, b + 17, r.timestampMs, "timestampMs");
+    out.set(r.payload, b + RECORD_FIXED_BODY_BYTES);
+    dv.setUint32(off + 4, crc32c(out, b, b + body), true);
+    off = b + body;
+  }
+  return off;
+}
+
+export type DecodeResult =
+  /** A whole record with a good CRC; `next` is the offset after it. */
+  | { kind: "ok"; record: LogRecord; next: number }
+  /** Fewer bytes left than the header or the length field promises: a torn write, or a damaged length. */
+  | { kind: "incomplete"; needBytes: number; haveBytes: number }
+  /** The 8 header bytes are all zero: a zero-filled (preallocated or never written) region. */
+  | { kind: "zero" }
+  /** The length field is impossible (below the fixed body or above the maximum). */
+  | { kind: "bad-length"; bodyBytes: number }
+  /** The body does not match its checksum. */
+  | { kind: "crc-mismatch"; stored: number; computed: number; bodyBytes: number }
+  /** A good checksum but a type this version does not know (written by a newer kv?). */
+  | { kind: "bad-type"; type: number };
+
+/** Decodes the record starting at `off` in bytes[0, end). Never throws on bad input. */
+export function decodeAt(bytes: Uint8Array, off: number, end = bytes.length): DecodeResult {
+  const have = end - off;
+  if (have < RECORD_HEADER_BYTES) {
+    for (let i = off; i < end; i++) if (bytes[i] !== 0) return { kind: "incomplete", needBytes: RECORD_HEADER_BYTES, haveBytes: have };
+    return have === 0 ? { kind: "incomplete", needBytes: RECORD_HEADER_BYTES, haveBytes: 0 } : { kind: "zero" };
+  }
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const body = dv.getUint32(off, true);
+  const stored = dv.getUint32(off + 4, true);
+  if (body === 0 && stored === 0) return { kind: "zero" };
+  if (body < RECORD_FIXED_BODY_BYTES || body > RECORD_BODY_BYTES_MAX) return { kind: "bad-length", bodyBytes: body };
+  const b = off + RECORD_HEADER_BYTES;
+  if (b + body > end) return { kind: "incomplete", needBytes: RECORD_HEADER_BYTES + body, haveBytes: have };
+  const computed = crc32c(bytes, b, b + body);
+  if (computed !== stored) return { kind: "crc-mismatch", stored, computed, bodyBytes: body };
+  const type = bytes[b + 16]!;
+  if (type < 1 || type > RECORD_TYPE_MAX) return { kind: "bad-type", type };
+  return {
+    kind: "ok",
+    record: {
+      index: getU64(dv, b),
+      term: getU64(dv, b + 8),
+      type: type as RecordType,
+      timestampMs: getU64(dv, b + 17),
+      payload: bytes.subarray(b + RECORD_FIXED_BODY_BYTES, b + body),
+    },
+    next: b + body,
+  };
+}
+
+/** Decodes a buffer that must hold whole, valid records only (e.g. what encodeRecords produced). */
+export function decodeAll(bytes: Uint8Array): LogRecord[] {
+  const out: LogRecord[] = [];
+  let off = 0;
+  while (off < bytes.length) {
+    const r = decodeAt(bytes, off);
+    if (r.kind !== "ok") throw new Error(`decodeAll: ${r.kind} at offset ${off}`);
+    out.push(r.record);
+    off = r.next;
+  }
+  return out;
+}
+
+/** Reads the index field of a record header at `off` without checking anything (for resync prefilters). */
+export function peekIndex(bytes: Uint8Array, off: number): number {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return getU64(dv, off + RECORD_HEADER_BYTES);
+}

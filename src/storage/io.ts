@@ -1,0 +1,103 @@
+// The file-system calls storage makes, behind a small interface so tests can record their order
+// and inject failures (ENOSPC, EIO). nodeIo is the real thing: node:fs maps 1:1 onto syscalls.
+import * as fs from "node:fs";
+
+export interface StorageIo {
+  mkdirp(dir: string): void;
+  /** Names (not paths) in dir. */
+  readdir(dir: string): string[];
+  /** O_RDWR|O_CREAT|O_APPEND: every write goes to the end, positional reads work. */
+  openAppend(path: string): number;
+  openRead(path: string): number;
+  /** O_WRONLY|O_CREAT|O_TRUNC, for temp files written front to back. */
+  openWrite(path: string): number;
+  fileSize(fd: number): number;
+  /** Positional read; returns bytes read (short only at end of file). */
+  read(fd: number, buf: Uint8Array, off: number, len: number, pos: number): number;
+  /** Writes all of buf (loops over short writes). At `pos` if given, else at the fd's offset. */
+  write(fd: number, buf: Uint8Array, pos?: number): void;
+  /** fdatasync on the threadpool: the event loop keeps running while the disk works. */
+  datasync(fd: number): Promise<void>;
+  datasyncSync(fd: number): void;
+  /** fsync (data and metadata), blocking. */
+  fsyncSync(fd: number): void;
+  truncate(fd: number, len: number): void;
+  close(fd: number): void;
+  unlink(path: string): void;
+  rename(from: string, to: string): void;
+  /** fsync a directory so a create, rename or delete in it survives a crash. */
+  fsyncDir(dir: string): void;
+}
+
+export const nodeIo: StorageIo = {
+  mkdirp(dir) {
+    fs.mkdirSync(dir, { recursive: true });
+  },
+  readdir(dir) {
+    return fs.readdirSync(dir);
+  },
+  openAppend(path) {
+    return fs.openSync(path, "a+");
+  },
+  openRead(path) {
+    return fs.openSync(path, "r");
+  },
+  openWrite(path) {
+    return fs.openSync(path, "w");
+  },
+  fileSize(fd) {
+    return fs.fstatSync(fd).size;
+  },
+  read(fd, buf, off, len, pos) {
+    let done = 0;
+    while (done < len) {
+      const n = fs.readSync(fd, buf, off + done, len - done, pos + done);
+      if (n === 0) break;
+      done += n;
+    }
+    return done;
+  },
+  write(fd, buf, pos) {
+    let done = 0;
+    while (done < buf.length) {
+      const n = fs.writeSync(fd, buf, done, buf.length - done, pos === undefined ? null : pos + done);
+      done += n;
+    }
+  },
+  datasync(fd) {
+    return new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+  },
+  datasyncSync(fd) {
+    fs.fdatasyncSync(fd);
+  },
+  fsyncSync(fd) {
+    fs.fsyncSync(fd);
+  },
+  truncate(fd, len) {
+    fs.ftruncateSync(fd, len);
+  },
+  close(fd) {
+    fs.closeSync(fd);
+  },
+  unlink(path) {
+    fs.unlinkSync(path);
+  },
+  rename(from, to) {
+    fs.renameSync(from, to);
+  },
+  fsyncDir(dir) {
+    const fd = fs.openSync(dir, "r");
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  },
+};
+
+/** An Error with a Node-style errno code, as fs throws. */
+export function ioError(code: string, message = code): NodeJS.ErrnoException {
+  const e = new Error(`${code}: ${message}`) as NodeJS.ErrnoException;
+  e.code = code;
+  return e;
+}

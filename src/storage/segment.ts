@@ -1,0 +1,161 @@
+// Segment files: naming, and scanning one segment's bytes into an index with a precise verdict
+// on the first bad spot (torn tail vs corruption). Pure apart from the types it shares with wal.ts.
+import {
+  decodeAt,
+  peekIndex,
+  RECORD_BODY_BYTES_MAX,
+  RECORD_FIXED_BODY_BYTES,
+  RECORD_HEADER_BYTES,
+  type DecodeResult,
+} from "./codec.ts";
+
+export const WAL_DIR = "wal";
+const SEGMENT_RE = /^(\d{20})\.seg$/;
+
+/** `00000000000000000001.seg`: 20 digits (u64 fits) so names sort like indexes. */
+export function segmentName(firstIndex: number): string {
+  return `${String(firstIndex).padStart(20, "0")}.seg`;
+}
+
+export function parseSegmentName(name: string): number | undefined {
+  const m = SEGMENT_RE.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
+export type ProblemKind = Exclude<DecodeResult["kind"], "ok"> | "index" | "term";
+
+export interface SegmentProblem {
+  /** Byte offset of the first bad record in the segment. */
+  offset: number;
+  kind: ProblemKind;
+  detail: string;
+  /** The index the bad record should have had. */
+  expectedIndex: number;
+  /** The first record with a good checksum after the bad spot, if any: proof this is not a torn write. */
+  validAfter: { offset: number; index: number } | undefined;
+}
+
+export interface SegmentScan {
+  name: string;
+  /** From the file name; the first record must carry it. */
+  firstIndex: number;
+  /** Byte offset of each valid record; record i has index firstIndex + i. */
+  offsets: number[];
+  terms: number[];
+  /** End of the last valid record. */
+  validBytes: number;
+  fileBytes: number;
+  problem: SegmentProblem | undefined;
+}
+
+/** Walks a segment's bytes, stopping at the first record that is not valid and in sequence. */
+export function scanSegment(bytes: Uint8Array, name: string, firstIndex: number, prevTerm: number): SegmentScan {
+  const offsets: number[] = [];
+  const terms: number[] = [];
+  let off = 0;
+  let expected = firstIndex;
+  let term = prevTerm;
+  let problem: SegmentProblem | undefined;
+  while (off < bytes.length) {
+    const r = decodeAt(bytes, off);
+    if (r.kind === "ok") {
+      const idx = r.record.index;
+      if (idx !== expected) {
+        problem = mkProblem(off, "index", `record index ${idx} where ${expected} was expected`, expected);
+        break;
+      }
+      if (r.record.term < term) {
+        problem = mkProblem(off, "term", `term ${r.record.term} at index ${idx} is below the previous term ${term}`, expected);
+        break;
+      }
+      offsets.push(off);
+      terms.push(r.record.term);
+      term = r.record.term;
+      expected++;
+      off = r.next;
+      continue;
+    }
+    problem = mkProblem(off, r.kind, describe(r), expected);
+    break;
+  }
+  if (problem) problem.validAfter = findValidAfter(bytes, problem.offset + 1, expected);
+  return { name, firstIndex, offsets, terms, validBytes: off, fileBytes: bytes.length, problem };
+}
+
+function mkProblem(offset: number, kind: ProblemKind, detail: string, expectedIndex: number): SegmentProblem {
+  return { offset, kind, detail, expectedIndex, validAfter: undefined };
+}
+
+function describe(r: Exclude<DecodeResult, { kind: "ok" }>): string {
+  switch (r.kind) {
+    case "incomplete":
+      return `incomplete record: ${r.needBytes} bytes expected, ${r.haveBytes} left in the file`;
+    case "zero":
+      return "zero-filled bytes where a record header should be";
+    case "bad-length":
+      return `impossible record length ${r.bodyBytes}`;
+    case "crc-mismatch":
+      return `checksum mismatch (stored 0x${r.stored.toString(16)}, computed 0x${r.computed.toString(16)})`;
+    case "bad-type":
+      return `unknown record type ${r.type} (written by a newer kv?)`;
+  }
+}
+
+/**
+ * Looks for any record with a good checksum starting after `from` whose index could follow the
+ * damage (>= expectedIndex). Cheap prefilter on the length and index fields before the CRC.
+ */
+export function findValidAfter(bytes: Uint8Array, from: number, expectedIndex: number): { offset: number; index: number } | undefined {
+  const minRecord = RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES;
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let p = from; p + minRecord <= bytes.length; p++) {
+    const body = dv.getUint32(p, true);
+    if (body < RECORD_FIXED_BODY_BYTES || body > RECORD_BODY_BYTES_MAX || p + RECORD_HEADER_BYTES + body > bytes.length) continue;
+    const idx = peekIndex(bytes, p);
+    if (idx < expectedIndex || idx > expectedIndex + Math.ceil((bytes.length - from) / minRecord) + 1) continue;
+    const r = decodeAt(bytes, p);
+    if (r.kind === "ok") return { offset: p, index: r.record.index };
+  }
+  return undefined;
+}
+
+/** Is this problem a torn write (forgivable at the end of the last segment)? */
+export function isTornTail(p: SegmentProblem): boolean {
+  if (p.validAfter) return false;
+  return p.kind === "incomplete" || p.kind === "zero" || p.kind === "crc-mismatch" || p.kind === "bad-length";
+}
+
+/** How many record-shaped pieces a dropped tail holds (0 for zeros or garbage shorter than a header). */
+export function countTailRecords(bytes: Uint8Array, from: number): number {
+  let n = 0;
+  let off = from;
+  while (off < bytes.length) {
+    const r = decodeAt(bytes, off);
+    if (r.kind === "zero") break;
+    n++;
+    if (r.kind === "ok") off = r.next;
+    else if (r.kind === "crc-mismatch") off += RECORD_HEADER_BYTES + r.bodyBytes;
+    else break;
+  }
+  return n;
+}
+
+/** Valid (checksum-good) records from `from` on, skipping damage: what a repair would throw away. */
+export function countValidFrom(bytes: Uint8Array, from: number, expectedIndex: number): number {
+  let n = 0;
+  let off = from;
+  let expected = expectedIndex;
+  while (off < bytes.length) {
+    const r = decodeAt(bytes, off);
+    if (r.kind === "ok") {
+      n++;
+      expected = r.record.index + 1;
+      off = r.next;
+      continue;
+    }
+    const next = findValidAfter(bytes, off + 1, expected);
+    if (!next) break;
+    off = next.offset;
+  }
+  return n;
+}

@@ -1,0 +1,409 @@
+// Snapshot files: streamed, checksummed, atomically renamed; load the newest valid one, else the previous.
+//
+// <dataDir>/snap/<last included index, 20 digits>.snap. Layout (little-endian):
+//   header: magic "KVSNAP\0\0" | u32 version | u32 headerBytes | u64 lastIndex | u64 lastTerm
+//           | u64 entries | u64 bodyBytes | u32 bodyCrc32c | u32 metaBytes | meta | u32 headerCrc32c
+//   body:   entries, each [u8 flags][u32 keyBytes][u32 valueBytes][u64 expireAtMs if flags&1][key][value]
+// Keys and values are byte strings (latin1: one char per byte).
+import { join } from "node:path";
+import { CorruptLogError } from "../errors.ts";
+import { logger } from "../log.ts";
+import { crc32c } from "./crc32c.ts";
+import { StorageIoError } from "./errors.ts";
+import { nodeIo, type StorageIo } from "./io.ts";
+import { dataDirError, openDataDir } from "./wal.ts";
+
+const log = logger("storage");
+
+export const SNAP_DIR = "snap";
+export const SNAPSHOT_VERSION = 1;
+const MAGIC = [0x4b, 0x56, 0x53, 0x4e, 0x41, 0x50, 0, 0]; // "KVSNAP\0\0"
+const HEADER_FIXED_BYTES = 60; // up to and including metaBytes, plus the trailing header CRC
+const SNAP_RE = /^(\d{20})\.snap$/;
+const CHUNK_BYTES = 1024 * 1024;
+const FLAG_EXPIRE = 1;
+const TWO_32 = 2 ** 32;
+
+/** [key, value, expireAtMs]: key and value are byte strings (latin1), expiry absolute ms or undefined. */
+export type SnapshotEntry = [key: string, value: string, expireAtMs: number | undefined];
+
+export interface SnapshotInfo {
+  file: string;
+  lastIndex: number;
+  lastTerm: number;
+  entryCount: number;
+  bodyBytes: number;
+  /** Opaque bytes stored with the snapshot (Raft membership later). */
+  meta: Uint8Array;
+}
+
+export interface LoadedSnapshot extends SnapshotInfo {
+  /** Streams the entries (the checksum was verified before this was returned). */
+  entries(): Iterable<SnapshotEntry>;
+}
+
+export interface SnapshotWriteOptions {
+  lastIndex: number;
+  lastTerm: number;
+  meta?: Uint8Array;
+  /** Yield to the event loop when this much time passed since the last yield. */
+  yieldEveryMs?: number;
+}
+
+export interface SnapshotWriteResult extends SnapshotInfo {
+  /** Longest run of body encoding without yielding to the event loop. */
+  longestSliceMs: number;
+  durationMs: number;
+}
+
+export function snapshotName(lastIndex: number): string {
+  return `${String(lastIndex).padStart(20, "0")}.snap`;
+}
+
+export class SnapshotStore {
+  readonly dir: string;
+  private constructor(
+    dataDir: string,
+    private readonly io: StorageIo,
+  ) {
+    this.dir = join(dataDir, SNAP_DIR);
+  }
+
+  /** Creates dataDir/snap if needed and removes temp files left by a crash during a write. */
+  static open(dataDir: string, io: StorageIo = nodeIo): SnapshotStore {
+    const s = new SnapshotStore(dataDir, io);
+    openDataDir(io, s.dir);
+    let removed = false;
+    for (const name of io.readdir(s.dir)) {
+      if (name.endsWith(".tmp")) {
+        try {
+          io.unlink(join(s.dir, name));
+          removed = true;
+        } catch (e) {
+          throw dataDirError(e, join(s.dir, name), "delete");
+        }
+      }
+    }
+    if (removed) io.fsyncDir(s.dir);
+    return s;
+  }
+
+  /** Snapshot files, newest first, by the index in their names (not validated). */
+  list(): { name: string; lastIndex: number }[] {
+    return this.io
+      .readdir(this.dir)
+      .map((name) => ({ name, m: SNAP_RE.exec(name) }))
+      .filter((x) => x.m)
+      .map((x) => ({ name: x.name, lastIndex: Number(x.m![1]) }))
+      .sort((a, b) => b.lastIndex - a.lastIndex);
+  }
+
+  /**
+   * The WAL may be deleted through this index and a corrupt newest snapshot still be survivable:
+   * the previous snapshot's index (0 when there is only one, so the whole log is kept).
+   */
+  compactableThrough(): number {
+    return this.list()[1]?.lastIndex ?? 0;
+  }
+
+  /**
+   * Writes a snapshot from `entries` without holding the keyspace in one buffer: 1 MiB chunks,
+   * yielding to the event loop every `yieldEveryMs`. The entries must be a consistent view as of
+   * lastIndex (the caller's job). temp file -> fdatasync -> rename -> fsync dir; then older
+   * snapshots except the previous one are deleted.
+   */
+  async write(opts: SnapshotWriteOptions, entries: Iterable<SnapshotEntry> | AsyncIterable<SnapshotEntry>): Promise<SnapshotWriteResult> {
+    const t0 = performance.now();
+    const io = this.io;
+    const name = snapshotName(opts.lastIndex);
+    const path = join(this.dir, name);
+    const tmp = `${path}.tmp`;
+    const meta = opts.meta ?? new Uint8Array(0);
+    const yieldEveryMs = opts.yieldEveryMs ?? 2;
+    let fd: number;
+    try {
+      fd = io.openWrite(tmp);
+    } catch (e) {
+      throw new StorageIoError("create", tmp, e);
+    }
+    let ok = false;
+    let longestSliceMs = 0;
+    try {
+      const headerBytes = HEADER_FIXED_BYTES + meta.length;
+      let pos = headerBytes;
+      let crc = 0;
+      let count = 0;
+      let chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+      let used = 0;
+      const flush = () => {
+        if (used === 0) return;
+        crc = crc32c(chunk, 0, used, crc);
+        writeAt(io, fd, chunk.subarray(0, used), pos, tmp);
+        pos += used;
+        used = 0;
+      };
+      let sliceStart = performance.now();
+      const maybeYield = async () => {
+        const now = performance.now();
+        if (now - sliceStart < yieldEveryMs) return;
+        longestSliceMs = Math.max(longestSliceMs, now - sliceStart);
+        await new Promise<void>((r) => setImmediate(r));
+        sliceStart = performance.now();
+      };
+      const put = (key: string, value: string, expireAtMs: number | undefined): void => {
+        const need = 9 + (expireAtMs === undefined ? 0 : 8) + key.length + value.length;
+        if (used + need > chunk.length) {
+          flush();
+          if (need > chunk.length) chunk = Buffer.allocUnsafe(need);
+        }
+        let o = used;
+        chunk[o] = expireAtMs === undefined ? 0 : FLAG_EXPIRE;
+        chunk.writeUInt32LE(key.length, o + 1);
+        chunk.writeUInt32LE(value.length, o + 5);
+        o += 9;
+        if (expireAtMs !== undefined) {
+          chunk.writeUInt32LE(expireAtMs % TWO_32, o);
+          chunk.writeUInt32LE(Math.floor(expireAtMs / TWO_32), o + 4);
+          o += 8;
+        }
+        o += chunk.latin1Write(key, o, key.length);
+        o += chunk.latin1Write(value, o, value.length);
+        used = o;
+        count++;
+      };
+      if (Symbol.iterator in entries) {
+        // Sync iterator: a plain loop (no promise per entry), awaiting only to yield.
+        for (const [key, value, expireAtMs] of entries) {
+          put(key, value, expireAtMs);
+          if ((count & 1023) === 0) await maybeYield();
+        }
+      } else {
+        for await (const [key, value, expireAtMs] of entries) {
+          put(key, value, expireAtMs);
+          if ((count & 1023) === 0) await maybeYield();
+        }
+      }
+      flush();
+      longestSliceMs = Math.max(longestSliceMs, performance.now() - sliceStart);
+      const bodyBytes = pos - headerBytes;
+      const header = encodeHeader({ lastIndex: opts.lastIndex, lastTerm: opts.lastTerm, entryCount: count, bodyBytes, bodyCrc: crc, meta });
+      writeAt(io, fd, header, 0, tmp);
+      try {
+        await io.datasync(fd);
+      } catch (e) {
+        throw new StorageIoError("fsync", tmp, e);
+      }
+      io.close(fd);
+      fd = -1;
+      try {
+        io.rename(tmp, path);
+        io.fsyncDir(this.dir);
+      } catch (e) {
+        throw new StorageIoError("rename", path, e);
+      }
+      ok = true;
+      this.prune();
+      const durationMs = performance.now() - t0;
+      log.info(`snapshot ${SNAP_DIR}/${name}: ${count} keys, ${bodyBytes} bytes in ${durationMs.toFixed(0)} ms (longest slice ${longestSliceMs.toFixed(1)} ms)`);
+      return { file: path, lastIndex: opts.lastIndex, lastTerm: opts.lastTerm, entryCount: count, bodyBytes, meta, longestSliceMs, durationMs };
+    } finally {
+      if (fd >= 0) {
+        try {
+          io.close(fd);
+        } catch {}
+      }
+      if (!ok) {
+        try {
+          io.unlink(tmp);
+        } catch {}
+      }
+    }
+  }
+
+  /** Keeps the newest two snapshots (the new one and the fallback). */
+  private prune(): void {
+    const all = this.list();
+    let deleted = false;
+    for (const s of all.slice(2)) {
+      try {
+        this.io.unlink(join(this.dir, s.name));
+        deleted = true;
+      } catch (e) {
+        log.warn(`could not delete old snapshot ${s.name}: ${(e as Error).message}`);
+      }
+    }
+    if (deleted) this.io.fsyncDir(this.dir);
+  }
+
+  /**
+   * The newest snapshot whose header and body checksums are good. A corrupt newer one is skipped
+   * with a warning (the caller then replays the log from the older one's index, which compaction
+   * keeps: see compactableThrough). Undefined when there is no valid snapshot.
+   */
+  loadNewest(): LoadedSnapshot | undefined {
+    for (const { name } of this.list()) {
+      const path = join(this.dir, name);
+      try {
+        return this.load(path);
+      } catch (e) {
+        if (!(e instanceof CorruptLogError)) throw e;
+        log.warn(`${SNAP_DIR}/${name} is unusable (${e.message}); falling back to an older snapshot`);
+      }
+    }
+    return undefined;
+  }
+
+  /** Validates one snapshot file (header, size, body checksum); throws CorruptLogError if bad. */
+  load(path: string): LoadedSnapshot {
+    const io = this.io;
+    let fd: number;
+    try {
+      fd = io.openRead(path);
+    } catch (e) {
+      throw dataDirError(e, path, "open");
+    }
+    let info: SnapshotInfo & { headerBytes: number; bodyCrc: number };
+    try {
+      const size = io.fileSize(fd);
+      const head = new Uint8Array(Math.min(size, 64 * 1024));
+      io.read(fd, head, 0, head.length, 0);
+      info = { file: path, ...decodeHeader(head, path) };
+      if (size !== info.headerBytes + info.bodyBytes) {
+        throw new CorruptLogError(`${path}: file is ${size} bytes, header says ${info.headerBytes + info.bodyBytes}`, path, size);
+      }
+      let crc = 0;
+      const buf = new Uint8Array(4 * CHUNK_BYTES);
+      for (let pos = info.headerBytes; pos < size; ) {
+        const n = io.read(fd, buf, 0, Math.min(buf.length, size - pos), pos);
+        if (n === 0) throw new CorruptLogError(`${path}: short read at ${pos}`, path, pos);
+        crc = crc32c(buf, 0, n, crc);
+        pos += n;
+      }
+      if (crc !== info.bodyCrc) {
+        throw new CorruptLogError(`${path}: body checksum mismatch (stored 0x${info.bodyCrc.toString(16)}, computed 0x${crc.toString(16)})`, path, info.headerBytes);
+      }
+    } finally {
+      io.close(fd);
+    }
+    const { headerBytes, bodyCrc: _, ...pub } = info;
+    return { ...pub, entries: () => readEntries(io, path, headerBytes, info.bodyBytes, info.entryCount) };
+  }
+}
+
+function writeAt(io: StorageIo, fd: number, buf: Uint8Array, pos: number, path: string): void {
+  try {
+    io.write(fd, buf, pos);
+  } catch (e) {
+    throw new StorageIoError("write", path, e);
+  }
+}
+
+interface HeaderFields {
+  lastIndex: number;
+  lastTerm: number;
+  entryCount: number;
+  bodyBytes: number;
+  bodyCrc: number;
+  meta: Uint8Array;
+}
+
+function setU64(dv: DataView, off: number, n: number): void {
+  dv.setUint32(off, n % TWO_32, true);
+  dv.setUint32(off + 4, Math.floor(n / TWO_32), true);
+}
+function getU64(dv: DataView, off: number): number {
+  return dv.getUint32(off + 4, true) * TWO_32 + dv.getUint32(off, true);
+}
+
+export function encodeHeader(h: HeaderFields): Uint8Array {
+  const headerBytes = HEADER_FIXED_BYTES + h.meta.length;
+  const out = new Uint8Array(headerBytes);
+  const dv = new DataView(out.buffer);
+  out.set(MAGIC, 0);
+  dv.setUint32(8, SNAPSHOT_VERSION, true);
+  dv.setUint32(12, headerBytes, true);
+  setU64(dv, 16, h.lastIndex);
+  setU64(dv, 24, h.lastTerm);
+  setU64(dv, 32, h.entryCount);
+  setU64(dv, 40, h.bodyBytes);
+  dv.setUint32(48, h.bodyCrc, true);
+  dv.setUint32(52, h.meta.length, true);
+  out.set(h.meta, 56);
+  dv.setUint32(headerBytes - 4, crc32c(out, 0, headerBytes - 4), true);
+  return out;
+}
+
+function decodeHeader(b: Uint8Array, path: string): HeaderFields & { headerBytes: number } {
+  const bad = (why: string, off: number) => new CorruptLogError(`${path}: ${why}`, path, off);
+  if (b.length < HEADER_FIXED_BYTES) throw bad(`too short for a snapshot header (${b.length} bytes)`, 0);
+  for (let i = 0; i < MAGIC.length; i++) if (b[i] !== MAGIC[i]) throw bad("not a kv snapshot (bad magic)", 0);
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const version = dv.getUint32(8, true);
+  if (version !== SNAPSHOT_VERSION) throw bad(`snapshot format version ${version}, this kv reads ${SNAPSHOT_VERSION}`, 8);
+  const headerBytes = dv.getUint32(12, true);
+  const metaBytes = dv.getUint32(52, true);
+  if (headerBytes !== HEADER_FIXED_BYTES + metaBytes || headerBytes > b.length) throw bad(`bad header length ${headerBytes}`, 12);
+  const stored = dv.getUint32(headerBytes - 4, true);
+  const computed = crc32c(b, 0, headerBytes - 4);
+  if (stored !== computed) throw bad(`header checksum mismatch (stored 0x${stored.toString(16)}, computed 0x${computed.toString(16)})`, headerBytes - 4);
+  return {
+    headerBytes,
+    lastIndex: getU64(dv, 16),
+    lastTerm: getU64(dv, 24),
+    entryCount: getU64(dv, 32),
+    bodyBytes: getU64(dv, 40),
+    bodyCrc: dv.getUint32(48, true),
+    meta: b.slice(56, 56 + metaBytes),
+  };
+}
+
+function* readEntries(io: StorageIo, path: string, start: number, bodyBytes: number, count: number): Generator<SnapshotEntry> {
+  const fd = io.openRead(path);
+  try {
+    const end = start + bodyBytes;
+    let buf = Buffer.allocUnsafe(4 * CHUNK_BYTES);
+    let have = 0; // valid bytes in buf
+    let p = 0; // parse position in buf
+    let filePos = start;
+    const fill = (need: number): void => {
+      if (have - p >= need) return;
+      const rest = have - p;
+      if (need > buf.length) {
+        const bigger = Buffer.allocUnsafe(need);
+        buf.copy(bigger, 0, p, have);
+        buf = bigger;
+      } else buf.copy(buf, 0, p, have);
+      have = rest;
+      p = 0;
+      while (have < need && filePos < end) {
+        const n = io.read(fd, buf, have, Math.min(buf.length - have, end - filePos), filePos);
+        if (n === 0) break;
+        have += n;
+        filePos += n;
+      }
+      if (have < need) throw new CorruptLogError(`${path}: body ends inside an entry`, path, filePos);
+    };
+    for (let i = 0; i < count; i++) {
+      fill(9);
+      const flags = buf[p]!;
+      const kLen = buf.readUInt32LE(p + 1);
+      const vLen = buf.readUInt32LE(p + 5);
+      const expBytes = flags & FLAG_EXPIRE ? 8 : 0;
+      fill(9 + expBytes + kLen + vLen);
+      let o = p + 9;
+      let exp: number | undefined;
+      if (expBytes) {
+        exp = buf.readUInt32LE(o + 4) * TWO_32 + buf.readUInt32LE(o);
+        o += 8;
+      }
+      const key = buf.latin1Slice(o, o + kLen);
+      o += kLen;
+      const value = buf.latin1Slice(o, o + vLen);
+      p = o + vLen;
+      yield [key, value, exp];
+    }
+    if (p !== have || filePos !== end) throw new CorruptLogError(`${path}: ${end - filePos + have - p} bytes after the last entry`, path, filePos);
+  } finally {
+    io.close(fd);
+  }
+}

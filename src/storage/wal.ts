@@ -1,0 +1,769 @@
+// The segmented write-ahead log on disk: group-committed appends, recovery, truncation, compaction.
+//
+// Files: <dataDir>/wal/<first index, 20 digits>.seg, each a run of records framed by codec.ts.
+// One writer loop owns the files: appends queue up, the loop writes everything queued as one buffer
+// and fdatasyncs it (on the threadpool, so the event loop keeps serving), then resolves the appends.
+// Appends that arrive during the fsync form the next batch (group commit).
+import { join } from "node:path";
+import { assert, CorruptLogError } from "../errors.ts";
+import { logger } from "../log.ts";
+import { decodeAt, encodeRecords, recordBytes, type LogRecord } from "./codec.ts";
+import { DataDirError, StorageIoError, WalFailedError } from "./errors.ts";
+import { nodeIo, type StorageIo } from "./io.ts";
+import { checkContiguous, type LogStore } from "./log-store.ts";
+import { countTailRecords, isTornTail, parseSegmentName, scanSegment, segmentName, WAL_DIR } from "./segment.ts";
+
+const log = logger("storage");
+
+/**
+ * When an append resolves (as Redis's appendfsync):
+ * - "always": after an fdatasync covering it. Loses nothing acknowledged, even on power loss.
+ * - "everysec": after write(2); a background fdatasync runs every second. A process crash loses
+ *   nothing acknowledged (the page cache survives); power loss or a kernel crash can lose about the
+ *   last 1-2 s of acknowledged writes.
+ * - "no": after write(2); the kernel writes back when it likes (Linux: typically within ~30 s).
+ *   A process crash loses nothing acknowledged; power loss can lose everything since the kernel's
+ *   last writeback.
+ */
+export type FsyncMode = "always" | "everysec" | "no";
+export const FSYNC_MODES: readonly FsyncMode[] = ["always", "everysec", "no"];
+
+export const SEGMENT_BYTES_MAX_DEFAULT = 64 * 1024 * 1024;
+/** Reads (entries/replay) fetch at most this much per read(2). */
+const READ_CHUNK_BYTES = 4 * 1024 * 1024;
+
+export interface WalOptions {
+  dataDir: string;
+  fsync?: FsyncMode;
+  /** A segment is closed and a new one started once it would grow past this. */
+  segmentBytesMax?: number;
+  /** "everysec" background fsync period. */
+  everysecIntervalMs?: number;
+  /** "threadpool" (default): fdatasync off the event loop. "inline": fdatasyncSync, blocks the loop. */
+  syncMethod?: "threadpool" | "inline";
+  io?: StorageIo;
+}
+
+export interface TornTailReport {
+  file: string;
+  offset: number;
+  bytesDropped: number;
+  recordsDropped: number;
+  reason: string;
+}
+
+export interface RecoveryReport {
+  segments: number;
+  records: number;
+  bytes: number;
+  firstIndex: number;
+  lastIndex: number;
+  truncated: TornTailReport | undefined;
+}
+
+interface Segment {
+  name: string;
+  path: string;
+  firstIndex: number;
+  offsets: number[];
+  terms: number[];
+  bytes: number;
+  syncedBytes: number;
+  fd: number | undefined;
+  /** fd was opened O_APPEND (the active segment). */
+  writable: boolean;
+  /** fsyncs in flight on fd: the segment may not be closed or deleted meanwhile. */
+  syncing: number;
+}
+
+interface PendingAppend {
+  records: readonly LogRecord[];
+  bytes: Uint8Array;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+export class Wal implements LogStore {
+  readonly dir: string;
+  readonly mode: FsyncMode;
+  readonly segmentBytesMax: number;
+  recovery!: RecoveryReport;
+  failure: StorageIoError | undefined;
+  /** Counters for tests and INFO: batches written, fdatasyncs issued, records appended. */
+  readonly stats = { batches: 0, fsyncs: 0, records: 0, bytes: 0 };
+
+  private readonly io: StorageIo;
+  private readonly syncInline: boolean;
+  private segments: Segment[] = [];
+  private last = 0; // last appended index (queued or written)
+  private lastTermValue = 0;
+  private written = 0; // last index written to a segment
+  private acked = 0; // last index whose append resolved
+  private baseTerm: number | undefined = 0; // term of firstIndex()-1 when known
+  private queue: PendingAppend[] = [];
+  private loopRunning = false;
+  private kickScheduled = false;
+  private tail: Promise<void> = Promise.resolve();
+  private exclusive = false;
+  private closed = false;
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private bgSyncing = false;
+
+  private constructor(opts: WalOptions) {
+    this.dir = join(opts.dataDir, WAL_DIR);
+    this.mode = opts.fsync ?? "always";
+    assert(FSYNC_MODES.includes(this.mode), `unknown fsync mode ${this.mode}`);
+    this.segmentBytesMax = opts.segmentBytesMax ?? SEGMENT_BYTES_MAX_DEFAULT;
+    assert(this.segmentBytesMax >= 64, "segmentBytesMax too small");
+    this.io = opts.io ?? nodeIo;
+    this.syncInline = opts.syncMethod === "inline";
+  }
+
+  /**
+   * Opens (creating if needed) the WAL in dataDir/wal, validating every record. A torn tail in the last
+   * segment is truncated with a warning (see `recovery.truncated`); anything else that fails its checks
+   * throws CorruptLogError naming the file and offset. Unwritable dirs throw DataDirError.
+   */
+  static async open(opts: WalOptions): Promise<Wal> {
+    const wal = new Wal(opts);
+    wal.recover();
+    if (wal.mode === "everysec") {
+      wal.timer = setInterval(() => void wal.backgroundSync(), opts.everysecIntervalMs ?? 1000);
+      (wal.timer as { unref?: () => void }).unref?.();
+    }
+    return wal;
+  }
+
+  // ---------------------------------------------------------------- recovery
+
+  private recover(): void {
+    const io = this.io;
+    openDataDir(io, this.dir);
+    const names = io
+      .readdir(this.dir)
+      .map((name) => ({ name, first: parseSegmentName(name) }))
+      .filter((s): s is { name: string; first: number } => s.first !== undefined)
+      .sort((a, b) => a.first - b.first);
+    let truncated: TornTailReport | undefined;
+    let prevLast: number | undefined;
+    let prevTerm = 0;
+    let bytesTotal = 0;
+    for (let i = 0; i < names.length; i++) {
+      const { name, first } = names[i]!;
+      const path = join(this.dir, name);
+      const rel = `${WAL_DIR}/${name}`;
+      const isLast = i === names.length - 1;
+      if (prevLast !== undefined && first !== prevLast + 1) {
+        throw new CorruptLogError(
+          `${rel}: starts at index ${first} but the previous segment ends at ${prevLast}: a segment is missing or damaged. ` +
+            `Restore the data dir from a replica or backup, or run \`kv repair --data-dir <dir>\` to cut the log at index ${prevLast} (drops every later segment).`,
+          path,
+          0,
+        );
+      }
+      const bytes = readWhole(io, path);
+      const scan = scanSegment(bytes, name, first, prevTerm);
+      if (scan.problem) {
+        const p = scan.problem;
+        if (!isLast || !isTornTail(p)) {
+          const after = p.validAfter ? `; a valid record (index ${p.validAfter.index}) follows at offset ${p.validAfter.offset}` : "";
+          const where = isLast ? "" : " in a segment that is not the last one";
+          throw new CorruptLogError(
+            `${rel}: ${p.detail} at offset ${p.offset} (record index ${p.expectedIndex})${where}${after}. ` +
+              `This is damage, not a torn write, so kv will not start. Restore this node's data dir from a replica or backup, ` +
+              `or run \`kv repair --data-dir <dir>\` to truncate the log at this offset (it reports every record it drops).`,
+            path,
+            p.offset,
+          );
+        }
+        const dropped = bytes.length - p.offset;
+        const records = countTailRecords(bytes, p.offset);
+        truncated = { file: rel, offset: p.offset, bytesDropped: dropped, recordsDropped: records, reason: p.detail };
+        const fd = this.openOrThrow("truncate", path, () => io.openAppend(path));
+        try {
+          io.truncate(fd, p.offset);
+          io.datasyncSync(fd);
+        } catch (e) {
+          throw new StorageIoError("truncate", path, e);
+        } finally {
+          io.close(fd);
+        }
+        log.warn(
+          `${rel}: truncated a torn tail at offset ${p.offset}: dropped ${dropped} bytes (${records} incomplete record${records === 1 ? "" : "s"}, from index ${p.expectedIndex}): ${p.detail}`,
+        );
+      }
+      const seg: Segment = {
+        name,
+        path,
+        firstIndex: first,
+        offsets: scan.offsets,
+        terms: scan.terms,
+        bytes: scan.validBytes,
+        syncedBytes: scan.validBytes,
+        fd: undefined,
+        writable: false,
+        syncing: 0,
+      };
+      if (seg.offsets.length === 0 && !isLast) {
+        throw new CorruptLogError(`${rel}: empty segment in the middle of the log. Run \`kv repair --data-dir <dir>\`.`, path, 0);
+      }
+      this.segments.push(seg);
+      prevLast = first + scan.offsets.length - 1;
+      if (scan.terms.length > 0) prevTerm = scan.terms[scan.terms.length - 1]!;
+      bytesTotal += scan.validBytes;
+    }
+    const firstSeg = this.segments[0];
+    if (firstSeg) {
+      this.baseTerm = firstSeg.firstIndex === 1 ? 0 : undefined;
+      this.last = prevLast!;
+      this.lastTermValue = this.termOf(this.last) ?? 0;
+      // The last segment becomes the active one: open it for append now, so a read-only dir fails at startup.
+      this.activate(this.segments[this.segments.length - 1]!);
+    } else {
+      probeWritable(io, this.dir);
+    }
+    this.written = this.acked = this.last;
+    let records = 0;
+    for (const s of this.segments) records += s.offsets.length;
+    this.recovery = { segments: this.segments.length, records, bytes: bytesTotal, firstIndex: this.firstIndex(), lastIndex: this.last, truncated };
+  }
+
+  private openOrThrow(op: "open" | "create" | "truncate", path: string, f: () => number): number {
+    try {
+      return f();
+    } catch (e) {
+      throw dataDirError(e, path, op);
+    }
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  firstIndex(): number {
+    return this.segments[0]?.firstIndex ?? this.last + 1;
+  }
+
+  lastIndex(): number {
+    return this.last;
+  }
+
+  term(index: number): number | undefined {
+    if (index === this.last) return this.lastTermValue;
+    if (index === this.firstIndex() - 1) return this.baseTerm;
+    return this.termOf(index);
+  }
+
+  private termOf(index: number): number | undefined {
+    if (index > this.written) {
+      for (const a of this.queue) for (const r of a.records) if (r.index === index) return r.term;
+      return undefined;
+    }
+    const seg = this.segmentFor(index);
+    return seg?.terms[index - seg.firstIndex];
+  }
+
+  private segmentFor(index: number): Segment | undefined {
+    const segs = this.segments;
+    let lo = 0;
+    let hi = segs.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const s = segs[mid]!;
+      if (index < s.firstIndex) hi = mid - 1;
+      else if (index >= s.firstIndex + s.offsets.length) lo = mid + 1;
+      else return s;
+    }
+    return undefined;
+  }
+
+  entries(lo: number, hi: number, maxBytes = Infinity): LogRecord[] {
+    assert(lo >= this.firstIndex() && hi <= this.last + 1 && lo <= hi, `entries(${lo}, ${hi}) outside [${this.firstIndex()}, ${this.last + 1})`);
+    const out: LogRecord[] = [];
+    let payloadBytes = 0;
+    let i = lo;
+    while (i < hi && i <= this.written) {
+      const seg = this.segmentFor(i)!;
+      const k0 = i - seg.firstIndex;
+      let k1 = Math.min(hi, seg.firstIndex + seg.offsets.length) - seg.firstIndex; // exclusive
+      const start = seg.offsets[k0]!;
+      // Limit one read to READ_CHUNK_BYTES (and maxBytes), but always at least one record.
+      const endOf = (k: number) => (k < seg.offsets.length ? seg.offsets[k]! : seg.bytes);
+      const budget = Math.min(READ_CHUNK_BYTES, maxBytes === Infinity ? Infinity : maxBytes - payloadBytes + 64);
+      if (endOf(k1) - start > budget) {
+        let k = k0 + 1;
+        while (k < k1 && endOf(k + 1) - start <= budget) k++;
+        k1 = k;
+      }
+      const end = endOf(k1);
+      const buf = new Uint8Array(end - start);
+      const fd = this.readFd(seg);
+      const n = this.io.read(fd, buf, 0, buf.length, start);
+      let off = 0;
+      for (let k = k0; k < k1; k++) {
+        const r = n === buf.length ? decodeAt(buf, off) : undefined;
+        if (!r || r.kind !== "ok" || r.record.index !== seg.firstIndex + k) {
+          throw new CorruptLogError(
+            `${WAL_DIR}/${seg.name}: record index ${seg.firstIndex + k} at offset ${start + off} no longer reads back intact (${r ? r.kind : "short read"}); the file changed after it was validated. Restart kv to re-validate the log.`,
+            seg.path,
+            start + off,
+          );
+        }
+        if (out.length > 0 && payloadBytes + r.record.payload.length > maxBytes) return out;
+        payloadBytes += r.record.payload.length;
+        out.push(r.record);
+        off = r.next;
+      }
+      i = seg.firstIndex + k1;
+      if (k1 < Math.min(hi, seg.firstIndex + seg.offsets.length) - seg.firstIndex) return out; // budget hit
+    }
+    // Records still queued for the writer (appended, not yet written).
+    if (i < hi) {
+      for (const a of this.queue) {
+        for (const r of a.records) {
+          if (r.index < i || r.index >= hi) continue;
+          if (out.length > 0 && payloadBytes + r.payload.length > maxBytes) return out;
+          payloadBytes += r.payload.length;
+          out.push(r);
+        }
+      }
+    }
+    return out;
+  }
+
+  *replay(from: number): Iterable<LogRecord> {
+    let i = Math.max(from, this.firstIndex());
+    while (i <= this.last) {
+      const chunk = this.entries(i, this.last + 1, READ_CHUNK_BYTES);
+      yield* chunk;
+      i += chunk.length;
+    }
+  }
+
+  private readFd(seg: Segment): number {
+    if (seg.fd === undefined) seg.fd = this.openOrThrow("open", seg.path, () => this.io.openRead(seg.path));
+    return seg.fd;
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  append(records: readonly LogRecord[]): Promise<void> {
+    if (this.failure) return Promise.reject(new WalFailedError(this.failure));
+    assert(!this.closed, "append after close");
+    assert(!this.exclusive, "append while truncateAfter/reset/close is running");
+    if (records.length === 0) return Promise.resolve();
+    checkContiguous(records, this.last, this.lastTermValue);
+    const bytes = encodeRecords(records);
+    const lastRec = records[records.length - 1]!;
+    this.last = lastRec.index;
+    this.lastTermValue = lastRec.term;
+    const p = new Promise<void>((resolve, reject) => {
+      this.queue.push({ records, bytes, resolve, reject });
+    });
+    this.tail = p.catch(() => {});
+    this.kick();
+    return p;
+  }
+
+  /** Starts the writer at the end of this event-loop turn, so appends from the same turn share a batch. */
+  private kick(): void {
+    if (this.loopRunning || this.kickScheduled) return;
+    this.kickScheduled = true;
+    setImmediate(() => {
+      this.kickScheduled = false;
+      void this.writerLoop();
+    });
+  }
+
+  private async writerLoop(): Promise<void> {
+    if (this.loopRunning) return;
+    this.loopRunning = true;
+    try {
+      while (this.queue.length > 0 && !this.failure) {
+        const batch = this.queue;
+        this.queue = [];
+        let toSync: Segment[];
+        try {
+          toSync = this.writeBatch(batch);
+        } catch (e) {
+          this.fail(asIoError(e, "write", this.dir), batch);
+          return;
+        }
+        if (this.mode === "always") {
+          try {
+            for (const seg of toSync) await this.syncSegment(seg);
+          } catch (e) {
+            this.fail(asIoError(e, "fsync", this.dir), batch);
+            return;
+          }
+        }
+        const lastRec = batch[batch.length - 1]!.records;
+        this.acked = lastRec[lastRec.length - 1]!.index;
+        for (const a of batch) a.resolve();
+      }
+    } finally {
+      this.loopRunning = false;
+    }
+  }
+
+  /** Writes a batch (one write(2) per segment touched), rolling segments; returns segments to fsync. */
+  private writeBatch(batch: PendingAppend[]): Segment[] {
+    const touched: Segment[] = [];
+    let seg = this.activeSegment(batch[0]!.records[0]!.index);
+    let group: PendingAppend[] = [];
+    let groupBytes = 0;
+    for (const a of batch) {
+      if (seg.bytes + groupBytes > 0 && seg.bytes + groupBytes + a.bytes.length > this.segmentBytesMax) {
+        if (group.length > 0) this.writeGroup(seg, group, groupBytes);
+        if (!touched.includes(seg)) touched.push(seg);
+        seg = this.roll(a.records[0]!.index);
+        group = [];
+        groupBytes = 0;
+      }
+      group.push(a);
+      groupBytes += a.bytes.length;
+    }
+    this.writeGroup(seg, group, groupBytes);
+    if (!touched.includes(seg)) touched.push(seg);
+    this.stats.batches++;
+    return touched;
+  }
+
+  private writeGroup(seg: Segment, group: PendingAppend[], groupBytes: number): void {
+    let buf: Uint8Array;
+    if (group.length === 1) buf = group[0]!.bytes;
+    else {
+      buf = new Uint8Array(groupBytes);
+      let off = 0;
+      for (const a of group) {
+        buf.set(a.bytes, off);
+        off += a.bytes.length;
+      }
+    }
+    try {
+      this.io.write(seg.fd!, buf);
+    } catch (e) {
+      // Cut back a partial write so the file ends at a record boundary (best effort; recovery would too).
+      try {
+        this.io.truncate(seg.fd!, seg.bytes);
+      } catch {}
+      throw new StorageIoError("write", seg.path, e);
+    }
+    let off = seg.bytes;
+    for (const a of group) {
+      for (const r of a.records) {
+        seg.offsets.push(off);
+        seg.terms.push(r.term);
+        off += recordBytes(r);
+        this.stats.records++;
+      }
+    }
+    seg.bytes = off;
+    this.stats.bytes += groupBytes;
+    this.written = seg.firstIndex + seg.offsets.length - 1;
+  }
+
+  /** The segment appends go to, created (named by `nextIndex`) if there is none. */
+  private activeSegment(nextIndex: number): Segment {
+    const seg = this.segments[this.segments.length - 1];
+    if (seg) return seg;
+    return this.createSegment(nextIndex);
+  }
+
+  private roll(nextIndex: number): Segment {
+    const old = this.segments[this.segments.length - 1]!;
+    old.writable = false; // fd stays open for reads and the pending fsync
+    return this.createSegment(nextIndex);
+  }
+
+  private createSegment(firstIndex: number): Segment {
+    const name = segmentName(firstIndex);
+    const path = join(this.dir, name);
+    let fd: number;
+    try {
+      fd = this.io.openAppend(path);
+      this.io.fsyncDir(this.dir);
+    } catch (e) {
+      throw new StorageIoError("create", path, e);
+    }
+    const seg: Segment = { name, path, firstIndex, offsets: [], terms: [], bytes: 0, syncedBytes: 0, fd, writable: true, syncing: 0 };
+    this.segments.push(seg);
+    return seg;
+  }
+
+  private activate(seg: Segment): void {
+    if (seg.writable) return;
+    if (seg.fd !== undefined) this.io.close(seg.fd);
+    seg.fd = this.openOrThrow("open", seg.path, () => this.io.openAppend(seg.path));
+    seg.writable = true;
+  }
+
+  private async syncSegment(seg: Segment): Promise<void> {
+    if (seg.syncedBytes === seg.bytes) return;
+    const target = seg.bytes;
+    seg.syncing++;
+    try {
+      if (this.syncInline) this.io.datasyncSync(seg.fd!);
+      else await this.io.datasync(seg.fd!);
+      this.stats.fsyncs++;
+    } catch (e) {
+      throw new StorageIoError("fsync", seg.path, e);
+    } finally {
+      seg.syncing--;
+    }
+    seg.syncedBytes = Math.max(seg.syncedBytes, target);
+  }
+
+  private async backgroundSync(): Promise<void> {
+    if (this.bgSyncing || this.failure || this.closed) return;
+    this.bgSyncing = true;
+    try {
+      for (const seg of [...this.segments]) await this.syncSegment(seg);
+    } catch (e) {
+      this.fail(asIoError(e, "fsync", this.dir), []);
+    } finally {
+      this.bgSyncing = false;
+    }
+  }
+
+  /**
+   * A write or fsync failed: reject the batch and everything queued, forget what was not
+   * acknowledged, and refuse writes from now on (see WalFailedError for why there is no retry).
+   */
+  private fail(err: StorageIoError, batch: PendingAppend[]): void {
+    if (!this.failure) {
+      this.failure = err;
+      log.error(`write-ahead log failed: ${err.message}; refusing writes until restart`);
+    }
+    for (const a of batch) a.reject(err);
+    for (const a of this.queue) a.reject(new WalFailedError(err));
+    this.queue = [];
+    // Best effort: cut the files back to what was acknowledged so the next start sees a clean end
+    // (recovery would treat the rest as a torn tail anyway). Segments created by the failed batch go.
+    this.forgetAfter(this.acked);
+    while (this.segments.length > 1 && this.segments[this.segments.length - 1]!.firstIndex > this.acked + 1) {
+      const seg = this.segments.pop()!;
+      if (seg.syncing > 0) continue;
+      try {
+        this.deleteSegment(seg);
+      } catch {}
+    }
+    for (const seg of this.segments) {
+      if (seg.fd === undefined || seg.syncing > 0) continue;
+      if (seg.firstIndex + seg.offsets.length - 1 < this.acked) continue;
+      try {
+        if (this.io.fileSize(seg.fd) > seg.bytes) this.io.truncate(seg.fd, seg.bytes);
+      } catch {}
+    }
+    this.last = this.written = this.acked;
+    this.lastTermValue = this.termOf(this.last) ?? this.baseTerm ?? 0;
+  }
+
+  /** Drops in-memory index entries after `index` (files are handled by the caller). */
+  private forgetAfter(index: number): void {
+    for (const seg of this.segments) {
+      const keep = Math.max(0, index - seg.firstIndex + 1);
+      if (keep < seg.offsets.length) {
+        seg.bytes = seg.offsets[keep]!;
+        seg.syncedBytes = Math.min(seg.syncedBytes, seg.bytes);
+        seg.offsets.length = keep;
+        seg.terms.length = keep;
+      }
+    }
+  }
+
+  /** Resolves when every append made so far has been written (and, in "always", synced) or rejected. */
+  private async drained(): Promise<void> {
+    let t: Promise<void>;
+    do {
+      t = this.tail;
+      await t;
+    } while (t !== this.tail);
+  }
+
+  async truncateAfter(index: number): Promise<void> {
+    assert(index >= this.firstIndex() - 1, `truncateAfter(${index}) below the first index ${this.firstIndex()}`);
+    if (index >= this.last) return;
+    assert(!this.exclusive, "truncateAfter during another exclusive operation");
+    this.exclusive = true;
+    try {
+      await this.drained();
+      if (this.failure) throw new WalFailedError(this.failure);
+      // Newest segments first, so a crash part-way leaves a prefix of the log, never a gap.
+      let deleted = false;
+      while (this.segments.length > 0 && this.segments[this.segments.length - 1]!.firstIndex > index) {
+        this.deleteSegment(this.segments.pop()!);
+        deleted = true;
+      }
+      if (deleted) this.fsyncDirOrThrow();
+      const seg = this.segments[this.segments.length - 1];
+      if (seg) {
+        const keep = index - seg.firstIndex + 1;
+        this.activate(seg);
+        if (keep < seg.offsets.length) {
+          const newBytes = seg.offsets[keep]!;
+          try {
+            this.io.truncate(seg.fd!, newBytes);
+            this.io.datasyncSync(seg.fd!);
+          } catch (e) {
+            throw new StorageIoError("truncate", seg.path, e);
+          }
+          seg.offsets.length = keep;
+          seg.terms.length = keep;
+          seg.bytes = seg.syncedBytes = newBytes;
+        }
+      }
+      this.last = this.written = this.acked = index;
+      this.lastTermValue = this.termOf(index) ?? this.baseTerm ?? 0;
+    } finally {
+      this.exclusive = false;
+    }
+  }
+
+  async deleteThrough(index: number): Promise<void> {
+    let deleted = 0;
+    // Oldest first, so a crash part-way leaves a suffix; the last segment always stays (it holds lastIndex).
+    while (this.segments.length > 1) {
+      const seg = this.segments[0]!;
+      const segLast = seg.firstIndex + seg.offsets.length - 1;
+      if (segLast > index || seg.syncing > 0 || seg.writable) break;
+      this.baseTerm = seg.terms[seg.terms.length - 1];
+      this.deleteSegment(seg);
+      this.segments.shift();
+      deleted++;
+    }
+    if (deleted > 0) {
+      this.fsyncDirOrThrow();
+      log.debug(`deleted ${deleted} segment(s) through index ${index}; log starts at ${this.firstIndex()}`);
+    }
+  }
+
+  async reset(index: number, term: number): Promise<void> {
+    assert(!this.exclusive, "reset during another exclusive operation");
+    this.exclusive = true;
+    try {
+      await this.drained();
+      if (this.failure) throw new WalFailedError(this.failure);
+      while (this.segments.length > 0) this.deleteSegment(this.segments.pop()!);
+      this.fsyncDirOrThrow();
+      this.last = this.written = this.acked = index;
+      this.lastTermValue = term;
+      this.baseTerm = term;
+    } finally {
+      this.exclusive = false;
+    }
+  }
+
+  private deleteSegment(seg: Segment): void {
+    assert(seg.syncing === 0, "deleting a segment with an fsync in flight");
+    if (seg.fd !== undefined) this.io.close(seg.fd);
+    seg.fd = undefined;
+    try {
+      this.io.unlink(seg.path);
+    } catch (e) {
+      throw new StorageIoError("delete", seg.path, e);
+    }
+  }
+
+  private fsyncDirOrThrow(): void {
+    try {
+      this.io.fsyncDir(this.dir);
+    } catch (e) {
+      throw new StorageIoError("fsync", this.dir, e);
+    }
+  }
+
+  async sync(): Promise<void> {
+    await this.drained();
+    if (this.failure) throw new WalFailedError(this.failure);
+    try {
+      for (const seg of [...this.segments]) await this.syncSegment(seg);
+    } catch (e) {
+      const err = asIoError(e, "fsync", this.dir);
+      this.fail(err, []);
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.exclusive = true;
+    await this.drained();
+    if (this.timer) clearInterval(this.timer);
+    while (this.bgSyncing) await new Promise((r) => setTimeout(r, 1));
+    try {
+      if (!this.failure) for (const seg of this.segments) await this.syncSegment(seg);
+    } finally {
+      for (const seg of this.segments) {
+        if (seg.fd !== undefined) this.io.close(seg.fd);
+        seg.fd = undefined;
+      }
+      this.closed = true;
+    }
+  }
+
+  /** Total bytes in all segments (for "snapshot when the log passes N bytes"). */
+  bytes(): number {
+    let n = 0;
+    for (const s of this.segments) n += s.bytes;
+    return n;
+  }
+
+  /** Segment file names, oldest first (tests, INFO). */
+  segmentNames(): string[] {
+    return this.segments.map((s) => s.name);
+  }
+}
+
+export function asIoError(e: unknown, op: "write" | "fsync", path: string): StorageIoError {
+  return e instanceof StorageIoError ? e : new StorageIoError(op, path, e);
+}
+
+function readWhole(io: StorageIo, path: string): Uint8Array {
+  let fd: number;
+  try {
+    fd = io.openRead(path);
+  } catch (e) {
+    throw dataDirError(e, path, "open");
+  }
+  try {
+    const size = io.fileSize(fd);
+    const buf = new Uint8Array(size);
+    const n = io.read(fd, buf, 0, size, 0);
+    return n === size ? buf : buf.subarray(0, n);
+  } finally {
+    io.close(fd);
+  }
+}
+
+/** Creates the dir, turning the usual failures into messages that say what to fix. */
+export function openDataDir(io: StorageIo, dir: string): void {
+  try {
+    io.mkdirp(dir);
+  } catch (e) {
+    throw dataDirError(e, dir, "create");
+  }
+}
+
+function probeWritable(io: StorageIo, dir: string): void {
+  const probe = join(dir, ".write-probe");
+  try {
+    const fd = io.openAppend(probe);
+    io.close(fd);
+    io.unlink(probe);
+  } catch (e) {
+    throw dataDirError(e, dir, "create");
+  }
+}
+
+export function dataDirError(e: unknown, path: string, op: string): Error {
+  const code = (e as { code?: string })?.code;
+  const hint: Record<string, string> = {
+    EACCES: "permission denied: run kv as a user that can write there, or choose another --data-dir",
+    EPERM: "operation not permitted: check the permissions and attributes of the data dir",
+    EROFS: "the file system is read-only: remount it read-write or choose another --data-dir",
+    ENOTDIR: "a path component is a file, not a directory: choose another --data-dir",
+    EEXIST: "a file exists where a directory is needed: choose another --data-dir",
+    ENOSPC: "the disk is full: free space or choose another --data-dir",
+  };
+  const why = (code && hint[code]) ?? (e as Error)?.message ?? String(e);
+  return new DataDirError(`cannot ${op} ${path}: ${code ?? "error"}: ${why}`, path, e);
+}
