@@ -44,8 +44,22 @@ export interface ScanOptions {
 
 interface ScanState {
   readonly it: Iterator<string, undefined>;
+  /**
+   * Entries still to take: the key count when the scan started. Keys added later come after
+   * every older entry in a Map's order, so stopping here still returns every key present
+   * throughout, and a scan ends even while writers keep adding keys faster than it reads.
+   */
+  remaining: number;
   /** The key read ahead to know whether the iteration is over; re-checked before use. */
   ahead: IteratorResult<string, undefined>;
+}
+
+const SCAN_DONE: IteratorResult<string, undefined> = { done: true, value: undefined };
+
+function scanAdvance(st: ScanState): IteratorResult<string, undefined> {
+  if (st.remaining <= 0) return SCAN_DONE;
+  st.remaining--;
+  return st.it.next();
 }
 
 /** The type name TYPE reports for a value. */
@@ -59,8 +73,9 @@ export class Db {
 
   // SCAN: a live Map iterator per open cursor. Map iterators visit every entry present from
   // start to end exactly once, whatever is inserted or deleted meanwhile, so SCAN's guarantee
-  // (every key present for the whole iteration is returned) holds. Ids are single use: each
-  // call consumes its cursor and returns a new one, so a retried call cannot skip keys.
+  // (every key present for the whole iteration is returned) holds; a budget of the starting
+  // key count makes every scan end. Ids are single use: each call consumes its cursor and
+  // returns a new one, so a retried call restarts instead of skipping keys.
   private readonly cursors = new Map<string, ScanState>();
   private nextCursorId: number;
   private readonly scanCursorsMax: number;
@@ -130,13 +145,13 @@ export class Db {
     let st = cursor === "0" || cursor === "" ? undefined : this.cursors.get(cursor);
     if (st !== undefined) this.cursors.delete(cursor);
     else {
-      const it = this.values.keys();
-      st = { it, ahead: it.next() };
+      st = { it: this.values.keys(), remaining: this.values.size, ahead: SCAN_DONE };
+      st.ahead = scanAdvance(st);
     }
     const all = opts.match === null || globMatchesAll(opts.match);
     for (let n = 0; n < opts.count && !st.ahead.done; n++) {
       const k = st.ahead.value;
-      st.ahead = st.it.next();
+      st.ahead = scanAdvance(st);
       const v = this.get(k, nowMs);
       if (v === undefined) continue;
       if (!all && !globMatch(opts.match!, k)) continue;
