@@ -255,6 +255,9 @@ export class KvServer {
     this.shuttingDown = true;
     this.listener?.stop(false);
     if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
+    // Let reads the kernel already holds reach us (the signal may be handled before them):
+    // commands a client sent before the signal are answered.
+    for (let i = 0; i < 3; i++) await Bun.sleep(1);
     for (const conn of this.conns.values()) {
       if (!conn.closing) {
         if (conn.pausedForOutput) conn.socket.resume();

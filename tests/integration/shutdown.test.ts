@@ -1,0 +1,78 @@
+// Graceful shutdown on SIGTERM/SIGINT: stop accepting, answer what was received, exit 0 with a
+// log line; a second signal exits at once.
+import { describe, expect, test } from "bun:test";
+import { rawConnect, startKv } from "../helpers/server.ts";
+
+describe("shutdown", () => {
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    test(`${signal}: replies to commands already received are sent, then exit 0`, async () => {
+      const kv = await startKv();
+      const c = await rawConnect(kv.port);
+      // Make sure the server has accepted this connection (not just the kernel's backlog).
+      c.write("PING\r\n");
+      await c.waitFor((r) => r === "+PONG\r\n");
+      c.clear();
+      let wire = "";
+      let expected = "";
+      for (let i = 0; i < 2000; i++) {
+        wire += `SET k${i} ${i}\r\n`;
+        expected += "+OK\r\n";
+      }
+      c.write(wire + "PING\r\n");
+      kv.proc.kill(signal);
+      const got = await c.waitFor((_r, closed) => closed, 10_000);
+      expect(got).toBe(expected + "+PONG\r\n");
+      expect(await kv.stop()).toBe(0);
+      expect(kv.output()).toContain(`${signal} received`);
+      expect(kv.output()).toMatch(/shutdown complete in \d+ ms/);
+    });
+  }
+
+  test("after the signal, new connections are refused", async () => {
+    const kv = await startKv(["--shutdown-timeout", "5"]);
+    // Hold shutdown open with a client that does not read a large reply.
+    const slow = await Bun.connect({ hostname: "127.0.0.1", port: kv.port, socket: { data() {} } });
+    slow.pause();
+    const setter = await rawConnect(kv.port);
+    setter.write(`SET big ${"x".repeat(60_000)}\r\n`);
+    await setter.waitFor((r) => r === "+OK\r\n");
+    slow.write("GET big\r\n".repeat(2000));
+    await Bun.sleep(100);
+    kv.proc.kill("SIGTERM");
+    await Bun.sleep(200);
+    let refused = false;
+    try {
+      const c = await rawConnect(kv.port);
+      const r = await c.waitFor((_r, closed) => closed, 3_000);
+      refused = r === "" || r.startsWith("-ERR");
+    } catch {
+      refused = true;
+    }
+    expect(refused).toBe(true);
+    slow.end(); // the last client leaves: shutdown completes
+    expect(await kv.proc.exited).toBe(0);
+    await kv.stop();
+  });
+
+  test("a second signal exits at once", async () => {
+    const kv = await startKv(["--shutdown-timeout", "60"]);
+    const slow = await Bun.connect({ hostname: "127.0.0.1", port: kv.port, socket: { data() {} } });
+    slow.pause();
+    const setter = await rawConnect(kv.port);
+    setter.write(`SET big ${"x".repeat(60_000)}\r\n`);
+    await setter.waitFor((r) => r === "+OK\r\n");
+    slow.write("GET big\r\n".repeat(2000));
+    await Bun.sleep(100);
+    kv.proc.kill("SIGTERM");
+    await Bun.sleep(200);
+    expect(kv.proc.exitCode).toBeNull(); // still flushing to the slow client
+    const t0 = Date.now();
+    kv.proc.kill("SIGTERM");
+    const code = await kv.proc.exited;
+    expect(Date.now() - t0).toBeLessThan(2_000);
+    expect(code).toBe(1);
+    expect(kv.output()).toContain("second SIGTERM");
+    slow.end();
+    await kv.stop();
+  });
+});
