@@ -95,6 +95,7 @@ export class Wal implements LogStore {
   private readonly io: StorageIo;
   private readonly syncInline: boolean;
   private segments: Segment[] = [];
+  private base = 0; // index just before the first record, while there are no segments
   private last = 0; // last appended index (queued or written)
   private lastTermValue = 0;
   private written = 0; // last index written to a segment
@@ -215,6 +216,7 @@ export class Wal implements LogStore {
     const firstSeg = this.segments[0];
     if (firstSeg) {
       this.baseTerm = firstSeg.firstIndex === 1 ? 0 : undefined;
+      this.base = firstSeg.firstIndex - 1;
       this.last = prevLast!;
       this.lastTermValue = this.termOf(this.last) ?? 0;
       // The last segment becomes the active one: open it for append now, so a read-only dir fails at startup.
@@ -239,7 +241,7 @@ export class Wal implements LogStore {
   // ---------------------------------------------------------------- reads
 
   firstIndex(): number {
-    return this.segments[0]?.firstIndex ?? this.last + 1;
+    return this.segments[0]?.firstIndex ?? this.base + 1;
   }
 
   lastIndex(): number {
@@ -611,6 +613,7 @@ export class Wal implements LogStore {
           seg.bytes = seg.syncedBytes = newBytes;
         }
       }
+      if (this.segments.length === 0) this.base = index;
       this.last = this.written = this.acked = index;
       this.lastTermValue = this.termOf(index) ?? this.baseTerm ?? 0;
     } finally {
@@ -644,7 +647,7 @@ export class Wal implements LogStore {
       if (this.failure) throw new WalFailedError(this.failure);
       while (this.segments.length > 0) this.deleteSegment(this.segments.pop()!);
       this.fsyncDirOrThrow();
-      this.last = this.written = this.acked = index;
+      this.base = this.last = this.written = this.acked = index;
       this.lastTermValue = term;
       this.baseTerm = term;
     } finally {

@@ -1,0 +1,235 @@
+import { afterEach, expect, test } from "bun:test";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { AssertionError } from "../../src/errors.ts";
+import { StorageIoError, WalFailedError } from "../../src/storage/errors.ts";
+import { RecordingIo } from "../../src/storage/testing.ts";
+import { Wal } from "../../src/storage/wal.ts";
+import { cleanupTempDirs, rec, recs, tempDir, text, walFiles } from "./helpers.ts";
+
+afterEach(cleanupTempDirs);
+
+test("append, read back, reopen: same records", async () => {
+  const dir = tempDir();
+  const wal = await Wal.open({ dataDir: dir });
+  expect([wal.firstIndex(), wal.lastIndex()]).toEqual([1, 0]);
+  await wal.append(recs(1, 3));
+  await wal.append([rec(4, 2, "four")]);
+  expect(wal.lastIndex()).toBe(4);
+  expect(wal.term(4)).toBe(2);
+  expect(wal.term(0)).toBe(0);
+  expect(wal.entries(2, 5).map(text)).toEqual([...recs(2, 3).map(text), "four"]);
+  await wal.close();
+
+  const again = await Wal.open({ dataDir: dir });
+  expect(again.recovery).toMatchObject({ segments: 1, records: 4, firstIndex: 1, lastIndex: 4, truncated: undefined });
+  const all = [...again.replay(1)];
+  expect(all.map((r) => r.index)).toEqual([1, 2, 3, 4]);
+  expect(all[3]).toMatchObject({ index: 4, term: 2, timestampMs: 1_700_000_000_004 });
+  await again.append([rec(5, 2)]);
+  expect(again.entries(5, 6).map(text)).toEqual(["cmd-5"]);
+  await again.close();
+});
+
+test("appends must continue the log: wrong index or a lower term is a caller bug", async () => {
+  const wal = await Wal.open({ dataDir: tempDir() });
+  await wal.append([rec(1, 2)]);
+  expect(() => wal.append([rec(3, 2)])).toThrow(AssertionError);
+  expect(() => wal.append([rec(2, 1)])).toThrow(AssertionError);
+  await wal.close();
+});
+
+test("segments roll at segmentBytesMax, are named by first index, and reads span them", async () => {
+  const dir = tempDir();
+  const wal = await Wal.open({ dataDir: dir, segmentBytesMax: 500 });
+  for (let i = 1; i <= 40; i++) await wal.append([rec(i, 1, "v".repeat(50))]);
+  const files = walFiles(dir);
+  expect(files.length).toBeGreaterThan(4);
+  expect(files[0]).toBe("00000000000000000001.seg");
+  for (const f of files) expect(Bun.file(join(dir, "wal", f)).size).toBeLessThanOrEqual(500);
+  expect(wal.entries(1, 41).map((r) => r.index)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+  expect(wal.entries(1, 41, 120).length).toBe(2); // maxBytes of payload (at least one record)
+  await wal.close();
+  const again = await Wal.open({ dataDir: dir, segmentBytesMax: 500 });
+  expect(again.recovery.segments).toBe(files.length);
+  expect([...again.replay(17)].map((r) => r.index)).toEqual(Array.from({ length: 24 }, (_, i) => i + 17));
+  await again.close();
+});
+
+test("deleteThrough removes whole segments only, keeps the last, and survives reopen", async () => {
+  const dir = tempDir();
+  const wal = await Wal.open({ dataDir: dir, segmentBytesMax: 300 });
+  for (let i = 1; i <= 30; i++) await wal.append([rec(i, 1, "v".repeat(40))]);
+  const before = walFiles(dir);
+  await wal.deleteThrough(10);
+  const first = wal.firstIndex();
+  expect(first).toBeGreaterThan(1);
+  expect(first).toBeLessThanOrEqual(11); // records <= 10 may remain in a partly covered segment
+  expect(walFiles(dir).length).toBeLessThan(before.length);
+  expect(wal.entries(first, 31).length).toBe(31 - first);
+  await wal.deleteThrough(1000); // never the last segment
+  expect(walFiles(dir).length).toBe(1);
+  expect(wal.lastIndex()).toBe(30);
+  await wal.close();
+  const again = await Wal.open({ dataDir: dir, segmentBytesMax: 300 });
+  expect(again.lastIndex()).toBe(30);
+  expect(again.firstIndex()).toBe(wal.firstIndex());
+  await again.close();
+});
+
+test("truncateAfter drops a suffix across segments; new appends continue from there", async () => {
+  const dir = tempDir();
+  const wal = await Wal.open({ dataDir: dir, segmentBytesMax: 300 });
+  for (let i = 1; i <= 30; i++) await wal.append([rec(i, 1, "v".repeat(40))]);
+  await wal.truncateAfter(12);
+  expect(wal.lastIndex()).toBe(12);
+  await wal.append([rec(13, 2, "new-13"), rec(14, 2, "new-14")]);
+  await wal.close();
+  const again = await Wal.open({ dataDir: dir, segmentBytesMax: 300 });
+  expect(again.lastIndex()).toBe(14);
+  expect(again.entries(12, 15).map((r) => [r.index, r.term])).toEqual([[12, 1], [13, 2], [14, 2]]);
+  expect(text(again.entries(13, 14)[0]!)).toBe("new-13");
+  await again.truncateAfter(0);
+  expect([again.firstIndex(), again.lastIndex()]).toEqual([1, 0]);
+  await again.close();
+});
+
+test("reset restarts the log after a snapshot point", async () => {
+  const dir = tempDir();
+  const wal = await Wal.open({ dataDir: dir });
+  await wal.append(recs(1, 5));
+  await wal.reset(100, 7);
+  expect([wal.firstIndex(), wal.lastIndex(), wal.term(100)]).toEqual([101, 100, 7]);
+  expect(walFiles(dir)).toEqual([]);
+  await wal.append([rec(101, 7)]);
+  expect(walFiles(dir)).toEqual(["00000000000000000101.seg"]);
+  await wal.close();
+  const again = await Wal.open({ dataDir: dir });
+  expect([again.firstIndex(), again.lastIndex()]).toEqual([101, 101]);
+  await again.close();
+});
+
+test("ack only after the fsync that covers the record (recorded order of write, datasync, ack)", async () => {
+  const io = new RecordingIo();
+  const wal = await Wal.open({ dataDir: tempDir(), io });
+  io.events.length = 0;
+  const acks = [1, 2, 3].map((i) => wal.append([rec(i)]).then(() => io.note("ack", `r${i}`)));
+  await Promise.all(acks);
+  const ops = io.events.map((e) => e.op);
+  const firstAck = ops.indexOf("ack");
+  expect(ops.slice(0, firstAck)).toEqual(["open", "fsyncDir", "write", "datasync"]);
+  // Every ack comes after a datasync that follows the write that carried it.
+  for (let i = 0; i < ops.length; i++) if (ops[i] === "ack") expect(ops.slice(0, i).lastIndexOf("datasync")).toBeGreaterThan(ops.slice(0, i).lastIndexOf("write"));
+});
+
+test("group commit: appends arriving during an fsync share the next one", async () => {
+  const io = new RecordingIo();
+  io.syncDelayMs = 20;
+  const wal = await Wal.open({ dataDir: tempDir(), io });
+  io.events.length = 0;
+  const pending: Promise<void>[] = [];
+  for (let i = 1; i <= 200; i++) {
+    pending.push(wal.append([rec(i)]));
+    if (i % 10 === 0) await new Promise((r) => setTimeout(r, 1)); // spread over several event-loop turns
+  }
+  await Promise.all(pending);
+  const syncs = io.count("datasync");
+  expect(syncs).toBeGreaterThanOrEqual(2);
+  expect(syncs).toBeLessThan(40); // 200 appends, each sync ~20 ms, appends arrive over ~20+ ms
+  expect(wal.stats.records).toBe(200);
+  expect(wal.stats.batches).toBe(io.count("write"));
+  await wal.close();
+});
+
+test("the event loop keeps running while an fsync is in flight", async () => {
+  const io = new RecordingIo();
+  io.syncDelayMs = 30;
+  const wal = await Wal.open({ dataDir: tempDir(), io });
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 1);
+  await wal.append([rec(1)]);
+  clearInterval(timer);
+  expect(ticks).toBeGreaterThan(3);
+  await wal.close();
+});
+
+test("a failed fsync rejects the batch with a typed error, refuses later appends, and keeps acked data", async () => {
+  const dir = tempDir();
+  const io = new RecordingIo();
+  const wal = await Wal.open({ dataDir: dir, io });
+  await wal.append(recs(1, 3));
+  io.failNext("datasync", "EIO");
+  const failed = wal.append([rec(4)]);
+  await expect(failed).rejects.toBeInstanceOf(StorageIoError);
+  await failed.catch((e: StorageIoError) => {
+    expect(e.op).toBe("fsync");
+    expect(e.code).toBe("EIO");
+  });
+  expect(wal.failure?.code).toBe("EIO");
+  expect(wal.lastIndex()).toBe(3); // the unacknowledged record is forgotten
+  await expect(wal.append([rec(4)])).rejects.toBeInstanceOf(WalFailedError);
+  expect(wal.entries(1, 4).length).toBe(3); // reads still work
+  await wal.close();
+  const again = await Wal.open({ dataDir: dir });
+  expect(again.lastIndex()).toBe(3);
+  await again.close();
+});
+
+test("a failed write (disk full) rejects everything queued and leaves a clean file", async () => {
+  const dir = tempDir();
+  const io = new RecordingIo();
+  const wal = await Wal.open({ dataDir: dir, io });
+  await wal.append(recs(1, 2));
+  io.failNext("write", "ENOSPC");
+  const a = wal.append([rec(3)]);
+  const b = wal.append([rec(4)]);
+  await expect(a).rejects.toMatchObject({ name: "StorageIoError", op: "write", code: "ENOSPC" });
+  await expect(b).rejects.toBeInstanceOf(StorageIoError);
+  await expect(wal.append([rec(3)])).rejects.toBeInstanceOf(WalFailedError);
+  await wal.close();
+  const again = await Wal.open({ dataDir: dir });
+  expect(again.recovery.truncated).toBeUndefined();
+  expect(again.lastIndex()).toBe(2);
+  await again.close();
+});
+
+test("a failed segment creation on roll fails the batch without a gap on disk", async () => {
+  const dir = tempDir();
+  const io = new RecordingIo();
+  const wal = await Wal.open({ dataDir: dir, io, segmentBytesMax: 200 });
+  for (let i = 1; i <= 3; i++) await wal.append([rec(i, 1, "v".repeat(40))]);
+  io.failNext("open", "ENOSPC");
+  const p = [4, 5, 6, 7].map((i) => wal.append([rec(i, 1, "v".repeat(40))]));
+  for (const x of p) await expect(x).rejects.toBeInstanceOf(StorageIoError);
+  await wal.close();
+  const again = await Wal.open({ dataDir: dir, segmentBytesMax: 200 });
+  expect(again.lastIndex()).toBe(3);
+  await again.close();
+});
+
+test("fsync modes: everysec and no acknowledge after the write; everysec syncs in the background", async () => {
+  for (const mode of ["everysec", "no"] as const) {
+    const io = new RecordingIo();
+    io.syncDelayMs = 50;
+    const wal = await Wal.open({ dataDir: tempDir(), io, fsync: mode, everysecIntervalMs: 20 });
+    io.events.length = 0;
+    await wal.append([rec(1)]).then(() => io.note("ack"));
+    expect(io.events.map((e) => e.op)).toEqual(["open", "fsyncDir", "write", "ack"]);
+    await new Promise((r) => setTimeout(r, 120));
+    if (mode === "everysec") expect(io.count("datasync")).toBeGreaterThanOrEqual(1);
+    else expect(io.count("datasync")).toBe(0);
+    await wal.sync();
+    await wal.close();
+    expect(existsSync(wal.dir)).toBe(true);
+  }
+});
+
+test("entries can read records that are queued but not yet written", async () => {
+  const wal = await Wal.open({ dataDir: tempDir() });
+  const p = wal.append(recs(1, 3));
+  expect(wal.lastIndex()).toBe(3);
+  expect(wal.entries(1, 4).map((r) => r.index)).toEqual([1, 2, 3]);
+  expect(wal.term(2)).toBe(1);
+  await p;
+  await wal.close();
+});
