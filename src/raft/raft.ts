@@ -160,11 +160,11 @@ export class Raft {
   }
 
   private loadState(hs: HardState): void {
-    assert(
-      hs.commit >= this.log.committed && hs.commit <= this.log.lastIndex(),
-      `hard state commit ${hs.commit} outside [${this.log.committed}, ${this.log.lastIndex()}]`,
-    );
-    this.log.committed = hs.commit;
+    // A snapshot holds only committed entries, so the commit index is at least its index even if the
+    // hard state written after the snapshot was lost in a crash.
+    const commit = Math.max(hs.commit, this.log.committed);
+    assert(commit <= this.log.lastIndex(), `hard state commit ${commit} past last index ${this.log.lastIndex()}`);
+    this.log.committed = commit;
     this.term = hs.term;
     this.vote = hs.vote;
   }

@@ -1,0 +1,370 @@
+// Safety checkers for simulated Raft clusters, fed one event at a time (by the simulator or a hand-built trace).
+import type { Entry, HardState, Message, NodeId, Role } from "../../src/raft/types.ts";
+
+export interface Violation {
+  readonly rule: string;
+  readonly detail: string;
+  /** Simulator time (micro-steps) when found, -1 for hand-built traces. */
+  readonly at: number;
+}
+
+/** What the checkers need to know about one log entry. */
+export interface EntryDigest {
+  readonly index: number;
+  readonly term: number;
+  /** Hash of (term, type, data). */
+  readonly hash: number;
+}
+
+export type SimEvent =
+  /** A node was observed in a role (emitted on every change of role or term). */
+  | { readonly kind: "role"; readonly node: NodeId; readonly term: number; readonly role: Role }
+  /** A node made this durable, in this order: snapshot, entries (truncating at entries[0]), hard state. */
+  | {
+      readonly kind: "persist";
+      readonly node: NodeId;
+      readonly snapshot?: { readonly index: number; readonly term: number };
+      readonly entries: readonly EntryDigest[];
+      readonly hardState?: HardState;
+    }
+  /** A node handed a message to the network. */
+  | { readonly kind: "send"; readonly node: NodeId; readonly msg: Message }
+  /** A node's state machine applied a committed entry; `value` is the register write ("" if none). */
+  | { readonly kind: "apply"; readonly node: NodeId; readonly entry: EntryDigest; readonly value: string }
+  /** A node's state machine was restored from a snapshot at `index`. */
+  | { readonly kind: "restore"; readonly node: NodeId; readonly index: number }
+  | { readonly kind: "crash"; readonly node: NodeId }
+  /** Register history (the client's view). */
+  | { readonly kind: "write-invoke"; readonly value: string }
+  | { readonly kind: "write-ack"; readonly value: string }
+  | { readonly kind: "read-invoke"; readonly id: string }
+  | { readonly kind: "read-return"; readonly id: string; readonly value: string };
+
+export function hashBytes(h: number, data: Uint8Array): number {
+  for (let i = 0; i < data.length; i++) h = Math.imul(h ^ (data[i] as number), 0x01000193);
+  return h >>> 0;
+}
+
+export function entryHash(e: Entry): number {
+  let h = Math.imul(0x811c9dc5 ^ e.term, 0x01000193);
+  h = Math.imul(h ^ (e.type === "normal" ? 1 : 2), 0x01000193);
+  return hashBytes(h, e.data);
+}
+
+export function digest(e: Entry): EntryDigest {
+  return { index: e.index, term: e.term, hash: entryHash(e) };
+}
+
+/** Hash of a log prefix: the previous prefix hash folded with the entry's hash. */
+function chain(prev: number, entryH: number): number {
+  let h = Math.imul(prev ^ entryH, 0x9e3779b1);
+  h ^= h >>> 15;
+  return Math.imul(h, 0x85ebca77) >>> 0;
+}
+
+const key = (index: number, term: number): number => index * 1_000_003 + term;
+
+/** The checker's copy of one node's durable state. */
+class NodeModel {
+  snapIndex = 0;
+  snapTerm = 0;
+  /** Prefix hash at snapIndex (0 = the empty log, or unknown after a hand-built snapshot). */
+  snapPrefix = 0;
+  snapPrefixKnown = true;
+  terms: number[] = [];
+  prefixes: number[] = [];
+  hardState: HardState = { term: 0, vote: 0, commit: 0 };
+  lastApplied = 0;
+  /** Term in which this node is leader right now, or -1. */
+  leaderTerm = -1;
+
+  lastIndex(): number {
+    return this.snapIndex + this.terms.length;
+  }
+
+  termAt(i: number): number | undefined {
+    if (i === this.snapIndex) return this.snapTerm;
+    if (i < this.snapIndex) return undefined;
+    return this.terms[i - this.snapIndex - 1];
+  }
+
+  prefixAt(i: number): number | undefined {
+    if (i === this.snapIndex) return this.snapPrefixKnown ? this.snapPrefix : undefined;
+    if (i < this.snapIndex) return undefined;
+    return this.prefixes[i - this.snapIndex - 1];
+  }
+
+  truncateFrom(i: number): void {
+    const keep = Math.max(0, i - this.snapIndex - 1);
+    this.terms.length = Math.min(this.terms.length, keep);
+    this.prefixes.length = Math.min(this.prefixes.length, keep);
+  }
+}
+
+export class Checker {
+  readonly violations: Violation[] = [];
+  /** Set by the simulator so violations carry a time. */
+  now = -1;
+  events = 0;
+  private readonly nodes = new Map<NodeId, NodeModel>();
+  private readonly leaders = new Map<number, NodeId>();
+  /** Prefix hash of every (index, term) ever persisted anywhere: Log Matching. */
+  private readonly prefixByKey = new Map<number, number>();
+  /** Highest commit index persisted by any node, and the committed log's prefix hashes up to it. */
+  private commitIndex = 0;
+  private readonly committedPrefix: (number | undefined)[] = [0];
+  /** Entry applied at each index by the first node to apply it: State Machine Safety. */
+  private readonly appliedHash: number[] = [];
+  /** Register: log index of each written value, and the linearizability frontier. */
+  private readonly valueIndex = new Map<string, number>([["", 0]]);
+  private ackedFrontier = 0;
+  private readFrontier = 0;
+  private readonly readStart = new Map<string, number>();
+
+  private model(id: NodeId): NodeModel {
+    let m = this.nodes.get(id);
+    if (!m) {
+      m = new NodeModel();
+      this.nodes.set(id, m);
+    }
+    return m;
+  }
+
+  private fail(rule: string, detail: string): void {
+    this.violations.push({ rule, detail, at: this.now });
+  }
+
+  get ok(): boolean {
+    return this.violations.length === 0;
+  }
+
+  /** Highest commit index persisted anywhere (for liveness checks). */
+  get maxCommit(): number {
+    return this.commitIndex;
+  }
+
+  observe(ev: SimEvent): void {
+    this.events++;
+    switch (ev.kind) {
+      case "role":
+        return this.onRole(ev.node, ev.term, ev.role);
+      case "persist":
+        return this.onPersist(ev.node, ev.snapshot, ev.entries, ev.hardState);
+      case "send":
+        return this.onSend(ev.node, ev.msg);
+      case "apply":
+        return this.onApply(ev.node, ev.entry, ev.value);
+      case "restore": {
+        const m = this.model(ev.node);
+        m.lastApplied = ev.index;
+        return;
+      }
+      case "crash": {
+        const m = this.model(ev.node);
+        m.leaderTerm = -1;
+        return;
+      }
+      case "write-invoke":
+        return;
+      case "write-ack": {
+        const idx = this.valueIndex.get(ev.value);
+        if (idx === undefined) {
+          this.fail("Acknowledged Write Applied", `write ${JSON.stringify(ev.value)} acknowledged but never applied`);
+          return;
+        }
+        this.ackedFrontier = Math.max(this.ackedFrontier, idx);
+        return;
+      }
+      case "read-invoke":
+        this.readStart.set(ev.id, Math.max(this.ackedFrontier, this.readFrontier));
+        return;
+      case "read-return": {
+        const frontier = this.readStart.get(ev.id);
+        this.readStart.delete(ev.id);
+        const idx = this.valueIndex.get(ev.value);
+        if (frontier === undefined) {
+          this.fail("Linearizable Read", `read ${ev.id} returned without being invoked`);
+          return;
+        }
+        if (idx === undefined) {
+          this.fail("Linearizable Read", `read ${ev.id} returned ${JSON.stringify(ev.value)}, which was never committed`);
+          return;
+        }
+        if (idx < frontier) {
+          this.fail(
+            "Linearizable Read",
+            `read ${ev.id} returned the value written at index ${idx}, but a write or read at index ${frontier} completed before it began (stale read)`,
+          );
+        }
+        this.readFrontier = Math.max(this.readFrontier, idx);
+        return;
+      }
+    }
+  }
+
+  private onRole(node: NodeId, term: number, role: Role): void {
+    const m = this.model(node);
+    if (role !== "leader") {
+      m.leaderTerm = -1;
+      return;
+    }
+    const prev = this.leaders.get(term);
+    if (prev !== undefined && prev !== node) {
+      this.fail("Election Safety", `two leaders in term ${term}: ${prev} and ${node}`);
+    }
+    this.leaders.set(term, node);
+    m.leaderTerm = term;
+    // Leader Completeness: the new leader's log holds every committed entry.
+    const c = this.commitIndex;
+    if (c === 0) return;
+    if (m.lastIndex() < c) {
+      this.fail("Leader Completeness", `leader ${node} of term ${term} has last index ${m.lastIndex()} < commit ${c}`);
+      return;
+    }
+    const p = m.prefixAt(c);
+    const want = this.committedPrefix[c];
+    if (p !== undefined && want !== undefined && p !== want) {
+      this.fail("Leader Completeness", `leader ${node} of term ${term} lacks the committed entry at ${c}`);
+    }
+  }
+
+  private onPersist(
+    node: NodeId,
+    snap: { index: number; term: number } | undefined,
+    entries: readonly EntryDigest[],
+    hs: HardState | undefined,
+  ): void {
+    const m = this.model(node);
+    if (snap && snap.index > m.snapIndex) {
+      const p = this.prefixByKey.get(key(snap.index, snap.term)) ?? (snap.index <= this.commitIndex ? this.committedPrefix[snap.index] : undefined);
+      const want = snap.index <= this.commitIndex ? this.committedPrefix[snap.index] : undefined;
+      if (p !== undefined && want !== undefined && p !== want) {
+        this.fail("State Machine Safety", `node ${node} installed a snapshot at ${snap.index} that disagrees with the committed log`);
+      }
+      m.snapIndex = snap.index;
+      m.snapTerm = snap.term;
+      m.snapPrefix = p ?? 0;
+      m.snapPrefixKnown = p !== undefined;
+      m.terms = [];
+      m.prefixes = [];
+    }
+    if (entries.length > 0) {
+      const first = (entries[0] as EntryDigest).index;
+      // Anything already stored from `first` on that differs is being overwritten.
+      for (let i = first; i <= m.lastIndex(); i++) {
+        const e = entries[i - first];
+        if (e !== undefined && m.termAt(i) === e.term) continue;
+        if (i <= m.snapIndex) continue;
+        if (m.leaderTerm !== -1 && m.leaderTerm === m.hardState.term) {
+          this.fail("Leader Append-Only", `leader ${node} of term ${m.leaderTerm} overwrote its entry at ${i}`);
+        }
+        if (i <= m.hardState.commit) {
+          this.fail("State Machine Safety", `node ${node} overwrote entry ${i} at or below its commit ${m.hardState.commit} (committed entry lost)`);
+        }
+        break;
+      }
+      m.truncateFrom(first);
+      if (first > m.lastIndex() + 1) {
+        this.fail("Log Matching", `node ${node} persisted entry ${first} after a gap (last ${m.lastIndex()})`);
+        return;
+      }
+      for (const e of entries) {
+        if (e.index <= m.snapIndex) continue;
+        const prev = m.prefixAt(e.index - 1);
+        if (prev === undefined) {
+          // Unknown base (hand-built snapshot): track terms only.
+          m.terms.push(e.term);
+          m.prefixes.push(0);
+          continue;
+        }
+        const p = chain(prev, e.hash);
+        m.terms.push(e.term);
+        m.prefixes.push(p);
+        const k = key(e.index, e.term);
+        const seen = this.prefixByKey.get(k);
+        if (seen === undefined) this.prefixByKey.set(k, p);
+        else if (seen !== p) {
+          this.fail("Log Matching", `node ${node} has entry (${e.index}, term ${e.term}) with a log prefix unlike another node's`);
+        }
+      }
+    }
+    if (hs) {
+      if (hs.term < m.hardState.term) this.fail("Monotonic Term", `node ${node} term went from ${m.hardState.term} to ${hs.term}`);
+      if (hs.commit < m.hardState.commit) this.fail("Monotonic Commit", `node ${node} commit went from ${m.hardState.commit} to ${hs.commit}`);
+      if (hs.commit > m.lastIndex()) this.fail("Commit Within Log", `node ${node} commit ${hs.commit} past its durable last index ${m.lastIndex()}`);
+      m.hardState = hs;
+      this.onCommit(node, m, hs.commit);
+    }
+  }
+
+  private onCommit(node: NodeId, m: NodeModel, c: number): void {
+    const g = this.commitIndex;
+    const at = Math.min(c, g);
+    if (at > 0) {
+      const p = m.prefixAt(at);
+      const want = this.committedPrefix[at];
+      if (p !== undefined && want !== undefined && p !== want) {
+        this.fail("State Machine Safety", `node ${node} committed a log that differs from the committed log at ${at} (committed entry lost)`);
+      }
+    }
+    if (c > g) {
+      for (let i = g + 1; i <= c; i++) this.committedPrefix[i] = m.prefixAt(i);
+      this.commitIndex = c;
+    }
+  }
+
+  private onApply(node: NodeId, e: EntryDigest, value: string): void {
+    const m = this.model(node);
+    if (e.index !== m.lastApplied + 1) {
+      this.fail("State Machine Safety", `node ${node} applied ${e.index} after ${m.lastApplied}`);
+    }
+    if (e.index > m.hardState.commit) {
+      this.fail("State Machine Safety", `node ${node} applied ${e.index} beyond its durable commit ${m.hardState.commit}`);
+    }
+    const seen = this.appliedHash[e.index];
+    if (seen === undefined) this.appliedHash[e.index] = e.hash;
+    else if (seen !== e.hash) {
+      this.fail("State Machine Safety", `node ${node} applied a different entry at ${e.index} than another node`);
+    }
+    m.lastApplied = e.index;
+    if (value !== "" && !this.valueIndex.has(value)) this.valueIndex.set(value, e.index);
+  }
+
+  private onSend(node: NodeId, msg: Message): void {
+    const m = this.model(node);
+    const hs = m.hardState;
+    const rule = "Persist Before Send";
+    if (msg.type !== "pre-vote" && msg.type !== "pre-vote-resp" && msg.term > hs.term) {
+      this.fail(rule, `node ${node} sent ${msg.type} at term ${msg.term} with durable term ${hs.term}`);
+    }
+    switch (msg.type) {
+      case "vote":
+        if (hs.vote !== node || hs.term !== msg.term) this.fail(rule, `node ${node} asked for votes before persisting its own vote`);
+        return;
+      case "vote-resp":
+        if (!msg.reject && (hs.vote !== msg.to || hs.term !== msg.term)) {
+          this.fail(rule, `node ${node} granted a vote to ${msg.to} in term ${msg.term} before persisting it`);
+        }
+        return;
+      case "append": {
+        const last = msg.entries[msg.entries.length - 1];
+        if (last && m.termAt(last.index) !== last.term && last.index > m.snapIndex) {
+          this.fail(rule, `leader ${node} sent entry ${last.index} before persisting it`);
+        }
+        return;
+      }
+      case "append-resp":
+        if (!msg.reject && msg.index > m.lastIndex()) {
+          this.fail(rule, `node ${node} acknowledged index ${msg.index} with durable last index ${m.lastIndex()}`);
+        }
+        return;
+      case "pre-vote":
+      case "pre-vote-resp":
+      case "heartbeat":
+      case "heartbeat-resp":
+      case "snapshot":
+      case "timeout-now":
+        return;
+    }
+  }
+}
