@@ -12,11 +12,12 @@ export function globMatch(pattern: string, str: string): boolean {
   return matchImpl(pattern, 0, str, 0, state, 0);
 }
 
-/** True when the pattern is just `*` (or a run of them): every key matches and matching can be skipped. */
+/**
+ * True when the pattern is exactly `*`: KEYS and SCAN then skip matching, as Redis does. (Only
+ * then: stringmatchlen itself never matches the empty key, so `**` does not return it.)
+ */
 export function globMatchesAll(pattern: string): boolean {
-  if (pattern.length === 0) return false;
-  for (let i = 0; i < pattern.length; i++) if (pattern.charCodeAt(i) !== STAR) return false;
-  return true;
+  return pattern.length === 1 && pattern.charCodeAt(0) === STAR;
 }
 
 const STAR = 0x2a;

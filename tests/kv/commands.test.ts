@@ -390,6 +390,16 @@ describe("keyspace", () => {
     expect(kv.at(T0 + 10, "KEYS", "*o*")).toBe(bulks("hello", "hallo", "hxllo", "heeello", "foo", "gone").replace("*6", "*5").replace(bulk("gone"), ""));
   });
 
+  test("the empty key: KEYS * and SCAN MATCH * return it, ** does not (as Redis)", () => {
+    const kv = new Kv();
+    kv.run("SET", "", "1");
+    expect(kv.run("KEYS", "*")).toBe("*1\r\n$0\r\n\r\n");
+    expect(kv.run("KEYS", "**")).toBe("*0\r\n");
+    expect(kv.run("SCAN", "0", "MATCH", "*")).toBe("*2\r\n$1\r\n0\r\n*1\r\n$0\r\n\r\n");
+    expect(kv.run("SCAN", "0", "MATCH", "**")).toBe("*2\r\n$1\r\n0\r\n*0\r\n");
+    expect(kv.run("GET", "")).toBe(bulk("1"));
+  });
+
   test("DBSIZE and FLUSHALL [ASYNC|SYNC]", () => {
     const kv = new Kv();
     expect(kv.run("DBSIZE")).toBe(int(0));
