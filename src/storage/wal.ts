@@ -732,6 +732,8 @@ function readWhole(io: StorageIo, path: string): Uint8Array {
     const buf = new Uint8Array(size);
     const n = io.read(fd, buf, 0, size, 0);
     return n === size ? buf : buf.subarray(0, n);
+  } catch (e) {
+    throw dataDirError(e, path, "read");
   } finally {
     io.close(fd);
   }
@@ -766,6 +768,7 @@ export function dataDirError(e: unknown, path: string, op: string): Error {
     ENOTDIR: "a path component is a file, not a directory: choose another --data-dir",
     EEXIST: "a file exists where a directory is needed: choose another --data-dir",
     ENOSPC: "the disk is full: free space or choose another --data-dir",
+    EISDIR: "a directory is where a file should be: remove it or choose another --data-dir",
   };
   const why = (code && hint[code]) ?? (e as Error)?.message ?? String(e);
   return new DataDirError(`cannot ${op} ${path}: ${code ?? "error"}: ${why}`, path, e);
