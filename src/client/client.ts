@@ -281,7 +281,8 @@ export class Client {
   private closing = false;
   private closed = false;
   private drainWaiters: (() => void)[] = [];
-  private readonly parked = new Set<ReturnType<typeof setTimeout>>();
+  /** Calls sleeping before a retry (-TRYAGAIN etc.), with their timers. */
+  private readonly parked = new Map<ReturnType<typeof setTimeout>, Request>();
 
   constructor(options: ClientOptions = {}) {
     let seeds: Addr[];
@@ -512,7 +513,10 @@ export class Client {
         this.fail(req, new ClientClosedError("client destroyed with the call in flight", { outcomeUnknown: !req.readonly }));
       }
     }
-    for (const t of this.parked) clearTimeout(t);
+    for (const [t, req] of this.parked) {
+      clearTimeout(t);
+      this.fail(req, new ClientClosedError());
+    }
     this.parked.clear();
     this.pending = 0;
     this.shutdown();
@@ -830,7 +834,7 @@ export class Client {
           this.parked.delete(t);
           if (!req.done) this.dispatch(req);
         }, delay);
-        this.parked.add(t);
+        this.parked.set(t, req);
         return;
       }
     } else if (this.uncertainPrefixes.has(err.prefix)) {
