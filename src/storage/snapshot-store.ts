@@ -175,12 +175,12 @@ export class SnapshotStore {
         // Sync iterator: a plain loop (no promise per entry), awaiting only to yield.
         for (const [key, value, expireAtMs] of entries) {
           put(key, value, expireAtMs);
-          if ((count & 1023) === 0) await maybeYield();
+          if ((count & 63) === 0) await maybeYield();
         }
       } else {
         for await (const [key, value, expireAtMs] of entries) {
           put(key, value, expireAtMs);
-          if ((count & 1023) === 0) await maybeYield();
+          if ((count & 63) === 0) await maybeYield();
         }
       }
       flush();

@@ -1,0 +1,157 @@
+import { afterEach, expect, test } from "bun:test";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { CorruptLogError } from "../../src/errors.ts";
+import { openStorage } from "../../src/storage/index.ts";
+import { type SnapshotEntry, SnapshotStore, snapshotName } from "../../src/storage/snapshot-store.ts";
+import { Wal } from "../../src/storage/wal.ts";
+import { cleanupTempDirs, rec, tempDir } from "./helpers.ts";
+
+afterEach(cleanupTempDirs);
+
+function* keyspace(n: number, tag = "v"): Generator<SnapshotEntry> {
+  for (let i = 0; i < n; i++) yield [`key:${i}`, `${tag}-${i}`, i % 3 === 0 ? 1_800_000_000_000 + i : undefined];
+}
+
+test("write then load: header fields, byte-string keys and values, expiries, empty keyspace", async () => {
+  const dir = tempDir();
+  const store = SnapshotStore.open(dir);
+  const binKey = String.fromCharCode(0, 255, 13, 10, 128);
+  const bigValue = "\xff".repeat(3 * 1024 * 1024); // bigger than one chunk
+  const entries: SnapshotEntry[] = [[binKey, "\x00\x01", undefined], ["", "", 0], ["big", bigValue, 2 ** 50], ...keyspace(5000)];
+  const meta = new Uint8Array([1, 2, 3]);
+  const res = await store.write({ lastIndex: 42, lastTerm: 3, meta }, entries);
+  expect(res).toMatchObject({ lastIndex: 42, lastTerm: 3, entryCount: entries.length });
+  const loaded = store.loadNewest()!;
+  expect(loaded).toMatchObject({ lastIndex: 42, lastTerm: 3, entryCount: entries.length });
+  expect([...loaded.meta]).toEqual([1, 2, 3]);
+  expect([...loaded.entries()]).toEqual(entries);
+
+  const empty = SnapshotStore.open(tempDir());
+  await empty.write({ lastIndex: 1, lastTerm: 1 }, []);
+  expect([...empty.loadNewest()!.entries()]).toEqual([]);
+  expect(SnapshotStore.open(tempDir()).loadNewest()).toBeUndefined();
+});
+
+test("async iterables work, and the writer yields to the event loop while encoding", async () => {
+  const store = SnapshotStore.open(tempDir());
+  async function* gen(): AsyncGenerator<SnapshotEntry> {
+    yield* keyspace(200_000);
+  }
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 0);
+  const res = await store.write({ lastIndex: 7, lastTerm: 1, yieldEveryMs: 1 }, gen());
+  clearInterval(timer);
+  expect(res.entryCount).toBe(200_000);
+  expect(ticks).toBeGreaterThan(0);
+  const back = [...store.loadNewest()!.entries()];
+  expect(back.length).toBe(200_000);
+  expect(back[199_999]).toEqual(["key:199999", "v-199999", undefined]);
+});
+
+test("keeps the newest two snapshots; compactableThrough is the older one's index", async () => {
+  const dir = tempDir();
+  const store = SnapshotStore.open(dir);
+  expect(store.compactableThrough()).toBe(0);
+  await store.write({ lastIndex: 10, lastTerm: 1 }, keyspace(10));
+  expect(store.compactableThrough()).toBe(0);
+  await store.write({ lastIndex: 20, lastTerm: 1 }, keyspace(20));
+  await store.write({ lastIndex: 30, lastTerm: 2 }, keyspace(30));
+  expect(readdirSync(join(dir, "snap")).sort()).toEqual([snapshotName(20), snapshotName(30)]);
+  expect(store.compactableThrough()).toBe(20);
+});
+
+test("a corrupt newest snapshot (body bit flip, truncation, bad header) falls back to the previous", async () => {
+  const dir = tempDir();
+  const store = SnapshotStore.open(dir);
+  await store.write({ lastIndex: 10, lastTerm: 1 }, keyspace(100, "old"));
+  await store.write({ lastIndex: 20, lastTerm: 1 }, keyspace(100, "new"));
+  const newest = join(dir, "snap", snapshotName(20));
+  const good = readFileSync(newest);
+  const damages: [string, (b: Buffer) => Buffer][] = [
+    ["body bit", (b) => ((b[b.length - 10]! ^= 4), b)],
+    ["truncated", (b) => b.subarray(0, b.length - 1)],
+    ["header index", (b) => ((b[16]! ^= 1), b)],
+    ["magic", (b) => ((b[0] = 0), b)],
+    ["empty", () => Buffer.alloc(0)],
+  ];
+  for (const [what, damage] of damages) {
+    writeFileSync(newest, damage(Buffer.from(good)));
+    expect(() => store.load(newest)).toThrow(CorruptLogError);
+    const loaded = store.loadNewest();
+    expect([what, loaded?.lastIndex]).toEqual([what, 10]);
+    expect([...loaded!.entries()][5]).toEqual(["key:5", "old-5", undefined]);
+  }
+});
+
+test("a crash mid-write leaves only a temp file, removed at open; the old snapshot stays", async () => {
+  const dir = tempDir();
+  const store = SnapshotStore.open(dir);
+  await store.write({ lastIndex: 5, lastTerm: 1 }, keyspace(10));
+  function* boom(): Generator<SnapshotEntry> {
+    yield ["a", "b", undefined];
+    throw new Error("iterator failed");
+  }
+  await expect(store.write({ lastIndex: 9, lastTerm: 1 }, boom())).rejects.toThrow("iterator failed");
+  expect(readdirSync(join(dir, "snap"))).toEqual([snapshotName(5)]);
+  writeFileSync(join(dir, "snap", `${snapshotName(9)}.tmp`), "partial");
+  SnapshotStore.open(dir);
+  expect(readdirSync(join(dir, "snap"))).toEqual([snapshotName(5)]);
+});
+
+test("openStorage: snapshot + log replay, compaction through the previous snapshot, fallback after corruption", async () => {
+  const dir = tempDir();
+  let s = await openStorage({ dataDir: dir, segmentBytesMax: 300 });
+  expect(s.snapshot).toBeUndefined();
+  expect(s.replayFrom).toBe(1);
+  const state = new Map<string, string>();
+  for (let i = 1; i <= 60; i++) {
+    await s.wal.append([rec(i, 1, `set k${i % 10} ${i}`)]);
+    state.set(`k${i % 10}`, String(i));
+    if (i === 20 || i === 40) {
+      await s.snapshots.write({ lastIndex: i, lastTerm: 1 }, [...state].map(([k, v]) => [k, v, undefined] as SnapshotEntry));
+      await s.wal.deleteThrough(s.snapshots.compactableThrough());
+    }
+  }
+  expect(s.wal.firstIndex()).toBeGreaterThan(1);
+  expect(s.wal.firstIndex()).toBeLessThanOrEqual(21); // kept since the previous snapshot (20)
+  await s.wal.close();
+
+  const replay = (o: typeof s) => {
+    const m = new Map<string, string>();
+    for (const [k, v] of o.snapshot?.entries() ?? []) m.set(k, v);
+    for (const r of o.wal.replay(o.replayFrom)) {
+      const [, k, v] = new TextDecoder().decode(r.payload).split(" ");
+      m.set(k!, v!);
+    }
+    return m;
+  };
+  s = await openStorage({ dataDir: dir, segmentBytesMax: 300 });
+  expect(s.snapshot?.lastIndex).toBe(40);
+  expect(s.replayFrom).toBe(41);
+  expect(replay(s)).toEqual(state);
+  await s.wal.close();
+
+  // Corrupt the newest snapshot: the previous one plus the longer log give the same state.
+  const newest = join(dir, "snap", snapshotName(40));
+  const b = readFileSync(newest);
+  b[b.length - 1]! ^= 1;
+  writeFileSync(newest, b);
+  s = await openStorage({ dataDir: dir, segmentBytesMax: 300 });
+  expect(s.snapshot?.lastIndex).toBe(20);
+  expect(s.replayFrom).toBe(21);
+  expect(replay(s)).toEqual(state);
+  await s.wal.close();
+});
+
+test("openStorage: a log that ends before the snapshot is reset to continue after it", async () => {
+  const dir = tempDir();
+  const wal = await Wal.open({ dataDir: dir });
+  await wal.append([rec(1), rec(2)]);
+  await wal.close();
+  await SnapshotStore.open(dir).write({ lastIndex: 50, lastTerm: 4 }, [["k", "v", undefined]]);
+  const s = await openStorage({ dataDir: dir });
+  expect([s.wal.firstIndex(), s.wal.lastIndex(), s.replayFrom]).toEqual([51, 50, 51]);
+  await s.wal.append([rec(51, 4)]);
+  await s.wal.close();
+});
