@@ -1,0 +1,94 @@
+// The replicated state machine around a Db: applies logged commands in order with the time
+// stamped on each entry, and snapshots/restores the keyspace. Pure and deterministic: the same
+// entries give the same state and the same replies on every replica and on every replay.
+import type { ReplyWriter } from "../resp/encode.ts";
+import { arityOk, type CommandSpec } from "./command.ts";
+import { type KvCtx, lookupKvCommand } from "./commands.ts";
+import { Db, type DbEntry, type DbOptions } from "./db.ts";
+
+export class KvStateMachine {
+  readonly db: Db;
+  /**
+   * The effective time of the latest applied entry. Entry times are clamped to never go back
+   * (a new leader's clock may lag the old one's), so a key that expired stays expired.
+   */
+  appliedMs = 0;
+  private readonly ctx: KvCtx;
+
+  constructor(opts: DbOptions = {}) {
+    this.db = new Db(opts);
+    this.ctx = { db: this.db, nowMs: 0 };
+  }
+
+  /**
+   * Applies one logged command stamped with nowMs and writes its reply. Unknown names and bad
+   * arity get Redis's errors here too, so a replayed log answers exactly as it did live.
+   * Returns the spec that ran, or undefined.
+   */
+  apply(argv: string[], nowMs: number, out: ReplyWriter): CommandSpec<KvCtx> | undefined {
+    if (nowMs > this.appliedMs) this.appliedMs = nowMs;
+    const spec = lookupKvCommand(argv[0]!);
+    if (spec === undefined) {
+      let args = "";
+      for (let i = 1; i < argv.length && args.length < 128; i++) args += `'${argv[i]!.slice(0, 128 - args.length)}' `;
+      out.error(`ERR unknown command '${argv[0]!.slice(0, 128)}', with args beginning with: ${args}`);
+      return undefined;
+    }
+    if (!arityOk(spec.arity, argv.length)) {
+      out.error(`ERR wrong number of arguments for '${spec.name}' command`);
+      return undefined;
+    }
+    this.ctx.nowMs = this.appliedMs;
+    spec.exec(this.ctx, argv, out);
+    return spec;
+  }
+
+  /**
+   * Reclaims expired keys as of the latest applied entry's time (never the local clock: a
+   * replica whose clock runs ahead would otherwise delete keys the log still considers live).
+   */
+  sweepExpired(maxKeys: number): number {
+    return this.db.sweepExpired(this.appliedMs, maxKeys);
+  }
+
+  /** The keyspace for a snapshot, with absolute expiry times, and the time it was taken at. */
+  snapshot(): { appliedMs: number; entries: Iterable<DbEntry> } {
+    return { appliedMs: this.appliedMs, entries: this.db.entries() };
+  }
+
+  restore(appliedMs: number, entries: Iterable<DbEntry>): void {
+    this.db.restore(entries);
+    this.appliedMs = appliedMs;
+  }
+
+  /**
+   * A digest of the live keyspace at nowMs, independent of insertion order and of how far the
+   * sweep got: equal on replicas that applied the same entries. For tests and checks; O(n log n).
+   */
+  digest(nowMs = this.appliedMs): string {
+    const live: [string, string, number][] = [];
+    for (const [k, v, at] of this.db.entries()) {
+      if (at !== undefined && at <= nowMs) continue;
+      live.push([k, v, at ?? -1]);
+    }
+    live.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    // FNV-1a, 32-bit, twice with different offsets for 64 bits of digest.
+    let h1 = 0x811c9dc5;
+    let h2 = 0xcbf29ce4;
+    const mix = (s: string) => {
+      for (let i = 0; i < s.length; i++) {
+        const c = s.charCodeAt(i);
+        h1 = Math.imul(h1 ^ c, 0x01000193);
+        h2 = Math.imul(h2 ^ c, 0x01000193) ^ (h2 >>> 15);
+      }
+      h1 = Math.imul(h1 ^ 0x100, 0x01000193); // separator outside the byte range
+      h2 = Math.imul(h2 ^ 0x100, 0x01000193);
+    };
+    for (const [k, v, at] of live) {
+      mix(k);
+      mix(v);
+      mix(String(at));
+    }
+    return `${live.length}:${(h1 >>> 0).toString(16).padStart(8, "0")}${(h2 >>> 0).toString(16).padStart(8, "0")}`;
+  }
+}
