@@ -40,6 +40,8 @@ export interface SnapshotInfo {
 export interface LoadedSnapshot extends SnapshotInfo {
   /** Streams the entries (the checksum was verified before this was returned). */
   entries(): Iterable<SnapshotEntry>;
+  /** Same as entries() without a generator and a tuple per entry: the fast path for restore. */
+  forEach(fn: (key: string, value: string, expireAtMs: number | undefined) => void): void;
 }
 
 export interface SnapshotWriteOptions {
@@ -286,7 +288,14 @@ export class SnapshotStore {
       io.close(fd);
     }
     const { headerBytes, bodyCrc: _, ...pub } = info;
-    return { ...pub, entries: () => readEntries(io, path, headerBytes, info.bodyBytes, info.entryCount) };
+    const count = info.entryCount;
+    return {
+      ...pub,
+      entries: () => readEntries(io, path, headerBytes, info.bodyBytes, count),
+      forEach: (fn) => {
+        for (const batch of readBatches(io, path, headerBytes, info.bodyBytes, count, fn)) void batch;
+      },
+    };
   }
 }
 
@@ -358,6 +367,23 @@ function decodeHeader(b: Uint8Array, path: string): HeaderFields & { headerBytes
 }
 
 function* readEntries(io: StorageIo, path: string, start: number, bodyBytes: number, count: number): Generator<SnapshotEntry> {
+  let pending: SnapshotEntry[] = [];
+  for (const _ of readBatches(io, path, start, bodyBytes, count, (k, v, e) => pending.push([k, v, e]))) {
+    const out = pending;
+    pending = [];
+    yield* out;
+  }
+}
+
+/** Parses the body chunk by chunk, calling fn per entry and yielding after each chunk. */
+function* readBatches(
+  io: StorageIo,
+  path: string,
+  start: number,
+  bodyBytes: number,
+  count: number,
+  fn: (key: string, value: string, expireAtMs: number | undefined) => void,
+): Generator<void> {
   const fd = io.openRead(path);
   try {
     const end = start + bodyBytes;
@@ -366,7 +392,6 @@ function* readEntries(io: StorageIo, path: string, start: number, bodyBytes: num
     let p = 0; // parse position in buf
     let filePos = start;
     const fill = (need: number): void => {
-      if (have - p >= need) return;
       const rest = have - p;
       if (need > buf.length) {
         const bigger = Buffer.allocUnsafe(need);
@@ -384,12 +409,19 @@ function* readEntries(io: StorageIo, path: string, start: number, bodyBytes: num
       if (have < need) throw new CorruptLogError(`${path}: body ends inside an entry`, path, filePos);
     };
     for (let i = 0; i < count; i++) {
-      fill(9);
+      if (have - p < 9) {
+        yield;
+        fill(9);
+      }
       const flags = buf[p]!;
       const kLen = buf.readUInt32LE(p + 1);
       const vLen = buf.readUInt32LE(p + 5);
       const expBytes = flags & FLAG_EXPIRE ? 8 : 0;
-      fill(9 + expBytes + kLen + vLen);
+      const need = 9 + expBytes + kLen + vLen;
+      if (have - p < need) {
+        yield;
+        fill(need);
+      }
       let o = p + 9;
       let exp: number | undefined;
       if (expBytes) {
@@ -400,8 +432,9 @@ function* readEntries(io: StorageIo, path: string, start: number, bodyBytes: num
       o += kLen;
       const value = buf.latin1Slice(o, o + vLen);
       p = o + vLen;
-      yield [key, value, exp];
+      fn(key, value, exp);
     }
+    yield;
     if (p !== have || filePos !== end) throw new CorruptLogError(`${path}: ${end - filePos + have - p} bytes after the last entry`, path, filePos);
   } finally {
     io.close(fd);

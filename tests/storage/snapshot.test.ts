@@ -26,6 +26,9 @@ test("write then load: header fields, byte-string keys and values, expiries, emp
   expect(loaded).toMatchObject({ lastIndex: 42, lastTerm: 3, entryCount: entries.length });
   expect([...loaded.meta]).toEqual([1, 2, 3]);
   expect([...loaded.entries()]).toEqual(entries);
+  const viaForEach: SnapshotEntry[] = [];
+  loaded.forEach((k, v, e) => viaForEach.push([k, v, e]));
+  expect(viaForEach).toEqual(entries);
 
   const empty = SnapshotStore.open(tempDir());
   await empty.write({ lastIndex: 1, lastTerm: 1 }, []);
