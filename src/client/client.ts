@@ -51,6 +51,11 @@ export interface ClientOptions {
   readRetriesMax?: number;
   /** Error prefixes that mean "refused, try again later". Default TRYAGAIN, CLUSTERDOWN, LOADING. */
   retryPrefixes?: readonly string[];
+  /**
+   * A connection with calls in flight that has received nothing for this long is presumed
+   * dead (a paused or partitioned node): it is dropped and the next seed tried. Default timeoutMs.
+   */
+  stallMs?: number;
   /** Error prefixes that mean "this write may or may not have been applied". Default UNCERTAIN. */
   uncertainPrefixes?: readonly string[];
   /** 2 (default, no handshake) or 3 (sends HELLO 3 on every connection). */
@@ -118,6 +123,10 @@ interface Request {
   hops: number;
   resends: number;
   retries: number;
+  /** performance.now() when encoded onto a connection. */
+  sentAt: number;
+  /** The last retryable refusal (-TRYAGAIN...), the cause of a later timeout. */
+  lastError?: ServerError;
 }
 
 const SWEEP_MS = 10;
@@ -138,6 +147,8 @@ class Connection {
   private flushScheduled = false;
   /** Set when this connection is no longer the client's current one: close once drained. */
   retired = false;
+  /** performance.now() of the last bytes received (or of the open). */
+  lastDataAt = performance.now();
 
   constructor(
     readonly client: Client,
@@ -149,6 +160,7 @@ class Connection {
   }
 
   send(req: Request): void {
+    req.sentAt = performance.now();
     const before = this.out.end;
     this.out.command(req.argv);
     this.encoded += this.out.end - before;
@@ -178,6 +190,7 @@ class Connection {
   }
 
   onData(chunk: Buffer): void {
+    this.lastDataAt = performance.now();
     const p = this.parser;
     p.push(chunk);
     for (;;) {
@@ -256,7 +269,7 @@ export class Client {
   readonly seeds: readonly Addr[];
   readonly timeoutMs: number;
   private readonly opts: Required<
-    Pick<ClientOptions, "connectTimeoutMs" | "backoffMsMin" | "backoffMsMax" | "redirectsMax" | "readRetriesMax" | "protocol" | "failFast">
+Pick<ClientOptions, "stallMs" | "connectTimeoutMs" | "backoffMsMin" | "backoffMsMax" | "redirectsMax" | "readRetriesMax" | "protocol" | "failFast">
   >;
   private readonly retryPrefixes: Set<string>;
   private readonly uncertainPrefixes: Set<string>;
@@ -313,6 +326,7 @@ export class Client {
       readRetriesMax: options.readRetriesMax ?? 2,
       protocol: options.protocol ?? 2,
       failFast: options.failFast ?? false,
+      stallMs: options.stallMs ?? this.timeoutMs,
     };
     this.retryPrefixes = new Set(options.retryPrefixes ?? ["TRYAGAIN", "CLUSTERDOWN", "LOADING"]);
     this.uncertainPrefixes = new Set(options.uncertainPrefixes ?? ["UNCERTAIN"]);
@@ -352,6 +366,7 @@ export class Client {
       hops: 0,
       resends: 0,
       retries: 0,
+      sentAt: 0,
     };
     this.pending++;
     this.dispatch(req);
@@ -537,7 +552,15 @@ export class Client {
   // ---------------------------------------------------------------- internals
 
   private dispatch(req: Request): void {
-    const c = this.current;
+    let c = this.current;
+    if (c !== null && c.state === "open" && c.head < c.inflight.length) {
+      // Do not put a call on a connection that stopped answering (the sweep may be idle).
+      const now = performance.now();
+      if (now - c.inflight[c.head]!.sentAt > this.opts.stallMs && now - c.lastDataAt > this.opts.stallMs) {
+        this.stalled(c, now);
+        c = this.current;
+      }
+    }
     if (c !== null && c.state === "open") c.send(req);
     else {
       this.waiting.push(req);
@@ -590,13 +613,24 @@ export class Client {
               `${commandName(req.argv)} timed out after ${req.timeoutMs} ms waiting for ${c.addr}` +
                 (unknown ? "; it may or may not have been applied" : ""),
               req.timeoutMs,
-              { outcomeUnknown: unknown },
+              { outcomeUnknown: unknown, cause: req.lastError },
             ),
           );
         }
       }
+      const oldest = q[c.head];
+      if (oldest !== undefined && c.state === "open" && now - oldest.sentAt > this.opts.stallMs && now - c.lastDataAt > this.opts.stallMs) {
+        this.stalled(c, now);
+      }
     }
   };
+
+  /** Drops a connection that stopped answering and moves on to the next seed. */
+  private stalled(c: Connection, now: number): void {
+    if (this.preferred === c.addr) this.preferred = null;
+    if (formatAddr(this.seeds[this.seedIndex % this.seeds.length]!) === c.addr) this.seedIndex++;
+    this.connectionFailed(c, new Error(`no reply from ${c.addr} for ${Math.round(now - c.lastDataAt)} ms`));
+  }
 
   /** The error for a call that never got onto a connection before its deadline: not applied. */
   private waitTimeoutError(req: Request): ClientError {
@@ -724,6 +758,7 @@ export class Client {
       hops: 0,
       resends: 0,
       retries: 0,
+      sentAt: 0,
     };
     conn.send(req);
   }
@@ -829,6 +864,7 @@ export class Client {
       const delay = jitter(Math.min(this.opts.backoffMsMax, this.opts.backoffMsMin * 2 ** Math.min(req.retries, 20)));
       if (performance.now() + delay < req.deadline) {
         req.retries++;
+        req.lastError = err;
         req.end = -1;
         const t = setTimeout(() => {
           this.parked.delete(t);

@@ -107,6 +107,23 @@ describe("commands against kv serve", () => {
   });
 });
 
+describe("RESP3", () => {
+  test("protocol: 3 sends HELLO 3; replies decode the same", async () => {
+    const c3 = createClient({ addrs: kv.addr, timeoutMs: 5000, protocol: 3 });
+    try {
+      expect(await c3.set("r3:a", "1")).toBe(true);
+      expect(await c3.get("r3:a")).toBe("1");
+      expect(await c3.get("r3:none")).toBe(null);
+      expect(await c3.mget(["r3:a", "r3:none"])).toEqual(["1", null]);
+      const hello = await c3.command(["HELLO", "3"]);
+      expect(hello).toBeInstanceOf(Map);
+      expect((hello as Map<unknown, unknown>).get("proto")).toBe(3);
+    } finally {
+      await c3.close();
+    }
+  });
+});
+
 describe("binary safety", () => {
   test("all 256 byte values as key and value", async () => {
     const all = new Uint8Array(256);

@@ -97,8 +97,11 @@ describe("retryable refusals", () => {
       const kv = client({ addrs: f.addr, timeoutMs: 300, backoffMsMin: 10, backoffMsMax: 50 });
       const started = performance.now();
       const err = await kv.get("k").catch((e) => e);
-      expect(err).toBeInstanceOf(ServerError);
-      expect(err.prefix).toBe(prefix);
+      // Either the last refusal itself, or (when the last retry was in flight at the deadline)
+      // a TimeoutError whose cause is that refusal.
+      const refusal = err instanceof TimeoutError ? err.cause : err;
+      expect(refusal).toBeInstanceOf(ServerError);
+      expect((refusal as ServerError).prefix).toBe(prefix);
       expect(performance.now() - started).toBeLessThan(2000);
       expect(f.log.length).toBeGreaterThan(1);
     });
@@ -253,6 +256,19 @@ describe("seeds and lifecycle", () => {
     const kv = client({ addrs: [`127.0.0.1:${freePort()}`, `127.0.0.1:${freePort()}`, alive.addr], timeoutMs: 3000 });
     expect(await kv.ping()).toBe("PONG");
     expect(kv.connectedAddr).toBe(alive.addr);
+  });
+
+  test("a seed that stops answering is dropped and the next seed is used", async () => {
+    const hung = fake(() => ({ hang: true }));
+    const alive = fake(store());
+    const kv = client({ addrs: [hung.addr, alive.addr], timeoutMs: 300 });
+    const err = await kv.set("k", "v").catch((e) => e);
+    expect(err).toBeInstanceOf(TimeoutError);
+    expect(err.outcomeUnknown).toBe(true);
+    await Bun.sleep(50);
+    expect(await kv.ping()).toBe("PONG");
+    expect(kv.connectedAddr).toBe(alive.addr);
+    expect(hung.log.map((e) => e.argv[0])).toEqual(["SET"]);
   });
 
   test("url option", async () => {
