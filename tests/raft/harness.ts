@@ -18,6 +18,8 @@ export interface ClusterOptions {
   learners?: NodeId[];
   seed?: number;
   config?: Partial<Omit<RaftConfig, "id" | "storage" | "rand">>;
+  /** Extra durable state per node, written after the bootstrap entries (indices 1..voters). */
+  logs?: Record<number, { terms: number[]; term: number; vote?: NodeId }>;
 }
 
 export const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -39,6 +41,12 @@ export class Cluster {
     for (const id of ids) {
       const storage = new MemoryStorage();
       bootstrapStorage(storage, voters, learners);
+      const extra = opts.logs?.[id];
+      if (extra) {
+        let index = storage.lastIndex();
+        storage.append(extra.terms.map((term) => ({ index: ++index, term, type: "normal" as const, data: enc(`t${term}`) })));
+        storage.setHardState({ term: extra.term, vote: extra.vote ?? 0, commit: storage.getHardState().commit });
+      }
       this.add(id, storage);
     }
     this.settle();
@@ -154,4 +162,34 @@ export class Cluster {
       .applied.filter((e) => e.type === "normal" && e.data.length > 0)
       .map((e) => dec(e.data));
   }
+}
+
+/** One line per message, for transcripts: "1->2 append t2 [3/1] e[4/2] c3". */
+export function fmt(m: Message): string {
+  const head = `${m.from}->${m.to} ${m.type} t${m.term}`;
+  switch (m.type) {
+    case "append":
+      return `${head} prev=${m.logIndex}/${m.logTerm} entries=[${m.entries.map((e) => `${e.index}/${e.term}`).join(",")}] commit=${m.commit}`;
+    case "append-resp":
+      return m.reject ? `${head} reject index=${m.index} hint=${m.rejectHint}/${m.hintTerm}` : `${head} index=${m.index}`;
+    case "vote":
+    case "pre-vote":
+      return `${head} last=${m.lastIndex}/${m.lastTerm}${m.transfer ? " transfer" : ""}`;
+    case "vote-resp":
+    case "pre-vote-resp":
+      return `${head}${m.reject ? " reject" : ""}`;
+    case "heartbeat":
+      return `${head} commit=${m.commit}${m.ctx ? ` ctx=${m.ctx}` : ""}`;
+    case "heartbeat-resp":
+      return `${head}${m.ctx ? ` ctx=${m.ctx}` : ""}`;
+    case "snapshot":
+      return `${head} snap=${m.snapshot.meta.index}/${m.snapshot.meta.term}`;
+    case "timeout-now":
+      return head;
+  }
+}
+
+/** Takes pending messages and formats them, sorted for a stable transcript. */
+export function takeFmt(c: Cluster): string[] {
+  return c.take().map(fmt).sort();
 }

@@ -113,6 +113,8 @@ export class Checker {
   /** Highest commit index persisted by any node, and the committed log's prefix hashes up to it. */
   private commitIndex = 0;
   private readonly committedPrefix: (number | undefined)[] = [0];
+  /** Highest commit index persisted by a node whose durable term was T: committed in a term <= T. */
+  private readonly commitByTerm = new Map<number, number>();
   /** Entry applied at each index by the first node to apply it: State Machine Safety. */
   private readonly appliedHash: number[] = [];
   /** Register: log index of each written value, and the linearizability frontier. */
@@ -214,11 +216,12 @@ export class Checker {
     }
     this.leaders.set(term, node);
     m.leaderTerm = term;
-    // Leader Completeness: the new leader's log holds every committed entry.
-    const c = this.commitIndex;
+    // Leader Completeness: the new leader's log holds every entry committed in an earlier term.
+    let c = 0;
+    for (const [t, ci] of this.commitByTerm) if (t < term && ci > c) c = ci;
     if (c === 0) return;
     if (m.lastIndex() < c) {
-      this.fail("Leader Completeness", `leader ${node} of term ${term} has last index ${m.lastIndex()} < commit ${c}`);
+      this.fail("Leader Completeness", `leader ${node} of term ${term} has last index ${m.lastIndex()} < ${c}, committed in an earlier term`);
       return;
     }
     const p = m.prefixAt(c);
@@ -293,6 +296,7 @@ export class Checker {
       if (hs.commit < m.hardState.commit) this.fail("Monotonic Commit", `node ${node} commit went from ${m.hardState.commit} to ${hs.commit}`);
       if (hs.commit > m.lastIndex()) this.fail("Commit Within Log", `node ${node} commit ${hs.commit} past its durable last index ${m.lastIndex()}`);
       m.hardState = hs;
+      this.commitByTerm.set(hs.term, Math.max(this.commitByTerm.get(hs.term) ?? 0, hs.commit));
       this.onCommit(node, m, hs.commit);
     }
   }

@@ -16,6 +16,7 @@ export const FAULT_KINDS = [
   "crash",
   "torn-crash",
   "restart",
+  "pause",
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
@@ -75,6 +76,8 @@ interface SimNode {
   lastRole: string;
   lastTerm: number;
   restarts: number;
+  /** Paused (like SIGSTOP) until this micro-step: no ticks, messages wait. */
+  pausedUntil: number;
 }
 
 const enc = new TextEncoder();
@@ -95,6 +98,9 @@ export class Simulator {
   private dropRate: number;
   private dupRate: number;
   private delayMax: number;
+  /** Raft tuning of this seed: small messages and windows exercise flow control and Figure 8. */
+  private readonly msgBytesMax: number;
+  private readonly inflightMessagesMax: number;
   private counter = 0;
   readonly faults = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>;
   readonly workload = Object.fromEntries(WORKLOAD_KINDS.map((k) => [k, 0])) as Record<WorkloadKind, number>;
@@ -122,6 +128,15 @@ export class Simulator {
     this.dropRate = this.rand.pick([0, 0.01, 0.05, 0.15]);
     this.dupRate = this.rand.pick([0, 0.02, 0.05]);
     this.delayMax = this.rand.pick([4, 12, 40]);
+    // One entry per message needs a deep pipeline to catch up; a window of one needs big messages.
+    const tuning = this.rand.pick([
+      [1024 * 1024, 256],
+      [100, 8],
+      [1, 64],
+      [1024 * 1024, 1],
+    ] as const);
+    this.msgBytesMax = tuning[0];
+    this.inflightMessagesMax = tuning[1];
     for (const id of this.universe) {
       const storage = new MemoryStorage();
       // The spare starts empty: it only learns the cluster if it is added.
@@ -139,6 +154,7 @@ export class Simulator {
         lastRole: "",
         lastTerm: -1,
         restarts: 0,
+        pausedUntil: 0,
       };
       this.nodes.set(id, n);
       // Bootstrap writes are durable before the node starts.
@@ -167,6 +183,8 @@ export class Simulator {
       applied: snap.meta.index,
       electionTicks: this.opts.electionTicks,
       heartbeatTicks: 1,
+      msgBytesMax: this.msgBytesMax,
+      inflightMessagesMax: this.inflightMessagesMax,
     });
     n.up = true;
     n.value = dec.decode(snap.data);
@@ -324,6 +342,10 @@ export class Simulator {
       const dst = this.nodes.get(m.to);
       if (!dst || !dst.up || !dst.rn) continue;
       if (this.blocked.has(`${m.from}>${m.to}`)) continue;
+      if (dst.pausedUntil > this.now) {
+        this.enqueue(m, dst.pausedUntil - this.now + this.rand.int(3));
+        continue;
+      }
       if (this.now < this.faultEnd && this.dropRate > 0 && this.rand.chance(this.dropRate)) {
         this.faults.drop++;
         continue;
@@ -414,6 +436,16 @@ export class Simulator {
         else this.crash(n, false);
       }
     }
+    if (this.rand.chance(0.01)) {
+      // Pause a node (often the leader): it wakes up believing nothing happened.
+      const l = this.leaderNode();
+      const n = l && this.rand.chance(0.6) ? l : this.rand.pick([...this.nodes.values()]);
+      if (n.up) {
+        this.faults.pause++;
+        n.pausedUntil = this.now + (5 + this.rand.int(40)) * STEPS_PER_TICK;
+        this.log(`pause ${n.id} until ${n.pausedUntil}`);
+      }
+    }
     for (const n of this.nodes.values()) {
       if (!n.up && this.rand.chance(0.06)) {
         this.faults.restart++;
@@ -427,8 +459,11 @@ export class Simulator {
   // ---- workload ----
 
   private runWorkload(): void {
-    const l = this.leaderNode();
-    if (!l || !l.rn) return;
+    // Clients talk to any node that believes it leads (a deposed leader may not know yet).
+    const leaders = [...this.nodes.values()].filter((n) => n.up && n.rn && n.pausedUntil <= this.now && n.rn.raft.role === "leader");
+    if (leaders.length === 0) return;
+    const l = this.rand.pick(leaders);
+    if (!l.rn) return;
     const rn = l.rn;
     if (this.rand.chance(0.6)) {
       const k = 1 + this.rand.int(3);
@@ -491,7 +526,7 @@ export class Simulator {
 
   private tickAll(): void {
     for (const n of this.nodes.values()) {
-      if (!n.up || !n.rn) continue;
+      if (!n.up || !n.rn || n.pausedUntil > this.now) continue;
       n.rn.tick();
       this.observeRole(n);
       this.processReady(n);
@@ -517,6 +552,7 @@ export class Simulator {
     this.blocked = new Set();
     for (const n of this.nodes.values()) {
       n.tornCrashArmed = false;
+      n.pausedUntil = 0;
       if (!n.up) {
         this.faults.restart++;
         n.restarts++;
