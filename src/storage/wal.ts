@@ -315,7 +315,6 @@ export class Wal implements LogStore {
         off = r.next;
       }
       i = seg.firstIndex + k1;
-      if (k1 < Math.min(hi, seg.firstIndex + seg.offsets.length) - seg.firstIndex) return out; // budget hit
     }
     // Records still queued for the writer (appended, not yet written).
     if (i < hi) {
@@ -499,7 +498,7 @@ export class Wal implements LogStore {
   }
 
   private async syncSegment(seg: Segment): Promise<void> {
-    if (seg.syncedBytes === seg.bytes) return;
+    if (seg.syncedBytes === seg.bytes || seg.fd === undefined) return;
     const target = seg.bytes;
     seg.syncing++;
     try {

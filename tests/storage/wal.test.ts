@@ -233,3 +233,13 @@ test("entries can read records that are queued but not yet written", async () =>
   await p;
   await wal.close();
 });
+
+test("entries returns the whole range even when it spans many read chunks; maxBytes still limits", async () => {
+  const wal = await Wal.open({ dataDir: tempDir(), segmentBytesMax: 64 * 1024 * 1024 });
+  const big = "b".repeat(100_000);
+  for (let i = 1; i <= 100; i++) await wal.append([rec(i, 1, big)]); // ~10 MB, above the 4 MiB read chunk
+  expect(wal.entries(1, 101).length).toBe(100);
+  expect(wal.entries(1, 101, 250_000).length).toBe(2);
+  expect([...wal.replay(1)].length).toBe(100);
+  await wal.close();
+});
