@@ -177,11 +177,16 @@ describe("reconnect", () => {
     try {
       expect(await kc.set("r:a", "1")).toBe(true);
       await server.stop("SIGKILL");
-      // While it is down, a read waits (reconnecting with backoff) instead of failing.
+      // While it is down, calls wait (reconnecting with backoff) instead of failing; a write
+      // that was never sent is known not applied, so it is sent once the server is back.
+      await Bun.sleep(100);
       const pending = kc.ping();
+      const pendingWrite = kc.set("r:c", "3");
       await Bun.sleep(300);
       server = await spawnKv({ port, dataDir: server.dataDir });
       expect(await pending).toBe("PONG");
+      expect(await pendingWrite).toBe(true);
+      expect(await kc.get("r:c")).toBe("3");
       expect(await kc.set("r:b", "2")).toBe(true);
       expect(await kc.get("r:b")).toBe("2");
       expect(kc.connectedAddr).toBe(`127.0.0.1:${port}`);
