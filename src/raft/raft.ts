@@ -690,7 +690,14 @@ export class Raft {
 
   bcastAppend(): void {
     this.bcastPending = false;
-    for (const id of this.prs.keys()) if (id !== this.id) this.sendAppend(id, true);
+    for (const [id, pr] of this.prs) {
+      if (id === this.id) continue;
+      if (!this.maybeSendAppend(id, true)) continue;
+      // Stream the rest of the backlog as the window allows (entries may span several messages).
+      while (pr.state === "replicate" && this.maybeSendAppend(id, false)) {
+        /* keep sending */
+      }
+    }
   }
 
   private bcastHeartbeat(ctx: string): void {
