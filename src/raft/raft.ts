@@ -250,10 +250,11 @@ export class Raft {
     self.becomeReplicate();
     self.match = this.log.lastStableIndex();
     self.next = this.log.lastIndex() + 1;
-    // Conf changes already in the log may be unapplied; the next waits for them (and for the no-op).
-    this.pendingConfIndex = this.log.lastIndex();
     // The no-op lets the leader commit (and so learn the commit index of) everything before its term.
-    this.appendEntries([{ type: "normal", data: EMPTY }]);
+    const noop = this.appendEntries([{ type: "normal", data: EMPTY }]);
+    // Conf changes already in the log may be unapplied; the next change waits for them and for the
+    // no-op (a leader changes membership only after committing an entry of its own term).
+    this.pendingConfIndex = noop;
   }
 
   // ---- input: ticks ----
