@@ -4,7 +4,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { ClientError, createClient, ServerError } from "../client/index.ts";
-import { EXIT_NO_ANSWER, EXIT_OK, EXIT_SERVER_ERROR } from "./client-commands.ts";
+import { EXIT_NIL, EXIT_NO_ANSWER, EXIT_OK, EXIT_SERVER_ERROR } from "./client-commands.ts";
 import { formatRaw, formatReply, SplitArgsError, splitArgs, toJson } from "./client-format.ts";
 import type { RespValue } from "../resp/reply-parser.ts";
 
@@ -53,6 +53,7 @@ export async function runCli(opts: CliOptions): Promise<number> {
         return { out: opts.json ? JSON.stringify({ error: e.reply }) + "\n" : `(error) ${e.reply}\n`, code: EXIT_SERVER_ERROR };
       }
       if (e instanceof ClientError) return { out: `(error) ${e.message}\n`, code: EXIT_NO_ANSWER };
+      if (e instanceof TypeError) return { out: `(error) ${e.message}\n`, code: EXIT_NIL };
       throw e;
     }
   };

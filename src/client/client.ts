@@ -108,6 +108,9 @@ const READONLY_COMMANDS = new Set([
   "command", "cluster", "role", "lastsave", "hello", "select", "client", "auth", "config",
 ]);
 
+/** Commands that switch the connection into a mode where replies no longer pair with calls. */
+const UNSUPPORTED_COMMANDS = new Set(["subscribe", "psubscribe", "ssubscribe", "monitor", "sync", "psync"]);
+
 interface Request {
   argv: readonly Arg[];
   mode: BulkMode;
@@ -350,12 +353,17 @@ Pick<ClientOptions, "stallMs" | "connectTimeoutMs" | "backoffMsMin" | "backoffMs
   command(argv: readonly Arg[], opts: CommandOptions = {}): Promise<RespValue> {
     if (this.closing || this.closed) return Promise.reject(new ClientClosedError());
     if (argv.length === 0) return Promise.reject(new TypeError("command: empty argv"));
+    const name = commandName(argv).toLowerCase();
+    if (UNSUPPORTED_COMMANDS.has(name)) {
+      // Their replies do not pair one-to-one with calls, which would desynchronise the pipeline.
+      return Promise.reject(new TypeError(`command: ${name.toUpperCase()} is not supported by this client (no pub/sub or MONITOR mode)`));
+    }
     const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
     const d = deferred();
     const req: Request = {
       argv,
       mode: opts.mode ?? "utf8",
-      readonly: opts.readonly ?? READONLY_COMMANDS.has(commandName(argv).toLowerCase()),
+      readonly: opts.readonly ?? READONLY_COMMANDS.has(name),
       internal: false,
       timeoutMs,
       deadline: performance.now() + timeoutMs,

@@ -271,6 +271,16 @@ describe("seeds and lifecycle", () => {
     expect(hung.log.map((e) => e.argv[0])).toEqual(["SET"]);
   });
 
+  test("pub/sub and MONITOR are refused up front (they would desynchronise the pipeline)", async () => {
+    const f = fake(store());
+    const kv = client({ addrs: f.addr, timeoutMs: 1000 });
+    for (const cmd of ["SUBSCRIBE", "psubscribe", "MONITOR"]) {
+      expect(await kv.command([cmd, "ch"]).catch((e) => e)).toBeInstanceOf(TypeError);
+    }
+    expect(await kv.ping()).toBe("PONG");
+    expect(f.log.map((e) => e.argv[0])).toEqual(["PING"]);
+  });
+
   test("url option", async () => {
     const f = fake(store());
     const kv = client({ url: `redis://${f.addr}`, timeoutMs: 1000 });
