@@ -41,6 +41,11 @@ export interface WalOptions {
   everysecIntervalMs?: number;
   /** "threadpool" (default): fdatasync off the event loop. "inline": fdatasyncSync, blocks the loop. */
   syncMethod?: "threadpool" | "inline";
+  /**
+   * "always": how many batches may have an fsync running at once. 1 = classic group commit (the next
+   * batch waits for the running fsync); 2 lets the next batch's write+fsync start while one is running.
+   */
+  syncsInFlightMax?: number;
   io?: StorageIo;
 }
 
@@ -102,7 +107,9 @@ export class Wal implements LogStore {
   private acked = 0; // last index whose append resolved
   private baseTerm: number | undefined = 0; // term of firstIndex()-1 when known
   private queue: PendingAppend[] = [];
-  private loopRunning = false;
+  /** Batches written whose fsync is running (or done but behind an earlier one), in log order. */
+  private inflight: { batch: PendingAppend[]; synced: boolean }[] = [];
+  private readonly syncsInFlightMax: number;
   private kickScheduled = false;
   private tail: Promise<void> = Promise.resolve();
   private exclusive = false;
@@ -118,6 +125,8 @@ export class Wal implements LogStore {
     assert(this.segmentBytesMax >= 64, "segmentBytesMax too small");
     this.io = opts.io ?? nodeIo;
     this.syncInline = opts.syncMethod === "inline";
+    this.syncsInFlightMax = opts.syncsInFlightMax ?? 1;
+    assert(this.syncsInFlightMax >= 1, "syncsInFlightMax must be >= 1");
   }
 
   /**
@@ -366,43 +375,55 @@ export class Wal implements LogStore {
 
   /** Starts the writer at the end of this event-loop turn, so appends from the same turn share a batch. */
   private kick(): void {
-    if (this.loopRunning || this.kickScheduled) return;
+    if (this.kickScheduled) return;
     this.kickScheduled = true;
     setImmediate(() => {
       this.kickScheduled = false;
-      void this.writerLoop();
+      this.pump();
     });
   }
 
-  private async writerLoop(): Promise<void> {
-    if (this.loopRunning) return;
-    this.loopRunning = true;
-    try {
-      while (this.queue.length > 0 && !this.failure) {
-        const batch = this.queue;
-        this.queue = [];
-        let toSync: Segment[];
-        try {
-          toSync = this.writeBatch(batch);
-        } catch (e) {
-          this.fail(asIoError(e, "write", this.dir), batch);
-          return;
-        }
-        if (this.mode === "always") {
-          try {
-            for (const seg of toSync) await this.syncSegment(seg);
-          } catch (e) {
-            this.fail(asIoError(e, "fsync", this.dir), batch);
-            return;
-          }
-        }
-        const lastRec = batch[batch.length - 1]!.records;
-        this.acked = lastRec[lastRec.length - 1]!.index;
-        for (const a of batch) a.resolve();
+  /**
+   * Writes everything queued as one batch and starts its fsync, while fewer than syncsInFlightMax
+   * fsyncs are running; appends arriving meanwhile wait and form the next batch. Batches are
+   * acknowledged strictly in log order, each after its own fsync (which also covers all earlier data).
+   */
+  private pump(): void {
+    while (this.queue.length > 0 && !this.failure && (this.mode !== "always" || this.inflight.length < this.syncsInFlightMax)) {
+      const batch = this.queue;
+      this.queue = [];
+      let toSync: Segment[];
+      try {
+        toSync = this.writeBatch(batch);
+      } catch (e) {
+        this.fail(asIoError(e, "write", this.dir), batch);
+        return;
       }
-    } finally {
-      this.loopRunning = false;
+      if (this.mode !== "always") {
+        this.ackBatch(batch);
+        continue;
+      }
+      const entry = { batch, synced: false };
+      this.inflight.push(entry);
+      this.syncAll(toSync).then(
+        () => {
+          entry.synced = true;
+          while (this.inflight.length > 0 && this.inflight[0]!.synced) this.ackBatch(this.inflight.shift()!.batch);
+          this.pump();
+        },
+        (e) => this.fail(asIoError(e, "fsync", this.dir), batch),
+      );
     }
+  }
+
+  private async syncAll(segs: Segment[]): Promise<void> {
+    for (const seg of segs) await this.syncSegment(seg);
+  }
+
+  private ackBatch(batch: PendingAppend[]): void {
+    const recs = batch[batch.length - 1]!.records;
+    this.acked = recs[recs.length - 1]!.index;
+    for (const a of batch) a.resolve();
   }
 
   /** Writes a batch (one write(2) per segment touched), rolling segments; returns segments to fsync. */
@@ -535,6 +556,9 @@ export class Wal implements LogStore {
       log.error(`write-ahead log failed: ${err.message}; refusing writes until restart`);
     }
     for (const a of batch) a.reject(err);
+    // Later batches may already be on disk, but they must not be acknowledged past a failed one.
+    for (const f of this.inflight) if (f.batch !== batch) for (const a of f.batch) a.reject(new WalFailedError(err));
+    this.inflight = [];
     for (const a of this.queue) a.reject(new WalFailedError(err));
     this.queue = [];
     // Best effort: cut the files back to what was acknowledged so the next start sees a clean end

@@ -2,12 +2,42 @@ import { afterEach, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { AssertionError } from "../../src/errors.ts";
+import { recordBytes } from "../../src/storage/codec.ts";
 import { StorageIoError, WalFailedError } from "../../src/storage/errors.ts";
 import { RecordingIo } from "../../src/storage/testing.ts";
 import { Wal } from "../../src/storage/wal.ts";
 import { cleanupTempDirs, rec, recs, tempDir, text, walFiles } from "./helpers.ts";
 
 afterEach(cleanupTempDirs);
+
+/**
+ * For every "ack" event (tag = record index, records rec(1..n) appended in order): find the write that
+ * carried that record's bytes and check a datasync was recorded after that write and before the ack.
+ */
+function expectAckedAfterCoveringSync(io: RecordingIo, n: number): void {
+  const ends: number[] = [];
+  let total = 0;
+  for (let i = 1; i <= n; i++) ends[i] = total += recordBytes(rec(i));
+  let written = 0;
+  const writeIdxFor: number[] = [];
+  io.events.forEach((e, k) => {
+    if (e.op !== "write") return;
+    const before = written;
+    written += e.bytes!;
+    for (let i = 1; i <= n; i++) if (ends[i]! > before && ends[i]! <= written) writeIdxFor[i] = k;
+  });
+  let acks = 0;
+  io.events.forEach((e, k) => {
+    if (e.op !== "ack") return;
+    acks++;
+    const i = Number(e.tag);
+    const w = writeIdxFor[i];
+    expect(w).toBeDefined();
+    const syncBetween = io.events.slice(w! + 1, k).some((x) => x.op === "datasync");
+    expect([i, syncBetween]).toEqual([i, true]);
+  });
+  expect(acks).toBe(n);
+}
 
 test("append, read back, reopen: same records", async () => {
   const dir = tempDir();
@@ -113,13 +143,12 @@ test("ack only after the fsync that covers the record (recorded order of write, 
   const io = new RecordingIo();
   const wal = await Wal.open({ dataDir: tempDir(), io });
   io.events.length = 0;
-  const acks = [1, 2, 3].map((i) => wal.append([rec(i)]).then(() => io.note("ack", `r${i}`)));
+  const acks = [1, 2, 3].map((i) => wal.append([rec(i)]).then(() => io.note("ack", String(i))));
   await Promise.all(acks);
   const ops = io.events.map((e) => e.op);
   const firstAck = ops.indexOf("ack");
   expect(ops.slice(0, firstAck)).toEqual(["open", "fsyncDir", "write", "datasync"]);
-  // Every ack comes after a datasync that follows the write that carried it.
-  for (let i = 0; i < ops.length; i++) if (ops[i] === "ack") expect(ops.slice(0, i).lastIndexOf("datasync")).toBeGreaterThan(ops.slice(0, i).lastIndexOf("write"));
+  expectAckedAfterCoveringSync(io, 3);
 });
 
 test("group commit: appends arriving during an fsync share the next one", async () => {
@@ -241,5 +270,41 @@ test("entries returns the whole range even when it spans many read chunks; maxBy
   expect(wal.entries(1, 101).length).toBe(100);
   expect(wal.entries(1, 101, 250_000).length).toBe(2);
   expect([...wal.replay(1)].length).toBe(100);
+  await wal.close();
+});
+
+test("syncsInFlightMax 2: overlapping fsyncs, acks still in log order and each after an fsync that followed its write", async () => {
+  const io = new RecordingIo();
+  io.syncDelayMs = 5;
+  const wal = await Wal.open({ dataDir: tempDir(), io, syncsInFlightMax: 2 });
+  io.events.length = 0;
+  const order: number[] = [];
+  const pending: Promise<void>[] = [];
+  for (let i = 1; i <= 60; i++) {
+    pending.push(wal.append([rec(i)]).then(() => (order.push(i), io.note("ack", String(i)))));
+    if (i % 3 === 0) await new Promise((r) => setImmediate(r));
+  }
+  await Promise.all(pending);
+  expect(order).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+  expect(io.count("write")).toBeGreaterThan(1);
+  expectAckedAfterCoveringSync(io, 60);
+  await wal.close();
+  const again = await Wal.open({ dataDir: wal.dir.replace(/\/wal$/, "") });
+  expect(again.lastIndex()).toBe(60);
+  await again.close();
+});
+
+test("syncsInFlightMax 2: a failed fsync rejects the later in-flight batch too (no ack past a failure)", async () => {
+  const io = new RecordingIo();
+  io.syncDelayMs = 10;
+  const wal = await Wal.open({ dataDir: tempDir(), io, syncsInFlightMax: 2 });
+  await wal.append([rec(1)]);
+  io.failNext("datasync", "EIO");
+  const a = wal.append([rec(2)]);
+  await new Promise((r) => setImmediate(r));
+  const b = wal.append([rec(3)]);
+  const results = await Promise.allSettled([a, b]);
+  expect(results.map((r) => r.status)).toEqual(["rejected", "rejected"]);
+  expect(wal.lastIndex()).toBe(1);
   await wal.close();
 });
