@@ -9,7 +9,9 @@ export { crc32c } from "./crc32c.ts";
 export * from "./errors.ts";
 export { nodeIo, type StorageIo } from "./io.ts";
 export { type LogStore, MemoryLogStore } from "./log-store.ts";
+export { decodeHardState, encodeHardState, type HardState, HardStateStore } from "./hard-state.ts";
 export { repairWal, type RepairReport } from "./repair.ts";
+export { type IoEvent, RecordingIo } from "./testing.ts";
 export * from "./snapshot-store.ts";
 export { FSYNC_MODES, type FsyncMode, type RecoveryReport, SEGMENT_BYTES_MAX_DEFAULT, Wal, type WalOptions } from "./wal.ts";
 
