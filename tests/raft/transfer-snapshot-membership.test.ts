@@ -208,3 +208,17 @@ describe("learners and membership", () => {
     expect(rn.proposeMembershipChange({ type: "remove-node", node: 1 })).toEqual({ ok: false, reason: "invalid-conf-change" });
   });
 });
+
+describe("restart edge cases found by the simulator", () => {
+  test("a snapshot that survived a crash without the hard state written after it implies its commit (seeds 22, 39)", () => {
+    const c = new Cluster([1, 2, 3]);
+    c.elect(1);
+    for (let i = 0; i < 5; i++) c.node(1).rn.propose(enc(`v${i}`));
+    c.stabilize();
+    const s = new MemoryStorage();
+    s.applySnapshot(c.node(1).storage.createSnapshot(9, c.raft(1).confState(), enc("s9")));
+    s.setHardState({ term: 2, vote: 1, commit: 3 }); // stale: written before the snapshot arrived
+    const n = c.add(4, s, 9);
+    expect(n.rn.status()).toMatchObject({ commit: 9, applied: 9, lastIndex: 9 });
+  });
+});
