@@ -1,6 +1,7 @@
 // Storage entry points: open a data dir (snapshot + WAL), and repair a damaged WAL.
 import { CorruptLogError } from "../errors.ts";
 import { nodeIo, type StorageIo } from "./io.ts";
+import { type DataDirLock, lockDataDir } from "./lock.ts";
 import { type LoadedSnapshot, SnapshotStore } from "./snapshot-store.ts";
 import { type FsyncMode, Wal } from "./wal.ts";
 
@@ -10,6 +11,7 @@ export * from "./errors.ts";
 export { nodeIo, type StorageIo } from "./io.ts";
 export { type LogStore, MemoryLogStore } from "./log-store.ts";
 export { decodeHardState, encodeHardState, type HardState, HardStateStore } from "./hard-state.ts";
+export { type DataDirLock, lockDataDir } from "./lock.ts";
 export { repairWal, type RepairReport } from "./repair.ts";
 export { type IoEvent, RecordingIo } from "./testing.ts";
 export * from "./snapshot-store.ts";
@@ -29,6 +31,10 @@ export interface OpenedStorage {
   snapshot: LoadedSnapshot | undefined;
   /** Replay wal.replay(replayFrom) after restoring the snapshot. */
   replayFrom: number;
+  /** The data dir's LOCK (one kv process per data dir). */
+  lock: DataDirLock;
+  /** Closes the WAL (final fsync) and releases the lock. */
+  close(): Promise<void>;
 }
 
 /**
@@ -40,13 +46,21 @@ export interface OpenedStorage {
 export async function openStorage(opts: OpenStorageOptions): Promise<OpenedStorage> {
   const io = opts.io ?? nodeIo;
   const snapshots = SnapshotStore.open(opts.dataDir, io);
-  const wal = await Wal.open({ dataDir: opts.dataDir, fsync: opts.fsync, segmentBytesMax: opts.segmentBytesMax, io });
+  const lock = lockDataDir(opts.dataDir);
+  let wal: Wal;
+  try {
+    wal = await Wal.open({ dataDir: opts.dataDir, fsync: opts.fsync, segmentBytesMax: opts.segmentBytesMax, io });
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
   const snapshot = snapshots.loadNewest();
   const snapIndex = snapshot?.lastIndex ?? 0;
   if (snapshot && wal.lastIndex() < snapIndex) {
     await wal.reset(snapIndex, snapshot.lastTerm);
   } else if (wal.firstIndex() > snapIndex + 1) {
     await wal.close();
+    lock.release();
     throw new CorruptLogError(
       `the log starts at index ${wal.firstIndex()} but the newest usable snapshot ends at ${snapIndex}: records ${snapIndex + 1}..${wal.firstIndex() - 1} are missing` +
         (snapshots.list().length > (snapshot ? 1 : 0) ? " (a newer snapshot exists but is corrupt)" : "") +
@@ -55,5 +69,12 @@ export async function openStorage(opts: OpenStorageOptions): Promise<OpenedStora
       0,
     );
   }
-  return { wal, snapshots, snapshot, replayFrom: Math.max(snapIndex + 1, wal.firstIndex()) };
+  const close = async () => {
+    try {
+      await wal.close();
+    } finally {
+      lock.release();
+    }
+  };
+  return { wal, snapshots, snapshot, replayFrom: Math.max(snapIndex + 1, wal.firstIndex()), lock, close };
 }

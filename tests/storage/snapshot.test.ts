@@ -118,7 +118,7 @@ test("openStorage: snapshot + log replay, compaction through the previous snapsh
   }
   expect(s.wal.firstIndex()).toBeGreaterThan(1);
   expect(s.wal.firstIndex()).toBeLessThanOrEqual(21); // kept since the previous snapshot (20)
-  await s.wal.close();
+  await s.close();
 
   const replay = (o: typeof s) => {
     const m = new Map<string, string>();
@@ -133,7 +133,7 @@ test("openStorage: snapshot + log replay, compaction through the previous snapsh
   expect(s.snapshot?.lastIndex).toBe(40);
   expect(s.replayFrom).toBe(41);
   expect(replay(s)).toEqual(state);
-  await s.wal.close();
+  await s.close();
 
   // Corrupt the newest snapshot: the previous one plus the longer log give the same state.
   const newest = join(dir, "snap", snapshotName(40));
@@ -144,7 +144,7 @@ test("openStorage: snapshot + log replay, compaction through the previous snapsh
   expect(s.snapshot?.lastIndex).toBe(20);
   expect(s.replayFrom).toBe(21);
   expect(replay(s)).toEqual(state);
-  await s.wal.close();
+  await s.close();
 });
 
 test("openStorage: a log that ends before the snapshot is reset to continue after it", async () => {
@@ -156,5 +156,22 @@ test("openStorage: a log that ends before the snapshot is reset to continue afte
   const s = await openStorage({ dataDir: dir });
   expect([s.wal.firstIndex(), s.wal.lastIndex(), s.replayFrom]).toEqual([51, 50, 51]);
   await s.wal.append([rec(51, 4)]);
-  await s.wal.close();
+  await s.close();
+});
+
+test("openStorage locks the data dir: a live owner is refused, a dead one's lock is taken over", async () => {
+  const dir = tempDir();
+  // A live process (sleep) owns the dir.
+  const sleeper = Bun.spawn(["sleep", "30"]);
+  writeFileSync(join(dir, "LOCK"), `${sleeper.pid}\n`);
+  const err = await openStorage({ dataDir: dir }).catch((e) => e);
+  expect(err?.name).toBe("DataDirError");
+  expect(err.message).toContain(`pid ${sleeper.pid}`);
+  sleeper.kill(9);
+  await sleeper.exited;
+  // Its process is gone (as after kill -9): the stale lock is taken over.
+  const s = await openStorage({ dataDir: dir });
+  expect(readFileSync(join(dir, "LOCK"), "latin1").trim()).toBe(String(process.pid));
+  await s.close();
+  expect(readdirSync(dir)).not.toContain("LOCK");
 });
