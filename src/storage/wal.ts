@@ -226,8 +226,8 @@ export class Wal implements LogStore {
     if (firstSeg) {
       this.baseTerm = firstSeg.firstIndex === 1 ? 0 : undefined;
       this.base = firstSeg.firstIndex - 1;
-      this.last = prevLast!;
-      this.lastTermValue = this.termOf(this.last) ?? 0;
+      this.last = this.written = prevLast!;
+      this.lastTermValue = this.termOf(this.last) ?? this.baseTerm ?? 0;
       // The last segment becomes the active one: open it for append now, so a read-only dir fails at startup.
       this.activate(this.segments[this.segments.length - 1]!);
     } else {

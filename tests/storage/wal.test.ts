@@ -53,6 +53,8 @@ test("append, read back, reopen: same records", async () => {
 
   const again = await Wal.open({ dataDir: dir });
   expect(again.recovery).toMatchObject({ segments: 1, records: 4, firstIndex: 1, lastIndex: 4, truncated: undefined });
+  expect([again.term(4), again.term(3), again.term(0)]).toEqual([2, 1, 0]);
+  expect(() => again.append([rec(5, 1)])).toThrow(AssertionError); // term below the recovered last term
   const all = [...again.replay(1)];
   expect(all.map((r) => r.index)).toEqual([1, 2, 3, 4]);
   expect(all[3]).toMatchObject({ index: 4, term: 2, timestampMs: 1_700_000_000_004 });
