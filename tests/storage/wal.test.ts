@@ -310,3 +310,25 @@ test("syncsInFlightMax 2: a failed fsync rejects the later in-flight batch too (
   expect(wal.lastIndex()).toBe(1);
   await wal.close();
 });
+
+test("everysec: a failed background fsync fails the WAL; later appends are refused", async () => {
+  const io = new RecordingIo();
+  const wal = await Wal.open({ dataDir: tempDir(), io, fsync: "everysec", everysecIntervalMs: 10 });
+  io.failNext("datasync", "EIO");
+  await wal.append([rec(1)]); // acknowledged after write(2), as everysec promises
+  for (let i = 0; i < 50 && !wal.failure; i++) await new Promise((r) => setTimeout(r, 10));
+  expect(wal.failure?.code).toBe("EIO");
+  await expect(wal.append([rec(2)])).rejects.toBeInstanceOf(WalFailedError);
+  await wal.close();
+});
+
+test("close waits for queued appends and syncs them", async () => {
+  const dir = tempDir();
+  const wal = await Wal.open({ dataDir: dir, fsync: "no" });
+  const p = wal.append(recs(1, 50));
+  await wal.close();
+  await p;
+  const again = await Wal.open({ dataDir: dir });
+  expect(again.lastIndex()).toBe(50);
+  await again.close();
+});
