@@ -55,6 +55,10 @@ let runs = 0;
 let failed = 0;
 let acked = 0;
 let reads = 0;
+let messages = 0;
+let maxToLeader = 0;
+let maxToConverge = 0;
+let sumToLeader = 0;
 const t0 = performance.now();
 for (const nodes of nodesList) {
   for (let seed = seedStart; seed < seedStart + seeds; seed++) {
@@ -62,6 +66,10 @@ for (const nodes of nodesList) {
     runs++;
     acked += r.stats.acked;
     reads += r.stats.readsServed;
+    messages += r.stats.messages;
+    maxToLeader = Math.max(maxToLeader, r.stats.ticksToLeader);
+    maxToConverge = Math.max(maxToConverge, r.stats.ticksToConverge);
+    sumToLeader += Math.max(0, r.stats.ticksToLeader);
     for (const k of FAULT_KINDS) faults[k] += r.faults[k];
     for (const k of WORKLOAD_KINDS) workload[k] += r.workload[k];
     if (trace) for (const line of r.trace) console.log(line);
@@ -77,5 +85,8 @@ const secs = (performance.now() - t0) / 1000;
 console.log(`seeds run: ${runs} (${nodesList.join(",")} nodes, seeds ${seedStart}..${seedStart + seeds - 1}) in ${secs.toFixed(1)}s: ${(runs / secs).toFixed(1)} seeds/s`);
 console.log(`faults injected: ${FAULT_KINDS.map((k) => `${k}=${faults[k]}`).join(" ")}`);
 console.log(`workload: ${WORKLOAD_KINDS.map((k) => `${k}=${workload[k]}`).join(" ")} acked-writes=${acked} reads-served=${reads}`);
+console.log(
+  `messages sent: ${messages}; after healing: leader within ${(sumToLeader / Math.max(1, runs)).toFixed(1)} ticks on average (max ${maxToLeader}), everyone caught up within max ${maxToConverge} ticks`,
+);
 console.log(`violations: ${failed === 0 ? "none" : `${failed} failing seed(s)`}`);
 process.exit(failed === 0 ? 0 : 1);

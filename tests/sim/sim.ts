@@ -28,7 +28,8 @@ export interface SimOptions {
   nodes: 3 | 5;
   /** Ticks with faults and workload. */
   faultTicks?: number;
-  /** After healing: a leader must appear and catch everyone up within this many ticks. */
+  /** After healing: a leader must appear within leaderTicks, and catch everyone up within livenessTicks. */
+  leaderTicks?: number;
   livenessTicks?: number;
   electionTicks?: number;
   /** Keep every event (for debugging a failing seed). */
@@ -48,6 +49,9 @@ export interface SimResult {
     readsServed: number;
     leaders: number;
     maxCommit: number;
+    /** Ticks after healing until a leader existed, and until every member caught up (-1: never). */
+    ticksToLeader: number;
+    ticksToConverge: number;
   };
   readonly trace: readonly string[];
 }
@@ -116,7 +120,9 @@ export class Simulator {
       seed: o.seed,
       nodes: o.nodes,
       faultTicks: o.faultTicks ?? 300,
-      livenessTicks: o.livenessTicks ?? 300,
+      leaderTicks: o.leaderTicks ?? 150,
+      // Catch-up over a reordering network with one-entry messages is slow (rejections reset the pipeline).
+      livenessTicks: o.livenessTicks ?? 800,
       electionTicks: o.electionTicks ?? 10,
       keepTrace: o.keepTrace ?? false,
     };
@@ -576,13 +582,18 @@ export class Simulator {
 
   run(): SimResult {
     let tick = 0;
+    let ticksToLeader = -1;
+    let ticksToConverge = -1;
     for (; tick < this.opts.faultTicks && this.checker.ok; tick++) this.runTick(tick, true);
     if (this.checker.ok) {
       this.healAll();
       let ok = false;
       for (let i = 0; i < this.opts.livenessTicks && this.checker.ok; i++, tick++) {
         this.runTick(tick, false);
+        if (ticksToLeader < 0 && this.leaderNode()) ticksToLeader = i + 1;
+        if (ticksToLeader < 0 && i + 1 >= this.opts.leaderTicks) break;
         if (this.converged()) {
+          ticksToConverge = i + 1;
           ok = true;
           break;
         }
@@ -593,7 +604,7 @@ export class Simulator {
           rule: "Liveness",
           detail: l
             ? `after healing, acknowledged writes up to ${this.maxAckedIndex} not applied on every member within ${this.opts.livenessTicks} ticks (${[...this.nodes.values()].map((n) => `${n.id}:${n.applied}`).join(" ")})`
-            : `after healing with every node up, no leader within ${this.opts.livenessTicks} ticks`,
+            : `after healing with every node up, no leader within ${this.opts.leaderTicks} ticks`,
           at: this.now,
         });
       }
@@ -611,6 +622,8 @@ export class Simulator {
         readsServed: this.readsServed,
         leaders: this.termsWithLeader.size,
         maxCommit: this.checker.maxCommit,
+        ticksToLeader,
+        ticksToConverge,
       },
       trace: this.trace,
     };
@@ -631,7 +644,7 @@ export function runSeed(o: SimOptions): SimResult {
       violations: sim.checker.violations,
       faults: sim.faults,
       workload: sim.workload,
-      stats: { ticks: 0, messages: 0, acked: 0, readsServed: 0, leaders: 0, maxCommit: sim.checker.maxCommit },
+      stats: { ticks: 0, messages: 0, acked: 0, readsServed: 0, leaders: 0, maxCommit: sim.checker.maxCommit, ticksToLeader: -1, ticksToConverge: -1 },
       trace: [],
     };
   }
