@@ -63,8 +63,14 @@ export function snapshotName(lastIndex: number): string {
   return `${String(lastIndex).padStart(20, "0")}.snap`;
 }
 
+/** A snapshot write was started while another one is running (Redis: "Background save already in progress"). */
+export class SnapshotInProgressError extends Error {
+  override name = "SnapshotInProgressError";
+}
+
 export class SnapshotStore {
   readonly dir: string;
+  private writing = false;
   private constructor(
     dataDir: string,
     private readonly io: StorageIo,
@@ -116,6 +122,21 @@ export class SnapshotStore {
    * snapshots except the previous one are deleted.
    */
   async write(opts: SnapshotWriteOptions, entries: Iterable<SnapshotEntry> | AsyncIterable<SnapshotEntry>): Promise<SnapshotWriteResult> {
+    if (this.writing) throw new SnapshotInProgressError("a snapshot is already being written");
+    this.writing = true;
+    try {
+      return await this.writeOne(opts, entries);
+    } finally {
+      this.writing = false;
+    }
+  }
+
+  /** True while write() runs. */
+  get inProgress(): boolean {
+    return this.writing;
+  }
+
+  private async writeOne(opts: SnapshotWriteOptions, entries: Iterable<SnapshotEntry> | AsyncIterable<SnapshotEntry>): Promise<SnapshotWriteResult> {
     const t0 = performance.now();
     const io = this.io;
     const name = snapshotName(opts.lastIndex);

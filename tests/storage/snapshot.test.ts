@@ -175,3 +175,13 @@ test("openStorage locks the data dir: a live owner is refused, a dead one's lock
   await s.close();
   expect(readdirSync(dir)).not.toContain("LOCK");
 });
+
+test("one snapshot write at a time: a second concurrent write is refused", async () => {
+  const store = SnapshotStore.open(tempDir());
+  const first = store.write({ lastIndex: 1, lastTerm: 1, yieldEveryMs: 0 }, keyspace(50_000));
+  expect(store.inProgress).toBe(true);
+  await expect(store.write({ lastIndex: 2, lastTerm: 1 }, keyspace(1))).rejects.toThrow("already being written");
+  await first;
+  expect(store.inProgress).toBe(false);
+  await store.write({ lastIndex: 2, lastTerm: 1 }, keyspace(1));
+});
