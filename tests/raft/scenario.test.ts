@@ -168,7 +168,7 @@ describe("scenario transcripts", () => {
         writeFileSync(path, `${header}\n\n${text}\n`);
         return;
       }
-      for (const b of blocks) expect(`${b.cmd}\n${it.run(b.cmd)}`).toBe(`${b.cmd}\n${b.expected}`);
+      for (const b of blocks) expect(`${b.cmd}\n${it.run(b.cmd)}`.trimEnd()).toBe(`${b.cmd}\n${b.expected}`.trimEnd());
     });
   }
 });
