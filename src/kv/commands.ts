@@ -191,6 +191,22 @@ function setnxCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   out.int(1);
 }
 
+/** SETEX key seconds value / PSETEX key ms value: SET with EX/PX. */
+function setexGeneric(ctx: KvCtx, argv: string[], out: ReplyWriter, flag: number, cmd: string): void {
+  const expireAt = expireAtFromArg(argv[2]!, flag, ctx.nowMs, cmd, out);
+  if (Number.isNaN(expireAt)) return;
+  ctx.db.setWithExpire(argv[1]!, argv[3]!, expireAt, ctx.nowMs);
+  out.ok();
+}
+
+function setexCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
+  setexGeneric(ctx, argv, out, F_EX, "setex");
+}
+
+function psetexCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
+  setexGeneric(ctx, argv, out, F_PX, "psetex");
+}
+
 function getsetCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   const key = argv[1]!;
   const old = ctx.db.getForWrite(key, ctx.nowMs);
@@ -305,6 +321,75 @@ function appendCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   out.int(len);
 }
 
+/** GETRANGE key start end (and SUBSTR): inclusive byte offsets, negative from the end. */
+function getrangeCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
+  const start0 = parseInt64(argv[2]!);
+  const end0 = parseInt64(argv[3]!);
+  if (start0 === null || end0 === null) {
+    out.error(ERR_NOT_INT);
+    return;
+  }
+  const v = ctx.db.get(argv[1]!, ctx.nowMs);
+  if (v === undefined) {
+    out.bulk("");
+    return;
+  }
+  if (typeof v !== "string") {
+    out.error(ERR_WRONGTYPE);
+    return;
+  }
+  // Offsets beyond 2^53 behave like any other out-of-range offset.
+  let start = Number(start0);
+  let end = Number(end0);
+  const len = v.length;
+  if (start < 0 && end < 0 && start > end) {
+    out.bulk("");
+    return;
+  }
+  if (start < 0) start = len + start;
+  if (end < 0) end = len + end;
+  if (start < 0) start = 0;
+  if (end < 0) end = 0;
+  if (end >= len) end = len - 1;
+  if (start > end || len === 0) out.bulk("");
+  else out.bulk(v.slice(start, end + 1));
+}
+
+/** SETRANGE key offset value: overwrites from offset, padding with zero bytes. */
+function setrangeCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
+  const offset0 = parseInt64(argv[2]!);
+  if (offset0 === null) {
+    out.error(ERR_NOT_INT);
+    return;
+  }
+  if (offset0 < 0) {
+    out.error("ERR offset is out of range");
+    return;
+  }
+  const key = argv[1]!;
+  const value = argv[3]!;
+  const db = ctx.db;
+  const old = db.getForWrite(key, ctx.nowMs);
+  if (old !== undefined && typeof old !== "string") {
+    out.error(ERR_WRONGTYPE);
+    return;
+  }
+  if (value.length === 0) {
+    out.int(old === undefined ? 0 : old.length);
+    return;
+  }
+  if (Number(offset0) + value.length > STRING_BYTES_MAX) {
+    out.error(ERR_STRING_TOO_LONG);
+    return;
+  }
+  const offset = Number(offset0);
+  const base = old ?? "";
+  const head = base.length >= offset ? base.slice(0, offset) : base + "\0".repeat(offset - base.length);
+  const next = head + value + base.slice(offset + value.length);
+  db.setKeepTtl(key, next);
+  out.int(next.length);
+}
+
 /** INCR/DECR/INCRBY/DECRBY: adds incr to the integer at key, keeping its TTL. */
 function incrBy(ctx: KvCtx, key: string, incr: number | bigint, out: ReplyWriter): void {
   const db = ctx.db;
@@ -372,6 +457,45 @@ function delCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
     if (db.getForWrite(key, nowMs) !== undefined && db.delete(key)) n++;
   }
   out.int(n);
+}
+
+/** RENAME / RENAMENX: moves the value and its TTL; an existing target is replaced (RENAME) or kept (NX). */
+function renameGeneric(ctx: KvCtx, argv: string[], out: ReplyWriter, nx: boolean): void {
+  const db = ctx.db;
+  const nowMs = ctx.nowMs;
+  const from = argv[1]!;
+  const to = argv[2]!;
+  const v = db.getForWrite(from, nowMs);
+  if (v === undefined) {
+    out.error("ERR no such key");
+    return;
+  }
+  if (from === to) {
+    if (nx) out.int(0);
+    else out.ok();
+    return;
+  }
+  const at = db.expireAt(from);
+  if (db.getForWrite(to, nowMs) !== undefined) {
+    if (nx) {
+      out.int(0);
+      return;
+    }
+    db.delete(to);
+  }
+  db.delete(from);
+  if (at === undefined) db.set(to, v);
+  else db.setWithExpire(to, v, at, nowMs);
+  if (nx) out.int(1);
+  else out.ok();
+}
+
+function renameCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
+  renameGeneric(ctx, argv, out, false);
+}
+
+function renamenxCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
+  renameGeneric(ctx, argv, out, true);
 }
 
 function existsCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
@@ -540,8 +664,11 @@ function pexpireatCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   expireGeneric(ctx, argv, out, false, false, "pexpireat");
 }
 
-/** TTL and PTTL: -2 missing, -1 no TTL, else the time left (seconds rounded as Redis: (ms+500)/1000). */
-function ttlGeneric(ctx: KvCtx, argv: string[], out: ReplyWriter, ms: boolean): void {
+/**
+ * TTL, PTTL, EXPIRETIME, PEXPIRETIME: -2 missing, -1 no TTL, else the time left (or the
+ * absolute time); seconds are rounded as Redis does: (ms + 500) / 1000.
+ */
+function ttlGeneric(ctx: KvCtx, argv: string[], out: ReplyWriter, ms: boolean, absolute: boolean): void {
   const key = argv[1]!;
   if (ctx.db.get(key, ctx.nowMs) === undefined) {
     out.int(-2);
@@ -552,15 +679,21 @@ function ttlGeneric(ctx: KvCtx, argv: string[], out: ReplyWriter, ms: boolean): 
     out.int(-1);
     return;
   }
-  const left = Math.max(0, at - ctx.nowMs);
-  out.int(ms ? left : Math.floor((left + 500) / 1000));
+  const t = Math.max(0, absolute ? at : at - ctx.nowMs);
+  out.int(ms ? t : Math.floor((t + 500) / 1000));
 }
 
 function ttlCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
-  ttlGeneric(ctx, argv, out, false);
+  ttlGeneric(ctx, argv, out, false, false);
 }
 function pttlCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
-  ttlGeneric(ctx, argv, out, true);
+  ttlGeneric(ctx, argv, out, true, false);
+}
+function expiretimeCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
+  ttlGeneric(ctx, argv, out, false, true);
+}
+function pexpiretimeCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
+  ttlGeneric(ctx, argv, out, true, true);
 }
 
 function persistCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
@@ -616,6 +749,19 @@ export const KV_COMMANDS: readonly Spec[] = [
   cmd("ttl", 2, ["readonly", "fast"], 1, 1, 1, ttlCmd),
   cmd("pttl", 2, ["readonly", "fast"], 1, 1, 1, pttlCmd),
   cmd("persist", 2, ["write", "fast"], 1, 1, 1, persistCmd),
+  // Beyond the list: common in clients and tools, cheap to have exactly.
+  cmd("setex", 4, ["write"], 1, 1, 1, setexCmd),
+  cmd("psetex", 4, ["write"], 1, 1, 1, psetexCmd),
+  cmd("getrange", 4, ["readonly"], 1, 1, 1, getrangeCmd),
+  cmd("substr", 4, ["readonly"], 1, 1, 1, getrangeCmd),
+  cmd("setrange", 4, ["write"], 1, 1, 1, setrangeCmd),
+  cmd("unlink", -2, ["write", "fast"], 1, -1, 1, delCmd),
+  cmd("touch", -2, ["readonly", "fast"], 1, -1, 1, existsCmd),
+  cmd("rename", 3, ["write"], 1, 2, 1, renameCmd),
+  cmd("renamenx", 3, ["write", "fast"], 1, 2, 1, renamenxCmd),
+  cmd("flushdb", -1, ["write"], 0, 0, 0, flushallCmd),
+  cmd("expiretime", 2, ["readonly", "fast"], 1, 1, 1, expiretimeCmd),
+  cmd("pexpiretime", 2, ["readonly", "fast"], 1, 1, 1, pexpiretimeCmd),
 ];
 
 export const lookupKvCommand = commandLookup(KV_COMMANDS);

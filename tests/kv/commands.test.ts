@@ -42,7 +42,19 @@ expireat -3 write,fast 1 1 1
 pexpireat -3 write,fast 1 1 1
 ttl 2 readonly,fast 1 1 1
 pttl 2 readonly,fast 1 1 1
-persist 2 write,fast 1 1 1`;
+persist 2 write,fast 1 1 1
+setex 4 write 1 1 1
+psetex 4 write 1 1 1
+getrange 4 readonly 1 1 1
+substr 4 readonly 1 1 1
+setrange 4 write 1 1 1
+unlink -2 write,fast 1 -1 1
+touch -2 readonly,fast 1 -1 1
+rename 3 write 1 2 1
+renamenx 3 write,fast 1 2 1
+flushdb -1 write 0 0 0
+expiretime 2 readonly,fast 1 1 1
+pexpiretime 2 readonly,fast 1 1 1`;
     const ours = KV_COMMANDS.map((s) => `${s.name} ${s.arity} ${s.flags.join(",")} ${s.firstKey} ${s.lastKey} ${s.keyStep}`);
     expect(ours).toEqual(redis.split("\n"));
   });
@@ -61,6 +73,7 @@ persist 2 write,fast 1 1 1`;
     expect(writes).toEqual([
       "set", "setnx", "getset", "getdel", "getex", "mset", "msetnx", "append", "incr", "decr", "incrby", "decrby",
       "del", "flushall", "expire", "pexpire", "expireat", "pexpireat", "persist",
+      "setex", "psetex", "setrange", "unlink", "rename", "renamenx", "flushdb",
     ]);
     expect(isWriteCommand(lookupKvCommand("get")!)).toBe(false);
     expect(KV_COMMANDS.every((s) => s.flags.includes("write") !== s.flags.includes("readonly"))).toBe(true);
@@ -615,16 +628,132 @@ describe("expiry commands", () => {
       [["INCR", "k"], int(1)],
       [["INCRBY", "k", "3"], int(3)],
       [["APPEND", "k", "ab"], int(2)],
+      [["GETRANGE", "k", "0", "-1"], bulk("")],
+      [["SETRANGE", "k", "1", "x"], int(2)],
+      [["TOUCH", "k"], int(0)],
+      [["UNLINK", "k"], int(0)],
+      [["EXPIRETIME", "k"], int(-2)],
+      [["RENAME", "k", "j"], "-ERR no such key\r\n"],
+      [["SETEX", "k", "1", "v"], OK],
     ];
     for (const [argv, reply] of cases) {
       setup();
       expect([argv, kv.run(...argv)]).toEqual([argv, reply]);
       // Whatever the write did, no old TTL survives and "5" never comes back.
-      expect(kv.run("TTL", "k")).not.toMatch(/^:[0-9]/);
+      if (argv[0] !== "SETEX") expect(kv.run("TTL", "k")).not.toMatch(/^:[0-9]/);
       expect(kv.run("GET", "k")).not.toBe(bulk("5"));
     }
     setup();
     kv.run("SET", "k", "v", "KEEPTTL");
     expect(kv.run("TTL", "k")).toBe(int(-1));
+  });
+});
+
+describe("beyond the issue's list", () => {
+  test("SETEX and PSETEX", () => {
+    const kv = new Kv();
+    expect(kv.run("SETEX", "k", "10", "v")).toBe(OK);
+    expect(kv.db.expireAt("k")).toBe(T0 + 10_000);
+    expect(kv.run("PSETEX", "k", "1500", "w")).toBe(OK);
+    expect(kv.run("PTTL", "k")).toBe(int(1500));
+    expect(kv.run("GET", "k")).toBe(bulk("w"));
+    expect(kv.run("SETEX", "k", "0", "v")).toBe("-ERR invalid expire time in 'setex' command\r\n");
+    expect(kv.run("PSETEX", "k", "-1", "v")).toBe("-ERR invalid expire time in 'psetex' command\r\n");
+    expect(kv.run("SETEX", "k", "x", "v")).toBe(NOT_INT);
+    expect(kv.run("GET", "k")).toBe(bulk("w"));
+  });
+
+  test("GETRANGE / SUBSTR", () => {
+    const kv = new Kv();
+    kv.run("SET", "s", "Hello World");
+    expect(kv.run("GETRANGE", "s", "0", "4")).toBe(bulk("Hello"));
+    expect(kv.run("SUBSTR", "s", "-5", "-1")).toBe(bulk("World"));
+    expect(kv.run("GETRANGE", "s", "0", "-1")).toBe(bulk("Hello World"));
+    expect(kv.run("GETRANGE", "s", "6", "100")).toBe(bulk("World"));
+    expect(kv.run("GETRANGE", "s", "-100", "1")).toBe(bulk("He"));
+    expect(kv.run("GETRANGE", "s", "5", "3")).toBe(bulk(""));
+    expect(kv.run("GETRANGE", "s", "-1", "-5")).toBe(bulk(""));
+    expect(kv.run("GETRANGE", "s", "11", "20")).toBe(bulk(""));
+    expect(kv.run("GETRANGE", "s", "-9223372036854775808", "9223372036854775807")).toBe(bulk("Hello World"));
+    expect(kv.run("GETRANGE", "nokey", "0", "-1")).toBe(bulk(""));
+    expect(kv.run3("GETRANGE", "nokey", "0", "-1")).toBe(bulk(""));
+    expect(kv.run("GETRANGE", "s", "a", "1")).toBe(NOT_INT);
+  });
+
+  test("SETRANGE pads with zero bytes and keeps the TTL", () => {
+    const kv = new Kv();
+    kv.run("SET", "s", "Hello World", "EX", "100");
+    expect(kv.run("SETRANGE", "s", "6", "Redis")).toBe(int(11));
+    expect(kv.run("GET", "s")).toBe(bulk("Hello Redis"));
+    expect(kv.run("TTL", "s")).toBe(int(100));
+    expect(kv.run("SETRANGE", "s", "13", "!")).toBe(int(14));
+    expect(kv.run("GET", "s")).toBe(bulk("Hello Redis\0\0!"));
+    expect(kv.run("SETRANGE", "n", "2", "ab")).toBe(int(4));
+    expect(kv.run("GET", "n")).toBe(bulk("\0\0ab"));
+    expect(kv.run("SETRANGE", "s", "0", "")).toBe(int(14));
+    expect(kv.run("SETRANGE", "empty", "5", "")).toBe(int(0));
+    expect(kv.run("EXISTS", "empty")).toBe(int(0));
+    expect(kv.run("SETRANGE", "s", "-1", "x")).toBe("-ERR offset is out of range\r\n");
+    expect(kv.run("SETRANGE", "s", "x", "x")).toBe(NOT_INT);
+    expect(kv.run("SETRANGE", "s", String(512 * 1024 * 1024), "x")).toBe(
+      "-ERR string exceeds maximum allowed size (proto-max-bulk-len)\r\n",
+    );
+  });
+
+  test("UNLINK and TOUCH", () => {
+    const kv = new Kv();
+    kv.run("MSET", "a", "1", "b", "2");
+    expect(kv.run("TOUCH", "a", "b", "c", "a")).toBe(int(3));
+    expect(kv.run("UNLINK", "a", "c")).toBe(int(1));
+    expect(kv.run("EXISTS", "a", "b")).toBe(int(1));
+  });
+
+  test("RENAME and RENAMENX move the value and its TTL", () => {
+    const kv = new Kv();
+    expect(kv.run("RENAME", "nokey", "x")).toBe("-ERR no such key\r\n");
+    expect(kv.run("RENAMENX", "nokey", "x")).toBe("-ERR no such key\r\n");
+    kv.run("SET", "a", "1", "PX", "5000");
+    kv.run("SET", "b", "2");
+    expect(kv.run("RENAME", "a", "a")).toBe(OK);
+    expect(kv.run("RENAMENX", "a", "a")).toBe(int(0));
+    expect(kv.run("RENAMENX", "a", "b")).toBe(int(0));
+    expect(kv.run("RENAME", "a", "b")).toBe(OK);
+    expect(kv.run("GET", "b")).toBe(bulk("1"));
+    expect(kv.run("PTTL", "b")).toBe(int(5000));
+    expect(kv.run("EXISTS", "a")).toBe(int(0));
+    expect(kv.run("RENAMENX", "b", "c")).toBe(int(1));
+    expect(kv.run("PTTL", "c")).toBe(int(5000));
+    expect(kv.run("DBSIZE")).toBe(int(1));
+    // An expired source is missing; an expired target is replaced, even by RENAMENX.
+    kv.run("SET", "old", "x", "PX", "10");
+    kv.nowMs = T0 + 10;
+    expect(kv.run("RENAME", "old", "z")).toBe("-ERR no such key\r\n");
+    kv.run("SET", "d", "y", "PX", "5");
+    kv.nowMs = T0 + 20;
+    kv.run("SET", "e", "fresh");
+    expect(kv.run("RENAMENX", "e", "d")).toBe(int(1));
+    expect(kv.run("GET", "d")).toBe(bulk("fresh"));
+    expect(kv.run("TTL", "d")).toBe(int(-1));
+  });
+
+  test("EXPIRETIME and PEXPIRETIME", () => {
+    const kv = new Kv();
+    expect(kv.run("EXPIRETIME", "k")).toBe(int(-2));
+    expect(kv.run("PEXPIRETIME", "k")).toBe(int(-2));
+    kv.run("SET", "k", "v");
+    expect(kv.run("EXPIRETIME", "k")).toBe(int(-1));
+    kv.run("PEXPIREAT", "k", String(T0 + 10_499));
+    expect(kv.run("PEXPIRETIME", "k")).toBe(int(T0 + 10_499));
+    expect(kv.run("EXPIRETIME", "k")).toBe(int(T0 / 1000 + 10));
+    kv.run("PEXPIREAT", "k", String(T0 + 10_500));
+    expect(kv.run("EXPIRETIME", "k")).toBe(int(T0 / 1000 + 11));
+  });
+
+  test("FLUSHDB is FLUSHALL (one database)", () => {
+    const kv = new Kv();
+    kv.run("SET", "a", "1");
+    expect(kv.run("FLUSHDB", "x")).toBe(SYNTAX);
+    expect(kv.run("FLUSHDB", "ASYNC")).toBe(OK);
+    expect(kv.run("DBSIZE")).toBe(int(0));
   });
 });
