@@ -9,6 +9,7 @@
 // logically expired key before touching it (so an old TTL never leaks into a new value),
 // and `sweepExpired` reclaims the rest in bounded steps. Given the same calls with the same
 // arguments, the state is the same: replaying a log rebuilds it.
+import { assert } from "../errors.ts";
 import { globMatch, globMatchesAll } from "./glob.ts";
 
 /** A stored value. Only strings today; other types become other members of this union. */
@@ -275,6 +276,15 @@ export class Db {
   flush(): void {
     this.values.clear();
     this.expires.clear();
+  }
+
+  /** Checks the structure's invariants (for tests and debug builds): O(keys with a TTL). */
+  assertInvariants(): void {
+    for (const [k, at] of this.expires) {
+      assert(this.values.has(k), `TTL entry for a missing key ${JSON.stringify(k)}`);
+      assert(Number.isFinite(at), "expiry is not a finite number");
+    }
+    assert(this.cursors.size <= this.scanCursorsMax, "too many open SCAN cursors");
   }
 
   // ---- snapshots ----
