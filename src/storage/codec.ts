@@ -41,21 +41,47 @@ export function recordBytes(r: LogRecord): number {
 
 const TWO_32 = 2 ** 32;
 
-function setU64(dv: DataView, off: number, n: number, what: string): void {
-  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`${what} must be a non-negative safe integer, got ${n}`);
-  dv.setUint32(off, n % TWO_32, true);
-  dv.setUint32(off + 4, Math.floor(n / TWO_32), true);
+// Byte-wise little-endian access: no DataView, because reading `.buffer` off a Uint8Array is
+// costly in JavaScriptCore (it showed up as 20 % of append CPU in a profile).
+function putU32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v;
+  b[o + 1] = v >>> 8;
+  b[o + 2] = v >>> 16;
+  b[o + 3] = v >>> 24;
 }
 
-function getU64(dv: DataView, off: number): number {
-  return dv.getUint32(off + 4, true) * TWO_32 + dv.getUint32(off, true);
+export function getU32(b: Uint8Array, o: number): number {
+  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
+}
+
+function checkU64(n: number, what: string): void {
+  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`${what} must be a non-negative safe integer, got ${n}`);
+}
+
+function putU64(b: Uint8Array, o: number, n: number): void {
+  const lo = n >>> 0;
+  putU32(b, o, lo);
+  putU32(b, o + 4, (n - lo) / TWO_32);
+}
+
+function getU64(b: Uint8Array, o: number): number {
+  return getU32(b, o + 4) * TWO_32 + getU32(b, o);
+}
+
+/** Throws RangeError if the record cannot be encoded (checked before anything is queued). */
+export function checkRecord(r: LogRecord): void {
+  checkU64(r.index, "index");
+  checkU64(r.term, "term");
+  checkU64(r.timestampMs, "timestampMs");
+  if (!(r.type >= 1 && r.type <= RECORD_TYPE_MAX) || !Number.isInteger(r.type)) throw new RangeError(`unknown record type ${r.type}`);
+  if (r.payload.length > RECORD_PAYLOAD_BYTES_MAX) throw new RangeError(`record payload ${r.payload.length} bytes exceeds ${RECORD_PAYLOAD_BYTES_MAX}`);
 }
 
 /** Encodes records into one contiguous buffer (written to the segment with a single write). */
 export function encodeRecords(records: readonly LogRecord[]): Uint8Array {
   let total = 0;
   for (const r of records) {
-    if (r.payload.length > RECORD_PAYLOAD_BYTES_MAX) throw new RangeError(`record payload ${r.payload.length} bytes exceeds ${RECORD_PAYLOAD_BYTES_MAX}`);
+    checkRecord(r);
     total += recordBytes(r);
   }
   const out = new Uint8Array(total);
@@ -65,18 +91,17 @@ export function encodeRecords(records: readonly LogRecord[]): Uint8Array {
 
 /** Encodes records into `out` at `off`; returns the offset after the last record. */
 export function encodeInto(records: readonly LogRecord[], out: Uint8Array, off: number): number {
-  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
   for (const r of records) {
-    if (r.type < 1 || r.type > RECORD_TYPE_MAX) throw new RangeError(`unknown record type ${r.type}`);
+    checkRecord(r);
     const body = RECORD_FIXED_BODY_BYTES + r.payload.length;
     const b = off + RECORD_HEADER_BYTES;
-    dv.setUint32(off, body, true);
-    setU64(dv, b, r.index, "index");
-    setU64(dv, b + 8, r.term, "term");
+    putU32(out, off, body);
+    putU64(out, b, r.index);
+    putU64(out, b + 8, r.term);
     out[b + 16] = r.type;
-    setU64(dv, b + 17, r.timestampMs, "timestampMs");
+    putU64(out, b + 17, r.timestampMs);
     out.set(r.payload, b + RECORD_FIXED_BODY_BYTES);
-    dv.setUint32(off + 4, crc32c(out, b, b + body), true);
+    putU32(out, off + 4, crc32c(out, b, b + body));
     off = b + body;
   }
   return off;
@@ -103,9 +128,8 @@ export function decodeAt(bytes: Uint8Array, off: number, end = bytes.length): De
     for (let i = off; i < end; i++) if (bytes[i] !== 0) return { kind: "incomplete", needBytes: RECORD_HEADER_BYTES, haveBytes: have };
     return have === 0 ? { kind: "incomplete", needBytes: RECORD_HEADER_BYTES, haveBytes: 0 } : { kind: "zero" };
   }
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const body = dv.getUint32(off, true);
-  const stored = dv.getUint32(off + 4, true);
+  const body = getU32(bytes, off);
+  const stored = getU32(bytes, off + 4);
   if (body === 0 && stored === 0) return { kind: "zero" };
   if (body < RECORD_FIXED_BODY_BYTES || body > RECORD_BODY_BYTES_MAX) return { kind: "bad-length", bodyBytes: body };
   const b = off + RECORD_HEADER_BYTES;
@@ -117,10 +141,10 @@ export function decodeAt(bytes: Uint8Array, off: number, end = bytes.length): De
   return {
     kind: "ok",
     record: {
-      index: getU64(dv, b),
-      term: getU64(dv, b + 8),
+      index: getU64(bytes, b),
+      term: getU64(bytes, b + 8),
       type: type as RecordType,
-      timestampMs: getU64(dv, b + 17),
+      timestampMs: getU64(bytes, b + 17),
       payload: bytes.subarray(b + RECORD_FIXED_BODY_BYTES, b + body),
     },
     next: b + body,
@@ -142,6 +166,5 @@ export function decodeAll(bytes: Uint8Array): LogRecord[] {
 
 /** Reads the index field of a record header at `off` without checking anything (for resync prefilters). */
 export function peekIndex(bytes: Uint8Array, off: number): number {
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  return getU64(dv, off + RECORD_HEADER_BYTES);
+  return getU64(bytes, off + RECORD_HEADER_BYTES);
 }

@@ -118,8 +118,9 @@ export function checkContiguous(records: readonly LogRecord[], lastIndex: number
   let expect = lastIndex + 1;
   let term = lastTerm;
   for (const r of records) {
-    assert(r.index === expect, `append: record index ${r.index}, expected ${expect}`);
-    assert(r.term >= term, `append: term ${r.term} at index ${r.index} is below the previous term ${term}`);
+    // Messages are built only on failure: this runs on every append.
+    if (r.index !== expect) assert(false, `append: record index ${r.index}, expected ${expect}`);
+    if (!(r.term >= term)) assert(false, `append: term ${r.term} at index ${r.index} is below the previous term ${term}`);
     expect++;
     term = r.term;
   }

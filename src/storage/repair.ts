@@ -53,7 +53,7 @@ export function repairWal(dataDir: string, io: StorageIo = nodeIo): RepairReport
     }
     const scan = scanSegment(bytes, name, first, prevTerm);
     prevLast = first + scan.offsets.length - 1;
-    if (scan.terms.length > 0) prevTerm = scan.terms[scan.terms.length - 1]!;
+    if (scan.terms.length > 0) prevTerm = scan.terms.last()!;
     if (scan.problem) {
       const p = scan.problem;
       const dropped = bytes.length - p.offset;

@@ -2,6 +2,7 @@
 // on the first bad spot (torn tail vs corruption). Pure apart from the types it shares with wal.ts.
 import {
   decodeAt,
+  getU32,
   peekIndex,
   RECORD_BODY_BYTES_MAX,
   RECORD_FIXED_BODY_BYTES,
@@ -10,6 +11,40 @@ import {
 } from "./codec.ts";
 
 export const WAL_DIR = "wal";
+
+/**
+ * A growable list of numbers in a Float64Array: per-record offsets and terms. About 10x cheaper to
+ * append to than a JS array at a million records, and no per-element GC work.
+ */
+export class NumList {
+  private a: Float64Array;
+  private n = 0;
+  constructor(capacity = 256) {
+    this.a = new Float64Array(capacity);
+  }
+  get length(): number {
+    return this.n;
+  }
+  /** Only shrinks (truncation). */
+  set length(n: number) {
+    if (n < this.n) this.n = Math.max(0, n);
+  }
+  push(v: number): void {
+    if (this.n === this.a.length) {
+      const b = new Float64Array(this.a.length * 2);
+      b.set(this.a);
+      this.a = b;
+    }
+    this.a[this.n++] = v;
+  }
+  /** Element i (0 <= i < length), undefined outside. */
+  at(i: number): number | undefined {
+    return i >= 0 && i < this.n ? this.a[i] : undefined;
+  }
+  last(): number | undefined {
+    return this.n > 0 ? this.a[this.n - 1] : undefined;
+  }
+}
 const SEGMENT_RE = /^(\d{20})\.seg$/;
 
 /** `00000000000000000001.seg`: 20 digits (u64 fits) so names sort like indexes. */
@@ -40,8 +75,8 @@ export interface SegmentScan {
   /** From the file name; the first record must carry it. */
   firstIndex: number;
   /** Byte offset of each valid record; record i has index firstIndex + i. */
-  offsets: number[];
-  terms: number[];
+  offsets: NumList;
+  terms: NumList;
   /** End of the last valid record. */
   validBytes: number;
   fileBytes: number;
@@ -50,8 +85,8 @@ export interface SegmentScan {
 
 /** Walks a segment's bytes, stopping at the first record that is not valid and in sequence. */
 export function scanSegment(bytes: Uint8Array, name: string, firstIndex: number, prevTerm: number): SegmentScan {
-  const offsets: number[] = [];
-  const terms: number[] = [];
+  const offsets = new NumList();
+  const terms = new NumList();
   let off = 0;
   let expected = firstIndex;
   let term = prevTerm;
@@ -107,9 +142,8 @@ function describe(r: Exclude<DecodeResult, { kind: "ok" }>): string {
  */
 export function findValidAfter(bytes: Uint8Array, from: number, expectedIndex: number): { offset: number; index: number } | undefined {
   const minRecord = RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES;
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   for (let p = from; p + minRecord <= bytes.length; p++) {
-    const body = dv.getUint32(p, true);
+    const body = getU32(bytes, p);
     if (body < RECORD_FIXED_BODY_BYTES || body > RECORD_BODY_BYTES_MAX || p + RECORD_HEADER_BYTES + body > bytes.length) continue;
     const idx = peekIndex(bytes, p);
     if (idx < expectedIndex || idx > expectedIndex + Math.ceil((bytes.length - from) / minRecord) + 1) continue;

@@ -11,7 +11,7 @@ import { decodeAt, encodeRecords, recordBytes, type LogRecord } from "./codec.ts
 import { DataDirError, StorageIoError, WalFailedError } from "./errors.ts";
 import { nodeIo, type StorageIo } from "./io.ts";
 import { checkContiguous, type LogStore } from "./log-store.ts";
-import { countTailRecords, isTornTail, parseSegmentName, scanSegment, segmentName, WAL_DIR } from "./segment.ts";
+import { countTailRecords, isTornTail, NumList, parseSegmentName, scanSegment, segmentName, WAL_DIR } from "./segment.ts";
 
 const log = logger("storage");
 
@@ -70,8 +70,8 @@ interface Segment {
   name: string;
   path: string;
   firstIndex: number;
-  offsets: number[];
-  terms: number[];
+  offsets: NumList;
+  terms: NumList;
   bytes: number;
   syncedBytes: number;
   fd: number | undefined;
@@ -219,7 +219,7 @@ export class Wal implements LogStore {
       }
       this.segments.push(seg);
       prevLast = first + scan.offsets.length - 1;
-      if (scan.terms.length > 0) prevTerm = scan.terms[scan.terms.length - 1]!;
+      if (scan.terms.length > 0) prevTerm = scan.terms.last()!;
       bytesTotal += scan.validBytes;
     }
     const firstSeg = this.segments[0];
@@ -269,7 +269,7 @@ export class Wal implements LogStore {
       return undefined;
     }
     const seg = this.segmentFor(index);
-    return seg?.terms[index - seg.firstIndex];
+    return seg?.terms.at(index - seg.firstIndex);
   }
 
   private segmentFor(index: number): Segment | undefined {
@@ -287,7 +287,7 @@ export class Wal implements LogStore {
   }
 
   entries(lo: number, hi: number, maxBytes = Infinity): LogRecord[] {
-    assert(lo >= this.firstIndex() && hi <= this.last + 1 && lo <= hi, `entries(${lo}, ${hi}) outside [${this.firstIndex()}, ${this.last + 1})`);
+    if (!(lo >= this.firstIndex() && hi <= this.last + 1 && lo <= hi)) assert(false, `entries(${lo}, ${hi}) outside [${this.firstIndex()}, ${this.last + 1})`);
     const out: LogRecord[] = [];
     let payloadBytes = 0;
     let i = lo;
@@ -295,9 +295,9 @@ export class Wal implements LogStore {
       const seg = this.segmentFor(i)!;
       const k0 = i - seg.firstIndex;
       let k1 = Math.min(hi, seg.firstIndex + seg.offsets.length) - seg.firstIndex; // exclusive
-      const start = seg.offsets[k0]!;
+      const start = seg.offsets.at(k0)!;
       // Limit one read to READ_CHUNK_BYTES (and maxBytes), but always at least one record.
-      const endOf = (k: number) => (k < seg.offsets.length ? seg.offsets[k]! : seg.bytes);
+      const endOf = (k: number) => (k < seg.offsets.length ? seg.offsets.at(k)! : seg.bytes);
       const budget = Math.min(READ_CHUNK_BYTES, maxBytes === Infinity ? Infinity : maxBytes - payloadBytes + 64);
       if (endOf(k1) - start > budget) {
         let k = k0 + 1;
@@ -506,7 +506,7 @@ export class Wal implements LogStore {
     } catch (e) {
       throw new StorageIoError("create", path, e);
     }
-    const seg: Segment = { name, path, firstIndex, offsets: [], terms: [], bytes: 0, syncedBytes: 0, fd, writable: true, syncing: 0 };
+    const seg: Segment = { name, path, firstIndex, offsets: new NumList(), terms: new NumList(), bytes: 0, syncedBytes: 0, fd, writable: true, syncing: 0 };
     this.segments.push(seg);
     return seg;
   }
@@ -587,7 +587,7 @@ export class Wal implements LogStore {
     for (const seg of this.segments) {
       const keep = Math.max(0, index - seg.firstIndex + 1);
       if (keep < seg.offsets.length) {
-        seg.bytes = seg.offsets[keep]!;
+        seg.bytes = seg.offsets.at(keep)!;
         seg.syncedBytes = Math.min(seg.syncedBytes, seg.bytes);
         seg.offsets.length = keep;
         seg.terms.length = keep;
@@ -624,7 +624,7 @@ export class Wal implements LogStore {
         const keep = index - seg.firstIndex + 1;
         this.activate(seg);
         if (keep < seg.offsets.length) {
-          const newBytes = seg.offsets[keep]!;
+          const newBytes = seg.offsets.at(keep)!;
           try {
             this.io.truncate(seg.fd!, newBytes);
             this.io.datasyncSync(seg.fd!);
@@ -651,7 +651,7 @@ export class Wal implements LogStore {
       const seg = this.segments[0]!;
       const segLast = seg.firstIndex + seg.offsets.length - 1;
       if (segLast > index || seg.syncing > 0 || seg.writable) break;
-      this.baseTerm = seg.terms[seg.terms.length - 1];
+      this.baseTerm = seg.terms.last();
       this.deleteSegment(seg);
       this.segments.shift();
       deleted++;
