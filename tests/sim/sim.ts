@@ -565,8 +565,27 @@ export class Simulator {
         this.start(n);
       }
     }
-    this.log("heal all");
+    // Half the seeds heal with a minority of voters left down: liveness must not need everyone.
+    // A pending change may still remove one voter, so leave down a minority of (voters - 1).
+    if (this.rand.chance(0.5)) {
+      let ref: SimNode | undefined;
+      for (const n of this.nodes.values()) if (n.rn && (!ref || n.applied > ref.applied)) ref = n;
+      const voters = ref?.rn ? ref.rn.raft.confState().voters : [];
+      const downMax = Math.floor((voters.length - 2) / 2);
+      const k = downMax > 0 ? this.rand.range(1, downMax) : 0;
+      for (let i = 0; i < k; i++) {
+        const up = voters.map((id) => this.nodes.get(id)).filter((n): n is SimNode => n !== undefined && n.up);
+        if (up.length === 0) break;
+        const victim = this.rand.pick(up);
+        this.crash(victim, false);
+        this.leftDown.add(victim.id);
+      }
+    }
+    this.log(`heal all${this.leftDown.size > 0 ? `, leaving ${[...this.leftDown].join(",")} down` : ""}`);
   }
+
+  /** Nodes deliberately left down after healing. */
+  private readonly leftDown = new Set<NodeId>();
 
   /** Liveness: a leader exists, and every member (in its config) has applied every acknowledged write. */
   private converged(): boolean {
@@ -575,6 +594,7 @@ export class Simulator {
     const cs = l.rn.raft.confState();
     for (const id of [...cs.voters, ...cs.learners]) {
       const n = this.nodes.get(id);
+      if (n && this.leftDown.has(id)) continue;
       if (!n || n.applied < this.maxAckedIndex) return false;
     }
     return true;
