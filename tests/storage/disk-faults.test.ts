@@ -1,7 +1,7 @@
 // Real disk faults: a read-only file system and a full one. As root (where permission bits do not
 // bind), a private mount namespace (unshare -m) gets a tmpfs that is read-only or tiny; the mounts
-// vanish with the child. As a normal user, chmod makes the dir unwritable and the full-disk case
-// runs with an injected ENOSPC instead (wal.test.ts covers that path too).
+// vanish with the child. As a normal user, chmod makes the dir unwritable; without mount rights the
+// full-disk case (and, for root, the read-only case) runs with injected errors instead.
 import { afterEach, expect, test } from "bun:test";
 import { chmodSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -13,6 +13,9 @@ import { cleanupTempDirs, rec, tempDir } from "./helpers.ts";
 afterEach(cleanupTempDirs);
 
 const isRoot = process.getuid?.() === 0;
+/** Root with the right to make a private mount namespace (not the case in an unprivileged container). */
+const canMount =
+  isRoot && Bun.spawnSync(["sh", "-c", 'd=$(mktemp -d) && unshare -m --propagation private mount -t tmpfs -o size=64k tmpfs "$d"; r=$?; rmdir "$d"; exit $r']).exitCode === 0;
 const child = join(import.meta.dir, "fixtures", "disk-child.ts");
 
 function inNamespace(mountSetup: string, mode: string, dir: string): Record<string, any> {
@@ -24,7 +27,7 @@ function inNamespace(mountSetup: string, mode: string, dir: string): Record<stri
 
 test("read-only data dir: open fails with a DataDirError saying what to fix", async () => {
   const dir = tempDir();
-  if (isRoot) {
+  if (canMount) {
     // The WAL holds data written earlier; the fs is then remounted read-only.
     const res = inNamespace(
       `mount -t tmpfs -o size=4m tmpfs "${dir}"; mkdir -p "${dir}/data/wal"; mount -o remount,ro "${dir}"`,
@@ -34,6 +37,13 @@ test("read-only data dir: open fails with a DataDirError saying what to fix", as
     expect(res.error?.name).toBe("DataDirError");
     expect(res.error.message).toContain("EROFS");
     expect(res.error.message).toContain("read-only");
+  } else if (isRoot) {
+    // Root without mount rights: permission bits do not bind, so inject the error the kernel gives.
+    const io = new RecordingIo();
+    io.failNext("open", "EROFS");
+    const err = await Wal.open({ dataDir: join(dir, "data"), io }).catch((e) => e);
+    expect(err).toBeInstanceOf(DataDirError);
+    expect(err.message).toContain("read-only");
   } else {
     mkdirSync(join(dir, "data", "wal"), { recursive: true });
     chmodSync(join(dir, "data", "wal"), 0o500);
@@ -48,7 +58,7 @@ test("read-only data dir: open fails with a DataDirError saying what to fix", as
 });
 
 test("full disk: the failing append gets ENOSPC, later ones are refused, every acknowledged record survives", async () => {
-  if (isRoot) {
+  if (canMount) {
     const dir = tempDir();
     const res = inNamespace(`mount -t tmpfs -o size=256k tmpfs "${dir}"; mkdir -p "${dir}/data"`, "full", dir);
     expect(res.error).toMatchObject({ name: "StorageIoError", code: "ENOSPC" });
