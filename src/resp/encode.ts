@@ -15,7 +15,8 @@ export interface ReplyWriter {
   simple(s: string): void;
   /** `-s`. `s` starts with the error code, e.g. `ERR syntax error`. */
   error(s: string): void;
-  int(n: number): void;
+  /** `:n`; a bigint for values past 2^53 (64-bit counters). */
+  int(n: number | bigint): void;
   /** `$len\r\n<bytes>\r\n` from a byte string. */
   bulk(s: string): void;
   bulkBytes(b: Uint8Array): void;
@@ -97,7 +98,7 @@ export class ReplyBuffer implements ReplyWriter {
   }
 
   /** `<prefix><n>\r\n` for any integer n. */
-  private header(prefix: number, n: number): void {
+  private header(prefix: number, n: number | bigint): void {
     this.ensure(24);
     this.buf[this.len++] = prefix;
     this.len += this.buf.latin1Write(String(n), this.len);
@@ -124,8 +125,8 @@ export class ReplyBuffer implements ReplyWriter {
     this.line(0x2d /* - */, s);
   }
 
-  int(n: number): void {
-    if (n >= 0 && n < SMALL_MAX && Number.isInteger(n)) this.raw(INT_HEADERS[n]!);
+  int(n: number | bigint): void {
+    if (typeof n === "number" && n >= 0 && n < SMALL_MAX && Number.isInteger(n)) this.raw(INT_HEADERS[n]!);
     else this.header(0x3a /* : */, n);
   }
 
