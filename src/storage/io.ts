@@ -9,12 +9,22 @@ export interface StorageIo {
   /** O_RDWR|O_CREAT|O_APPEND: every write goes to the end, positional reads work. */
   openAppend(path: string): number;
   openRead(path: string): number;
+  /** O_RDWR without O_APPEND, for preallocated files written at explicit offsets. */
+  openReadWrite(path: string): number;
+  /**
+   * Creates `path` holding `bytes` zero bytes, written for real (not a sparse hole) and fsynced, off
+   * the event loop. Writing into such a file and fdatasync-ing it needs no metadata update.
+   */
+  preallocate(path: string, bytes: number): Promise<void>;
   /** O_WRONLY|O_CREAT|O_TRUNC, for temp files written front to back. */
   openWrite(path: string): number;
   fileSize(fd: number): number;
   /** Positional read; returns bytes read (short only at end of file). */
   read(fd: number, buf: Uint8Array, off: number, len: number, pos: number): number;
-  /** Writes all of buf (loops over short writes). At `pos` if given, else at the fd's offset. */
+  /**
+   * Writes all of buf (loops over short writes). At `pos` if given, else at the fd's offset.
+   * On an O_APPEND fd Linux appends whatever `pos` says.
+   */
   write(fd: number, buf: Uint8Array, pos?: number): void;
   /** fdatasync on the threadpool: the event loop keeps running while the disk works. */
   datasync(fd: number): Promise<void>;
@@ -41,6 +51,21 @@ export const nodeIo: StorageIo = {
   },
   openRead(path) {
     return fs.openSync(path, "r");
+  },
+  openReadWrite(path) {
+    return fs.openSync(path, "r+");
+  },
+  async preallocate(path, bytes) {
+    const fh = await fs.promises.open(path, "w");
+    try {
+      const zeros = new Uint8Array(Math.min(bytes, 1024 * 1024));
+      for (let pos = 0; pos < bytes; pos += zeros.length) {
+        await fh.write(zeros, 0, Math.min(zeros.length, bytes - pos), pos);
+      }
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
   },
   openWrite(path) {
     return fs.openSync(path, "w");

@@ -1,7 +1,7 @@
 // `kv repair`: cut the WAL at its first bad record and report exactly what was dropped.
 import { join } from "node:path";
 import { nodeIo, type StorageIo } from "./io.ts";
-import { countValidFrom, parseSegmentName, scanSegment, WAL_DIR } from "./segment.ts";
+import { allZeroFrom, countValidFrom, parseSegmentName, scanSegment, WAL_DIR } from "./segment.ts";
 import { dataDirError } from "./wal.ts";
 
 export interface RepairReport {
@@ -54,7 +54,11 @@ export function repairWal(dataDir: string, io: StorageIo = nodeIo): RepairReport
     const scan = scanSegment(bytes, name, first, prevTerm);
     prevLast = first + scan.offsets.length - 1;
     if (scan.terms.length > 0) prevTerm = scan.terms.last()!;
-    if (scan.problem) {
+    const isLast = i === names.length - 1;
+    if (scan.problem && isLast && scan.problem.kind === "zero" && allZeroFrom(bytes, scan.problem.offset)) {
+      // Zeros to the end of the last segment: preallocated space, no records lost. Leave it.
+      report.lines.push(`${WAL_DIR}/${name}: ${bytes.length - scan.problem.offset} zero bytes after the last record (preallocated space): kept`);
+    } else if (scan.problem) {
       const p = scan.problem;
       const dropped = bytes.length - p.offset;
       const valid = countValidFrom(bytes, p.offset, p.expectedIndex);

@@ -113,7 +113,10 @@ export function scanSegment(bytes: Uint8Array, name: string, firstIndex: number,
     problem = mkProblem(off, r.kind, describe(r), expected);
     break;
   }
-  if (problem) problem.validAfter = findValidAfter(bytes, problem.offset + 1, expected);
+  // A zero run to the end of the file holds no records (preallocated space, or a zero-filled tail).
+  if (problem && !(problem.kind === "zero" && allZeroFrom(bytes, problem.offset))) {
+    problem.validAfter = findValidAfter(bytes, problem.offset + 1, expected);
+  }
   return { name, firstIndex, offsets, terms, validBytes: off, fileBytes: bytes.length, problem };
 }
 
@@ -142,7 +145,9 @@ function describe(r: Exclude<DecodeResult, { kind: "ok" }>): string {
  */
 export function findValidAfter(bytes: Uint8Array, from: number, expectedIndex: number): { offset: number; index: number } | undefined {
   const minRecord = RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES;
-  for (let p = from; p + minRecord <= bytes.length; p++) {
+  // A trailing zero run (preallocated space) cannot hold a record: stop where it starts.
+  const end = zeroRunStart(bytes);
+  for (let p = from; p + minRecord <= end; p++) {
     const body = getU32(bytes, p);
     if (body < RECORD_FIXED_BODY_BYTES || body > RECORD_BODY_BYTES_MAX || p + RECORD_HEADER_BYTES + body > bytes.length) continue;
     const idx = peekIndex(bytes, p);
@@ -151,6 +156,29 @@ export function findValidAfter(bytes: Uint8Array, from: number, expectedIndex: n
     if (r.kind === "ok") return { offset: p, index: r.record.index };
   }
   return undefined;
+}
+
+const ZEROS = new Uint8Array(64 * 1024);
+
+/** True when bytes[from, end) are all zero (compared a chunk at a time, natively). */
+export function allZeroFrom(bytes: Uint8Array, from: number): boolean {
+  for (let p = from; p < bytes.length; p += ZEROS.length) {
+    const n = Math.min(ZEROS.length, bytes.length - p);
+    if (Buffer.compare(bytes.subarray(p, p + n), n === ZEROS.length ? ZEROS : ZEROS.subarray(0, n)) !== 0) return false;
+  }
+  return true;
+}
+
+/** Offset where the trailing run of zero bytes begins (bytes.length if the last byte is not zero). */
+export function zeroRunStart(bytes: Uint8Array): number {
+  let end = bytes.length;
+  while (end > 0) {
+    const n = Math.min(ZEROS.length, end);
+    if (Buffer.compare(bytes.subarray(end - n, end), n === ZEROS.length ? ZEROS : ZEROS.subarray(0, n)) !== 0) break;
+    end -= n;
+  }
+  while (end > 0 && bytes[end - 1] === 0) end--;
+  return end;
 }
 
 /** Is this problem a torn write (forgivable at the end of the last segment)? */

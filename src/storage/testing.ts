@@ -2,7 +2,7 @@
 // injects failures (ENOSPC on write, EIO on fsync) or slows fsync down. For tests only.
 import { ioError, nodeIo, type StorageIo } from "./io.ts";
 
-export type IoOp = "open" | "write" | "datasync" | "fsync" | "fsyncDir" | "truncate" | "unlink" | "rename" | "close";
+export type IoOp = "open" | "write" | "datasync" | "fsync" | "fsyncDir" | "truncate" | "unlink" | "rename" | "close" | "preallocate";
 export interface IoEvent {
   op: IoOp | "ack" | string;
   path?: string;
@@ -65,6 +65,15 @@ export class RecordingIo implements StorageIo {
   openRead(path: string): number {
     this.check("open", path);
     return this.opened(path, this.inner.openRead(path));
+  }
+  openReadWrite(path: string): number {
+    this.check("open", path);
+    return this.opened(path, this.inner.openReadWrite(path));
+  }
+  async preallocate(path: string, bytes: number): Promise<void> {
+    this.check("preallocate", path);
+    await this.inner.preallocate(path, bytes);
+    this.events.push({ op: "preallocate", path, bytes });
   }
   openWrite(path: string): number {
     this.check("open", path);

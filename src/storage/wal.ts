@@ -11,7 +11,7 @@ import { decodeAt, encodeRecords, recordBytes, type LogRecord } from "./codec.ts
 import { DataDirError, StorageIoError, WalFailedError } from "./errors.ts";
 import { nodeIo, type StorageIo } from "./io.ts";
 import { checkContiguous, type LogStore } from "./log-store.ts";
-import { countTailRecords, isTornTail, NumList, parseSegmentName, scanSegment, segmentName, WAL_DIR } from "./segment.ts";
+import { allZeroFrom, countTailRecords, isTornTail, NumList, parseSegmentName, scanSegment, segmentName, WAL_DIR } from "./segment.ts";
 
 const log = logger("storage");
 
@@ -31,6 +31,8 @@ export const FSYNC_MODES: readonly FsyncMode[] = ["always", "everysec", "no"];
 export const SEGMENT_BYTES_MAX_DEFAULT = 64 * 1024 * 1024;
 /** Reads (entries/replay) fetch at most this much per read(2). */
 const READ_CHUNK_BYTES = 4 * 1024 * 1024;
+/** The zero-filled file that becomes the next segment (not a .seg name: recovery ignores it). */
+const SPARE_NAME = "next-segment.prealloc";
 
 export interface WalOptions {
   dataDir: string;
@@ -46,6 +48,12 @@ export interface WalOptions {
    * batch waits for the running fsync); 2 lets the next batch's write+fsync start while one is running.
    */
   syncsInFlightMax?: number;
+  /**
+   * Write new segments into files already filled with zeros (prepared in the background once the
+   * active segment is half full), so fdatasync has no file-size metadata to commit: faster fsyncs.
+   * Default true. The first segment, and any created while no spare is ready, are not preallocated.
+   */
+  preallocate?: boolean;
   io?: StorageIo;
 }
 
@@ -64,6 +72,8 @@ export interface RecoveryReport {
   firstIndex: number;
   lastIndex: number;
   truncated: TornTailReport | undefined;
+  /** Zero bytes after the last record of the last segment, kept (preallocated space). */
+  zeroTailBytes: number;
 }
 
 interface Segment {
@@ -73,9 +83,11 @@ interface Segment {
   offsets: NumList;
   terms: NumList;
   bytes: number;
+  /** File size when it is larger than `bytes` (preallocated zeros after the last record), else 0. */
+  allocated: number;
   syncedBytes: number;
   fd: number | undefined;
-  /** fd was opened O_APPEND (the active segment). */
+  /** fd is open for writing (the active segment): O_APPEND, or O_RDWR when preallocated. */
   writable: boolean;
   /** fsyncs in flight on fd: the segment may not be closed or deleted meanwhile. */
   syncing: number;
@@ -110,6 +122,10 @@ export class Wal implements LogStore {
   /** Batches written whose fsync is running (or done but behind an earlier one), in log order. */
   private inflight: { batch: PendingAppend[]; synced: boolean }[] = [];
   private readonly syncsInFlightMax: number;
+  private readonly preallocate: boolean;
+  /** A zero-filled file being prepared (or ready) to become the next segment. */
+  private spare: { path: string; bytes: number; ready: boolean; done: Promise<void> } | undefined;
+  private spareFailed = false;
   private kickScheduled = false;
   private tail: Promise<void> = Promise.resolve();
   private exclusive = false;
@@ -126,6 +142,7 @@ export class Wal implements LogStore {
     this.io = opts.io ?? nodeIo;
     this.syncInline = opts.syncMethod === "inline";
     this.syncsInFlightMax = opts.syncsInFlightMax ?? 1;
+    this.preallocate = opts.preallocate ?? true;
     assert(this.syncsInFlightMax >= 1, "syncsInFlightMax must be >= 1");
   }
 
@@ -149,12 +166,15 @@ export class Wal implements LogStore {
   private recover(): void {
     const io = this.io;
     openDataDir(io, this.dir);
+    // A spare left by an earlier run may be partly written: start over.
+    if (io.readdir(this.dir).includes(SPARE_NAME)) io.unlink(join(this.dir, SPARE_NAME));
     const names = io
       .readdir(this.dir)
       .map((name) => ({ name, first: parseSegmentName(name) }))
       .filter((s): s is { name: string; first: number } => s.first !== undefined)
       .sort((a, b) => a.first - b.first);
     let truncated: TornTailReport | undefined;
+    let zeroTailBytes = 0;
     let prevLast: number | undefined;
     let prevTerm = 0;
     let bytesTotal = 0;
@@ -173,6 +193,13 @@ export class Wal implements LogStore {
       }
       const bytes = readWhole(io, path);
       const scan = scanSegment(bytes, name, first, prevTerm);
+      let allocated = 0;
+      if (scan.problem && isLast && this.preallocate && scan.problem.kind === "zero" && allZeroFrom(bytes, scan.problem.offset)) {
+        // Zeros to the end of the active segment: preallocated space (ours), not damage. Keep it.
+        allocated = bytes.length;
+        zeroTailBytes = bytes.length - scan.problem.offset;
+        scan.problem = undefined;
+      }
       if (scan.problem) {
         const p = scan.problem;
         if (!isLast || !isTornTail(p)) {
@@ -209,6 +236,7 @@ export class Wal implements LogStore {
         offsets: scan.offsets,
         terms: scan.terms,
         bytes: scan.validBytes,
+        allocated,
         syncedBytes: scan.validBytes,
         fd: undefined,
         writable: false,
@@ -236,7 +264,7 @@ export class Wal implements LogStore {
     this.written = this.acked = this.last;
     let records = 0;
     for (const s of this.segments) records += s.offsets.length;
-    this.recovery = { segments: this.segments.length, records, bytes: bytesTotal, firstIndex: this.firstIndex(), lastIndex: this.last, truncated };
+    this.recovery = { segments: this.segments.length, records, bytes: bytesTotal, firstIndex: this.firstIndex(), lastIndex: this.last, truncated, zeroTailBytes };
   }
 
   private openOrThrow(op: "open" | "create" | "truncate", path: string, f: () => number): number {
@@ -461,11 +489,13 @@ export class Wal implements LogStore {
       }
     }
     try {
-      this.io.write(seg.fd!, buf);
+      // At seg.bytes: needed for a preallocated segment; an O_APPEND fd appends anyway.
+      this.io.write(seg.fd!, buf, seg.bytes);
     } catch (e) {
       // Cut back a partial write so the file ends at a record boundary (best effort; recovery would too).
       try {
         this.io.truncate(seg.fd!, seg.bytes);
+        seg.allocated = 0;
       } catch {}
       throw new StorageIoError("write", seg.path, e);
     }
@@ -480,6 +510,7 @@ export class Wal implements LogStore {
     }
     seg.bytes = off;
     this.stats.bytes += groupBytes;
+    if (this.preallocate && !this.spare && !this.spareFailed && seg.bytes > this.segmentBytesMax / 2) this.prepareSpare();
     this.written = seg.firstIndex + seg.offsets.length - 1;
   }
 
@@ -492,21 +523,73 @@ export class Wal implements LogStore {
 
   private roll(nextIndex: number): Segment {
     const old = this.segments[this.segments.length - 1]!;
+    if (old.allocated > old.bytes) {
+      // Only the last segment may end in zeros: cut the unused preallocation, durably, before any
+      // record goes to the next segment (else a crash could leave zeros inside the log).
+      try {
+        this.io.truncate(old.fd!, old.bytes);
+        this.io.datasyncSync(old.fd!);
+        this.stats.fsyncs++;
+      } catch (e) {
+        throw new StorageIoError("truncate", old.path, e);
+      }
+      old.allocated = 0;
+      old.syncedBytes = old.bytes;
+    }
     old.writable = false; // fd stays open for reads and the pending fsync
+    this.spareFailed = false; // a new segment: worth trying to preallocate again
     return this.createSegment(nextIndex);
+  }
+
+  /** Starts filling the spare file with zeros on the threadpool; a failure only costs speed. */
+  private prepareSpare(): void {
+    const spare = { path: join(this.dir, SPARE_NAME), bytes: this.segmentBytesMax, ready: false, done: Promise.resolve() };
+    this.spare = spare;
+    spare.done = this.io.preallocate(spare.path, spare.bytes).then(
+      () => {
+        if (this.spare === spare) spare.ready = true;
+      },
+      (e) => {
+        if (this.spare !== spare) return;
+        this.spare = undefined;
+        this.spareFailed = true;
+        log.warn(`could not preallocate the next WAL segment (${(e as Error).message}); continuing without`);
+        try {
+          this.io.unlink(spare.path);
+        } catch {}
+      },
+    );
   }
 
   private createSegment(firstIndex: number): Segment {
     const name = segmentName(firstIndex);
     const path = join(this.dir, name);
     let fd: number;
+    let allocated = 0;
+    let renamed = false;
     try {
-      fd = this.io.openAppend(path);
+      const spare = this.spare;
+      if (spare?.ready) {
+        // The spare is zero-filled and fsynced: renaming it in is the whole cost of a new segment.
+        this.spare = undefined;
+        this.io.rename(spare.path, path);
+        renamed = true;
+        fd = this.io.openReadWrite(path);
+        allocated = spare.bytes;
+      } else {
+        fd = this.io.openAppend(path);
+      }
       this.io.fsyncDir(this.dir);
     } catch (e) {
+      // Leave no file behind that is not in the log (it would read as a gap at the next start).
+      if (renamed) {
+        try {
+          this.io.unlink(path);
+        } catch {}
+      }
       throw new StorageIoError("create", path, e);
     }
-    const seg: Segment = { name, path, firstIndex, offsets: new NumList(), terms: new NumList(), bytes: 0, syncedBytes: 0, fd, writable: true, syncing: 0 };
+    const seg: Segment = { name, path, firstIndex, offsets: new NumList(), terms: new NumList(), bytes: 0, allocated, syncedBytes: 0, fd, writable: true, syncing: 0 };
     this.segments.push(seg);
     return seg;
   }
@@ -514,7 +597,7 @@ export class Wal implements LogStore {
   private activate(seg: Segment): void {
     if (seg.writable) return;
     if (seg.fd !== undefined) this.io.close(seg.fd);
-    seg.fd = this.openOrThrow("open", seg.path, () => this.io.openAppend(seg.path));
+    seg.fd = this.openOrThrow("open", seg.path, () => (seg.allocated > seg.bytes ? this.io.openReadWrite(seg.path) : this.io.openAppend(seg.path)));
     seg.writable = true;
   }
 
@@ -576,6 +659,7 @@ export class Wal implements LogStore {
       if (seg.firstIndex + seg.offsets.length - 1 < this.acked) continue;
       try {
         if (this.io.fileSize(seg.fd) > seg.bytes) this.io.truncate(seg.fd, seg.bytes);
+        seg.allocated = 0;
       } catch {}
     }
     this.last = this.written = this.acked;
@@ -634,6 +718,7 @@ export class Wal implements LogStore {
           seg.offsets.length = keep;
           seg.terms.length = keep;
           seg.bytes = seg.syncedBytes = newBytes;
+          seg.allocated = 0;
         }
       }
       if (this.segments.length === 0) this.base = index;
@@ -714,6 +799,7 @@ export class Wal implements LogStore {
     this.exclusive = true;
     await this.drained();
     if (this.timer) clearInterval(this.timer);
+    await this.spare?.done; // never rejects (failures are handled in prepareSpare)
     while (this.bgSyncing) await new Promise((r) => setTimeout(r, 1));
     try {
       if (!this.failure) for (const seg of this.segments) await this.syncSegment(seg);

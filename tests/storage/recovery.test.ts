@@ -13,7 +13,7 @@ afterEach(cleanupTempDirs);
 /** A WAL with records 1..n (varied payload sizes) in `segments` segments; returns offsets of the last segment's records. */
 async function makeLog(n: number, segmentBytesMax = 1 << 20): Promise<{ dir: string; last: string; bytes: Buffer; ends: number[] }> {
   const dir = tempDir();
-  const wal = await Wal.open({ dataDir: dir, segmentBytesMax });
+  const wal = await Wal.open({ dataDir: dir, segmentBytesMax, preallocate: false });
   for (let i = 1; i <= n; i++) await wal.append([rec(i, 1 + (i >> 3), `payload-${i}-${"z".repeat((i * 7) % 23)}`)]);
   await wal.close();
   const files = walFiles(dir);
@@ -80,16 +80,55 @@ test("random bytes appended after the last record are dropped as a torn tail", a
   }
 });
 
-test("a zero-filled tail (preallocation, or a crash after the size grew) is truncated with 0 records dropped", async () => {
+test("a zero-filled tail is truncated with a warning and 0 records dropped (preallocate off)", async () => {
   const { dir, last, bytes } = await makeLog(10);
   for (const n of [1, 8, 4096]) {
     const d = copyDir(dir, []);
     writeSeg(d, last, Buffer.concat([bytes, new Uint8Array(n)]));
-    const wal = await Wal.open({ dataDir: d });
+    const wal = await Wal.open({ dataDir: d, preallocate: false });
     expect(wal.lastIndex()).toBe(10);
     expect(wal.recovery.truncated).toMatchObject({ offset: bytes.length, bytesDropped: n, recordsDropped: 0 });
+    expect(readSeg(d, last).length).toBe(bytes.length);
     await wal.close();
   }
+});
+
+test("with preallocation on, zeros after the last record of the last segment are kept as free space", async () => {
+  const { dir, last, bytes } = await makeLog(10);
+  const d = copyDir(dir, []);
+  writeSeg(d, last, Buffer.concat([bytes, new Uint8Array(4096)]));
+  const wal = await Wal.open({ dataDir: d });
+  expect(wal.lastIndex()).toBe(10);
+  expect(wal.recovery).toMatchObject({ truncated: undefined, zeroTailBytes: 4096 });
+  await wal.append([rec(11, 9, "into the zeros")]);
+  await wal.close();
+  const seg = readSeg(d, last);
+  expect(seg.length).toBe(bytes.length + 4096); // written in place, not appended after the zeros
+  const again = await Wal.open({ dataDir: d });
+  expect(text(again.entries(11, 12)[0]!)).toBe("into the zeros");
+  expect(again.recovery.zeroTailBytes).toBe(4096 - recordBytes(rec(11, 9, "into the zeros")));
+  await again.close();
+  expect(repairWal(d)).toMatchObject({ clean: true, bytesDropped: 0 });
+});
+
+test("zeros in the middle of the last segment with valid records after them are corruption", async () => {
+  const { dir, last, bytes, ends } = await makeLog(10);
+  const b = Buffer.from(bytes);
+  b.fill(0, ends[5]!, ends[6]!); // record 7 zeroed, 8..10 intact
+  writeSeg(dir, last, b);
+  const err = await Wal.open({ dataDir: dir }).catch((e) => e);
+  expect(err).toBeInstanceOf(CorruptLogError);
+  expect(err.offset).toBe(ends[5]!);
+});
+
+test("a torn record inside preallocated space is truncated (the record's bytes, then zeros)", async () => {
+  const { dir, last, bytes, ends } = await makeLog(10);
+  const torn = Buffer.concat([bytes.subarray(0, ends[8]! + 20), new Uint8Array(8192)]); // record 10 cut after 20 bytes
+  writeSeg(dir, last, torn);
+  const wal = await Wal.open({ dataDir: dir });
+  expect(wal.lastIndex()).toBe(9);
+  expect(wal.recovery.truncated).toMatchObject({ offset: ends[8]!, bytesDropped: torn.length - ends[8]!, recordsDropped: 1 });
+  await wal.close();
 });
 
 test("a flipped bit in a middle record refuses to start, naming the file and offset and what to do", async () => {

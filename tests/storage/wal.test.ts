@@ -332,3 +332,47 @@ test("close waits for queued appends and syncs them", async () => {
   expect(again.lastIndex()).toBe(50);
   await again.close();
 });
+
+test("preallocation: later segments are renamed-in zero-filled spares, written in place, trimmed when rolled", async () => {
+  const dir = tempDir();
+  const io = new RecordingIo();
+  const wal = await Wal.open({ dataDir: dir, io, segmentBytesMax: 4096 });
+  const { readdirSync, statSync } = await import("node:fs");
+  for (let i = 1; i <= 200; i++) {
+    await wal.append([rec(i, 1, "p".repeat(60))]);
+    if (i % 20 === 0) await new Promise((r) => setTimeout(r, 5)); // let the spare get ready
+  }
+  expect(io.count("preallocate")).toBeGreaterThan(1);
+  expect(io.events.some((e) => e.op === "rename" && e.path!.endsWith(".seg"))).toBe(true);
+  const segs = walFiles(dir);
+  expect(segs.length).toBeGreaterThan(3);
+  // Every segment but the last ends exactly at its last record (no zero tails inside the log).
+  for (const f of segs.slice(0, -1)) expect(statSync(join(dir, "wal", f)).size).toBeLessThanOrEqual(4096);
+  const lastSize = statSync(join(dir, "wal", segs[segs.length - 1]!)).size;
+  await wal.close();
+  expect(readdirSync(join(dir, "wal")).filter((n) => !n.endsWith(".seg")).length).toBeLessThanOrEqual(1); // at most the spare
+  const again = await Wal.open({ dataDir: dir, segmentBytesMax: 4096 });
+  expect(again.lastIndex()).toBe(200);
+  expect([...again.replay(1)].map((r) => r.index)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+  expect(again.recovery.truncated).toBeUndefined();
+  expect(lastSize).toBeGreaterThan(0);
+  expect(readdirSync(join(dir, "wal")).filter((n) => !n.endsWith(".seg"))).toEqual([]); // stale spare removed
+  await again.close();
+});
+
+test("preallocation failure (disk full) only costs speed: segments are created without it", async () => {
+  const io = new RecordingIo();
+  for (let k = 0; k < 20; k++) io.failNext("preallocate", "ENOSPC");
+  const dir = tempDir();
+  const wal = await Wal.open({ dataDir: dir, io, segmentBytesMax: 2048 });
+  for (let i = 1; i <= 100; i++) {
+    await wal.append([rec(i, 1, "p".repeat(60))]);
+    if (i % 10 === 0) await new Promise((r) => setTimeout(r, 2));
+  }
+  expect(wal.failure).toBeUndefined();
+  expect(walFiles(dir).length).toBeGreaterThan(2);
+  await wal.close();
+  const again = await Wal.open({ dataDir: dir, segmentBytesMax: 2048 });
+  expect(again.lastIndex()).toBe(100);
+  await again.close();
+});
