@@ -120,7 +120,8 @@ export class Simulator {
       seed: o.seed,
       nodes: o.nodes,
       faultTicks: o.faultTicks ?? 300,
-      leaderTicks: o.leaderTicks ?? 150,
+      // Two-voter configurations (allowed in 3-node runs) split votes often over slow links.
+      leaderTicks: o.leaderTicks ?? 250,
       // Catch-up over a reordering network with one-entry messages is slow (rejections reset the pipeline).
       livenessTicks: o.livenessTicks ?? 800,
       electionTicks: o.electionTicks ?? 10,
