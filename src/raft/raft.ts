@@ -43,18 +43,27 @@ export interface RaftConfig {
   msgBytesMax?: number;
   preVote?: boolean;
   checkQuorum?: boolean;
+  /** Leader: refuse proposals ("busy") while this many entries are appended but not committed. */
+  uncommittedEntriesMax?: number;
+  /** Leader: refuse ReadIndex requests ("busy") while this many are waiting for confirmation. */
+  pendingReadsMax?: number;
 }
 
 export const ELECTION_TICKS_DEFAULT = 10;
 export const HEARTBEAT_TICKS_DEFAULT = 1;
 export const INFLIGHT_MESSAGES_MAX_DEFAULT = 256;
 export const MSG_BYTES_MAX_DEFAULT = 1024 * 1024;
+export const UNCOMMITTED_ENTRIES_MAX_DEFAULT = 1 << 20;
+export const PENDING_READS_MAX_DEFAULT = 1 << 16;
 
 export type ProposeResult =
   | { readonly ok: true; readonly index: number; readonly term: number }
-  | { readonly ok: false; readonly reason: "not-leader" | "transfer-in-progress" | "pending-conf-change" | "invalid-conf-change" };
+  | {
+      readonly ok: false;
+      readonly reason: "not-leader" | "transfer-in-progress" | "pending-conf-change" | "invalid-conf-change" | "busy";
+    };
 
-export type ReadIndexResult = "ok" | "not-leader" | "duplicate";
+export type ReadIndexResult = "ok" | "not-leader" | "duplicate" | "busy";
 export type TransferResult = "ok" | "not-leader" | "not-a-voter" | "self";
 
 type CampaignKind = "pre-election" | "election" | "transfer";
@@ -66,6 +75,10 @@ class ReadOnly {
 
   has(ctx: string): boolean {
     return this.pending.has(ctx);
+  }
+
+  get size(): number {
+    return this.pending.size;
   }
 
   add(index: number, ctx: string, self: NodeId): void {
@@ -128,6 +141,8 @@ export class Raft {
   readonly preVote: boolean;
   readonly checkQuorum: boolean;
   private readonly inflightMessagesMax: number;
+  private readonly uncommittedEntriesMax: number;
+  private readonly pendingReadsMax: number;
   private readonly rand: Rand;
   electionElapsed = 0;
   private heartbeatElapsed = 0;
@@ -151,6 +166,8 @@ export class Raft {
     this.preVote = c.preVote ?? true;
     this.checkQuorum = c.checkQuorum ?? true;
     this.inflightMessagesMax = c.inflightMessagesMax ?? INFLIGHT_MESSAGES_MAX_DEFAULT;
+    this.uncommittedEntriesMax = c.uncommittedEntriesMax ?? UNCOMMITTED_ENTRIES_MAX_DEFAULT;
+    this.pendingReadsMax = c.pendingReadsMax ?? PENDING_READS_MAX_DEFAULT;
     this.log = new RaftLog(c.storage, c.msgBytesMax ?? MSG_BYTES_MAX_DEFAULT);
     const { hardState, confState } = c.storage.initialState();
     this.applyConfState(confState);
@@ -745,24 +762,33 @@ export class Raft {
 
   // ---- local requests (via RawNode) ----
 
-  propose(data: Uint8Array): ProposeResult {
+  /** Why a proposal of `count` entries cannot be taken now, if it cannot. */
+  private refuseProposal(count: number): ProposeResult | undefined {
     if (this.role !== "leader") return { ok: false, reason: "not-leader" };
     if (this.leadTransferee !== NONE) return { ok: false, reason: "transfer-in-progress" };
+    // Without a quorum nothing commits: bound the log instead of growing it forever.
+    if (this.log.lastIndex() - this.log.committed + count > this.uncommittedEntriesMax) return { ok: false, reason: "busy" };
+    return undefined;
+  }
+
+  propose(data: Uint8Array): ProposeResult {
+    const refused = this.refuseProposal(1);
+    if (refused) return refused;
     const index = this.appendEntries([{ type: "normal", data }]);
     return { ok: true, index, term: this.term };
   }
 
   /** Appends a batch of proposals; all or none. */
   proposeBatch(datas: readonly Uint8Array[]): ProposeResult {
-    if (this.role !== "leader") return { ok: false, reason: "not-leader" };
-    if (this.leadTransferee !== NONE) return { ok: false, reason: "transfer-in-progress" };
+    const refused = this.refuseProposal(datas.length);
+    if (refused) return refused;
     const index = this.appendEntries(datas.map((data) => ({ type: "normal" as const, data })));
     return { ok: true, index, term: this.term };
   }
 
   proposeConfChange(cc: ConfChange, data: Uint8Array): ProposeResult {
-    if (this.role !== "leader") return { ok: false, reason: "not-leader" };
-    if (this.leadTransferee !== NONE) return { ok: false, reason: "transfer-in-progress" };
+    const refused = this.refuseProposal(1);
+    if (refused) return refused;
     // One change at a time, and not before this term's no-op is applied (the single-server change fix).
     if (this.pendingConfIndex > this.log.applied) return { ok: false, reason: "pending-conf-change" };
     switch (cc.type) {
@@ -790,6 +816,7 @@ export class Raft {
   readIndex(ctx: string): ReadIndexResult {
     if (this.role !== "leader") return "not-leader";
     if (this.readOnly.has(ctx) || this.pendingReads.includes(ctx)) return "duplicate";
+    if (this.readOnly.size + this.pendingReads.length >= this.pendingReadsMax) return "busy";
     if (!this.committedEntryInCurrentTerm()) {
       // Until the no-op of this term commits we do not know the true commit index.
       this.pendingReads.push(ctx);

@@ -98,3 +98,25 @@ describe("ReadIndex", () => {
     expect(c.node(1).readStates).toEqual([{ index: 2, requestCtx: "solo" }]);
   });
 });
+
+describe("limits", () => {
+  test("a leader without a quorum refuses proposals past uncommittedEntriesMax instead of growing its log", () => {
+    const c = new Cluster([1, 2, 3], { config: { uncommittedEntriesMax: 5 } });
+    c.elect(1);
+    c.isolate(1);
+    const results = Array.from({ length: 7 }, (_, i) => c.node(1).rn.propose(new Uint8Array([i])));
+    expect(results.map((r) => (r.ok ? "ok" : r.reason))).toEqual(["ok", "ok", "ok", "ok", "ok", "busy", "busy"]);
+    expect(c.node(1).rn.proposeBatch([new Uint8Array(1)]).ok).toBe(false);
+    c.heal();
+    c.tick(1);
+    c.stabilize();
+    expect(c.node(1).rn.propose(new Uint8Array([9])).ok).toBe(true);
+  });
+
+  test("pending ReadIndex requests are bounded by pendingReadsMax", () => {
+    const c = new Cluster([1, 2, 3], { config: { pendingReadsMax: 2 } });
+    c.elect(1);
+    c.isolate(1);
+    expect(["a", "b", "c"].map((ctx) => c.node(1).rn.readIndex(ctx))).toEqual(["ok", "ok", "busy"]);
+  });
+});
