@@ -33,6 +33,8 @@ export const SEGMENT_BYTES_MAX_DEFAULT = 64 * 1024 * 1024;
 const READ_CHUNK_BYTES = 4 * 1024 * 1024;
 /** The zero-filled file that becomes the next segment (not a .seg name: recovery ignores it). */
 const SPARE_NAME = "next-segment.prealloc";
+/** Start preparing the spare once the active segment holds this much (or half its maximum). */
+const SPARE_AFTER_BYTES = 1024 * 1024;
 
 export interface WalOptions {
   dataDir: string;
@@ -49,9 +51,10 @@ export interface WalOptions {
    */
   syncsInFlightMax?: number;
   /**
-   * Write new segments into files already filled with zeros (prepared in the background once the
-   * active segment is half full), so fdatasync has no file-size metadata to commit: faster fsyncs.
-   * Default true. The first segment, and any created while no spare is ready, are not preallocated.
+   * Write new segments into files already filled with zeros (prepared on the threadpool once the
+   * active segment holds 1 MiB or half its maximum), so fdatasync has no file-size metadata to
+   * commit: faster fsyncs. Default true. A segment created while no spare is ready (the first one)
+   * is not preallocated; the log switches to the spare as soon as it is ready.
    */
   preallocate?: boolean;
   io?: StorageIo;
@@ -458,6 +461,9 @@ export class Wal implements LogStore {
   private writeBatch(batch: PendingAppend[]): Segment[] {
     const touched: Segment[] = [];
     let seg = this.activeSegment(batch[0]!.records[0]!.index);
+    // A spare is ready and this segment was not preallocated (the first one, say): switch now
+    // rather than when it is full, so fsyncs get cheaper early on a fresh node.
+    if (this.spare?.ready && seg.allocated === 0 && seg.bytes > 0) seg = this.roll(batch[0]!.records[0]!.index);
     let group: PendingAppend[] = [];
     let groupBytes = 0;
     for (const a of batch) {
@@ -510,7 +516,7 @@ export class Wal implements LogStore {
     }
     seg.bytes = off;
     this.stats.bytes += groupBytes;
-    if (this.preallocate && !this.spare && !this.spareFailed && seg.bytes > this.segmentBytesMax / 2) this.prepareSpare();
+    if (this.preallocate && !this.spare && !this.spareFailed && seg.bytes > Math.min(this.segmentBytesMax / 2, SPARE_AFTER_BYTES)) this.prepareSpare();
     this.written = seg.firstIndex + seg.offsets.length - 1;
   }
 

@@ -376,3 +376,23 @@ test("preallocation failure (disk full) only costs speed: segments are created w
   expect(again.lastIndex()).toBe(100);
   await again.close();
 });
+
+test("preallocation: once a spare is ready, a non-preallocated first segment is left early for it", async () => {
+  const dir = tempDir();
+  const wal = await Wal.open({ dataDir: dir, segmentBytesMax: 8 * 1024 * 1024 });
+  let i = 0;
+  for (; i < 12; i++) await wal.append([rec(i + 1, 1, "x".repeat(100_000))]); // 1.2 MB: past the spare threshold
+  for (let t = 0; t < 300 && wal.segmentNames().length < 2; t++) {
+    await wal.append([rec(++i, 1, "small")]);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const names = wal.segmentNames();
+  expect(names.length).toBe(2);
+  const { statSync } = await import("node:fs");
+  expect(statSync(join(dir, "wal", names[1]!)).size).toBe(8 * 1024 * 1024); // the preallocated spare
+  await wal.close();
+  const again = await Wal.open({ dataDir: dir, segmentBytesMax: 8 * 1024 * 1024 });
+  expect(again.lastIndex()).toBe(i);
+  expect(again.recovery.zeroTailBytes).toBeGreaterThan(0);
+  await again.close();
+});
