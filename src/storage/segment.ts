@@ -145,9 +145,10 @@ function describe(r: Exclude<DecodeResult, { kind: "ok" }>): string {
  */
 export function findValidAfter(bytes: Uint8Array, from: number, expectedIndex: number): { offset: number; index: number } | undefined {
   const minRecord = RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES;
-  // A trailing zero run (preallocated space) cannot hold a record: stop where it starts.
-  const end = zeroRunStart(bytes);
-  for (let p = from; p + minRecord <= end; p++) {
+  // A record's length field is not zero, so no record starts inside the trailing zero run
+  // (preallocated space); its payload may still run into it.
+  const startEnd = zeroRunStart(bytes);
+  for (let p = from; p < startEnd && p + minRecord <= bytes.length; p++) {
     const body = getU32(bytes, p);
     if (body < RECORD_FIXED_BODY_BYTES || body > RECORD_BODY_BYTES_MAX || p + RECORD_HEADER_BYTES + body > bytes.length) continue;
     const idx = peekIndex(bytes, p);

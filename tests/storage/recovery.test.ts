@@ -248,3 +248,19 @@ test("an unwritable data dir gives a clear DataDirError at open", async () => {
     expect(e3.message).toContain("EISDIR");
   }
 });
+
+test("damage before a last record whose payload ends in zeros (next to preallocated zeros) is still corruption", async () => {
+  const dir = tempDir();
+  const wal = await Wal.open({ dataDir: dir, preallocate: false });
+  for (let i = 1; i <= 5; i++) await wal.append([rec(i)]);
+  await wal.append([{ ...rec(6), timestampMs: 0, payload: new Uint8Array(64) }]); // all-zero payload and time
+  await wal.close();
+  const name = walFiles(dir)[0]!;
+  const b = Buffer.concat([readSeg(dir, name), new Uint8Array(1000)]);
+  const start5 = recordBytes(rec(1)) + recordBytes(rec(2)) + recordBytes(rec(3)) + recordBytes(rec(4));
+  b[start5 + 12]! ^= 0x40; // damage record 5
+  writeSeg(dir, name, b);
+  const err = await Wal.open({ dataDir: dir }).catch((e) => e);
+  expect(err).toBeInstanceOf(CorruptLogError);
+  expect(err.offset).toBe(start5);
+});
