@@ -169,8 +169,17 @@ export class Wal implements LogStore {
   private recover(): void {
     const io = this.io;
     openDataDir(io, this.dir);
-    // A spare left by an earlier run may be partly written: start over.
-    if (io.readdir(this.dir).includes(SPARE_NAME)) io.unlink(join(this.dir, SPARE_NAME));
+    // A spare left by an earlier run: reuse it when it has the right size (its bytes are zeros either
+    // way: written, or holes if a crash cut the preallocation short, which only costs speed).
+    if (io.readdir(this.dir).includes(SPARE_NAME)) {
+      const sparePath = join(this.dir, SPARE_NAME);
+      const fd = io.openRead(sparePath);
+      const size = io.fileSize(fd);
+      io.close(fd);
+      if (this.preallocate && size === this.segmentBytesMax) {
+        this.spare = { path: sparePath, bytes: size, ready: true, done: Promise.resolve() };
+      } else io.unlink(sparePath);
+    }
     const names = io
       .readdir(this.dir)
       .map((name) => ({ name, first: parseSegmentName(name) }))

@@ -356,8 +356,21 @@ test("preallocation: later segments are renamed-in zero-filled spares, written i
   expect([...again.replay(1)].map((r) => r.index)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
   expect(again.recovery.truncated).toBeUndefined();
   expect(lastSize).toBeGreaterThan(0);
-  expect(readdirSync(join(dir, "wal")).filter((n) => !n.endsWith(".seg"))).toEqual([]); // stale spare removed
   await again.close();
+  // A spare of another size (segmentBytesMax changed) is removed at open; one of the right size is reused.
+  const { writeFileSync } = await import("node:fs");
+  writeFileSync(join(dir, "wal", "next-segment.prealloc"), new Uint8Array(100));
+  const third = await Wal.open({ dataDir: dir, segmentBytesMax: 4096 });
+  expect(readdirSync(join(dir, "wal")).filter((n) => !n.endsWith(".seg"))).toEqual([]);
+  await third.close();
+  writeFileSync(join(dir, "wal", "next-segment.prealloc"), new Uint8Array(4096));
+  const fourth = await Wal.open({ dataDir: dir, segmentBytesMax: 4096 });
+  await fourth.append([rec(201, 1, "p".repeat(60))]);
+  expect(fourth.segmentNames().length).toBe(segs.length + 1); // switched to the reused spare at once
+  await fourth.close();
+  const fifth = await Wal.open({ dataDir: dir, segmentBytesMax: 4096 });
+  expect(fifth.lastIndex()).toBe(201);
+  await fifth.close();
 });
 
 test("preallocation failure (disk full) only costs speed: segments are created without it", async () => {
