@@ -209,6 +209,10 @@ export class Raft {
     if (term !== this.term) {
       this.term = term;
       this.vote = NONE;
+      // Messages of an older term that are still queued describe a state we have left (e.g., an ack
+      // for entries a newer leader has since overwritten in memory): sending them after the next
+      // persist would be a lie. Dropping them is always safe; the network may lose them anyway.
+      this.msgs = this.msgs.filter((m) => m.term >= term);
     }
     this.lead = NONE;
     this.electionElapsed = 0;

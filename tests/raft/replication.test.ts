@@ -193,4 +193,17 @@ describe("log replication", () => {
     };
     for (const id of [2, 3, 4, 5]) expect(terms(id)).toEqual(terms(1));
   });
+
+  test("an acknowledgement queued in an older term is dropped when a newer leader rewrites the log before it is sent", () => {
+    // The runtime may still be writing an earlier Ready while these two appends arrive.
+    const c = new Cluster([1, 2, 3]);
+    const rn = c.node(2).rn;
+    rn.step(app(2, 2, 3, 1, [ent(4, 2), ent(5, 2)], 3));
+    rn.step({ type: "append", from: 3, to: 2, term: 3, logIndex: 3, logTerm: 1, entries: [ent(4, 3)], commit: 3 });
+    const rd = rn.ready();
+    // "I hold 4/2 and 5/2" would be false once this Ready is persisted: only the term-3 answer goes out.
+    expect(rd.messages.map(fmt)).toEqual(["2->3 append-resp t3 index=4"]);
+    expect(rd.entries.map((e) => `${e.index}/${e.term}`)).toEqual(["4/3"]);
+    rn.advance(rd);
+  });
 });

@@ -342,11 +342,14 @@ export class Checker {
       this.fail(rule, `node ${node} sent ${msg.type} at term ${msg.term} with durable term ${hs.term}`);
     }
     switch (msg.type) {
+      // A durable later term also binds: the node can never vote in msg.term again.
       case "vote":
-        if (hs.vote !== node || hs.term !== msg.term) this.fail(rule, `node ${node} asked for votes before persisting its own vote`);
+        if (hs.term < msg.term || (hs.term === msg.term && hs.vote !== node)) {
+          this.fail(rule, `node ${node} asked for votes before persisting its own vote`);
+        }
         return;
       case "vote-resp":
-        if (!msg.reject && (hs.vote !== msg.to || hs.term !== msg.term)) {
+        if (!msg.reject && (hs.term < msg.term || (hs.term === msg.term && hs.vote !== msg.to))) {
           this.fail(rule, `node ${node} granted a vote to ${msg.to} in term ${msg.term} before persisting it`);
         }
         return;

@@ -82,6 +82,9 @@ interface SimNode {
   restarts: number;
   /** Paused (like SIGSTOP) until this micro-step: no ticks, messages wait. */
   pausedUntil: number;
+  /** Asynchronous seeds: the Ready being written, and when the write completes. */
+  inflight: Ready | undefined;
+  inflightDoneAt: number;
 }
 
 const enc = new TextEncoder();
@@ -105,6 +108,8 @@ export class Simulator {
   /** Raft tuning of this seed: small messages and windows exercise flow control and Figure 8. */
   private readonly msgBytesMax: number;
   private readonly inflightMessagesMax: number;
+  /** 0: each Ready is persisted at once; otherwise writes take 1..fsyncStepsMax micro-steps. */
+  private readonly fsyncStepsMax: number;
   private counter = 0;
   readonly faults = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>;
   readonly workload = Object.fromEntries(WORKLOAD_KINDS.map((k) => [k, 0])) as Record<WorkloadKind, number>;
@@ -144,6 +149,7 @@ export class Simulator {
     ] as const);
     this.msgBytesMax = tuning[0];
     this.inflightMessagesMax = tuning[1];
+    this.fsyncStepsMax = this.rand.pick([0, 0, 3, 15]);
     for (const id of this.universe) {
       const storage = new MemoryStorage();
       // The spare starts empty: it only learns the cluster if it is added.
@@ -162,6 +168,8 @@ export class Simulator {
         lastTerm: -1,
         restarts: 0,
         pausedUntil: 0,
+        inflight: undefined,
+        inflightDoneAt: 0,
       };
       this.nodes.set(id, n);
       // Bootstrap writes are durable before the node starts.
@@ -199,6 +207,7 @@ export class Simulator {
     n.pendingWrites = new Map();
     n.readsToServe = [];
     n.tornCrashArmed = false;
+    n.inflight = undefined;
     n.lastRole = "";
     n.lastTerm = -1;
     this.emit({ kind: "restore", node: n.id, index: snap.meta.index });
@@ -211,6 +220,7 @@ export class Simulator {
     this.faults[torn ? "torn-crash" : "crash"]++;
     n.up = false;
     n.rn = undefined;
+    n.inflight = undefined;
     n.pendingWrites.clear();
     n.readsToServe = [];
     this.emit({ kind: "crash", node: n.id });
@@ -228,57 +238,83 @@ export class Simulator {
     }
   }
 
-  /** Persist, send, apply, advance — the runtime's Ready loop, with crash points. */
+  /**
+   * The runtime's Ready loop. Synchronous seeds persist each Ready at once; asynchronous seeds model
+   * fsync latency: the Ready is written some micro-steps later while the node keeps stepping messages,
+   * ticking and taking proposals (the next Ready waits for advance()).
+   */
   private processReady(n: SimNode): void {
-    while (n.up && n.rn && n.rn.hasReady()) {
-      const rn = n.rn;
-      const rd = rn.ready();
-      if (n.tornCrashArmed && (rd.entries.length > 0 || rd.snapshot || rd.hardState)) {
-        this.tornPersist(n, rd);
-        this.crash(n, true);
+    while (n.up && n.rn && !n.inflight && n.rn.hasReady()) {
+      const rd = n.rn.ready();
+      if (this.fsyncStepsMax > 0) {
+        n.inflight = rd;
+        n.inflightDoneAt = this.now + 1 + this.rand.int(this.fsyncStepsMax);
         return;
       }
-      if (rd.snapshot) {
-        n.storage.applySnapshot(rd.snapshot);
-      }
-      n.storage.append(rd.entries);
-      if (rd.hardState) n.storage.setHardState(rd.hardState);
-      if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
-        this.emit({
-          kind: "persist",
-          node: n.id,
-          ...(rd.snapshot ? { snapshot: { index: rd.snapshot.meta.index, term: rd.snapshot.meta.term } } : {}),
-          entries: rd.entries.map(digest),
-          ...(rd.hardState ? { hardState: rd.hardState } : {}),
-        });
-      }
-      for (const m of rd.messages) this.send(n, m);
-      if (rd.snapshot) {
-        n.value = dec.decode(rd.snapshot.data);
-        n.applied = rd.snapshot.meta.index;
-        n.pendingWrites.clear();
-        this.emit({ kind: "restore", node: n.id, index: n.applied });
-      }
-      for (const e of rd.committedEntries) {
-        const value = e.type === "normal" ? dec.decode(e.data) : "";
-        this.emit({ kind: "apply", node: n.id, entry: digest(e), value });
-        if (value !== "") n.value = value;
-        n.applied = e.index;
-        const w = n.pendingWrites.get(e.index);
-        if (w) {
-          n.pendingWrites.delete(e.index);
-          if (w.term === e.term) {
-            this.acked++;
-            this.maxAckedIndex = Math.max(this.maxAckedIndex, e.index);
-            this.emit({ kind: "write-ack", value: w.value });
-          }
+      if (!this.completeReady(n, rd)) return;
+    }
+  }
+
+  /** Asynchronous seeds: finish the writes whose time has come. */
+  private completeWrites(): void {
+    for (const n of this.nodes.values()) {
+      const rd = n.inflight;
+      if (!rd || n.inflightDoneAt > this.now) continue;
+      n.inflight = undefined;
+      if (this.completeReady(n, rd)) this.processReady(n);
+    }
+  }
+
+  /** Persist, send, apply, advance. Returns false if the node crashed while writing. */
+  private completeReady(n: SimNode, rd: Ready): boolean {
+    const rn = n.rn;
+    if (!rn) return false;
+    if (n.tornCrashArmed && (rd.entries.length > 0 || rd.snapshot || rd.hardState)) {
+      this.tornPersist(n, rd);
+      this.crash(n, true);
+      return false;
+    }
+    if (rd.snapshot) {
+      n.storage.applySnapshot(rd.snapshot);
+    }
+    n.storage.append(rd.entries);
+    if (rd.hardState) n.storage.setHardState(rd.hardState);
+    if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
+      this.emit({
+        kind: "persist",
+        node: n.id,
+        ...(rd.snapshot ? { snapshot: { index: rd.snapshot.meta.index, term: rd.snapshot.meta.term } } : {}),
+        entries: rd.entries.map(digest),
+        ...(rd.hardState ? { hardState: rd.hardState } : {}),
+      });
+    }
+    for (const m of rd.messages) this.send(n, m);
+    if (rd.snapshot) {
+      n.value = dec.decode(rd.snapshot.data);
+      n.applied = rd.snapshot.meta.index;
+      n.pendingWrites.clear();
+      this.emit({ kind: "restore", node: n.id, index: n.applied });
+    }
+    for (const e of rd.committedEntries) {
+      const value = e.type === "normal" ? dec.decode(e.data) : "";
+      this.emit({ kind: "apply", node: n.id, entry: digest(e), value });
+      if (value !== "") n.value = value;
+      n.applied = e.index;
+      const w = n.pendingWrites.get(e.index);
+      if (w) {
+        n.pendingWrites.delete(e.index);
+        if (w.term === e.term) {
+          this.acked++;
+          this.maxAckedIndex = Math.max(this.maxAckedIndex, e.index);
+          this.emit({ kind: "write-ack", value: w.value });
         }
       }
-      for (const rs of rd.readStates) n.readsToServe.push({ ctx: rs.requestCtx, index: rs.index });
-      rn.advance(rd);
-      this.serveReads(n);
-      this.observeRole(n);
     }
+    for (const rs of rd.readStates) n.readsToServe.push({ ctx: rs.requestCtx, index: rs.index });
+    rn.advance(rd);
+    this.serveReads(n);
+    this.observeRole(n);
+    return true;
   }
 
   /** A crash in the middle of a WAL write: a prefix of [snapshot, entries..., hardState] survives. */
@@ -552,6 +588,7 @@ export class Simulator {
       this.now++;
       this.checker.now = this.now;
       this.deliverDue();
+      if (this.fsyncStepsMax > 0) this.completeWrites();
     }
   }
 
