@@ -187,4 +187,17 @@ describe("checkers catch known violations", () => {
     const c = run([...healthy(), { kind: "write-ack", value: "never" }]);
     expect(rules(c)).toEqual(["Acknowledged Write Applied"]);
   });
+
+  test("Persist Before Send: an acknowledgement for entries that differ from the leader's", () => {
+    const ack: Message = { type: "append-resp", from: 2, to: 1, term: 2, index: 2, reject: false, rejectHint: 0, hintTerm: 0 };
+    const c = run([
+      { kind: "persist", node: 1, entries: [e(1, 1), e(2, 2)], hardState: hs(2, 1, 1) },
+      { kind: "role", node: 1, term: 2, role: "leader" },
+      { kind: "persist", node: 2, entries: [e(1, 1), e(2, 3)], hardState: hs(3, 0, 1) },
+      { kind: "send", node: 2, msg: ack },
+    ]);
+    expect(c.violations.map((v) => v.detail)).toEqual([
+      "node 2 acknowledged index 2 to the leader of term 2 but holds different entries",
+    ]);
+  });
 });

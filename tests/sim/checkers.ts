@@ -360,11 +360,21 @@ export class Checker {
         }
         return;
       }
-      case "append-resp":
-        if (!msg.reject && msg.index > m.lastIndex()) {
+      case "append-resp": {
+        if (msg.reject || msg.index === 0) return;
+        if (msg.index > m.lastIndex()) {
           this.fail(rule, `node ${node} acknowledged index ${msg.index} with durable last index ${m.lastIndex()}`);
+          return;
+        }
+        // The ack claims our durable log matches the term's leader up to index.
+        const leader = this.leaders.get(msg.term);
+        const mine = m.prefixAt(msg.index);
+        const theirs = leader === undefined ? undefined : this.model(leader).prefixAt(msg.index);
+        if (mine !== undefined && theirs !== undefined && mine !== theirs) {
+          this.fail(rule, `node ${node} acknowledged index ${msg.index} to the leader of term ${msg.term} but holds different entries`);
         }
         return;
+      }
       case "pre-vote":
       case "pre-vote-resp":
       case "heartbeat":
