@@ -9,6 +9,13 @@
 // logically expired key before touching it (so an old TTL never leaks into a new value),
 // and `sweepExpired` reclaims the rest in bounded steps. Given the same calls with the same
 // arguments, the state is the same: replaying a log rebuilds it.
+//
+// Snapshots (`beginSnapshot`) are copy-on-write views read in chunks while writes go on; see
+// DbSnapshot. While one reads the live Maps, every mutation passes a write barrier that
+// saves the key's state as of the snapshot's start (its preimage) before the first change,
+// and a deleted key that was present at the start stays in `values` as a tombstone (kept
+// in place so the snapshot's iterator still meets it; reads see it as expired). With no
+// snapshot open the barrier is one null check per mutation; reads have none.
 import { assert } from "../errors.ts";
 import { globMatch, globMatchesAll } from "./glob.ts";
 
@@ -17,6 +24,16 @@ export type Value = string;
 
 /** One key in a snapshot: key, value, absolute expiry in unix ms (undefined: no TTL). */
 export type DbEntry = readonly [key: string, value: Value, expireAtMs: number | undefined];
+
+/**
+ * The expiry of a tombstone: a key deleted while a snapshot reads the live Maps, held (value
+ * "") until the snapshot ends. Below every time, so every read sees the key as missing.
+ */
+const TOMB = -Infinity;
+/** Preimage mark: the snapshot emitted this key already. */
+const DONE = 0;
+/** A key's state when the snapshot began (the entry to emit), or DONE. */
+type Preimage = DbEntry | typeof DONE;
 
 /** Open SCAN cursors kept at most; the least recently used is dropped past this. */
 export const SCAN_CURSORS_MAX = 1024;
@@ -69,8 +86,19 @@ export function typeName(v: Value): string {
 }
 
 export class Db {
-  private readonly values = new Map<string, Value>();
-  private readonly expires = new Map<string, number>();
+  // Not readonly: a flush while a snapshot is open hands these to the snapshot and starts new ones.
+  private values = new Map<string, Value>();
+  private expires = new Map<string, number>();
+
+  /**
+   * The write barrier: the preimages of the open snapshot while it reads these Maps, else
+   * null. Every mutation tests it first; this test is all the barrier costs with no snapshot.
+   */
+  private cow: Map<string, Preimage> | null = null;
+  /** Tombstones held in `values` (only while `cow` is set); not counted as keys. */
+  private tombs = 0;
+  /** The open snapshot (read from these Maps or from Maps a flush handed it), or null. */
+  private snap: DbSnapshot | null = null;
 
   // SCAN: a live Map iterator per open cursor. Map iterators visit every entry present from
   // start to end exactly once, whatever is inserted or deleted meanwhile, so SCAN's guarantee
@@ -103,7 +131,10 @@ export class Db {
     return this.get(key, nowMs) !== undefined;
   }
 
-  /** The absolute expiry of a key in unix ms, or undefined when it has none. Does not check liveness. */
+  /**
+   * The absolute expiry of a key in unix ms, or undefined when it has none. Does not check
+   * liveness (a tombstone reports -Infinity): callers check the key is live first.
+   */
   expireAt(key: string): number | undefined {
     return this.expires.size === 0 ? undefined : this.expires.get(key);
   }
@@ -113,12 +144,12 @@ export class Db {
    * The periodic sweep keeps the difference small.
    */
   dbsize(): number {
-    return this.values.size;
+    return this.values.size - this.tombs;
   }
 
   /** Keys with a TTL held (expired or not). */
   expiresCount(): number {
-    return this.expires.size;
+    return this.expires.size - this.tombs;
   }
 
   /** Live keys matching a glob, in insertion order. */
@@ -186,8 +217,11 @@ export class Db {
     if (v === undefined || this.expires.size === 0) return v;
     const at = this.expires.get(key);
     if (at !== undefined && at <= nowMs) {
-      this.values.delete(key);
-      this.expires.delete(key);
+      if (this.cow !== null) this.cowDelete(key);
+      else {
+        this.values.delete(key);
+        this.expires.delete(key);
+      }
       return undefined;
     }
     return v;
@@ -195,12 +229,14 @@ export class Db {
 
   /** Sets a value and clears any TTL (plain SET). */
   set(key: string, value: Value): void {
+    if (this.cow !== null) this.cowWrite(key);
     this.values.set(key, value);
     if (this.expires.size !== 0) this.expires.delete(key);
   }
 
   /** Sets a value and keeps the key's TTL (INCR, APPEND, SET KEEPTTL). Callers use getForWrite first. */
   setKeepTtl(key: string, value: Value): void {
+    if (this.cow !== null) this.cowWrite(key);
     this.values.set(key, value);
   }
 
@@ -210,6 +246,7 @@ export class Db {
       this.delete(key);
       return;
     }
+    if (this.cow !== null) this.cowWrite(key);
     this.values.set(key, value);
     this.expires.set(key, expireAtMs);
   }
@@ -218,17 +255,22 @@ export class Db {
   setExpire(key: string, expireAtMs: number, nowMs: number): boolean {
     if (this.getForWrite(key, nowMs) === undefined) return false;
     if (expireAtMs <= nowMs) this.delete(key);
-    else this.expires.set(key, expireAtMs);
+    else {
+      if (this.cow !== null) this.cowWrite(key);
+      this.expires.set(key, expireAtMs);
+    }
     return true;
   }
 
   /** Removes a key's TTL; true if it had one. */
   removeExpire(key: string): boolean {
+    if (this.cow !== null) return this.cowRemoveExpire(key);
     return this.expires.size !== 0 && this.expires.delete(key);
   }
 
   /** Removes a key whatever its state; true if it was held (live or not yet reclaimed). */
   delete(key: string): boolean {
+    if (this.cow !== null) return this.cowDelete(key);
     if (!this.values.delete(key)) return false;
     if (this.expires.size !== 0) this.expires.delete(key);
     return true;
@@ -238,6 +280,7 @@ export class Db {
   deleteIfExpired(key: string, nowMs: number): boolean {
     const at = this.expires.get(key);
     if (at === undefined || at > nowMs) return false;
+    if (this.cow !== null) return this.cowDelete(key);
     this.values.delete(key);
     this.expires.delete(key);
     return true;
@@ -264,26 +307,47 @@ export class Db {
       budget--;
       const at = this.expires.get(r.value)!;
       if (at <= nowMs) {
-        this.values.delete(r.value);
-        this.expires.delete(r.value);
+        if (this.cow === null) {
+          this.values.delete(r.value);
+          this.expires.delete(r.value);
+        } else if (!this.cowDelete(r.value)) continue; // a tombstone: not a key
         deleted++;
       }
     }
     return deleted;
   }
 
-  /** Removes every key. Open SCAN cursors stay valid (they see keys added later). */
+  /**
+   * Removes every key. Open SCAN cursors stay valid (they see keys added later), except
+   * during a snapshot: O(1) then, the snapshot keeps the old Maps (which nothing changes
+   * any more) and new ones start empty; open cursors finish over the old keys.
+   */
   flush(): void {
+    if (this.cow !== null) {
+      this.values = new Map();
+      this.expires = new Map();
+      this.cow = null;
+      this.tombs = 0;
+      this.sweepIt = undefined;
+      return;
+    }
     this.values.clear();
     this.expires.clear();
   }
 
   /** Checks the structure's invariants (for tests and debug builds): O(keys with a TTL). */
   assertInvariants(): void {
+    let tombs = 0;
     for (const [k, at] of this.expires) {
       assert(this.values.has(k), `TTL entry for a missing key ${JSON.stringify(k)}`);
-      assert(Number.isFinite(at), "expiry is not a finite number");
+      if (at === TOMB) {
+        tombs++;
+        assert(this.cow !== null && this.cow.has(k), `tombstone without a snapshot preimage: ${JSON.stringify(k)}`);
+        assert(this.values.get(k) === "", "a tombstone holds a value");
+      } else assert(Number.isFinite(at), "expiry is not a finite number");
     }
+    assert(tombs === this.tombs, `tombstone count ${this.tombs}, found ${tombs}`);
+    assert(this.cow === null || (this.snap !== null && this.cow === this.snap.preimages), "write barrier without its snapshot");
     assert(this.cursors.size <= this.scanCursorsMax, "too many open SCAN cursors");
   }
 
@@ -291,7 +355,10 @@ export class Db {
 
   /** Every key held, with its absolute expiry; includes keys expired but not yet reclaimed. */
   *entries(): IterableIterator<DbEntry> {
-    for (const [k, v] of this.values) yield [k, v, this.expires.size === 0 ? undefined : this.expires.get(k)];
+    for (const [k, v] of this.values) {
+      const at = this.expires.size === 0 ? undefined : this.expires.get(k);
+      if (at !== TOMB) yield [k, v, at];
+    }
   }
 
   /** Replaces the whole keyspace with a snapshot's entries. */
@@ -302,8 +369,202 @@ export class Db {
 
   /** Adds one snapshot entry (streaming restore); expiry is absolute and kept even if past. */
   load(key: string, value: Value, expireAtMs: number | undefined): void {
+    if (this.cow !== null) this.cowWrite(key);
     this.values.set(key, value);
     if (expireAtMs !== undefined) this.expires.set(key, expireAtMs);
     else if (this.expires.size !== 0) this.expires.delete(key);
+  }
+
+  // ---- copy-on-write snapshots ----
+
+  /**
+   * Starts a snapshot of the keyspace as it is now, in O(1): read it with `next` while
+   * writes go on, and `close` it when done (it closes itself at the end). One at a time.
+   */
+  beginSnapshot(): DbSnapshot {
+    assert(this.snap === null, "a snapshot is already open");
+    const pre = new Map<string, Preimage>();
+    const snap = new DbSnapshot(this.values, this.expires, pre, () => this.endSnapshot(snap));
+    this.snap = snap;
+    this.cow = pre;
+    return snap;
+  }
+
+  /** True while a snapshot is open (not yet done or closed). */
+  snapshotOpen(): boolean {
+    return this.snap !== null;
+  }
+
+  private endSnapshot(snap: DbSnapshot): void {
+    if (this.snap !== snap) return;
+    this.snap = null;
+    const pre = this.cow;
+    if (pre === null) return; // a flush handed the snapshot its own Maps: nothing here to undo
+    this.cow = null;
+    // Every tombstone has a preimage: reclaim them, O(keys mutated during the snapshot).
+    if (this.tombs !== 0) {
+      for (const k of pre.keys()) {
+        if (this.expires.get(k) === TOMB) {
+          this.values.delete(k);
+          this.expires.delete(k);
+        }
+      }
+      this.tombs = 0;
+    }
+  }
+
+  // The barrier's slow paths, taken only while `cow` is set.
+
+  /**
+   * Saves key's state as of the snapshot's start before its first change. A key not held
+   * now and never saved was not held at the start either (a deleted one keeps its preimage):
+   * nothing to save, so adding keys costs the snapshot no memory. (A key added during the
+   * snapshot and changed again gets a useless preimage: it sits after every key of the
+   * start in the Map's order, where the snapshot's iterator never goes.)
+   */
+  private cowSave(key: string, pre: Map<string, Preimage>): Preimage | undefined {
+    let p = pre.get(key);
+    if (p === undefined) {
+      const v = this.values.get(key);
+      if (v === undefined) return undefined;
+      p = [key, v, this.expires.size === 0 ? undefined : this.expires.get(key)];
+      pre.set(key, p);
+    }
+    return p;
+  }
+
+  /** Before setting key's value or expiry: saves its preimage and turns a tombstone back into a key without TTL. */
+  private cowWrite(key: string): void {
+    this.cowSave(key, this.cow!);
+    if (this.tombs !== 0 && this.expires.get(key) === TOMB) {
+      this.expires.delete(key);
+      this.tombs--;
+    }
+  }
+
+  /**
+   * delete() during a snapshot. A key the snapshot may still have to emit stays in place as a
+   * tombstone: deleting it from the Map and setting it again would move it to the end, where
+   * the iterator would meet it a second time, and the barrier cannot tell whether the
+   * iterator passed it already. Keys the snapshot emitted already are really deleted: set
+   * again, they go after every key of the start, where the iterator never goes.
+   */
+  private cowDelete(key: string): boolean {
+    const v = this.values.get(key);
+    if (v === undefined) return false;
+    const at = this.expires.size === 0 ? undefined : this.expires.get(key);
+    if (at === TOMB) return false;
+    if (this.cowSave(key, this.cow!) === DONE) {
+      this.values.delete(key);
+      if (at !== undefined) this.expires.delete(key);
+    } else {
+      this.values.set(key, "");
+      this.expires.set(key, TOMB);
+      this.tombs++;
+    }
+    return true;
+  }
+
+  private cowRemoveExpire(key: string): boolean {
+    const at = this.expires.size === 0 ? undefined : this.expires.get(key);
+    if (at === undefined || at === TOMB) return false;
+    this.cowSave(key, this.cow!);
+    return this.expires.delete(key);
+  }
+}
+
+/**
+ * A copy-on-write view of a Db's keyspace as of `Db.beginSnapshot`, read in chunks while
+ * writes go on. Every key held at the start (expired but not yet reclaimed ones included,
+ * with their stored expiry, as `entries()` gives them) comes out exactly once; keys added
+ * later never do.
+ *
+ * How: a live iterator over the Db's `values` Map. Keys held at the start come first in a
+ * Map's order and, until the iterator passes them, never move or leave (a deleted one stays
+ * as a tombstone, see Db.cowDelete); keys added later, or deleted after being emitted and
+ * set again, go after all of them. So the first `entryCountAtStart` entries the iterator
+ * meets are exactly the keys of the start, each once, and it stops there: it never looks at
+ * a later key, and it ends even while writers keep adding keys. At a key with a preimage
+ * (changed since the start) it emits the preimage, else the unchanged current entry.
+ * Memory: one preimage per distinct key changed during the snapshot (at most), nothing per
+ * key read or added.
+ */
+export class DbSnapshot {
+  /** Entries this snapshot yields in all: the keys held when it began. */
+  readonly entryCountAtStart: number;
+  private emitted = 0;
+  private values: Map<string, Value> | null;
+  private expires: Map<string, number> | null;
+  private it: Iterator<[string, Value]> | null;
+  private onClose: (() => void) | null;
+
+  /** Internal: made by Db.beginSnapshot. `preimages` is also the Db's write barrier map. */
+  constructor(
+    values: Map<string, Value>,
+    expires: Map<string, number>,
+    readonly preimages: Map<string, Preimage>,
+    onClose: () => void,
+  ) {
+    this.values = values;
+    this.expires = expires;
+    this.entryCountAtStart = values.size;
+    this.it = values.entries();
+    this.onClose = onClose;
+  }
+
+  /** Entries emitted so far. */
+  get emittedCount(): number {
+    return this.emitted;
+  }
+
+  /** Preimages held (keys changed during the snapshot and not emitted yet, plus markers). */
+  get preimageCount(): number {
+    return this.preimages.size;
+  }
+
+  /** True until the last entry was returned or close() was called. */
+  get open(): boolean {
+    return this.it !== null;
+  }
+
+  /**
+   * Up to maxEntries (>= 1) next entries as of the start, or null when all were returned.
+   * The snapshot closes itself (and the write barrier goes off) with the last chunk.
+   */
+  next(maxEntries: number): DbEntry[] | null {
+    assert(Number.isInteger(maxEntries) && maxEntries >= 1, "snapshot chunk size must be an integer >= 1");
+    const it = this.it;
+    if (it === null) return null;
+    const pre = this.preimages;
+    const exps = this.expires!;
+    const out: DbEntry[] = [];
+    const total = this.entryCountAtStart;
+    while (out.length < maxEntries && this.emitted < total) {
+      const r = it.next();
+      if (r.done) assert(false, `snapshot iterator ended after ${this.emitted} of ${total} entries`);
+      const k = r.value[0];
+      const p = pre.size === 0 ? undefined : pre.get(k);
+      if (p === undefined) out.push([k, r.value[1], exps.size === 0 ? undefined : exps.get(k)]);
+      else {
+        if (p === DONE) assert(false, `snapshot met ${JSON.stringify(k)} twice`);
+        out.push(p);
+        pre.set(k, DONE); // frees the preimage; the mark lets a later delete really delete
+      }
+      this.emitted++;
+    }
+    if (this.emitted === total) this.close();
+    return out.length === 0 ? null : out;
+  }
+
+  /** Ends the snapshot (idempotent): the Db's barrier goes off and tombstones are reclaimed. */
+  close(): void {
+    const onClose = this.onClose;
+    if (onClose === null) return;
+    this.onClose = null;
+    this.it = null;
+    onClose();
+    this.preimages.clear();
+    this.values = null;
+    this.expires = null;
   }
 }

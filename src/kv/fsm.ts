@@ -4,7 +4,7 @@
 import type { ReplyWriter } from "../resp/encode.ts";
 import { arityOk, type CommandSpec } from "./command.ts";
 import { type KvCtx, lookupKvCommand } from "./commands.ts";
-import { Db, type DbEntry, type DbOptions } from "./db.ts";
+import { Db, type DbEntry, type DbOptions, type DbSnapshot } from "./db.ts";
 
 export class KvStateMachine {
   readonly db: Db;
@@ -51,7 +51,19 @@ export class KvStateMachine {
     return this.db.sweepExpired(this.appliedMs, maxKeys);
   }
 
-  /** The keyspace for a snapshot, with absolute expiry times, and the time it was taken at. */
+  /**
+   * A copy-on-write snapshot of the keyspace as of now, in O(1), and the time it is taken at:
+   * read it in chunks with `snapshot.next(n)` while entries keep being applied, and close it
+   * if abandoned (one at a time). Entries keep their absolute expiry, expired ones included.
+   */
+  beginSnapshot(): { appliedMs: number; snapshot: DbSnapshot } {
+    return { appliedMs: this.appliedMs, snapshot: this.db.beginSnapshot() };
+  }
+
+  /**
+   * The keyspace for a snapshot, with absolute expiry times, and the time it was taken at.
+   * A live iterator: consume it before applying more entries (else use beginSnapshot).
+   */
   snapshot(): { appliedMs: number; entries: Iterable<DbEntry> } {
     return { appliedMs: this.appliedMs, entries: this.db.entries() };
   }
