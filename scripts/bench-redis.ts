@@ -133,10 +133,19 @@ const kvDefault = !process.env.KV_BENCH_CMD?.trim();
 const kvTemplate = process.env.KV_BENCH_CMD?.trim() || `${ROOT}/kv serve --port {port} --data-dir {dir}`;
 // The default ./kv is copied into the temp dir first, so a rebuild during the run cannot swap it.
 let kvExeOverride: string | null = null;
+// When ./kv has a --fsync flag (the WAL), pick the mode that matches redis's configuration:
+// "no" against in-memory redis, "always" against redis with appendfsync always; --kv-args overrides.
+let kvAutoArgs: string[] = [];
 const kvArgs = (port: number, dir: string): string[] => [
   ...splitCommandLine(kvTemplate).map((a, i) => (i === 0 && kvExeOverride ? kvExeOverride : a)).map((a) => a.replaceAll("{port}", String(port)).replaceAll("{dir}", dir)),
+  ...kvAutoArgs,
   ...splitCommandLine(opt["kv-args"] ?? ""),
 ];
+function chooseKvAutoArgs(exe: string): void {
+  if (!kvDefault || /--fsync\b/.test(opt["kv-args"] ?? "")) return;
+  const help = Bun.spawnSync([exe, "serve", "--help"], { stdout: "pipe", stderr: "pipe", timeout: 10_000, env: { ...process.env, NO_COLOR: "1" } });
+  if (/--fsync\b/.test(help.stdout.toString() + help.stderr.toString())) kvAutoArgs = ["--fsync", durable ? "always" : "no"];
+}
 
 function commandFor(name: ServerName, port: number, dir: string): string[] {
   return name === "redis" ? redisArgs(port, dir) : kvArgs(port, dir);
@@ -323,6 +332,7 @@ async function main(): Promise<number> {
     kvExeOverride = join(tmp, "kv");
     copyFileSync(`${ROOT}/kv`, kvExeOverride);
   }
+  if (kvDefault && serverNames.includes("kv")) chooseKvAutoArgs(kvExeOverride!);
   const git = (args: string[]) => Bun.spawnSync(["git", ...args], { cwd: ROOT, stdout: "pipe", stderr: "pipe" }).stdout.toString().trim();
   console.log(`# bench-redis ${startedAt.toISOString()}`);
   console.log(`command: bun scripts/bench-redis.ts ${process.argv.slice(2).join(" ")}`.trimEnd());
