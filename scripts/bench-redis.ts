@@ -78,7 +78,8 @@ if (opt.help) {
   --budget S          seconds of throughput phase after which no more reruns or long idle waits
                       (default 300; 60 with --quick)
   --json FILE         also write every measurement as JSON
-  --report FILE       only print the tables again from a --json FILE (same --only/--durable)
+  --report FILES      only print the tables again from --json file(s), comma-separated
+                      (pooled; same --only/--durable)
 env: KV_BENCH_CMD     command for the kv slot, with {port} and {dir} placeholders
      KV_BENCH_IDLE_MAX_MS  longest wait for an idle machine before each run (default 20000)`);
   process.exit(0);
@@ -453,6 +454,7 @@ async function main(): Promise<number> {
   return 0;
 }
 
+let reportRounds = rounds;
 function report(runs: RunResult[], mem: MemResult[], startedAt: Date): void {
   if (runs.length === 0 && mem.length === 0) return;
   // Medians use the undisturbed runs when there are any; otherwise all runs, flagged "noisy".
@@ -467,7 +469,7 @@ function report(runs: RunResult[], mem: MemResult[], startedAt: Date): void {
   const med = (rs: RunResult[], f: (r: RunResult) => number) => median(rs.map(f));
 
   if (runs.length > 0) {
-    console.log(`\n## Medians of ${rounds} round(s), ${startedAt.toISOString().slice(0, 10)} (undisturbed runs only, when there are any)\n`);
+    console.log(`\n## Medians of ${reportRounds} round(s), ${startedAt.toISOString().slice(0, 10)} (undisturbed runs only, when there are any)\n`);
     const rows: string[][] = [];
     for (const p of pipelines)
       for (const test of tests)
@@ -547,7 +549,8 @@ function report(runs: RunResult[], mem: MemResult[], startedAt: Date): void {
     const k = mem.find((m) => m.server === "kv");
     const r = mem.find((m) => m.server === "redis");
     if (k && r) {
-      const ratio = k.rssLoaded / r.rssLoaded;
+      const rss = (name: ServerName) => median(mem.filter((m) => m.server === name).map((m) => m.rssLoaded));
+      const ratio = rss("kv") / rss("redis");
       console.log(`\nRSS kv/redis = ${fmtNum(ratio)}x`);
       targets.push({ text: `RSS with ${k.keys} keys kv/redis = ${fmtNum(ratio)}x (target <= 2x)`, ok: ratio <= 2 });
     }
@@ -562,8 +565,21 @@ function report(runs: RunResult[], mem: MemResult[], startedAt: Date): void {
 let code = 1;
 try {
   if (opt.report) {
-    const saved = JSON.parse(await Bun.file(opt.report).text()) as { startedAt: string; runs: RunResult[]; mem: MemResult[] };
-    report(saved.runs, saved.mem, new Date(saved.startedAt));
+    // Several files (comma-separated) are pooled: their rounds are renumbered one after another.
+    const runs: RunResult[] = [];
+    const mem: MemResult[] = [];
+    let startedAt = "";
+    let offset = 0;
+    for (const f of opt.report.split(",")) {
+      const saved = JSON.parse(await Bun.file(f).text()) as { startedAt: string; runs: RunResult[]; mem: MemResult[] };
+      startedAt ||= saved.startedAt;
+      const maxRound = Math.max(0, ...saved.runs.map((r) => r.round));
+      runs.push(...saved.runs.map((r) => ({ ...r, round: r.round + offset })));
+      mem.push(...saved.mem);
+      offset += maxRound;
+    }
+    reportRounds = offset;
+    report(runs, mem, new Date(startedAt));
     code = 0;
   } else code = await main();
 } catch (e) {
