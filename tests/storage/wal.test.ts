@@ -174,7 +174,7 @@ test("group commit: appends arriving during an fsync share the next one", async 
 
 test("the event loop keeps running while an fsync is in flight", async () => {
   const io = new RecordingIo();
-  io.syncDelayMs = 30;
+  io.syncDelayMs = 50;
   const wal = await Wal.open({ dataDir: tempDir(), io });
   let ticks = 0;
   const timer = setInterval(() => ticks++, 1);
@@ -246,9 +246,13 @@ test("fsync modes: everysec and no acknowledge after the write; everysec syncs i
     io.events.length = 0;
     await wal.append([rec(1)]).then(() => io.note("ack"));
     expect(io.events.map((e) => e.op)).toEqual(["open", "fsyncDir", "write", "ack"]);
-    await new Promise((r) => setTimeout(r, 120));
-    if (mode === "everysec") expect(io.count("datasync")).toBeGreaterThanOrEqual(1);
-    else expect(io.count("datasync")).toBe(0);
+    if (mode === "everysec") {
+      for (let t = 0; t < 200 && io.count("datasync") === 0; t++) await new Promise((r) => setTimeout(r, 10));
+      expect(io.count("datasync")).toBeGreaterThanOrEqual(1);
+    } else {
+      await new Promise((r) => setTimeout(r, 120));
+      expect(io.count("datasync")).toBe(0);
+    }
     await wal.sync();
     await wal.close();
     expect(existsSync(wal.dir)).toBe(true);
@@ -363,13 +367,20 @@ test("preallocation: later segments are renamed-in zero-filled spares, written i
   const third = await Wal.open({ dataDir: dir, segmentBytesMax: 4096 });
   expect(readdirSync(join(dir, "wal")).filter((n) => !n.endsWith(".seg"))).toEqual([]);
   await third.close();
-  writeFileSync(join(dir, "wal", "next-segment.prealloc"), new Uint8Array(4096));
-  const fourth = await Wal.open({ dataDir: dir, segmentBytesMax: 4096 });
-  await fourth.append([rec(201, 1, "p".repeat(60))]);
-  expect(fourth.segmentNames().length).toBe(segs.length + 1); // switched to the reused spare at once
+  // A right-size spare next to a log whose last segment was not preallocated: reused at once.
+  const d2 = tempDir();
+  const plain = await Wal.open({ dataDir: d2, segmentBytesMax: 4096, preallocate: false });
+  await plain.append([rec(1)]);
+  await plain.close();
+  writeFileSync(join(d2, "wal", "next-segment.prealloc"), new Uint8Array(4096));
+  const fourth = await Wal.open({ dataDir: d2, segmentBytesMax: 4096 });
+  await fourth.append([rec(2)]);
+  expect(fourth.segmentNames()).toEqual(["00000000000000000001.seg", "00000000000000000002.seg"]);
+  expect(readdirSync(join(d2, "wal")).sort()).toEqual(["00000000000000000001.seg", "00000000000000000002.seg"]);
+  expect(statSync(join(d2, "wal", "00000000000000000002.seg")).size).toBe(4096);
   await fourth.close();
-  const fifth = await Wal.open({ dataDir: dir, segmentBytesMax: 4096 });
-  expect(fifth.lastIndex()).toBe(201);
+  const fifth = await Wal.open({ dataDir: d2, segmentBytesMax: 4096 });
+  expect(fifth.lastIndex()).toBe(2);
   await fifth.close();
 });
 
