@@ -320,7 +320,7 @@ test("everysec: a failed background fsync fails the WAL; later appends are refus
   const wal = await Wal.open({ dataDir: tempDir(), io, fsync: "everysec", everysecIntervalMs: 10 });
   io.failNext("datasync", "EIO");
   await wal.append([rec(1)]); // acknowledged after write(2), as everysec promises
-  for (let i = 0; i < 50 && !wal.failure; i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 300 && !wal.failure; i++) await new Promise((r) => setTimeout(r, 10));
   expect(wal.failure?.code).toBe("EIO");
   await expect(wal.append([rec(2)])).rejects.toBeInstanceOf(WalFailedError);
   await wal.close();
