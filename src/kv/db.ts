@@ -384,10 +384,21 @@ export class Db {
   beginSnapshot(): DbSnapshot {
     assert(this.snap === null, "a snapshot is already open");
     const pre = new Map<string, Preimage>();
-    const snap = new DbSnapshot(this.values, this.expires, pre, () => this.endSnapshot(snap));
+    const snap = new DbSnapshot(
+      this.values,
+      this.expires,
+      pre,
+      () => this.endSnapshot(snap),
+      (k) => this.reclaimPassed(k, pre),
+    );
     this.snap = snap;
     this.cow = pre;
     return snap;
+  }
+
+  /** Deleted keys held as tombstones for the open snapshot (for tests and INFO). */
+  tombstoneCount(): number {
+    return this.tombs;
   }
 
   /** True while a snapshot is open (not yet done or closed). */
@@ -401,7 +412,8 @@ export class Db {
     const pre = this.cow;
     if (pre === null) return; // a flush handed the snapshot its own Maps: nothing here to undo
     this.cow = null;
-    // Every tombstone has a preimage: reclaim them, O(keys mutated during the snapshot).
+    // Tombstones left (keys deleted behind the iterator) all have a preimage: reclaim them,
+    // O(keys changed during the snapshot).
     if (this.tombs !== 0) {
       for (const k of pre.keys()) {
         if (this.expires.get(k) === TOMB) {
@@ -410,6 +422,15 @@ export class Db {
         }
       }
       this.tombs = 0;
+    }
+  }
+
+  /** The snapshot emitted a changed key: a tombstone it passed can go now (set again, it goes to the end). */
+  private reclaimPassed(key: string, pre: Map<string, Preimage>): void {
+    if (this.cow === pre && this.tombs !== 0 && this.expires.get(key) === TOMB) {
+      this.values.delete(key);
+      this.expires.delete(key);
+      this.tombs--;
     }
   }
 
@@ -504,6 +525,7 @@ export class DbSnapshot {
     expires: Map<string, number>,
     readonly preimages: Map<string, Preimage>,
     onClose: () => void,
+    private readonly passedChanged: (key: string) => void,
   ) {
     this.values = values;
     this.expires = expires;
@@ -549,6 +571,7 @@ export class DbSnapshot {
         if (p === DONE) assert(false, `snapshot met ${JSON.stringify(k)} twice`);
         out.push(p);
         pre.set(k, DONE); // frees the preimage; the mark lets a later delete really delete
+        this.passedChanged(k);
       }
       this.emitted++;
     }
