@@ -146,6 +146,10 @@ export class Raft {
   private readonly rand: Rand;
   electionElapsed = 0;
   private heartbeatElapsed = 0;
+  /** Follower: the highest commit index the current leader has reported (for staleness bounds). */
+  leaderCommit = 0;
+  /** Follower: ticks since a message from the current leader last arrived. */
+  leaderContactElapsed = 0;
   randomizedElectionTimeout = 0;
   leadTransferee: NodeId = NONE;
   /** Index of the last conf-change entry that may be unapplied; a new change waits until applied >= it. */
@@ -217,6 +221,8 @@ export class Raft {
     this.lead = NONE;
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
+    this.leaderCommit = 0;
+    this.leaderContactElapsed = 0;
     this.resetRandomizedElectionTimeout();
     this.leadTransferee = NONE;
     this.votes.clear();
@@ -287,6 +293,7 @@ export class Raft {
 
   private tickElection(): void {
     this.electionElapsed++;
+    this.leaderContactElapsed++;
     if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
       this.electionElapsed = 0;
       this.hup(this.preVote ? "pre-election" : "election");
@@ -515,16 +522,19 @@ export class Raft {
     switch (m.type) {
       case "append":
         this.electionElapsed = 0;
+        this.leaderContactElapsed = 0;
         this.lead = m.from;
         this.handleAppend(m);
         return;
       case "heartbeat":
         this.electionElapsed = 0;
+        this.leaderContactElapsed = 0;
         this.lead = m.from;
         this.handleHeartbeat(m);
         return;
       case "snapshot":
         this.electionElapsed = 0;
+        this.leaderContactElapsed = 0;
         this.lead = m.from;
         this.handleSnapshot(m);
         return;
@@ -562,6 +572,7 @@ export class Raft {
   // ---- follower side ----
 
   private handleAppend(m: AppendMsg): void {
+    this.leaderCommit = Math.max(this.leaderCommit, m.commit);
     if (m.logIndex < this.log.committed) {
       this.sendAppendResp(m.from, this.log.committed, false, 0, 0);
       return;
@@ -583,6 +594,7 @@ export class Raft {
 
   private handleHeartbeat(m: HeartbeatMsg): void {
     this.log.commitTo(m.commit);
+    this.leaderCommit = Math.max(this.leaderCommit, m.leaderCommit);
     this.send({ type: "heartbeat-resp", from: this.id, to: m.from, term: this.term, ctx: m.ctx });
   }
 
@@ -727,7 +739,7 @@ export class Raft {
       if (id === this.id) continue;
       // Never tell a follower to commit past what it is known to hold.
       const commit = Math.min(pr.match, this.log.committed);
-      this.send({ type: "heartbeat", from: this.id, to: id, term: this.term, commit, ctx });
+      this.send({ type: "heartbeat", from: this.id, to: id, term: this.term, commit, leaderCommit: this.log.committed, ctx });
     }
   }
 

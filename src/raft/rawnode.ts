@@ -25,6 +25,14 @@ export interface Status {
   readonly applied: number;
   readonly lastIndex: number;
   readonly confState: ConfState;
+  /**
+   * Follower: ticks since the leader was last heard from, and the leader's commit index it reported.
+   * A bounded-staleness follower read is safe to serve when role is follower, lead != 0,
+   * leaderContactTicks <= the bound, and applied >= leaderCommit: the state is then no older than the
+   * leader's as of that contact. (On the leader: 0 and its own commit.)
+   */
+  readonly leaderContactTicks: number;
+  readonly leaderCommit: number;
 }
 
 /**
@@ -115,6 +123,8 @@ export class RawNode {
       applied: r.log.applied,
       lastIndex: r.log.lastIndex(),
       confState: r.confState(),
+      leaderContactTicks: r.role === "leader" ? 0 : r.leaderContactElapsed,
+      leaderCommit: r.role === "leader" ? r.log.committed : r.leaderCommit,
     };
   }
 

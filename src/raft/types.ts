@@ -112,10 +112,15 @@ export interface VoteRespMsg extends Envelope {
   readonly reject: boolean;
 }
 
-/** Leader -> member. commit = min(leader commit, follower match). ctx != "" ties it to a ReadIndex round. */
+/**
+ * Leader -> member. commit = min(leader commit, follower match): what the member may commit.
+ * leaderCommit is the leader's own commit index, for bounded-staleness follower reads.
+ * ctx != "" ties it to a ReadIndex round.
+ */
 export interface HeartbeatMsg extends Envelope {
   readonly type: "heartbeat";
   readonly commit: number;
+  readonly leaderCommit: number;
   readonly ctx: string;
 }
 

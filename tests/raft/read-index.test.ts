@@ -120,3 +120,28 @@ describe("limits", () => {
     expect(["a", "b", "c"].map((ctx) => c.node(1).rn.readIndex(ctx))).toEqual(["ok", "ok", "busy"]);
   });
 });
+
+describe("bounded-staleness follower reads", () => {
+  test("a follower knows how long ago it heard from the leader and the leader's commit index then", () => {
+    const c = new Cluster([1, 2, 3]);
+    c.elect(1);
+    c.cut.add("1->3");
+    c.node(1).rn.propose(new Uint8Array([1]));
+    c.stabilize();
+    c.heal();
+    c.cut.add("1->3"); // node 3 keeps missing appends...
+    c.tick(3, 2);
+    let s3 = c.node(3).rn.status();
+    expect(s3).toMatchObject({ role: "follower", lead: 1, leaderContactTicks: 2, applied: 4, leaderCommit: 4 });
+    c.heal();
+    c.tick(1); // ...then a heartbeat reports the leader's commit (5) although node 3 may only commit 4
+    const hb = c.take().filter((m) => m.to === 3);
+    c.deliver(hb);
+    s3 = c.node(3).rn.status();
+    expect(s3).toMatchObject({ leaderContactTicks: 0, commit: 4, leaderCommit: 5 });
+    // applied (4) < leaderCommit (5): a bounded-staleness read must wait or redirect.
+    c.stabilize();
+    expect(c.node(3).rn.status()).toMatchObject({ applied: 5, leaderCommit: 5 });
+    expect(c.node(1).rn.status()).toMatchObject({ leaderContactTicks: 0, leaderCommit: 5 });
+  });
+});
