@@ -34,9 +34,13 @@ export interface StorageIo {
   truncate(fd: number, len: number): void;
   close(fd: number): void;
   unlink(path: string): void;
+  /** unlink on the threadpool: deleting a large file can take milliseconds (old snapshots). */
+  unlinkAsync(path: string): Promise<void>;
   rename(from: string, to: string): void;
   /** fsync a directory so a create, rename or delete in it survives a crash. */
   fsyncDir(dir: string): void;
+  /** The same on the threadpool (snapshot writes, which must not stall the event loop). */
+  fsyncDirAsync(dir: string): Promise<void>;
 }
 
 export const nodeIo: StorageIo = {
@@ -107,6 +111,9 @@ export const nodeIo: StorageIo = {
   unlink(path) {
     fs.unlinkSync(path);
   },
+  unlinkAsync(path) {
+    return fs.promises.unlink(path);
+  },
   rename(from, to) {
     fs.renameSync(from, to);
   },
@@ -116,6 +123,14 @@ export const nodeIo: StorageIo = {
       fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);
+    }
+  },
+  async fsyncDirAsync(dir) {
+    const fh = await fs.promises.open(dir, "r");
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
     }
   },
 };

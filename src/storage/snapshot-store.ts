@@ -221,12 +221,12 @@ export class SnapshotStore {
       fd = -1;
       try {
         io.rename(tmp, path);
-        io.fsyncDir(this.dir);
+        await io.fsyncDirAsync(this.dir);
       } catch (e) {
         throw new StorageIoError("rename", path, e);
       }
       ok = true;
-      this.prune();
+      await this.prune();
       const durationMs = performance.now() - t0;
       log.info(`snapshot ${SNAP_DIR}/${name}: ${count} keys, ${bodyBytes} bytes in ${durationMs.toFixed(0)} ms (longest slice ${longestSliceMs.toFixed(1)} ms)`);
       return { file: path, lastIndex: opts.lastIndex, lastTerm: opts.lastTerm, entryCount: count, bodyBytes, meta, longestSliceMs, durationMs };
@@ -245,18 +245,18 @@ export class SnapshotStore {
   }
 
   /** Keeps the newest two snapshots (the new one and the fallback). */
-  private prune(): void {
+  private async prune(): Promise<void> {
     const all = this.list();
     let deleted = false;
     for (const s of all.slice(2)) {
       try {
-        this.io.unlink(join(this.dir, s.name));
+        await this.io.unlinkAsync(join(this.dir, s.name));
         deleted = true;
       } catch (e) {
         log.warn(`could not delete old snapshot ${s.name}: ${(e as Error).message}`);
       }
     }
-    if (deleted) this.io.fsyncDir(this.dir);
+    if (deleted) await this.io.fsyncDirAsync(this.dir);
   }
 
   /**

@@ -125,10 +125,20 @@ export class RecordingIo implements StorageIo {
     this.inner.unlink(path);
     this.events.push({ op: "unlink", path });
   }
+  async unlinkAsync(path: string): Promise<void> {
+    this.check("unlink", path);
+    await this.inner.unlinkAsync(path);
+    this.events.push({ op: "unlink", path });
+  }
   rename(from: string, to: string): void {
     this.check("rename", to);
     this.inner.rename(from, to);
     this.events.push({ op: "rename", path: to });
+  }
+  async fsyncDirAsync(dir: string): Promise<void> {
+    this.check("fsyncDir", dir);
+    await this.inner.fsyncDirAsync(dir);
+    this.events.push({ op: "fsyncDir", path: dir });
   }
   fsyncDir(dir: string): void {
     this.check("fsyncDir", dir);
