@@ -366,10 +366,12 @@ export class Checker {
           this.fail(rule, `node ${node} acknowledged index ${msg.index} with durable last index ${m.lastIndex()}`);
           return;
         }
-        // The ack claims our durable log matches the term's leader up to index.
+        // The ack claims our durable log matches the term's leader up to index. (Only while that node
+        // still leads in that term: once deposed, its log may be rewritten by a newer leader.)
         const leader = this.leaders.get(msg.term);
+        const lm = leader === undefined ? undefined : this.model(leader);
         const mine = m.prefixAt(msg.index);
-        const theirs = leader === undefined ? undefined : this.model(leader).prefixAt(msg.index);
+        const theirs = lm && lm.leaderTerm === msg.term ? lm.prefixAt(msg.index) : undefined;
         if (mine !== undefined && theirs !== undefined && mine !== theirs) {
           this.fail(rule, `node ${node} acknowledged index ${msg.index} to the leader of term ${msg.term} but holds different entries`);
         }

@@ -10,6 +10,7 @@ const REGRESSIONS: { seed: number; nodes: 3 | 5; found: string }[] = [
   { seed: 77, nodes: 5, found: "simulator: one-entry messages with a window of one could not catch up within the liveness bound (fix: tuning pairs small messages with deep windows)" },
   { seed: 196, nodes: 5, found: "same as seed 65" },
   { seed: 140, nodes: 5, found: "with writes in flight, a deposed leader sent queued appends of its old term for entries it never persisted (fix: drop queued messages of an older term on term change)" },
+  { seed: 597, nodes: 5, found: "checker: an acknowledgement was compared with a deposed leader's since-rewritten log (fix: compare only while it still leads that term)" },
   { seed: 171, nodes: 5, found: "checker: a vote granted in term 2 is superseded by a durable term 3; the rule now accepts a durable later term" },
 ];
 
