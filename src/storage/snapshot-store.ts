@@ -26,7 +26,20 @@ const FLAG_EXPIRE = 1;
 const TWO_32 = 2 ** 32;
 
 /** [key, value, expireAtMs]: key and value are byte strings (latin1), expiry absolute ms or undefined. */
-export type SnapshotEntry = [key: string, value: string, expireAtMs: number | undefined];
+export type SnapshotEntry = readonly [key: string, value: string, expireAtMs: number | undefined];
+
+/**
+ * A source read in chunks, like kv's copy-on-write `DbSnapshot`: next(n) gives up to n entries, or
+ * null at the end. The writer pulls a chunk, encodes it, and yields to the event loop as needed.
+ */
+export interface SnapshotChunkSource {
+  next(maxEntries: number): readonly SnapshotEntry[] | null;
+}
+
+export type SnapshotSource = Iterable<SnapshotEntry> | AsyncIterable<SnapshotEntry> | SnapshotChunkSource;
+
+/** Entries pulled from a chunk source at a time. */
+const SOURCE_CHUNK_ENTRIES = 256;
 
 export interface SnapshotInfo {
   file: string;
@@ -121,7 +134,7 @@ export class SnapshotStore {
    * lastIndex (the caller's job). temp file -> fdatasync -> rename -> fsync dir; then older
    * snapshots except the previous one are deleted.
    */
-  async write(opts: SnapshotWriteOptions, entries: Iterable<SnapshotEntry> | AsyncIterable<SnapshotEntry>): Promise<SnapshotWriteResult> {
+  async write(opts: SnapshotWriteOptions, entries: SnapshotSource): Promise<SnapshotWriteResult> {
     if (this.writing) throw new SnapshotInProgressError("a snapshot is already being written");
     this.writing = true;
     try {
@@ -136,7 +149,7 @@ export class SnapshotStore {
     return this.writing;
   }
 
-  private async writeOne(opts: SnapshotWriteOptions, entries: Iterable<SnapshotEntry> | AsyncIterable<SnapshotEntry>): Promise<SnapshotWriteResult> {
+  private async writeOne(opts: SnapshotWriteOptions, entries: SnapshotSource): Promise<SnapshotWriteResult> {
     const t0 = performance.now();
     const io = this.io;
     const name = snapshotName(opts.lastIndex);
@@ -195,7 +208,14 @@ export class SnapshotStore {
         used = o;
         count++;
       };
-      if (Symbol.iterator in entries) {
+      if (!(Symbol.iterator in entries) && !(Symbol.asyncIterator in entries)) {
+        // Chunk source (kv's DbSnapshot): no generator, no promise per entry.
+        const src = entries as SnapshotChunkSource;
+        for (let chunk = src.next(SOURCE_CHUNK_ENTRIES); chunk !== null; chunk = src.next(SOURCE_CHUNK_ENTRIES)) {
+          for (const e of chunk) put(e[0], e[1], e[2]);
+          await maybeYield();
+        }
+      } else if (Symbol.iterator in entries) {
         // Sync iterator: a plain loop (no promise per entry), awaiting only to yield.
         for (const [key, value, expireAtMs] of entries) {
           put(key, value, expireAtMs);
