@@ -1,7 +1,8 @@
-import { afterEach, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CorruptLogError } from "../../src/errors.ts";
+import { setLogLevel } from "../../src/log.ts";
 import { recordBytes } from "../../src/storage/codec.ts";
 import { DataDirError } from "../../src/storage/errors.ts";
 import { repairWal } from "../../src/storage/repair.ts";
@@ -9,6 +10,9 @@ import { Wal } from "../../src/storage/wal.ts";
 import { cleanupTempDirs, rec, readSeg, tempDir, text, walFiles, writeSeg } from "./helpers.ts";
 
 afterEach(cleanupTempDirs);
+// Hundreds of expected torn-tail warnings; the tests check recovery.truncated instead.
+beforeAll(() => setLogLevel("error"));
+afterAll(() => setLogLevel("info"));
 
 /** A WAL with records 1..n (varied payload sizes) in `segments` segments; returns offsets of the last segment's records. */
 async function makeLog(n: number, segmentBytesMax = 1 << 20): Promise<{ dir: string; last: string; bytes: Buffer; ends: number[] }> {
