@@ -13,7 +13,9 @@ import { StorageIoError } from "./errors.ts";
 import { nodeIo, type StorageIo } from "./io.ts";
 import { dataDirError, openDataDir } from "./wal.ts";
 
-const log = logger("storage");
+// Looked up per message: a consola child made by withTag keeps the level it was created with, so a
+// module-level instance would ignore setLogLevel() called later.
+const log = () => logger("storage");
 
 export const SNAP_DIR = "snap";
 export const SNAPSHOT_VERSION = 1;
@@ -248,7 +250,7 @@ export class SnapshotStore {
       ok = true;
       await this.prune();
       const durationMs = performance.now() - t0;
-      log.info(`snapshot ${SNAP_DIR}/${name}: ${count} keys, ${bodyBytes} bytes in ${durationMs.toFixed(0)} ms (longest slice ${longestSliceMs.toFixed(1)} ms)`);
+      log().info(`snapshot ${SNAP_DIR}/${name}: ${count} keys, ${bodyBytes} bytes in ${durationMs.toFixed(0)} ms (longest slice ${longestSliceMs.toFixed(1)} ms)`);
       return { file: path, lastIndex: opts.lastIndex, lastTerm: opts.lastTerm, entryCount: count, bodyBytes, meta, longestSliceMs, durationMs };
     } finally {
       if (fd >= 0) {
@@ -273,7 +275,7 @@ export class SnapshotStore {
         await this.io.unlinkAsync(join(this.dir, s.name));
         deleted = true;
       } catch (e) {
-        log.warn(`could not delete old snapshot ${s.name}: ${(e as Error).message}`);
+        log().warn(`could not delete old snapshot ${s.name}: ${(e as Error).message}`);
       }
     }
     if (deleted) await this.io.fsyncDirAsync(this.dir);
@@ -291,7 +293,7 @@ export class SnapshotStore {
         return this.load(path);
       } catch (e) {
         if (!(e instanceof CorruptLogError)) throw e;
-        log.warn(`${SNAP_DIR}/${name} is unusable (${e.message}); falling back to an older snapshot`);
+        log().warn(`${SNAP_DIR}/${name} is unusable (${e.message}); falling back to an older snapshot`);
       }
     }
     return undefined;

@@ -13,7 +13,9 @@ import { nodeIo, type StorageIo } from "./io.ts";
 import { checkContiguous, type LogStore } from "./log-store.ts";
 import { allZeroFrom, countTailRecords, isTornTail, NumList, parseSegmentName, scanSegment, segmentName, WAL_DIR } from "./segment.ts";
 
-const log = logger("storage");
+// Looked up per message: a consola child made by withTag keeps the level it was created with, so a
+// module-level instance would ignore setLogLevel() called later.
+const log = () => logger("storage");
 
 /**
  * When an append resolves (as Redis's appendfsync):
@@ -237,7 +239,7 @@ export class Wal implements LogStore {
         } finally {
           io.close(fd);
         }
-        log.warn(
+        log().warn(
           `${rel}: truncated a torn tail at offset ${p.offset}: dropped ${dropped} bytes (${records} incomplete record${records === 1 ? "" : "s"}, from index ${p.expectedIndex}): ${p.detail}`,
         );
       }
@@ -568,7 +570,7 @@ export class Wal implements LogStore {
         if (this.spare !== spare) return;
         this.spare = undefined;
         this.spareFailed = true;
-        log.warn(`could not preallocate the next WAL segment (${(e as Error).message}); continuing without`);
+        log().warn(`could not preallocate the next WAL segment (${(e as Error).message}); continuing without`);
         try {
           this.io.unlink(spare.path);
         } catch {}
@@ -651,7 +653,7 @@ export class Wal implements LogStore {
   private fail(err: StorageIoError, batch: PendingAppend[]): void {
     if (!this.failure) {
       this.failure = err;
-      log.error(`write-ahead log failed: ${err.message}; refusing writes until restart`);
+      log().error(`write-ahead log failed: ${err.message}; refusing writes until restart`);
     }
     for (const a of batch) a.reject(err);
     // Later batches may already be on disk, but they must not be acknowledged past a failed one.
@@ -758,7 +760,7 @@ export class Wal implements LogStore {
     }
     if (deleted > 0) {
       this.fsyncDirOrThrow();
-      log.debug(`deleted ${deleted} segment(s) through index ${index}; log starts at ${this.firstIndex()}`);
+      log().debug(`deleted ${deleted} segment(s) through index ${index}; log starts at ${this.firstIndex()}`);
     }
   }
 
