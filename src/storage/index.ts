@@ -3,7 +3,7 @@ import { CorruptLogError } from "../errors.ts";
 import { nodeIo, type StorageIo } from "./io.ts";
 import { type DataDirLock, lockDataDir } from "./lock.ts";
 import { type LoadedSnapshot, SnapshotStore } from "./snapshot-store.ts";
-import { type FsyncMode, Wal } from "./wal.ts";
+import { type FsyncMode, Wal, type WalOptions } from "./wal.ts";
 
 export * from "./codec.ts";
 export { crc32c } from "./crc32c.ts";
@@ -22,6 +22,8 @@ export interface OpenStorageOptions {
   fsync?: FsyncMode;
   segmentBytesMax?: number;
   io?: StorageIo;
+  /** Other WAL options (preallocate, syncMethod, syncsInFlightMax, everysecIntervalMs). */
+  wal?: Omit<WalOptions, "dataDir" | "fsync" | "segmentBytesMax" | "io">;
 }
 
 export interface OpenedStorage {
@@ -49,7 +51,7 @@ export async function openStorage(opts: OpenStorageOptions): Promise<OpenedStora
   const lock = lockDataDir(opts.dataDir);
   let wal: Wal;
   try {
-    wal = await Wal.open({ dataDir: opts.dataDir, fsync: opts.fsync, segmentBytesMax: opts.segmentBytesMax, io });
+    wal = await Wal.open({ ...opts.wal, dataDir: opts.dataDir, fsync: opts.fsync, segmentBytesMax: opts.segmentBytesMax, io });
   } catch (e) {
     lock.release();
     throw e;
