@@ -1,6 +1,7 @@
 // `kv repair`: cut the WAL at its first bad record and report exactly what was dropped.
 import { join } from "node:path";
 import { nodeIo, type StorageIo } from "./io.ts";
+import { lockDataDir } from "./lock.ts";
 import { allZeroFrom, countValidFrom, parseSegmentName, scanSegment, WAL_DIR } from "./segment.ts";
 import { dataDirError } from "./wal.ts";
 
@@ -23,10 +24,20 @@ export interface RepairReport {
 
 /**
  * Truncates the WAL in dataDir at the first record that fails its checks (or the first gap between
- * segments), deletes every later segment, fsyncs, and reports what was dropped. Run it only on a
- * stopped node. Records after the cut are lost: on a Raft member they come back from the leader.
+ * segments), deletes every later segment, fsyncs, and reports what was dropped. Refuses (DataDirError)
+ * while a live kv process holds the data dir's LOCK. Records after the cut are lost: on a Raft member they come back from the leader.
  */
 export function repairWal(dataDir: string, io: StorageIo = nodeIo): RepairReport {
+  // Never under a running node: the LOCK is refused while its owner lives.
+  const lock = lockDataDir(dataDir);
+  try {
+    return repairLocked(dataDir, io);
+  } finally {
+    lock.release();
+  }
+}
+
+function repairLocked(dataDir: string, io: StorageIo): RepairReport {
   const dir = join(dataDir, WAL_DIR);
   let names: { name: string; first: number }[];
   try {

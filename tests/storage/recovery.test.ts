@@ -268,3 +268,16 @@ test("damage before a last record whose payload ends in zeros (next to prealloca
   expect(err).toBeInstanceOf(CorruptLogError);
   expect(err.offset).toBe(start5);
 });
+
+test("repair refuses while a live process holds the data dir", async () => {
+  const { dir } = await makeLog(3);
+  const sleeper = Bun.spawn(["sleep", "30"]);
+  writeFileSync(join(dir, "LOCK"), `${sleeper.pid}\n`);
+  try {
+    expect(() => repairWal(dir)).toThrow(`pid ${sleeper.pid}`);
+  } finally {
+    sleeper.kill(9);
+    await sleeper.exited;
+  }
+  expect(repairWal(dir).clean).toBe(true); // the owner is gone: the stale lock is taken over
+});
