@@ -2,6 +2,9 @@
 import { ConfigError } from "./errors.ts";
 import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from "./resp/request-parser.ts";
 
+/** When a write is acknowledged (Redis's appendfsync): see docs/storage.md for what each can lose. */
+export type FsyncPolicy = "always" | "everysec" | "no";
+
 export const DEFAULT_PORT = 6379;
 export const DEFAULT_HOST = "127.0.0.1";
 
@@ -21,6 +24,11 @@ export interface ServerConfig {
   /** How often expired keys are swept, and the most keys one sweep may delete. */
   expireSweepIntervalMs: number;
   expireSweepKeysMax: number;
+  fsync: FsyncPolicy;
+  /** Log bytes appended since the last snapshot that trigger a new snapshot. */
+  snapshotLogBytes: number;
+  /** A WAL segment is closed and a new one started past this size. */
+  walSegmentBytes: number;
 }
 
 export const DEFAULT_CONFIG: ServerConfig = {
@@ -34,6 +42,9 @@ export const DEFAULT_CONFIG: ServerConfig = {
   shutdownTimeoutMs: 10_000,
   expireSweepIntervalMs: 100,
   expireSweepKeysMax: 2_000,
+  fsync: "always",
+  snapshotLogBytes: 64 * 1024 * 1024,
+  walSegmentBytes: 64 * 1024 * 1024,
 };
 
 const UNITS: Record<string, number> = {

@@ -7,6 +7,7 @@ export const main = defineCommand({
   meta: { name: "kv", version: pkg.version, description: "A Raft key-value store that speaks the Redis protocol" },
   subCommands: {
     serve: () => import("./serve.ts").then((m) => m.default),
+    repair: () => import("./repair.ts").then((m) => m.default),
     ...clientCommands,
   },
 });

@@ -2,7 +2,10 @@
 import { defineCommand } from "citty";
 import { mkdirSync } from "node:fs";
 import { DEFAULT_CONFIG, DEFAULT_HOST, DEFAULT_PORT, parseBytes, parseInteger, type ServerConfig } from "../config.ts";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, CorruptLogError } from "../errors.ts";
+import { DurableLog } from "../node/durable.ts";
+import { DataDirError, FSYNC_MODES, type FsyncMode } from "../storage/index.ts";
+import type { Conn } from "../server/server.ts";
 import { log, setLogLevel, type LogLevelName } from "../log.ts";
 import { KvServer } from "../server/server.ts";
 
@@ -21,6 +24,9 @@ export default defineCommand({
     "client-query-buffer-limit": { type: "string", description: "Most bytes buffered for one unfinished command (e.g. 1gb)", default: "1gb" },
     "client-output-buffer-limit": { type: "string", description: "Unsent reply bytes past which a client's input is paused (e.g. 64mb)", default: "64mb" },
     "shutdown-timeout": { type: "string", description: "Seconds to flush replies on SIGTERM/SIGINT", default: "10" },
+    fsync: { type: "enum", options: [...FSYNC_MODES], description: "When a write is acknowledged: always (after fdatasync), everysec, no", default: "always" },
+    "snapshot-log-bytes": { type: "string", description: "Log growth since the last snapshot that triggers a new one (e.g. 64mb)", default: "64mb" },
+    "wal-segment-bytes": { type: "string", description: "Size at which a log segment is closed and a new one started", default: "64mb" },
   },
   async run({ args }) {
     setLogLevel(args["log-level"] as LogLevelName);
@@ -40,6 +46,9 @@ export default defineCommand({
         },
         clientOutputBufferLimit: parseBytes(args["client-output-buffer-limit"], "--client-output-buffer-limit"),
         shutdownTimeoutMs: parseInteger(args["shutdown-timeout"], "--shutdown-timeout", 0, 3600) * 1000,
+        fsync: args.fsync as FsyncMode,
+        snapshotLogBytes: parseBytes(args["snapshot-log-bytes"], "--snapshot-log-bytes"),
+        walSegmentBytes: parseBytes(args["wal-segment-bytes"], "--wal-segment-bytes"),
       };
     } catch (e) {
       if (e instanceof ConfigError) {
@@ -53,8 +62,35 @@ export default defineCommand({
 });
 
 export async function serve(config: ServerConfig): Promise<void> {
-  mkdirSync(config.dataDir, { recursive: true });
-  const server = new KvServer(config);
+  let durable: DurableLog<Conn>;
+  try {
+    mkdirSync(config.dataDir, { recursive: true });
+    durable = await DurableLog.open<Conn>({
+      dataDir: config.dataDir,
+      fsync: config.fsync,
+      segmentBytesMax: config.walSegmentBytes,
+      snapshotLogBytes: config.snapshotLogBytes,
+      snapshotChunkEntries: 4096,
+    });
+  } catch (e) {
+    if (e instanceof CorruptLogError) {
+      log.error(`${e.message}`);
+      log.error(`the data in ${config.dataDir} is damaged at ${e.file} offset ${e.offset}; kv will not start on it.`);
+      log.error(`To cut the log at the damage and see exactly what is dropped: kv repair --data-dir ${config.dataDir}`);
+      process.exit(2);
+    }
+    if (e instanceof DataDirError || (e as { code?: string }).code !== undefined) {
+      log.error(`cannot use data dir ${config.dataDir}: ${(e as Error).message}`);
+      process.exit(1);
+    }
+    throw e;
+  }
+  const r = durable.recovery;
+  log.info(
+    `loaded ${config.dataDir}: snapshot at index ${r.snapshotIndex} (${r.snapshotEntries} keys) + ${r.replayedRecords} log records, ` +
+      `last index ${r.lastIndex}, ${durable.fsm.db.dbsize()} keys in ${r.durationMs} ms`,
+  );
+  const server = new KvServer(config, durable);
   try {
     server.start();
   } catch (e) {

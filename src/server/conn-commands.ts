@@ -207,9 +207,26 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
       lines.push(`used_memory:${m.heapUsed}`, `used_memory_rss:${m.rss}`, `used_memory_human:${(m.heapUsed / 1048576).toFixed(2)}M`);
       break;
     }
-    case "persistence":
-      lines.push("loading:0", "rdb_changes_since_last_save:0", "aof_enabled:0");
+    case "persistence": {
+      const d = s.durable;
+      const w = d.walStats;
+      lines.push(
+        "loading:0",
+        `rdb_bgsave_in_progress:${d.snapshotInProgress ? 1 : 0}`,
+        `rdb_last_save_time:${Math.floor(d.lastSnapshotAtMs / 1000)}`,
+        `aof_enabled:1`,
+        `kv_fsync:${s.config.fsync}`,
+        `kv_applied_index:${d.applied}`,
+        `kv_wal_batches:${w.batches}`,
+        `kv_wal_fsyncs:${w.fsyncs}`,
+        `kv_wal_records:${w.records}`,
+        `kv_last_snapshot_index:${d.lastSnapshot?.lastIndex ?? d.recovery.snapshotIndex}`,
+        `kv_last_snapshot_ms:${d.lastSnapshot?.durationMs ?? 0}`,
+        `kv_last_snapshot_longest_slice_ms:${d.lastSnapshot?.longestSliceMs.toFixed(2) ?? 0}`,
+        `kv_recovery_ms:${d.recovery.durationMs}`,
+      );
       break;
+    }
     case "stats":
       lines.push(
         `total_connections_received:${s.stats.connectionsReceived}`,
@@ -388,6 +405,26 @@ export const CONN_COMMANDS: readonly CommandSpec<ServerCtx>[] = [
   spec("info", -1, [], info),
   spec("config", -2, ["admin"], config),
   spec("command", -1, [], command),
+  // SAVE answers once the snapshot is on disk (the server keeps serving meanwhile, unlike
+  // Redis's blocking SAVE); BGSAVE answers at once.
+  spec("save", 1, ["admin"], (ctx, _argv, _out) => {
+    const settle = ctx.server.defer(ctx.conn);
+    ctx.server.durable.snapshot().then(
+      () => settle((out) => out.ok()),
+      (e: Error) => settle((out) => out.error(`ERR snapshot failed: ${e.message}`)),
+    );
+  }),
+  spec("bgsave", -1, ["admin"], (ctx, _argv, out) => {
+    if (ctx.server.durable.snapshotInProgress) {
+      out.error("ERR Background save already in progress");
+      return;
+    }
+    void ctx.server.durable.snapshot().catch(() => {});
+    out.simple("Background saving started");
+  }),
+  spec("lastsave", 1, ["fast"], (ctx, _argv, out) => {
+    out.int(Math.floor(ctx.server.durable.lastSnapshotAtMs / 1000));
+  }),
   spec("time", 1, ["fast"], (ctx, _argv, out) => {
     out.array(2);
     out.bulk(String(Math.floor(ctx.nowMs / 1000)));

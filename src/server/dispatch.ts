@@ -13,6 +13,7 @@ export interface ServerCtx extends KvCtx {
 
 export const ALL_COMMANDS: readonly CommandSpec<ServerCtx>[] = [...CONN_COMMANDS, ...(KV_COMMANDS as readonly CommandSpec<ServerCtx>[])];
 const lookup = commandLookup(ALL_COMMANDS);
+const WRITES = new Set(ALL_COMMANDS.filter((s) => s.flags.includes("write")));
 
 /** Redis 7's text for an unknown command: the name and up to ~128 bytes of its arguments. */
 export function unknownCommandError(argv: readonly string[]): string {
@@ -31,8 +32,19 @@ export class Dispatcher {
     this.ctx = { db: server.db, nowMs: 0, conn: undefined as unknown as Conn, server };
   }
 
+  readonly lookup = lookup;
+
+  /** True for a known write command with a valid word count: it goes through the log. */
+  isLoggedWrite(spec: CommandSpec<ServerCtx> | undefined, argc: number): boolean {
+    return spec !== undefined && WRITES.has(spec) && arityOk(spec.arity, argc);
+  }
+
   dispatch(conn: Conn, argv: string[], out: ReplyWriter, nowMs: number): void {
-    const spec = lookup(argv[0]!);
+    this.run(conn, lookup(argv[0]!), argv, out, nowMs);
+  }
+
+  /** Runs a command found with lookup(): unknown names and bad arity are answered here. */
+  run(conn: Conn, spec: CommandSpec<ServerCtx> | undefined, argv: string[], out: ReplyWriter, nowMs: number): void {
     if (spec === undefined) {
       out.error(unknownCommandError(argv));
       return;

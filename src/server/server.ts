@@ -1,13 +1,32 @@
 // Client-facing TCP server: moves bytes between sockets and dispatch, with per-connection
 // output queues, backpressure, limits and graceful shutdown. No command logic lives here.
 import type { Socket, TCPSocketListener } from "bun";
-import { AssertionError, ProtocolError } from "../errors.ts";
+import { assert, AssertionError, ProtocolError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { ReplyBuffer, type Proto } from "../resp/encode.ts";
 import { RequestParser } from "../resp/request-parser.ts";
 import type { ServerConfig } from "../config.ts";
 import { Dispatcher } from "./dispatch.ts";
-import { Db } from "../kv/db.ts";
+import type { Db } from "../kv/db.ts";
+import type { DurableLog, Proposal } from "../node/durable.ts";
+import { StorageIoError, WalFailedError } from "../storage/errors.ts";
+
+/** Commands one connection may have waiting behind its own unapplied writes before reading pauses. */
+export const PENDING_COMMANDS_MAX = 16 * 1024;
+
+/** On shutdown, a client is closed once it has sent nothing for this long and has all its replies. */
+export const SHUTDOWN_QUIET_MS = 100;
+
+/**
+ * A command of this connection that waits for an earlier write of the same connection:
+ * index > 0 is a proposed write (answered when applied), 0 a command to run after the writes
+ * before it, -1 a deferred reply (SAVE) that is written once `reply` is set.
+ */
+export interface PendingCommand {
+  argv: string[];
+  index: number;
+  reply?: (out: ReplyBuffer) => void;
+}
 
 const log = logger("server");
 
@@ -27,6 +46,12 @@ export class Conn {
   closing = false;
   closed = false;
   lastCommand = "";
+  /** Commands waiting behind this connection's own unapplied writes, in arrival order. */
+  pending: PendingCommand[] = [];
+  /** Replies produced outside a read batch (when writes apply); allocated on first use. */
+  applyOut: ReplyBuffer | null = null;
+  /** Reading is paused because too many commands wait behind unapplied writes. */
+  pausedForPending = false;
   readonly createdAtMs: number;
   lastActiveMs: number;
 
@@ -55,7 +80,7 @@ export interface ServerStats {
 }
 
 export class KvServer {
-  readonly db = new Db();
+  readonly db: Db;
   readonly conns = new Map<number, Conn>();
   readonly stats: ServerStats;
   readonly dispatcher: Dispatcher;
@@ -65,7 +90,17 @@ export class KvServer {
   private sweepTimer: ReturnType<typeof setInterval> | null = null;
   private shuttingDown = false;
 
-  constructor(readonly config: ServerConfig) {
+  /** Connections that got replies while writes were applied; flushed once per applied batch. */
+  private touched = new Set<Conn>();
+
+  constructor(
+    readonly config: ServerConfig,
+    readonly durable: DurableLog<Conn>,
+  ) {
+    this.db = durable.fsm.db;
+    durable.onApplied = (p, apply) => this.onApplied(p, apply);
+    durable.onBatchDone = () => this.flushTouched();
+    durable.onFailed = (batch, err) => this.onWriteFailed(batch, err);
     this.stats = {
       startedAtMs: Date.now(),
       connectionsReceived: 0,
@@ -104,6 +139,8 @@ export class KvServer {
         },
       },
     });
+    // Single node: sweeping by the local clock only reclaims memory; reads already hide
+    // expired keys, and replay gives the same visible state. (Raft will log expiry instead.)
     this.sweepTimer = setInterval(() => {
       this.db.sweepExpired(Date.now(), this.config.expireSweepKeysMax);
     }, this.config.expireSweepIntervalMs);
@@ -126,6 +163,7 @@ export class KvServer {
   private onData(socket: Socket<Conn>, chunk: Buffer): void {
     const conn = socket.data;
     if (conn === undefined || conn.closing) return;
+    conn.lastActiveMs = Date.now();
     try {
       conn.parser.push(chunk);
     } catch (e) {
@@ -140,7 +178,7 @@ export class KvServer {
    * each batch in one write. Once unsent replies pass the output limit and the kernel will not
    * take more, reading from this client pauses until `drain`.
    */
-  process(conn: Conn, ignoreOutputLimit = false): void {
+  process(conn: Conn): void {
     const out = this.scratch;
     const limit = this.config.clientOutputBufferLimit;
     for (;;) {
@@ -151,14 +189,28 @@ export class KvServer {
       let overLimit = false;
       try {
         while (!conn.closing) {
-          if (!ignoreOutputLimit && conn.queuedBytes + out.len > limit) {
+          if (conn.queuedBytes + out.len > limit) {
             overLimit = true;
+            break;
+          }
+          if (conn.pending.length >= PENDING_COMMANDS_MAX) {
+            conn.pausedForPending = true;
+            conn.socket.pause();
             break;
           }
           const argv = conn.parser.next();
           if (argv === null) break;
           this.stats.commandsProcessed++;
-          this.dispatcher.dispatch(conn, argv, out, nowMs);
+          const spec = this.dispatcher.lookup(argv[0]!);
+          if (this.dispatcher.isLoggedWrite(spec, argv.length)) {
+            // Logged first, applied and answered once durable; later commands of this
+            // connection wait behind it so its replies keep their order.
+            conn.pending.push({ argv, index: this.durable.propose(argv, nowMs, conn) });
+          } else if (conn.pending.length > 0) {
+            conn.pending.push({ argv, index: 0 });
+          } else {
+            this.dispatcher.run(conn, spec, argv, out, nowMs);
+          }
         }
       } catch (e) {
         if (!(e instanceof ProtocolError)) throw crash(e);
@@ -204,7 +256,90 @@ export class KvServer {
       }
     }
     out.reset();
-    if (conn.closing && conn.queue.length === 0) conn.socket.end();
+    if (conn.closing && conn.queue.length === 0 && conn.pending.length === 0) conn.socket.end();
+  }
+
+  // ---- writes: applied in log order once durable -----------------------------------------
+
+  private replyOut(conn: Conn): ReplyBuffer {
+    let out = conn.applyOut;
+    if (out === null) out = conn.applyOut = new ReplyBuffer(1024);
+    out.proto = conn.proto;
+    this.touched.add(conn);
+    return out;
+  }
+
+  private onApplied(p: Proposal<Conn>, apply: (out: ReplyBuffer) => void): void {
+    const conn = p.owner;
+    const head = conn.pending.shift();
+    assert(head !== undefined && head.index === p.index, `applied write ${p.index} is not the head of its connection's queue`);
+    const out = this.replyOut(conn);
+    apply(out);
+    this.drainPending(conn, out);
+  }
+
+  private onWriteFailed(batch: Proposal<Conn>[], err: Error): void {
+    let text: string;
+    if (err instanceof WalFailedError) {
+      text = `MISCONF kv cannot write to its log, so writes are refused until the node restarts (${err.first.message})`;
+    } else if (err instanceof StorageIoError) {
+      // After a failed write or fsync the bytes may or may not be on disk: a restart could
+      // recover them. The outcome is unknown, not failed.
+      text = `UNCERTAIN write outcome unknown: the log ${err.op} failed (${err.message}); it may or may not be applied after a restart`;
+      log.error(`log ${err.op} failed: ${err.message}; refusing writes until restart`);
+    } else {
+      throw crash(err);
+    }
+    for (const p of batch) {
+      const conn = p.owner;
+      const head = conn.pending.shift();
+      assert(head !== undefined && head.index === p.index, `failed write ${p.index} is not the head of its connection's queue`);
+      const out = this.replyOut(conn);
+      out.error(text);
+      this.drainPending(conn, out);
+    }
+    this.flushTouched();
+  }
+
+  /** Runs the commands that waited behind a write, up to the next unapplied write. */
+  private drainPending(conn: Conn, out: ReplyBuffer): void {
+    while (conn.pending.length > 0) {
+      const item = conn.pending[0]!;
+      if (item.index > 0) return;
+      if (item.index === -1 && item.reply === undefined) return;
+      conn.pending.shift();
+      if (item.index === -1) item.reply!(out);
+      else if (!conn.closing) this.dispatcher.dispatch(conn, item.argv, out, Date.now());
+    }
+  }
+
+  /** Defers a reply (SAVE): it is written, in order, when `settle` is called with a writer function. */
+  defer(conn: Conn): (reply: (out: ReplyBuffer) => void) => void {
+    // Commands are dispatched directly only when nothing is pending, and drainPending removes a
+    // command before running it, so the front of the queue is this command's place.
+    const item: PendingCommand = { argv: [], index: -1 };
+    conn.pending.unshift(item);
+    return (reply) => {
+      item.reply = reply;
+      if (conn.pending[0] === item) {
+        this.drainPending(conn, this.replyOut(conn));
+        this.flushTouched();
+      }
+    };
+  }
+
+  private flushTouched(): void {
+    for (const conn of this.touched) {
+      const out = conn.applyOut!;
+      this.send(conn, out);
+      if (out.buf.length > 64 * 1024) conn.applyOut = null;
+      if (conn.pausedForPending && conn.pending.length < PENDING_COMMANDS_MAX / 2 && !conn.closed) {
+        conn.pausedForPending = false;
+        conn.socket.resume();
+        this.process(conn);
+      }
+    }
+    this.touched.clear();
   }
 
   private onDrain(socket: Socket<Conn>): void {
@@ -255,24 +390,26 @@ export class KvServer {
     this.shuttingDown = true;
     this.listener?.stop(false);
     if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
-    // Let reads the kernel already holds reach us (the signal may be handled before them):
-    // commands a client sent before the signal are answered.
-    for (let i = 0; i < 3; i++) await Bun.sleep(1);
-    for (const conn of this.conns.values()) {
-      if (!conn.closing) {
-        if (conn.pausedForOutput) conn.socket.resume();
-        this.process(conn, true);
-        conn.closing = true;
-        if (conn.queue.length === 0) conn.socket.end();
-      }
-    }
+    // Existing clients keep being served until each has been quiet for SHUTDOWN_QUIET_MS with
+    // every reply flushed: commands already sent (even if still in the kernel's buffers when
+    // the signal came) are answered. Bounded by shutdownTimeoutMs.
     const deadline = Date.now() + this.config.shutdownTimeoutMs;
     while (this.conns.size > 0 && Date.now() < deadline) {
+      const now = Date.now();
+      for (const conn of this.conns.values()) {
+        if (conn.closing) continue;
+        const idle = now - conn.lastActiveMs >= SHUTDOWN_QUIET_MS;
+        if (idle && conn.pending.length === 0 && conn.queue.length === 0 && !conn.pausedForOutput && !conn.pausedForPending) {
+          conn.closing = true;
+          conn.socket.end();
+        }
+      }
       await Bun.sleep(10);
     }
     const clean = this.conns.size === 0;
     for (const conn of this.conns.values()) conn.socket.terminate();
     this.listener?.stop(true);
+    await this.durable.close();
     return clean;
   }
 }

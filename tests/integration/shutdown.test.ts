@@ -22,7 +22,8 @@ describe("shutdown", () => {
       kv.proc.kill(signal);
       const got = await c.waitFor((_r, closed) => closed, 10_000);
       expect(got).toBe(expected + "+PONG\r\n");
-      expect(await kv.stop()).toBe(0);
+      expect(await kv.proc.exited).toBe(0);
+      await kv.stop();
       expect(kv.output()).toContain(`${signal} received`);
       expect(kv.output()).toMatch(/shutdown complete in \d+ ms/);
     });

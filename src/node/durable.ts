@@ -1,0 +1,253 @@
+// The single-node log runtime: write commands are appended to the WAL (group commit) and
+// applied to the state machine, in log order, only once durable; recovery replays the newest
+// snapshot plus the log; snapshots are written in the background and compact the log.
+// A single node is a one-member log over the same WAL the Raft runtime will use.
+import { assert } from "../errors.ts";
+import { logger } from "../log.ts";
+import { KvStateMachine } from "../kv/fsm.ts";
+import { ReplyBuffer, type ReplyWriter } from "../resp/encode.ts";
+import { encodeCommand, RequestParser } from "../resp/request-parser.ts";
+import {
+  openStorage,
+  recordBytes,
+  RecordType,
+  type FsyncMode,
+  type LogRecord,
+  type OpenedStorage,
+  type SnapshotEntry,
+  type SnapshotWriteResult,
+} from "../storage/index.ts";
+
+const log = logger("node");
+
+/** The term of every record a single node writes (a one-member group never changes leader). */
+export const SINGLE_NODE_TERM = 1;
+
+export interface DurableOptions {
+  dataDir: string;
+  fsync: FsyncMode;
+  segmentBytesMax: number;
+  /** Log bytes appended since the last snapshot that trigger a new one. */
+  snapshotLogBytes: number;
+  /** Entries copied out of the keyspace per event-loop slice while a snapshot is written. */
+  snapshotChunkEntries: number;
+}
+
+/** A write waiting for durability: who gets the reply once it is applied. */
+export interface Proposal<T> {
+  index: number;
+  argv: string[];
+  nowMs: number;
+  owner: T;
+}
+
+export interface RecoveryStats {
+  snapshotIndex: number;
+  snapshotEntries: number;
+  replayedRecords: number;
+  lastIndex: number;
+  durationMs: number;
+}
+
+export interface SnapshotStats {
+  lastIndex: number;
+  entries: number;
+  bytes: number;
+  durationMs: number;
+  longestSliceMs: number;
+}
+
+export class DurableLog<T> {
+  // SCAN cursors from before a restart must not match a new scan's cursor: start ids at random.
+  readonly fsm = new KvStateMachine({ scanCursorBase: 1 + Math.floor(Math.random() * 2 ** 40) });
+  private lastIndex = 0;
+  private appliedIndex = 0;
+  private batch: Proposal<T>[] = [];
+  private flushScheduled = false;
+  private bytesSinceSnapshot = 0;
+  private snapshotRunning: Promise<SnapshotStats> | null = null;
+  lastSnapshot: SnapshotStats | null = null;
+  lastSnapshotAtMs = 0;
+  recovery!: RecoveryStats;
+  /** Set by the owner: called in log order with each applied proposal's reply writer. */
+  onApplied: (p: Proposal<T>, apply: (out: ReplyWriter) => void) => void = () => {};
+  /** Set by the owner: called after each batch of onApplied calls (flush replies here). */
+  onBatchDone: () => void = () => {};
+  /** Set by the owner: a batch that could not be made durable (outcome unknown or refused). */
+  onFailed: (batch: Proposal<T>[], err: Error) => void = () => {};
+
+  private constructor(
+    private readonly storage: OpenedStorage,
+    private readonly opts: DurableOptions,
+  ) {}
+
+  /** Opens the data dir and rebuilds the state: newest valid snapshot, then every record after it. */
+  static async open<T>(opts: DurableOptions): Promise<DurableLog<T>> {
+    const t0 = performance.now();
+    const storage = await openStorage({ dataDir: opts.dataDir, fsync: opts.fsync, segmentBytesMax: opts.segmentBytesMax });
+    const node = new DurableLog<T>(storage, opts);
+    let snapshotEntries = 0;
+    const snap = storage.snapshot;
+    if (snap !== undefined) {
+      const db = node.fsm.db;
+      snap.forEach((k, v, at) => {
+        db.load(k, v, at);
+        snapshotEntries++;
+      });
+      node.fsm.appliedMs = Number(new TextDecoder().decode(snap.meta)) || 0;
+      node.appliedIndex = node.lastIndex = snap.lastIndex;
+    }
+    const sink = new ReplyBuffer(1024);
+    const parser = new RequestParser();
+    let replayed = 0;
+    for (const rec of storage.wal.replay(storage.replayFrom)) {
+      assert(rec.index === node.appliedIndex + 1, `replay gap: expected ${node.appliedIndex + 1}, got ${rec.index}`);
+      if (rec.type === RecordType.Command) {
+        parser.push(rec.payload);
+        const argv = parser.next();
+        assert(argv !== null && parser.bufferedBytes() === 0, `record ${rec.index} is not one RESP command`);
+        node.fsm.apply(argv, rec.timestampMs, sink);
+        sink.reset();
+      }
+      node.appliedIndex = node.lastIndex = rec.index;
+      // Log written since the snapshot counts toward the next one across restarts too.
+      node.bytesSinceSnapshot += recordBytes(rec);
+      replayed++;
+    }
+    node.recovery = {
+      snapshotIndex: snap?.lastIndex ?? 0,
+      snapshotEntries,
+      replayedRecords: replayed,
+      lastIndex: node.lastIndex,
+      durationMs: Math.round(performance.now() - t0),
+    };
+    const w = storage.wal.recovery.truncated;
+    if (w !== undefined) {
+      log.warn(`torn tail in ${w.file} at offset ${w.offset}: dropped ${w.bytesDropped} bytes (${w.recordsDropped} records): ${w.reason}`);
+    }
+    return node;
+  }
+
+  get walStats() {
+    return this.storage.wal.stats;
+  }
+
+  get applied(): number {
+    return this.appliedIndex;
+  }
+
+  /**
+   * Queues a write. It joins the batch appended at the end of this turn of the event loop; the
+   * WAL joins batches that arrive during an fsync into the next one (group commit).
+   */
+  propose(argv: string[], nowMs: number, owner: T): number {
+    const index = ++this.lastIndex;
+    this.batch.push({ index, argv, nowMs, owner });
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(() => this.flush());
+    }
+    return index;
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.batch;
+    if (batch.length === 0) return;
+    this.batch = [];
+    const records: LogRecord[] = new Array(batch.length);
+    let bytes = 0;
+    for (let i = 0; i < batch.length; i++) {
+      const p = batch[i]!;
+      const payload = encodeCommand(p.argv);
+      records[i] = { index: p.index, term: SINGLE_NODE_TERM, type: RecordType.Command, timestampMs: p.nowMs, payload };
+      bytes += recordBytes(records[i]!);
+    }
+    this.bytesSinceSnapshot += bytes;
+    this.storage.wal.append(records).then(
+      () => this.applyBatch(batch),
+      (err: Error) => this.onFailed(batch, err),
+    );
+  }
+
+  private applyBatch(batch: Proposal<T>[]): void {
+    for (const p of batch) {
+      assert(p.index === this.appliedIndex + 1, `apply out of order: ${p.index} after ${this.appliedIndex}`);
+      this.appliedIndex = p.index;
+      this.onApplied(p, (out) => {
+        this.fsm.apply(p.argv, p.nowMs, out);
+      });
+    }
+    this.onBatchDone();
+    if (this.bytesSinceSnapshot >= this.opts.snapshotLogBytes && this.snapshotRunning === null) {
+      void this.snapshot().catch((e: Error) => log.error(`background snapshot failed: ${e.message}`));
+    }
+  }
+
+  /** True while a snapshot is being written. */
+  get snapshotInProgress(): boolean {
+    return this.snapshotRunning !== null;
+  }
+
+  /**
+   * Writes a snapshot of the applied state without stopping the server: a copy-on-write view of
+   * the keyspace is streamed out in chunks, then the log it covers is deleted. Concurrent calls
+   * share the running snapshot.
+   */
+  snapshot(): Promise<SnapshotStats> {
+    if (this.snapshotRunning !== null) return this.snapshotRunning;
+    const run = this.writeSnapshot().finally(() => {
+      this.snapshotRunning = null;
+    });
+    this.snapshotRunning = run;
+    return run;
+  }
+
+  private async writeSnapshot(): Promise<SnapshotStats> {
+    const lastIndex = this.appliedIndex;
+    const { appliedMs, snapshot } = this.fsm.beginSnapshot();
+    this.bytesSinceSnapshot = 0;
+    const chunk = this.opts.snapshotChunkEntries;
+    async function* entries(): AsyncIterable<SnapshotEntry> {
+      try {
+        for (let part = snapshot.next(chunk); part !== null; part = snapshot.next(chunk)) {
+          for (const e of part) yield e as SnapshotEntry;
+          // Let the event loop serve clients between chunks.
+          await new Promise<void>((r) => setImmediate(r));
+        }
+      } finally {
+        snapshot.close();
+      }
+    }
+    const t0 = performance.now();
+    let res: SnapshotWriteResult;
+    try {
+      res = await this.storage.snapshots.write(
+        { lastIndex, lastTerm: lastIndex === 0 ? 0 : SINGLE_NODE_TERM, meta: new TextEncoder().encode(String(appliedMs)), yieldEveryMs: 2 },
+        entries(),
+      );
+    } finally {
+      snapshot.close();
+    }
+    // Keep the log back to the previous snapshot, so a corrupt newest one can fall back.
+    await this.storage.wal.deleteThrough(this.storage.snapshots.compactableThrough());
+    const stats: SnapshotStats = {
+      lastIndex,
+      entries: res.entryCount,
+      bytes: res.bodyBytes,
+      durationMs: Math.round(performance.now() - t0),
+      longestSliceMs: res.longestSliceMs,
+    };
+    this.lastSnapshot = stats;
+    this.lastSnapshotAtMs = Date.now();
+    log.info(`snapshot at index ${lastIndex}: ${stats.entries} keys, ${stats.bytes} bytes in ${stats.durationMs} ms (longest slice ${stats.longestSliceMs.toFixed(1)} ms)`);
+    return stats;
+  }
+
+  /** Stops accepting work, waits for what was appended, and closes the WAL. */
+  async close(): Promise<void> {
+    this.flush();
+    if (this.snapshotRunning !== null) await this.snapshotRunning.catch(() => {});
+    await this.storage.close();
+  }
+}

@@ -1,0 +1,297 @@
+// Durability of the real binary: restarts, kill -9 during pipelined writes from several
+// clients (every acknowledged write survives; MSET is all or nothing), torn and corrupt logs,
+// snapshots, compaction and a corrupt newest snapshot.
+import { afterAll, describe, expect, test } from "bun:test";
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createClient, type Client } from "../../src/client/index.ts";
+import { KV_BIN, rawConnect, startKv } from "../helpers/server.ts";
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), "kv-dur-"));
+  dirs.push(d);
+  return d;
+}
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function client(port: number): Client {
+  return createClient({ addrs: [`127.0.0.1:${port}`], timeoutMs: 5000, failFast: true });
+}
+
+/** A small seeded PRNG so a failing round can be replayed (KV_DUR_SEED). */
+function prng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s / 2 ** 32;
+  };
+}
+
+function walFiles(dir: string): string[] {
+  return readdirSync(join(dir, "wal")).filter((f) => f.endsWith(".seg")).sort();
+}
+
+describe("restart", () => {
+  test("data survives a graceful restart, TTLs keep their absolute deadline", async () => {
+    const dataDir = tempDir();
+    let kv = await startKv([], { dataDir });
+    let c = client(kv.port);
+    await c.set("a", "1");
+    await c.set("ttl", "x", { ex: 1000 });
+    await c.command(["MSET", "m1", "x", "m2", "y"]);
+    await c.incrBy("n", 41);
+    await c.del("a");
+    await c.set("bin", new Uint8Array([0, 13, 10, 255]));
+    await c.close();
+    expect(await kv.stop({ keepData: true })).toBe(0);
+
+    kv = await startKv([], { dataDir });
+    c = client(kv.port);
+    expect(await c.get("a")).toBeNull();
+    expect(await c.mget(["m1", "m2", "n"])).toEqual(["x", "y", "41"]);
+    const ttl = await c.ttl("ttl");
+    expect(ttl).toBeGreaterThan(990);
+    expect(ttl).toBeLessThanOrEqual(1000);
+    expect(Buffer.from((await c.getBuffer("bin"))!)).toEqual(Buffer.from([0, 13, 10, 255]));
+    expect(kv.output()).toMatch(/loaded .*: snapshot at index 0 \(0 keys\) \+ 6 log records/);
+    await c.close();
+    await kv.stop();
+  });
+});
+
+describe("kill -9 during pipelined writes", () => {
+  const rounds = Number(process.env.KV_CRASH_ROUNDS ?? 20);
+  const seed = Number(process.env.KV_DUR_SEED ?? Date.now() % 1_000_000);
+
+  test(`${rounds} rounds: every acknowledged write is present with its value; MSET is all or nothing (seed ${seed})`, async () => {
+    const rand = prng(seed);
+    const dataDir = tempDir();
+    const acked = new Map<string, string>(); // key -> value acknowledged
+    const msets: { keys: string[]; value: string; acked: boolean }[] = [];
+    for (let round = 0; round < rounds; round++) {
+      const kv = await startKv(["--snapshot-log-bytes", "64kb", "--wal-segment-bytes", "32kb"], { dataDir });
+      // Everything acknowledged before must have survived the previous kill.
+      const check = client(kv.port);
+      const keys = [...acked.keys()];
+      for (let i = 0; i < keys.length; i += 500) {
+        const part = keys.slice(i, i + 500);
+        const got = await check.mget(part);
+        for (let j = 0; j < part.length; j++) {
+          if (got[j] !== acked.get(part[j]!)) {
+            throw new Error(`seed ${seed} round ${round}: key ${part[j]} = ${got[j]}, acknowledged ${acked.get(part[j]!)}`);
+          }
+        }
+      }
+      for (const m of msets) {
+        const got = await check.mget(m.keys);
+        const all = got.every((v) => v === m.value);
+        const none = got.every((v) => v === null);
+        if (!(all || (none && !m.acked))) {
+          throw new Error(`seed ${seed} round ${round}: MSET ${m.keys.join(",")} partially applied or lost: ${JSON.stringify(got)} (acked ${m.acked})`);
+        }
+      }
+      await check.close();
+
+      // Four writers pipelining SETs and MSETs; kill -9 at a random moment.
+      let stop = false;
+      const writers = Array.from({ length: 4 }, async (_, w) => {
+        const c = client(kv.port);
+        let i = 0;
+        while (!stop && i < 100_000) {
+          const batch: Promise<void>[] = [];
+          for (let j = 0; j < 32; j++, i++) {
+            const key = `r${round}:w${w}:k${i}`;
+            const value = `v${i}:${"x".repeat(i % 40)}`;
+            if (i % 10 === 0) {
+              const m = { keys: [`${key}:a`, `${key}:b`, `${key}:c`], value, acked: false };
+              msets.push(m);
+              batch.push(
+                c.command(["MSET", m.keys[0]!, value, m.keys[1]!, value, m.keys[2]!, value]).then(
+                  () => {
+                    m.acked = true;
+                  },
+                  () => {},
+                ),
+              );
+            } else {
+              batch.push(
+                c.set(key, value).then(
+                  () => {
+                    acked.set(key, value);
+                  },
+                  () => {},
+                ),
+              );
+            }
+          }
+          await Promise.all(batch);
+        }
+        c.destroy();
+      });
+      await Bun.sleep(50 + Math.floor(rand() * 250));
+      kv.proc.kill("SIGKILL");
+      await kv.proc.exited;
+      stop = true;
+      await Promise.all(writers);
+      await kv.stop({ keepData: true });
+    }
+    expect(acked.size).toBeGreaterThan(rounds * 50);
+    // Snapshots and compaction happened along the way.
+    expect(readdirSync(join(dataDir, "snap")).some((f) => f.endsWith(".snap"))).toBe(true);
+  }, 240_000);
+});
+
+describe("damaged logs", () => {
+  async function seed(dataDir: string, n: number): Promise<void> {
+    const kv = await startKv([], { dataDir });
+    const c = client(kv.port);
+    for (let i = 0; i < n; i++) await c.set(`k${i}`, `v${i}`);
+    await c.close();
+    await kv.stop({ keepData: true });
+  }
+
+  test("a torn tail (random bytes appended) is truncated with a warning; nothing acknowledged is lost", async () => {
+    const dataDir = tempDir();
+    await seed(dataDir, 50);
+    const seg = join(dataDir, "wal", walFiles(dataDir).at(-1)!);
+    appendFileSync(seg, Buffer.from([0x11, 0x00, 0x00, 0x00, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3]));
+    const kv = await startKv([], { dataDir });
+    expect(kv.output()).toMatch(/torn tail .* dropped 11 bytes/);
+    const c = client(kv.port);
+    expect(await c.get("k49")).toBe("v49");
+    expect(await c.dbsize()).toBe(50);
+    await c.close();
+    await kv.stop();
+  });
+
+  test("a flipped bit in a middle record: refuses to start naming file and offset; kv repair cuts there", async () => {
+    const dataDir = tempDir();
+    await seed(dataDir, 50);
+    const seg = join(dataDir, "wal", walFiles(dataDir).at(-1)!);
+    const bytes = readFileSync(seg);
+    const mid = Math.floor(bytes.length / 2);
+    bytes[mid] = bytes[mid]! ^ 0x04;
+    writeFileSync(seg, bytes);
+
+    const p = Bun.spawn([KV_BIN, "serve", "--port", "0", "--data-dir", dataDir], { stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
+    const code = await p.exited;
+    const text = (await new Response(p.stdout).text()) + (await new Response(p.stderr).text());
+    expect(code).toBe(2);
+    expect(text).toContain(walFiles(dataDir).at(-1)!);
+    expect(text).toMatch(/offset \d+/);
+    expect(text).toContain(`kv repair --data-dir ${dataDir}`);
+
+    const r = Bun.spawn([KV_BIN, "repair", "--data-dir", dataDir], { stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
+    expect(await r.exited).toBe(0);
+    const report = await new Response(r.stdout).text();
+    expect(report).toMatch(/dropped \d+ bytes/);
+
+    const kv = await startKv([], { dataDir });
+    const c = client(kv.port);
+    const n = await c.dbsize();
+    expect(n).toBeGreaterThan(0);
+    expect(n).toBeLessThan(50);
+    // What survives is a prefix of the writes.
+    for (let i = 0; i < n; i++) expect(await c.get(`k${i}`)).toBe(`v${i}`);
+    await c.close();
+    await kv.stop();
+  });
+});
+
+describe("snapshots", () => {
+  test("SAVE writes a snapshot, compacts the log, and a restart loads it; BGSAVE, LASTSAVE", async () => {
+    const dataDir = tempDir();
+    let kv = await startKv(["--wal-segment-bytes", "4kb"], { dataDir });
+    let c = client(kv.port);
+    for (let i = 0; i < 300; i++) await c.set(`s${i}`, `v${i}`);
+    const segsBefore = walFiles(dataDir).length;
+    expect(segsBefore).toBeGreaterThan(3);
+    expect(await c.command(["SAVE"])).toBe("OK");
+    for (let i = 300; i < 400; i++) await c.set(`s${i}`, `v${i}`);
+    expect(await c.command(["SAVE"])).toBe("OK");
+    // The log is kept back to the previous snapshot only.
+    expect(walFiles(dataDir).length).toBeLessThan(segsBefore);
+    expect(await c.command(["LASTSAVE"])).toBeGreaterThan(Date.now() / 1000 - 60);
+    expect(await c.command(["BGSAVE"])).toBe("Background saving started");
+    await c.close();
+    expect(await kv.stop({ keepData: true })).toBe(0);
+
+    kv = await startKv([], { dataDir });
+    expect(kv.output()).toMatch(/snapshot at index \d+ \(400 keys\)/);
+    c = client(kv.port);
+    expect(await c.dbsize()).toBe(400);
+    expect(await c.get("s399")).toBe("v399");
+    await c.close();
+    await kv.stop();
+  });
+
+  test("a corrupt newest snapshot falls back to the previous one plus the log", async () => {
+    const dataDir = tempDir();
+    let kv = await startKv([], { dataDir });
+    let c = client(kv.port);
+    for (let i = 0; i < 100; i++) await c.set(`f${i}`, `v${i}`);
+    await c.command(["SAVE"]);
+    for (let i = 100; i < 200; i++) await c.set(`f${i}`, `v${i}`);
+    await c.command(["SAVE"]);
+    await c.set("after", "both");
+    await c.close();
+    await kv.stop({ keepData: true });
+
+    const snaps = readdirSync(join(dataDir, "snap")).filter((f) => f.endsWith(".snap")).sort();
+    expect(snaps.length).toBe(2);
+    const newest = join(dataDir, "snap", snaps[1]!);
+    const b = readFileSync(newest);
+    b[b.length - 10] = b[b.length - 10]! ^ 0xff;
+    writeFileSync(newest, b);
+
+    kv = await startKv([], { dataDir });
+    expect(kv.output()).toMatch(/unusable.*falling back/);
+    c = client(kv.port);
+    expect(await c.dbsize()).toBe(201);
+    expect(await c.get("f150")).toBe("v150");
+    expect(await c.get("after")).toBe("both");
+    await c.close();
+    await kv.stop();
+  });
+});
+
+describe("data dir problems", () => {
+  test("a second server on the same data dir is refused with a clear message", async () => {
+    const dataDir = tempDir();
+    const kv = await startKv([], { dataDir });
+    const p = Bun.spawn([KV_BIN, "serve", "--port", "0", "--data-dir", dataDir], { stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
+    expect(await p.exited).toBe(1);
+    const text = (await new Response(p.stdout).text()) + (await new Response(p.stderr).text());
+    expect(text).toContain("in use by another kv process");
+    await kv.stop();
+  });
+
+  test("a data dir that is a file is refused with a clear message", async () => {
+    const f = join(tempDir(), "not-a-dir");
+    writeFileSync(f, "x");
+    const p = Bun.spawn([KV_BIN, "serve", "--port", "0", "--data-dir", f], { stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
+    expect(await p.exited).toBe(1);
+    const text = (await new Response(p.stdout).text()) + (await new Response(p.stderr).text());
+    expect(text).toContain(f);
+    expect(statSync(f).isFile()).toBe(true);
+  });
+});
+
+describe("ordering", () => {
+  test("a read pipelined behind a write on the same connection sees it; replies keep their order", async () => {
+    const kv = await startKv();
+    const c = await rawConnect(kv.port);
+    c.write("SET o 1\r\nGET o\r\nINCR o\r\nGET o\r\nPING\r\nDEL o\r\nEXISTS o\r\n");
+    await c.waitFor((r) => r === "+OK\r\n$1\r\n1\r\n:2\r\n$1\r\n2\r\n+PONG\r\n:1\r\n:0\r\n");
+    c.close();
+    await kv.stop();
+  });
+});
