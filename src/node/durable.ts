@@ -16,6 +16,7 @@ import {
   type OpenedStorage,
   type SnapshotEntry,
   type SnapshotWriteResult,
+  type StorageIo,
 } from "../storage/index.ts";
 
 const log = logger("node");
@@ -31,6 +32,8 @@ export interface DurableOptions {
   snapshotLogBytes: number;
   /** Entries copied out of the keyspace per event-loop slice while a snapshot is written. */
   snapshotChunkEntries: number;
+  /** The file-system layer (tests pass a recording or fault-injecting one). */
+  io?: StorageIo;
 }
 
 /** A write waiting for durability: who gets the reply once it is applied. */
@@ -84,7 +87,7 @@ export class DurableLog<T> {
   /** Opens the data dir and rebuilds the state: newest valid snapshot, then every record after it. */
   static async open<T>(opts: DurableOptions): Promise<DurableLog<T>> {
     const t0 = performance.now();
-    const storage = await openStorage({ dataDir: opts.dataDir, fsync: opts.fsync, segmentBytesMax: opts.segmentBytesMax });
+    const storage = await openStorage({ dataDir: opts.dataDir, fsync: opts.fsync, segmentBytesMax: opts.segmentBytesMax, io: opts.io });
     const node = new DurableLog<T>(storage, opts);
     let snapshotEntries = 0;
     const snap = storage.snapshot;

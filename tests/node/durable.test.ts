@@ -1,0 +1,108 @@
+// The single-node log runtime with a recording file layer: a reply is produced only after the
+// fsync that covers its write; failures give "outcome unknown" then "refused", never "failed".
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DurableLog } from "../../src/node/durable.ts";
+import { ReplyBuffer } from "../../src/resp/encode.ts";
+import { RecordingIo } from "../../src/storage/index.ts";
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+async function open(io: RecordingIo, dataDir?: string) {
+  const dir = dataDir ?? mkdtempSync(join(tmpdir(), "kv-durable-"));
+  if (!dataDir) dirs.push(dir);
+  const d = await DurableLog.open<string>({ dataDir: dir, fsync: "always", segmentBytesMax: 1 << 20, snapshotLogBytes: 1 << 30, snapshotChunkEntries: 100, io });
+  const replies = new Map<string, string>();
+  d.onApplied = (p, apply) => {
+    const out = new ReplyBuffer(64);
+    apply(out);
+    replies.set(p.owner, out.view().toString("latin1"));
+    io.note("ack", p.owner);
+  };
+  d.onFailed = (batch, err) => {
+    for (const p of batch) replies.set(p.owner, `${err.name}`);
+  };
+  return { d, dir, replies };
+}
+
+async function settle(replies: Map<string, string>, n: number): Promise<void> {
+  for (let i = 0; i < 500 && replies.size < n; i++) await Bun.sleep(2);
+}
+
+describe("DurableLog", () => {
+  test("every reply is produced after a datasync that follows the write carrying its record", async () => {
+    const io = new RecordingIo();
+    io.syncDelayMs = 3; // slow disk: later proposals pile up into group commits
+    const { d, dir, replies } = await open(io);
+    for (let i = 0; i < 50; i++) {
+      d.propose(["SET", `k${i}`, `v${i}`], 1000 + i, `c${i}`);
+      if (i % 7 === 0) await Bun.sleep(1);
+    }
+    await settle(replies, 50);
+    expect(replies.size).toBe(50);
+    for (let i = 0; i < 50; i++) expect(replies.get(`c${i}`)).toBe("+OK\r\n");
+    // Walk the event log: an ack is legal only if a write to the WAL and then a datasync of it came before.
+    let writesSinceSync = 0;
+    let synced = 0; // writes covered by a datasync
+    let acks = 0;
+    for (const e of io.events) {
+      if (e.op === "write" && e.path?.includes("/wal/")) writesSinceSync++;
+      else if (e.op === "datasync" && e.path?.includes("/wal/")) {
+        synced += writesSinceSync;
+        writesSinceSync = 0;
+      } else if (e.op === "ack") {
+        acks++;
+        expect(synced).toBeGreaterThan(0);
+      }
+    }
+    expect(acks).toBe(50);
+    // Group commit: fewer fsyncs than writes.
+    expect(d.walStats.fsyncs).toBeLessThan(50);
+    await d.close();
+
+    // Replay gives the same state.
+    const again = await open(new RecordingIo(), dir);
+    expect(again.d.fsm.db.get("k49", 0)).toBe("v49");
+    expect(again.d.recovery.replayedRecords).toBe(50);
+    await again.d.close();
+  });
+
+  test("a failed fsync: that batch's outcome is unknown, later writes are refused, nothing is applied", async () => {
+    const io = new RecordingIo();
+    const { d, replies } = await open(io);
+    d.propose(["SET", "a", "1"], 1, "ok");
+    await settle(replies, 1);
+    expect(replies.get("ok")).toBe("+OK\r\n");
+    io.failNext("datasync", "EIO", { pathIncludes: "/wal/" });
+    d.propose(["SET", "b", "2"], 2, "unknown");
+    await settle(replies, 2);
+    expect(replies.get("unknown")).toBe("StorageIoError");
+    d.propose(["SET", "c", "3"], 3, "refused");
+    await settle(replies, 3);
+    expect(replies.get("refused")).toBe("WalFailedError");
+    expect(d.fsm.db.get("b", 10)).toBeUndefined();
+    expect(d.fsm.db.get("c", 10)).toBeUndefined();
+    expect(d.fsm.db.get("a", 10)).toBe("1");
+    await d.close().catch(() => {});
+  });
+
+  test("a full disk (ENOSPC on write) is reported, and what was acknowledged survives a restart", async () => {
+    const io = new RecordingIo();
+    const { d, dir, replies } = await open(io);
+    d.propose(["SET", "kept", "yes"], 1, "ok");
+    await settle(replies, 1);
+    io.failNext("write", "ENOSPC", { pathIncludes: "/wal/" });
+    d.propose(["SET", "lost", "?"], 2, "full");
+    await settle(replies, 2);
+    expect(replies.get("full")).toBe("StorageIoError");
+    await d.close().catch(() => {});
+    const again = await open(new RecordingIo(), dir);
+    expect(again.d.fsm.db.get("kept", 10)).toBe("yes");
+    await again.d.close();
+  });
+});
