@@ -280,9 +280,11 @@ function configParams(ctx: ServerCtx): [string, string][] {
     ["shutdown-timeout", String(Math.ceil(c.shutdownTimeoutMs / 1000))],
     ["databases", "1"],
     ["timeout", "0"],
-    // Persistence is kv's write-ahead log, not RDB/AOF: report Redis's "off" values.
+    // Persistence is kv's write-ahead log (always on), the closest thing to Redis's AOF;
+    // snapshots are triggered by log growth, not by RDB save points.
     ["save", ""],
-    ["appendonly", "no"],
+    ["appendonly", "yes"],
+    ["appendfsync", c.fsync],
   ];
 }
 
