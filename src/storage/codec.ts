@@ -168,3 +168,8 @@ export function decodeAll(bytes: Uint8Array): LogRecord[] {
 export function peekIndex(bytes: Uint8Array, off: number): number {
   return getU64(bytes, off + RECORD_HEADER_BYTES);
 }
+
+/** The term field of the record at `off` (no checks: callers validate the header first). */
+export function peekTerm(bytes: Uint8Array, off: number): number {
+  return getU64(bytes, off + RECORD_HEADER_BYTES + 8);
+}

@@ -50,13 +50,15 @@ export async function openStorage(opts: OpenStorageOptions): Promise<OpenedStora
   const snapshots = SnapshotStore.open(opts.dataDir, io);
   const lock = lockDataDir(opts.dataDir);
   let wal: Wal;
+  let snapshot: LoadedSnapshot | undefined;
   try {
-    wal = await Wal.open({ ...opts.wal, dataDir: opts.dataDir, fsync: opts.fsync, segmentBytesMax: opts.segmentBytesMax, io });
+    // The snapshot first: the log it covers (checksum verified) then needs only a structural scan.
+    snapshot = snapshots.loadNewest();
+    wal = await Wal.open({ ...opts.wal, dataDir: opts.dataDir, fsync: opts.fsync, segmentBytesMax: opts.segmentBytesMax, io, trustThrough: snapshot?.lastIndex ?? 0 });
   } catch (e) {
     lock.release();
     throw e;
   }
-  const snapshot = snapshots.loadNewest();
   const snapIndex = snapshot?.lastIndex ?? 0;
   if (snapshot && wal.lastIndex() < snapIndex) {
     await wal.reset(snapIndex, snapshot.lastTerm);

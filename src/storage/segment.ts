@@ -4,6 +4,7 @@ import {
   decodeAt,
   getU32,
   peekIndex,
+  peekTerm,
   RECORD_BODY_BYTES_MAX,
   RECORD_FIXED_BODY_BYTES,
   RECORD_HEADER_BYTES,
@@ -118,6 +119,37 @@ export function scanSegment(bytes: Uint8Array, name: string, firstIndex: number,
     problem.validAfter = findValidAfter(bytes, problem.offset + 1, expected);
   }
   return { name, firstIndex, offsets, terms, validBytes: off, fileBytes: bytes.length, problem };
+}
+
+/**
+ * For a segment whose records are all covered by a verified snapshot: walks the record headers
+ * (length, index, term) without checking checksums, which recovery then does not need. Any
+ * irregularity falls back to the full scan, so damage is reported exactly as scanSegment would.
+ * The checksums are checked again whenever these records are read (entries/replay).
+ */
+export function scanSegmentStructure(bytes: Uint8Array, name: string, firstIndex: number, prevTerm: number): SegmentScan {
+  const offsets = new NumList();
+  const terms = new NumList();
+  let off = 0;
+  let expected = firstIndex;
+  let term = prevTerm;
+  const end = bytes.length;
+  while (off < end) {
+    if (end - off < RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES) return scanSegment(bytes, name, firstIndex, prevTerm);
+    const body = getU32(bytes, off);
+    if (body < RECORD_FIXED_BODY_BYTES || body > RECORD_BODY_BYTES_MAX || off + RECORD_HEADER_BYTES + body > end) {
+      return scanSegment(bytes, name, firstIndex, prevTerm);
+    }
+    const idx = peekIndex(bytes, off);
+    const t = peekTerm(bytes, off);
+    if (idx !== expected || t < term) return scanSegment(bytes, name, firstIndex, prevTerm);
+    offsets.push(off);
+    terms.push(t);
+    term = t;
+    expected++;
+    off += RECORD_HEADER_BYTES + body;
+  }
+  return { name, firstIndex, offsets, terms, validBytes: off, fileBytes: end, problem: undefined };
 }
 
 function mkProblem(offset: number, kind: ProblemKind, detail: string, expectedIndex: number): SegmentProblem {

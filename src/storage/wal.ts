@@ -11,7 +11,7 @@ import { decodeAt, encodeRecords, recordBytes, type LogRecord } from "./codec.ts
 import { DataDirError, StorageIoError, WalFailedError } from "./errors.ts";
 import { nodeIo, type StorageIo } from "./io.ts";
 import { checkContiguous, type LogStore } from "./log-store.ts";
-import { allZeroFrom, countTailRecords, isTornTail, NumList, parseSegmentName, scanSegment, segmentName, WAL_DIR } from "./segment.ts";
+import { allZeroFrom, countTailRecords, isTornTail, NumList, parseSegmentName, scanSegment, scanSegmentStructure, segmentName, WAL_DIR } from "./segment.ts";
 
 // Looked up per message: a consola child made by withTag keeps the level it was created with, so a
 // module-level instance would ignore setLogLevel() called later.
@@ -60,6 +60,12 @@ export interface WalOptions {
    */
   preallocate?: boolean;
   io?: StorageIo;
+  /**
+   * Records up to this index are covered by a snapshot whose checksum was verified: recovery
+   * walks the headers of segments wholly below it without recomputing their checksums (they
+   * are checked again when read). Only a fallback to an older snapshot reads them.
+   */
+  trustThrough?: number;
 }
 
 export interface TornTailReport {
@@ -158,7 +164,7 @@ export class Wal implements LogStore {
    */
   static async open(opts: WalOptions): Promise<Wal> {
     const wal = new Wal(opts);
-    wal.recover();
+    wal.recover(opts.trustThrough ?? 0);
     if (wal.mode === "everysec") {
       wal.timer = setInterval(() => void wal.backgroundSync(), opts.everysecIntervalMs ?? 1000);
       (wal.timer as { unref?: () => void }).unref?.();
@@ -168,7 +174,7 @@ export class Wal implements LogStore {
 
   // ---------------------------------------------------------------- recovery
 
-  private recover(): void {
+  private recover(trustThrough: number): void {
     const io = this.io;
     openDataDir(io, this.dir);
     // A spare left by an earlier run: reuse it when it has the right size (its bytes are zeros either
@@ -206,7 +212,10 @@ export class Wal implements LogStore {
         );
       }
       const bytes = readWhole(io, path);
-      const scan = scanSegment(bytes, name, first, prevTerm);
+      // A segment wholly covered by the verified snapshot (the next one starts at or below
+      // trustThrough + 1) needs only its structure; the last segment is always fully checked.
+      const covered = !isLast && names[i + 1]!.first - 1 <= trustThrough;
+      const scan = covered ? scanSegmentStructure(bytes, name, first, prevTerm) : scanSegment(bytes, name, first, prevTerm);
       let allocated = 0;
       if (scan.problem && isLast && this.preallocate && scan.problem.kind === "zero" && allZeroFrom(bytes, scan.problem.offset)) {
         // Zeros to the end of the active segment: preallocated space (ours), not damage. Keep it.
