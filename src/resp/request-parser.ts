@@ -56,7 +56,23 @@ export class RequestParser {
   /** Where the search for the next LF resumes (absolute offset in buf), so partial lines are not rescanned. */
   private scanFrom = 0;
 
+  /** The last command name seen: pipelines repeat one command, so its string is reused. */
+  private lastName = "";
+
   constructor(private readonly limits: RequestLimits = DEFAULT_REQUEST_LIMITS) {}
+
+  /** The command name at buf[p, p+len): the previous one's string when the bytes match. */
+  private commandName(buf: Buffer, p: number, len: number): string {
+    const last = this.lastName;
+    if (len === last.length && len <= 16) {
+      let i = 0;
+      while (i < len && buf[p + i] === last.charCodeAt(i)) i++;
+      if (i === len) return last;
+    }
+    const name = buf.latin1Slice(p, p + len);
+    if (len <= 16) this.lastName = name;
+    return name;
+  }
 
   /** Bytes received but not yet returned as commands. */
   bufferedBytes(): number {
@@ -185,7 +201,7 @@ export class RequestParser {
           if (buf[p + len] !== CR || buf[p + len + 1] !== LF) {
             throw new ProtocolError("Protocol error: expected CRLF after bulk string");
           }
-          this.args.push(buf.latin1Slice(p, p + len));
+          this.args.push(this.args.length === 0 ? this.commandName(buf, p, len) : buf.latin1Slice(p, p + len));
           this.pos = p + len + 2;
           this.scanFrom = this.pos;
           if (--this.argsLeft === 0) {
