@@ -40,3 +40,12 @@ export function commandLookup<Ctx>(specs: readonly CommandSpec<Ctx>[]): (name: s
   }
   return (name) => byName.get(name) ?? byName.get(name.toLowerCase());
 }
+
+/** Redis 7's text for an unknown command: the name and up to ~128 bytes of its arguments. */
+export function unknownCommandError(argv: readonly string[]): string {
+  let args = "";
+  for (let i = 1; i < argv.length && args.length < 128; i++) {
+    args += `'${argv[i]!.slice(0, 128 - args.length)}' `;
+  }
+  return `ERR unknown command '${argv[0]!.slice(0, 128)}', with args beginning with: ${args}`;
+}

@@ -2,7 +2,7 @@
 // stamped on each entry, and snapshots/restores the keyspace. Pure and deterministic: the same
 // entries give the same state and the same replies on every replica and on every replay.
 import type { ReplyWriter } from "../resp/encode.ts";
-import { arityOk, type CommandSpec } from "./command.ts";
+import { arityOk, unknownCommandError, type CommandSpec } from "./command.ts";
 import { type KvCtx, lookupKvCommand } from "./commands.ts";
 import { Db, type DbEntry, type DbOptions, type DbSnapshot } from "./db.ts";
 
@@ -29,9 +29,7 @@ export class KvStateMachine {
     if (nowMs > this.appliedMs) this.appliedMs = nowMs;
     const spec = lookupKvCommand(argv[0]!);
     if (spec === undefined) {
-      let args = "";
-      for (let i = 1; i < argv.length && args.length < 128; i++) args += `'${argv[i]!.slice(0, 128 - args.length)}' `;
-      out.error(`ERR unknown command '${argv[0]!.slice(0, 128)}', with args beginning with: ${args}`);
+      out.error(unknownCommandError(argv));
       return undefined;
     }
     if (!arityOk(spec.arity, argv.length)) {

@@ -1,6 +1,6 @@
 // Dispatch: one command table (connection commands + the KV state machine), looked up
 // case-insensitively; arity checked and unknown commands answered here, in one place.
-import { arityOk, commandLookup, type CommandSpec } from "../kv/command.ts";
+import { arityOk, commandLookup, unknownCommandError, type CommandSpec } from "../kv/command.ts";
 import { KV_COMMANDS, type KvCtx } from "../kv/commands.ts";
 import type { ReplyWriter } from "../resp/encode.ts";
 import { CONN_COMMANDS } from "./conn-commands.ts";
@@ -14,15 +14,6 @@ export interface ServerCtx extends KvCtx {
 export const ALL_COMMANDS: readonly CommandSpec<ServerCtx>[] = [...CONN_COMMANDS, ...(KV_COMMANDS as readonly CommandSpec<ServerCtx>[])];
 const lookup = commandLookup(ALL_COMMANDS);
 const WRITES = new Set(ALL_COMMANDS.filter((s) => s.flags.includes("write")));
-
-/** Redis 7's text for an unknown command: the name and up to ~128 bytes of its arguments. */
-export function unknownCommandError(argv: readonly string[]): string {
-  let args = "";
-  for (let i = 1; i < argv.length && args.length < 128; i++) {
-    args += `'${argv[i]!.slice(0, 128 - args.length)}' `;
-  }
-  return `ERR unknown command '${argv[0]!.slice(0, 128)}', with args beginning with: ${args}`;
-}
 
 export class Dispatcher {
   readonly commands = ALL_COMMANDS;

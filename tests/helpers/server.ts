@@ -18,11 +18,11 @@ export interface KvProcess {
   stop(opts?: { signal?: NodeJS.Signals; keepData?: boolean }): Promise<number>;
 }
 
-/** Starts `./kv serve --port 0` and waits for its "listening on" line (bounded by timeoutMs). */
-export async function startKv(extraArgs: string[] = [], opts: { dataDir?: string; timeoutMs?: number } = {}): Promise<KvProcess> {
+/** Starts `./kv serve --port <port|0>` and waits for its "listening on" line (bounded by timeoutMs). */
+export async function startKv(extraArgs: string[] = [], opts: { dataDir?: string; port?: number; timeoutMs?: number } = {}): Promise<KvProcess> {
   if (!existsSync(KV_BIN)) throw new Error(`${KV_BIN} is missing: run 'bun run build' first`);
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), "kv-test-"));
-  const proc = Bun.spawn([KV_BIN, "serve", "--port", "0", "--host", "127.0.0.1", "--data-dir", dataDir, ...extraArgs], {
+  const proc = Bun.spawn([KV_BIN, "serve", "--port", String(opts.port ?? 0), "--host", "127.0.0.1", "--data-dir", dataDir, ...extraArgs], {
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",

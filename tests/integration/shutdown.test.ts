@@ -3,6 +3,19 @@
 import { describe, expect, test } from "bun:test";
 import { rawConnect, startKv } from "../helpers/server.ts";
 
+/** A client that does not read 120 MB of replies it asked for: it keeps a shutdown flushing. */
+async function holdShutdownOpen(port: number) {
+  const slow = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
+  slow.pause();
+  const setter = await rawConnect(port);
+  setter.write(`SET big ${"x".repeat(60_000)}\r\n`);
+  await setter.waitFor((r) => r === "+OK\r\n");
+  setter.close();
+  slow.write("GET big\r\n".repeat(2000));
+  await Bun.sleep(100);
+  return slow;
+}
+
 describe("shutdown", () => {
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     test(`${signal}: replies to commands already received are sent, then exit 0`, async () => {
@@ -31,14 +44,7 @@ describe("shutdown", () => {
 
   test("after the signal, new connections are refused", async () => {
     const kv = await startKv(["--shutdown-timeout", "5"]);
-    // Hold shutdown open with a client that does not read a large reply.
-    const slow = await Bun.connect({ hostname: "127.0.0.1", port: kv.port, socket: { data() {} } });
-    slow.pause();
-    const setter = await rawConnect(kv.port);
-    setter.write(`SET big ${"x".repeat(60_000)}\r\n`);
-    await setter.waitFor((r) => r === "+OK\r\n");
-    slow.write("GET big\r\n".repeat(2000));
-    await Bun.sleep(100);
+    const slow = await holdShutdownOpen(kv.port);
     kv.proc.kill("SIGTERM");
     await Bun.sleep(200);
     let refused = false;
@@ -57,13 +63,7 @@ describe("shutdown", () => {
 
   test("a second signal exits at once", async () => {
     const kv = await startKv(["--shutdown-timeout", "60"]);
-    const slow = await Bun.connect({ hostname: "127.0.0.1", port: kv.port, socket: { data() {} } });
-    slow.pause();
-    const setter = await rawConnect(kv.port);
-    setter.write(`SET big ${"x".repeat(60_000)}\r\n`);
-    await setter.waitFor((r) => r === "+OK\r\n");
-    slow.write("GET big\r\n".repeat(2000));
-    await Bun.sleep(100);
+    const slow = await holdShutdownOpen(kv.port);
     kv.proc.kill("SIGTERM");
     await Bun.sleep(200);
     expect(kv.proc.exitCode).toBeNull(); // still flushing to the slow client
