@@ -70,7 +70,6 @@ export async function serve(config: ServerConfig): Promise<void> {
       fsync: config.fsync,
       segmentBytesMax: config.walSegmentBytes,
       snapshotLogBytes: config.snapshotLogBytes,
-      snapshotChunkEntries: 4096,
     });
   } catch (e) {
     if (e instanceof CorruptLogError) {

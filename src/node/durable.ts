@@ -14,7 +14,6 @@ import {
   type FsyncMode,
   type LogRecord,
   type OpenedStorage,
-  type SnapshotEntry,
   type SnapshotWriteResult,
   type StorageIo,
 } from "../storage/index.ts";
@@ -30,8 +29,6 @@ export interface DurableOptions {
   segmentBytesMax: number;
   /** Log bytes appended since the last snapshot that trigger a new one. */
   snapshotLogBytes: number;
-  /** Entries copied out of the keyspace per event-loop slice while a snapshot is written. */
-  snapshotChunkEntries: number;
   /** The file-system layer (tests pass a recording or fault-injecting one). */
   io?: StorageIo;
 }
@@ -210,24 +207,13 @@ export class DurableLog<T> {
     const lastIndex = this.appliedIndex;
     const { appliedMs, snapshot } = this.fsm.beginSnapshot();
     this.bytesSinceSnapshot = 0;
-    const chunk = this.opts.snapshotChunkEntries;
-    async function* entries(): AsyncIterable<SnapshotEntry> {
-      try {
-        for (let part = snapshot.next(chunk); part !== null; part = snapshot.next(chunk)) {
-          for (const e of part) yield e as SnapshotEntry;
-          // Let the event loop serve clients between chunks.
-          await new Promise<void>((r) => setImmediate(r));
-        }
-      } finally {
-        snapshot.close();
-      }
-    }
     const t0 = performance.now();
     let res: SnapshotWriteResult;
     try {
       res = await this.storage.snapshots.write(
         { lastIndex, lastTerm: lastIndex === 0 ? 0 : SINGLE_NODE_TERM, meta: new TextEncoder().encode(String(appliedMs)), yieldEveryMs: 2 },
-        entries(),
+        // The copy-on-write view is read in chunks; the writer yields to the event loop every 2 ms.
+        snapshot,
       );
     } finally {
       snapshot.close();

@@ -349,17 +349,42 @@ export function splitInline(line: string): string[] | null {
   }
 }
 
-/** Encodes argv as a RESP multibulk frame (used for logging commands and by tests). */
-export function encodeCommand(argv: readonly string[]): Buffer {
-  let size = 16;
-  for (const a of argv) size += a.length + 24;
-  const b = Buffer.allocUnsafe(size);
-  let o = b.latin1Write(`*${argv.length}\r\n`, 0);
-  for (const a of argv) {
-    o += b.latin1Write(`$${a.length}\r\n`, o);
-    o += b.latin1Write(a, o);
-    o += b.latin1Write("\r\n", o);
+/** Number of decimal digits of a non-negative integer. */
+function digits(n: number): number {
+  let d = 1;
+  while (n >= 10) {
+    n = Math.floor(n / 10);
+    d++;
   }
-  assert(o <= size, "encodeCommand size");
-  return b.subarray(0, o);
+  return d;
+}
+
+/** Writes `<prefix><n>\r\n` at o; returns the offset after it. */
+function putHeader(b: Buffer, o: number, prefix: number, n: number): number {
+  b[o++] = prefix;
+  const d = digits(n);
+  for (let i = o + d - 1; i >= o; i--) {
+    b[i] = 0x30 + (n % 10);
+    n = Math.floor(n / 10);
+  }
+  o += d;
+  b[o++] = CR;
+  b[o++] = LF;
+  return o;
+}
+
+/** Encodes argv as a RESP multibulk frame, exactly sized (the log's payload for a command). */
+export function encodeCommand(argv: readonly string[]): Buffer {
+  let size = 3 + digits(argv.length);
+  for (const a of argv) size += 5 + digits(a.length) + a.length;
+  const b = Buffer.allocUnsafe(size);
+  let o = putHeader(b, 0, STAR, argv.length);
+  for (const a of argv) {
+    o = putHeader(b, o, DOLLAR, a.length);
+    if (a.length > 0) o += b.latin1Write(a, o, a.length);
+    b[o++] = CR;
+    b[o++] = LF;
+  }
+  assert(o === size, "encodeCommand size");
+  return b;
 }

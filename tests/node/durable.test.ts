@@ -16,7 +16,7 @@ afterAll(() => {
 async function open(io: RecordingIo, dataDir?: string) {
   const dir = dataDir ?? mkdtempSync(join(tmpdir(), "kv-durable-"));
   if (!dataDir) dirs.push(dir);
-  const d = await DurableLog.open<string>({ dataDir: dir, fsync: "always", segmentBytesMax: 1 << 20, snapshotLogBytes: 1 << 30, snapshotChunkEntries: 100, io });
+  const d = await DurableLog.open<string>({ dataDir: dir, fsync: "always", segmentBytesMax: 1 << 20, snapshotLogBytes: 1 << 30, io });
   const replies = new Map<string, string>();
   d.onApplied = (p, apply) => {
     const out = new ReplyBuffer(64);
