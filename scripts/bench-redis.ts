@@ -422,10 +422,17 @@ async function main(): Promise<number> {
         const { ms } = await bulkLoad(s.port, memoryKeys, 100, { timeoutMs: 300_000 });
         const dbsizeReply = await respCommand(s.port, ["DBSIZE"], 10_000);
         const dbsize = Number(dbsizeReply.replace(/^:/, ""));
-        // Let the server settle (lazy frees, GC) before reading RSS; bounded.
+        // Let the server settle (lazy frees, GC, a background snapshot) before reading RSS:
+        // wait until RSS changes by less than 1% over 2 s, at most 30 s. Same rule for both.
         await idleGate(`${name} rss`);
-        await sleep(500);
-        const rssLoaded = procRssBytes(s.pid);
+        let rssLoaded = procRssBytes(s.pid);
+        for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
+          await sleep(2000);
+          const now = procRssBytes(s.pid);
+          const settled = Math.abs(now - rssLoaded) < rssLoaded * 0.01;
+          rssLoaded = now;
+          if (settled) break;
+        }
         if (!isAlive(s)) throw new Error(`${name} died during the memory test (log: ${s.logPath})`);
         mem.push({ server: name, keys: memoryKeys, rssEmpty, rssLoaded, loadMs: ms, dbsize });
         console.log(
