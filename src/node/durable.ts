@@ -20,6 +20,9 @@ import {
 
 const log = logger("node");
 
+/** Replies nobody will read (proposals without an owner to answer). */
+const DISCARD = new ReplyBuffer(1024);
+
 /** The term of every record a single node writes (a one-member group never changes leader). */
 export const SINGLE_NODE_TERM = 1;
 
@@ -69,8 +72,10 @@ export class DurableLog<T> {
   lastSnapshot: SnapshotStats | null = null;
   lastSnapshotAtMs = 0;
   recovery!: RecoveryStats;
-  /** Set by the owner: called in log order with each applied proposal's reply writer. */
-  onApplied: (p: Proposal<T>, apply: (out: ReplyWriter) => void) => void = () => {};
+  /** Set by the owner: where the reply of a proposal goes (called in log order, just before it is applied). */
+  replyTo: (p: Proposal<T>) => ReplyWriter = () => DISCARD;
+  /** Set by the owner: called after a proposal was applied and its reply written. */
+  onApplied: (p: Proposal<T>) => void = () => {};
   /** Set by the owner: called after each batch of onApplied calls (flush replies here). */
   onBatchDone: () => void = () => {};
   /** Set by the owner: a batch that could not be made durable (outcome unknown or refused). */
@@ -140,14 +145,14 @@ export class DurableLog<T> {
    * Queues a write. It joins the batch appended at the end of this turn of the event loop; the
    * WAL joins batches that arrive during an fsync into the next one (group commit).
    */
-  propose(argv: string[], nowMs: number, owner: T): number {
-    const index = ++this.lastIndex;
-    this.batch.push({ index, argv, nowMs, owner });
+  propose(argv: string[], nowMs: number, owner: T): Proposal<T> {
+    const p: Proposal<T> = { index: ++this.lastIndex, argv, nowMs, owner };
+    this.batch.push(p);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       queueMicrotask(() => this.flush());
     }
-    return index;
+    return p;
   }
 
   private flush(): void {
@@ -174,9 +179,8 @@ export class DurableLog<T> {
     for (const p of batch) {
       assert(p.index === this.appliedIndex + 1, `apply out of order: ${p.index} after ${this.appliedIndex}`);
       this.appliedIndex = p.index;
-      this.onApplied(p, (out) => {
-        this.fsm.apply(p.argv, p.nowMs, out);
-      });
+      this.fsm.apply(p.argv, p.nowMs, this.replyTo(p));
+      this.onApplied(p);
     }
     this.onBatchDone();
     if (this.bytesSinceSnapshot >= this.opts.snapshotLogBytes && this.snapshotRunning === null) {

@@ -98,7 +98,8 @@ export class KvServer {
     readonly durable: DurableLog<Conn>,
   ) {
     this.db = durable.fsm.db;
-    durable.onApplied = (p, apply) => this.onApplied(p, apply);
+    durable.replyTo = (p) => this.replyTo(p);
+    durable.onApplied = (p) => this.drainPending(p.owner, p.owner.applyOut!);
     durable.onBatchDone = () => this.flushTouched();
     durable.onFailed = (batch, err) => this.onWriteFailed(batch, err);
     this.stats = {
@@ -205,7 +206,7 @@ export class KvServer {
           if (this.dispatcher.isLoggedWrite(spec, argv.length)) {
             // Logged first, applied and answered once durable; later commands of this
             // connection wait behind it so its replies keep their order.
-            conn.pending.push({ argv, index: this.durable.propose(argv, nowMs, conn) });
+            conn.pending.push(this.durable.propose(argv, nowMs, conn));
           } else if (conn.pending.length > 0) {
             conn.pending.push({ argv, index: 0 });
           } else {
@@ -269,13 +270,12 @@ export class KvServer {
     return out;
   }
 
-  private onApplied(p: Proposal<Conn>, apply: (out: ReplyBuffer) => void): void {
+  /** A write is about to be applied: it leaves the head of its connection's queue; its reply goes to that connection. */
+  private replyTo(p: Proposal<Conn>): ReplyBuffer {
     const conn = p.owner;
     const head = conn.pending.shift();
-    assert(head !== undefined && head.index === p.index, `applied write ${p.index} is not the head of its connection's queue`);
-    const out = this.replyOut(conn);
-    apply(out);
-    this.drainPending(conn, out);
+    assert(head === p, `applied write ${p.index} is not the head of its connection's queue`);
+    return this.replyOut(conn);
   }
 
   private onWriteFailed(batch: Proposal<Conn>[], err: Error): void {
@@ -293,7 +293,7 @@ export class KvServer {
     for (const p of batch) {
       const conn = p.owner;
       const head = conn.pending.shift();
-      assert(head !== undefined && head.index === p.index, `failed write ${p.index} is not the head of its connection's queue`);
+      assert(head === p, `failed write ${p.index} is not the head of its connection's queue`);
       const out = this.replyOut(conn);
       out.error(text);
       this.drainPending(conn, out);

@@ -18,10 +18,14 @@ async function open(io: RecordingIo, dataDir?: string) {
   if (!dataDir) dirs.push(dir);
   const d = await DurableLog.open<string>({ dataDir: dir, fsync: "always", segmentBytesMax: 1 << 20, snapshotLogBytes: 1 << 30, io });
   const replies = new Map<string, string>();
-  d.onApplied = (p, apply) => {
+  const outs = new Map<string, ReplyBuffer>();
+  d.replyTo = (p) => {
     const out = new ReplyBuffer(64);
-    apply(out);
-    replies.set(p.owner, out.view().toString("latin1"));
+    outs.set(p.owner, out);
+    return out;
+  };
+  d.onApplied = (p) => {
+    replies.set(p.owner, outs.get(p.owner)!.view().toString("latin1"));
     io.note("ack", p.owner);
   };
   d.onFailed = (batch, err) => {
