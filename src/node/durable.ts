@@ -73,7 +73,10 @@ export class DurableLog<T> {
   lastSnapshotAtMs = 0;
   recovery!: RecoveryStats;
   /** Set by the owner: where the reply of a proposal goes (called in log order, just before it is applied). */
-  replyTo: (p: Proposal<T>) => ReplyWriter = () => DISCARD;
+  replyTo: (p: Proposal<T>) => ReplyWriter = () => {
+    DISCARD.reset();
+    return DISCARD;
+  };
   /** Set by the owner: called after a proposal was applied and its reply written. */
   onApplied: (p: Proposal<T>) => void = () => {};
   /** Set by the owner: called after each batch of onApplied calls (flush replies here). */

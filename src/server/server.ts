@@ -20,7 +20,7 @@ export const SHUTDOWN_QUIET_MS = 100;
 /**
  * A command of this connection that waits for an earlier write of the same connection:
  * index > 0 is a proposed write (answered when applied), 0 a command to run after the writes
- * before it, -1 a deferred reply (SAVE) that is written once `reply` is set.
+ * before it, -1 a deferred reply (SAVE, a protocol error) that is written once `reply` is set.
  */
 export interface PendingCommand {
   argv: string[];
@@ -44,6 +44,8 @@ export class Conn {
   pausedForOutput = false;
   /** Close once the queue drains (QUIT, protocol error, shutdown). */
   closing = false;
+  /** No more input is read or parsed (after a protocol error; replies still owed are sent). */
+  inputClosed = false;
   closed = false;
   lastCommand = "";
   /** Commands waiting behind this connection's own unapplied writes, in arrival order. */
@@ -163,12 +165,15 @@ export class KvServer {
 
   private onData(socket: Socket<Conn>, chunk: Buffer): void {
     const conn = socket.data;
-    if (conn === undefined || conn.closing) return;
+    if (conn === undefined || conn.closing || conn.inputClosed) return;
     conn.lastActiveMs = Date.now();
     try {
       conn.parser.push(chunk);
     } catch (e) {
-      this.failProtocol(conn, e);
+      const out = this.scratch;
+      out.reset();
+      this.protocolError(conn, out, e);
+      this.send(conn, out);
       return;
     }
     this.process(conn);
@@ -189,7 +194,7 @@ export class KvServer {
       conn.lastActiveMs = nowMs;
       let overLimit = false;
       try {
-        while (!conn.closing) {
+        while (!conn.closing && !conn.inputClosed) {
           if (conn.queuedBytes + out.len > limit) {
             overLimit = true;
             break;
@@ -214,11 +219,7 @@ export class KvServer {
           }
         }
       } catch (e) {
-        if (!(e instanceof ProtocolError)) throw crash(e);
-        this.stats.protocolErrors++;
-        log.debug(`protocol error from client ${conn.id}: ${e.message}`);
-        out.error(`ERR ${e.message}`);
-        conn.closing = true;
+        this.protocolError(conn, out, e);
       }
       this.send(conn, out);
       if (!overLimit || conn.closed) return;
@@ -231,14 +232,29 @@ export class KvServer {
     }
   }
 
-  private failProtocol(conn: Conn, e: unknown): void {
+  /**
+   * Bad bytes: answer `-ERR Protocol error: ...` after every reply already owed (behind this
+   * connection's unapplied writes, if any), then close.
+   */
+  private protocolError(conn: Conn, out: ReplyBuffer, e: unknown): void {
     if (!(e instanceof ProtocolError)) throw crash(e);
     this.stats.protocolErrors++;
-    const out = this.scratch;
-    out.reset();
-    out.error(`ERR ${e.message}`);
-    conn.closing = true;
-    this.send(conn, out);
+    log.debug(`protocol error from client ${conn.id}: ${e.message}`);
+    const text = `ERR ${e.message}`;
+    conn.inputClosed = true;
+    if (conn.pending.length === 0) {
+      out.error(text);
+      conn.closing = true;
+    } else {
+      conn.pending.push({
+        argv: [],
+        index: -1,
+        reply: (o) => {
+          o.error(text);
+          conn.closing = true;
+        },
+      });
+    }
   }
 
   /** Writes the scratch buffer's bytes to the socket; what the kernel does not take is queued. */
@@ -303,13 +319,14 @@ export class KvServer {
 
   /** Runs the commands that waited behind a write, up to the next unapplied write. */
   private drainPending(conn: Conn, out: ReplyBuffer): void {
+    let nowMs = 0;
     while (conn.pending.length > 0) {
       const item = conn.pending[0]!;
       if (item.index > 0) return;
       if (item.index === -1 && item.reply === undefined) return;
       conn.pending.shift();
       if (item.index === -1) item.reply!(out);
-      else if (!conn.closing) this.dispatcher.dispatch(conn, item.argv, out, Date.now());
+      else if (!conn.closing) this.dispatcher.dispatch(conn, item.argv, out, nowMs === 0 ? (nowMs = Date.now()) : nowMs);
     }
   }
 
@@ -357,7 +374,8 @@ export class KvServer {
       conn.queue.shift();
     }
     if (conn.closing) {
-      socket.end();
+      // Replies still owed behind unapplied writes are sent before the close (see send).
+      if (conn.pending.length === 0) socket.end();
       return;
     }
     if (conn.pausedForOutput) {

@@ -104,6 +104,13 @@ describe("bad input gets a clear error; everyone else keeps being served", () =>
     });
   }
 
+  test("a protocol error behind unapplied writes: their replies first, then the error, then the close", async () => {
+    const c = await rawConnect(kv.port);
+    c.write("SET pe 1\r\nINCR pe\r\nGET pe\r\n*x\r\n");
+    const got = await c.waitFor((_r, closed) => closed);
+    expect(got).toBe("+OK\r\n:2\r\n$1\r\n2\r\n-ERR Protocol error: invalid multibulk length\r\n");
+  });
+
   test("an unterminated inline line past 64 KiB", async () => {
     const c = await rawConnect(kv.port);
     for (let i = 0; i < 70 && !c.isClosed(); i++) {
