@@ -145,18 +145,22 @@ export class DurableLog<T> {
   }
 
   /**
-   * Queues a write. It joins the batch appended at the end of this turn of the event loop; the
-   * WAL joins batches that arrive during an fsync into the next one (group commit).
+   * Queues a write. It joins the batch appended once this turn of the event loop has handled
+   * every ready socket (setImmediate, as Redis's beforeSleep), so one record batch, one write(2)
+   * and one promise serve all the clients of a turn; the WAL joins batches that arrive during an
+   * fsync into the next one (group commit).
    */
   propose(argv: string[], nowMs: number, owner: T): Proposal<T> {
     const p: Proposal<T> = { index: ++this.lastIndex, argv, nowMs, owner };
     this.batch.push(p);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      queueMicrotask(() => this.flush());
+      setImmediate(this.flushTask);
     }
     return p;
   }
+
+  private readonly flushTask = (): void => this.flush();
 
   private flush(): void {
     this.flushScheduled = false;
@@ -176,6 +180,8 @@ export class DurableLog<T> {
       () => this.applyBatch(batch),
       (err: Error) => this.onFailed(batch, err),
     );
+    // Already at the end of the turn: write now rather than one more turn later.
+    this.storage.wal.writeQueued();
   }
 
   private applyBatch(batch: Proposal<T>[]): void {

@@ -434,6 +434,11 @@ export class Wal implements LogStore {
     });
   }
 
+  /** Writes what is queued now instead of at the end of the turn (for a caller already batching per turn). */
+  writeQueued(): void {
+    this.pump();
+  }
+
   /**
    * Writes everything queued as one batch and starts its fsync, while fewer than syncsInFlightMax
    * fsyncs are running; appends arriving meanwhile wait and form the next batch. Batches are
