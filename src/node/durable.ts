@@ -176,12 +176,11 @@ export class DurableLog<T> {
       bytes += recordBytes(records[i]!);
     }
     this.bytesSinceSnapshot += bytes;
-    this.storage.wal.append(records).then(
+    // Already at the end of the turn: write now rather than one more turn later.
+    this.storage.wal.append(records, true).then(
       () => this.applyBatch(batch),
       (err: Error) => this.onFailed(batch, err),
     );
-    // Already at the end of the turn: write now rather than one more turn later.
-    this.storage.wal.writeQueued();
   }
 
   private applyBatch(batch: Proposal<T>[]): void {

@@ -406,7 +406,12 @@ export class Wal implements LogStore {
 
   // ---------------------------------------------------------------- writes
 
-  append(records: readonly LogRecord[]): Promise<void> {
+  /**
+   * Queues records for the writer. By default they are written at the end of this event-loop
+   * turn, so appends from the same turn share a batch; `writeNow` is for a caller that already
+   * batches per turn and is at its end (the write starts at once, still behind any fsyncs in flight).
+   */
+  append(records: readonly LogRecord[], writeNow = false): Promise<void> {
     if (this.failure) return Promise.reject(new WalFailedError(this.failure));
     assert(!this.closed, "append after close");
     assert(!this.exclusive, "append while truncateAfter/reset/close is running");
@@ -420,7 +425,8 @@ export class Wal implements LogStore {
       this.queue.push({ records, bytes, resolve, reject });
     });
     this.tail = p.catch(() => {});
-    this.kick();
+    if (writeNow) this.pump();
+    else this.kick();
     return p;
   }
 
@@ -432,11 +438,6 @@ export class Wal implements LogStore {
       this.kickScheduled = false;
       this.pump();
     });
-  }
-
-  /** Writes what is queued now instead of at the end of the turn (for a caller already batching per turn). */
-  writeQueued(): void {
-    this.pump();
   }
 
   /**

@@ -172,6 +172,22 @@ test("group commit: appends arriving during an fsync share the next one", async 
   await wal.close();
 });
 
+test("writeNow: the write starts inside append (no extra turn), still waits behind an fsync in flight, and acks after its own fsync", async () => {
+  const io = new RecordingIo();
+  io.syncDelayMs = 20;
+  const wal = await Wal.open({ dataDir: tempDir(), io });
+  io.events.length = 0;
+  const first = wal.append([rec(1)], true).then(() => io.note("ack", "1"));
+  expect(io.count("write")).toBe(1); // written before append returned
+  const second = wal.append([rec(2)], true).then(() => io.note("ack", "2"));
+  expect(io.count("write")).toBe(1); // an fsync is in flight: it joins the next batch
+  await Promise.all([first, second]);
+  expect(io.count("write")).toBe(2);
+  expectAckedAfterCoveringSync(io, 2);
+  expect(wal.stats.records).toBe(2);
+  await wal.close();
+});
+
 test("the event loop keeps running while an fsync is in flight", async () => {
   const io = new RecordingIo();
   io.syncDelayMs = 50;
