@@ -69,6 +69,8 @@ export class DurableLog<T> {
   private flushScheduled = false;
   private bytesSinceSnapshot = 0;
   private snapshotRunning: Promise<SnapshotStats> | null = null;
+  /** The applied index the running snapshot covers (meaningful while snapshotRunning is set). */
+  private snapshotRunningIndex = 0;
   lastSnapshot: SnapshotStats | null = null;
   lastSnapshotAtMs = 0;
   recovery!: RecoveryStats;
@@ -191,9 +193,7 @@ export class DurableLog<T> {
       this.onApplied(p);
     }
     this.onBatchDone();
-    if (this.bytesSinceSnapshot >= this.opts.snapshotLogBytes && this.snapshotRunning === null) {
-      void this.snapshot().catch((e: Error) => log.error(`background snapshot failed: ${e.message}`));
-    }
+    this.maybeSnapshotInBackground();
   }
 
   /** True while a snapshot is being written. */
@@ -202,17 +202,41 @@ export class DurableLog<T> {
   }
 
   /**
-   * Writes a snapshot of the applied state without stopping the server: a copy-on-write view of
-   * the keyspace is streamed out in chunks, then the log it covers is deleted. Concurrent calls
-   * share the running snapshot.
+   * Writes a snapshot that covers every entry applied so far, without stopping the server: a
+   * copy-on-write view of the keyspace is streamed out in chunks, then the log it covers is
+   * deleted. A call while a snapshot is running shares it when it already covers everything
+   * applied; otherwise (SAVE during a background snapshot that began earlier) the call waits
+   * for it and then writes a new one, so SAVE's "OK" always means "everything before it is in
+   * a snapshot".
    */
-  snapshot(): Promise<SnapshotStats> {
-    if (this.snapshotRunning !== null) return this.snapshotRunning;
-    const run = this.writeSnapshot().finally(() => {
-      this.snapshotRunning = null;
-    });
+  async snapshot(): Promise<SnapshotStats> {
+    const want = this.appliedIndex;
+    // Each pass waits for one running snapshot to end; a new one starts only when none runs.
+    while (this.snapshotRunning !== null) {
+      if (this.snapshotRunningIndex >= want) return this.snapshotRunning;
+      await this.snapshotRunning.catch(() => {});
+    }
+    this.snapshotRunningIndex = this.appliedIndex;
+    const run = this.writeSnapshot().then(
+      (stats) => {
+        this.snapshotRunning = null;
+        // The log may have passed the threshold again while this one was written.
+        this.maybeSnapshotInBackground();
+        return stats;
+      },
+      (e: Error) => {
+        this.snapshotRunning = null;
+        throw e;
+      },
+    );
     this.snapshotRunning = run;
     return run;
+  }
+
+  private maybeSnapshotInBackground(): void {
+    if (this.bytesSinceSnapshot >= this.opts.snapshotLogBytes && this.snapshotRunning === null) {
+      void this.snapshot().catch((e: Error) => log.error(`background snapshot failed: ${e.message}`));
+    }
   }
 
   private async writeSnapshot(): Promise<SnapshotStats> {

@@ -15,6 +15,8 @@ export class RecordingIo implements StorageIo {
   readonly events: IoEvent[] = [];
   /** Every datasync waits this long first (simulates a slow disk, so group commit shows). */
   syncDelayMs = 0;
+  /** Awaited by every datasync before it runs (a test holds a chosen file's sync with it). */
+  beforeDatasync: ((path: string | undefined) => Promise<void> | void) | null = null;
   private readonly fdPaths = new Map<number, string>();
   private faults: { op: IoOp; code: string; skip: number; pathIncludes: string | undefined }[] = [];
 
@@ -94,6 +96,7 @@ export class RecordingIo implements StorageIo {
   async datasync(fd: number): Promise<void> {
     const path = this.fdPaths.get(fd);
     if (this.syncDelayMs > 0) await new Promise((r) => setTimeout(r, this.syncDelayMs));
+    if (this.beforeDatasync !== null) await this.beforeDatasync(path);
     this.check("datasync", path);
     await this.inner.datasync(fd);
     this.events.push({ op: "datasync", path });

@@ -109,4 +109,40 @@ describe("DurableLog", () => {
     expect(again.d.fsm.db.get("kept", 10)).toBe("yes");
     await again.d.close();
   });
+
+  test("a snapshot requested while an older one is being written waits for it, then covers every write before the request", async () => {
+    const io = new RecordingIo();
+    const { d, dir, replies } = await open(io);
+    for (let i = 0; i < 10; i++) d.propose(["SET", `a${i}`, "1"], 1, `a${i}`);
+    await settle(replies, 10);
+    expect(replies.size).toBe(10);
+    // Hold the first snapshot's fsync until the test lets it go.
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let holding = 0;
+    io.beforeDatasync = (path) => {
+      if (path?.includes("/snap/") && holding++ === 0) return held;
+    };
+    const first = d.snapshot();
+    for (let i = 0; i < 5; i++) d.propose(["SET", `b${i}`, "2"], 2, `b${i}`);
+    await settle(replies, 15);
+    expect(replies.size).toBe(15);
+    expect(d.snapshotInProgress).toBe(true);
+    const second = d.snapshot(); // like SAVE after those 5 writes
+    const third = d.snapshot(); // shares the second: nothing was applied in between
+    await Bun.sleep(20);
+    expect(holding).toBe(1); // the second did not start while the first runs
+    release();
+    const [s1, s2, s3] = await Promise.all([first, second, third]);
+    expect(s1.lastIndex).toBe(10);
+    expect(s2.lastIndex).toBe(15);
+    expect(s3.lastIndex).toBe(15);
+    expect(holding).toBe(2); // exactly one more snapshot was written for the second and third
+    await d.close();
+    const again = await open(new RecordingIo(), dir);
+    expect(again.d.recovery.snapshotIndex).toBe(15);
+    expect(again.d.recovery.replayedRecords).toBe(0);
+    expect(again.d.fsm.db.get("b4", 10)).toBe("2");
+    await again.d.close();
+  });
 });
