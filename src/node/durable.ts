@@ -6,7 +6,7 @@ import { assert } from "../errors.ts";
 import { logger } from "../log.ts";
 import { KvStateMachine } from "../kv/fsm.ts";
 import { ReplyBuffer, type ReplyWriter } from "../resp/encode.ts";
-import { encodeCommand, RequestParser } from "../resp/request-parser.ts";
+import { decodeCommand, encodeCommand } from "../resp/request-parser.ts";
 import {
   openStorage,
   recordBytes,
@@ -108,14 +108,15 @@ export class DurableLog<T> {
       node.appliedIndex = node.lastIndex = snap.lastIndex;
     }
     const sink = new ReplyBuffer(1024);
-    const parser = new RequestParser();
+    const names = new Map<number, string>();
     let replayed = 0;
     for (const rec of storage.wal.replay(storage.replayFrom)) {
       assert(rec.index === node.appliedIndex + 1, `replay gap: expected ${node.appliedIndex + 1}, got ${rec.index}`);
       if (rec.type === RecordType.Command) {
-        parser.push(rec.payload);
-        const argv = parser.next();
-        assert(argv !== null && parser.bufferedBytes() === 0, `record ${rec.index} is not one RESP command`);
+        const pl = rec.payload;
+        const buf = Buffer.isBuffer(pl) ? pl : Buffer.from(pl.buffer, pl.byteOffset, pl.byteLength);
+        const argv = decodeCommand(buf, 0, buf.length, names);
+        assert(argv !== null, `record ${rec.index} is not one RESP command`);
         node.fsm.apply(argv, rec.timestampMs, sink);
         sink.reset();
       }

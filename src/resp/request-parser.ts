@@ -388,3 +388,50 @@ export function encodeCommand(argv: readonly string[]): Buffer {
   assert(o === size, "encodeCommand size");
   return b;
 }
+
+/** Where readHeader stopped: the offset after the header's CRLF. */
+let headerEnd = 0;
+
+/** Reads "<mark><digits>\r\n" at p (no sign, at most 10 digits); -1 when it is not exactly that. */
+function readHeader(b: Uint8Array, p: number, end: number, mark: number): number {
+  if (p >= end || b[p] !== mark) return -1;
+  let n = 0;
+  let i = p + 1;
+  const digitsEnd = Math.min(end, i + 10);
+  for (; i < digitsEnd; i++) {
+    const c = b[i]!;
+    if (c < 0x30 || c > 0x39) break;
+    n = n * 10 + (c - 0x30);
+  }
+  if (i === p + 1 || i + 1 >= end || b[i] !== CR || b[i + 1] !== LF) return -1;
+  headerEnd = i + 2;
+  return n;
+}
+
+/**
+ * Decodes b[start, end) when it holds exactly one RESP array of bulk strings, as encodeCommand
+ * writes (a log record's payload), else returns null. Recovery replays every record through
+ * this: one pass over the bytes and one string per argument, no parser state. `names` caches
+ * command names so a log of SETs shares one "SET" string.
+ */
+export function decodeCommand(b: Buffer, start: number, end: number, names?: Map<number, string>): string[] | null {
+  const n = readHeader(b, start, end, STAR);
+  if (n < 1) return null;
+  let p = headerEnd;
+  const argv = new Array<string>(n);
+  for (let k = 0; k < n; k++) {
+    const len = readHeader(b, p, end, DOLLAR);
+    if (len < 0) return null;
+    p = headerEnd;
+    if (p + len + 2 > end || b[p + len] !== CR || b[p + len + 1] !== LF) return null;
+    if (k === 0 && names !== undefined && len <= 6) {
+      let key = len;
+      for (let i = 0; i < len; i++) key = key * 256 + b[p + i]!;
+      let name = names.get(key);
+      if (name === undefined) names.set(key, (name = b.latin1Slice(p, p + len)));
+      argv[0] = name;
+    } else argv[k] = b.latin1Slice(p, p + len);
+    p += len + 2;
+  }
+  return p === end ? argv : null;
+}

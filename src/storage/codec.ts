@@ -121,6 +121,23 @@ export type DecodeResult =
   /** A good checksum but a type this version does not know (written by a newer kv?). */
   | { kind: "bad-type"; type: number };
 
+/**
+ * The offset just past the record at `off` when it is whole, its checksum matches and its type is
+ * known (what decodeAt calls "ok"), else -1. Allocates nothing: recovery scans check every record
+ * this way and call decodeAt only to describe a bad one.
+ */
+export function validRecordEnd(bytes: Uint8Array, off: number, end = bytes.length): number {
+  if (end - off < RECORD_HEADER_BYTES) return -1;
+  const body = getU32(bytes, off);
+  if (body < RECORD_FIXED_BODY_BYTES || body > RECORD_BODY_BYTES_MAX) return -1;
+  const b = off + RECORD_HEADER_BYTES;
+  if (b + body > end) return -1;
+  if (crc32c(bytes, b, b + body) !== getU32(bytes, off + 4)) return -1;
+  const type = bytes[b + 16]!;
+  if (type < 1 || type > RECORD_TYPE_MAX) return -1;
+  return b + body;
+}
+
 /** Decodes the record starting at `off` in bytes[0, end). Never throws on bad input. */
 export function decodeAt(bytes: Uint8Array, off: number, end = bytes.length): DecodeResult {
   const have = end - off;

@@ -8,8 +8,10 @@ import {
   RECORD_BODY_BYTES_MAX,
   RECORD_FIXED_BODY_BYTES,
   RECORD_HEADER_BYTES,
+  validRecordEnd,
   type DecodeResult,
 } from "./codec.ts";
+import { assert } from "../errors.ts";
 
 export const WAL_DIR = "wal";
 
@@ -93,24 +95,27 @@ export function scanSegment(bytes: Uint8Array, name: string, firstIndex: number,
   let term = prevTerm;
   let problem: SegmentProblem | undefined;
   while (off < bytes.length) {
-    const r = decodeAt(bytes, off);
-    if (r.kind === "ok") {
-      const idx = r.record.index;
+    const next = validRecordEnd(bytes, off);
+    if (next > 0) {
+      const idx = peekIndex(bytes, off);
+      const t = peekTerm(bytes, off);
       if (idx !== expected) {
         problem = mkProblem(off, "index", `record index ${idx} where ${expected} was expected`, expected);
         break;
       }
-      if (r.record.term < term) {
-        problem = mkProblem(off, "term", `term ${r.record.term} at index ${idx} is below the previous term ${term}`, expected);
+      if (t < term) {
+        problem = mkProblem(off, "term", `term ${t} at index ${idx} is below the previous term ${term}`, expected);
         break;
       }
       offsets.push(off);
-      terms.push(r.record.term);
-      term = r.record.term;
+      terms.push(t);
+      term = t;
       expected++;
-      off = r.next;
+      off = next;
       continue;
     }
+    const r = decodeAt(bytes, off);
+    assert(r.kind !== "ok", `validRecordEnd and decodeAt disagree at offset ${off}`);
     problem = mkProblem(off, r.kind, describe(r), expected);
     break;
   }

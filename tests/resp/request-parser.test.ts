@@ -1,6 +1,6 @@
 // The request parser: multibulk and inline frames, pipelines split at every byte, every malformed form.
 import { describe, expect, test } from "bun:test";
-import { RequestParser, splitInline, encodeCommand, INLINE_BYTES_MAX, DEFAULT_REQUEST_LIMITS } from "../../src/resp/request-parser.ts";
+import { RequestParser, splitInline, encodeCommand, decodeCommand, INLINE_BYTES_MAX, DEFAULT_REQUEST_LIMITS } from "../../src/resp/request-parser.ts";
 import { ProtocolError } from "../../src/errors.ts";
 
 function parseAll(chunks: Uint8Array[], p = new RequestParser()): string[][] {
@@ -166,5 +166,34 @@ describe("malformed input", () => {
       p.push(b("x".repeat(6000)));
       p.next();
     }).toThrow(ProtocolError);
+  });
+});
+
+describe("decodeCommand (log record payloads)", () => {
+  test("decodes what encodeCommand wrote, binary-safe, and shares cached command names", () => {
+    const names = new Map<number, string>();
+    const cmds = [["SET", "k", "v"], ["SET", "k2", "\r\n\x00\xff"], ["MSET", "a", "", "b", "x".repeat(70_000)], ["INCRBY", "n", "-5"], ["FLUSHALL"]];
+    const out = cmds.map((c) => {
+      const b = encodeCommand(c);
+      return decodeCommand(b, 0, b.length, names);
+    });
+    expect(out).toEqual(cmds);
+    expect(names.get(3 * 256 ** 3 + 0x534554)).toBe("SET");
+    // Inside a larger buffer, at an offset.
+    const one = encodeCommand(["GET", "key"]);
+    const big = Buffer.concat([Buffer.from("junk"), one, Buffer.from("tail")]);
+    expect(decodeCommand(big, 4, 4 + one.length)).toEqual(["GET", "key"]);
+  });
+
+  test("returns null for anything but exactly one array of bulk strings", () => {
+    const good = encodeCommand(["SET", "k", "v"]);
+    // Every strict prefix, and the frame with trailing bytes.
+    for (let n = 0; n < good.length; n++) expect(decodeCommand(good, 0, n)).toBeNull();
+    const longer = Buffer.concat([good, Buffer.from("*")]);
+    expect(decodeCommand(longer, 0, longer.length)).toBeNull();
+    for (const bad of ["*0\r\n", "*1\r\n+OK\r\n", "*1\r\n$-1\r\n", "*-1\r\n", "SET k v\r\n", "*1\r\n$3\r\nSETX\r\n", "*1\n$3\r\nSET\r\n", "*01234567890\r\n"]) {
+      const b = Buffer.from(bad, "latin1");
+      expect(decodeCommand(b, 0, b.length)).toBeNull();
+    }
   });
 });

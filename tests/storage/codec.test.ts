@@ -8,6 +8,7 @@ import {
   RECORD_HEADER_BYTES,
   RecordType,
   recordBytes,
+  validRecordEnd,
 } from "../../src/storage/codec.ts";
 import { crc32c } from "../../src/storage/crc32c.ts";
 import { rec } from "./helpers.ts";
@@ -72,3 +73,32 @@ test("a length below the fixed body is bad-length; type outside the known set is
   new DataView(c.buffer).setUint32(4, crc32c(c, RECORD_HEADER_BYTES, c.length), true);
   expect(decodeAt(c, 0)).toEqual({ kind: "bad-type", type: 42 });
 });
+
+test("validRecordEnd agrees with decodeAt on every prefix, every flipped bit and every type byte", () => {
+  const buf = encodeRecords([rec(9, 3, "payload bytes"), rec(10, 3, "more")]);
+  const agree = (b: Uint8Array, off: number, end: number) => {
+    const r = decodeAt(b, off, end);
+    expect(validRecordEnd(b, off, end)).toBe(r.kind === "ok" ? r.next : -1);
+  };
+  for (let n = 0; n <= buf.length; n++) agree(buf, 0, n);
+  const second = recordBytes(rec(9, 3, "payload bytes"));
+  agree(buf, second, buf.length);
+  expect(validRecordEnd(buf, second)).toBe(buf.length);
+  for (let bit = 0; bit < second * 8; bit++) {
+    const b = buf.slice();
+    b[bit >> 3]! ^= 1 << (bit & 7);
+    agree(b, 0, b.length);
+  }
+  // A good checksum over an unknown type: decodeAt says bad-type, so validRecordEnd must refuse it.
+  for (let type = 0; type < 256; type++) {
+    const b = buf.slice(0, second);
+    b[RECORD_HEADER_BYTES + 16] = type;
+    b.set(u32le(crc32c(b, RECORD_HEADER_BYTES, b.length)), 4);
+    agree(b, 0, b.length);
+  }
+  expect(validRecordEnd(new Uint8Array(64), 0)).toBe(-1);
+});
+
+function u32le(n: number): Uint8Array {
+  return new Uint8Array([n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, n >>> 24]);
+}
