@@ -5,6 +5,7 @@ import { globMatch } from "../kv/glob.ts";
 import { utf8ToBytes, type ReplyWriter } from "../resp/encode.ts";
 import type { ServerCtx } from "./dispatch.ts";
 import pkg from "../../package.json" with { type: "json" };
+import { allocatorDescription } from "../allocator.ts";
 
 /** The Redis version kv reports: clients gate features on it. kv's own version is in INFO as kv_version. */
 export const REDIS_COMPAT_VERSION = "7.2.0";
@@ -204,7 +205,12 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
       break;
     case "memory": {
       const m = process.memoryUsage();
-      lines.push(`used_memory:${m.heapUsed}`, `used_memory_rss:${m.rss}`, `used_memory_human:${(m.heapUsed / 1048576).toFixed(2)}M`);
+      lines.push(
+        `used_memory:${m.heapUsed}`,
+        `used_memory_rss:${m.rss}`,
+        `used_memory_human:${(m.heapUsed / 1048576).toFixed(2)}M`,
+        `mem_allocator:${allocatorDescription()}`,
+      );
       break;
     }
     case "persistence": {

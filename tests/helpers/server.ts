@@ -19,14 +19,14 @@ export interface KvProcess {
 }
 
 /** Starts `./kv serve --port <port|0>` and waits for its "listening on" line (bounded by timeoutMs). */
-export async function startKv(extraArgs: string[] = [], opts: { dataDir?: string; port?: number; timeoutMs?: number } = {}): Promise<KvProcess> {
+export async function startKv(extraArgs: string[] = [], opts: { dataDir?: string; port?: number; timeoutMs?: number; env?: Record<string, string | undefined> } = {}): Promise<KvProcess> {
   if (!existsSync(KV_BIN)) throw new Error(`${KV_BIN} is missing: run 'bun run build' first`);
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), "kv-test-"));
   const proc = Bun.spawn([KV_BIN, "serve", "--port", String(opts.port ?? 0), "--host", "127.0.0.1", "--data-dir", dataDir, ...extraArgs], {
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
-    env: { ...process.env, NO_COLOR: "1" },
+    env: { ...process.env, NO_COLOR: "1", ...opts.env },
   });
   let text = "";
   const pump = async (stream: ReadableStream<Uint8Array>) => {

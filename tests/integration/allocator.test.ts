@@ -1,0 +1,63 @@
+// `kv serve` re-executes itself with mimalloc's options set (src/allocator.ts): same PID, same
+// arguments, the options in its environment and reported by INFO; a user's own values win.
+import { afterEach, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { rawConnect, startKv, type KvProcess } from "../helpers/server.ts";
+
+let running: KvProcess[] = [];
+afterEach(async () => {
+  for (const k of running) await k.stop();
+  running = [];
+});
+
+function environOf(pid: number): Map<string, string> {
+  const env = new Map<string, string>();
+  for (const kv of readFileSync(`/proc/${pid}/environ`, "latin1").split("\0")) {
+    const eq = kv.indexOf("=");
+    if (eq > 0) env.set(kv.slice(0, eq), kv.slice(eq + 1));
+  }
+  return env;
+}
+
+async function infoMemory(port: number): Promise<string> {
+  const c = await rawConnect(port);
+  try {
+    c.write("INFO memory\r\n");
+    return await c.waitFor((r) => /mem_allocator:[^\r]*\r\n/.test(r));
+  } finally {
+    c.close();
+  }
+}
+
+test("serve runs with huge pages allowed and a 1 s purge delay, in the same process, with its own arguments", async () => {
+  const k = await startKv(["--maxclients", "77"], { env: { MIMALLOC_ALLOW_THP: undefined, MIMALLOC_PURGE_DELAY: undefined, KV_ALLOCATOR: undefined } });
+  running.push(k);
+  // The pid the log prints is the one that was spawned: execve kept it.
+  expect(k.output()).toContain(`pid ${k.proc.pid})`);
+  expect(k.output()).toContain(`(data dir ${k.dataDir},`);
+  const env = environOf(k.proc.pid);
+  expect(env.get("MIMALLOC_ALLOW_THP")).toBe("1");
+  expect(env.get("MIMALLOC_PURGE_DELAY")).toBe("1000");
+  expect(await infoMemory(k.port)).toContain("mem_allocator:mimalloc(allow_thp=1,purge_delay=1000)\r\n");
+  // Arguments survived the re-exec.
+  const c = await rawConnect(k.port);
+  c.write("CONFIG GET maxclients\r\n");
+  expect(await c.waitFor((r) => r.includes("77\r\n"))).toContain("maxclients");
+  c.close();
+});
+
+test("a user's own MIMALLOC_PURGE_DELAY wins; KV_ALLOCATOR=default leaves the allocator alone", async () => {
+  const own = await startKv([], { env: { MIMALLOC_PURGE_DELAY: "250", MIMALLOC_ALLOW_THP: undefined, KV_ALLOCATOR: undefined } });
+  running.push(own);
+  const env = environOf(own.proc.pid);
+  expect(env.get("MIMALLOC_PURGE_DELAY")).toBe("250");
+  expect(env.get("MIMALLOC_ALLOW_THP")).toBe("1");
+  expect(await infoMemory(own.port)).toContain("mem_allocator:mimalloc(allow_thp=1,purge_delay=250)\r\n");
+
+  const plain = await startKv([], { env: { KV_ALLOCATOR: "default", MIMALLOC_PURGE_DELAY: undefined, MIMALLOC_ALLOW_THP: undefined } });
+  running.push(plain);
+  const env2 = environOf(plain.proc.pid);
+  expect(env2.has("MIMALLOC_ALLOW_THP")).toBe(false);
+  expect(env2.has("MIMALLOC_PURGE_DELAY")).toBe(false);
+  expect(await infoMemory(plain.port)).toContain("mem_allocator:mimalloc(allow_thp=default,purge_delay=default)\r\n");
+});
