@@ -1,4 +1,4 @@
-// `kv serve` re-executes itself with mimalloc's options set (src/allocator.ts): same PID, same
+// `kv serve` re-executes itself with mimalloc's purge delay set (src/allocator.ts): same PID, same
 // arguments, the options in its environment and reported by INFO; a user's own values win.
 import { afterEach, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
@@ -29,16 +29,16 @@ async function infoMemory(port: number): Promise<string> {
   }
 }
 
-test("serve runs with huge pages allowed and a 1 s purge delay, in the same process, with its own arguments", async () => {
+test("serve runs with a 1 s allocator purge delay, in the same process, with its own arguments", async () => {
   const k = await startKv(["--maxclients", "77"], { env: { MIMALLOC_ALLOW_THP: undefined, MIMALLOC_PURGE_DELAY: undefined, KV_ALLOCATOR: undefined } });
   running.push(k);
   // The pid the log prints is the one that was spawned: execve kept it.
   expect(k.output()).toContain(`pid ${k.proc.pid})`);
   expect(k.output()).toContain(`(data dir ${k.dataDir},`);
   const env = environOf(k.proc.pid);
-  expect(env.get("MIMALLOC_ALLOW_THP")).toBe("1");
   expect(env.get("MIMALLOC_PURGE_DELAY")).toBe("1000");
-  expect(await infoMemory(k.port)).toContain("mem_allocator:mimalloc(allow_thp=1,purge_delay=1000)\r\n");
+  expect(env.has("MIMALLOC_ALLOW_THP")).toBe(false);
+  expect(await infoMemory(k.port)).toContain("mem_allocator:mimalloc(purge_delay=1000)\r\n");
   // Arguments survived the re-exec.
   const c = await rawConnect(k.port);
   c.write("CONFIG GET maxclients\r\n");
@@ -51,13 +51,12 @@ test("a user's own MIMALLOC_PURGE_DELAY wins; KV_ALLOCATOR=default leaves the al
   running.push(own);
   const env = environOf(own.proc.pid);
   expect(env.get("MIMALLOC_PURGE_DELAY")).toBe("250");
-  expect(env.get("MIMALLOC_ALLOW_THP")).toBe("1");
-  expect(await infoMemory(own.port)).toContain("mem_allocator:mimalloc(allow_thp=1,purge_delay=250)\r\n");
+  expect(env.get("KV_ALLOCATOR")).toBeUndefined(); // nothing was missing: no re-exec
+  expect(await infoMemory(own.port)).toContain("mem_allocator:mimalloc(purge_delay=250)\r\n");
 
   const plain = await startKv([], { env: { KV_ALLOCATOR: "default", MIMALLOC_PURGE_DELAY: undefined, MIMALLOC_ALLOW_THP: undefined } });
   running.push(plain);
   const env2 = environOf(plain.proc.pid);
-  expect(env2.has("MIMALLOC_ALLOW_THP")).toBe(false);
   expect(env2.has("MIMALLOC_PURGE_DELAY")).toBe(false);
-  expect(await infoMemory(plain.port)).toContain("mem_allocator:mimalloc(allow_thp=default,purge_delay=default)\r\n");
+  expect(await infoMemory(plain.port)).toContain("mem_allocator:mimalloc(purge_delay=default)\r\n");
 });
