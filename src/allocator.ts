@@ -9,7 +9,9 @@
 // - Transparent huge pages (MIMALLOC_ALLOW_THP=1) were measured and rejected: they made a 1M-key
 //   restart 2x faster but steady load 20-40 % costlier (huge pages split on every purge).
 //
-// A user's own MIMALLOC_* values win. KV_ALLOCATOR=default skips all of this.
+// A user's own MIMALLOC_* values win. KV_ALLOCATOR=default (any value of KV_ALLOCATOR) skips
+// all of this; the re-executed process has KV_ALLOCATOR=tuned.
+import { log } from "./log.ts";
 
 /** The options kv sets, with their values. */
 export const ALLOCATOR_ENV: Readonly<Record<string, string>> = {
@@ -32,11 +34,17 @@ export function applyAllocatorSettings(): void {
   if (typeof execve !== "function") return;
   // A compiled binary's argv is ["bun", "/$bunfs/root/kv", ...args]; under `bun src/main.ts` it
   // is [bun, script, ...args]. Either way the new process must see the same args.
+  // Under bun, its own flags (--smol, --preload, ...) come back from process.execArgv.
   const compiled = Bun.main.startsWith("/$bunfs/");
-  const args = compiled ? [process.execPath, ...process.argv.slice(2)] : [process.execPath, ...process.argv.slice(1)];
+  const args = compiled ? [process.execPath, ...process.argv.slice(2)] : [process.execPath, ...process.execArgv, ...process.argv.slice(1)];
   const next: Record<string, string | undefined> = { ...env, [MARK]: "tuned" };
   for (const k of missing) next[k] = ALLOCATOR_ENV[k];
-  execve.call(process, process.execPath, args, next);
+  try {
+    execve.call(process, process.execPath, args, next);
+  } catch (e) {
+    // Still this process: serve with the allocator's defaults rather than not at all.
+    log.warn(`could not re-execute with ${missing.map((k) => `${k}=${ALLOCATOR_ENV[k]}`).join(" ")} (${(e as Error).message}); using the allocator's defaults`);
+  }
 }
 
 /** What INFO memory reports as mem_allocator: the mimalloc options in effect for this process. */

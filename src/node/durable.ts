@@ -71,6 +71,8 @@ export class DurableLog<T> {
   private snapshotRunning: Promise<SnapshotStats> | null = null;
   /** The applied index the running snapshot covers (meaningful while snapshotRunning is set). */
   private snapshotRunningIndex = 0;
+  /** Set by close(): no snapshot starts after it. */
+  private closing = false;
   lastSnapshot: SnapshotStats | null = null;
   lastSnapshotAtMs = 0;
   recovery!: RecoveryStats;
@@ -217,6 +219,7 @@ export class DurableLog<T> {
       if (this.snapshotRunningIndex >= want) return this.snapshotRunning;
       await this.snapshotRunning.catch(() => {});
     }
+    if (this.closing) throw new Error("the node is shutting down");
     this.snapshotRunningIndex = this.appliedIndex;
     const run = this.writeSnapshot().then(
       (stats) => {
@@ -235,7 +238,8 @@ export class DurableLog<T> {
   }
 
   private maybeSnapshotInBackground(): void {
-    if (this.bytesSinceSnapshot >= this.opts.snapshotLogBytes && this.snapshotRunning === null) {
+    // `> 0`: with --snapshot-log-bytes 0 a snapshot follows each batch of writes, not each snapshot.
+    if (this.bytesSinceSnapshot > 0 && this.bytesSinceSnapshot >= this.opts.snapshotLogBytes && this.snapshotRunning === null && !this.closing) {
       void this.snapshot().catch((e: Error) => log.error(`background snapshot failed: ${e.message}`));
     }
   }
@@ -270,10 +274,17 @@ export class DurableLog<T> {
     return stats;
   }
 
-  /** Stops accepting work, waits for what was appended, and closes the WAL. */
+  /**
+   * Stops accepting work, waits for what was appended and for snapshots being written (no new
+   * one starts: a SAVE still waiting gets an error), and closes the WAL.
+   */
   async close(): Promise<void> {
+    this.closing = true;
     this.flush();
-    if (this.snapshotRunning !== null) await this.snapshotRunning.catch(() => {});
+    for (let i = 0; this.snapshotRunning !== null; i++) {
+      assert(i < 100, "close: snapshots kept starting after closing was set");
+      await this.snapshotRunning.catch(() => {});
+    }
     await this.storage.close();
   }
 }

@@ -392,7 +392,7 @@ export function encodeCommand(argv: readonly string[]): Buffer {
 /** Where readHeader stopped: the offset after the header's CRLF. */
 let headerEnd = 0;
 
-/** Reads "<mark><digits>\r\n" at p (no sign, at most 10 digits); -1 when it is not exactly that. */
+/** Reads "<mark><digits>\r\n" at p (no sign, no leading zero, at most 10 digits); -1 when it is not exactly that. */
 function readHeader(b: Uint8Array, p: number, end: number, mark: number): number {
   if (p >= end || b[p] !== mark) return -1;
   let n = 0;
@@ -404,6 +404,7 @@ function readHeader(b: Uint8Array, p: number, end: number, mark: number): number
     n = n * 10 + (c - 0x30);
   }
   if (i === p + 1 || i + 1 >= end || b[i] !== CR || b[i + 1] !== LF) return -1;
+  if (b[p + 1] === 0x30 && i > p + 2) return -1; // "07": encodeCommand never writes it
   headerEnd = i + 2;
   return n;
 }
@@ -416,7 +417,8 @@ function readHeader(b: Uint8Array, p: number, end: number, mark: number): number
  */
 export function decodeCommand(b: Buffer, start: number, end: number, names?: Map<number, string>): string[] | null {
   const n = readHeader(b, start, end, STAR);
-  if (n < 1) return null;
+  // Each argument takes at least 6 bytes ("$0\r\n\r\n"): a larger count cannot fit.
+  if (n < 1 || n > (end - headerEnd) / 6) return null;
   let p = headerEnd;
   const argv = new Array<string>(n);
   for (let k = 0; k < n; k++) {

@@ -1,8 +1,10 @@
 // `kv serve` re-executes itself with mimalloc's purge delay set (src/allocator.ts): same PID, same
 // arguments, the options in its environment and reported by INFO; a user's own values win.
 import { afterEach, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
-import { rawConnect, startKv, type KvProcess } from "../helpers/server.ts";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { rawConnect, ROOT, startKv, type KvProcess } from "../helpers/server.ts";
 
 let running: KvProcess[] = [];
 afterEach(async () => {
@@ -59,4 +61,36 @@ test("a user's own MIMALLOC_PURGE_DELAY wins; KV_ALLOCATOR=default leaves the al
   const env2 = environOf(plain.proc.pid);
   expect(env2.has("MIMALLOC_PURGE_DELAY")).toBe(false);
   expect(await infoMemory(plain.port)).toContain("mem_allocator:mimalloc(purge_delay=default)\r\n");
+});
+
+test("under `bun src/main.ts serve` the re-exec keeps the script and the arguments too", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "kv-alloc-"));
+  const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: "1", KV_ALLOCATOR: undefined, MIMALLOC_PURGE_DELAY: undefined };
+  const proc = Bun.spawn([process.execPath, join(ROOT, "src/main.ts"), "serve", "--port", "0", "--data-dir", dir, "--maxclients", "33"], { cwd: ROOT, env, stdout: "pipe", stderr: "pipe" });
+  try {
+    let text = "";
+    const dec = new TextDecoder();
+    void (async () => {
+      for await (const c of proc.stdout) text += dec.decode(c, { stream: true });
+    })();
+    void (async () => {
+      for await (const c of proc.stderr) text += dec.decode(c, { stream: true });
+    })();
+    let port = 0;
+    for (const deadline = Date.now() + 15_000; Date.now() < deadline && port === 0 && proc.exitCode === null; await Bun.sleep(20)) {
+      port = Number(/listening on 127\.0\.0\.1:(\d+)/.exec(text)?.[1] ?? 0);
+    }
+    expect(port).toBeGreaterThan(0);
+    expect(text).toContain(`pid ${proc.pid})`);
+    expect(environOf(proc.pid).get("MIMALLOC_PURGE_DELAY")).toBe("1000");
+    expect(await infoMemory(port)).toContain("mem_allocator:mimalloc(purge_delay=1000)\r\n");
+    const c = await rawConnect(port);
+    c.write("CONFIG GET maxclients\r\n");
+    expect(await c.waitFor((r) => r.includes("33\r\n"))).toContain("maxclients");
+    c.close();
+  } finally {
+    proc.kill();
+    await proc.exited;
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -13,10 +13,10 @@ afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-async function open(io: RecordingIo, dataDir?: string) {
+async function open(io: RecordingIo, dataDir?: string, snapshotLogBytes = 1 << 30) {
   const dir = dataDir ?? mkdtempSync(join(tmpdir(), "kv-durable-"));
   if (!dataDir) dirs.push(dir);
-  const d = await DurableLog.open<string>({ dataDir: dir, fsync: "always", segmentBytesMax: 1 << 20, snapshotLogBytes: 1 << 30, io });
+  const d = await DurableLog.open<string>({ dataDir: dir, fsync: "always", segmentBytesMax: 1 << 20, snapshotLogBytes, io });
   const replies = new Map<string, string>();
   const outs = new Map<string, ReplyBuffer>();
   d.replyTo = (p) => {
@@ -145,4 +145,87 @@ describe("DurableLog", () => {
     expect(again.d.fsm.db.get("b4", 10)).toBe("2");
     await again.d.close();
   });
+
+  test("a log that passed the threshold while a snapshot was written gets the next snapshot when it ends", async () => {
+    const io = new RecordingIo();
+    const { d, dir, replies } = await open(io, undefined, 300);
+    const gate = holdSnapshots(io);
+    for (let i = 0; i < 10; i++) d.propose(["SET", `a${i}`, "x".repeat(40)], 1, `a${i}`);
+    await settle(replies, 10);
+    await until(() => gate.started === 1); // the threshold started one; its fsync is held
+    for (let i = 0; i < 10; i++) d.propose(["SET", `b${i}`, "y".repeat(40)], 2, `b${i}`);
+    await settle(replies, 20);
+    expect(replies.size).toBe(20);
+    await Bun.sleep(20);
+    expect(gate.started).toBe(1); // none starts while one runs
+    gate.release();
+    await until(() => gate.started === 2); // the second starts as the first ends, with no new write
+    gate.release();
+    await until(() => !d.snapshotInProgress);
+    expect(d.lastSnapshot!.lastIndex).toBe(20);
+    await d.close();
+    const again = await open(new RecordingIo(), dir);
+    expect(again.d.recovery.snapshotIndex).toBe(20);
+    await again.d.close();
+  });
+
+  test("--snapshot-log-bytes 0: a snapshot after each batch of writes, none without writes", async () => {
+    const io = new RecordingIo();
+    const { d, replies } = await open(io, undefined, 0);
+    d.propose(["SET", "k", "v"], 1, "k");
+    await settle(replies, 1);
+    await until(() => !d.snapshotInProgress && d.lastSnapshot !== null);
+    const syncs = () => io.events.filter((e) => e.op === "datasync" && e.path?.includes("/snap/")).length;
+    const after = syncs();
+    await Bun.sleep(50);
+    expect(syncs()).toBe(after);
+    expect(d.snapshotInProgress).toBe(false);
+    await d.close();
+  });
+
+  test("close during a SAVE that waits for an older snapshot: the SAVE fails, no snapshot starts, nothing is lost", async () => {
+    const io = new RecordingIo();
+    const { d, dir, replies } = await open(io);
+    const gate = holdSnapshots(io, 1);
+    d.propose(["SET", "a", "1"], 1, "a");
+    await settle(replies, 1);
+    const first = d.snapshot();
+    await until(() => gate.started === 1);
+    d.propose(["SET", "b", "2"], 2, "b");
+    await settle(replies, 2);
+    const save = d.snapshot(); // waits: the first does not cover "b"
+    const closed = d.close();
+    gate.release();
+    expect((await first).lastIndex).toBe(1);
+    await expect(save).rejects.toThrow("shutting down");
+    await closed;
+    expect(gate.started).toBe(1);
+    const again = await open(new RecordingIo(), dir);
+    expect(again.d.recovery.snapshotIndex).toBe(1);
+    expect(again.d.fsm.db.get("b", 10)).toBe("2");
+    await again.d.close();
+  });
 });
+
+/** Holds the first `holds` snapshot fsyncs until released (one release each); counts every snapshot started. */
+function holdSnapshots(io: RecordingIo, holds = Infinity) {
+  const waiting: (() => void)[] = [];
+  const gate = {
+    started: 0,
+    release() {
+      waiting.shift()?.();
+    },
+  };
+  io.beforeDatasync = (path) => {
+    if (!path?.includes("/snap/")) return;
+    gate.started++;
+    if (gate.started > holds) return;
+    return new Promise<void>((r) => waiting.push(r));
+  };
+  return gate;
+}
+
+async function until(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 1000 && !cond(); i++) await Bun.sleep(2);
+  expect(cond()).toBe(true);
+}

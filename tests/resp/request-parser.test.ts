@@ -191,7 +191,9 @@ describe("decodeCommand (log record payloads)", () => {
     for (let n = 0; n < good.length; n++) expect(decodeCommand(good, 0, n)).toBeNull();
     const longer = Buffer.concat([good, Buffer.from("*")]);
     expect(decodeCommand(longer, 0, longer.length)).toBeNull();
-    for (const bad of ["*0\r\n", "*1\r\n+OK\r\n", "*1\r\n$-1\r\n", "*-1\r\n", "SET k v\r\n", "*1\r\n$3\r\nSETX\r\n", "*1\n$3\r\nSET\r\n", "*01234567890\r\n"]) {
+    for (const bad of ["*0\r\n", "*1\r\n+OK\r\n", "*1\r\n$-1\r\n", "*-1\r\n", "SET k v\r\n", "*1\r\n$3\r\nSETX\r\n", "*1\n$3\r\nSET\r\n", "*01234567890\r\n",
+      // a count far past what the bytes could hold (no giant allocation), leading zeros
+      "*9999999999\r\n$3\r\nSET\r\n", "*2\r\n$3\r\nSET\r\n", "*01\r\n$3\r\nSET\r\n", "*1\r\n$03\r\nSET\r\n"]) {
       const b = Buffer.from(bad, "latin1");
       expect(decodeCommand(b, 0, b.length)).toBeNull();
     }
