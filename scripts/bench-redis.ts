@@ -196,8 +196,8 @@ interface MemResult {
   server: ServerName;
   keys: number;
   rssEmpty: number;
-  /** Right after the load. */
-  rssAfterLoad: number;
+  /** Right after the load (absent in JSON written before 2026-11-26, read by --report). */
+  rssAfterLoad?: number;
   /** After RSS_IDLE_MS idle: the figure compared. */
   rssLoaded: number;
   loadMs: number;
@@ -563,7 +563,7 @@ function report(runs: RunResult[], mem: MemResult[], startedAt: Date): void {
     console.log(`\n## Memory: RSS with ${mem[0]!.keys} keys (16 B keys, 100 B values)\n`);
     printTable(
       ["server", "RSS empty", "RSS just after load", `RSS after ${RSS_IDLE_MS / 1000} s idle`, "load time", "DBSIZE"],
-      mem.map((m) => [m.server, fmtMB(m.rssEmpty), fmtMB(m.rssAfterLoad), fmtMB(m.rssLoaded), `${(m.loadMs / 1000).toFixed(1)} s`, String(m.dbsize)]),
+      mem.map((m) => [m.server, fmtMB(m.rssEmpty), m.rssAfterLoad === undefined ? "-" : fmtMB(m.rssAfterLoad), fmtMB(m.rssLoaded), `${(m.loadMs / 1000).toFixed(1)} s`, String(m.dbsize)]),
     );
     const k = mem.find((m) => m.server === "kv");
     const r = mem.find((m) => m.server === "redis");
