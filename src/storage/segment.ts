@@ -259,3 +259,86 @@ export function countValidFrom(bytes: Uint8Array, from: number, expectedIndex: n
   }
   return n;
 }
+
+/** What scanSegmentWindowed found: every record valid and in sequence, then EOF or only zeros. */
+export interface WindowedScan {
+  scan: SegmentScan;
+  /** Where the zero run that ends the file begins (records end there); undefined: no zero tail. */
+  zeroTailFrom: number | undefined;
+}
+
+/**
+ * The common case of scanSegment (or scanSegmentStructure when `structureOnly`) without holding
+ * the file in memory: reads it through `window` a piece at a time. It accepts only a segment
+ * whose records are all valid and in sequence, ending at EOF or followed by zeros to EOF
+ * (preallocated space), and returns undefined for anything else (damage, a torn tail, a record
+ * larger than the window when checksums are checked), so the caller scans the whole file the
+ * usual way and reports exactly what scanSegment reports. `read(buf, off, len, pos)` is pread.
+ */
+export function scanSegmentWindowed(
+  read: (buf: Uint8Array, off: number, len: number, pos: number) => number,
+  fileBytes: number,
+  window: Uint8Array,
+  name: string,
+  firstIndex: number,
+  prevTerm: number,
+  structureOnly: boolean,
+): WindowedScan | undefined {
+  const minRecord = RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES;
+  assert(window.length >= 64 * 1024, "scanSegmentWindowed: window too small");
+  const offsets = new NumList();
+  const terms = new NumList();
+  let winPos = 0; // file offset of window[0]
+  let winLen = 0; // valid bytes in window
+  /** Makes [pos, pos + need) readable in the window; false when the file ends first. */
+  const ensure = (pos: number, need: number): boolean => {
+    if (pos >= winPos && pos + need <= winPos + winLen) return true;
+    if (pos + need > fileBytes || need > window.length) return false;
+    winPos = pos;
+    winLen = 0;
+    const want = Math.min(window.length, fileBytes - pos);
+    while (winLen < want) {
+      const n = read(window, winLen, want - winLen, pos + winLen);
+      if (n <= 0) return false;
+      winLen += n;
+    }
+    return winLen >= need;
+  };
+  let off = 0;
+  let expected = firstIndex;
+  let term = prevTerm;
+  while (off < fileBytes) {
+    if (!ensure(off, Math.min(minRecord, fileBytes - off))) return undefined;
+    let w = off - winPos;
+    if (fileBytes - off < minRecord || (getU32(window, w) === 0 && getU32(window, w + 4) === 0)) break; // maybe a zero tail
+    const body = getU32(window, w);
+    if (body < RECORD_FIXED_BODY_BYTES || body > RECORD_BODY_BYTES_MAX || off + RECORD_HEADER_BYTES + body > fileBytes) return undefined;
+    const recordBytes = RECORD_HEADER_BYTES + body;
+    if (!structureOnly) {
+      if (!ensure(off, recordBytes)) return undefined;
+      w = off - winPos;
+      if (validRecordEnd(window, w, winLen) !== w + recordBytes) return undefined;
+    }
+    const idx = peekIndex(window, w);
+    const t = peekTerm(window, w);
+    if (idx !== expected || t < term) return undefined;
+    offsets.push(off);
+    terms.push(t);
+    term = t;
+    expected++;
+    off += recordBytes;
+  }
+  const validBytes = off;
+  // Anything after the records must be zeros to EOF.
+  for (let p = off; p < fileBytes; ) {
+    const n = Math.min(window.length, fileBytes - p);
+    if (!ensure(p, n)) return undefined;
+    const w = p - winPos;
+    if (!allZeroFrom(window.subarray(w, w + n), 0)) return undefined;
+    p += n;
+  }
+  return {
+    scan: { name, firstIndex, offsets, terms, validBytes, fileBytes, problem: undefined },
+    zeroTailFrom: validBytes < fileBytes ? validBytes : undefined,
+  };
+}

@@ -11,7 +11,20 @@ import { decodeAt, encodeRecords, recordBytes, type LogRecord } from "./codec.ts
 import { DataDirError, StorageIoError, WalFailedError } from "./errors.ts";
 import { nodeIo, type StorageIo } from "./io.ts";
 import { checkContiguous, type LogStore } from "./log-store.ts";
-import { allZeroFrom, countTailRecords, isTornTail, NumList, parseSegmentName, scanSegment, scanSegmentStructure, segmentName, WAL_DIR } from "./segment.ts";
+import {
+  allZeroFrom,
+  countTailRecords,
+  isTornTail,
+  NumList,
+  parseSegmentName,
+  scanSegment,
+  scanSegmentStructure,
+  scanSegmentWindowed,
+  segmentName,
+  WAL_DIR,
+  type SegmentScan,
+  type WindowedScan,
+} from "./segment.ts";
 
 // Looked up per message: a consola child made by withTag keeps the level it was created with, so a
 // module-level instance would ignore setLogLevel() called later.
@@ -31,6 +44,8 @@ export type FsyncMode = "always" | "everysec" | "no";
 export const FSYNC_MODES: readonly FsyncMode[] = ["always", "everysec", "no"];
 
 export const SEGMENT_BYTES_MAX_DEFAULT = 64 * 1024 * 1024;
+/** Wal.open scans segments through a window this big; a record larger than it makes that segment be read whole. */
+const WINDOW_BYTES = 4 * 1024 * 1024;
 /** Reads (entries/replay) fetch at most this much per read(2). */
 const READ_CHUNK_BYTES = 4 * 1024 * 1024;
 /** The zero-filled file that becomes the next segment (not a .seg name: recovery ignores it). */
@@ -198,8 +213,10 @@ export class Wal implements LogStore {
     let prevLast: number | undefined;
     let prevTerm = 0;
     let bytesTotal = 0;
-    // One buffer for every segment's bytes (nothing keeps them past its scan): a fresh 64 MiB
-    // buffer per segment costs more in page faults than the scan itself.
+    // Segments are scanned through one small window (scanSegmentWindowed). Only a segment that is
+    // not clean (damage, a torn tail) is read whole, into one buffer reused for all of them:
+    // faulting in a fresh 64 MiB buffer costs more than the scan itself.
+    const window = new Uint8Array(WINDOW_BYTES);
     const scratch = { buf: new Uint8Array(0) };
     for (let i = 0; i < names.length; i++) {
       const { name, first } = names[i]!;
@@ -214,20 +231,32 @@ export class Wal implements LogStore {
           0,
         );
       }
-      const bytes = readWhole(io, path, scratch);
       // A segment wholly covered by the verified snapshot (the next one starts at or below
       // trustThrough + 1) needs only its structure; the last segment is always fully checked.
       const covered = !isLast && names[i + 1]!.first - 1 <= trustThrough;
-      const scan = covered ? scanSegmentStructure(bytes, name, first, prevTerm) : scanSegment(bytes, name, first, prevTerm);
+      let scan: SegmentScan;
+      let bytes: Uint8Array | undefined;
       let allocated = 0;
-      if (scan.problem && isLast && this.preallocate && scan.problem.kind === "zero" && allZeroFrom(bytes, scan.problem.offset)) {
-        // Zeros to the end of the active segment: preallocated space (ours), not damage. Keep it.
-        allocated = bytes.length;
-        zeroTailBytes = bytes.length - scan.problem.offset;
-        scan.problem = undefined;
+      const quick = scanWindowed(io, path, window, name, first, prevTerm, covered);
+      if (quick !== undefined && (quick.zeroTailFrom === undefined || (isLast && this.preallocate))) {
+        scan = quick.scan;
+        if (quick.zeroTailFrom !== undefined) {
+          // Zeros to the end of the active segment: preallocated space (ours), not damage. Keep it.
+          allocated = scan.fileBytes;
+          zeroTailBytes = scan.fileBytes - quick.zeroTailFrom;
+        }
+      } else {
+        bytes = readWhole(io, path, scratch);
+        scan = covered ? scanSegmentStructure(bytes, name, first, prevTerm) : scanSegment(bytes, name, first, prevTerm);
+        if (scan.problem && isLast && this.preallocate && scan.problem.kind === "zero" && allZeroFrom(bytes, scan.problem.offset)) {
+          allocated = bytes.length;
+          zeroTailBytes = bytes.length - scan.problem.offset;
+          scan.problem = undefined;
+        }
       }
       if (scan.problem) {
         const p = scan.problem;
+        assert(bytes !== undefined, "a segment with a problem was read whole");
         if (!isLast || !isTornTail(p)) {
           const after = p.validAfter ? `; a valid record (index ${p.validAfter.index}) follows at offset ${p.validAfter.offset}` : "";
           const where = isLast ? "" : " in a segment that is not the last one";
@@ -864,6 +893,24 @@ export class Wal implements LogStore {
 
 export function asIoError(e: unknown, op: "write" | "fsync", path: string): StorageIoError {
   return e instanceof StorageIoError ? e : new StorageIoError(op, path, e);
+}
+
+/** scanSegmentWindowed over one segment file (undefined: not clean, read it whole). */
+function scanWindowed(io: StorageIo, path: string, window: Uint8Array, name: string, first: number, prevTerm: number, structureOnly: boolean): WindowedScan | undefined {
+  let fd: number;
+  try {
+    fd = io.openRead(path);
+  } catch (e) {
+    throw dataDirError(e, path, "open");
+  }
+  try {
+    const size = io.fileSize(fd);
+    return scanSegmentWindowed((buf, off, len, pos) => io.read(fd, buf, off, len, pos), size, window, name, first, prevTerm, structureOnly);
+  } catch (e) {
+    throw dataDirError(e, path, "read");
+  } finally {
+    io.close(fd);
+  }
 }
 
 /** The file's bytes, read into scratch.buf (grown when too small); valid until the next call. */
