@@ -2,7 +2,7 @@
 // applied to the state machine, in log order, only once durable; recovery replays the newest
 // snapshot plus the log; snapshots are written in the background and compact the log.
 // A single node is a one-member log over the same WAL the Raft runtime will use.
-import { assert } from "../errors.ts";
+import { assert, CorruptLogError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { KvStateMachine } from "../kv/fsm.ts";
 import { ReplyBuffer, type ReplyWriter } from "../resp/encode.ts";
@@ -96,19 +96,45 @@ export class DurableLog<T> {
   /** Opens the data dir and rebuilds the state: newest valid snapshot, then every record after it. */
   static async open<T>(opts: DurableOptions): Promise<DurableLog<T>> {
     const t0 = performance.now();
-    const storage = await openStorage({ dataDir: opts.dataDir, fsync: opts.fsync, segmentBytesMax: opts.segmentBytesMax, io: opts.io });
-    const node = new DurableLog<T>(storage, opts);
+    // The snapshot's checksum is checked while it is restored (one read of the file, not two).
+    // A bad one is only found at its end: then everything loaded is dropped and the node opens
+    // again without that snapshot (the older one plus the log, as loadNewest would have chosen).
+    const skipSnapshots = new Set<string>();
+    let storage: OpenedStorage;
+    let node: DurableLog<T>;
     let snapshotEntries = 0;
-    const snap = storage.snapshot;
-    if (snap !== undefined) {
-      const db = node.fsm.db;
-      snap.forEach((k, v, at) => {
-        db.load(k, v, at);
-        snapshotEntries++;
+    for (let attempt = 0; ; attempt++) {
+      assert(attempt < 100, "recovery kept finding corrupt snapshots");
+      storage = await openStorage({
+        dataDir: opts.dataDir,
+        fsync: opts.fsync,
+        segmentBytesMax: opts.segmentBytesMax,
+        io: opts.io,
+        checkSnapshotBodyWhileReading: true,
+        skipSnapshots,
       });
+      node = new DurableLog<T>(storage, opts);
+      snapshotEntries = 0;
+      const snap = storage.snapshot;
+      if (snap === undefined) break;
+      const db = node.fsm.db;
+      try {
+        snap.forEach((k, v, at) => {
+          db.load(k, v, at);
+          snapshotEntries++;
+        });
+      } catch (e) {
+        if (!(e instanceof CorruptLogError) || e.file !== snap.file) throw e;
+        await storage.close();
+        log.warn(`${snap.file} is unusable (${e.message}); falling back to an older snapshot`);
+        skipSnapshots.add(snap.file);
+        continue;
+      }
       node.fsm.appliedMs = Number(new TextDecoder().decode(snap.meta)) || 0;
       node.appliedIndex = node.lastIndex = snap.lastIndex;
+      break;
     }
+    const snap = storage.snapshot;
     const sink = new ReplyBuffer(1024);
     const names = new Map<number, string>();
     let replayed = 0;

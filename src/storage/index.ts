@@ -1,9 +1,12 @@
 // Storage entry points: open a data dir (snapshot + WAL), and repair a damaged WAL.
 import { CorruptLogError } from "../errors.ts";
+import { logger } from "../log.ts";
 import { nodeIo, type StorageIo } from "./io.ts";
 import { type DataDirLock, lockDataDir } from "./lock.ts";
 import { type LoadedSnapshot, SnapshotStore } from "./snapshot-store.ts";
 import { type FsyncMode, Wal, type WalOptions } from "./wal.ts";
+
+const log = () => logger("storage");
 
 export * from "./codec.ts";
 export { crc32c } from "./crc32c.ts";
@@ -24,12 +27,22 @@ export interface OpenStorageOptions {
   io?: StorageIo;
   /** Other WAL options (preallocate, syncMethod, syncsInFlightMax, everysecIntervalMs). */
   wal?: Omit<WalOptions, "dataDir" | "fsync" | "segmentBytesMax" | "io">;
+  /**
+   * Do not read the newest snapshot's body just to check its checksum: the caller restores it
+   * with forEach, which checks the checksum as it reads and throws CorruptLogError (with `file`
+   * the snapshot's path) at the end when it is bad; the caller then discards what it loaded
+   * and opens again with that path in skipSnapshots. openStorage still checks the body first
+   * wherever the snapshot decides more than where replay starts (a log reset, a missing range).
+   */
+  checkSnapshotBodyWhileReading?: boolean;
+  /** Snapshot paths to pass over (found corrupt by an earlier attempt). */
+  skipSnapshots?: ReadonlySet<string>;
 }
 
 export interface OpenedStorage {
   wal: Wal;
   snapshots: SnapshotStore;
-  /** Newest valid snapshot (already checksum-verified), if any. Restore it first. */
+  /** Newest valid snapshot, if any (checksum verified unless checkSnapshotBodyWhileReading). Restore it first. */
   snapshot: LoadedSnapshot | undefined;
   /** Replay wal.replay(replayFrom) after restoring the snapshot. */
   replayFrom: number;
@@ -52,14 +65,27 @@ export async function openStorage(opts: OpenStorageOptions): Promise<OpenedStora
   let wal: Wal;
   let snapshot: LoadedSnapshot | undefined;
   try {
-    // The snapshot first: the log it covers (checksum verified) then needs only a structural scan.
-    snapshot = snapshots.loadNewest();
+    // The snapshot first: the log it covers then needs only a structural scan. (If its body
+    // later turns out corrupt, the caller opens again without it and the log is checked fully.)
+    snapshot = snapshots.loadNewest({ checkBodyWhileReading: opts.checkSnapshotBodyWhileReading, skip: opts.skipSnapshots });
     wal = await Wal.open({ ...opts.wal, dataDir: opts.dataDir, fsync: opts.fsync, segmentBytesMax: opts.segmentBytesMax, io, trustThrough: snapshot?.lastIndex ?? 0 });
   } catch (e) {
     lock.release();
     throw e;
   }
   const snapIndex = snapshot?.lastIndex ?? 0;
+  if (snapshot && !snapshot.bodyVerified && (wal.lastIndex() < snapIndex || wal.firstIndex() > snapIndex + 1)) {
+    // The snapshot is about to decide more than where replay starts: make sure it is good.
+    try {
+      snapshot.verifyBody();
+    } catch (e) {
+      await wal.close();
+      lock.release();
+      if (!(e instanceof CorruptLogError)) throw e;
+      log().warn(`${snapshot.file} is unusable (${e.message}); falling back to an older snapshot`);
+      return openStorage({ ...opts, skipSnapshots: new Set([...(opts.skipSnapshots ?? []), snapshot.file]) });
+    }
+  }
   if (snapshot && wal.lastIndex() < snapIndex) {
     await wal.reset(snapIndex, snapshot.lastTerm);
   } else if (wal.firstIndex() > snapIndex + 1) {

@@ -54,10 +54,14 @@ export interface SnapshotInfo {
 }
 
 export interface LoadedSnapshot extends SnapshotInfo {
-  /** Streams the entries (the checksum was verified before this was returned). */
+  /** Streams the entries (checking the body's checksum as it goes unless it was checked already). */
   entries(): Iterable<SnapshotEntry>;
   /** Same as entries() without a generator and a tuple per entry: the fast path for restore. */
   forEach(fn: (key: string, value: string, expireAtMs: number | undefined) => void): void;
+  /** True once the body's checksum is known good (always, unless loaded with checkBodyWhileReading). */
+  readonly bodyVerified: boolean;
+  /** Checks the body's checksum now if it was not yet; throws CorruptLogError when bad. */
+  verifyBody(): void;
 }
 
 export interface SnapshotWriteOptions {
@@ -286,11 +290,12 @@ export class SnapshotStore {
    * with a warning (the caller then replays the log from the older one's index, which compaction
    * keeps: see compactableThrough). Undefined when there is no valid snapshot.
    */
-  loadNewest(): LoadedSnapshot | undefined {
+  loadNewest(opts: { checkBodyWhileReading?: boolean; skip?: ReadonlySet<string> } = {}): LoadedSnapshot | undefined {
     for (const { name } of this.list()) {
       const path = join(this.dir, name);
+      if (opts.skip?.has(path)) continue;
       try {
-        return this.load(path);
+        return this.load(path, opts);
       } catch (e) {
         if (!(e instanceof CorruptLogError)) throw e;
         log().warn(`${SNAP_DIR}/${name} is unusable (${e.message}); falling back to an older snapshot`);
@@ -299,8 +304,13 @@ export class SnapshotStore {
     return undefined;
   }
 
-  /** Validates one snapshot file (header, size, body checksum); throws CorruptLogError if bad. */
-  load(path: string): LoadedSnapshot {
+  /**
+   * Validates one snapshot file (header, size, body checksum); throws CorruptLogError if bad.
+   * With `checkBodyWhileReading` the body's checksum is not read up front: entries()/forEach
+   * check it as they stream the body and throw CorruptLogError at its end when it is bad (so the
+   * caller must be able to discard what it loaded), and verifyBody() checks it on demand.
+   */
+  load(path: string, opts: { checkBodyWhileReading?: boolean } = {}): LoadedSnapshot {
     const io = this.io;
     let fd: number;
     try {
@@ -317,30 +327,53 @@ export class SnapshotStore {
       if (size !== info.headerBytes + info.bodyBytes) {
         throw new CorruptLogError(`${path}: file is ${size} bytes, header says ${info.headerBytes + info.bodyBytes}`, path, size);
       }
-      let crc = 0;
-      const buf = new Uint8Array(16 * CHUNK_BYTES);
-      for (let pos = info.headerBytes; pos < size; ) {
-        const n = io.read(fd, buf, 0, Math.min(buf.length, size - pos), pos);
-        if (n === 0) throw new CorruptLogError(`${path}: short read at ${pos}`, path, pos);
-        crc = crc32c(buf, 0, n, crc);
-        pos += n;
-      }
-      if (crc !== info.bodyCrc) {
-        throw new CorruptLogError(`${path}: body checksum mismatch (stored 0x${info.bodyCrc.toString(16)}, computed 0x${crc.toString(16)})`, path, info.headerBytes);
-      }
+      if (!opts.checkBodyWhileReading) checkBody(io, fd, path, info.headerBytes, size, info.bodyCrc);
     } finally {
       io.close(fd);
     }
-    const { headerBytes, bodyCrc: _, ...pub } = info;
+    const { headerBytes, bodyCrc, ...pub } = info;
     const count = info.entryCount;
+    let verified = !opts.checkBodyWhileReading;
+    const expect = () => (verified ? undefined : bodyCrc);
     return {
       ...pub,
-      entries: () => readEntries(io, path, headerBytes, info.bodyBytes, count),
+      get bodyVerified() {
+        return verified;
+      },
+      verifyBody: () => {
+        if (verified) return;
+        const vfd = io.openRead(path);
+        try {
+          checkBody(io, vfd, path, headerBytes, headerBytes + info.bodyBytes, bodyCrc);
+        } finally {
+          io.close(vfd);
+        }
+        verified = true;
+      },
+      entries: () => readEntries(io, path, headerBytes, info.bodyBytes, count, expect()),
       forEach: (fn) => {
-        for (const batch of readBatches(io, path, headerBytes, info.bodyBytes, count, fn)) void batch;
+        for (const batch of readBatches(io, path, headerBytes, info.bodyBytes, count, fn, expect())) void batch;
+        verified = true;
       },
     };
   }
+}
+
+/** Reads the body [from, to) of an open snapshot and throws CorruptLogError unless its CRC-32C is `stored`. */
+function checkBody(io: StorageIo, fd: number, path: string, from: number, to: number, stored: number): void {
+  let crc = 0;
+  const buf = new Uint8Array(16 * CHUNK_BYTES);
+  for (let pos = from; pos < to; ) {
+    const n = io.read(fd, buf, 0, Math.min(buf.length, to - pos), pos);
+    if (n === 0) throw new CorruptLogError(`${path}: short read at ${pos}`, path, pos);
+    crc = crc32c(buf, 0, n, crc);
+    pos += n;
+  }
+  if (crc !== stored) throw bodyChecksumError(path, stored, crc, from);
+}
+
+function bodyChecksumError(path: string, stored: number, computed: number, offset: number): CorruptLogError {
+  return new CorruptLogError(`${path}: body checksum mismatch (stored 0x${stored.toString(16)}, computed 0x${computed.toString(16)})`, path, offset);
 }
 
 function writeAt(io: StorageIo, fd: number, buf: Uint8Array, pos: number, path: string): void {
@@ -410,9 +443,9 @@ function decodeHeader(b: Uint8Array, path: string): HeaderFields & { headerBytes
   };
 }
 
-function* readEntries(io: StorageIo, path: string, start: number, bodyBytes: number, count: number): Generator<SnapshotEntry> {
+function* readEntries(io: StorageIo, path: string, start: number, bodyBytes: number, count: number, expectCrc?: number): Generator<SnapshotEntry> {
   let pending: SnapshotEntry[] = [];
-  for (const _ of readBatches(io, path, start, bodyBytes, count, (k, v, e) => pending.push([k, v, e]))) {
+  for (const _ of readBatches(io, path, start, bodyBytes, count, (k, v, e) => pending.push([k, v, e]), expectCrc)) {
     const out = pending;
     pending = [];
     yield* out;
@@ -427,16 +460,20 @@ function* readBatches(
   bodyBytes: number,
   count: number,
   fn: (key: string, value: string, expireAtMs: number | undefined) => void,
+  expectCrc?: number,
 ): Generator<void> {
   const fd = io.openRead(path);
   try {
     const end = start + bodyBytes;
+    let crc = 0; // over every body byte read, when expectCrc is given
     let buf = Buffer.allocUnsafe(16 * CHUNK_BYTES);
     let have = 0; // valid bytes in buf
     let p = 0; // parse position in buf
     let filePos = start;
     const fill = (need: number): void => {
       const rest = have - p;
+      // Lengths come from bytes not yet checked (expectCrc): never allocate past the body.
+      if (need > rest + (end - filePos)) throw new CorruptLogError(`${path}: an entry runs past the end of the body`, path, filePos);
       if (need > buf.length) {
         const bigger = Buffer.allocUnsafe(need);
         buf.copy(bigger, 0, p, have);
@@ -447,6 +484,7 @@ function* readBatches(
       while (have < need && filePos < end) {
         const n = io.read(fd, buf, have, Math.min(buf.length - have, end - filePos), filePos);
         if (n === 0) break;
+        if (expectCrc !== undefined) crc = crc32c(buf, have, have + n, crc);
         have += n;
         filePos += n;
       }
@@ -479,7 +517,19 @@ function* readBatches(
       fn(key, value, exp);
     }
     yield;
-    if (p !== have || filePos !== end) throw new CorruptLogError(`${path}: ${end - filePos + have - p} bytes after the last entry`, path, filePos);
+    const leftover = end - filePos + have - p; // body bytes after the last entry (must be none)
+    if (expectCrc !== undefined) {
+      // Finish the checksum over anything left unread, so a bad body is reported as a bad checksum.
+      const rest = new Uint8Array(Math.min(CHUNK_BYTES, Math.max(1, end - filePos)));
+      while (filePos < end) {
+        const n = io.read(fd, rest, 0, Math.min(rest.length, end - filePos), filePos);
+        if (n === 0) break;
+        crc = crc32c(rest, 0, n, crc);
+        filePos += n;
+      }
+      if (crc !== expectCrc) throw bodyChecksumError(path, expectCrc, crc, start);
+    }
+    if (leftover !== 0) throw new CorruptLogError(`${path}: ${leftover} bytes after the last entry`, path, end - leftover);
   } finally {
     io.close(fd);
   }

@@ -6,7 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DurableLog } from "../../src/node/durable.ts";
 import { ReplyBuffer } from "../../src/resp/encode.ts";
-import { RecordingIo } from "../../src/storage/index.ts";
+import { RecordingIo, SnapshotStore, snapshotName } from "../../src/storage/index.ts";
+import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -203,6 +204,59 @@ describe("DurableLog", () => {
     const again = await open(new RecordingIo(), dir);
     expect(again.d.recovery.snapshotIndex).toBe(1);
     expect(again.d.fsm.db.get("b", 10)).toBe("2");
+    await again.d.close();
+  });
+});
+
+describe("DurableLog recovery with a corrupt newest snapshot (its checksum is checked while it loads)", () => {
+  function flipBodyByte(path: string): void {
+    const b = readFileSync(path);
+    b[b.length - 3]! ^= 0x10;
+    writeFileSync(path, b);
+  }
+
+  test("everything loaded from it is dropped; the older snapshot plus the log give the full state", async () => {
+    const { d, dir, replies } = await open(new RecordingIo());
+    for (let i = 0; i < 30; i++) d.propose(["SET", `k${i}`, `old${i}`], 1, `a${i}`);
+    await settle(replies, 30);
+    await d.snapshot();
+    for (let i = 0; i < 30; i++) d.propose(["SET", `k${i}`, `new${i}`], 2, `b${i}`);
+    d.propose(["SET", "only-new", "x"], 2, "c");
+    await settle(replies, 61);
+    expect(replies.size).toBe(61);
+    await d.snapshot();
+    await d.close();
+    const snaps = readdirSync(join(dir, "snap")).filter((f) => f.endsWith(".snap")).sort();
+    expect(snaps.length).toBe(2);
+    flipBodyByte(join(dir, "snap", snaps[1]!));
+
+    const again = await open(new RecordingIo(), dir);
+    expect(again.d.recovery.snapshotIndex).toBe(30);
+    expect(again.d.recovery.replayedRecords).toBe(31);
+    expect(again.d.applied).toBe(61);
+    for (let i = 0; i < 30; i++) expect(again.d.fsm.db.get(`k${i}`, 10)).toBe(`new${i}`);
+    expect(again.d.fsm.db.get("only-new", 10)).toBe("x");
+    expect(again.d.fsm.db.dbsize()).toBe(31);
+    await again.d.close();
+  });
+
+  test("a corrupt snapshot past the end of the log does not reset the log: its body is checked before that decision", async () => {
+    const { d, dir, replies } = await open(new RecordingIo());
+    for (let i = 0; i < 10; i++) d.propose(["SET", `k${i}`, `v${i}`], 1, `a${i}`);
+    await settle(replies, 10);
+    await d.snapshot();
+    for (let i = 10; i < 20; i++) d.propose(["SET", `k${i}`, `v${i}`], 1, `a${i}`);
+    await settle(replies, 20);
+    await d.close();
+    // A newer snapshot at index 50 (beyond the log's last index 20), then damaged.
+    await SnapshotStore.open(dir).write({ lastIndex: 50, lastTerm: 1, meta: new TextEncoder().encode("1") }, [["zz", "from-50", undefined]]);
+    flipBodyByte(join(dir, "snap", snapshotName(50)));
+
+    const again = await open(new RecordingIo(), dir);
+    expect(again.d.recovery.snapshotIndex).toBe(10);
+    expect(again.d.applied).toBe(20);
+    for (let i = 0; i < 20; i++) expect(again.d.fsm.db.get(`k${i}`, 10)).toBe(`v${i}`);
+    expect(again.d.fsm.db.get("zz", 10)).toBeUndefined();
     await again.d.close();
   });
 });

@@ -215,3 +215,48 @@ test("a kv copy-on-write DbSnapshot feeds the writer directly, while writes go o
   loaded.forEach((k, v, e) => got.set(k, [v, e]));
   expect(got).toEqual(expected);
 });
+
+test("checkBodyWhileReading: the checksum is checked as the body streams, and a bad body throws at its end", async () => {
+  const dir = tempDir();
+  const store = SnapshotStore.open(dir);
+  await store.write({ lastIndex: 20, lastTerm: 1 }, keyspace(3000, "v"));
+  const path = join(dir, "snap", snapshotName(20));
+  const good = readFileSync(path);
+
+  const ok = store.load(path, { checkBodyWhileReading: true });
+  expect(ok.bodyVerified).toBe(false);
+  let n = 0;
+  ok.forEach(() => n++);
+  expect(n).toBe(3000);
+  expect(ok.bodyVerified).toBe(true);
+
+  // A flipped bit in a value: loading the header succeeds; streaming delivers entries, then throws.
+  const flipped = Buffer.from(good);
+  flipped[flipped.length - 10]! ^= 4;
+  writeFileSync(path, flipped);
+  const bad = store.load(path, { checkBodyWhileReading: true });
+  n = 0;
+  expect(() => bad.forEach(() => n++)).toThrow(/body checksum mismatch/);
+  expect(n).toBe(3000);
+  expect(bad.bodyVerified).toBe(false);
+  expect(() => bad.verifyBody()).toThrow(CorruptLogError);
+  expect(() => [...store.load(path, { checkBodyWhileReading: true }).entries()]).toThrow(/body checksum mismatch/);
+  // Without the option the damage is found before anything is returned, as before.
+  expect(() => store.load(path)).toThrow(/body checksum mismatch/);
+
+  // A damaged length field asking for far more than the body holds: a clear error, no huge allocation.
+  const long = Buffer.from(good);
+  const headerBytes = good.length - [...keyspace(3000, "v")].reduce((s, [k, v]) => s + 9 + k.length + v.length, 0);
+  long.writeUInt32LE(0x7fffffff, headerBytes + 1); // the first entry's key length
+  writeFileSync(path, long);
+  const e = (() => {
+    try {
+      store.load(path, { checkBodyWhileReading: true }).forEach(() => {});
+    } catch (err) {
+      return err;
+    }
+  })();
+  expect(e).toBeInstanceOf(CorruptLogError);
+  expect((e as CorruptLogError).file).toBe(path);
+  expect((e as Error).message).toMatch(/runs past the end of the body/);
+});
