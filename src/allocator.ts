@@ -1,6 +1,7 @@
 // Allocator settings for `kv serve`. Bun allocates with mimalloc, which reads its options from
 // the environment once, at process start. kv sets one of them by re-executing itself (same PID,
-// same arguments) before anything else runs; see docs/decisions.md, "Allocator settings".
+// same arguments) before anything else loads (src/preflight.ts); see docs/decisions.md,
+// "Allocator settings".
 //
 // - MIMALLOC_PURGE_DELAY=1000: memory freed by the GC goes back to the kernel after 1 s unused
 //   instead of 100 ms, so a server under steady load reuses its pages instead of faulting them
@@ -11,7 +12,6 @@
 //
 // A user's own MIMALLOC_* values win. KV_ALLOCATOR=default (any value of KV_ALLOCATOR) skips
 // all of this; the re-executed process has KV_ALLOCATOR=tuned.
-import { log } from "./log.ts";
 
 /** The options kv sets, with their values. */
 export const ALLOCATOR_ENV: Readonly<Record<string, string>> = {
@@ -42,8 +42,9 @@ export function applyAllocatorSettings(): void {
   try {
     execve.call(process, process.execPath, args, next);
   } catch (e) {
-    // Still this process: serve with the allocator's defaults rather than not at all.
-    log.warn(`could not re-execute with ${missing.map((k) => `${k}=${ALLOCATOR_ENV[k]}`).join(" ")} (${(e as Error).message}); using the allocator's defaults`);
+    // Still this process: serve with the allocator's defaults rather than not at all. (No
+    // logger here: this runs before the program's modules load; see preflight.ts.)
+    console.warn(`could not re-execute with ${missing.map((k) => `${k}=${ALLOCATOR_ENV[k]}`).join(" ")} (${(e as Error).message}); using the allocator's defaults`);
   }
 }
 

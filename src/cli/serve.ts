@@ -6,7 +6,6 @@ import { ConfigError, CorruptLogError } from "../errors.ts";
 import { DurableLog } from "../node/durable.ts";
 import { DataDirError, FSYNC_MODES, type FsyncMode } from "../storage/index.ts";
 import type { Conn } from "../server/server.ts";
-import { applyAllocatorSettings } from "../allocator.ts";
 import { log, setLogLevel, type LogLevelName } from "../log.ts";
 import { KvServer } from "../server/server.ts";
 
@@ -30,7 +29,6 @@ export default defineCommand({
     "wal-segment-bytes": { type: "string", description: "Size at which a log segment is closed and a new one started", default: "64mb" },
   },
   async run({ args }) {
-    applyAllocatorSettings(); // may re-execute this process with the allocator's options set
     setLogLevel(args["log-level"] as LogLevelName);
     let config: ServerConfig;
     try {
