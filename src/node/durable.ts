@@ -9,6 +9,8 @@ import { ReplyBuffer, type ReplyWriter } from "../resp/encode.ts";
 import { decodeCommand, encodeCommand } from "../resp/request-parser.ts";
 import {
   openStorage,
+  RECORD_FIXED_BODY_BYTES,
+  RECORD_HEADER_BYTES,
   recordBytes,
   RecordType,
   type FsyncMode,
@@ -137,22 +139,18 @@ export class DurableLog<T> {
     const snap = storage.snapshot;
     const sink = new ReplyBuffer(1024);
     const names = new Map<number, string>();
-    let replayed = 0;
-    for (const rec of storage.wal.replay(storage.replayFrom)) {
-      assert(rec.index === node.appliedIndex + 1, `replay gap: expected ${node.appliedIndex + 1}, got ${rec.index}`);
-      if (rec.type === RecordType.Command) {
-        const pl = rec.payload;
-        const buf = Buffer.isBuffer(pl) ? pl : Buffer.from(pl.buffer, pl.byteOffset, pl.byteLength);
-        const argv = decodeCommand(buf, 0, buf.length, names);
-        assert(argv !== null, `record ${rec.index} is not one RESP command`);
-        node.fsm.apply(argv, rec.timestampMs, sink);
+    const replayed = storage.wal.replayEach(storage.replayFrom, (index, _term, type, timestampMs, buf, start, end) => {
+      assert(index === node.appliedIndex + 1, `replay gap: expected ${node.appliedIndex + 1}, got ${index}`);
+      if (type === RecordType.Command) {
+        const argv = decodeCommand(buf, start, end, names);
+        assert(argv !== null, `record ${index} is not one RESP command`);
+        node.fsm.apply(argv, timestampMs, sink);
         sink.reset();
       }
-      node.appliedIndex = node.lastIndex = rec.index;
+      node.appliedIndex = node.lastIndex = index;
       // Log written since the snapshot counts toward the next one across restarts too.
-      node.bytesSinceSnapshot += recordBytes(rec);
-      replayed++;
-    }
+      node.bytesSinceSnapshot += RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES + (end - start);
+    });
     node.recovery = {
       snapshotIndex: snap?.lastIndex ?? 0,
       snapshotEntries,

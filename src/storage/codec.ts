@@ -190,3 +190,13 @@ export function peekIndex(bytes: Uint8Array, off: number): number {
 export function peekTerm(bytes: Uint8Array, off: number): number {
   return getU64(bytes, off + RECORD_HEADER_BYTES + 8);
 }
+
+/** The type field of the record at `off` (no checks). */
+export function peekType(bytes: Uint8Array, off: number): RecordType {
+  return bytes[off + RECORD_HEADER_BYTES + 16]! as RecordType;
+}
+
+/** The timestamp field of the record at `off` (no checks). */
+export function peekTimestamp(bytes: Uint8Array, off: number): number {
+  return getU64(bytes, off + RECORD_HEADER_BYTES + 17);
+}

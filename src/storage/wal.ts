@@ -7,7 +7,20 @@
 import { join } from "node:path";
 import { assert, CorruptLogError } from "../errors.ts";
 import { logger } from "../log.ts";
-import { decodeAt, encodeRecords, recordBytes, type LogRecord } from "./codec.ts";
+import {
+  decodeAt,
+  encodeRecords,
+  peekIndex,
+  peekTerm,
+  peekTimestamp,
+  peekType,
+  RECORD_FIXED_BODY_BYTES,
+  RECORD_HEADER_BYTES,
+  recordBytes,
+  type LogRecord,
+  type RecordType,
+  validRecordEnd,
+} from "./codec.ts";
 import { DataDirError, StorageIoError, WalFailedError } from "./errors.ts";
 import { nodeIo, type StorageIo } from "./io.ts";
 import { checkContiguous, type LogStore } from "./log-store.ts";
@@ -396,13 +409,7 @@ export class Wal implements LogStore {
       let off = 0;
       for (let k = k0; k < k1; k++) {
         const r = n === buf.length ? decodeAt(buf, off) : undefined;
-        if (!r || r.kind !== "ok" || r.record.index !== seg.firstIndex + k) {
-          throw new CorruptLogError(
-            `${WAL_DIR}/${seg.name}: record index ${seg.firstIndex + k} at offset ${start + off} no longer reads back intact (${r ? r.kind : "short read"}); the file changed after it was validated. Restart kv to re-validate the log.`,
-            seg.path,
-            start + off,
-          );
-        }
+        if (!r || r.kind !== "ok" || r.record.index !== seg.firstIndex + k) throw changedAfterValidation(seg, seg.firstIndex + k, start + off, r ? r.kind : "short read");
         if (out.length > 0 && payloadBytes + r.record.payload.length > maxBytes) return out;
         payloadBytes += r.record.payload.length;
         out.push(r.record);
@@ -422,6 +429,47 @@ export class Wal implements LogStore {
       }
     }
     return out;
+  }
+
+  /**
+   * Recovery's replay without a record object per record: calls fn for every written record from
+   * `from` on, in order, after checking its checksum and index as entries() does. The payload is
+   * buf[payloadStart, payloadEnd), valid only during the call (one read buffer is reused).
+   * Returns how many records it passed.
+   */
+  replayEach(
+    from: number,
+    fn: (index: number, term: number, type: RecordType, timestampMs: number, buf: Buffer, payloadStart: number, payloadEnd: number) => void,
+  ): number {
+    assert(this.written === this.last, "replayEach while records wait for the writer");
+    let i = Math.max(from, this.firstIndex());
+    let buf = Buffer.allocUnsafe(0);
+    let count = 0;
+    while (i <= this.written) {
+      const seg = this.segmentFor(i)!;
+      const k0 = i - seg.firstIndex;
+      const kEnd = seg.offsets.length;
+      const endOf = (k: number) => (k < kEnd ? seg.offsets.at(k)! : seg.bytes);
+      const start = seg.offsets.at(k0)!;
+      // One read of up to READ_CHUNK_BYTES, but always at least one record.
+      let k1 = k0 + 1;
+      while (k1 < kEnd && endOf(k1 + 1) - start <= READ_CHUNK_BYTES) k1++;
+      const len = endOf(k1) - start;
+      if (buf.length < len) buf = Buffer.allocUnsafe(Math.max(len, READ_CHUNK_BYTES));
+      const n = this.io.read(this.readFd(seg), buf, 0, len, start);
+      let off = 0;
+      for (let k = k0; k < k1; k++) {
+        const next = n === len ? validRecordEnd(buf, off, len) : -1;
+        if (next < 0 || peekIndex(buf, off) !== seg.firstIndex + k) {
+          throw changedAfterValidation(seg, seg.firstIndex + k, start + off, n === len ? (decodeAt(buf, off, len).kind === "ok" ? "index" : decodeAt(buf, off, len).kind) : "short read");
+        }
+        fn(seg.firstIndex + k, peekTerm(buf, off), peekType(buf, off), peekTimestamp(buf, off), buf, off + RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES, next);
+        off = next;
+        count++;
+      }
+      i = seg.firstIndex + k1;
+    }
+    return count;
   }
 
   *replay(from: number): Iterable<LogRecord> {
@@ -893,6 +941,14 @@ export class Wal implements LogStore {
 
 export function asIoError(e: unknown, op: "write" | "fsync", path: string): StorageIoError {
   return e instanceof StorageIoError ? e : new StorageIoError(op, path, e);
+}
+
+function changedAfterValidation(seg: Segment, index: number, offset: number, what: string): CorruptLogError {
+  return new CorruptLogError(
+    `${WAL_DIR}/${seg.name}: record index ${index} at offset ${offset} no longer reads back intact (${what}); the file changed after it was validated. Restart kv to re-validate the log.`,
+    seg.path,
+    offset,
+  );
 }
 
 /** scanSegmentWindowed over one segment file (undefined: not clean, read it whole). */
