@@ -953,6 +953,25 @@ function changedAfterValidation(seg: Segment, index: number, offset: number, wha
 
 /** scanSegmentWindowed over one segment file (undefined: not clean, read it whole). */
 function scanWindowed(io: StorageIo, path: string, window: Uint8Array, name: string, first: number, prevTerm: number, structureOnly: boolean): WindowedScan | undefined {
+  return withReadFd(io, path, (fd) => {
+    const size = ioOrDataDirError(() => io.fileSize(fd), path);
+    const read = (buf: Uint8Array, off: number, len: number, pos: number) => ioOrDataDirError(() => io.read(fd, buf, off, len, pos), path);
+    return scanSegmentWindowed(read, size, window, name, first, prevTerm, structureOnly);
+  });
+}
+
+/** The file's bytes, read into scratch.buf (grown when too small); valid until the next call. */
+function readWhole(io: StorageIo, path: string, scratch: { buf: Uint8Array }): Uint8Array {
+  return withReadFd(io, path, (fd) => {
+    const size = ioOrDataDirError(() => io.fileSize(fd), path);
+    if (scratch.buf.length < size) scratch.buf = new Uint8Array(size);
+    const n = ioOrDataDirError(() => io.read(fd, scratch.buf, 0, size, 0), path);
+    return scratch.buf.subarray(0, n);
+  });
+}
+
+/** Opens path for reading, runs fn with the fd and closes it; a failed open is a DataDirError. */
+function withReadFd<T>(io: StorageIo, path: string, fn: (fd: number) => T): T {
   let fd: number;
   try {
     fd = io.openRead(path);
@@ -960,32 +979,18 @@ function scanWindowed(io: StorageIo, path: string, window: Uint8Array, name: str
     throw dataDirError(e, path, "open");
   }
   try {
-    const size = io.fileSize(fd);
-    return scanSegmentWindowed((buf, off, len, pos) => io.read(fd, buf, off, len, pos), size, window, name, first, prevTerm, structureOnly);
-  } catch (e) {
-    throw dataDirError(e, path, "read");
+    return fn(fd);
   } finally {
     io.close(fd);
   }
 }
 
-/** The file's bytes, read into scratch.buf (grown when too small); valid until the next call. */
-function readWhole(io: StorageIo, path: string, scratch: { buf: Uint8Array }): Uint8Array {
-  let fd: number;
+/** Runs one read of path; its failure becomes a DataDirError (a bug elsewhere stays what it is). */
+function ioOrDataDirError<T>(op: () => T, path: string): T {
   try {
-    fd = io.openRead(path);
-  } catch (e) {
-    throw dataDirError(e, path, "open");
-  }
-  try {
-    const size = io.fileSize(fd);
-    if (scratch.buf.length < size) scratch.buf = new Uint8Array(size);
-    const n = io.read(fd, scratch.buf, 0, size, 0);
-    return scratch.buf.subarray(0, n);
+    return op();
   } catch (e) {
     throw dataDirError(e, path, "read");
-  } finally {
-    io.close(fd);
   }
 }
 
