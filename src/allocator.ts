@@ -8,7 +8,7 @@
 //   in again (a page fault costs ~10 us on this VM). Measured with bench-redis.ts: server CPU
 //   per SET at -P 16 6.8 -> 4.7 us, per GET 3.4 -> 2.8 us; after 30 s idle the memory is back.
 // - Transparent huge pages (MIMALLOC_ALLOW_THP=1) were measured and rejected: they made a 1M-key
-//   restart 2x faster but steady load 20-40 % costlier (huge pages split on every purge).
+//   restart about 1.5x faster but steady load 20-45 % costlier (huge pages split on every purge).
 //
 // A user's own MIMALLOC_* values win. KV_ALLOCATOR=default (any value of KV_ALLOCATOR) skips
 // all of this; the re-executed process has KV_ALLOCATOR=tuned.
