@@ -9,15 +9,15 @@ import { ReplyBuffer, type ReplyWriter } from "../resp/encode.ts";
 import { decodeCommand, encodeCommand } from "../resp/request-parser.ts";
 import {
   openStorage,
-  RECORD_FIXED_BODY_BYTES,
-  RECORD_HEADER_BYTES,
   recordBytes,
+  recordBytesFor,
   RecordType,
   type FsyncMode,
   type LogRecord,
   type OpenedStorage,
   type SnapshotWriteResult,
   type StorageIo,
+  warnUnusableSnapshot,
 } from "../storage/index.ts";
 
 const log = logger("node");
@@ -128,7 +128,7 @@ export class DurableLog<T> {
       } catch (e) {
         if (!(e instanceof CorruptLogError) || e.file !== snap.file) throw e;
         await storage.close();
-        log.warn(`${snap.file} is unusable (${e.message}); falling back to an older snapshot`);
+        warnUnusableSnapshot(snap.file, e);
         skipSnapshots.add(snap.file);
         continue;
       }
@@ -149,7 +149,7 @@ export class DurableLog<T> {
       }
       node.appliedIndex = node.lastIndex = index;
       // Log written since the snapshot counts toward the next one across restarts too.
-      node.bytesSinceSnapshot += RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES + (end - start);
+      node.bytesSinceSnapshot += recordBytesFor(end - start);
     });
     node.recovery = {
       snapshotIndex: snap?.lastIndex ?? 0,

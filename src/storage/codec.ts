@@ -36,7 +36,12 @@ export interface LogRecord {
 }
 
 export function recordBytes(r: LogRecord): number {
-  return RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES + r.payload.length;
+  return recordBytesFor(r.payload.length);
+}
+
+/** Bytes a record with a payload of this size takes on disk. */
+export function recordBytesFor(payloadBytes: number): number {
+  return RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES + payloadBytes;
 }
 
 const TWO_32 = 2 ** 32;

@@ -1,12 +1,9 @@
 // Storage entry points: open a data dir (snapshot + WAL), and repair a damaged WAL.
 import { CorruptLogError } from "../errors.ts";
-import { logger } from "../log.ts";
 import { nodeIo, type StorageIo } from "./io.ts";
 import { type DataDirLock, lockDataDir } from "./lock.ts";
-import { type LoadedSnapshot, SnapshotStore } from "./snapshot-store.ts";
+import { type LoadedSnapshot, SnapshotStore, warnUnusableSnapshot } from "./snapshot-store.ts";
 import { type FsyncMode, Wal, type WalOptions } from "./wal.ts";
-
-const log = () => logger("storage");
 
 export * from "./codec.ts";
 export { crc32c } from "./crc32c.ts";
@@ -44,7 +41,7 @@ export interface OpenedStorage {
   snapshots: SnapshotStore;
   /** Newest valid snapshot, if any (checksum verified unless checkSnapshotBodyWhileReading). Restore it first. */
   snapshot: LoadedSnapshot | undefined;
-  /** Replay wal.replay(replayFrom) after restoring the snapshot. */
+  /** Replay the log from here (wal.replayEach or wal.replay) after restoring the snapshot. */
   replayFrom: number;
   /** The data dir's LOCK (one kv process per data dir). */
   lock: DataDirLock;
@@ -82,7 +79,7 @@ export async function openStorage(opts: OpenStorageOptions): Promise<OpenedStora
       await wal.close();
       lock.release();
       if (!(e instanceof CorruptLogError)) throw e;
-      log().warn(`${snapshot.file} is unusable (${e.message}); falling back to an older snapshot`);
+      warnUnusableSnapshot(snapshot.file, e);
       return openStorage({ ...opts, skipSnapshots: new Set([...(opts.skipSnapshots ?? []), snapshot.file]) });
     }
   }

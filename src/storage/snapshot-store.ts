@@ -5,7 +5,7 @@
 //           | u64 entries | u64 bodyBytes | u32 bodyCrc32c | u32 metaBytes | meta | u32 headerCrc32c
 //   body:   entries, each [u8 flags][u32 keyBytes][u32 valueBytes][u64 expireAtMs if flags&1][key][value]
 // Keys and values are byte strings (latin1: one char per byte).
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { CorruptLogError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { crc32c } from "./crc32c.ts";
@@ -298,7 +298,7 @@ export class SnapshotStore {
         return this.load(path, opts);
       } catch (e) {
         if (!(e instanceof CorruptLogError)) throw e;
-        log().warn(`${SNAP_DIR}/${name} is unusable (${e.message}); falling back to an older snapshot`);
+        warnUnusableSnapshot(path, e);
       }
     }
     return undefined;
@@ -357,6 +357,11 @@ export class SnapshotStore {
       },
     };
   }
+}
+
+/** The warning for a snapshot passed over (its damage is in the error's message). */
+export function warnUnusableSnapshot(path: string, e: Error): void {
+  log().warn(`${SNAP_DIR}/${basename(path)} is unusable (${e.message}); falling back to an older snapshot`);
 }
 
 /** Reads the body [from, to) of an open snapshot and throws CorruptLogError unless its CRC-32C is `stored`. */

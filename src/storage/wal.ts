@@ -390,30 +390,19 @@ export class Wal implements LogStore {
     while (i < hi && i <= this.written) {
       const seg = this.segmentFor(i)!;
       const k0 = i - seg.firstIndex;
-      let k1 = Math.min(hi, seg.firstIndex + seg.offsets.length) - seg.firstIndex; // exclusive
-      const start = seg.offsets.at(k0)!;
+      const kMax = Math.min(hi, seg.firstIndex + seg.offsets.length) - seg.firstIndex; // exclusive
       // Limit one read to READ_CHUNK_BYTES (and maxBytes), but always at least one record.
-      const endOf = (k: number) => (k < seg.offsets.length ? seg.offsets.at(k)! : seg.bytes);
       const budget = Math.min(READ_CHUNK_BYTES, maxBytes === Infinity ? Infinity : maxBytes - payloadBytes + 64);
-      if (endOf(k1) - start > budget) {
-        let k = k0 + 1;
-        while (k < k1 && endOf(k + 1) - start <= budget) k++;
-        k1 = k;
-      }
-      const end = endOf(k1);
-      // A Buffer, so record payloads are Buffers too (replay decodes them with latin1Slice).
-      // Uninitialized is safe: nothing is decoded unless the read filled it.
-      const buf = Buffer.allocUnsafe(end - start);
-      const fd = this.readFd(seg);
-      const n = this.io.read(fd, buf, 0, buf.length, start);
-      let off = 0;
+      const k1 = chunkEnd(seg, k0, kMax, budget);
+      // A fresh buffer per chunk: the records handed out keep views of it.
+      const buf = this.readChecked(seg, k0, k1, null);
+      const start = seg.offsets.at(k0)!;
       for (let k = k0; k < k1; k++) {
-        const r = n === buf.length ? decodeAt(buf, off) : undefined;
-        if (!r || r.kind !== "ok" || r.record.index !== seg.firstIndex + k) throw changedAfterValidation(seg, seg.firstIndex + k, start + off, r ? r.kind : "short read");
-        if (out.length > 0 && payloadBytes + r.record.payload.length > maxBytes) return out;
-        payloadBytes += r.record.payload.length;
-        out.push(r.record);
-        off = r.next;
+        const off = seg.offsets.at(k)! - start;
+        const payload = buf.subarray(off + RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES, recordEnd(seg, k) - start);
+        if (out.length > 0 && payloadBytes + payload.length > maxBytes) return out;
+        payloadBytes += payload.length;
+        out.push({ index: seg.firstIndex + k, term: peekTerm(buf, off), type: peekType(buf, off), timestampMs: peekTimestamp(buf, off), payload });
       }
       i = seg.firstIndex + k1;
     }
@@ -443,33 +432,44 @@ export class Wal implements LogStore {
   ): number {
     assert(this.written === this.last, "replayEach while records wait for the writer");
     let i = Math.max(from, this.firstIndex());
-    let buf = Buffer.allocUnsafe(0);
+    let buf: Buffer = Buffer.allocUnsafe(READ_CHUNK_BYTES);
     let count = 0;
     while (i <= this.written) {
       const seg = this.segmentFor(i)!;
       const k0 = i - seg.firstIndex;
-      const kEnd = seg.offsets.length;
-      const endOf = (k: number) => (k < kEnd ? seg.offsets.at(k)! : seg.bytes);
+      const k1 = chunkEnd(seg, k0, seg.offsets.length, READ_CHUNK_BYTES);
+      buf = this.readChecked(seg, k0, k1, buf);
       const start = seg.offsets.at(k0)!;
-      // One read of up to READ_CHUNK_BYTES, but always at least one record.
-      let k1 = k0 + 1;
-      while (k1 < kEnd && endOf(k1 + 1) - start <= READ_CHUNK_BYTES) k1++;
-      const len = endOf(k1) - start;
-      if (buf.length < len) buf = Buffer.allocUnsafe(Math.max(len, READ_CHUNK_BYTES));
-      const n = this.io.read(this.readFd(seg), buf, 0, len, start);
-      let off = 0;
       for (let k = k0; k < k1; k++) {
-        const next = n === len ? validRecordEnd(buf, off, len) : -1;
-        if (next < 0 || peekIndex(buf, off) !== seg.firstIndex + k) {
-          throw changedAfterValidation(seg, seg.firstIndex + k, start + off, n === len ? (decodeAt(buf, off, len).kind === "ok" ? "index" : decodeAt(buf, off, len).kind) : "short read");
-        }
-        fn(seg.firstIndex + k, peekTerm(buf, off), peekType(buf, off), peekTimestamp(buf, off), buf, off + RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES, next);
-        off = next;
+        const off = seg.offsets.at(k)! - start;
+        fn(seg.firstIndex + k, peekTerm(buf, off), peekType(buf, off), peekTimestamp(buf, off), buf, off + RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES, recordEnd(seg, k) - start);
         count++;
       }
       i = seg.firstIndex + k1;
     }
     return count;
+  }
+
+  /**
+   * Reads seg's records [k0, k1) with one read, into buf when it is big enough (else into a new
+   * buffer), and checks each one's length, checksum and index against what recovery validated.
+   * Returns the buffer; record k starts at seg.offsets.at(k) - seg.offsets.at(k0).
+   */
+  private readChecked(seg: Segment, k0: number, k1: number, buf: Buffer | null): Buffer {
+    const start = seg.offsets.at(k0)!;
+    const len = recordEnd(seg, k1 - 1) - start;
+    // Uninitialized is safe: every record is checked against the bytes the read filled.
+    if (buf === null || buf.length < len) buf = Buffer.allocUnsafe(len);
+    const n = this.io.read(this.readFd(seg), buf, 0, len, start);
+    for (let k = k0; k < k1; k++) {
+      const off = seg.offsets.at(k)! - start;
+      const ok = n === len && validRecordEnd(buf, off, len) === recordEnd(seg, k) - start && peekIndex(buf, off) === seg.firstIndex + k;
+      if (!ok) {
+        const kind = n !== len ? "short read" : decodeAt(buf, off, len).kind;
+        throw changedAfterValidation(seg, seg.firstIndex + k, start + off, kind === "ok" ? "wrong index or length" : kind);
+      }
+    }
+    return buf;
   }
 
   *replay(from: number): Iterable<LogRecord> {
@@ -941,6 +941,19 @@ export class Wal implements LogStore {
 
 export function asIoError(e: unknown, op: "write" | "fsync", path: string): StorageIoError {
   return e instanceof StorageIoError ? e : new StorageIoError(op, path, e);
+}
+
+/** Where record k of seg ends (the next record's offset, or the segment's end). */
+function recordEnd(seg: Segment, k: number): number {
+  return k + 1 < seg.offsets.length ? seg.offsets.at(k + 1)! : seg.bytes;
+}
+
+/** Records [k0, k1) of seg to read at once: at least one, at most up to kMax, within budget bytes. */
+function chunkEnd(seg: Segment, k0: number, kMax: number, budget: number): number {
+  const start = seg.offsets.at(k0)!;
+  let k1 = k0 + 1;
+  while (k1 < kMax && recordEnd(seg, k1) - start <= budget) k1++;
+  return k1;
 }
 
 function changedAfterValidation(seg: Segment, index: number, offset: number, what: string): CorruptLogError {
