@@ -5,7 +5,7 @@ import { globMatch } from "../kv/glob.ts";
 import { utf8ToBytes, type ReplyWriter } from "../resp/encode.ts";
 import type { ServerCtx } from "./dispatch.ts";
 import pkg from "../../package.json" with { type: "json" };
-import { allocatorDescription } from "../allocator.ts";
+import { allocatorDescription, gcHeapDescription } from "../allocator.ts";
 
 /** The Redis version kv reports: clients gate features on it. kv's own version is in INFO as kv_version. */
 export const REDIS_COMPAT_VERSION = "7.2.0";
@@ -210,6 +210,7 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
         `used_memory_rss:${m.rss}`,
         `used_memory_human:${(m.heapUsed / 1048576).toFixed(2)}M`,
         `mem_allocator:${allocatorDescription()}`,
+        `kv_gc_heap:${gcHeapDescription()}`,
       );
       break;
     }
