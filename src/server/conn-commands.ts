@@ -241,6 +241,7 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
         `rejected_connections:${s.stats.connectionsRejected}`,
         `total_error_replies:0`,
         `protocol_errors:${s.stats.protocolErrors}`,
+        `kv_idle_collections:${s.stats.idleCollections}`,
       );
       break;
     case "replication":
