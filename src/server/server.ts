@@ -19,7 +19,7 @@ export const SHUTDOWN_QUIET_MS = 100;
 
 /**
  * Idle collection. JavaScriptCore collects when the program allocates, so a server that went
- * quiet after FLUSHALL (or after deleting most of its keys) kept the freed memory: 190 MiB of
+ * quiet after FLUSHALL (or after deleting most of its keys) kept the freed memory: ~190 MB of
  * dead keys stayed in the heap for as long as nobody sent anything. Every IDLE_GC_CHECK_MS the
  * server looks; after IDLE_GC_QUIET_CHECKS looks in a row with at most IDLE_GC_QUIET_COMMANDS
  * commands each (a monitor polling INFO does not count as load), and when at least half of
