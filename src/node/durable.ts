@@ -121,10 +121,21 @@ export class DurableLog<T> {
       if (snap === undefined) break;
       const db = node.fsm.db;
       try {
-        snap.forEach((k, v, at) => {
-          db.load(k, v, at);
-          snapshotEntries++;
-        });
+        // Values stay in the mapped file until read or materialized (Db.loadLazy): a restart
+        // copies only the keys before serving.
+        const mapped = snap.mapped();
+        if (mapped !== undefined) {
+          db.loadLazy(mapped.values);
+          mapped.forEach((k, ref, at) => {
+            db.load(k, ref, at);
+            snapshotEntries++;
+          });
+        } else {
+          snap.forEach((k, v, at) => {
+            db.load(k, v, at);
+            snapshotEntries++;
+          });
+        }
       } catch (e) {
         if (!(e instanceof CorruptLogError) || e.file !== snap.file) throw e;
         await storage.close();

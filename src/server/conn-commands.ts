@@ -231,6 +231,7 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
         `kv_last_snapshot_ms:${d.lastSnapshot?.durationMs ?? 0}`,
         `kv_last_snapshot_longest_slice_ms:${d.lastSnapshot?.longestSliceMs.toFixed(2) ?? 0}`,
         `kv_recovery_ms:${d.recovery.durationMs}`,
+        `kv_values_mapped:${s.db.hasLazyValues() ? 1 : 0}`,
       );
       break;
     }

@@ -19,6 +19,13 @@ export interface StorageIo {
   /** O_WRONLY|O_CREAT|O_TRUNC, for temp files written front to back. */
   openWrite(path: string): number;
   fileSize(fd: number): number;
+  /**
+   * The whole file mapped read-only into memory (private: never written back), valid for as
+   * long as the returned array is referenced. Throws when the file cannot be mapped; callers
+   * then read it instead. The file must not shrink while mapped (reading a page past its end
+   * kills the process with SIGBUS), so only immutable files (snapshots) are mapped.
+   */
+  map(path: string): Uint8Array;
   /** Positional read; returns bytes read (short only at end of file). */
   read(fd: number, buf: Uint8Array, off: number, len: number, pos: number): number;
   /**
@@ -76,6 +83,9 @@ export const nodeIo: StorageIo = {
   },
   fileSize(fd) {
     return fs.fstatSync(fd).size;
+  },
+  map(path) {
+    return Bun.mmap(path, { shared: false });
   },
   read(fd, buf, off, len, pos) {
     let done = 0;

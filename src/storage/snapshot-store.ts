@@ -58,10 +58,26 @@ export interface LoadedSnapshot extends SnapshotInfo {
   entries(): Iterable<SnapshotEntry>;
   /** Same as entries() without a generator and a tuple per entry: the fast path for restore. */
   forEach(fn: (key: string, value: string, expireAtMs: number | undefined) => void): void;
+  /**
+   * Restore without copying values: the file mapped into memory, each entry given as its key
+   * and a ref to its value. Undefined when the file cannot be mapped (then use forEach).
+   */
+  mapped(): MappedSnapshot | undefined;
   /** True once the body's checksum is known good (always, unless loaded with checkBodyWhileReading). */
   readonly bodyVerified: boolean;
   /** Checks the body's checksum now if it was not yet; throws CorruptLogError when bad. */
   verifyBody(): void;
+}
+
+/** A snapshot file mapped into memory (LoadedSnapshot.mapped). */
+export interface MappedSnapshot {
+  /** The value a ref stands for; holding this object keeps the mapping alive. */
+  readonly values: { value(ref: number): string };
+  /**
+   * Each entry in order as key, value ref, expiry; checks the body's checksum as forEach does
+   * (a bad one throws CorruptLogError at the end, after every entry was passed on).
+   */
+  forEach(fn: (key: string, ref: number, expireAtMs: number | undefined) => void): void;
 }
 
 export interface SnapshotWriteOptions {
@@ -355,6 +371,24 @@ export class SnapshotStore {
         for (const batch of readBatches(io, path, headerBytes, info.bodyBytes, count, fn, expect())) void batch;
         verified = true;
       },
+      mapped: () => {
+        let m: Uint8Array;
+        try {
+          m = io.map(path);
+        } catch (e) {
+          log().debug(`${path}: not mapped (${(e as Error).message}); reading it instead`);
+          return undefined;
+        }
+        if (m.length !== headerBytes + info.bodyBytes) return undefined; // changed since load(): forEach reports it
+        const buf = Buffer.from(m.buffer, m.byteOffset, m.length);
+        return {
+          values: { value: (ref) => valueAt(buf, ref) },
+          forEach: (fn) => {
+            forEachMapped(buf, path, headerBytes, info.bodyBytes, count, fn, expect());
+            verified = true;
+          },
+        };
+      },
     };
   }
 }
@@ -455,6 +489,61 @@ function* readEntries(io: StorageIo, path: string, start: number, bodyBytes: num
     pending = [];
     yield* out;
   }
+}
+
+/** Checksummed at a time while a mapped body is parsed (so the bytes are still in cache). */
+const MAPPED_CRC_STEP = 1024 * 1024;
+
+/** The value of the entry starting at `ref` in a mapped, already parsed snapshot. */
+function valueAt(buf: Buffer, ref: number): string {
+  const kLen = buf.readUInt32LE(ref + 1);
+  const vLen = buf.readUInt32LE(ref + 5);
+  const o = ref + 9 + (buf[ref]! & FLAG_EXPIRE ? 8 : 0) + kLen;
+  return buf.latin1Slice(o, o + vLen);
+}
+
+/** readBatches over a mapped file: fn gets each entry's offset in the file as its value ref. */
+function forEachMapped(
+  buf: Buffer,
+  path: string,
+  start: number,
+  bodyBytes: number,
+  count: number,
+  fn: (key: string, ref: number, expireAtMs: number | undefined) => void,
+  expectCrc: number | undefined,
+): void {
+  const end = start + bodyBytes;
+  let crc = 0;
+  let crcPos = start; // body bytes before this are in crc
+  let p = start;
+  for (let i = 0; i < count; i++) {
+    if (end - p < 9) throw new CorruptLogError(`${path}: body ends inside an entry`, path, p);
+    const flags = buf[p]!;
+    const kLen = buf.readUInt32LE(p + 1);
+    const vLen = buf.readUInt32LE(p + 5);
+    const expBytes = flags & FLAG_EXPIRE ? 8 : 0;
+    const need = 9 + expBytes + kLen + vLen;
+    // Lengths come from bytes not yet checked (expectCrc): never read past the body.
+    if (need > end - p) throw new CorruptLogError(`${path}: an entry runs past the end of the body`, path, p);
+    if (expectCrc !== undefined && p + need > crcPos) {
+      const to = Math.min(end, Math.max(p + need, crcPos + MAPPED_CRC_STEP));
+      crc = crc32c(buf, crcPos, to, crc);
+      crcPos = to;
+    }
+    let o = p + 9;
+    let exp: number | undefined;
+    if (expBytes) {
+      exp = buf.readUInt32LE(o + 4) * TWO_32 + buf.readUInt32LE(o);
+      o += 8;
+    }
+    fn(buf.latin1Slice(o, o + kLen), p, exp);
+    p += need;
+  }
+  if (expectCrc !== undefined) {
+    if (crcPos < end) crc = crc32c(buf, crcPos, end, crc);
+    if (crc !== expectCrc) throw bodyChecksumError(path, expectCrc, crc, start);
+  }
+  if (p !== end) throw new CorruptLogError(`${path}: ${end - p} bytes after the last entry`, path, p);
 }
 
 /** Parses the body chunk by chunk, calling fn per entry and yielding after each chunk. */

@@ -2,7 +2,7 @@
 // injects failures (ENOSPC on write, EIO on fsync) or slows fsync down. For tests only.
 import { ioError, nodeIo, type StorageIo } from "./io.ts";
 
-export type IoOp = "open" | "write" | "datasync" | "fsync" | "fsyncDir" | "truncate" | "unlink" | "rename" | "close" | "preallocate";
+export type IoOp = "open" | "write" | "datasync" | "fsync" | "fsyncDir" | "truncate" | "unlink" | "rename" | "close" | "preallocate" | "map";
 export interface IoEvent {
   op: IoOp | "ack" | string;
   path?: string;
@@ -83,6 +83,12 @@ export class RecordingIo implements StorageIo {
   }
   fileSize(fd: number): number {
     return this.inner.fileSize(fd);
+  }
+  map(path: string): Uint8Array {
+    this.check("map", path);
+    const m = this.inner.map(path);
+    this.events.push({ op: "map", path, bytes: m.length });
+    return m;
   }
   read(fd: number, buf: Uint8Array, off: number, len: number, pos: number): number {
     return this.inner.read(fd, buf, off, len, pos);

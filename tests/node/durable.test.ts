@@ -283,3 +283,52 @@ async function until(cond: () => boolean): Promise<void> {
   for (let i = 0; i < 1000 && !cond(); i++) await Bun.sleep(2);
   expect(cond()).toBe(true);
 }
+
+describe("DurableLog restart from a mapped snapshot (values stay in the file until used)", () => {
+  test("values are served from the mapping; writes replace them; the next snapshot copies the rest and lets the file go", async () => {
+    const { d, dir, replies } = await open(new RecordingIo());
+    for (let i = 0; i < 40; i++) d.propose(["SET", `k${i}`, `v${i}`], 1, `a${i}`);
+    d.propose(["SET", "ttl", "t", "PXAT", "9000000000000"], 1, "t");
+    await settle(replies, 41);
+    await d.snapshot();
+    await d.close();
+
+    const io = new RecordingIo();
+    const again = await open(io, dir);
+    const db = again.d.fsm.db;
+    expect(io.count("map")).toBe(1);
+    expect(db.hasLazyValues()).toBe(true);
+    expect(db.lazyRefCount()).toBe(41);
+    expect(db.get("k0", 10)).toBe("v0");
+    expect(db.lazyRefCount()).toBe(40); // a read keeps the string it made
+    expect(db.expireAt("ttl")).toBe(9000000000000);
+    again.d.propose(["SET", "k1", "new1"], 2, "b1");
+    again.d.propose(["APPEND", "k2", "+"], 2, "b2");
+    await settle(again.replies, 2);
+    expect(db.get("k1", 10)).toBe("new1");
+    expect(db.get("k2", 10)).toBe("v2+");
+    expect(db.lazyRefCount()).toBe(38);
+
+    await again.d.snapshot();
+    expect(db.lazyRefCount()).toBe(0);
+    expect(db.hasLazyValues()).toBe(false);
+    for (let i = 3; i < 40; i++) expect(db.get(`k${i}`, 10)).toBe(`v${i}`);
+    expect(db.get("ttl", 10)).toBe("t");
+    await again.d.close();
+  });
+
+  test("a snapshot file that cannot be mapped is read instead, with the same state", async () => {
+    const { d, dir, replies } = await open(new RecordingIo());
+    for (let i = 0; i < 20; i++) d.propose(["SET", `k${i}`, `v${i}`], 1, `a${i}`);
+    await settle(replies, 20);
+    await d.snapshot();
+    await d.close();
+    const io = new RecordingIo();
+    io.failNext("map", "ENODEV");
+    const again = await open(io, dir);
+    expect(again.d.fsm.db.hasLazyValues()).toBe(false);
+    expect(again.d.recovery.snapshotEntries).toBe(20);
+    for (let i = 0; i < 20; i++) expect(again.d.fsm.db.get(`k${i}`, 10)).toBe(`v${i}`);
+    await again.d.close();
+  });
+});

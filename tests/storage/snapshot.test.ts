@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { CorruptLogError } from "../../src/errors.ts";
 import { openStorage } from "../../src/storage/index.ts";
 import { type SnapshotEntry, SnapshotStore, snapshotName } from "../../src/storage/snapshot-store.ts";
+import { RecordingIo } from "../../src/storage/testing.ts";
 import { Wal } from "../../src/storage/wal.ts";
 import { cleanupTempDirs, rec, tempDir } from "./helpers.ts";
 
@@ -259,4 +260,67 @@ test("checkBodyWhileReading: the checksum is checked as the body streams, and a 
   expect(e).toBeInstanceOf(CorruptLogError);
   expect((e as CorruptLogError).file).toBe(path);
   expect((e as Error).message).toMatch(/runs past the end of the body/);
+});
+
+test("mapped(): the same entries as forEach, each value read back through its ref; damage found as forEach finds it", async () => {
+  const dir = tempDir();
+  const store = SnapshotStore.open(dir);
+  const binKey = String.fromCharCode(0, 255, 13, 10, 128);
+  const bigValue = "\xfe".repeat(3 * 1024 * 1024); // past the checksum step
+  const entries: SnapshotEntry[] = [[binKey, "\x00\x01", undefined], ["", "", 0], ["big", bigValue, 2 ** 50], ...keyspace(5000)];
+  await store.write({ lastIndex: 30, lastTerm: 2 }, entries);
+  const path = join(dir, "snap", snapshotName(30));
+
+  const loaded = store.load(path, { checkBodyWhileReading: true });
+  const m = loaded.mapped()!;
+  expect(m).toBeDefined();
+  const got: SnapshotEntry[] = [];
+  const refs = new Set<number>();
+  m.forEach((k, ref, at) => {
+    expect(Number.isSafeInteger(ref) && ref >= 0).toBe(true);
+    refs.add(ref);
+    got.push([k, m.values.value(ref), at]);
+  });
+  expect(got).toEqual(entries);
+  expect(refs.size).toBe(entries.length);
+  expect(loaded.bodyVerified).toBe(true);
+
+  // A flipped bit in a value: every entry is passed on, then the checksum mismatch is thrown.
+  const good = readFileSync(path);
+  const flipped = Buffer.from(good);
+  flipped[flipped.length - 10]! ^= 4;
+  writeFileSync(path, flipped);
+  const bad = store.load(path, { checkBodyWhileReading: true });
+  let n = 0;
+  expect(() => bad.mapped()!.forEach(() => n++)).toThrow(/body checksum mismatch/);
+  expect(n).toBe(entries.length);
+  expect(bad.bodyVerified).toBe(false);
+
+  // A length field asking for far more than the body holds: CorruptLogError naming the file.
+  const long = Buffer.from(good);
+  const headerBytes = good.length - entries.reduce((s, [k, v, at]) => s + 9 + (at === undefined ? 0 : 8) + k.length + v.length, 0);
+  long.writeUInt32LE(0x7fffffff, headerBytes + 5); // the first entry's value length
+  writeFileSync(path, long);
+  const e = (() => {
+    try {
+      store.load(path, { checkBodyWhileReading: true }).mapped()!.forEach(() => {});
+    } catch (err) {
+      return err;
+    }
+  })();
+  expect(e).toBeInstanceOf(CorruptLogError);
+  expect((e as CorruptLogError).message).toMatch(/runs past the end of the body/);
+  expect((e as CorruptLogError).file).toBe(path);
+});
+
+test("mapped(): a file that cannot be mapped gives undefined (the caller reads it instead)", async () => {
+  const dir = tempDir();
+  const io = new RecordingIo();
+  const store = SnapshotStore.open(dir, io);
+  await store.write({ lastIndex: 5, lastTerm: 1 }, keyspace(10));
+  io.failNext("map", "ENODEV");
+  const loaded = store.loadNewest()!;
+  expect(loaded.mapped()).toBeUndefined();
+  expect([...loaded.entries()]).toEqual([...keyspace(10)]);
+  expect(loaded.mapped()).toBeDefined(); // the fault was one-off
 });
