@@ -408,11 +408,24 @@ export class Db {
 
   /**
    * Starts a restore whose values stay in `source` until used: pass refs (numbers) as values
-   * to `load`. Only on an empty Db with no snapshot open, one source at a time.
+   * to `load` and `setRef`. Only on an empty Db with no snapshot open, one source at a time.
    */
   loadLazy(source: LazyValues): void {
     assert(this.values.size === 0 && this.cow === null && this.lazy === null, "lazy values need an empty Db");
     this.lazy = source;
+  }
+
+  /** set() with a value held by reference in the source given to loadLazy (recovery's replay). */
+  setRef(key: string, ref: number): void {
+    assert(this.lazy !== null, "setRef without a lazy source");
+    if (this.cow !== null) this.cowWrite(key);
+    this.values.set(key, ref);
+    if (this.expires.size !== 0) this.expires.delete(key);
+  }
+
+  /** Forgets the source given to loadLazy when the caller gave the Db no ref from it. */
+  releaseUnusedLazy(): void {
+    this.dropLazy();
   }
 
   /** True while values restored by reference may still be held (see loadLazy). */

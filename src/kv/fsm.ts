@@ -42,6 +42,15 @@ export class KvStateMachine {
   }
 
   /**
+   * apply(["SET", key, value], nowMs) for a value held by reference in the Db's lazy source
+   * (recovery replaying a mapped log file): the same state, and no reply (a plain SET's is +OK).
+   */
+  applyPlainSetRef(key: string, ref: number, nowMs: number): void {
+    if (nowMs > this.appliedMs) this.appliedMs = nowMs;
+    this.db.setRef(key, ref);
+  }
+
+  /**
    * Reclaims expired keys as of the latest applied entry's time (never the local clock: a
    * replica whose clock runs ahead would otherwise delete keys the log still considers live).
    */

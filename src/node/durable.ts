@@ -6,7 +6,8 @@ import { assert, CorruptLogError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { KvStateMachine } from "../kv/fsm.ts";
 import { ReplyBuffer, type ReplyWriter } from "../resp/encode.ts";
-import { decodeCommand, encodeCommand } from "../resp/request-parser.ts";
+import { decodeCommand, decodePlainSet, encodeCommand, plainSet } from "../resp/request-parser.ts";
+import { MappedValues } from "./mapped-values.ts";
 import {
   openStorage,
   recordBytes,
@@ -105,6 +106,7 @@ export class DurableLog<T> {
     let storage: OpenedStorage;
     let node: DurableLog<T>;
     let snapshotEntries = 0;
+    let source!: MappedValues;
     for (let attempt = 0; ; attempt++) {
       assert(attempt < 100, "recovery kept finding corrupt snapshots");
       storage = await openStorage({
@@ -117,17 +119,21 @@ export class DurableLog<T> {
       });
       node = new DurableLog<T>(storage, opts);
       snapshotEntries = 0;
+      // Values stay in the files read (mapped into memory) until a read or the next snapshot
+      // copies them (Db.loadLazy): a restart copies only the keys before serving.
+      source = new MappedValues();
+      node.fsm.db.loadLazy(source);
       const snap = storage.snapshot;
       if (snap === undefined) break;
       const db = node.fsm.db;
       try {
-        // Values stay in the mapped file until read or materialized (Db.loadLazy): a restart
-        // copies only the keys before serving.
         const mapped = snap.mapped();
         if (mapped !== undefined) {
-          db.loadLazy(mapped.values);
-          mapped.forEach((k, ref, at) => {
-            db.load(k, ref, at);
+          const src = source;
+          src.setSnapshot(mapped.values);
+          mapped.forEach((k, offset, at) => {
+            const ref = src.snapshotRef(offset);
+            db.load(k, ref >= 0 ? ref : mapped.values.value(offset), at);
             snapshotEntries++;
           });
         } else {
@@ -150,18 +156,29 @@ export class DurableLog<T> {
     const snap = storage.snapshot;
     const sink = new ReplyBuffer(1024);
     const names = new Map<number, string>();
-    const replayed = storage.wal.replayEach(storage.replayFrom, (index, _term, type, timestampMs, buf, start, end) => {
-      assert(index === node.appliedIndex + 1, `replay gap: expected ${node.appliedIndex + 1}, got ${index}`);
-      if (type === RecordType.Command) {
-        const argv = decodeCommand(buf, start, end, names);
-        assert(argv !== null, `record ${index} is not one RESP command`);
-        node.fsm.apply(argv, timestampMs, sink);
-        sink.reset();
-      }
-      node.appliedIndex = node.lastIndex = index;
-      // Log written since the snapshot counts toward the next one across restarts too.
-      node.bytesSinceSnapshot += recordBytesFor(end - start);
-    });
+    const fsm = node.fsm;
+    const replayed = storage.wal.replayEach(
+      storage.replayFrom,
+      (index, _term, type, timestampMs, buf, start, end, mapped) => {
+        if (index !== node.appliedIndex + 1) assert(false, `replay gap: expected ${node.appliedIndex + 1}, got ${index}`);
+        if (type === RecordType.Command) {
+          let ref = -1;
+          if (mapped && decodePlainSet(buf, start, end)) ref = source.segmentRef(buf, plainSet.valueAt);
+          if (ref >= 0) fsm.applyPlainSetRef(buf.latin1Slice(plainSet.keyStart, plainSet.keyEnd), ref, timestampMs);
+          else {
+            const argv = decodeCommand(buf, start, end, names);
+            if (argv === null) assert(false, `record ${index} is not one RESP command`);
+            fsm.apply(argv, timestampMs, sink);
+            sink.reset();
+          }
+        }
+        node.appliedIndex = node.lastIndex = index;
+        // Log written since the snapshot counts toward the next one across restarts too.
+        node.bytesSinceSnapshot += recordBytesFor(end - start);
+      },
+      { map: true },
+    );
+    if (source.refs === 0) fsm.db.releaseUnusedLazy();
     node.recovery = {
       snapshotIndex: snap?.lastIndex ?? 0,
       snapshotEntries,

@@ -437,3 +437,41 @@ export function decodeCommand(b: Buffer, start: number, end: number, names?: Map
   }
   return p === end ? argv : null;
 }
+
+/** Where decodePlainSet found the key and the value (valid until its next call). */
+export const plainSet = { keyStart: 0, keyEnd: 0, valueAt: 0 };
+
+/**
+ * True when b[start, end) is exactly `SET key value` (the name in any case, no options), as
+ * encodeCommand writes it; then `plainSet` holds where the key's bytes are and where the
+ * value's bulk string ("$<n>\r\n<bytes>\r\n") starts (read it back with bulkAt). Recovery uses
+ * this to keep the values of replayed SETs in the mapped log file instead of copying them.
+ */
+export function decodePlainSet(b: Uint8Array, start: number, end: number): boolean {
+  if (readHeader(b, start, end, STAR) !== 3) return false;
+  let p = headerEnd;
+  if (readHeader(b, p, end, DOLLAR) !== 3) return false;
+  p = headerEnd;
+  // (c | 0x20) is 0x73 only for "s" and "S" (and so on): the name in any case, nothing else.
+  if (p + 5 > end || (b[p]! | 0x20) !== 0x73 || (b[p + 1]! | 0x20) !== 0x65 || (b[p + 2]! | 0x20) !== 0x74 || b[p + 3] !== CR || b[p + 4] !== LF) {
+    return false;
+  }
+  const kLen = readHeader(b, p + 5, end, DOLLAR);
+  if (kLen < 0) return false;
+  const k = headerEnd;
+  if (k + kLen + 2 > end || b[k + kLen] !== CR || b[k + kLen + 1] !== LF) return false;
+  const v = k + kLen + 2;
+  const vLen = readHeader(b, v, end, DOLLAR);
+  if (vLen < 0 || headerEnd + vLen + 2 !== end || b[end - 2] !== CR || b[end - 1] !== LF) return false;
+  plainSet.keyStart = k;
+  plainSet.keyEnd = k + kLen;
+  plainSet.valueAt = v;
+  return true;
+}
+
+/** The bulk string at b[p] as a byte string (where decodePlainSet found a value). */
+export function bulkAt(b: Buffer, p: number): string {
+  const n = readHeader(b, p, b.length, DOLLAR);
+  if (n < 0 || headerEnd + n > b.length) assert(false, `no bulk string at offset ${p}`);
+  return b.latin1Slice(headerEnd, headerEnd + n);
+}

@@ -10,6 +10,7 @@ import { logger } from "../log.ts";
 import {
   decodeAt,
   encodeRecords,
+  getU32,
   peekIndex,
   peekTerm,
   peekTimestamp,
@@ -130,6 +131,8 @@ interface Segment {
   writable: boolean;
   /** fsyncs in flight on fd: the segment may not be closed or deleted meanwhile. */
   syncing: number;
+  /** Every record's checksum was verified by Wal.open (not only its structure). */
+  checkedAtOpen: boolean;
 }
 
 interface PendingAppend {
@@ -309,6 +312,7 @@ export class Wal implements LogStore {
         fd: undefined,
         writable: false,
         syncing: 0,
+        checkedAtOpen: !covered,
       };
       if (seg.offsets.length === 0 && !isLast) {
         throw new CorruptLogError(`${rel}: empty segment in the middle of the log. Run \`kv repair --data-dir <dir>\`.`, path, 0);
@@ -428,7 +432,8 @@ export class Wal implements LogStore {
    */
   replayEach(
     from: number,
-    fn: (index: number, term: number, type: RecordType, timestampMs: number, buf: Buffer, payloadStart: number, payloadEnd: number) => void,
+    fn: (index: number, term: number, type: RecordType, timestampMs: number, buf: Buffer, payloadStart: number, payloadEnd: number, mapped: boolean) => void,
+    opts: { map?: boolean } = {},
   ): number {
     assert(this.written === this.last, "replayEach while records wait for the writer");
     let i = Math.max(from, this.firstIndex());
@@ -436,18 +441,61 @@ export class Wal implements LogStore {
     let count = 0;
     while (i <= this.written) {
       const seg = this.segmentFor(i)!;
+      const m = opts.map ? this.mapChecked(seg, i - seg.firstIndex) : undefined;
+      if (m !== undefined) {
+        // The whole rest of the segment, checked, from the mapping: payloads stay valid after
+        // the call for as long as the caller holds `m` (a record is never rewritten in place).
+        for (let k = i - seg.firstIndex; k < seg.offsets.length; k++) {
+          const off = seg.offsets.at(k)!;
+          fn(seg.firstIndex + k, peekTerm(m, off), peekType(m, off), peekTimestamp(m, off), m, off + RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES, recordEnd(seg, k), true);
+          count++;
+        }
+        i = seg.firstIndex + seg.offsets.length;
+        continue;
+      }
       const k0 = i - seg.firstIndex;
       const k1 = chunkEnd(seg, k0, seg.offsets.length, READ_CHUNK_BYTES);
       buf = this.readChecked(seg, k0, k1, buf);
       const start = seg.offsets.at(k0)!;
       for (let k = k0; k < k1; k++) {
         const off = seg.offsets.at(k)! - start;
-        fn(seg.firstIndex + k, peekTerm(buf, off), peekType(buf, off), peekTimestamp(buf, off), buf, off + RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES, recordEnd(seg, k) - start);
+        fn(seg.firstIndex + k, peekTerm(buf, off), peekType(buf, off), peekTimestamp(buf, off), buf, off + RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES, recordEnd(seg, k) - start, false);
         count++;
       }
       i = seg.firstIndex + k1;
     }
     return count;
+  }
+
+  /**
+   * seg mapped into memory with its records from k0 on checked as readChecked checks them, or
+   * undefined when it cannot be mapped (the caller reads it instead). A segment whose checksums
+   * Wal.open verified moments before (recovery, with the data dir locked) gets its records'
+   * lengths and indexes checked, not their checksums again.
+   */
+  private mapChecked(seg: Segment, k0: number): Buffer | undefined {
+    let u: Uint8Array;
+    try {
+      u = this.io.map(seg.path);
+    } catch (e) {
+      log().debug(`${seg.path}: not mapped (${(e as Error).message}); reading it instead`);
+      return undefined;
+    }
+    const m = Buffer.from(u.buffer, u.byteOffset, u.length);
+    if (m.length < seg.bytes) throw changedAfterValidation(seg, seg.firstIndex + seg.offsets.length - 1, m.length, "file shorter than validated");
+    const checked = seg.checkedAtOpen;
+    for (let k = k0; k < seg.offsets.length; k++) {
+      const off = seg.offsets.at(k)!;
+      const end = recordEnd(seg, k);
+      const ok =
+        (checked ? end - off >= RECORD_HEADER_BYTES && off + RECORD_HEADER_BYTES + getU32(m, off) === end : validRecordEnd(m, off, seg.bytes) === end) &&
+        peekIndex(m, off) === seg.firstIndex + k;
+      if (!ok) {
+        const kind = decodeAt(m, off, seg.bytes).kind;
+        throw changedAfterValidation(seg, seg.firstIndex + k, off, kind === "ok" ? "wrong index or length" : kind);
+      }
+    }
+    return m;
   }
 
   /**
@@ -703,7 +751,7 @@ export class Wal implements LogStore {
       }
       throw new StorageIoError("create", path, e);
     }
-    const seg: Segment = { name, path, firstIndex, offsets: new NumList(), terms: new NumList(), bytes: 0, allocated, syncedBytes: 0, fd, writable: true, syncing: 0 };
+    const seg: Segment = { name, path, firstIndex, offsets: new NumList(), terms: new NumList(), bytes: 0, allocated, syncedBytes: 0, fd, writable: true, syncing: 0, checkedAtOpen: false };
     this.segments.push(seg);
     return seg;
   }

@@ -317,6 +317,46 @@ describe("DurableLog restart from a mapped snapshot (values stay in the file unt
     await again.d.close();
   });
 
+  test("replayed plain SETs keep their values in the mapped log; every other command replays as before; same state as read from files", async () => {
+    const { d, dir, replies } = await open(new RecordingIo());
+    const cmds: string[][] = [];
+    for (let i = 0; i < 60; i++) cmds.push(["SET", `k${i % 25}`, `v${i}-${"x".repeat(i * 40)}`]);
+    cmds.push(["set", "lower", "case"], ["SET", "px", "gone", "PX", "1"], ["SET", "n", "5"], ["INCR", "n"], ["APPEND", "k3", "+a"], ["DEL", "k4"]);
+    cmds.push(["MSET", "m1", "a", "m2", "b"], ["SET", "k5", "\r\n\x00\xff"], ["GETSET", "k6", "gs"], ["SET", "k7", "old"], ["SET", "k7", "new"]);
+    cmds.push(["SET", "ttl", "a", "PX", "100000"], ["SET", "ttl", "b"]); // a plain SET clears the TTL
+    cmds.forEach((c, i) => d.propose(c, 1000 + i, `c${i}`));
+    await settle(replies, cmds.length);
+    expect(replies.size).toBe(cmds.length);
+    const before = d.fsm.digest(5000);
+    await d.close();
+
+    const io = new RecordingIo();
+    const mapped = await open(io, dir);
+    const db = mapped.d.fsm.db;
+    expect(mapped.d.recovery.replayedRecords).toBe(cmds.length);
+    expect(io.count("map")).toBeGreaterThan(0);
+    // Keys whose last write was a plain SET hold a ref: k0-k24 except k3 (APPEND), k4 (DEL)
+    // and k6 (GETSET), plus "lower" and "ttl". The others hold strings.
+    expect(db.lazyRefCount()).toBe(24);
+    expect(db.expireAt("ttl")).toBeUndefined();
+    expect(mapped.d.fsm.digest(5000)).toBe(before);
+    expect(db.get("k3", 5000)).toBe(`v53-${"x".repeat(53 * 40)}+a`);
+    expect(db.get("k5", 5000)).toBe("\r\n\x00\xff");
+    expect(db.get("k7", 5000)).toBe("new");
+    expect(db.get("lower", 5000)).toBe("case");
+    expect(db.get("n", 5000)).toBe("6");
+    expect(db.get("px", 5000)).toBeUndefined();
+    await mapped.d.close();
+
+    // The same data dir with no file mapped: the same state, no refs.
+    const noMap = new RecordingIo();
+    for (let i = 0; i < 10; i++) noMap.failNext("map", "ENODEV");
+    const read = await open(noMap, dir);
+    expect(read.d.fsm.db.hasLazyValues()).toBe(false);
+    expect(read.d.fsm.digest(5000)).toBe(before);
+    await read.d.close();
+  });
+
   test("a snapshot file that cannot be mapped is read instead, with the same state", async () => {
     const { d, dir, replies } = await open(new RecordingIo());
     for (let i = 0; i < 20; i++) d.propose(["SET", `k${i}`, `v${i}`], 1, `a${i}`);

@@ -1,6 +1,6 @@
 // The request parser: multibulk and inline frames, pipelines split at every byte, every malformed form.
 import { describe, expect, test } from "bun:test";
-import { RequestParser, splitInline, encodeCommand, decodeCommand, INLINE_BYTES_MAX, DEFAULT_REQUEST_LIMITS } from "../../src/resp/request-parser.ts";
+import { RequestParser, splitInline, encodeCommand, decodeCommand, decodePlainSet, plainSet, bulkAt, INLINE_BYTES_MAX, DEFAULT_REQUEST_LIMITS } from "../../src/resp/request-parser.ts";
 import { ProtocolError } from "../../src/errors.ts";
 
 function parseAll(chunks: Uint8Array[], p = new RequestParser()): string[][] {
@@ -197,5 +197,44 @@ describe("decodeCommand (log record payloads)", () => {
       const b = Buffer.from(bad, "latin1");
       expect(decodeCommand(b, 0, b.length)).toBeNull();
     }
+  });
+});
+
+describe("decodePlainSet (replaying SET key value from a mapped log)", () => {
+  test("true exactly for SET with two arguments, in any case; finds the key and the value", () => {
+    const cases: [string[], boolean][] = [
+      [["SET", "k", "v"], true],
+      [["set", "key:1", ""], true],
+      [["sEt", "", "\r\n\x00\xff"], true],
+      [["SET", "k", "x".repeat(70_000)], true],
+      [["SET", "k", "v", "PX", "100"], false],
+      [["SET", "k", "v", "NX"], false],
+      [["SET", "k"], false],
+      [["GET", "k", "v"], false],
+      [["SETX", "k", "v"], false],
+      [["SEU", "k", "v"], false], // one bit from SET
+      [["s\xc5T", "k", "v"], false], // 0xc5 | 0x20 is not "e"
+      [["MSET", "k", "v"], false],
+      [["APPEND", "k", "v"], false],
+    ];
+    for (const [argv, want] of cases) {
+      const payload = encodeCommand(argv);
+      const b = Buffer.concat([Buffer.from("pad"), payload, Buffer.from("tail")]);
+      const start = 3;
+      const end = 3 + payload.length;
+      expect(decodePlainSet(b, start, end), JSON.stringify(argv)).toBe(want);
+      if (!want) continue;
+      expect(b.latin1Slice(plainSet.keyStart, plainSet.keyEnd)).toBe(argv[1]!);
+      expect(bulkAt(b, plainSet.valueAt)).toBe(argv[2]!);
+      expect(decodeCommand(b, start, end)).toEqual(argv); // the same command decodeCommand sees
+    }
+  });
+
+  test("false on every truncation and on trailing bytes", () => {
+    const good = encodeCommand(["SET", "key", "value"]);
+    for (let n = 0; n < good.length; n++) expect(decodePlainSet(good, 0, n)).toBe(false);
+    const longer = Buffer.concat([good, Buffer.from("\r\n")]);
+    expect(decodePlainSet(longer, 0, longer.length)).toBe(false);
+    expect(decodePlainSet(good, 0, good.length)).toBe(true);
   });
 });

@@ -463,3 +463,51 @@ test("replayEach passes exactly what replay() yields, across segments and from a
   expect(() => reopened.replayEach(1, () => {})).toThrow(/no longer reads back intact/);
   await reopened.close();
 });
+
+test("replayEach with map: the same records from mapped segments, payloads valid after the call; unmappable segments are read", async () => {
+  const { readFileSync, writeFileSync } = await import("node:fs");
+  const dir = tempDir();
+  const wal = await Wal.open({ dataDir: dir, segmentBytesMax: 1000 });
+  for (let i = 1; i <= 300; i += 30) await wal.append(recs(i, i + 29, 1 + Math.floor(i / 100)));
+  await wal.close();
+  const io = new RecordingIo();
+  const again = await Wal.open({ dataDir: dir, segmentBytesMax: 1000, io });
+  const segments = walFiles(dir).length;
+  expect(segments).toBeGreaterThan(3);
+  for (const from of [1, 29, 150, 300]) {
+    const expected = [...again.replay(from)].map((r) => [r.index, r.term, r.type, r.timestampMs, Buffer.from(r.payload).toString("latin1")]);
+    const kept: [number, number, number, number, Buffer, number, number][] = [];
+    const flags = new Set<boolean>();
+    const maps = io.count("map");
+    const n = again.replayEach(from, (index, term, type, ts, buf, s, e, mapped) => {
+      flags.add(mapped);
+      kept.push([index, term, type, ts, buf, s, e]);
+    }, { map: true });
+    expect(n).toBe(expected.length);
+    expect([...flags]).toEqual([true]);
+    expect(io.count("map") - maps).toBe(new Set(kept.map((k) => k[4])).size); // one mapping per segment
+    // Read only now, after every call returned: the mapped payloads are still the records.
+    expect(kept.map(([i, t, ty, ts, b, s, e]) => [i, t, ty, ts, b.latin1Slice(s, e)])).toEqual(expected);
+  }
+  // A segment that cannot be mapped is read (mapped = false) and gives the same records.
+  io.failNext("map", "ENODEV");
+  const viaRead: unknown[] = [];
+  const flags: boolean[] = [];
+  again.replayEach(1, (index, _t, _ty, _ts, buf, s, e, mapped) => {
+    flags.push(mapped);
+    viaRead.push([index, buf.latin1Slice(s, e)]);
+  }, { map: true });
+  expect(viaRead).toEqual([...again.replay(1)].map((r) => [r.index, Buffer.from(r.payload).toString("latin1")]));
+  expect(flags[0]).toBe(false);
+  expect(flags.at(-1)).toBe(true);
+  await again.close();
+
+  // A record whose index changed after open is refused from the mapping too.
+  const reopened = await Wal.open({ dataDir: dir, segmentBytesMax: 1000 });
+  const seg = join(dir, "wal", walFiles(dir)[1]!);
+  const b = readFileSync(seg);
+  b[8] = b[8]! ^ 1; // the first record's index
+  writeFileSync(seg, b);
+  expect(() => reopened.replayEach(1, () => {}, { map: true })).toThrow(/no longer reads back intact/);
+  await reopened.close();
+});
