@@ -2,12 +2,14 @@
 //
 // <dataDir>/snap/<last included index, 20 digits>.snap. Layout (little-endian):
 //   header: magic "KVSNAP\0\0" | u32 version | u32 headerBytes | u64 lastIndex | u64 lastTerm
-//           | u64 entries | u64 bodyBytes | u32 bodyCrc32c | u32 metaBytes | meta | u32 headerCrc32c
+//           | u64 entries | u64 bodyBytes | u32 bodyCrc | u32 metaBytes | meta | u32 headerCrc32c
+//   bodyCrc: version 2 (written now) CRC-32 (IEEE, zlib's native one); version 1 CRC-32C (still read).
 //   body:   entries, each [u8 flags][u32 keyBytes][u32 valueBytes][u64 expireAtMs if flags&1][key][value]
 // Keys and values are byte strings (latin1: one char per byte).
 import { basename, join } from "node:path";
 import { CorruptLogError } from "../errors.ts";
 import { logger } from "../log.ts";
+import { crc32 as zlibCrc32 } from "node:zlib";
 import { crc32c } from "./crc32c.ts";
 import { StorageIoError } from "./errors.ts";
 import { nodeIo, type StorageIo } from "./io.ts";
@@ -18,7 +20,24 @@ import { dataDirError, openDataDir } from "./wal.ts";
 const log = () => logger("storage");
 
 export const SNAP_DIR = "snap";
-export const SNAPSHOT_VERSION = 1;
+export const SNAPSHOT_VERSION = 2;
+
+/** A checksum over buf[start, end), continuing from crc (0 to begin). */
+type BodyCrc = (buf: Uint8Array, start: number, end: number, crc: number) => number;
+const bodyCrc32: BodyCrc = (buf, start, end, crc) => zlibCrc32(buf.subarray(start, end), crc);
+/**
+ * The body checksum of each format version. Version 2 uses CRC-32, which zlib computes natively
+ * (about 10 ms for a 125 MB body here, against 75-180 ms for CRC-32C in JS); the rest of the
+ * format is unchanged, so version 1 files (CRC-32C) are still read.
+ */
+function bodyCrcFor(version: number): BodyCrc {
+  return version === 1 ? crc32c : bodyCrc32;
+}
+/** The body checksum a reader must find, and how to compute it. */
+interface Expect {
+  crc: number;
+  fn: BodyCrc;
+}
 const MAGIC = [0x4b, 0x56, 0x53, 0x4e, 0x41, 0x50, 0, 0]; // "KVSNAP\0\0"
 const HEADER_FIXED_BYTES = 60; // up to and including metaBytes, plus the trailing header CRC
 const SNAP_RE = /^(\d{20})\.snap$/;
@@ -196,7 +215,7 @@ export class SnapshotStore {
       let used = 0;
       const flush = () => {
         if (used === 0) return;
-        crc = crc32c(chunk, 0, used, crc);
+        crc = bodyCrc32(chunk, 0, used, crc);
         writeAt(io, fd, chunk.subarray(0, used), pos, tmp);
         pos += used;
         used = 0;
@@ -334,7 +353,7 @@ export class SnapshotStore {
     } catch (e) {
       throw dataDirError(e, path, "open");
     }
-    let info: SnapshotInfo & { headerBytes: number; bodyCrc: number };
+    let info: SnapshotInfo & { headerBytes: number; bodyCrc: number; version: number };
     try {
       const size = io.fileSize(fd);
       const head = new Uint8Array(Math.min(size, 64 * 1024));
@@ -343,14 +362,15 @@ export class SnapshotStore {
       if (size !== info.headerBytes + info.bodyBytes) {
         throw new CorruptLogError(`${path}: file is ${size} bytes, header says ${info.headerBytes + info.bodyBytes}`, path, size);
       }
-      if (!opts.checkBodyWhileReading) checkBody(io, fd, path, info.headerBytes, size, info.bodyCrc);
+      if (!opts.checkBodyWhileReading) checkBody(io, fd, path, info.headerBytes, size, { crc: info.bodyCrc, fn: bodyCrcFor(info.version) });
     } finally {
       io.close(fd);
     }
-    const { headerBytes, bodyCrc, ...pub } = info;
+    const { headerBytes, bodyCrc, version, ...pub } = info;
     const count = info.entryCount;
     let verified = !opts.checkBodyWhileReading;
-    const expect = () => (verified ? undefined : bodyCrc);
+    const want: Expect = { crc: bodyCrc, fn: bodyCrcFor(version) };
+    const expect = () => (verified ? undefined : want);
     return {
       ...pub,
       get bodyVerified() {
@@ -360,7 +380,7 @@ export class SnapshotStore {
         if (verified) return;
         const vfd = io.openRead(path);
         try {
-          checkBody(io, vfd, path, headerBytes, headerBytes + info.bodyBytes, bodyCrc);
+          checkBody(io, vfd, path, headerBytes, headerBytes + info.bodyBytes, want);
         } finally {
           io.close(vfd);
         }
@@ -398,17 +418,17 @@ export function warnUnusableSnapshot(path: string, e: Error): void {
   log().warn(`${SNAP_DIR}/${basename(path)} is unusable (${e.message}); falling back to an older snapshot`);
 }
 
-/** Reads the body [from, to) of an open snapshot and throws CorruptLogError unless its CRC-32C is `stored`. */
-function checkBody(io: StorageIo, fd: number, path: string, from: number, to: number, stored: number): void {
+/** Reads the body [from, to) of an open snapshot and throws CorruptLogError unless its checksum is as expected. */
+function checkBody(io: StorageIo, fd: number, path: string, from: number, to: number, want: Expect): void {
   let crc = 0;
   const buf = new Uint8Array(16 * CHUNK_BYTES);
   for (let pos = from; pos < to; ) {
     const n = io.read(fd, buf, 0, Math.min(buf.length, to - pos), pos);
     if (n === 0) throw new CorruptLogError(`${path}: short read at ${pos}`, path, pos);
-    crc = crc32c(buf, 0, n, crc);
+    crc = want.fn(buf, 0, n, crc);
     pos += n;
   }
-  if (crc !== stored) throw bodyChecksumError(path, stored, crc, from);
+  if (crc !== want.crc) throw bodyChecksumError(path, want.crc, crc, from);
 }
 
 function bodyChecksumError(path: string, stored: number, computed: number, offset: number): CorruptLogError {
@@ -430,6 +450,10 @@ interface HeaderFields {
   bodyBytes: number;
   bodyCrc: number;
   meta: Uint8Array;
+}
+interface DecodedHeader extends HeaderFields {
+  headerBytes: number;
+  version: number;
 }
 
 function setU64(dv: DataView, off: number, n: number): void {
@@ -458,13 +482,13 @@ export function encodeHeader(h: HeaderFields): Uint8Array {
   return out;
 }
 
-function decodeHeader(b: Uint8Array, path: string): HeaderFields & { headerBytes: number } {
+function decodeHeader(b: Uint8Array, path: string): DecodedHeader {
   const bad = (why: string, off: number) => new CorruptLogError(`${path}: ${why}`, path, off);
   if (b.length < HEADER_FIXED_BYTES) throw bad(`too short for a snapshot header (${b.length} bytes)`, 0);
   for (let i = 0; i < MAGIC.length; i++) if (b[i] !== MAGIC[i]) throw bad("not a kv snapshot (bad magic)", 0);
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const version = dv.getUint32(8, true);
-  if (version !== SNAPSHOT_VERSION) throw bad(`snapshot format version ${version}, this kv reads ${SNAPSHOT_VERSION}`, 8);
+  if (version !== 1 && version !== SNAPSHOT_VERSION) throw bad(`snapshot format version ${version}, this kv reads 1 to ${SNAPSHOT_VERSION}`, 8);
   const headerBytes = dv.getUint32(12, true);
   const metaBytes = dv.getUint32(52, true);
   if (headerBytes !== HEADER_FIXED_BYTES + metaBytes || headerBytes > b.length) throw bad(`bad header length ${headerBytes}`, 12);
@@ -473,6 +497,7 @@ function decodeHeader(b: Uint8Array, path: string): HeaderFields & { headerBytes
   if (stored !== computed) throw bad(`header checksum mismatch (stored 0x${stored.toString(16)}, computed 0x${computed.toString(16)})`, headerBytes - 4);
   return {
     headerBytes,
+    version,
     lastIndex: getU64(dv, 16),
     lastTerm: getU64(dv, 24),
     entryCount: getU64(dv, 32),
@@ -482,7 +507,7 @@ function decodeHeader(b: Uint8Array, path: string): HeaderFields & { headerBytes
   };
 }
 
-function* readEntries(io: StorageIo, path: string, start: number, bodyBytes: number, count: number, expectCrc?: number): Generator<SnapshotEntry> {
+function* readEntries(io: StorageIo, path: string, start: number, bodyBytes: number, count: number, expectCrc?: Expect): Generator<SnapshotEntry> {
   let pending: SnapshotEntry[] = [];
   for (const _ of readBatches(io, path, start, bodyBytes, count, (k, v, e) => pending.push([k, v, e]), expectCrc)) {
     const out = pending;
@@ -510,7 +535,7 @@ function forEachMapped(
   bodyBytes: number,
   count: number,
   fn: (key: string, ref: number, expireAtMs: number | undefined) => void,
-  expectCrc: number | undefined,
+  expectCrc: Expect | undefined,
 ): void {
   const end = start + bodyBytes;
   let crc = 0;
@@ -527,7 +552,7 @@ function forEachMapped(
     if (need > end - p) throw new CorruptLogError(`${path}: an entry runs past the end of the body`, path, p);
     if (expectCrc !== undefined && p + need > crcPos) {
       const to = Math.min(end, Math.max(p + need, crcPos + MAPPED_CRC_STEP));
-      crc = crc32c(buf, crcPos, to, crc);
+      crc = expectCrc.fn(buf, crcPos, to, crc);
       crcPos = to;
     }
     let o = p + 9;
@@ -540,8 +565,8 @@ function forEachMapped(
     p += need;
   }
   if (expectCrc !== undefined) {
-    if (crcPos < end) crc = crc32c(buf, crcPos, end, crc);
-    if (crc !== expectCrc) throw bodyChecksumError(path, expectCrc, crc, start);
+    if (crcPos < end) crc = expectCrc.fn(buf, crcPos, end, crc);
+    if (crc !== expectCrc.crc) throw bodyChecksumError(path, expectCrc.crc, crc, start);
   }
   if (p !== end) throw new CorruptLogError(`${path}: ${end - p} bytes after the last entry`, path, p);
 }
@@ -554,7 +579,7 @@ function* readBatches(
   bodyBytes: number,
   count: number,
   fn: (key: string, value: string, expireAtMs: number | undefined) => void,
-  expectCrc?: number,
+  expectCrc?: Expect,
 ): Generator<void> {
   const fd = io.openRead(path);
   try {
@@ -578,7 +603,7 @@ function* readBatches(
       while (have < need && filePos < end) {
         const n = io.read(fd, buf, have, Math.min(buf.length - have, end - filePos), filePos);
         if (n === 0) break;
-        if (expectCrc !== undefined) crc = crc32c(buf, have, have + n, crc);
+        if (expectCrc !== undefined) crc = expectCrc.fn(buf, have, have + n, crc);
         have += n;
         filePos += n;
       }
@@ -618,10 +643,10 @@ function* readBatches(
       while (filePos < end) {
         const n = io.read(fd, rest, 0, Math.min(rest.length, end - filePos), filePos);
         if (n === 0) break;
-        crc = crc32c(rest, 0, n, crc);
+        crc = expectCrc.fn(rest, 0, n, crc);
         filePos += n;
       }
-      if (crc !== expectCrc) throw bodyChecksumError(path, expectCrc, crc, start);
+      if (crc !== expectCrc.crc) throw bodyChecksumError(path, expectCrc.crc, crc, start);
     }
     if (leftover !== 0) throw new CorruptLogError(`${path}: ${leftover} bytes after the last entry`, path, end - leftover);
   } finally {

@@ -3,7 +3,8 @@ import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CorruptLogError } from "../../src/errors.ts";
 import { openStorage } from "../../src/storage/index.ts";
-import { type SnapshotEntry, SnapshotStore, snapshotName } from "../../src/storage/snapshot-store.ts";
+import { type SnapshotEntry, SNAPSHOT_VERSION, SnapshotStore, snapshotName } from "../../src/storage/snapshot-store.ts";
+import { crc32c } from "../../src/storage/crc32c.ts";
 import { RecordingIo } from "../../src/storage/testing.ts";
 import { Wal } from "../../src/storage/wal.ts";
 import { cleanupTempDirs, rec, tempDir } from "./helpers.ts";
@@ -323,4 +324,43 @@ test("mapped(): a file that cannot be mapped gives undefined (the caller reads i
   expect(loaded.mapped()).toBeUndefined();
   expect([...loaded.entries()]).toEqual([...keyspace(10)]);
   expect(loaded.mapped()).toBeDefined(); // the fault was one-off
+});
+
+test("format versions: 2 (CRC-32 body) is written; 1 (CRC-32C body) is still read, also mapped and damaged; others are refused", async () => {
+  const { crc32 } = await import("node:zlib");
+  const dir = tempDir();
+  const store = SnapshotStore.open(dir);
+  const entries = [...keyspace(2000)];
+  await store.write({ lastIndex: 9, lastTerm: 1 }, entries);
+  const path = join(dir, "snap", snapshotName(9));
+  const v2 = readFileSync(path);
+  const headerBytes = v2.readUInt32LE(12);
+  expect(v2.readUInt32LE(8)).toBe(SNAPSHOT_VERSION);
+  expect(SNAPSHOT_VERSION).toBe(2);
+  expect(v2.readUInt32LE(48)).toBe(crc32(v2.subarray(headerBytes)));
+
+  // The same snapshot as version 1 wrote it: CRC-32C over the body and over the header.
+  const asVersion = (v: number, bodyCrc: number) => {
+    const b = Buffer.from(v2);
+    b.writeUInt32LE(v, 8);
+    b.writeUInt32LE(bodyCrc, 48);
+    b.writeUInt32LE(crc32c(b, 0, headerBytes - 4), headerBytes - 4);
+    return b;
+  };
+  const v1 = asVersion(1, crc32c(v2, headerBytes, v2.length));
+  writeFileSync(path, v1);
+  expect([...store.load(path).entries()]).toEqual(entries);
+  const viaMap: SnapshotEntry[] = [];
+  const m = store.load(path, { checkBodyWhileReading: true }).mapped()!;
+  m.forEach((k, ref, at) => viaMap.push([k, m.values.value(ref), at]));
+  expect(viaMap).toEqual(entries);
+  // A version 1 body checked with its own checksum: damage is found.
+  v1[v1.length - 5]! ^= 1;
+  writeFileSync(path, v1);
+  expect(() => store.load(path)).toThrow(/body checksum mismatch/);
+  // A version 1 header with a CRC-32 body checksum is wrong, and so found.
+  writeFileSync(path, asVersion(1, crc32(v2.subarray(headerBytes))));
+  expect(() => store.load(path)).toThrow(/body checksum mismatch/);
+  writeFileSync(path, asVersion(3, crc32(v2.subarray(headerBytes))));
+  expect(() => store.load(path)).toThrow(/format version 3, this kv reads 1 to 2/);
 });
