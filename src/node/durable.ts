@@ -37,7 +37,18 @@ export interface DurableOptions {
   snapshotLogBytes: number;
   /** The file-system layer (tests pass a recording or fault-injecting one). */
   io?: StorageIo;
+  /** Batches with an fsync running at once in "always" (default SYNCS_IN_FLIGHT). */
+  syncsInFlightMax?: number;
 }
+
+/**
+ * With --fsync always, the next batch's write and fsync start while the previous batch's fsync
+ * is still running (acknowledgements stay in log order, each after its own fsync and every
+ * earlier one). Measured with redis-benchmark -c 50 -d 16 -t set, interleaved pairs, 1 against
+ * 2: -P 16 median 195k -> 211k SET/s (2 ahead in 6 of 6 pairs), -P 1 22.1k -> 24.0k (7 pairs).
+ * 4 was no better than 2 at -P 16.
+ */
+export const SYNCS_IN_FLIGHT = 2;
 
 /** A write waiting for durability: who gets the reply once it is applied. */
 export interface Proposal<T> {
@@ -114,6 +125,7 @@ export class DurableLog<T> {
         fsync: opts.fsync,
         segmentBytesMax: opts.segmentBytesMax,
         io: opts.io,
+        wal: { syncsInFlightMax: opts.syncsInFlightMax ?? SYNCS_IN_FLIGHT },
         checkSnapshotBodyWhileReading: true,
         skipSnapshots,
       });
