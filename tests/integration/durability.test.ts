@@ -233,6 +233,50 @@ describe("snapshots", () => {
     await kv.stop();
   });
 
+  test("after a restart values are read from the mapped snapshot and log; SAVE copies them and ends the mapping", async () => {
+    const dataDir = tempDir();
+    const value = (i: number, tag: string) => `${tag}${i}:` + String.fromCharCode(i % 256, 0, 13, 10) + "x".repeat(i % 50);
+    const want = new Map<string, string>();
+    let kv = await startKv(["--wal-segment-bytes", "16kb"], { dataDir });
+    let c = client(kv.port);
+    const set = async (k: string, v: string) => {
+      await c.set(k, Buffer.from(v, "latin1")); // bytes: the client sends a string as UTF-8
+      want.set(k, v);
+    };
+    for (let i = 0; i < 200; i++) await set(`k${i}`, value(i, "snap"));
+    expect(await c.command(["SAVE"])).toBe("OK");
+    for (let i = 150; i < 300; i++) await set(`k${i}`, value(i, "log")); // overwrites and new keys, in the log only
+    await c.close();
+    expect(await kv.stop({ keepData: true })).toBe(0);
+
+    const mapped = async () => /kv_values_mapped:(\d)/.exec(String(await c.command(["INFO", "persistence"])))![1];
+    const check = async () => {
+      for (const [k, v] of want) expect(Buffer.from((await c.getBuffer(k))!).toString("latin1"), k).toBe(v);
+      expect(await c.dbsize()).toBe(want.size);
+    };
+    kv = await startKv([], { dataDir });
+    expect(kv.output()).toMatch(/snapshot at index \d+ \(200 keys\) \+ 150 log records/);
+    c = client(kv.port);
+    expect(await mapped()).toBe("1");
+    await check();
+    await c.command(["APPEND", "k10", "+tail"]); // a value from the snapshot file, extended
+    want.set("k10", want.get("k10")! + "+tail");
+    await set("k250", "replaced"); // a value from the log, replaced
+    await check();
+    expect(await mapped()).toBe("1");
+    expect(await c.command(["SAVE"])).toBe("OK");
+    expect(await mapped()).toBe("0");
+    await check();
+    await c.close();
+    expect(await kv.stop({ keepData: true })).toBe(0);
+
+    kv = await startKv([], { dataDir });
+    c = client(kv.port);
+    await check();
+    await c.close();
+    await kv.stop();
+  });
+
   test("a corrupt newest snapshot falls back to the previous one plus the log", async () => {
     const dataDir = tempDir();
     let kv = await startKv([], { dataDir });
