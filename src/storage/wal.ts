@@ -483,18 +483,7 @@ export class Wal implements LogStore {
     }
     const m = Buffer.from(u.buffer, u.byteOffset, u.length);
     if (m.length < seg.bytes) throw changedAfterValidation(seg, seg.firstIndex + seg.offsets.length - 1, m.length, "file shorter than validated");
-    const checked = seg.checkedAtOpen;
-    for (let k = k0; k < seg.offsets.length; k++) {
-      const off = seg.offsets.at(k)!;
-      const end = recordEnd(seg, k);
-      const ok =
-        (checked ? end - off >= RECORD_HEADER_BYTES && off + RECORD_HEADER_BYTES + getU32(m, off) === end : validRecordEnd(m, off, seg.bytes) === end) &&
-        peekIndex(m, off) === seg.firstIndex + k;
-      if (!ok) {
-        const kind = decodeAt(m, off, seg.bytes).kind;
-        throw changedAfterValidation(seg, seg.firstIndex + k, off, kind === "ok" ? "wrong index or length" : kind);
-      }
-    }
+    checkRecords(seg, k0, seg.offsets.length, m, 0, seg.bytes, !seg.checkedAtOpen);
     return m;
   }
 
@@ -509,14 +498,8 @@ export class Wal implements LogStore {
     // Uninitialized is safe: every record is checked against the bytes the read filled.
     if (buf === null || buf.length < len) buf = Buffer.allocUnsafe(len);
     const n = this.io.read(this.readFd(seg), buf, 0, len, start);
-    for (let k = k0; k < k1; k++) {
-      const off = seg.offsets.at(k)! - start;
-      const ok = n === len && validRecordEnd(buf, off, len) === recordEnd(seg, k) - start && peekIndex(buf, off) === seg.firstIndex + k;
-      if (!ok) {
-        const kind = n !== len ? "short read" : decodeAt(buf, off, len).kind;
-        throw changedAfterValidation(seg, seg.firstIndex + k, start + off, kind === "ok" ? "wrong index or length" : kind);
-      }
-    }
+    if (n !== len) throw changedAfterValidation(seg, seg.firstIndex + k0, start + n, "short read");
+    checkRecords(seg, k0, k1, buf, start, len, true);
     return buf;
   }
 
@@ -1002,6 +985,24 @@ function chunkEnd(seg: Segment, k0: number, kMax: number, budget: number): numbe
   let k1 = k0 + 1;
   while (k1 < kMax && recordEnd(seg, k1) - start <= budget) k1++;
   return k1;
+}
+
+/**
+ * Checks seg's records [k0, k1) in buf, which holds the file from offset `base` on (`len` bytes),
+ * against what recovery validated: each record's length and index, and its checksum and type
+ * when `checksums` (else only the length field). Throws changedAfterValidation at the first
+ * record that differs.
+ */
+function checkRecords(seg: Segment, k0: number, k1: number, buf: Uint8Array, base: number, len: number, checksums: boolean): void {
+  for (let k = k0; k < k1; k++) {
+    const off = seg.offsets.at(k)! - base;
+    const end = recordEnd(seg, k) - base;
+    const lengthOk = checksums ? validRecordEnd(buf, off, len) === end : end - off >= RECORD_HEADER_BYTES && off + RECORD_HEADER_BYTES + getU32(buf, off) === end;
+    if (!lengthOk || peekIndex(buf, off) !== seg.firstIndex + k) {
+      const kind = decodeAt(buf, off, len).kind;
+      throw changedAfterValidation(seg, seg.firstIndex + k, base + off, kind === "ok" ? "wrong index or length" : kind);
+    }
+  }
 }
 
 function changedAfterValidation(seg: Segment, index: number, offset: number, what: string): CorruptLogError {
