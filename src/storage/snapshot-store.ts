@@ -402,7 +402,7 @@ export class SnapshotStore {
         if (m.length !== headerBytes + info.bodyBytes) return undefined; // changed since load(): forEach reports it
         const buf = Buffer.from(m.buffer, m.byteOffset, m.length);
         return {
-          values: { value: (ref) => valueAt(buf, ref) },
+          values: { value: (ref) => entryValue(buf, ref) }, // ref: the entry's offset
           forEach: (fn) => {
             forEachMapped(buf, path, headerBytes, info.bodyBytes, count, fn, expect());
             verified = true;
@@ -519,13 +519,29 @@ function* readEntries(io: StorageIo, path: string, start: number, bodyBytes: num
 /** Checksummed at a time while a mapped body is parsed (so the bytes are still in cache). */
 const MAPPED_CRC_STEP = 1024 * 1024;
 
-/** The value of the entry starting at `ref` in a mapped, already parsed snapshot. */
-function valueAt(buf: Buffer, ref: number): string {
-  const kLen = buf.readUInt32LE(ref + 1);
-  const vLen = buf.readUInt32LE(ref + 5);
-  const o = ref + 9 + (buf[ref]! & FLAG_EXPIRE ? 8 : 0) + kLen;
-  return buf.latin1Slice(o, o + vLen);
+// An entry at p: [u8 flags][u32 keyBytes][u32 valueBytes][u64 expireAtMs if flags & 1][key][value].
+// entryBytes needs only the first ENTRY_HEAD_BYTES; the others need the whole entry in buf.
+const ENTRY_HEAD_BYTES = 9;
+/** The whole entry's size. */
+function entryBytes(buf: Buffer, p: number): number {
+  return ENTRY_HEAD_BYTES + (buf[p]! & FLAG_EXPIRE ? 8 : 0) + buf.readUInt32LE(p + 1) + buf.readUInt32LE(p + 5);
 }
+/** Where the entry's key starts (its value follows it). */
+function entryKeyAt(buf: Buffer, p: number): number {
+  return p + ENTRY_HEAD_BYTES + (buf[p]! & FLAG_EXPIRE ? 8 : 0);
+}
+function entryExpiry(buf: Buffer, p: number): number | undefined {
+  return buf[p]! & FLAG_EXPIRE ? buf.readUInt32LE(p + ENTRY_HEAD_BYTES + 4) * TWO_32 + buf.readUInt32LE(p + ENTRY_HEAD_BYTES) : undefined;
+}
+function entryKey(buf: Buffer, p: number): string {
+  const k = entryKeyAt(buf, p);
+  return buf.latin1Slice(k, k + buf.readUInt32LE(p + 1));
+}
+function entryValue(buf: Buffer, p: number): string {
+  const v = entryKeyAt(buf, p) + buf.readUInt32LE(p + 1);
+  return buf.latin1Slice(v, v + buf.readUInt32LE(p + 5));
+}
+
 
 /** readBatches over a mapped file: fn gets each entry's offset in the file as its value ref. */
 function forEachMapped(
@@ -542,12 +558,8 @@ function forEachMapped(
   let crcPos = start; // body bytes before this are in crc
   let p = start;
   for (let i = 0; i < count; i++) {
-    if (end - p < 9) throw new CorruptLogError(`${path}: body ends inside an entry`, path, p);
-    const flags = buf[p]!;
-    const kLen = buf.readUInt32LE(p + 1);
-    const vLen = buf.readUInt32LE(p + 5);
-    const expBytes = flags & FLAG_EXPIRE ? 8 : 0;
-    const need = 9 + expBytes + kLen + vLen;
+    if (end - p < ENTRY_HEAD_BYTES) throw new CorruptLogError(`${path}: body ends inside an entry`, path, p);
+    const need = entryBytes(buf, p);
     // Lengths come from bytes not yet checked (expectCrc): never read past the body.
     if (need > end - p) throw new CorruptLogError(`${path}: an entry runs past the end of the body`, path, p);
     if (expectCrc !== undefined && p + need > crcPos) {
@@ -555,13 +567,7 @@ function forEachMapped(
       crc = expectCrc.fn(buf, crcPos, to, crc);
       crcPos = to;
     }
-    let o = p + 9;
-    let exp: number | undefined;
-    if (expBytes) {
-      exp = buf.readUInt32LE(o + 4) * TWO_32 + buf.readUInt32LE(o);
-      o += 8;
-    }
-    fn(buf.latin1Slice(o, o + kLen), p, exp);
+    fn(entryKey(buf, p), p, entryExpiry(buf, p));
     p += need;
   }
   if (expectCrc !== undefined) {
@@ -610,30 +616,17 @@ function* readBatches(
       if (have < need) throw new CorruptLogError(`${path}: body ends inside an entry`, path, filePos);
     };
     for (let i = 0; i < count; i++) {
-      if (have - p < 9) {
+      if (have - p < ENTRY_HEAD_BYTES) {
         yield;
-        fill(9);
+        fill(ENTRY_HEAD_BYTES);
       }
-      const flags = buf[p]!;
-      const kLen = buf.readUInt32LE(p + 1);
-      const vLen = buf.readUInt32LE(p + 5);
-      const expBytes = flags & FLAG_EXPIRE ? 8 : 0;
-      const need = 9 + expBytes + kLen + vLen;
+      const need = entryBytes(buf, p);
       if (have - p < need) {
         yield;
         fill(need);
       }
-      let o = p + 9;
-      let exp: number | undefined;
-      if (expBytes) {
-        exp = buf.readUInt32LE(o + 4) * TWO_32 + buf.readUInt32LE(o);
-        o += 8;
-      }
-      const key = buf.latin1Slice(o, o + kLen);
-      o += kLen;
-      const value = buf.latin1Slice(o, o + vLen);
-      p = o + vLen;
-      fn(key, value, exp);
+      fn(entryKey(buf, p), entryValue(buf, p), entryExpiry(buf, p));
+      p += need;
     }
     yield;
     const leftover = end - filePos + have - p; // body bytes after the last entry (must be none)

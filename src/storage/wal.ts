@@ -441,25 +441,18 @@ export class Wal implements LogStore {
     let count = 0;
     while (i <= this.written) {
       const seg = this.segmentFor(i)!;
-      const m = opts.map ? this.mapChecked(seg, i - seg.firstIndex) : undefined;
-      if (m !== undefined) {
-        // The whole rest of the segment, checked, from the mapping: payloads stay valid after
-        // the call for as long as the caller holds `m` (a record is never rewritten in place).
-        for (let k = i - seg.firstIndex; k < seg.offsets.length; k++) {
-          const off = seg.offsets.at(k)!;
-          fn(seg.firstIndex + k, peekTerm(m, off), peekType(m, off), peekTimestamp(m, off), m, off + RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES, recordEnd(seg, k), true);
-          count++;
-        }
-        i = seg.firstIndex + seg.offsets.length;
-        continue;
-      }
       const k0 = i - seg.firstIndex;
-      const k1 = chunkEnd(seg, k0, seg.offsets.length, READ_CHUNK_BYTES);
-      buf = this.readChecked(seg, k0, k1, buf);
-      const start = seg.offsets.at(k0)!;
+      // Mapped: the whole rest of the segment, and payloads stay valid after the call for as
+      // long as the caller holds the mapping (a record is never rewritten in place). Read: a
+      // chunk into the reused buffer, valid only during the call.
+      const m = opts.map ? this.mapChecked(seg, k0) : undefined;
+      const k1 = m !== undefined ? seg.offsets.length : chunkEnd(seg, k0, seg.offsets.length, READ_CHUNK_BYTES);
+      if (m === undefined) buf = this.readChecked(seg, k0, k1, buf);
+      const b = m ?? buf;
+      const base = m !== undefined ? 0 : seg.offsets.at(k0)!; // file offset of b[0]
       for (let k = k0; k < k1; k++) {
-        const off = seg.offsets.at(k)! - start;
-        fn(seg.firstIndex + k, peekTerm(buf, off), peekType(buf, off), peekTimestamp(buf, off), buf, off + RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES, recordEnd(seg, k) - start, false);
+        const off = seg.offsets.at(k)! - base;
+        fn(seg.firstIndex + k, peekTerm(b, off), peekType(b, off), peekTimestamp(b, off), b, off + RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES, recordEnd(seg, k) - base, m !== undefined);
         count++;
       }
       i = seg.firstIndex + k1;

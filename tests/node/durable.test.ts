@@ -39,6 +39,13 @@ async function settle(replies: Map<string, string>, n: number): Promise<void> {
   for (let i = 0; i < 500 && replies.size < n; i++) await Bun.sleep(2);
 }
 
+/** Proposes SET k<i> v<i> for i in [from, to) and waits for every reply so far (to in all). */
+async function setRange(d: DurableLog<string>, replies: Map<string, string>, from: number, to: number): Promise<void> {
+  for (let i = from; i < to; i++) d.propose(["SET", `k${i}`, `v${i}`], 1, `a${i}`);
+  await settle(replies, to);
+  expect(replies.size).toBe(to);
+}
+
 describe("DurableLog", () => {
   test("every reply is produced after a datasync that follows the write carrying its record", async () => {
     const io = new RecordingIo();
@@ -242,11 +249,9 @@ describe("DurableLog recovery with a corrupt newest snapshot (its checksum is ch
 
   test("a corrupt snapshot past the end of the log does not reset the log: its body is checked before that decision", async () => {
     const { d, dir, replies } = await open(new RecordingIo());
-    for (let i = 0; i < 10; i++) d.propose(["SET", `k${i}`, `v${i}`], 1, `a${i}`);
-    await settle(replies, 10);
+    await setRange(d, replies, 0, 10);
     await d.snapshot();
-    for (let i = 10; i < 20; i++) d.propose(["SET", `k${i}`, `v${i}`], 1, `a${i}`);
-    await settle(replies, 20);
+    await setRange(d, replies, 10, 20);
     await d.close();
     // A newer snapshot at index 50 (beyond the log's last index 20), then damaged.
     await SnapshotStore.open(dir).write({ lastIndex: 50, lastTerm: 1, meta: new TextEncoder().encode("1") }, [["zz", "from-50", undefined]]);
@@ -287,7 +292,7 @@ async function until(cond: () => boolean): Promise<void> {
 describe("DurableLog restart from a mapped snapshot (values stay in the file until used)", () => {
   test("values are served from the mapping; writes replace them; the next snapshot copies the rest and lets the file go", async () => {
     const { d, dir, replies } = await open(new RecordingIo());
-    for (let i = 0; i < 40; i++) d.propose(["SET", `k${i}`, `v${i}`], 1, `a${i}`);
+    await setRange(d, replies, 0, 40);
     d.propose(["SET", "ttl", "t", "PXAT", "9000000000000"], 1, "t");
     await settle(replies, 41);
     await d.snapshot();
@@ -359,8 +364,7 @@ describe("DurableLog restart from a mapped snapshot (values stay in the file unt
 
   test("a snapshot file that cannot be mapped is read instead, with the same state", async () => {
     const { d, dir, replies } = await open(new RecordingIo());
-    for (let i = 0; i < 20; i++) d.propose(["SET", `k${i}`, `v${i}`], 1, `a${i}`);
-    await settle(replies, 20);
+    await setRange(d, replies, 0, 20);
     await d.snapshot();
     await d.close();
     const io = new RecordingIo();

@@ -15,12 +15,17 @@ function* keyspace(n: number, tag = "v"): Generator<SnapshotEntry> {
   for (let i = 0; i < n; i++) yield [`key:${i}`, `${tag}-${i}`, i % 3 === 0 ? 1_800_000_000_000 + i : undefined];
 }
 
+/** Byte-string keys and values, an empty key and value, an expiry past 2^32, a value bigger than one chunk and than the mapped checksum step, then many plain keys. */
+function edgeCases(): SnapshotEntry[] {
+  const binKey = String.fromCharCode(0, 255, 13, 10, 128);
+  const bigValue = "\xff".repeat(3 * 1024 * 1024);
+  return [[binKey, "\x00\x01", undefined], ["", "", 0], ["big", bigValue, 2 ** 50], ...keyspace(5000)];
+}
+
 test("write then load: header fields, byte-string keys and values, expiries, empty keyspace", async () => {
   const dir = tempDir();
   const store = SnapshotStore.open(dir);
-  const binKey = String.fromCharCode(0, 255, 13, 10, 128);
-  const bigValue = "\xff".repeat(3 * 1024 * 1024); // bigger than one chunk
-  const entries: SnapshotEntry[] = [[binKey, "\x00\x01", undefined], ["", "", 0], ["big", bigValue, 2 ** 50], ...keyspace(5000)];
+  const entries = edgeCases();
   const meta = new Uint8Array([1, 2, 3]);
   const res = await store.write({ lastIndex: 42, lastTerm: 3, meta }, entries);
   expect(res).toMatchObject({ lastIndex: 42, lastTerm: 3, entryCount: entries.length });
@@ -266,9 +271,7 @@ test("checkBodyWhileReading: the checksum is checked as the body streams, and a 
 test("mapped(): the same entries as forEach, each value read back through its ref; damage found as forEach finds it", async () => {
   const dir = tempDir();
   const store = SnapshotStore.open(dir);
-  const binKey = String.fromCharCode(0, 255, 13, 10, 128);
-  const bigValue = "\xfe".repeat(3 * 1024 * 1024); // past the checksum step
-  const entries: SnapshotEntry[] = [[binKey, "\x00\x01", undefined], ["", "", 0], ["big", bigValue, 2 ** 50], ...keyspace(5000)];
+  const entries = edgeCases();
   await store.write({ lastIndex: 30, lastTerm: 2 }, entries);
   const path = join(dir, "snap", snapshotName(30));
 

@@ -437,13 +437,19 @@ test("preallocation: once a spare is ready, a non-preallocated first segment is 
   await again.close();
 });
 
-test("replayEach passes exactly what replay() yields, across segments and from any index, and rechecks checksums", async () => {
-  const { readFileSync, writeFileSync } = await import("node:fs");
+/** A data dir whose log (1000-byte segments) holds records 1-300 over terms 1-4 and a last record bigger than a segment. */
+async function manySegments(): Promise<string> {
   const dir = tempDir();
   const wal = await Wal.open({ dataDir: dir, segmentBytesMax: 1000 });
   for (let i = 1; i <= 300; i += 30) await wal.append(recs(i, i + 29, 1 + Math.floor(i / 100)));
-  await wal.append([{ ...rec(301, 4), payload: new Uint8Array(10_000).fill(7) }]); // a record bigger than a segment
+  await wal.append([{ ...rec(301, 4), payload: new Uint8Array(10_000).fill(7) }]);
   await wal.close();
+  return dir;
+}
+
+test("replayEach passes exactly what replay() yields, across segments and from any index, and rechecks checksums", async () => {
+  const { readFileSync, writeFileSync } = await import("node:fs");
+  const dir = await manySegments();
   const again = await Wal.open({ dataDir: dir, segmentBytesMax: 1000 });
   expect(walFiles(dir).length).toBeGreaterThan(3);
   for (const from of [1, 2, 29, 150, 300, 301, 302]) {
@@ -466,10 +472,7 @@ test("replayEach passes exactly what replay() yields, across segments and from a
 
 test("replayEach with map: the same records from mapped segments, payloads valid after the call; unmappable segments are read", async () => {
   const { readFileSync, writeFileSync } = await import("node:fs");
-  const dir = tempDir();
-  const wal = await Wal.open({ dataDir: dir, segmentBytesMax: 1000 });
-  for (let i = 1; i <= 300; i += 30) await wal.append(recs(i, i + 29, 1 + Math.floor(i / 100)));
-  await wal.close();
+  const dir = await manySegments();
   const io = new RecordingIo();
   const again = await Wal.open({ dataDir: dir, segmentBytesMax: 1000, io });
   const segments = walFiles(dir).length;
