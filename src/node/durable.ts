@@ -80,6 +80,13 @@ export class DurableLog<T> {
   private lastIndex = 0;
   private appliedIndex = 0;
   private batch: Proposal<T>[] = [];
+  /** Batches handed to the WAL and not yet applied or failed, oldest first (see sweepExpired). */
+  private readonly inFlight: Proposal<T>[][] = [];
+  /**
+   * No write is stamped earlier than this: the latest stamp proposed or time swept at. Stamps
+   * never go back, so every write applied later runs at or after any time the sweep used.
+   */
+  private stampFloorMs = 0;
   private flushScheduled = false;
   private bytesSinceSnapshot = 0;
   private snapshotRunning: Promise<SnapshotStats> | null = null;
@@ -220,6 +227,8 @@ export class DurableLog<T> {
    * fsync into the next one (group commit).
    */
   propose(argv: string[], nowMs: number, owner: T): Proposal<T> {
+    if (nowMs < this.stampFloorMs) nowMs = this.stampFloorMs;
+    else this.stampFloorMs = nowMs;
     const p: Proposal<T> = { index: ++this.lastIndex, argv, nowMs, owner };
     this.batch.push(p);
     if (!this.flushScheduled) {
@@ -245,14 +254,35 @@ export class DurableLog<T> {
       bytes += recordBytes(records[i]!);
     }
     this.bytesSinceSnapshot += bytes;
+    this.inFlight.push(batch);
     // Already at the end of the turn: write now rather than one more turn later.
     this.storage.wal.append(records, true).then(
       () => this.applyBatch(batch),
-      (err: Error) => this.onFailed(batch, err),
+      (err: Error) => {
+        const i = this.inFlight.indexOf(batch);
+        if (i >= 0) this.inFlight.splice(i, 1);
+        this.onFailed(batch, err);
+      },
     );
   }
 
+  /**
+   * Reclaims up to maxKeys keys expired at nowMs, outside the log. Safe only because no write
+   * still to be applied can run at an earlier time: the sweep time is capped at the oldest
+   * pending write's stamp, and later stamps are raised to it. Otherwise a key could vanish under
+   * a write stamped before its expiry (say SET NX), which the replay would then apply to the
+   * key still present: a different outcome after a restart.
+   */
+  sweepExpired(nowMs: number, maxKeys: number): number {
+    const oldest = this.inFlight.length > 0 ? this.inFlight[0]! : this.batch;
+    const at = oldest.length > 0 ? Math.min(nowMs, oldest[0]!.nowMs) : nowMs;
+    if (at > this.stampFloorMs) this.stampFloorMs = at;
+    return this.fsm.db.sweepExpired(at, maxKeys);
+  }
+
   private applyBatch(batch: Proposal<T>[]): void {
+    assert(this.inFlight[0] === batch, "a batch applied out of order");
+    this.inFlight.shift();
     for (const p of batch) {
       assert(p.index === this.appliedIndex + 1, `apply out of order: ${p.index} after ${this.appliedIndex}`);
       this.appliedIndex = p.index;

@@ -172,14 +172,27 @@ export class KvServer {
         },
       },
     });
-    // Single node: sweeping by the local clock only reclaims memory; reads already hide
-    // expired keys, and replay gives the same visible state. (Raft will log expiry instead.)
+    // Single node: the sweep only reclaims memory (reads already hide expired keys), outside
+    // the log; DurableLog.sweepExpired keeps it from deleting a key a pending write may still
+    // see live, so replay gives the same visible state. (Raft will log expiry instead.)
     this.sweepTimer = setInterval(() => {
-      this.db.sweepExpired(Date.now(), this.config.expireSweepKeysMax);
+      this.durable.sweepExpired(this.now(), this.config.expireSweepKeysMax);
     }, this.config.expireSweepIntervalMs);
     this.keysPeak = this.db.dbsize(); // what recovery loaded
     this.idleGcTimer = setInterval(() => this.idleGcCheck(), IDLE_GC_CHECK_MS);
     this.idleGcTimer.unref();
+  }
+
+  /**
+   * The time commands run at: the wall clock, but never earlier than a time already used, so a
+   * clock stepped back neither brings an expired key back for reads nor stamps a write before one
+   * already logged.
+   */
+  private lastNowMs = 0;
+  now(): number {
+    const t = Date.now();
+    if (t > this.lastNowMs) this.lastNowMs = t;
+    return this.lastNowMs;
   }
 
   /** One look of the idle collection (see IDLE_GC_CHECK_MS). */
@@ -242,7 +255,7 @@ export class KvServer {
     for (;;) {
       out.reset();
       out.proto = conn.proto;
-      const nowMs = Date.now();
+      const nowMs = this.now();
       conn.lastActiveMs = nowMs;
       let overLimit = false;
       try {
@@ -378,7 +391,7 @@ export class KvServer {
       if (item.index === -1 && item.reply === undefined) return;
       conn.pending.shift();
       if (item.index === -1) item.reply!(out);
-      else if (!conn.closing) this.dispatcher.dispatch(conn, item.argv, out, nowMs === 0 ? (nowMs = Date.now()) : nowMs);
+      else if (!conn.closing) this.dispatcher.dispatch(conn, item.argv, out, nowMs === 0 ? (nowMs = this.now()) : nowMs);
     }
   }
 

@@ -84,6 +84,35 @@ describe("DurableLog", () => {
     await again.d.close();
   });
 
+  test("the expiry sweep never deletes a key that a write waiting for its fsync still sees live; replay agrees", async () => {
+    const io = new RecordingIo();
+    const { d, dir, replies } = await open(io);
+    const t = 1_700_000_000_000;
+    d.propose(["SET", "k", "old", "PXAT", String(t + 100)], t, "w1");
+    await settle(replies, 1);
+    io.syncDelayMs = 30; // the next write waits for its fsync while the sweep runs
+    d.propose(["SET", "k", "new", "NX"], t + 99, "w2"); // k is live at t+99: NX must fail
+    d.propose(["GET", "k"], t + 99, "r2");
+    await Bun.sleep(5);
+    // The sweep fires at t+100, while w2 is still in flight: k is not reclaimed under it.
+    expect(d.sweepExpired(t + 100, 100)).toBe(0);
+    await settle(replies, 3);
+    expect(replies.get("w2")).toBe("$-1\r\n");
+    expect(replies.get("r2")).toBe("$3\r\nold\r\n");
+    // Once nothing is pending, the expired key goes; and a write stamped earlier than the sweep runs after it.
+    io.syncDelayMs = 0;
+    expect(d.sweepExpired(t + 100, 100)).toBe(1);
+    d.propose(["SET", "k", "later", "NX"], t + 50, "w3");
+    await settle(replies, 4);
+    expect(replies.get("w3")).toBe("+OK\r\n");
+    const live = d.fsm.digest(t + 101);
+    await d.close();
+    const again = await open(new RecordingIo(), dir);
+    expect(again.d.fsm.db.get("k", t + 101)).toBe("later");
+    expect(again.d.fsm.digest(t + 101)).toBe(live);
+    await again.d.close();
+  });
+
   test("a failed fsync: that batch's outcome is unknown, later writes are refused, nothing is applied", async () => {
     const io = new RecordingIo();
     const { d, replies } = await open(io);
