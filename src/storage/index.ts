@@ -3,7 +3,7 @@ import { CorruptLogError } from "../errors.ts";
 import { nodeIo, type StorageIo } from "./io.ts";
 import { type DataDirLock, lockDataDir } from "./lock.ts";
 import { type LoadedSnapshot, SnapshotStore, warnUnusableSnapshot } from "./snapshot-store.ts";
-import { type FsyncMode, Wal, type WalOptions } from "./wal.ts";
+import { type FsyncMode, openDataDir, Wal, type WalOptions } from "./wal.ts";
 
 export * from "./codec.ts";
 export { crc32c } from "./crc32c.ts";
@@ -57,11 +57,15 @@ export interface OpenedStorage {
  */
 export async function openStorage(opts: OpenStorageOptions): Promise<OpenedStorage> {
   const io = opts.io ?? nodeIo;
-  const snapshots = SnapshotStore.open(opts.dataDir, io);
+  // The lock before anything in the dir changes: a second process must not delete the running
+  // node's snapshot temp file or set its snapshots aside.
+  openDataDir(io, opts.dataDir);
   const lock = lockDataDir(opts.dataDir);
+  let snapshots: SnapshotStore;
   let wal: Wal;
   let snapshot: LoadedSnapshot | undefined;
   try {
+    snapshots = SnapshotStore.open(opts.dataDir, io);
     // The snapshot first: the log it covers then needs only a structural scan. (If its body
     // later turns out corrupt, the caller opens again without it and the log is checked fully.)
     snapshot = snapshots.loadNewest({ checkBodyWhileReading: opts.checkSnapshotBodyWhileReading, skip: opts.skipSnapshots });

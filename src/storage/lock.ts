@@ -53,8 +53,10 @@ function readOr(path: string, fallback: string): string {
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as { code?: string }).code === "EPERM";
   }
+  // A killed process its parent has not reaped yet still answers signal 0: a zombie holds no files.
+  const stat = readOr(`/proc/${pid}/stat`, "");
+  return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
 }

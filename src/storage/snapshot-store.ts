@@ -41,6 +41,8 @@ interface Expect {
 const MAGIC = [0x4b, 0x56, 0x53, 0x4e, 0x41, 0x50, 0, 0]; // "KVSNAP\0\0"
 const HEADER_FIXED_BYTES = 60; // up to and including metaBytes, plus the trailing header CRC
 const SNAP_RE = /^(\d{20})\.snap$/;
+/** Appended to a snapshot found corrupt at startup: kept for inspection, no longer a snapshot. */
+export const CORRUPT_SUFFIX = ".corrupt";
 /** Body write unit: small enough that CRC + write(2) of one chunk stay well under a millisecond. */
 const CHUNK_BYTES = 256 * 1024;
 const FLAG_EXPIRE = 1;
@@ -125,6 +127,8 @@ export class SnapshotInProgressError extends Error {
 export class SnapshotStore {
   readonly dir: string;
   private writing = false;
+  /** Snapshots found corrupt by this process (names): never listed, so never the fallback. */
+  private readonly bad = new Set<string>();
   private constructor(
     dataDir: string,
     private readonly io: StorageIo,
@@ -151,12 +155,12 @@ export class SnapshotStore {
     return s;
   }
 
-  /** Snapshot files, newest first, by the index in their names (not validated). */
+  /** Snapshot files, newest first, by the index in their names (not validated; ones found corrupt left out). */
   list(): { name: string; lastIndex: number }[] {
     return this.io
       .readdir(this.dir)
       .map((name) => ({ name, m: SNAP_RE.exec(name) }))
-      .filter((x) => x.m)
+      .filter((x) => x.m && !this.bad.has(x.name))
       .map((x) => ({ name: x.name, lastIndex: Number(x.m![1]) }))
       .sort((a, b) => b.lastIndex - a.lastIndex);
   }
@@ -328,15 +332,37 @@ export class SnapshotStore {
   loadNewest(opts: { checkBodyWhileReading?: boolean; skip?: ReadonlySet<string> } = {}): LoadedSnapshot | undefined {
     for (const { name } of this.list()) {
       const path = join(this.dir, name);
-      if (opts.skip?.has(path)) continue;
+      if (opts.skip?.has(path)) {
+        this.setAside(name);
+        continue;
+      }
       try {
         return this.load(path, opts);
       } catch (e) {
         if (!(e instanceof CorruptLogError)) throw e;
         warnUnusableSnapshot(path, e);
+        this.setAside(name);
       }
     }
     return undefined;
+  }
+
+  /**
+   * Takes a snapshot found corrupt out of the set: renamed to NAME.corrupt (kept for inspection)
+   * and, whether or not that works, left out of list(). Else it would count as one of the two
+   * snapshots kept: the next snapshot would delete the good one it fell back to, and the log
+   * would be compacted through the corrupt one's index, leaving no fallback.
+   */
+  private setAside(name: string): void {
+    this.bad.add(name);
+    const path = join(this.dir, name);
+    try {
+      this.io.rename(path, path + CORRUPT_SUFFIX);
+      this.io.fsyncDir(this.dir);
+      log().warn(`${SNAP_DIR}/${name} renamed to ${name}${CORRUPT_SUFFIX}; delete it once inspected`);
+    } catch (e) {
+      log().warn(`could not rename the unusable ${SNAP_DIR}/${name} (${(e as Error).message}); it is ignored`);
+    }
   }
 
   /**

@@ -14,10 +14,10 @@ afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-async function open(io: RecordingIo, dataDir?: string, snapshotLogBytes = 1 << 30) {
+async function open(io: RecordingIo, dataDir?: string, snapshotLogBytes = 1 << 30, segmentBytesMax = 1 << 20) {
   const dir = dataDir ?? mkdtempSync(join(tmpdir(), "kv-durable-"));
   if (!dataDir) dirs.push(dir);
-  const d = await DurableLog.open<string>({ dataDir: dir, fsync: "always", segmentBytesMax: 1 << 20, snapshotLogBytes, io });
+  const d = await DurableLog.open<string>({ dataDir: dir, fsync: "always", segmentBytesMax, snapshotLogBytes, io });
   const replies = new Map<string, string>();
   const outs = new Map<string, ReplyBuffer>();
   d.replyTo = (p) => {
@@ -273,6 +273,36 @@ describe("DurableLog recovery with a corrupt newest snapshot (its checksum is ch
     for (let i = 0; i < 30; i++) expect(again.d.fsm.db.get(`k${i}`, 10)).toBe(`new${i}`);
     expect(again.d.fsm.db.get("only-new", 10)).toBe("x");
     expect(again.d.fsm.db.dbsize()).toBe(31);
+    await again.d.close();
+  });
+
+  test("the corrupt snapshot is set aside: the next snapshots keep the good fallback and the log it needs", async () => {
+    const small = 2048; // segments of a few records, so compaction really deletes some
+    let o = await open(new RecordingIo(), undefined, 1 << 30, small);
+    const dir = o.dir;
+    await setRange(o.d, o.replies, 0, 100);
+    await o.d.snapshot(); // @100
+    await setRange(o.d, o.replies, 100, 200);
+    await o.d.snapshot(); // @200
+    await o.d.close();
+    flipBodyByte(join(dir, "snap", snapshotName(200)));
+
+    o = await open(new RecordingIo(), dir, 1 << 30, small);
+    expect(o.d.recovery.snapshotIndex).toBe(100);
+    expect(readdirSync(join(dir, "snap")).sort()).toEqual([snapshotName(100), `${snapshotName(200)}.corrupt`]);
+    for (let i = 200; i < 300; i++) o.d.propose(["SET", `k${i}`, `v${i}`], 1, `b${i}`);
+    await settle(o.replies, 100);
+    await o.d.snapshot(); // @300: the fallback is the good @100, and the log from 101 stays
+    await o.d.close();
+    expect(readdirSync(join(dir, "snap")).sort()).toEqual([snapshotName(100), `${snapshotName(200)}.corrupt`, snapshotName(300)]);
+
+    // The new snapshot is damaged too: the good one at 100 plus the log still give everything.
+    flipBodyByte(join(dir, "snap", snapshotName(300)));
+    const again = await open(new RecordingIo(), dir, 1 << 30, small);
+    expect(again.d.recovery.snapshotIndex).toBe(100);
+    expect(again.d.applied).toBe(300);
+    expect(again.d.fsm.db.dbsize()).toBe(300);
+    for (let i = 0; i < 300; i++) expect(again.d.fsm.db.get(`k${i}`, 10)).toBe(`v${i}`);
     await again.d.close();
   });
 
