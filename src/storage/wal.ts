@@ -133,6 +133,8 @@ interface Segment {
   syncing: number;
   /** Every record's checksum was verified by Wal.open (not only its structure). */
   checkedAtOpen: boolean;
+  /** Deleted by fail() while an fsync was in flight on fd: close fd when the last one returns. */
+  dropped?: boolean;
 }
 
 interface PendingAppend {
@@ -661,15 +663,19 @@ export class Wal implements LogStore {
 
   private roll(nextIndex: number): Segment {
     const old = this.segments[this.segments.length - 1]!;
-    if (old.allocated > old.bytes) {
-      // Only the last segment may end in zeros: cut the unused preallocation, durably, before any
-      // record goes to the next segment (else a crash could leave zeros inside the log).
+    // Only the last segment may end in zeros or a torn record: before any record goes to the next
+    // segment, the old one is made durable as it stands, its unused preallocation cut. Else the
+    // new segment's records could reach the disk first (its own fsync, writeback), and a power
+    // cut would leave a damaged segment that is not the last, which recovery refuses. In every
+    // fsync mode: it costs one fdatasync per segment.
+    const cut = old.allocated > old.bytes;
+    if (cut || old.syncedBytes < old.bytes) {
       try {
-        this.io.truncate(old.fd!, old.bytes);
+        if (cut) this.io.truncate(old.fd!, old.bytes);
         this.io.datasyncSync(old.fd!);
         this.stats.fsyncs++;
       } catch (e) {
-        throw new StorageIoError("truncate", old.path, e);
+        throw new StorageIoError(cut ? "truncate" : "fsync", old.path, e);
       }
       old.allocated = 0;
       old.syncedBytes = old.bytes;
@@ -751,6 +757,12 @@ export class Wal implements LogStore {
       throw new StorageIoError("fsync", seg.path, e);
     } finally {
       seg.syncing--;
+      if (seg.dropped && seg.syncing === 0 && seg.fd !== undefined) {
+        try {
+          this.io.close(seg.fd);
+        } catch {}
+        seg.fd = undefined;
+      }
     }
     seg.syncedBytes = Math.max(seg.syncedBytes, target);
   }
@@ -785,11 +797,23 @@ export class Wal implements LogStore {
     // Best effort: cut the files back to what was acknowledged so the next start sees a clean end
     // (recovery would treat the rest as a torn tail anyway). Segments created by the failed batch go.
     this.forgetAfter(this.acked);
+    let deleted = false;
     while (this.segments.length > 1 && this.segments[this.segments.length - 1]!.firstIndex > this.acked + 1) {
       const seg = this.segments.pop()!;
-      if (seg.syncing > 0) continue;
       try {
-        this.deleteSegment(seg);
+        // A file left here would start past a gap once the previous segment is cut back, and
+        // the next start would refuse it. One with an fsync in flight is unlinked now; its fd
+        // closes when the fsync returns.
+        if (seg.syncing > 0) {
+          seg.dropped = true;
+          this.io.unlink(seg.path);
+        } else this.deleteSegment(seg);
+        deleted = true;
+      } catch {}
+    }
+    if (deleted) {
+      try {
+        this.io.fsyncDir(this.dir);
       } catch {}
     }
     for (const seg of this.segments) {

@@ -331,6 +331,66 @@ test("syncsInFlightMax 2: a failed fsync rejects the later in-flight batch too (
   await wal.close();
 });
 
+test("syncsInFlightMax 2: a failure while a later batch's new segment is being fsynced leaves no gap on disk", async () => {
+  const dir = tempDir();
+  const io = new RecordingIo();
+  type Held = { path: string | undefined; go: () => void; fail: (e: Error) => void };
+  const held: Held[] = [];
+  let hold = false;
+  io.beforeDatasync = (path) => {
+    if (!hold) return;
+    return new Promise<void>((go, fail) => held.push({ path, go, fail }));
+  };
+  const until = async (n: number) => {
+    for (let i = 0; i < 500 && held.length < n; i++) await new Promise((r) => setTimeout(r, 2));
+    expect(held.length).toBe(n);
+  };
+  const wal = await Wal.open({ dataDir: dir, io, segmentBytesMax: 300, syncsInFlightMax: 2, preallocate: false });
+  await wal.append([rec(1)]);
+  hold = true;
+  const a = wal.append([rec(2, 1, "a".repeat(40))]); // segment 1; its fsync held
+  await until(1);
+  // B: 3 goes to segment 1, 4 rolls to a new segment (segment 1 is synced inline at the roll);
+  // B's fsync of the new segment is held.
+  const b = wal.append([rec(3, 1, "b".repeat(40)), rec(4, 1, "c".repeat(200))]);
+  await until(2);
+  expect(held[1]!.path).not.toBe(held[0]!.path);
+  const { ioError } = await import("../../src/storage/io.ts");
+  held[0]!.fail(ioError("EIO", "injected")); // A's fsync fails while the new segment's is in flight
+  const results = await Promise.allSettled([a, b]);
+  expect(results.map((r) => r.status)).toEqual(["rejected", "rejected"]);
+  held[1]!.go();
+  await new Promise((r) => setTimeout(r, 10));
+  await wal.close().catch(() => {});
+  expect(walFiles(dir).length).toBe(1); // the new segment went with the failed batches
+  hold = false;
+  const again = await Wal.open({ dataDir: dir, segmentBytesMax: 300, preallocate: false });
+  expect(again.lastIndex()).toBe(1);
+  await again.close();
+});
+
+test("a segment is durable before any record goes to the next one, in every fsync mode", async () => {
+  for (const fsync of ["always", "everysec", "no"] as const) {
+    const dir = tempDir();
+    const io = new RecordingIo();
+    const wal = await Wal.open({ dataDir: dir, io, fsync, segmentBytesMax: 512, preallocate: false, everysecIntervalMs: 60_000 });
+    for (let i = 1; i <= 40; i++) await wal.append([rec(i, 1, "r".repeat(60))]);
+    await wal.close();
+    const segs = walFiles(dir);
+    expect(segs.length).toBeGreaterThan(3);
+    // Walk the events: the first write to segment n+1 comes after a datasync of segment n that
+    // follows segment n's last write.
+    for (let n = 0; n + 1 < segs.length; n++) {
+      const ev = io.events.filter((e) => e.path?.endsWith(segs[n]!) || e.path?.endsWith(segs[n + 1]!));
+      const firstNext = ev.findIndex((e) => e.op === "write" && e.path!.endsWith(segs[n + 1]!));
+      const before = ev.slice(0, firstNext).filter((e) => e.path!.endsWith(segs[n]!));
+      const lastWrite = before.map((e) => e.op).lastIndexOf("write");
+      expect(lastWrite).toBeGreaterThanOrEqual(0);
+      expect(before.slice(lastWrite + 1).some((e) => e.op === "datasync")).toBe(true);
+    }
+  }
+});
+
 test("everysec: a failed background fsync fails the WAL; later appends are refused", async () => {
   const io = new RecordingIo();
   const wal = await Wal.open({ dataDir: tempDir(), io, fsync: "everysec", everysecIntervalMs: 10 });
