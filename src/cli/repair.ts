@@ -1,14 +1,22 @@
 // `kv repair`: cut a damaged write-ahead log at its first bad record and say exactly what was dropped.
-import { defineCommand } from "citty";
+import { type ArgsDef, defineCommand } from "citty";
 import { log } from "../log.ts";
+import { checkArgs } from "./strict.ts";
 import { DataDirError, repairWal } from "../storage/index.ts";
+
+const repairArgs = {
+  "data-dir": { type: "string", description: "The node's data directory", required: true },
+} as const satisfies ArgsDef;
 
 export default defineCommand({
   meta: { name: "repair", description: "Cut a damaged log at its first bad record (run on a stopped node)" },
-  args: {
-    "data-dir": { type: "string", description: "The node's data directory", required: true },
-  },
-  run({ args }) {
+  args: repairArgs,
+  run({ args, rawArgs }) {
+    const bad = checkArgs(rawArgs, repairArgs);
+    if (bad !== null) {
+      log.error(`${bad} (see kv repair --help)`);
+      process.exit(1);
+    }
     try {
       const report = repairWal(args["data-dir"]);
       for (const line of report.lines) console.log(line);

@@ -1,5 +1,5 @@
 // `kv serve`: parse flags into a ServerConfig, start one node, handle signals.
-import { defineCommand } from "citty";
+import { type ArgsDef, defineCommand } from "citty";
 import { mkdirSync } from "node:fs";
 import { DEFAULT_CONFIG, DEFAULT_HOST, DEFAULT_PORT, parseBytes, parseInteger, type ServerConfig } from "../config.ts";
 import { ConfigError, CorruptLogError } from "../errors.ts";
@@ -7,29 +7,37 @@ import { DurableLog } from "../node/durable.ts";
 import { DataDirError, FSYNC_MODES, type FsyncMode } from "../storage/index.ts";
 import type { Conn } from "../server/server.ts";
 import { log, setLogLevel, type LogLevelName } from "../log.ts";
+import { checkArgs } from "./strict.ts";
 import { KvServer } from "../server/server.ts";
 
 const LOG_LEVELS = ["silent", "error", "warn", "info", "debug", "trace"] as const;
 
+const serveArgs = {
+  id: { type: "string", description: "Node id (a positive integer)", default: "1" },
+  host: { type: "string", description: "Address to listen on", default: DEFAULT_HOST },
+  port: { type: "string", description: `TCP port for clients; 0 picks a free one (default ${DEFAULT_PORT})`, default: String(DEFAULT_PORT) },
+  "data-dir": { type: "string", description: "Directory for this node's data", default: DEFAULT_CONFIG.dataDir },
+  "log-level": { type: "enum", options: [...LOG_LEVELS], description: "Log level", default: "info" },
+  maxclients: { type: "string", description: "Most client connections at once", default: String(DEFAULT_CONFIG.maxClients) },
+  "proto-max-bulk-len": { type: "string", description: "Largest bulk string accepted (e.g. 512mb)", default: "512mb" },
+  "client-query-buffer-limit": { type: "string", description: "Most bytes buffered for one unfinished command (e.g. 1gb)", default: "1gb" },
+  "client-output-buffer-limit": { type: "string", description: "Unsent reply bytes past which a client's input is paused (e.g. 64mb)", default: "64mb" },
+  "shutdown-timeout": { type: "string", description: "Seconds to flush replies on SIGTERM/SIGINT", default: "10" },
+  fsync: { type: "enum", options: [...FSYNC_MODES], description: "When a write is acknowledged: always (after fdatasync), everysec, no", default: "always" },
+  "snapshot-log-bytes": { type: "string", description: "Log growth since the last snapshot that triggers a new one (e.g. 64mb)", default: "64mb" },
+  "wal-segment-bytes": { type: "string", description: "Size at which a log segment is closed and a new one started", default: "64mb" },
+} as const satisfies ArgsDef;
+
 export default defineCommand({
   meta: { name: "serve", description: "Run one kv node (RESP on TCP)" },
-  args: {
-    id: { type: "string", description: "Node id (a positive integer)", default: "1" },
-    host: { type: "string", description: "Address to listen on", default: DEFAULT_HOST },
-    port: { type: "string", description: `TCP port for clients; 0 picks a free one (default ${DEFAULT_PORT})`, default: String(DEFAULT_PORT) },
-    "data-dir": { type: "string", description: "Directory for this node's data", default: DEFAULT_CONFIG.dataDir },
-    "log-level": { type: "enum", options: [...LOG_LEVELS], description: "Log level", default: "info" },
-    maxclients: { type: "string", description: "Most client connections at once", default: String(DEFAULT_CONFIG.maxClients) },
-    "proto-max-bulk-len": { type: "string", description: "Largest bulk string accepted (e.g. 512mb)", default: "512mb" },
-    "client-query-buffer-limit": { type: "string", description: "Most bytes buffered for one unfinished command (e.g. 1gb)", default: "1gb" },
-    "client-output-buffer-limit": { type: "string", description: "Unsent reply bytes past which a client's input is paused (e.g. 64mb)", default: "64mb" },
-    "shutdown-timeout": { type: "string", description: "Seconds to flush replies on SIGTERM/SIGINT", default: "10" },
-    fsync: { type: "enum", options: [...FSYNC_MODES], description: "When a write is acknowledged: always (after fdatasync), everysec, no", default: "always" },
-    "snapshot-log-bytes": { type: "string", description: "Log growth since the last snapshot that triggers a new one (e.g. 64mb)", default: "64mb" },
-    "wal-segment-bytes": { type: "string", description: "Size at which a log segment is closed and a new one started", default: "64mb" },
-  },
-  async run({ args }) {
+  args: serveArgs,
+  async run({ args, rawArgs }) {
     setLogLevel(args["log-level"] as LogLevelName);
+    const bad = checkArgs(rawArgs, serveArgs);
+    if (bad !== null) {
+      log.error(`${bad} (see kv serve --help)`);
+      process.exit(1);
+    }
     let config: ServerConfig;
     try {
       config = {

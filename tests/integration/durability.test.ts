@@ -318,6 +318,17 @@ describe("data dir problems", () => {
     await kv.stop();
   });
 
+  test("a misspelled flag is refused, not ignored: the node does not start with the default", async () => {
+    const dataDir = tempDir();
+    const p = Bun.spawn([KV_BIN, "serve", "--port", "0", "--data-dir", dataDir, "--fsycn", "no"], { stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
+    expect(await p.exited).toBe(1);
+    const text = (await new Response(p.stdout).text()) + (await new Response(p.stderr).text());
+    expect(text).toContain("unknown option: --fsycn");
+    const r = Bun.spawnSync([KV_BIN, "repair", "--data-dir", dataDir, "--force"], { stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
+    expect(r.exitCode).toBe(1);
+    expect(r.stdout.toString() + r.stderr.toString()).toContain("unknown option: --force");
+  });
+
   test("a data dir that is a file is refused with a clear message", async () => {
     const f = join(tempDir(), "not-a-dir");
     writeFileSync(f, "x");

@@ -1,0 +1,27 @@
+// Flags citty does not know are otherwise dropped without a word, so `kv serve --fsycn no` would
+// run with the default. Commands whose flags change what a node does (serve, repair) check their
+// command line against their definition first.
+import type { ArgsDef } from "citty";
+
+/** What is wrong with `rawArgs` for a command with these args (no positionals), or null. */
+export function checkArgs(rawArgs: readonly string[], def: ArgsDef): string | null {
+  const byName = new Map<string, { type?: string }>();
+  for (const [name, a] of Object.entries(def)) {
+    byName.set(name, a as { type?: string });
+    const alias = (a as { alias?: string | string[] }).alias;
+    for (const al of alias === undefined ? [] : Array.isArray(alias) ? alias : [alias]) byName.set(al, a as { type?: string });
+  }
+  for (let i = 0; i < rawArgs.length; i++) {
+    const t = rawArgs[i]!;
+    if (t === "--") return rawArgs.length > i + 1 ? `unexpected argument: ${rawArgs[i + 1]}` : null;
+    if (!t.startsWith("-") || t === "-") return `unexpected argument: ${t}`;
+    const body = t.replace(/^--?/, "");
+    const eq = body.indexOf("=");
+    const name = eq < 0 ? body : body.slice(0, eq);
+    if (name === "help" || name === "h") continue;
+    const a = byName.get(name) ?? (name.startsWith("no-") && byName.get(name.slice(3))?.type === "boolean" ? { type: "boolean" } : undefined);
+    if (a === undefined) return `unknown option: ${t.slice(0, eq < 0 ? undefined : t.length - body.length + eq)}`;
+    if (a.type !== "boolean" && eq < 0) i++; // its value
+  }
+  return null;
+}

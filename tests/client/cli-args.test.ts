@@ -1,0 +1,27 @@
+// kv serve and kv repair refuse flags they do not know, instead of running with the defaults.
+import { expect, test } from "bun:test";
+import { checkArgs } from "../../src/cli/strict.ts";
+
+const def = {
+  port: { type: "string" },
+  fsync: { type: "enum", options: ["always", "no"] },
+  verbose: { type: "boolean", alias: "v" },
+} as const;
+
+test("known flags, with values as the next word or after =, booleans and their negation pass", () => {
+  expect(checkArgs([], def)).toBeNull();
+  expect(checkArgs(["--port", "0", "--fsync", "no"], def)).toBeNull();
+  expect(checkArgs(["--port=6380", "--fsync=always", "--verbose", "--no-verbose", "-v"], def)).toBeNull();
+  expect(checkArgs(["--port", "--weird-but-a-value"], def)).toBeNull(); // a value may start with a dash
+  expect(checkArgs(["--help"], def)).toBeNull();
+});
+
+test("a misspelled or unknown flag, or a stray word, is named", () => {
+  expect(checkArgs(["--fsycn", "no"], def)).toBe("unknown option: --fsycn");
+  expect(checkArgs(["--port", "1", "--bogus=1"], def)).toBe("unknown option: --bogus");
+  expect(checkArgs(["-x"], def)).toBe("unknown option: -x");
+  expect(checkArgs(["--no-port"], def)).toBe("unknown option: --no-port"); // only booleans negate
+  expect(checkArgs(["--port", "1", "6380"], def)).toBe("unexpected argument: 6380");
+  expect(checkArgs(["--verbose", "yes"], def)).toBe("unexpected argument: yes");
+  expect(checkArgs(["--", "x"], def)).toBe("unexpected argument: x");
+});
