@@ -20,8 +20,6 @@ export default defineCommand({
     try {
       const report = repairWal(args["data-dir"]);
       for (const line of report.lines) console.log(line);
-      if (report.clean) console.log(`log in ${args["data-dir"]} is clean: nothing changed`);
-      else console.log(`dropped ${report.bytesDropped} bytes (${report.validRecordsDropped} records with good checksums); the log now ends at index ${report.lastIndexKept}`);
     } catch (e) {
       if (e instanceof DataDirError) {
         log.error(e.message);

@@ -205,10 +205,6 @@ export class DurableLog<T> {
       lastIndex: node.lastIndex,
       durationMs: Math.round(performance.now() - t0),
     };
-    const w = storage.wal.recovery.truncated;
-    if (w !== undefined) {
-      log.warn(`torn tail in ${w.file} at offset ${w.offset}: dropped ${w.bytesDropped} bytes (${w.recordsDropped} records): ${w.reason}`);
-    }
     return node;
   }
 

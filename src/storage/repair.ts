@@ -2,8 +2,8 @@
 import { join } from "node:path";
 import { nodeIo, type StorageIo } from "./io.ts";
 import { lockDataDir } from "./lock.ts";
-import { allZeroFrom, countValidFrom, parseSegmentName, scanSegment, WAL_DIR } from "./segment.ts";
-import { dataDirError } from "./wal.ts";
+import { allZeroFrom, countValidFrom, parseSegmentName, scanSegment, WAL_DIR, zeroRunStart } from "./segment.ts";
+import { dataDirError, describeDropped } from "./wal.ts";
 
 export interface RepairReport {
   /** True when the log was already clean: nothing was changed. */
@@ -16,6 +16,8 @@ export interface RepairReport {
   validRecordsDropped: number;
   /** Total bytes removed from the log. */
   bytesDropped: number;
+  /** Zero bytes at the end of what was cut (unused preallocated space), included in bytesDropped. */
+  zeroTailBytes: number;
   /** The log now ends at this index (0 when empty). */
   lastIndexKept: number;
   /** The report as lines for the CLI. */
@@ -49,7 +51,7 @@ function repairLocked(dataDir: string, io: StorageIo): RepairReport {
   } catch (e) {
     throw dataDirError(e, dir, "read");
   }
-  const report: RepairReport = { clean: true, cut: undefined, deletedSegments: [], validRecordsDropped: 0, bytesDropped: 0, lastIndexKept: 0, lines: [] };
+  const report: RepairReport = { clean: true, cut: undefined, deletedSegments: [], validRecordsDropped: 0, bytesDropped: 0, zeroTailBytes: 0, lastIndexKept: 0, lines: [] };
   let prevLast: number | undefined;
   let prevTerm = 0;
   let cutAt = -1; // index into names of the first segment to delete entirely
@@ -72,6 +74,7 @@ function repairLocked(dataDir: string, io: StorageIo): RepairReport {
     } else if (scan.problem) {
       const p = scan.problem;
       const dropped = bytes.length - p.offset;
+      const zeros = bytes.length - Math.max(p.offset, zeroRunStart(bytes));
       const valid = countValidFrom(bytes, p.offset, p.expectedIndex);
       const fd = io.openAppend(path);
       try {
@@ -83,9 +86,10 @@ function repairLocked(dataDir: string, io: StorageIo): RepairReport {
       report.cut = { file: `${WAL_DIR}/${name}`, offset: p.offset, reason: p.detail, bytesDropped: dropped };
       report.validRecordsDropped += valid;
       report.bytesDropped += dropped;
+      report.zeroTailBytes += zeros;
       report.lines.push(
-        `${WAL_DIR}/${name}: ${p.detail} at offset ${p.offset} (index ${p.expectedIndex}): truncated, dropping ${dropped} bytes` +
-          ` including ${valid} record${valid === 1 ? "" : "s"} with a good checksum after the damage`,
+        `${WAL_DIR}/${name}: ${p.detail} at offset ${p.offset} (index ${p.expectedIndex}): truncated, dropping ` +
+          describeDropped(dropped, zeros, `index ${p.expectedIndex} on; ${valid} record${valid === 1 ? "" : "s"} with a good checksum after the damage`),
       );
       cutAt = i + 1;
       break;
@@ -101,6 +105,7 @@ function repairLocked(dataDir: string, io: StorageIo): RepairReport {
       report.deletedSegments.push({ file: `${WAL_DIR}/${name}`, bytes: bytes.length, validRecords: valid });
       report.validRecordsDropped += valid;
       report.bytesDropped += bytes.length;
+      report.zeroTailBytes += bytes.length - zeroRunStart(bytes);
       report.lines.push(`${WAL_DIR}/${name}: deleted (${bytes.length} bytes, ${valid} valid records)`);
     }
     io.fsyncDir(dir);
@@ -109,7 +114,7 @@ function repairLocked(dataDir: string, io: StorageIo): RepairReport {
   report.lines.push(
     report.clean
       ? `log is clean: ${names.length} segment(s), last index ${report.lastIndexKept}; nothing changed`
-      : `repaired: the log now ends at index ${report.lastIndexKept}; dropped ${report.bytesDropped} bytes, ${report.validRecordsDropped} valid record(s)`,
+      : `repaired: the log now ends at index ${report.lastIndexKept}; dropped ${describeDropped(report.bytesDropped, report.zeroTailBytes, `${report.validRecordsDropped} valid record(s) among them`)}`,
   );
   return report;
 }

@@ -38,6 +38,7 @@ import {
   WAL_DIR,
   type SegmentScan,
   type WindowedScan,
+  zeroRunStart,
 } from "./segment.ts";
 
 // Looked up per message: a consola child made by withTag keeps the level it was created with, so a
@@ -100,9 +101,18 @@ export interface WalOptions {
 export interface TornTailReport {
   file: string;
   offset: number;
+  /** Every byte cut, zeroTailBytes included. */
   bytesDropped: number;
+  /** The run of zero bytes the cut ended with (unused preallocated space, not data). */
+  zeroTailBytes: number;
   recordsDropped: number;
   reason: string;
+}
+
+/** "N bytes (R records)", and the zeros after them said apart: they were never data. */
+export function describeDropped(bytes: number, zeroTailBytes: number, records: string): string {
+  const data = `${bytes - zeroTailBytes} bytes (${records})`;
+  return zeroTailBytes > 0 ? `${data} and ${zeroTailBytes} zero bytes after them (unused preallocated space)` : data;
 }
 
 export interface RecoveryReport {
@@ -281,14 +291,15 @@ export class Wal implements LogStore {
           throw new CorruptLogError(
             `${rel}: ${p.detail} at offset ${p.offset} (record index ${p.expectedIndex})${where}${after}. ` +
               `This is damage, not a torn write, so kv will not start. Restore this node's data dir from a replica or backup, ` +
-              `or run \`kv repair --data-dir <dir>\` to truncate the log at this offset (it reports every record it drops).`,
+              `or run \`kv repair --data-dir <dir>\` to truncate the log at this offset (it reports what it drops: the first index, the bytes and how many records had good checksums).`,
             path,
             p.offset,
           );
         }
         const dropped = bytes.length - p.offset;
         const records = countTailRecords(bytes, p.offset);
-        truncated = { file: rel, offset: p.offset, bytesDropped: dropped, recordsDropped: records, reason: p.detail };
+        const zeroTailBytes = bytes.length - Math.max(p.offset, zeroRunStart(bytes));
+        truncated = { file: rel, offset: p.offset, bytesDropped: dropped, zeroTailBytes, recordsDropped: records, reason: p.detail };
         const fd = this.openOrThrow("truncate", path, () => io.openAppend(path));
         try {
           io.truncate(fd, p.offset);
@@ -299,7 +310,7 @@ export class Wal implements LogStore {
           io.close(fd);
         }
         log().warn(
-          `${rel}: truncated a torn tail at offset ${p.offset}: dropped ${dropped} bytes (${records} incomplete record${records === 1 ? "" : "s"}, from index ${p.expectedIndex}): ${p.detail}`,
+          `${rel}: truncated a torn tail at offset ${p.offset}: dropped ${describeDropped(dropped, zeroTailBytes, `${records} incomplete record${records === 1 ? "" : "s"}, from index ${p.expectedIndex}`)}: ${p.detail}`,
         );
       }
       const seg: Segment = {

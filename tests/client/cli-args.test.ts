@@ -1,12 +1,13 @@
 // kv serve and kv repair refuse flags they do not know, instead of running with the defaults.
 import { expect, test } from "bun:test";
+import type { ArgsDef } from "citty";
 import { checkArgs } from "../../src/cli/strict.ts";
 
-const def = {
+const def: ArgsDef = {
   port: { type: "string" },
   fsync: { type: "enum", options: ["always", "no"] },
   verbose: { type: "boolean", alias: "v" },
-} as const;
+};
 
 test("known flags, with values as the next word or after =, booleans and their negation pass", () => {
   expect(checkArgs([], def)).toBeNull();

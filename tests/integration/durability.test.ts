@@ -172,6 +172,19 @@ describe("damaged logs", () => {
     await kv.stop();
   });
 
+  test("a torn record in preallocated space: the warning tells the record's bytes from the zeros after them", async () => {
+    const dataDir = tempDir();
+    await seed(dataDir, 20);
+    const seg = join(dataDir, "wal", walFiles(dataDir).at(-1)!);
+    appendFileSync(seg, Buffer.concat([Buffer.from([0x11, 0x00, 0x00, 0x00, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3]), Buffer.alloc(65536)]));
+    const kv = await startKv([], { dataDir });
+    expect(kv.output()).toMatch(/torn tail .* dropped 11 bytes \(1 incomplete record, from index 21\) and 65536 zero bytes after them \(unused preallocated space\)/);
+    const c = client(kv.port);
+    expect(await c.dbsize()).toBe(20);
+    await c.close();
+    await kv.stop();
+  });
+
   test("a flipped bit in a middle record: refuses to start naming file and offset; kv repair cuts there", async () => {
     const dataDir = tempDir();
     await seed(dataDir, 50);

@@ -79,7 +79,7 @@ test("random bytes appended after the last record are dropped as a torn tail", a
     writeSeg(d, last, Buffer.concat([bytes, junk]));
     const wal = await Wal.open({ dataDir: d });
     expect(wal.lastIndex()).toBe(10);
-    expect(wal.recovery.truncated).toMatchObject({ offset: bytes.length, bytesDropped: n });
+    expect(wal.recovery.truncated).toMatchObject({ offset: bytes.length, bytesDropped: n, zeroTailBytes: 0 });
     await wal.close();
   }
 });
@@ -91,7 +91,7 @@ test("a zero-filled tail is truncated with a warning and 0 records dropped (prea
     writeSeg(d, last, Buffer.concat([bytes, new Uint8Array(n)]));
     const wal = await Wal.open({ dataDir: d, preallocate: false });
     expect(wal.lastIndex()).toBe(10);
-    expect(wal.recovery.truncated).toMatchObject({ offset: bytes.length, bytesDropped: n, recordsDropped: 0 });
+    expect(wal.recovery.truncated).toMatchObject({ offset: bytes.length, bytesDropped: n, zeroTailBytes: n, recordsDropped: 0 });
     expect(readSeg(d, last).length).toBe(bytes.length);
     await wal.close();
   }
@@ -195,6 +195,8 @@ test("repair truncates at the first bad record and reports exactly what it dropp
   expect(report.validRecordsDropped).toBe(5); // records 6..10 had good checksums
   expect(report.lastIndexKept).toBe(4);
   expect(report.lines.join("\n")).toContain("checksum mismatch");
+  expect(report.lines.join("\n")).toContain(`dropping ${bytes.length - ends[3]!} bytes (index 5 on; 5 records with a good checksum after the damage)`);
+  expect(report.zeroTailBytes).toBe(0);
   const wal = await Wal.open({ dataDir: dir });
   expect(wal.lastIndex()).toBe(4);
   await wal.close();
