@@ -7,6 +7,7 @@ import { defineCommand } from "citty";
 import { type Client, ClientError, createClient, ServerError } from "../client/index.ts";
 import type { RespValue } from "../resp/reply-parser.ts";
 import { toJson } from "./client-format.ts";
+import { checkArgs } from "./strict.ts";
 
 export const EXIT_OK = 0;
 export const EXIT_NIL = 1;
@@ -226,4 +227,19 @@ export function jsonLine(v: RespValue): string {
   return JSON.stringify(toJson(v)) + "\n";
 }
 
-export const clientCommands: Record<string, CommandDef<any>> = { get, set, del, ttl, keys, incr, ping, cli };
+/** The command with its command line checked first: an unknown flag is an error, not ignored. */
+function strict<T extends CommandDef<any>>(name: string, cmd: T): T {
+  const run = cmd.run!;
+  return {
+    ...cmd,
+    run(ctx: Parameters<NonNullable<T["run"]>>[0]) {
+      const bad = checkArgs(ctx.rawArgs, cmd.args as ArgsDef);
+      if (bad !== null) die(EXIT_NIL, `kv: ${bad} (see kv ${name} --help)`);
+      return run(ctx);
+    },
+  };
+}
+
+export const clientCommands: Record<string, CommandDef<any>> = Object.fromEntries(
+  Object.entries({ get, set, del, ttl, keys, incr, ping, cli }).map(([name, cmd]) => [name, strict(name, cmd as CommandDef<any>)]),
+);

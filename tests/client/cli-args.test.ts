@@ -26,3 +26,16 @@ test("a misspelled or unknown flag, or a stray word, is named", () => {
   expect(checkArgs(["--verbose", "yes"], def)).toBe("unexpected argument: yes");
   expect(checkArgs(["--", "x"], def)).toBe("unexpected argument: x");
 });
+
+test("commands with positional arguments take words, and still refuse unknown flags", () => {
+  const setDef: ArgsDef = {
+    key: { type: "positional" },
+    value: { type: "positional", required: false },
+    ex: { type: "string" },
+    nx: { type: "boolean" },
+  };
+  expect(checkArgs(["k", "v", "--ex", "60", "--nx"], setDef)).toBeNull();
+  expect(checkArgs(["k", "--", "-v-"], setDef)).toBeNull();
+  expect(checkArgs(["k", "v", "--exx", "60"], setDef)).toBe("unknown option: --exx");
+  expect(checkArgs(["k", "v", "--key", "x"], setDef)).toBe("unknown option: --key"); // positionals are not flags
+});

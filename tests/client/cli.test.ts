@@ -91,6 +91,13 @@ describe("kv set / get", () => {
     expect(bad.code).toBe(1);
   });
 
+  test("a misspelled flag is refused and nothing is written", async () => {
+    const r = await run(["set", "cli:typo", "v", "--exx", "100"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("unknown option: --exx");
+    expect((await run(["get", "cli:typo"])).code).toBe(1); // the key was not set
+  });
+
   test("binary values through --stdin and get, byte for byte", async () => {
     const all = new Uint8Array(256);
     for (let i = 0; i < 256; i++) all[i] = i;
