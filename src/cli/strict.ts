@@ -28,7 +28,10 @@ export function checkArgs(rawArgs: readonly string[], def: ArgsDef): string | nu
     const name = eq < 0 ? body : body.slice(0, eq);
     if (name === "help" || name === "h") continue;
     const a = byName.get(name) ?? (name.startsWith("no-") && byName.get(name.slice(3))?.type === "boolean" ? { type: "boolean" } : undefined);
-    if (a === undefined) return `unknown option: ${t.slice(0, eq < 0 ? undefined : t.length - body.length + eq)}`;
+    if (a === undefined) {
+      const hint = positionals ? " (a value that begins with a dash goes after --)" : "";
+      return `unknown option: ${t.slice(0, eq < 0 ? undefined : t.length - body.length + eq)}${hint}`;
+    }
     if (a.type !== "boolean" && eq < 0) i++; // its value
   }
   return null;

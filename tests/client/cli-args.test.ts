@@ -36,6 +36,8 @@ test("commands with positional arguments take words, and still refuse unknown fl
   };
   expect(checkArgs(["k", "v", "--ex", "60", "--nx"], setDef)).toBeNull();
   expect(checkArgs(["k", "--", "-v-"], setDef)).toBeNull();
-  expect(checkArgs(["k", "v", "--exx", "60"], setDef)).toBe("unknown option: --exx");
-  expect(checkArgs(["k", "v", "--key", "x"], setDef)).toBe("unknown option: --key"); // positionals are not flags
+  const hint = " (a value that begins with a dash goes after --)";
+  expect(checkArgs(["k", "v", "--exx", "60"], setDef)).toBe(`unknown option: --exx${hint}`);
+  expect(checkArgs(["k", "v", "--key", "x"], setDef)).toBe(`unknown option: --key${hint}`); // positionals are not flags
+  expect(checkArgs(["k", "-1"], setDef)).toBe(`unknown option: -1${hint}`);
 });
