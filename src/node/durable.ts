@@ -205,6 +205,7 @@ export class DurableLog<T> {
       lastIndex: node.lastIndex,
       durationMs: Math.round(performance.now() - t0),
     };
+    node.stampFloorMs = fsm.appliedMs; // a clock stepped back across a restart stamps no earlier
     return node;
   }
 

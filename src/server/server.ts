@@ -124,6 +124,7 @@ export class KvServer {
     readonly durable: DurableLog<Conn>,
   ) {
     this.db = durable.fsm.db;
+    this.lastNowMs = durable.fsm.appliedMs; // reads never run before the last write recovery applied
     durable.replyTo = (p) => this.replyTo(p);
     durable.onApplied = (p) => this.drainPending(p.owner, p.owner.applyOut!);
     durable.onBatchDone = () => {

@@ -110,6 +110,9 @@ describe("DurableLog", () => {
     const again = await open(new RecordingIo(), dir);
     expect(again.d.fsm.db.get("k", t + 101)).toBe("later");
     expect(again.d.fsm.digest(t + 101)).toBe(live);
+    // A clock stepped back across the restart still stamps no earlier than what was applied.
+    expect(again.d.propose(["SET", "x", "1"], t, "x").nowMs).toBe(t + 100);
+    await settle(again.replies, 1);
     await again.d.close();
   });
 
