@@ -7,6 +7,8 @@ import type { ServerCtx } from "./dispatch.ts";
 import pkg from "../../package.json" with { type: "json" };
 import { allocatorDescription, gcHeapDescription } from "../allocator.ts";
 
+const WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled.";
+
 /** The Redis version kv reports: clients gate features on it. kv's own version is in INFO as kv_version. */
 export const REDIS_COMPAT_VERSION = "7.2.0";
 
@@ -55,7 +57,11 @@ function hello(ctx: ServerCtx, argv: string[], out: ReplyWriter): void {
   for (; i < argv.length; i++) {
     const opt = upper(argv[i]!);
     if (opt === "AUTH" && i + 2 < argv.length) {
-      // No ACLs yet: kv has no password to check, as a Redis default user without one.
+      // No ACLs yet: as a Redis whose only user, "default", has no password.
+      if (argv[i + 1] !== "default") {
+        out.error(WRONGPASS);
+        return;
+      }
       i += 2;
     } else if (opt === "SETNAME" && i + 1 < argv.length) {
       setName = argv[++i]!;
@@ -136,12 +142,17 @@ function client(ctx: ServerCtx, argv: string[], out: ReplyWriter): void {
     case "SETINFO": {
       if (argv.length !== 4) return wrongArgs(out, "client|setinfo");
       const attr = upper(argv[2]!);
-      if (attr === "LIB-NAME") conn.libName = argv[3]!;
-      else if (attr === "LIB-VER") conn.libVer = argv[3]!;
-      else {
+      if (attr !== "LIB-NAME" && attr !== "LIB-VER") {
         out.error(`ERR Unrecognized option '${argv[2]!}'`);
         return;
       }
+      // CLIENT LIST prints these unquoted: a space or newline would forge fields or lines.
+      if (!validClientName(argv[3]!)) {
+        out.error(`ERR ${attr.toLowerCase()} cannot contain spaces, newlines or special characters.`);
+        return;
+      }
+      if (attr === "LIB-NAME") conn.libName = argv[3]!;
+      else conn.libVer = argv[3]!;
       out.ok();
       return;
     }
@@ -402,6 +413,12 @@ export const CONN_COMMANDS: readonly CommandSpec<ServerCtx>[] = [
   spec("auth", -2, ["fast"], (_ctx, argv, out) => {
     if (argv.length > 3) {
       out.error("ERR syntax error");
+      return;
+    }
+    // As a Redis whose only user, "default", has no password: AUTH default <anything> succeeds.
+    if (argv.length === 3) {
+      if (argv[1] === "default") out.ok();
+      else out.error(WRONGPASS);
       return;
     }
     out.error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");

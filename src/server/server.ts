@@ -71,6 +71,11 @@ export class Conn {
   applyOut: ReplyBuffer | null = null;
   /** Reading is paused because too many commands wait behind unapplied writes. */
   pausedForPending = false;
+  /**
+   * Parsing stopped after a command that must run before anything behind it is even proposed
+   * (see BARRIER_COMMANDS); it resumes once every pending command has run.
+   */
+  pausedForBarrier = false;
   readonly createdAtMs: number;
   lastActiveMs: number;
 
@@ -99,6 +104,13 @@ export interface ServerStats {
   /** Full collections run by the idle check (see IDLE_GC_CHECK_MS). */
   idleCollections: number;
 }
+
+/**
+ * Commands after which a connection's input is not parsed until every command before them and
+ * they themselves have run: SAVE answers later (a deferred reply), and writes behind it must not
+ * be applied before it; QUIT closes the connection, so nothing sent after it may run.
+ */
+const BARRIER_COMMANDS: ReadonlySet<string> = new Set(["save", "quit"]);
 
 export class KvServer {
   readonly db: Db;
@@ -260,7 +272,7 @@ export class KvServer {
       conn.lastActiveMs = nowMs;
       let overLimit = false;
       try {
-        while (!conn.closing && !conn.inputClosed) {
+        while (!conn.closing && !conn.inputClosed && !conn.pausedForBarrier) {
           if (conn.queuedBytes + out.len > limit) {
             overLimit = true;
             break;
@@ -282,6 +294,10 @@ export class KvServer {
             conn.pending.push({ argv, index: 0 });
           } else {
             this.dispatcher.run(conn, spec, argv, out, nowMs);
+          }
+          if (spec !== undefined && BARRIER_COMMANDS.has(spec.name) && conn.pending.length > 0) {
+            conn.pausedForBarrier = true;
+            conn.socket.pause();
           }
         }
       } catch (e) {
@@ -396,7 +412,11 @@ export class KvServer {
     }
   }
 
-  /** Defers a reply (SAVE): it is written, in order, when `settle` is called with a writer function. */
+  /**
+   * Defers a reply (SAVE): it is written, in order, when `settle` is called with a writer function.
+   * SAVE is a barrier (see BARRIER_COMMANDS), so no write of this connection is proposed behind it
+   * before it settles: a write applied while the placeholder heads the queue would have no place.
+   */
   defer(conn: Conn): (reply: (out: ReplyBuffer) => void) => void {
     // Commands are dispatched directly only when nothing is pending, and drainPending removes a
     // command before running it, so the front of the queue is this command's place.
@@ -416,9 +436,14 @@ export class KvServer {
       const out = conn.applyOut!;
       this.send(conn, out);
       if (out.buf.length > 64 * 1024) conn.applyOut = null;
+      if (conn.pausedForBarrier && conn.pending.length === 0 && !conn.closed) {
+        conn.pausedForBarrier = false;
+        if (!conn.pausedForOutput && !conn.pausedForPending) conn.socket.resume();
+        this.process(conn);
+      }
       if (conn.pausedForPending && conn.pending.length < PENDING_COMMANDS_MAX / 2 && !conn.closed) {
         conn.pausedForPending = false;
-        conn.socket.resume();
+        if (!conn.pausedForOutput && !conn.pausedForBarrier) conn.socket.resume();
         this.process(conn);
       }
     }
@@ -446,7 +471,7 @@ export class KvServer {
     }
     if (conn.pausedForOutput) {
       conn.pausedForOutput = false;
-      socket.resume();
+      if (!conn.pausedForPending && !conn.pausedForBarrier) socket.resume();
       this.process(conn);
     }
   }

@@ -136,6 +136,28 @@ describe("bad input gets a clear error; everyone else keeps being served", () =>
     c.close();
   });
 
+  test("AUTH and HELLO AUTH as a Redis whose only user has no password; CLIENT SETINFO refuses what would forge CLIENT LIST", async () => {
+    const c = await rawConnect(kv.port);
+    c.write("AUTH default secret\r\nAUTH bob secret\r\nAUTH secret\r\nHELLO 2 AUTH bob secret\r\n");
+    c.write('CLIENT SETINFO LIB-NAME "x\\nid=999 name=admin"\r\nCLIENT SETINFO lib-ver "1 2"\r\nCLIENT SETINFO lib-name ioredis\r\nPING\r\n');
+    await c.waitFor((r) => r.endsWith("+PONG\r\n"));
+    expect(c.received()).toBe(
+      "+OK\r\n" +
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n" +
+        "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n" +
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n" +
+        "-ERR lib-name cannot contain spaces, newlines or special characters.\r\n" +
+        "-ERR lib-ver cannot contain spaces, newlines or special characters.\r\n" +
+        "+OK\r\n+PONG\r\n",
+    );
+    c.clear();
+    c.write("CLIENT INFO\r\n");
+    await c.waitFor((r) => r.includes("\r\n", r.indexOf("\r\n") + 2));
+    expect(c.received()).toContain("lib-name=ioredis");
+    expect(c.received()).not.toContain("name=admin");
+    c.close();
+  });
+
   test("a client that never reads its replies is paused; others are served; nothing is lost", async () => {
     // Fill the store with a value whose GET replies pile up unread.
     const setter = await rawConnect(kv.port);
