@@ -52,6 +52,8 @@ export class RequestParser {
   private state: State = State.Start;
   private args: string[] = [];
   private argsLeft = 0;
+  /** Bytes of the arguments of the unfinished command parsed so far (counted against the query buffer limit). */
+  private argsBytes = 0;
   private bulkLen = 0;
   /** Where the search for the next LF resumes (absolute offset in buf), so partial lines are not rescanned. */
   private scanFrom = 0;
@@ -169,6 +171,7 @@ export class RequestParser {
           if (n <= 0) return [];
           this.args = new Array<string>();
           this.argsLeft = n;
+          this.argsBytes = 0;
           this.state = State.BulkHeader;
           break;
         }
@@ -192,7 +195,7 @@ export class RequestParser {
           const len = this.bulkLen;
           if (this.end - this.pos < len + 2) {
             // Bound memory by what has actually arrived; never allocate `len` up front.
-            if (this.end - this.pos > this.limits.queryBufferBytesMax) {
+            if (this.argsBytes + this.end - this.pos > this.limits.queryBufferBytesMax) {
               throw new ProtocolError("Protocol error: query buffer limit exceeded");
             }
             return null;
@@ -202,6 +205,10 @@ export class RequestParser {
             throw new ProtocolError("Protocol error: expected CRLF after bulk string");
           }
           this.args.push(this.args.length === 0 ? this.commandName(buf, p, len) : buf.latin1Slice(p, p + len));
+          this.argsBytes += len;
+          if (this.argsLeft > 1 && this.argsBytes > this.limits.queryBufferBytesMax) {
+            throw new ProtocolError("Protocol error: query buffer limit exceeded");
+          }
           this.pos = p + len + 2;
           this.scanFrom = this.pos;
           if (--this.argsLeft === 0) {

@@ -167,6 +167,29 @@ describe("malformed input", () => {
       p.next();
     }).toThrow(ProtocolError);
   });
+
+  test("the limit counts every argument of an unfinished command, not only the one arriving", () => {
+    const limit = 10_000;
+    const arg = (n: number) => `$${n}\r\n${"y".repeat(n)}\r\n`;
+    // Complete commands of any total size pass, one by one.
+    const ok = new RequestParser({ ...DEFAULT_REQUEST_LIMITS, queryBufferBytesMax: limit });
+    for (let i = 0; i < 5; i++) {
+      ok.push(b(`*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${arg(4000)}`));
+      expect(ok.next()).toEqual(["SET", "k", "y".repeat(4000)]);
+    }
+    // One command whose arguments together pass the limit is refused before its last argument.
+    const p = new RequestParser({ ...DEFAULT_REQUEST_LIMITS, queryBufferBytesMax: limit });
+    expect(() => {
+      for (let i = 0; i < 4; i++) {
+        p.push(b(i === 0 ? `*5\r\n$4\r\nMSET\r\n${arg(4000)}` : arg(4000)));
+        expect(p.next()).toBeNull();
+      }
+    }).toThrow(ProtocolError);
+    // Exactly at the limit is allowed.
+    const q = new RequestParser({ ...DEFAULT_REQUEST_LIMITS, queryBufferBytesMax: limit });
+    q.push(b(`*3\r\n$4\r\nMSET\r\n${arg(4998)}${arg(4998)}`));
+    expect(q.next()).toEqual(["MSET", "y".repeat(4998), "y".repeat(4998)]);
+  });
 });
 
 describe("decodeCommand (log record payloads)", () => {
