@@ -295,7 +295,7 @@ export class KvServer {
           } else {
             this.dispatcher.run(conn, spec, argv, out, nowMs);
           }
-          if (spec !== undefined && BARRIER_COMMANDS.has(spec.name) && conn.pending.length > 0) {
+          if (conn.pending.length > 0 && spec !== undefined && BARRIER_COMMANDS.has(spec.name)) {
             conn.pausedForBarrier = true;
             conn.socket.pause();
           }
