@@ -354,40 +354,33 @@ describe("data dir problems", () => {
 });
 
 describe("ordering", () => {
+  /** Sends `send` on a new connection, waits for exactly `replies` (and the close, if asked), closes. */
+  async function exchange(port: number, send: string, replies: string, closed = false): Promise<void> {
+    const c = await rawConnect(port);
+    c.write(send);
+    await c.waitFor((r, isClosed) => r === replies && (!closed || isClosed));
+    c.close();
+  }
+
   test("a read pipelined behind a write on the same connection sees it; replies keep their order", async () => {
     const kv = await startKv();
-    const c = await rawConnect(kv.port);
-    c.write("SET o 1\r\nGET o\r\nINCR o\r\nGET o\r\nPING\r\nDEL o\r\nEXISTS o\r\n");
-    await c.waitFor((r) => r === "+OK\r\n$1\r\n1\r\n:2\r\n$1\r\n2\r\n+PONG\r\n:1\r\n:0\r\n");
-    c.close();
+    await exchange(kv.port, "SET o 1\r\nGET o\r\nINCR o\r\nGET o\r\nPING\r\nDEL o\r\nEXISTS o\r\n", "+OK\r\n$1\r\n1\r\n:2\r\n$1\r\n2\r\n+PONG\r\n:1\r\n:0\r\n");
     await kv.stop();
   });
 
   test("SAVE pipelined with writes before and after it: replies in order, the server keeps running", async () => {
     const kv = await startKv();
-    const c = await rawConnect(kv.port);
-    c.write("SAVE\r\nSET b 2\r\nGET b\r\n");
-    await c.waitFor((r) => r === "+OK\r\n+OK\r\n$1\r\n2\r\n");
-    c.clear();
-    c.write("SET a 1\r\nSAVE\r\nSET b 3\r\nGET b\r\nSAVE\r\nSAVE\r\nINCR a\r\n");
-    await c.waitFor((r) => r === "+OK\r\n+OK\r\n+OK\r\n$1\r\n3\r\n+OK\r\n+OK\r\n:2\r\n");
-    const d = await rawConnect(kv.port);
-    d.write("GET a\r\nGET b\r\n");
-    await d.waitFor((r) => r === "$1\r\n2\r\n$1\r\n3\r\n");
-    c.close();
-    d.close();
+    await exchange(kv.port, "SAVE\r\nSET b 2\r\nGET b\r\n", "+OK\r\n+OK\r\n$1\r\n2\r\n");
+    await exchange(kv.port, "SET a 1\r\nSAVE\r\nSET b 3\r\nGET b\r\nSAVE\r\nSAVE\r\nINCR a\r\n", "+OK\r\n+OK\r\n+OK\r\n$1\r\n3\r\n+OK\r\n+OK\r\n:2\r\n");
+    await exchange(kv.port, "GET a\r\nGET b\r\n", "$1\r\n2\r\n$1\r\n3\r\n");
     await kv.stop();
   });
 
   test("QUIT behind a write waiting for its fsync: nothing sent after QUIT runs", async () => {
     const kv = await startKv();
-    const c = await rawConnect(kv.port);
-    c.write("SET a 1\r\nQUIT\r\nSET b 2\r\n*1\r\n$x\r\n");
-    await c.waitFor((r, closed) => closed && r === "+OK\r\n+OK\r\n");
-    const d = await rawConnect(kv.port);
-    d.write("GET a\r\nEXISTS b\r\n");
-    await d.waitFor((r) => r === "$1\r\n1\r\n:0\r\n");
-    d.close();
+    await exchange(kv.port, "SET a 1\r\nQUIT\r\nSET b 2\r\n*1\r\n$x\r\n", "+OK\r\n+OK\r\n", true);
+    await exchange(kv.port, "GET a\r\nEXISTS b\r\n", "$1\r\n1\r\n:0\r\n");
     await kv.stop();
   });
 });
+
