@@ -1,7 +1,7 @@
 // `kv repair`: cut a damaged write-ahead log at its first bad record and say exactly what was dropped.
 import { type ArgsDef, defineCommand } from "citty";
 import { log } from "../log.ts";
-import { checkArgs } from "./strict.ts";
+import { exitOnBadArgs } from "./strict.ts";
 import { DataDirError, repairWal } from "../storage/index.ts";
 
 const repairArgs = {
@@ -12,11 +12,7 @@ export default defineCommand({
   meta: { name: "repair", description: "Cut a damaged log at its first bad record (run on a stopped node)" },
   args: repairArgs,
   run({ args, rawArgs }) {
-    const bad = checkArgs(rawArgs, repairArgs);
-    if (bad !== null) {
-      log.error(`${bad} (see kv repair --help)`);
-      process.exit(1);
-    }
+    exitOnBadArgs(rawArgs, repairArgs, "repair");
     try {
       const report = repairWal(args["data-dir"]);
       for (const line of report.lines) console.log(line);

@@ -7,7 +7,7 @@ import { DurableLog } from "../node/durable.ts";
 import { DataDirError, FSYNC_MODES, type FsyncMode } from "../storage/index.ts";
 import type { Conn } from "../server/server.ts";
 import { log, setLogLevel, type LogLevelName } from "../log.ts";
-import { checkArgs } from "./strict.ts";
+import { exitOnBadArgs } from "./strict.ts";
 import { KvServer } from "../server/server.ts";
 
 const LOG_LEVELS = ["silent", "error", "warn", "info", "debug", "trace"] as const;
@@ -33,11 +33,7 @@ export default defineCommand({
   args: serveArgs,
   async run({ args, rawArgs }) {
     setLogLevel(args["log-level"] as LogLevelName);
-    const bad = checkArgs(rawArgs, serveArgs);
-    if (bad !== null) {
-      log.error(`${bad} (see kv serve --help)`);
-      process.exit(1);
-    }
+    exitOnBadArgs(rawArgs, serveArgs, "serve");
     let config: ServerConfig;
     try {
       config = {
