@@ -2,6 +2,7 @@
 // replies and error texts. Pure: time comes in as ctx.nowMs (the time stamped on the log entry).
 //
 // Arity is checked by the dispatcher before exec runs; exec writes exactly one reply.
+import { addLongDouble, formatLongDouble, type LongDouble, parseLongDouble } from "./longdouble.ts";
 import type { ReplyWriter } from "../resp/encode.ts";
 import { commandLookup, type CommandSpec } from "./command.ts";
 import { Db, typeName, type Value } from "./db.ts";
@@ -444,6 +445,33 @@ function decrbyCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   else incrBy(ctx, argv[1]!, typeof incr === "number" ? -incr : normInt(-incr), out);
 }
 
+/** INCRBYFLOAT key increment: long double arithmetic and formatting as Redis (see longdouble.ts); keeps the TTL. */
+function incrbyfloatCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
+  const key = argv[1]!;
+  const db = ctx.db;
+  const old = db.getForWrite(key, ctx.nowMs);
+  if (old !== undefined && typeof old !== "string") {
+    out.error(ERR_WRONGTYPE);
+    return;
+  }
+  const value = old === undefined ? LD_ZERO : parseLongDouble(old);
+  const incr = parseLongDouble(argv[2]!);
+  if (value === null || incr === null) {
+    out.error("ERR value is not a valid float");
+    return;
+  }
+  const sum = value === "inf" || incr === "inf" ? "inf" : addLongDouble(value, incr);
+  if (sum === "inf") {
+    out.error("ERR increment would produce NaN or Infinity");
+    return;
+  }
+  const s = formatLongDouble(sum);
+  db.setKeepTtl(key, s);
+  out.bulk(s);
+}
+
+const LD_ZERO: LongDouble = { neg: false, m: 0n, e: 0 };
+
 // ---------------------------------------------------------------------------------------------
 // Keyspace
 
@@ -735,6 +763,7 @@ export const KV_COMMANDS: readonly Spec[] = [
   cmd("decr", 2, ["write", "fast"], 1, 1, 1, decrCmd),
   cmd("incrby", 3, ["write", "fast"], 1, 1, 1, incrbyCmd),
   cmd("decrby", 3, ["write", "fast"], 1, 1, 1, decrbyCmd),
+  cmd("incrbyfloat", 3, ["write", "fast"], 1, 1, 1, incrbyfloatCmd),
   cmd("del", -2, ["write"], 1, -1, 1, delCmd),
   cmd("exists", -2, ["readonly", "fast"], 1, -1, 1, existsCmd),
   cmd("type", 2, ["readonly", "fast"], 1, 1, 1, typeCmd),

@@ -29,6 +29,7 @@ incr 2 write,fast 1 1 1
 decr 2 write,fast 1 1 1
 incrby 3 write,fast 1 1 1
 decrby 3 write,fast 1 1 1
+incrbyfloat 3 write,fast 1 1 1
 del -2 write 1 -1 1
 exists -2 readonly,fast 1 -1 1
 type 2 readonly,fast 1 1 1
@@ -72,7 +73,7 @@ pexpiretime 2 readonly,fast 1 1 1`;
     const writes = KV_COMMANDS.filter(isWriteCommand).map((s) => s.name);
     expect(writes).toEqual([
       "set", "setnx", "getset", "getdel", "getex", "mset", "msetnx", "append", "incr", "decr", "incrby", "decrby",
-      "del", "flushall", "expire", "pexpire", "expireat", "pexpireat", "persist",
+      "incrbyfloat", "del", "flushall", "expire", "pexpire", "expireat", "pexpireat", "persist",
       "setex", "psetex", "setrange", "unlink", "rename", "renamenx", "flushdb",
     ]);
     expect(isWriteCommand(lookupKvCommand("get")!)).toBe(false);
@@ -367,6 +368,53 @@ describe("string family", () => {
     expect(kv.run("DECR", "m")).toBe(int(-9007199254740992n));
     expect(kv.run("DECRBY", "m", "1")).toBe(int(-9007199254740993n));
     expect(kv.run("GET", "m")).toBe(bulk("-9007199254740993"));
+  });
+
+  test("INCRBYFLOAT: every reply as redis-server 7.0.15 gives it, long double rounding included", () => {
+    const FLOAT = "-ERR value is not a valid float\r\n";
+    const NAN_INF = "-ERR increment would produce NaN or Infinity\r\n";
+    // [stored value (null: no key), increment, redis-server's reply]
+    const cases: [string | null, string, string][] = [
+      [null, "10.5", bulk("10.5")],
+      ["10.50", "0.1", bulk("10.6")],
+      ["5.0e3", "2.0e2", bulk("5200")],
+      ["1000.1", "0.1", bulk("1000.19999999999999996")],
+      ["0.1", "0.2", bulk("0.3")],
+      ["3", "-3", bulk("0")],
+      ["-0", "0", bulk("0")],
+      ["1e-4940", "0", bulk("0")],
+      ["12345678901234567890123", "1", bulk("12345678901234567889920")],
+      ["0x1p3", "0.5", bulk("8.5")],
+      [".5", "5.", bulk("5.5")],
+      ["+3", "1E2", bulk("103")],
+      ["1", "1e-17", bulk("1.00000000000000001")],
+      ["1", "5e-18", bulk("1")],
+      ["1", "1.5e-17", bulk("1.00000000000000001")],
+      ["99999999999999999999.99", "0.01", bulk("100000000000000000000")],
+      ["123456789.123456789", "0.000000001", bulk("123456789.12345678999554366")],
+      ["1.18e4932", "1e4932", NAN_INF],
+      ["inf", "1", NAN_INF],
+      ["1e-5000", "1", FLOAT],
+      ["1", "nan", FLOAT],
+      [" 1", "1", FLOAT],
+      ["1", "", FLOAT],
+      ["abc", "1", FLOAT],
+    ];
+    for (const [stored, incr, reply] of cases) {
+      const kv = new Kv();
+      if (stored !== null) kv.run("SET", "f", stored);
+      expect([stored, incr, kv.run("INCRBYFLOAT", "f", incr)]).toEqual([stored, incr, reply]);
+    }
+    // 1e4000 + 1 prints every digit of the long double nearest to 1e4000.
+    const kv = new Kv();
+    kv.run("SET", "f", "1e4000");
+    const big = kv.run("INCRBYFLOAT", "f", "1");
+    expect(big.slice(0, 80)).toBe("$4000\r\n9999999999999999999965463873099623784932492583506957631301508333043261943");
+    // The result is stored as the string replied, and the TTL is kept.
+    kv.run("SET", "t", "1.5", "PX", "10000");
+    expect(kv.run("INCRBYFLOAT", "t", "2")).toBe(bulk("3.5"));
+    expect(kv.run("GET", "t")).toBe(bulk("3.5"));
+    expect(kv.run("PTTL", "t")).toBe(int(10000));
   });
 });
 
