@@ -111,9 +111,11 @@ export function parseLongDouble(s: string): LongDouble | "inf" | null {
     else if (e0 < 2 * E_MIN - 4 * MAX_CHARS) r = "zero";
     else r = round(neg, digits, 1n, e0);
   } else {
-    // Out of every representable range whatever the digits (at most MAX_CHARS of them).
-    if (e0 > 5000) r = "inf";
-    else if (e0 < -5000 - 5000) r = "zero";
+    // Beyond the largest long double (about 1.19e4932) or below half the smallest denormal
+    // (about 3.6e-4951) whatever the digits: no need to compute.
+    const magnitude = digits.toString().length + e0; // value < 10^magnitude
+    if (e0 > 4933) r = "inf";
+    else if (magnitude < -4952) r = "zero";
     else r = e0 >= 0 ? round(neg, digits * 10n ** BigInt(e0), 1n, 0) : round(neg, digits, 10n ** BigInt(-e0), 0);
   }
   return r === "inf" || r === "zero" ? null : r; // strtold's ERANGE: overflow and total underflow
