@@ -42,15 +42,16 @@ test("a lock held by a live process is refused; one whose process exited is take
 
 test("a lock whose process was killed but not yet reaped (a zombie) is taken over", async () => {
   const dir = tempDir();
-  // sh starts a child that exits at once, then becomes `sleep`, which never reaps it: a zombie.
-  const parent = Bun.spawn(["sh", "-c", "true & echo $!; exec sleep 5"], { stdout: "pipe", stderr: "ignore" });
+  // sh starts a child that exits shortly after sh has become `sleep 5`, which never reaps it: a
+  // zombie. (A child that exited before the exec could be reaped by sh itself.)
+  const parent = Bun.spawn(["sh", "-c", "sleep 1 & echo $!; exec sleep 8"], { stdout: "pipe", stderr: "ignore" });
   try {
     const reader = parent.stdout.getReader();
     const first = await reader.read();
     reader.releaseLock();
     const zombie = Number.parseInt(new TextDecoder().decode(first.value), 10);
     expect(zombie).toBeGreaterThan(0);
-    for (let i = 0; i < 500 && procState(zombie) !== "Z"; i++) await Bun.sleep(5);
+    for (let i = 0; i < 1000 && procState(zombie) !== "Z"; i++) await Bun.sleep(5);
     expect(procState(zombie)).toBe("Z");
     writeFileSync(join(dir, "LOCK"), `${zombie}\n`);
     const lock = lockDataDir(dir);
