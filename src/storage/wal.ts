@@ -800,8 +800,11 @@ export class Wal implements LogStore {
       log().error(`write-ahead log failed: ${err.message}; refusing writes until restart`);
     }
     for (const a of batch) a.reject(err);
-    // Later batches may already be on disk, but they must not be acknowledged past a failed one.
-    for (const f of this.inflight) if (f.batch !== batch) for (const a of f.batch) a.reject(new WalFailedError(err));
+    // Later batches in flight are written already and must not be acknowledged past a failed one;
+    // their bytes may be on disk, and the cut below may not remove them (an fsync still running on
+    // the segment, or a cut that fails): their outcome is unknown too, like the failing batch's.
+    // Only what was never written is refused.
+    for (const f of this.inflight) if (f.batch !== batch) for (const a of f.batch) a.reject(err);
     this.inflight = [];
     for (const a of this.queue) a.reject(new WalFailedError(err));
     this.queue = [];

@@ -316,7 +316,7 @@ test("syncsInFlightMax 2: overlapping fsyncs, acks still in log order and each a
   await again.close();
 });
 
-test("syncsInFlightMax 2: a failed fsync rejects the later in-flight batch too (no ack past a failure)", async () => {
+test("syncsInFlightMax 2: a failed fsync rejects the later in-flight batch too (no ack past a failure), as unknown: it is written already", async () => {
   const io = new RecordingIo();
   io.syncDelayMs = 10;
   const wal = await Wal.open({ dataDir: tempDir(), io, syncsInFlightMax: 2 });
@@ -325,8 +325,17 @@ test("syncsInFlightMax 2: a failed fsync rejects the later in-flight batch too (
   const a = wal.append([rec(2)]);
   await new Promise((r) => setImmediate(r));
   const b = wal.append([rec(3)]);
-  const results = await Promise.allSettled([a, b]);
-  expect(results.map((r) => r.status)).toEqual(["rejected", "rejected"]);
+  await new Promise((r) => setImmediate(r));
+  const c = wal.append([rec(4)]); // queued behind two fsyncs in flight: never written
+  const results = await Promise.allSettled([a, b, c]);
+  expect(results.map((r) => r.status)).toEqual(["rejected", "rejected", "rejected"]);
+  const reasons = results.map((r) => (r as PromiseRejectedResult).reason);
+  // a failed, b was written and waits for its own fsync (its bytes may survive): both unknown;
+  // c never reached the file: refused.
+  expect(reasons[0]).toBeInstanceOf(StorageIoError);
+  expect(reasons[1]).toBeInstanceOf(StorageIoError);
+  expect(reasons[2]).toBeInstanceOf(WalFailedError);
+  expect(io.events.filter((e) => e.op === "write" && e.path?.includes("/wal/")).length).toBe(3);
   expect(wal.lastIndex()).toBe(1);
   await wal.close();
 });
