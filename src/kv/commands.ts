@@ -526,6 +526,57 @@ function renamenxCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   renameGeneric(ctx, argv, out, true);
 }
 
+/** COPY source destination [DB index] [REPLACE]: the value and its TTL; one keyspace, so DB 0 only. */
+function copyCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
+  let replace = false;
+  for (let i = 3; i < argv.length; i++) {
+    const opt = argv[i]!.toUpperCase();
+    if (opt === "REPLACE") replace = true;
+    else if (opt === "DB" && i + 1 < argv.length) {
+      const id = parseInt64(argv[++i]!);
+      if (id === null) {
+        out.error(ERR_NOT_INT);
+        return;
+      }
+      if (id < -(2 ** 31) || id >= 2 ** 31) {
+        out.error("ERR value is out of range, value must between -2147483648 and 2147483647");
+        return;
+      }
+      if (id !== 0) {
+        out.error("ERR DB index is out of range");
+        return;
+      }
+    } else {
+      out.error(ERR_SYNTAX);
+      return;
+    }
+  }
+  const from = argv[1]!;
+  const to = argv[2]!;
+  if (from === to) {
+    out.error("ERR source and destination objects are the same");
+    return;
+  }
+  const db = ctx.db;
+  const nowMs = ctx.nowMs;
+  const v = db.getForWrite(from, nowMs);
+  if (v === undefined) {
+    out.int(0);
+    return;
+  }
+  if (db.getForWrite(to, nowMs) !== undefined) {
+    if (!replace) {
+      out.int(0);
+      return;
+    }
+    db.delete(to);
+  }
+  const at = db.expireAt(from);
+  if (at === undefined) db.set(to, v);
+  else db.setWithExpire(to, v, at, nowMs);
+  out.int(1);
+}
+
 function existsCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   const db = ctx.db;
   let n = 0;
@@ -788,6 +839,7 @@ export const KV_COMMANDS: readonly Spec[] = [
   cmd("touch", -2, ["readonly", "fast"], 1, -1, 1, existsCmd),
   cmd("rename", 3, ["write"], 1, 2, 1, renameCmd),
   cmd("renamenx", 3, ["write", "fast"], 1, 2, 1, renamenxCmd),
+  cmd("copy", -3, ["write"], 1, 2, 1, copyCmd),
   cmd("flushdb", -1, ["write"], 0, 0, 0, flushallCmd),
   cmd("expiretime", 2, ["readonly", "fast"], 1, 1, 1, expiretimeCmd),
   cmd("pexpiretime", 2, ["readonly", "fast"], 1, 1, 1, pexpiretimeCmd),

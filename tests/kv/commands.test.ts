@@ -53,6 +53,7 @@ unlink -2 write,fast 1 -1 1
 touch -2 readonly,fast 1 -1 1
 rename 3 write 1 2 1
 renamenx 3 write,fast 1 2 1
+copy -3 write 1 2 1
 flushdb -1 write 0 0 0
 expiretime 2 readonly,fast 1 1 1
 pexpiretime 2 readonly,fast 1 1 1`;
@@ -74,7 +75,7 @@ pexpiretime 2 readonly,fast 1 1 1`;
     expect(writes).toEqual([
       "set", "setnx", "getset", "getdel", "getex", "mset", "msetnx", "append", "incr", "decr", "incrby", "decrby",
       "incrbyfloat", "del", "flushall", "expire", "pexpire", "expireat", "pexpireat", "persist",
-      "setex", "psetex", "setrange", "unlink", "rename", "renamenx", "flushdb",
+      "setex", "psetex", "setrange", "unlink", "rename", "renamenx", "copy", "flushdb",
     ]);
     expect(isWriteCommand(lookupKvCommand("get")!)).toBe(false);
     expect(KV_COMMANDS.every((s) => s.flags.includes("write") !== s.flags.includes("readonly"))).toBe(true);
@@ -419,6 +420,39 @@ describe("string family", () => {
 });
 
 describe("keyspace", () => {
+  test("COPY: value and TTL, REPLACE, DB 0 only; replies as redis-server 7.0.15's", () => {
+    const kv = new Kv();
+    kv.run("SET", "a", "1");
+    expect(kv.run("COPY", "a", "b")).toBe(int(1));
+    expect(kv.run("GET", "b")).toBe(bulk("1"));
+    expect(kv.run("COPY", "a", "b")).toBe(int(0));
+    expect(kv.run("COPY", "a", "b", "replace")).toBe(int(1));
+    expect(kv.run("COPY", "a", "a")).toBe("-ERR source and destination objects are the same\r\n");
+    expect(kv.run("COPY", "nosuch", "nosuch")).toBe("-ERR source and destination objects are the same\r\n");
+    expect(kv.run("COPY", "nosuch", "b")).toBe(int(0));
+    kv.run("SET", "t", "v", "PX", "100000");
+    expect(kv.run("COPY", "t", "t2")).toBe(int(1));
+    expect(kv.run("PTTL", "t2")).toBe(int(100000));
+    kv.run("SET", "b", "2", "EX", "500");
+    expect(kv.run("COPY", "a", "b", "REPLACE")).toBe(int(1));
+    expect(kv.run("TTL", "b")).toBe(int(-1)); // the destination's TTL goes with it
+    expect(kv.run("COPY", "a", "c", "DB", "0")).toBe(int(1));
+    expect(kv.run("COPY", "a", "c", "DB", "x")).toBe(NOT_INT);
+    expect(kv.run("COPY", "a", "c", "DB", "00")).toBe(NOT_INT);
+    expect(kv.run("COPY", "a", "c", "DB", "-1")).toBe("-ERR DB index is out of range\r\n");
+    expect(kv.run("COPY", "a", "c", "DB", "99999999999")).toBe("-ERR value is out of range, value must between -2147483648 and 2147483647\r\n");
+    expect(kv.run("COPY", "a", "c", "DB")).toBe(SYNTAX);
+    expect(kv.run("COPY", "a", "c", "FOO")).toBe(SYNTAX);
+    expect(kv.run("COPY", "a", "c", "REPLACE", "DB", "0", "REPLACE")).toBe(int(1));
+    // An expired source is gone; an expired destination does not block the copy.
+    kv.run("SET", "gone", "x", "PX", "10");
+    kv.run("SET", "dst", "old", "PX", "10");
+    kv.nowMs += 20;
+    expect(kv.run("COPY", "gone", "z")).toBe(int(0));
+    expect(kv.run("COPY", "a", "dst")).toBe(int(1));
+    expect(kv.run("GET", "dst")).toBe(bulk("1"));
+  });
+
   test("DEL and EXISTS count keys; EXISTS counts repeats", () => {
     const kv = new Kv();
     kv.run("MSET", "a", "1", "b", "2", "c", "3");
