@@ -3,9 +3,24 @@ import { mkdtempSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { afterAll } from "bun:test";
 
 export const ROOT = join(import.meta.dir, "..", "..");
 export const KV_BIN = join(ROOT, "kv");
+
+/**
+ * Servers started here and not stopped yet. A test whose assertion fails before its stop() would
+ * otherwise leave its server running after the test run: they are killed after the test file.
+ */
+const live = new Map<Subprocess, string | null>();
+afterAll(async () => {
+  for (const [p, dir] of live) {
+    p.kill("SIGKILL");
+    await p.exited;
+    if (dir !== null) rmSync(dir, { recursive: true, force: true });
+  }
+  live.clear();
+});
 
 export interface KvProcess {
   proc: Subprocess<"ignore", "pipe", "pipe">;
@@ -28,6 +43,8 @@ export async function startKv(extraArgs: string[] = [], opts: { dataDir?: string
     stderr: "pipe",
     env: { ...process.env, NO_COLOR: "1", ...opts.env },
   });
+  live.set(proc, opts.dataDir ? null : dataDir);
+  void proc.exited.then(() => live.delete(proc));
   let text = "";
   const pump = async (stream: ReadableStream<Uint8Array>) => {
     const dec = new TextDecoder();
