@@ -83,8 +83,9 @@ export class DurableLog<T> {
   /** Batches handed to the WAL and not yet applied or failed, oldest first (see sweepExpired). */
   private readonly inFlight: Proposal<T>[][] = [];
   /**
-   * No write is stamped earlier than this: the latest stamp proposed or time swept at. Stamps
-   * never go back, so every write applied later runs at or after any time the sweep used.
+   * The node's time never goes back: no command runs and no write is stamped earlier than this
+   * (the latest time handed out, stamped or swept at; after a restart, the last applied write's).
+   * So every write applied later runs at or after any time the sweep used.
    */
   private stampFloorMs = 0;
   private flushScheduled = false;
@@ -223,6 +224,16 @@ export class DurableLog<T> {
    * and one promise serve all the clients of a turn; the WAL joins batches that arrive during an
    * fsync into the next one (group commit).
    */
+  /**
+   * The time commands run at, from the wall clock: never earlier than a time already used, so a
+   * clock stepped back neither brings an expired key back for reads nor stamps a write before
+   * one already logged.
+   */
+  now(wallMs: number): number {
+    if (wallMs > this.stampFloorMs) this.stampFloorMs = wallMs;
+    return this.stampFloorMs;
+  }
+
   propose(argv: string[], nowMs: number, owner: T): Proposal<T> {
     if (nowMs < this.stampFloorMs) nowMs = this.stampFloorMs;
     else this.stampFloorMs = nowMs;

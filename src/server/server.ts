@@ -136,7 +136,6 @@ export class KvServer {
     readonly durable: DurableLog<Conn>,
   ) {
     this.db = durable.fsm.db;
-    this.lastNowMs = durable.fsm.appliedMs; // reads never run before the last write recovery applied
     durable.replyTo = (p) => this.replyTo(p);
     durable.onApplied = (p) => this.drainPending(p.owner, p.owner.applyOut!);
     durable.onBatchDone = () => {
@@ -196,16 +195,9 @@ export class KvServer {
     this.idleGcTimer.unref();
   }
 
-  /**
-   * The time commands run at: the wall clock, but never earlier than a time already used, so a
-   * clock stepped back neither brings an expired key back for reads nor stamps a write before one
-   * already logged.
-   */
-  private lastNowMs = 0;
+  /** The time commands run at: the wall clock, never going back (see DurableLog.now). */
   now(): number {
-    const t = Date.now();
-    if (t > this.lastNowMs) this.lastNowMs = t;
-    return this.lastNowMs;
+    return this.durable.now(Date.now());
   }
 
   /** One look of the idle collection (see IDLE_GC_CHECK_MS). */

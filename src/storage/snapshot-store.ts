@@ -42,7 +42,7 @@ const MAGIC = [0x4b, 0x56, 0x53, 0x4e, 0x41, 0x50, 0, 0]; // "KVSNAP\0\0"
 const HEADER_FIXED_BYTES = 60; // up to and including metaBytes, plus the trailing header CRC
 const SNAP_RE = /^(\d{20})\.snap$/;
 /** Appended to a snapshot found corrupt at startup: kept for inspection, no longer a snapshot. */
-export const CORRUPT_SUFFIX = ".corrupt";
+const CORRUPT_SUFFIX = ".corrupt";
 /** Body write unit: small enough that CRC + write(2) of one chunk stay well under a millisecond. */
 const CHUNK_BYTES = 256 * 1024;
 const FLAG_EXPIRE = 1;

@@ -110,8 +110,12 @@ describe("DurableLog", () => {
     const again = await open(new RecordingIo(), dir);
     expect(again.d.fsm.db.get("k", t + 101)).toBe("later");
     expect(again.d.fsm.digest(t + 101)).toBe(live);
-    // A clock stepped back across the restart still stamps no earlier than what was applied.
+    // A clock stepped back across the restart still stamps, and runs reads, no earlier than
+    // what was applied.
+    expect(again.d.now(t)).toBe(t + 100);
     expect(again.d.propose(["SET", "x", "1"], t, "x").nowMs).toBe(t + 100);
+    expect(again.d.now(t + 500)).toBe(t + 500);
+    expect(again.d.now(t + 400)).toBe(t + 500);
     await settle(again.replies, 1);
     await again.d.close();
   });
