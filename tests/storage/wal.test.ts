@@ -359,16 +359,20 @@ test("syncsInFlightMax 2: a failure while a later batch's new segment is being f
   hold = true;
   const a = wal.append([rec(2, 1, "a".repeat(40))]); // segment 1; its fsync held
   await until(1);
-  // B: 3 goes to segment 1, 4 rolls to a new segment (segment 1 is synced inline at the roll);
-  // B's fsync of the new segment is held.
+  // B does not fit in segment 1: segment 1 is first made durable as it stands (an fsync of its
+  // own, held, then let go), then B goes to a new segment, whose fsync is held.
   const b = wal.append([rec(3, 1, "b".repeat(40)), rec(4, 1, "c".repeat(200))]);
   await until(2);
-  expect(held[1]!.path).not.toBe(held[0]!.path);
+  expect(held[1]!.path).toBe(held[0]!.path);
+  expect(io.events.filter((e) => e.op === "write").length).toBe(2); // B waits for that fsync
+  held[1]!.go();
+  await until(3);
+  expect(held[2]!.path).not.toBe(held[0]!.path);
   const { ioError } = await import("../../src/storage/io.ts");
   held[0]!.fail(ioError("EIO", "injected")); // A's fsync fails while the new segment's is in flight
   const results = await Promise.allSettled([a, b]);
   expect(results.map((r) => r.status)).toEqual(["rejected", "rejected"]);
-  held[1]!.go();
+  held[2]!.go();
   await new Promise((r) => setTimeout(r, 10));
   await wal.close().catch(() => {});
   expect(walFiles(dir).length).toBe(1); // the new segment went with the failed batches
@@ -398,6 +402,57 @@ test("a segment is durable before any record goes to the next one, in every fsyn
       expect(before.slice(lastWrite + 1).some((e) => e.op === "datasync")).toBe(true);
     }
   }
+});
+
+test("the sync before a roll runs off the event loop: writes wait for it, then go to the new segment", async () => {
+  // ("always" has synced the old segment already: its roll needs no sync of its own.)
+  for (const fsync of ["no", "everysec"] as const) {
+    const dir = tempDir();
+    const io = new RecordingIo();
+    const held: { path: string | undefined; go: () => void; fail: (e: Error) => void }[] = [];
+    let hold = false;
+    io.beforeDatasync = (path) => (hold ? new Promise<void>((go, fail) => held.push({ path, go, fail })) : undefined);
+    const wal = await Wal.open({ dataDir: dir, io, fsync, segmentBytesMax: 400, preallocate: false, everysecIntervalMs: 60_000 });
+    for (let i = 1; i <= 4; i++) await wal.append([rec(i, 1, "r".repeat(40))]);
+    expect(wal.segmentNames().length).toBe(1);
+    hold = true;
+    let done = false;
+    const p = wal.append([rec(5, 1, "s".repeat(200))]).then(() => (done = true)); // does not fit: a roll
+    for (let i = 0; i < 500 && held.length === 0; i++) await new Promise((r) => setTimeout(r, 2));
+    // The old segment's fsync is running on the threadpool; timers still fire, the append waits.
+    expect(held.length).toBe(1);
+    expect(held[0]!.path!.endsWith(wal.segmentNames()[0]!)).toBe(true);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(done).toBe(false);
+    expect(wal.segmentNames().length).toBe(1);
+    hold = false;
+    held[0]!.go();
+    await p;
+    expect(wal.segmentNames().length).toBe(2);
+    const segs = walFiles(dir);
+    const ev = io.events.map((e) => `${e.op} ${e.path?.split("/").pop()}`);
+    expect(ev.lastIndexOf(`datasync ${segs[0]}`)).toBeLessThan(ev.indexOf(`write ${segs[1]}`));
+    await wal.close();
+    const again = await Wal.open({ dataDir: dir, segmentBytesMax: 400, preallocate: false });
+    expect([...again.replay(1)].map((r) => r.index)).toEqual([1, 2, 3, 4, 5]);
+    await again.close();
+  }
+});
+
+test("a failed sync before a roll refuses the waiting appends (never written) and leaves no new segment", async () => {
+  const dir = tempDir();
+  const io = new RecordingIo();
+  const wal = await Wal.open({ dataDir: dir, io, fsync: "no", segmentBytesMax: 400, preallocate: false });
+  for (let i = 1; i <= 4; i++) await wal.append([rec(i, 1, "r".repeat(40))]);
+  io.failNext("datasync", "EIO");
+  await expect(wal.append([rec(5, 1, "s".repeat(200))])).rejects.toBeInstanceOf(WalFailedError);
+  expect(wal.failure?.code).toBe("EIO");
+  await expect(wal.append([rec(5, 1, "t")])).rejects.toBeInstanceOf(WalFailedError);
+  await wal.close().catch(() => {});
+  expect(walFiles(dir).length).toBe(1);
+  const again = await Wal.open({ dataDir: dir, segmentBytesMax: 400, preallocate: false });
+  expect(again.lastIndex()).toBe(4);
+  await again.close();
 });
 
 test("everysec: a failed background fsync fails the WAL; later appends are refused", async () => {
