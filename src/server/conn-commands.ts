@@ -253,6 +253,7 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
         `rejected_connections:${s.stats.connectionsRejected}`,
         `total_error_replies:0`,
         `protocol_errors:${s.stats.protocolErrors}`,
+        `client_output_buffer_limit_disconnections:${s.stats.outputLimitDisconnections}`,
         `kv_idle_collections:${s.stats.idleCollections}`,
       );
       break;
@@ -330,6 +331,7 @@ function config(ctx: ServerCtx, argv: string[], out: ReplyWriter): void {
       ctx.server.stats.connectionsReceived = 0;
       ctx.server.stats.connectionsRejected = 0;
       ctx.server.stats.protocolErrors = 0;
+      ctx.server.stats.outputLimitDisconnections = 0;
       out.ok();
       return;
     case "HELP":

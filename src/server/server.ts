@@ -103,6 +103,8 @@ export interface ServerStats {
   protocolErrors: number;
   /** Full collections run by the idle check (see IDLE_GC_CHECK_MS). */
   idleCollections: number;
+  /** Clients closed because replies queued behind their writes passed the output limit. */
+  outputLimitDisconnections: number;
 }
 
 /**
@@ -152,6 +154,7 @@ export class KvServer {
       commandsProcessed: 0,
       protocolErrors: 0,
       idleCollections: 0,
+      outputLimitDisconnections: 0,
     };
     this.dispatcher = new Dispatcher(this);
   }
@@ -400,8 +403,34 @@ export class KvServer {
       if (item.index === -1 && item.reply === undefined) return;
       conn.pending.shift();
       if (item.index === -1) item.reply!(out);
-      else if (!conn.closing) this.dispatcher.dispatch(conn, item.argv, out, nowMs === 0 ? (nowMs = this.now()) : nowMs);
+      else if (!conn.closing) {
+        this.dispatcher.dispatch(conn, item.argv, out, nowMs === 0 ? (nowMs = this.now()) : nowMs);
+        // Closed: the loop goes on dropping its queued reads (unrun) up to its next write.
+        if (conn.queuedBytes + out.len > this.config.clientOutputBufferLimit) this.closeForOutputLimit(conn, out);
+      }
     }
+  }
+
+  /**
+   * Replies to commands queued behind this client's own writes passed the output limit. They
+   * cannot wait for the client to read, as replies of a read batch do (its next write applies in
+   * log order, and every reply before it must exist by then), so the client is disconnected, as
+   * Redis does past its hard output limit. Nothing more is sent: a stream with replies missing
+   * would pair the client's later requests with the wrong answers. Writes it already sent are in
+   * the log and still apply; to the client their outcome is unknown, as with any lost connection.
+   */
+  private closeForOutputLimit(conn: Conn, out: ReplyBuffer): void {
+    const unsent = conn.queuedBytes + out.len;
+    log.warn(
+      `client ${conn.id}: closed, replies to commands queued behind its writes passed --client-output-buffer-limit ` +
+        `(${unsent} bytes unsent, limit ${this.config.clientOutputBufferLimit}); writes it sent still apply`,
+    );
+    this.stats.outputLimitDisconnections++;
+    out.reset();
+    conn.closing = true;
+    conn.inputClosed = true;
+    conn.socket.terminate();
+    this.onClose(conn.socket);
   }
 
   /**

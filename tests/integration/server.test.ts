@@ -213,6 +213,30 @@ describe("bad input gets a clear error; everyone else keeps being served", () =>
     sock.end();
   }, 60_000);
 
+  test("reads queued behind a write whose replies pass the output limit: the client is closed, nothing partial is sent, others go on", async () => {
+    const setter = await rawConnect(kv.port);
+    const big = "q".repeat(100 * 1024);
+    setter.write(encodeCommand(["SET", "bigq", big]));
+    await setter.waitFor((r) => r === "+OK\r\n");
+    setter.write("INFO stats\r\n");
+    const before = Number(/client_output_buffer_limit_disconnections:(\d+)/.exec(await setter.waitFor((r) => r.includes("kv_idle")))![1]);
+    setter.clear();
+
+    // One write: a SET, then 300 GETs of 100 KB (30 MB of replies against a 1 MiB limit) that wait
+    // behind it for its fsync, then another SET and more GETs behind that.
+    const c = await rawConnect(kv.port);
+    c.write("SET qa 1\r\n" + "GET bigq\r\n".repeat(300) + "SET qb 2\r\n" + "GET bigq\r\n".repeat(10));
+    const got = await c.waitFor((_r, closed) => closed, 10_000);
+    expect(got.length).toBe(0); // no reply at all rather than a stream with replies missing
+
+    // The server is up; both writes were applied (their outcome was unknown to that client).
+    setter.write("PING\r\nGET qa\r\nGET qb\r\nINFO stats\r\n");
+    const after = await setter.waitFor((r) => r.includes("kv_idle"));
+    expect(after.startsWith("+PONG\r\n$1\r\n1\r\n$1\r\n2\r\n")).toBe(true);
+    expect(Number(/client_output_buffer_limit_disconnections:(\d+)/.exec(after)![1])).toBe(before + 1);
+    setter.close();
+  }, 30_000);
+
   test("more clients than --maxclients are refused with Redis's error", async () => {
     const small = await startKv(["--maxclients", "20"]);
     const clients = [];
