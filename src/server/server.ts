@@ -69,6 +69,9 @@ export class Conn {
   pending: PendingCommand[] = [];
   /** Replies produced outside a read batch (when writes apply); allocated on first use. */
   applyOut: ReplyBuffer | null = null;
+  /** Size of the last reply produced while writes apply, and where the pending write's reply starts in applyOut. */
+  lastReplyBytes = 0;
+  replyMark = 0;
   /** Reading is paused because too many commands wait behind unapplied writes. */
   pausedForPending = false;
   /**
@@ -121,6 +124,8 @@ export class KvServer {
   readonly dispatcher: Dispatcher;
   private listener: TCPSocketListener<Conn> | null = null;
   private readonly scratch = new ReplyBuffer(64 * 1024);
+  /** Replies to closed connections go here and are dropped. */
+  private readonly discard = new ReplyBuffer(1024);
   private nextConnId = 1;
   private sweepTimer: ReturnType<typeof setInterval> | null = null;
   private idleGcTimer: ReturnType<typeof setInterval> | null = null;
@@ -139,7 +144,11 @@ export class KvServer {
   ) {
     this.db = durable.fsm.db;
     durable.replyTo = (p) => this.replyTo(p);
-    durable.onApplied = (p) => this.drainPending(p.owner, p.owner.applyOut!);
+    durable.onApplied = (p) => {
+      const out = this.replyOut(p.owner);
+      p.owner.lastReplyBytes = out.len - p.owner.replyMark;
+      this.drainPending(p.owner, out);
+    };
     durable.onBatchDone = () => {
       // The idle collection compares against the most keys held since its last run.
       const keys = this.db.dbsize();
@@ -355,7 +364,12 @@ export class KvServer {
 
   // ---- writes: applied in log order once durable -----------------------------------------
 
+  /** Where replies produced while writes apply go: the connection's buffer, or a sink once it is closed. */
   private replyOut(conn: Conn): ReplyBuffer {
+    if (conn.closed) {
+      this.discard.reset();
+      return this.discard;
+    }
     let out = conn.applyOut;
     if (out === null) out = conn.applyOut = new ReplyBuffer(1024);
     out.proto = conn.proto;
@@ -368,7 +382,11 @@ export class KvServer {
     const conn = p.owner;
     const head = conn.pending.shift();
     assert(head === p, `applied write ${p.index} is not the head of its connection's queue`);
-    return this.replyOut(conn);
+    // Replies owed before this one (earlier writes' too: GETEX, SET ... GET) may be past the limit.
+    if (!conn.closed) this.withinOutputLimit(conn, this.replyOut(conn));
+    const out = this.replyOut(conn); // the sink if that closed the connection
+    conn.replyMark = out.len;
+    return out;
   }
 
   private onWriteFailed(batch: Proposal<Conn>[], err: Error): void {
@@ -403,30 +421,54 @@ export class KvServer {
       if (item.index === -1 && item.reply === undefined) return;
       conn.pending.shift();
       if (item.index === -1) item.reply!(out);
-      else if (!conn.closing) {
+      else if (!conn.closing && !conn.closed) {
+        // Checked before each command, as in a read batch. Once closed, the loop goes on dropping
+        // the queued reads, unrun, up to the connection's next write (also for a client that
+        // disconnected by itself).
+        if (!this.withinOutputLimit(conn, out)) {
+          out = this.replyOut(conn);
+          continue;
+        }
+        const before = out.len;
         this.dispatcher.dispatch(conn, item.argv, out, nowMs === 0 ? (nowMs = this.now()) : nowMs);
-        // Closed: the loop goes on dropping its queued reads (unrun) up to its next write.
-        if (conn.queuedBytes + out.len > this.config.clientOutputBufferLimit) this.closeForOutputLimit(conn, out);
+        conn.lastReplyBytes = out.len - before;
       }
     }
   }
 
   /**
-   * Replies to commands queued behind this client's own writes passed the output limit. They
-   * cannot wait for the client to read, as replies of a read batch do (its next write applies in
-   * log order, and every reply before it must exist by then), so the client is disconnected, as
-   * Redis does past its hard output limit. Nothing more is sent: a stream with replies missing
-   * would pair the client's later requests with the wrong answers. Writes it already sent are in
-   * the log and still apply; to the client their outcome is unknown, as with any lost connection.
+   * Before a reply is produced while writes apply: may this client have it? Past the output limit,
+   * the unsent bytes are handed to the kernel first; if what is still unsent, apart from the last
+   * reply, is past the limit, the client is closed (closeForOutputLimit). So one reply larger than
+   * the limit still goes out, and what a client holds stays within the limit plus one reply.
    */
-  private closeForOutputLimit(conn: Conn, out: ReplyBuffer): void {
-    const unsent = conn.queuedBytes + out.len;
+  private withinOutputLimit(conn: Conn, out: ReplyBuffer): boolean {
+    const limit = this.config.clientOutputBufferLimit;
+    if (conn.queuedBytes + out.len <= limit) return true;
+    this.send(conn, out); // what the kernel takes is no longer held
+    if (conn.closed) return false;
+    if (conn.queuedBytes - conn.lastReplyBytes <= limit) return true;
+    this.closeForOutputLimit(conn);
+    return false;
+  }
+
+  /**
+   * Replies produced while this client's own writes apply (theirs, and those of the commands
+   * queued behind them) are past the output limit and the kernel will not take them. They cannot
+   * wait for the client to read, as replies of a read batch do (its next write applies in log
+   * order, and every reply before it must exist by then), so the client is disconnected, as Redis
+   * does past its hard output limit, and nothing more is sent: skipping replies on a live
+   * connection would pair its later requests with the wrong answers. Writes it already sent are
+   * in the log and still apply; to the client their outcome is unknown, as with any lost connection.
+   */
+  private closeForOutputLimit(conn: Conn): void {
+    const unsent = conn.queuedBytes;
     log.warn(
-      `client ${conn.id}: closed, replies to commands queued behind its writes passed --client-output-buffer-limit ` +
+      `client ${conn.id}: closed, replies produced as its writes applied passed --client-output-buffer-limit ` +
         `(${unsent} bytes unsent, limit ${this.config.clientOutputBufferLimit}); writes it sent still apply`,
     );
     this.stats.outputLimitDisconnections++;
-    out.reset();
+    conn.applyOut?.reset();
     conn.closing = true;
     conn.inputClosed = true;
     conn.socket.terminate();

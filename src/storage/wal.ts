@@ -568,7 +568,7 @@ export class Wal implements LogStore {
    */
   private pump(): void {
     while (this.queue.length > 0 && !this.failure && !this.rollSyncing && (this.mode !== "always" || this.inflight.length < this.syncsInFlightMax)) {
-      const fit = this.appendsBeforeRollSync();
+      const fit = this.nextBatchLength();
       if (fit === 0) {
         this.syncBeforeRoll();
         return;
@@ -600,22 +600,26 @@ export class Wal implements LogStore {
   }
 
   /**
-   * How many queued appends can be written before the log rolls to a new segment while the active
-   * one is not yet durable as it stands (all of them when no such roll comes). Those go first;
-   * then syncBeforeRoll runs, and the rest goes to the new segment once it is done.
+   * How many queued appends form the next batch: those that fit in the segment they go to, so a
+   * batch never spans a roll (a roll inside one would have to sync the bytes just written on the
+   * event loop). 0 when the next append starts a new segment and the active one is not yet
+   * durable as it stands: syncBeforeRoll runs first.
    */
-  private appendsBeforeRollSync(): number {
+  private nextBatchLength(): number {
     const seg = this.segments[this.segments.length - 1];
-    if (seg === undefined || !seg.writable || seg.bytes === 0) return this.queue.length;
-    if (seg.allocated <= seg.bytes && seg.syncedBytes >= seg.bytes) return this.queue.length; // a roll costs nothing
-    if (this.spare?.ready && seg.allocated === 0) return 0; // writeBatch switches to the spare at once
-    let bytes = seg.bytes;
-    for (let i = 0; i < this.queue.length; i++) {
-      const n = this.queue[i]!.bytes.length;
-      if (bytes + n > this.segmentBytesMax) return i;
-      bytes += n;
+    let bytes = 0;
+    if (seg !== undefined && seg.bytes > 0) {
+      // As writeBatch decides: switch to a ready spare at once, or roll when the next append does not fit.
+      const rolls = (this.spare?.ready === true && seg.allocated === 0) || seg.bytes + this.queue[0]!.bytes.length > this.segmentBytesMax;
+      if (!rolls) bytes = seg.bytes;
+      else if (seg.allocated > seg.bytes || seg.syncedBytes < seg.bytes) return 0;
     }
-    return this.queue.length;
+    let n = 0;
+    while (n < this.queue.length && (bytes === 0 || bytes + this.queue[n]!.bytes.length <= this.segmentBytesMax)) {
+      bytes += this.queue[n]!.bytes.length;
+      n++;
+    }
+    return n;
   }
 
   /**
@@ -1035,7 +1039,8 @@ export class Wal implements LogStore {
     await this.drained();
     if (this.timer) clearInterval(this.timer);
     await this.spare?.done; // never rejects (failures are handled in prepareSpare)
-    while (this.bgSyncing) await new Promise((r) => setTimeout(r, 1));
+    // After a failure, fsyncs may still run (a roll's, a rejected batch's): their fds stay open until they return.
+    while (this.bgSyncing || this.rollSyncing || this.segments.some((seg) => seg.syncing > 0)) await new Promise((r) => setTimeout(r, 1));
     try {
       if (!this.failure) for (const seg of this.segments) await this.syncSegment(seg);
     } finally {

@@ -247,7 +247,14 @@ test("a failed segment creation on roll fails the batch without a gap on disk", 
   for (let i = 1; i <= 3; i++) await wal.append([rec(i, 1, "v".repeat(40))]);
   io.failNext("open", "ENOSPC");
   const p = [4, 5, 6, 7].map((i) => wal.append([rec(i, 1, "v".repeat(40))]));
-  for (const x of p) await expect(x).rejects.toBeInstanceOf(StorageIoError);
+  // The batch meant for the new segment fails with the error; appends queued behind it, never
+  // written (a batch stops at a segment's end), are refused.
+  await expect(p[0]!).rejects.toBeInstanceOf(StorageIoError);
+  for (const r of await Promise.allSettled(p.slice(1))) {
+    expect(r.status).toBe("rejected");
+    const e = (r as PromiseRejectedResult).reason;
+    expect(e instanceof StorageIoError || e instanceof WalFailedError).toBe(true);
+  }
   await wal.close();
   const again = await Wal.open({ dataDir: dir, segmentBytesMax: 200 });
   expect(again.lastIndex()).toBe(3);
@@ -436,6 +443,36 @@ test("the sync before a roll runs off the event loop: writes wait for it, then g
     const again = await Wal.open({ dataDir: dir, segmentBytesMax: 400, preallocate: false });
     expect([...again.replay(1)].map((r) => r.index)).toEqual([1, 2, 3, 4, 5]);
     await again.close();
+  }
+});
+
+test("no batch spans a roll, so a roll never syncs on the event loop (big queues, batches straddling a segment's end)", async () => {
+  class CountingIo extends RecordingIo {
+    inlineSyncs = 0;
+    override datasyncSync(fd: number): void {
+      this.inlineSyncs++;
+      super.datasyncSync(fd);
+    }
+  }
+  const SEG = 64 * 1024;
+  const big = (i: number) => rec(i, 1, "x".repeat(0.6 * SEG));
+  for (const fsync of ["always", "everysec", "no"] as const) {
+    for (const preallocate of [false, true]) {
+      const dir = tempDir();
+      const io = new CountingIo();
+      const wal = await Wal.open({ dataDir: dir, io, fsync, segmentBytesMax: SEG, preallocate, everysecIntervalMs: 60_000 });
+      // Appends of 0.6 segment queued together: each batch must stop at the segment's end.
+      await Promise.all([1, 2, 3, 4].map((i) => wal.append([big(i)])));
+      // A batch whose first append fits and whose second does not.
+      await wal.append([rec(5, 1, "y".repeat(0.3 * SEG))]);
+      await Promise.all([wal.append([rec(6, 1, "z".repeat(0.3 * SEG))]), wal.append([rec(7, 1, "z".repeat(0.3 * SEG))])]);
+      expect(wal.segmentNames().length).toBeGreaterThanOrEqual(5);
+      expect(io.inlineSyncs).toBe(0);
+      await wal.close();
+      const again = await Wal.open({ dataDir: dir, segmentBytesMax: SEG });
+      expect([...again.replay(1)].map((r) => r.index)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+      await again.close();
+    }
   }
 });
 
