@@ -918,6 +918,15 @@ export class Wal implements LogStore {
     }
   }
 
+  /**
+   * Resolves once no fdatasync is running: the everysec background one, a roll's, or a batch's
+   * still running after a failure rejected it. Callers that then close, delete or reopen segment
+   * files do so without yielding, so none can start in between.
+   */
+  private async syncsSettled(): Promise<void> {
+    while (this.bgSyncing || this.rollSyncing || this.segments.some((seg) => seg.syncing > 0)) await new Promise((r) => setTimeout(r, 1));
+  }
+
   /** Resolves when every append made so far has been written (and, in "always", synced) or rejected. */
   private async drained(): Promise<void> {
     let t: Promise<void>;
@@ -934,6 +943,7 @@ export class Wal implements LogStore {
     this.exclusive = true;
     try {
       await this.drained();
+      await this.syncsSettled();
       if (this.failure) throw new WalFailedError(this.failure);
       // Newest segments first, so a crash part-way leaves a prefix of the log, never a gap.
       let deleted = false;
@@ -991,6 +1001,7 @@ export class Wal implements LogStore {
     this.exclusive = true;
     try {
       await this.drained();
+      await this.syncsSettled();
       if (this.failure) throw new WalFailedError(this.failure);
       while (this.segments.length > 0) this.deleteSegment(this.segments.pop()!);
       this.fsyncDirOrThrow();
@@ -1039,8 +1050,7 @@ export class Wal implements LogStore {
     await this.drained();
     if (this.timer) clearInterval(this.timer);
     await this.spare?.done; // never rejects (failures are handled in prepareSpare)
-    // After a failure, fsyncs may still run (a roll's, a rejected batch's): their fds stay open until they return.
-    while (this.bgSyncing || this.rollSyncing || this.segments.some((seg) => seg.syncing > 0)) await new Promise((r) => setTimeout(r, 1));
+    await this.syncsSettled();
     try {
       if (!this.failure) for (const seg of this.segments) await this.syncSegment(seg);
     } finally {

@@ -476,6 +476,33 @@ test("no batch spans a roll, so a roll never syncs on the event loop (big queues
   }
 });
 
+test("truncateAfter and reset wait for a background fsync in flight instead of deleting or reopening its file", async () => {
+  for (const op of ["truncateAfter", "reset"] as const) {
+    const dir = tempDir();
+    const io = new RecordingIo();
+    const held: (() => void)[] = [];
+    let hold = false;
+    io.beforeDatasync = () => (hold ? new Promise<void>((go) => held.push(go)) : undefined);
+    const wal = await Wal.open({ dataDir: dir, io, fsync: "everysec", everysecIntervalMs: 5, segmentBytesMax: 300, preallocate: false });
+    for (let i = 1; i <= 8; i++) await wal.append([rec(i, 1, "t".repeat(60))]);
+    expect(wal.segmentNames().length).toBeGreaterThan(2);
+    hold = true;
+    await wal.append([rec(9, 1, "u".repeat(60))]); // the background sync of this one is held
+    for (let i = 0; i < 500 && held.length === 0; i++) await new Promise((r) => setTimeout(r, 2));
+    expect(held.length).toBeGreaterThan(0);
+    let done = false;
+    const p = (op === "truncateAfter" ? wal.truncateAfter(2) : wal.reset(20, 3)).then(() => (done = true));
+    await new Promise((r) => setTimeout(r, 30));
+    expect(done).toBe(false); // waiting for the fsync, not deleting its file under it
+    hold = false;
+    for (const go of held.splice(0)) go();
+    await p;
+    expect(wal.failure).toBeUndefined();
+    expect(wal.lastIndex()).toBe(op === "truncateAfter" ? 2 : 20);
+    await wal.close();
+  }
+});
+
 test("a failed sync before a roll refuses the waiting appends (never written) and leaves no new segment", async () => {
   const dir = tempDir();
   const io = new RecordingIo();
