@@ -343,8 +343,14 @@ export class KvServer {
     }
   }
 
-  /** Writes the scratch buffer's bytes to the socket; what the kernel does not take is queued. */
+  /** Writes a reply buffer's bytes to the socket (see hand), then ends a closing connection with nothing left owed. */
   private send(conn: Conn, out: ReplyBuffer): void {
+    this.hand(conn, out);
+    if (conn.closing && conn.queue.length === 0 && conn.pending.length === 0) conn.socket.end();
+  }
+
+  /** Hands the buffer's bytes to the socket (what the kernel does not take is queued) and empties it. */
+  private hand(conn: Conn, out: ReplyBuffer): void {
     if (out.len > 0 && !conn.closed) {
       if (conn.queue.length === 0) {
         const view = out.view();
@@ -359,7 +365,6 @@ export class KvServer {
       }
     }
     out.reset();
-    if (conn.closing && conn.queue.length === 0 && conn.pending.length === 0) conn.socket.end();
   }
 
   // ---- writes: applied in log order once durable -----------------------------------------
@@ -445,7 +450,7 @@ export class KvServer {
   private withinOutputLimit(conn: Conn, out: ReplyBuffer): boolean {
     const limit = this.config.clientOutputBufferLimit;
     if (conn.queuedBytes + out.len <= limit) return true;
-    this.send(conn, out); // what the kernel takes is no longer held
+    this.hand(conn, out); // what the kernel takes is no longer held
     if (conn.closed) return false;
     if (conn.queuedBytes - conn.lastReplyBytes <= limit) return true;
     this.closeForOutputLimit(conn);
