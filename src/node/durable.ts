@@ -219,12 +219,6 @@ export class DurableLog<T> {
   }
 
   /**
-   * Queues a write. It joins the batch appended once this turn of the event loop has handled
-   * every ready socket (setImmediate, as Redis's beforeSleep), so one record batch, one write(2)
-   * and one promise serve all the clients of a turn; the WAL joins batches that arrive during an
-   * fsync into the next one (group commit).
-   */
-  /**
    * The time commands run at, from the wall clock: never earlier than a time already used, so a
    * clock stepped back neither brings an expired key back for reads nor stamps a write before
    * one already logged.
@@ -234,6 +228,12 @@ export class DurableLog<T> {
     return this.stampFloorMs;
   }
 
+  /**
+   * Queues a write. It joins the batch appended once this turn of the event loop has handled
+   * every ready socket (setImmediate, as Redis's beforeSleep), so one record batch, one write(2)
+   * and one promise serve all the clients of a turn; the WAL joins batches that arrive during an
+   * fsync into the next one (group commit).
+   */
   propose(argv: string[], nowMs: number, owner: T): Proposal<T> {
     if (nowMs < this.stampFloorMs) nowMs = this.stampFloorMs;
     else this.stampFloorMs = nowMs;

@@ -106,7 +106,7 @@ export interface ServerStats {
   protocolErrors: number;
   /** Full collections run by the idle check (see IDLE_GC_CHECK_MS). */
   idleCollections: number;
-  /** Clients closed because replies queued behind their writes passed the output limit. */
+  /** Clients closed because replies produced as their writes applied passed the output limit. */
   outputLimitDisconnections: number;
 }
 
@@ -369,6 +369,11 @@ export class KvServer {
 
   // ---- writes: applied in log order once durable -----------------------------------------
 
+  /** Reading from a client resumes only once none of the reasons to pause it holds. */
+  private resumeIfUnpaused(conn: Conn): void {
+    if (!conn.pausedForOutput && !conn.pausedForPending && !conn.pausedForBarrier) conn.socket.resume();
+  }
+
   /** Where replies produced while writes apply go: the connection's buffer, or a sink once it is closed. */
   private replyOut(conn: Conn): ReplyBuffer {
     if (conn.closed) {
@@ -388,8 +393,8 @@ export class KvServer {
     const head = conn.pending.shift();
     assert(head === p, `applied write ${p.index} is not the head of its connection's queue`);
     // Replies owed before this one (earlier writes' too: GETEX, SET ... GET) may be past the limit.
-    if (!conn.closed) this.withinOutputLimit(conn, this.replyOut(conn));
-    const out = this.replyOut(conn); // the sink if that closed the connection
+    let out = this.replyOut(conn);
+    if (!this.withinOutputLimit(conn, out)) out = this.replyOut(conn); // closed: the sink
     conn.replyMark = out.len;
     return out;
   }
@@ -506,12 +511,12 @@ export class KvServer {
       if (out.buf.length > 64 * 1024) conn.applyOut = null;
       if (conn.pausedForBarrier && conn.pending.length === 0 && !conn.closed) {
         conn.pausedForBarrier = false;
-        if (!conn.pausedForOutput && !conn.pausedForPending) conn.socket.resume();
+        this.resumeIfUnpaused(conn);
         this.process(conn);
       }
       if (conn.pausedForPending && conn.pending.length < PENDING_COMMANDS_MAX / 2 && !conn.closed) {
         conn.pausedForPending = false;
-        if (!conn.pausedForOutput && !conn.pausedForBarrier) conn.socket.resume();
+        this.resumeIfUnpaused(conn);
         this.process(conn);
       }
     }
@@ -539,7 +544,7 @@ export class KvServer {
     }
     if (conn.pausedForOutput) {
       conn.pausedForOutput = false;
-      if (!conn.pausedForPending && !conn.pausedForBarrier) socket.resume();
+      this.resumeIfUnpaused(conn);
       this.process(conn);
     }
   }

@@ -5,7 +5,7 @@
 // and fdatasyncs it (on the threadpool, so the event loop keeps serving), then resolves the appends.
 // Appends that arrive during the fsync form the next batch (group commit).
 import { join } from "node:path";
-import { assert, CorruptLogError } from "../errors.ts";
+import { assert, AssertionError, CorruptLogError } from "../errors.ts";
 import { logger } from "../log.ts";
 import {
   decodeAt,
@@ -737,22 +737,12 @@ export class Wal implements LogStore {
   private roll(nextIndex: number): Segment {
     const old = this.segments[this.segments.length - 1]!;
     // Only the last segment may end in zeros or a torn record: before any record goes to the next
-    // segment, the old one is made durable as it stands, its unused preallocation cut. Else the
-    // new segment's records could reach the disk first (its own fsync, writeback), and a power
-    // cut would leave a damaged segment that is not the last, which recovery refuses. In every
-    // fsync mode: it costs one fdatasync per segment.
-    const cut = old.allocated > old.bytes;
-    if (cut || old.syncedBytes < old.bytes) {
-      try {
-        if (cut) this.io.truncate(old.fd!, old.bytes);
-        this.io.datasyncSync(old.fd!);
-        this.stats.fsyncs++;
-      } catch (e) {
-        throw new StorageIoError(cut ? "truncate" : "fsync", old.path, e);
-      }
-      old.allocated = 0;
-      old.syncedBytes = old.bytes;
-    }
+    // segment, the old one is durable as it stands, its unused preallocation cut. Else the new
+    // segment's records could reach the disk first (its own fsync, writeback), and a power cut
+    // would leave a damaged segment that is not the last, which recovery refuses. pump() sees to
+    // it before the batch that rolls (syncBeforeRoll, on the threadpool; nextBatchLength keeps a
+    // batch from spanning a roll), in every fsync mode: one fdatasync per segment.
+    assert(old.allocated <= old.bytes && old.syncedBytes >= old.bytes, `roll past ${old.name} before it is durable as it stands`);
     old.writable = false; // fd stays open for reads and the pending fsync
     this.spareFailed = false; // a new segment: worth trying to preallocate again
     return this.createSegment(nextIndex);
@@ -1076,6 +1066,7 @@ export class Wal implements LogStore {
 }
 
 export function asIoError(e: unknown, op: "write" | "fsync", path: string): StorageIoError {
+  if (e instanceof AssertionError) throw e; // a broken invariant crashes; it is no I/O error
   return e instanceof StorageIoError ? e : new StorageIoError(op, path, e);
 }
 
