@@ -271,6 +271,15 @@ export const AVG_TTL_SAMPLE_KEYS = 10_000;
 /** This process's run id: 40 random hex digits, new at every start, as Redis's (clients detect restarts with it). */
 const RUN_ID = Array.from(crypto.getRandomValues(new Uint8Array(20)), (b) => b.toString(16).padStart(2, "0")).join("");
 
+/**
+ * LASTSAVE and rdb_last_save_time: the last snapshot written, or the start (as Redis: recovery
+ * leaves everything it loaded on disk, so at startup the data counts as saved).
+ */
+function lastSaveSeconds(ctx: ServerCtx): number {
+  const d = ctx.server.durable;
+  return Math.floor((d.lastSnapshotAtMs === 0 ? ctx.server.stats.startedAtMs : d.lastSnapshotAtMs) / 1000);
+}
+
 function infoSection(ctx: ServerCtx, section: InfoSection): string {
   const s = ctx.server;
   const lines: string[] = [];
@@ -311,7 +320,7 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
         // Clients connect only once recovery is done: nobody can see kv loading.
         "loading:0",
         `rdb_bgsave_in_progress:${d.snapshotInProgress ? 1 : 0}`,
-        `rdb_last_save_time:${Math.floor(d.lastSnapshotAtMs / 1000)}`,
+        `rdb_last_save_time:${lastSaveSeconds(ctx)}`,
         `aof_enabled:1`,
         `kv_fsync:${s.config.fsync}`,
         `kv_applied_index:${d.applied}`,
@@ -319,8 +328,9 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
         `kv_wal_fsyncs:${w.fsyncs}`,
         `kv_wal_records:${w.records}`,
         `kv_last_snapshot_index:${d.lastSnapshot?.lastIndex ?? d.recovery.snapshotIndex}`,
-        `kv_last_snapshot_ms:${d.lastSnapshot?.durationMs ?? 0}`,
-        `kv_last_snapshot_longest_slice_ms:${d.lastSnapshot?.longestSliceMs.toFixed(2) ?? 0}`,
+        // -1: no snapshot written since the node started.
+        `kv_last_snapshot_ms:${d.lastSnapshot?.durationMs ?? -1}`,
+        `kv_last_snapshot_longest_slice_ms:${d.lastSnapshot?.longestSliceMs.toFixed(2) ?? -1}`,
         `kv_recovery_ms:${d.recovery.durationMs}`,
         `kv_values_mapped:${s.db.hasLazyValues() ? 1 : 0}`,
       );
@@ -588,7 +598,7 @@ export const CONN_COMMANDS: readonly ContainerSpec[] = [
     out.simple("Background saving started");
   }),
   spec("lastsave", 1, ["fast"], (ctx, _argv, out) => {
-    out.int(Math.floor(ctx.server.durable.lastSnapshotAtMs / 1000));
+    out.int(lastSaveSeconds(ctx));
   }),
   spec("time", 1, ["fast"], (ctx, _argv, out) => {
     out.array(2);

@@ -244,6 +244,21 @@ describe("INFO sections", () => {
     expect(avg).toBeGreaterThan(2_000_000 - 10_000);
   });
 
+  test("before any snapshot: LASTSAVE is the start, as Redis; the last snapshot's duration is -1, not a made-up 0", async () => {
+    const server = await openServer();
+    const c = connect(server);
+    const f = await info(c, "persistence");
+    const started = Math.floor(server.stats.startedAtMs / 1000);
+    expect(f.get("rdb_last_save_time")).toBe(String(started));
+    expect(await c.call(["LASTSAVE"])).toEqual([started]);
+    expect(f.get("kv_last_snapshot_ms")).toBe("-1");
+    expect(f.get("kv_last_snapshot_longest_slice_ms")).toBe("-1");
+    await c.call(["SET", "k", "v"], ["SAVE"]);
+    const g = await info(c, "persistence");
+    expect(Number(g.get("kv_last_snapshot_ms"))).toBeGreaterThanOrEqual(0);
+    expect(Number(g.get("rdb_last_save_time"))).toBeGreaterThanOrEqual(started);
+  });
+
   test("run_id is 40 hex digits", async () => {
     const server = await openServer();
     const f = await info(connect(server), "server");
