@@ -317,6 +317,13 @@ describe("CLIENT LIST and CLIENT INFO", () => {
     expect(Number(p.get("tot-mem"))).toBe(3 + Number(p.get("qbuf-free")) + 8 + Number(p.get("rbs")));
     const [bad] = await b.call(["CLIENT", "LIST", "TYPE", "nosuch"]);
     expect(bad).toBeInstanceOf(ErrorReply);
+
+    // NO-EVICT / NO-TOUCH take ON or OFF; RESET clears them, as Redis.
+    expect(await b.call(["CLIENT", "NO-EVICT", "maybe"], ["CLIENT", "NO-TOUCH", "on"])).toEqual([new ErrorReply("ERR syntax error"), "OK"]);
+    const flagsOf = async () => parse(String((await b.call(["CLIENT", "INFO"]))[0])).get("flags");
+    expect(await flagsOf()).toBe("T");
+    await b.call(["RESET"]);
+    expect(await flagsOf()).toBe("N");
   });
 });
 
