@@ -177,6 +177,24 @@ export class Db {
     return this.expires.size - this.tombs;
   }
 
+  /**
+   * The average time to live in ms of the live keys with a TTL at nowMs (INFO's avg_ttl), over
+   * the first sampleMax entries of the TTL table: exact when there are no more, else an estimate
+   * from the keys that have held a TTL longest. 0 when none.
+   */
+  avgTtlMs(nowMs: number, sampleMax: number): number {
+    let sum = 0;
+    let live = 0;
+    let seen = 0;
+    for (const at of this.expires.values()) {
+      if (seen++ >= sampleMax) break;
+      if (at <= nowMs) continue; // expired, not yet reclaimed; or a tombstone
+      sum += at - nowMs;
+      live++;
+    }
+    return live === 0 ? 0 : Math.round(sum / live);
+  }
+
   /** Live keys matching a glob, in insertion order. */
   keys(pattern: string, nowMs: number): string[] {
     const all = globMatchesAll(pattern);

@@ -56,6 +56,10 @@ export class ReplyBuffer implements ReplyWriter {
   proto: Proto = 2;
   buf: Buffer;
   len = 0;
+  /** The most bytes held at once, as of the last reset. */
+  peak = 0;
+  /** Called with the text of every error reply written here (the server counts them for INFO). */
+  onError: ((text: string) => void) | null = null;
 
   constructor(initialBytes = INITIAL_BYTES) {
     this.buf = Buffer.allocUnsafe(initialBytes);
@@ -67,6 +71,7 @@ export class ReplyBuffer implements ReplyWriter {
   }
 
   reset(): void {
+    if (this.len > this.peak) this.peak = this.len;
     this.len = 0;
   }
 
@@ -122,6 +127,7 @@ export class ReplyBuffer implements ReplyWriter {
   }
 
   error(s: string): void {
+    if (this.onError !== null) this.onError(s);
     this.line(0x2d /* - */, s);
   }
 

@@ -81,6 +81,16 @@ export class RequestParser {
     return this.end - this.pos;
   }
 
+  /** Room left in the parser's own buffer before it must grow (CLIENT LIST's qbuf-free). */
+  bufferFreeBytes(): number {
+    return this.owned ? this.buf.length - this.end : 0;
+  }
+
+  /** Bytes of the arguments of a command still being received (CLIENT LIST's argv-mem). */
+  partialArgBytes(): number {
+    return this.state === State.Start ? 0 : this.argsBytes;
+  }
+
   /** Adds bytes from the socket. The parser reads `chunk` in place until next() returns null, then copies what is left. */
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return;

@@ -3,7 +3,9 @@
 import type { CommandFlag, CommandSpec } from "../kv/command.ts";
 import { globMatch } from "../kv/glob.ts";
 import { utf8ToBytes, type ReplyWriter } from "../resp/encode.ts";
-import type { ServerCtx } from "./dispatch.ts";
+import type { ServerCommand, ServerCtx } from "./dispatch.ts";
+import type { Conn } from "./server.ts";
+import { assert } from "../errors.ts";
 import pkg from "../../package.json" with { type: "json" };
 import { allocatorDescription, gcHeapDescription } from "../allocator.ts";
 
@@ -14,6 +16,9 @@ export const REDIS_COMPAT_VERSION = "7.2.0";
 
 type Exec = (ctx: ServerCtx, argv: string[], out: ReplyWriter) => void;
 
+/** A command with subcommands (CLIENT, CONFIG, COMMAND): dispatch resolves argv[1] among them. */
+export type ContainerSpec = CommandSpec<ServerCtx> & { readonly subcommands?: readonly CommandSpec<ServerCtx>[] };
+
 function spec(name: string, arity: number, flags: CommandFlag[], exec: Exec): CommandSpec<ServerCtx> {
   return { name, arity, flags: ["connection", "loading-ok", "noquorum-ok", ...flags], firstKey: 0, lastKey: 0, keyStep: 0, exec };
 }
@@ -22,10 +27,6 @@ const upper = (s: string) => s.toUpperCase();
 
 function wrongArgs(out: ReplyWriter, name: string): void {
   out.error(`ERR wrong number of arguments for '${name}' command`);
-}
-
-function unknownSubcommand(out: ReplyWriter, cmd: string, sub: string): void {
-  out.error(`ERR unknown subcommand '${sub.slice(0, 128)}'. Try ${cmd} HELP.`);
 }
 
 function helpReply(out: ReplyWriter, lines: string[]): void {
@@ -104,94 +105,180 @@ function validClientName(name: string): boolean {
 
 // ---- CLIENT ------------------------------------------------------------------------------
 
-function clientInfoLine(ctx: ServerCtx, c: ServerCtx["conn"]): string {
+/** CLIENT NO-EVICT / NO-TOUCH modes a client turned on (flags e and T in CLIENT LIST; kv neither evicts nor tracks access). */
+const clientModes = new WeakMap<Conn, { noEvict: boolean; noTouch: boolean }>();
+
+function argvBytes(argv: readonly string[]): number {
+  let n = 0;
+  for (const a of argv) n += a.length;
+  return n;
+}
+
+/**
+ * One CLIENT LIST line, Redis 7.2's fields in its order, from the connection's state. Fields for
+ * what kv does not have are constants: db=0 (one database), sub/psub/ssub=0 (no pub/sub),
+ * multi=-1 and multi-mem=0 (no MULTI), user=default (no ACL users), redir=-1 (no tracking).
+ * `running` is the argv of the command being run, for the client that runs it.
+ */
+function clientInfoLine(ctx: ServerCtx, c: Conn, running: readonly string[] | null): string {
   const now = ctx.nowMs;
   const age = Math.floor((now - c.createdAtMs) / 1000);
   const idle = Math.floor((now - c.lastActiveMs) / 1000);
+  const modes = clientModes.get(c);
+  let flags = "";
+  if (c.closing) flags += "c";
+  if (modes?.noEvict) flags += "e";
+  if (modes?.noTouch) flags += "T";
+  if (flags === "") flags = "N";
+  const sock = c.socket as unknown as { localAddress?: string; localPort?: number; fd?: number };
+  const qbuf = c.parser.bufferedBytes();
+  const qbufFree = c.parser.bufferFreeBytes();
+  // Arguments held: the command running, commands waiting behind this client's unapplied writes,
+  // and the arguments of a command still being received.
+  let argvMem = (running === null ? 0 : argvBytes(running)) + c.parser.partialArgBytes();
+  for (const p of c.pending) argvMem += argvBytes(p.argv);
+  // Replies of a read batch go to one buffer shared by all clients; a client's own buffer holds
+  // the replies produced as its writes apply (rbs: its size, rbp: the most it held, obl: held now).
+  const rbs = c.applyOut?.buf.length ?? 0;
+  const rbp = c.applyOut === null ? 0 : Math.max(c.applyOut.peak, c.applyOut.len);
+  const obl = c.applyOut?.len ?? 0;
+  const reading = !(c.closing || c.inputClosed || c.pausedForOutput || c.pausedForPending || c.pausedForBarrier);
+  const events = (reading ? "r" : "") + (c.queue.length > 0 ? "w" : "");
   return (
-    `id=${c.id} addr=${c.addr} laddr=${ctx.server.config.host}:${ctx.server.port} name=${c.name ?? ""} ` +
-    `age=${age} idle=${idle} flags=N db=0 qbuf=${c.parser.bufferedBytes()} omem=${c.queuedBytes} ` +
-    `resp=${c.proto} lib-name=${c.libName} lib-ver=${c.libVer} cmd=${c.lastCommand}\n`
+    `id=${c.id} addr=${c.addr} laddr=${sock.localAddress ?? ctx.server.config.host}:${sock.localPort ?? ctx.server.port} ` +
+    `fd=${c.closed ? -1 : (sock.fd ?? -1)} name=${c.name ?? ""} age=${age} idle=${idle} flags=${flags} db=0 sub=0 psub=0 ssub=0 ` +
+    `multi=-1 qbuf=${qbuf} qbuf-free=${qbufFree} argv-mem=${argvMem} multi-mem=0 rbs=${rbs} rbp=${rbp} obl=${obl} ` +
+    `oll=${c.queue.length} omem=${c.queuedBytes} tot-mem=${qbuf + qbufFree + argvMem + rbs + c.queuedBytes} events=${events} ` +
+    `cmd=${c.lastCommand === "" ? "NULL" : c.lastCommand} user=default redir=-1 resp=${c.proto} ` +
+    `lib-name=${c.libName} lib-ver=${c.libVer}\n`
   );
 }
 
-function client(ctx: ServerCtx, argv: string[], out: ReplyWriter): void {
-  const sub = upper(argv[1]!);
-  const conn = ctx.conn;
-  switch (sub) {
-    case "ID":
-      if (argv.length !== 2) return wrongArgs(out, "client|id");
-      out.int(conn.id);
-      return;
-    case "GETNAME":
-      if (argv.length !== 2) return wrongArgs(out, "client|getname");
-      if (conn.name === null) out.nil();
-      else out.bulk(conn.name);
-      return;
-    case "SETNAME": {
-      if (argv.length !== 3) return wrongArgs(out, "client|setname");
-      const name = argv[2]!;
-      if (!validClientName(name)) {
-        out.error("ERR Client names cannot contain spaces, newlines or special characters.");
+/** CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id ...]: kv's clients are all of type normal. */
+function clientList(ctx: ServerCtx, argv: string[], out: ReplyWriter): void {
+  let type: string | null = null;
+  let ids: Set<number> | null = null;
+  for (let i = 2; i < argv.length; i++) {
+    const opt = upper(argv[i]!);
+    if (opt === "TYPE" && i + 1 < argv.length) {
+      type = argv[++i]!.toLowerCase();
+      if (!["normal", "master", "replica", "slave", "pubsub"].includes(type)) {
+        out.error(`ERR Unknown client type '${argv[i]!}'`);
         return;
       }
-      conn.name = name === "" ? null : name;
-      out.ok();
-      return;
-    }
-    case "SETINFO": {
-      if (argv.length !== 4) return wrongArgs(out, "client|setinfo");
-      const attr = upper(argv[2]!);
-      if (attr !== "LIB-NAME" && attr !== "LIB-VER") {
-        out.error(`ERR Unrecognized option '${argv[2]!}'`);
-        return;
+    } else if (opt === "ID" && i + 1 < argv.length) {
+      ids = new Set();
+      for (i++; i < argv.length; i++) {
+        if (!/^[1-9]\d{0,15}$/.test(argv[i]!)) {
+          out.error("ERR Invalid client ID");
+          return;
+        }
+        ids.add(Number(argv[i]!));
       }
-      // CLIENT LIST prints these unquoted: a space or newline would forge fields or lines.
-      if (!validClientName(argv[3]!)) {
-        out.error(`ERR ${attr.toLowerCase()} cannot contain spaces, newlines or special characters.`);
-        return;
-      }
-      if (attr === "LIB-NAME") conn.libName = argv[3]!;
-      else conn.libVer = argv[3]!;
-      out.ok();
+    } else {
+      out.error("ERR syntax error");
       return;
     }
-    case "INFO":
-      if (argv.length !== 2) return wrongArgs(out, "client|info");
-      out.bulk(clientInfoLine(ctx, conn));
-      return;
-    case "LIST": {
-      let text = "";
-      for (const c of ctx.server.conns.values()) text += clientInfoLine(ctx, c);
-      out.bulk(text);
-      return;
-    }
-    case "NO-EVICT":
-    case "NO-TOUCH":
-      if (argv.length !== 3) return wrongArgs(out, `client|${sub.toLowerCase()}`);
-      out.ok();
-      return;
-    case "HELP":
-      helpReply(out, [
-        "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-        "ID", "    Return the ID of the current connection.",
-        "GETNAME", "    Return the name of the current connection.",
-        "SETNAME <connection-name>", "    Assign the name <connection-name> to the current connection.",
-        "SETINFO <LIB-NAME|LIB-VER> <value>", "    Set client library name or version.",
-        "INFO", "    Return information about the current client connection.",
-        "LIST", "    Return information about client connections.",
-        "HELP", "    Print this help.",
-      ]);
-      return;
-    default:
-      unknownSubcommand(out, "CLIENT", argv[1]!);
   }
+  let text = "";
+  if (type === null || type === "normal") {
+    for (const c of ctx.server.conns.values()) {
+      if (ids === null || ids.has(c.id)) text += clientInfoLine(ctx, c, c === ctx.conn ? argv : null);
+    }
+  }
+  out.bulk(text);
 }
+
+function clientMode(mode: "noEvict" | "noTouch"): Exec {
+  return (ctx, argv, out) => {
+    const on = upper(argv[2]!);
+    if (on !== "ON" && on !== "OFF") {
+      out.error("ERR syntax error");
+      return;
+    }
+    let m = clientModes.get(ctx.conn);
+    if (m === undefined) clientModes.set(ctx.conn, (m = { noEvict: false, noTouch: false }));
+    m[mode] = on === "ON";
+    out.ok();
+  };
+}
+
+const CLIENT_SUBCOMMANDS: CommandSpec<ServerCtx>[] = [
+  spec("id", 2, [], (ctx, _argv, out) => out.int(ctx.conn.id)),
+  spec("getname", 2, [], (ctx, _argv, out) => {
+    if (ctx.conn.name === null) out.nil();
+    else out.bulk(ctx.conn.name);
+  }),
+  spec("setname", 3, [], (ctx, argv, out) => {
+    const name = argv[2]!;
+    if (!validClientName(name)) {
+      out.error("ERR Client names cannot contain spaces, newlines or special characters.");
+      return;
+    }
+    ctx.conn.name = name === "" ? null : name;
+    out.ok();
+  }),
+  spec("setinfo", 4, [], (ctx, argv, out) => {
+    const attr = upper(argv[2]!);
+    if (attr !== "LIB-NAME" && attr !== "LIB-VER") {
+      out.error(`ERR Unrecognized option '${argv[2]!}'`);
+      return;
+    }
+    // CLIENT LIST prints these unquoted: a space or newline would forge fields or lines.
+    if (!validClientName(argv[3]!)) {
+      out.error(`ERR ${attr.toLowerCase()} cannot contain spaces, newlines or special characters.`);
+      return;
+    }
+    if (attr === "LIB-NAME") ctx.conn.libName = argv[3]!;
+    else ctx.conn.libVer = argv[3]!;
+    out.ok();
+  }),
+  spec("info", 2, [], (ctx, argv, out) => out.bulk(clientInfoLine(ctx, ctx.conn, argv))),
+  spec("list", -2, ["admin"], clientList),
+  spec("no-evict", 3, ["admin"], clientMode("noEvict")),
+  spec("no-touch", 3, [], clientMode("noTouch")),
+  spec("help", 2, [], (_ctx, _argv, out) =>
+    helpReply(out, [
+      "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+      "ID", "    Return the ID of the current connection.",
+      "GETNAME", "    Return the name of the current connection.",
+      "SETNAME <connection-name>", "    Assign the name <connection-name> to the current connection.",
+      "SETINFO <LIB-NAME|LIB-VER> <value>", "    Set client library name or version.",
+      "INFO", "    Return information about the current client connection.",
+      "LIST [TYPE <type>] [ID <id> [<id> ...]]", "    Return information about client connections.",
+      "NO-EVICT (ON|OFF)", "    Accepted; kv never evicts clients.",
+      "NO-TOUCH (ON|OFF)", "    Accepted; kv keeps no access times.",
+      "HELP", "    Print this help.",
+    ]),
+  ),
+];
 
 // ---- INFO --------------------------------------------------------------------------------
 
-const INFO_SECTIONS = ["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "keyspace"] as const;
+/** Redis 7's sections kv has, in Redis's order; commandstats is the one not in the default set. */
+const INFO_SECTIONS = ["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "modules", "commandstats", "errorstats", "cluster", "keyspace"] as const;
 type InfoSection = (typeof INFO_SECTIONS)[number];
+const DEFAULT_SECTIONS: readonly InfoSection[] = INFO_SECTIONS.filter((s) => s !== "commandstats");
+const INFO_TITLES: Record<InfoSection, string> = {
+  server: "Server", clients: "Clients", memory: "Memory", persistence: "Persistence", stats: "Stats",
+  replication: "Replication", cpu: "CPU", modules: "Modules", commandstats: "Commandstats",
+  errorstats: "Errorstats", cluster: "Cluster", keyspace: "Keyspace",
+};
+
+/** Keys with a TTL looked at for avg_ttl: exact up to this many, an estimate from the oldest ones past it. */
+export const AVG_TTL_SAMPLE_KEYS = 10_000;
+
+/** This process's run id: 40 random hex digits, new at every start, as Redis's (clients detect restarts with it). */
+const RUN_ID = Array.from(crypto.getRandomValues(new Uint8Array(20)), (b) => b.toString(16).padStart(2, "0")).join("");
+
+/**
+ * LASTSAVE and rdb_last_save_time: the last snapshot written, or the start (as Redis: recovery
+ * leaves everything it loaded on disk, so at startup the data counts as saved).
+ */
+function lastSaveSeconds(ctx: ServerCtx): number {
+  const d = ctx.server.durable;
+  return Math.floor((d.lastSnapshotAtMs === 0 ? ctx.server.stats.startedAtMs : d.lastSnapshotAtMs) / 1000);
+}
 
 function infoSection(ctx: ServerCtx, section: InfoSection): string {
   const s = ctx.server;
@@ -204,7 +291,7 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
         "redis_mode:standalone",
         `os:${process.platform} ${process.arch}`,
         `process_id:${process.pid}`,
-        `run_id:kv-node-${s.config.id}`,
+        `run_id:${RUN_ID}`,
         `node_id:${s.config.id}`,
         `tcp_port:${s.port}`,
         `uptime_in_seconds:${Math.floor((ctx.nowMs - s.stats.startedAtMs) / 1000)}`,
@@ -212,6 +299,7 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
       );
       break;
     case "clients":
+      // kv has no blocking commands: no client is ever blocked.
       lines.push(`connected_clients:${s.conns.size}`, `maxclients:${s.config.maxClients}`, "blocked_clients:0");
       break;
     case "memory": {
@@ -229,9 +317,10 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
       const d = s.durable;
       const w = d.walStats;
       lines.push(
+        // Clients connect only once recovery is done: nobody can see kv loading.
         "loading:0",
         `rdb_bgsave_in_progress:${d.snapshotInProgress ? 1 : 0}`,
-        `rdb_last_save_time:${Math.floor(d.lastSnapshotAtMs / 1000)}`,
+        `rdb_last_save_time:${lastSaveSeconds(ctx)}`,
         `aof_enabled:1`,
         `kv_fsync:${s.config.fsync}`,
         `kv_applied_index:${d.applied}`,
@@ -239,8 +328,9 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
         `kv_wal_fsyncs:${w.fsyncs}`,
         `kv_wal_records:${w.records}`,
         `kv_last_snapshot_index:${d.lastSnapshot?.lastIndex ?? d.recovery.snapshotIndex}`,
-        `kv_last_snapshot_ms:${d.lastSnapshot?.durationMs ?? 0}`,
-        `kv_last_snapshot_longest_slice_ms:${d.lastSnapshot?.longestSliceMs.toFixed(2) ?? 0}`,
+        // -1: no snapshot written since the node started.
+        `kv_last_snapshot_ms:${d.lastSnapshot?.durationMs ?? -1}`,
+        `kv_last_snapshot_longest_slice_ms:${d.lastSnapshot?.longestSliceMs.toFixed(2) ?? -1}`,
         `kv_recovery_ms:${d.recovery.durationMs}`,
         `kv_values_mapped:${s.db.hasLazyValues() ? 1 : 0}`,
       );
@@ -251,13 +341,14 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
         `total_connections_received:${s.stats.connectionsReceived}`,
         `total_commands_processed:${s.stats.commandsProcessed}`,
         `rejected_connections:${s.stats.connectionsRejected}`,
-        `total_error_replies:0`,
+        `total_error_replies:${s.dispatcher.stats.errorReplies}`,
         `protocol_errors:${s.stats.protocolErrors}`,
         `client_output_buffer_limit_disconnections:${s.stats.outputLimitDisconnections}`,
         `kv_idle_collections:${s.stats.idleCollections}`,
       );
       break;
     case "replication":
+      // A single node: always the master of nobody.
       lines.push("role:master", "connected_slaves:0");
       break;
     case "cpu": {
@@ -265,25 +356,51 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
       lines.push(`used_cpu_sys:${(u.system / 1e6).toFixed(6)}`, `used_cpu_user:${(u.user / 1e6).toFixed(6)}`);
       break;
     }
+    case "modules":
+      break; // kv loads no modules
+    case "commandstats": {
+      const stats = s.dispatcher.stats.commands;
+      for (const c of s.dispatcher.withSubcommands) {
+        const st = stats[c.id]!;
+        if (st.calls === 0 && st.rejected === 0 && st.failed === 0) continue;
+        const usecPerCall = st.calls === 0 ? 0 : st.usec / st.calls;
+        lines.push(
+          `cmdstat_${c.fullName}:calls=${st.calls},usec=${Math.floor(st.usec)},usec_per_call=${usecPerCall.toFixed(2)},` +
+            `rejected_calls=${st.rejected},failed_calls=${st.failed}`,
+        );
+      }
+      break;
+    }
+    case "errorstats": {
+      const errors = [...s.dispatcher.stats.errors].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+      for (const [prefix, count] of errors) lines.push(`errorstat_${prefix}:count=${count}`);
+      break;
+    }
+    case "cluster":
+      lines.push("cluster_enabled:0");
+      break;
     case "keyspace": {
       const keys = s.db.dbsize();
-      if (keys > 0) lines.push(`db0:keys=${keys},expires=${s.db.expiresCount()},avg_ttl=0`);
+      if (keys > 0) lines.push(`db0:keys=${keys},expires=${s.db.expiresCount()},avg_ttl=${s.db.avgTtlMs(ctx.nowMs, AVG_TTL_SAMPLE_KEYS)}`);
       break;
     }
   }
-  const title = section === "cpu" ? "CPU" : section[0]!.toUpperCase() + section.slice(1);
-  return `# ${title}\r\n${lines.map((l) => l + "\r\n").join("")}`;
+  return `# ${INFO_TITLES[section]}\r\n${lines.map((l) => l + "\r\n").join("")}`;
 }
 
+/** INFO [section ...]: sections in Redis's order; `default` (or none) the default ones, `all` and `everything` every one. */
 function info(ctx: ServerCtx, argv: string[], out: ReplyWriter): void {
-  let wanted: InfoSection[];
-  const asked = argv.slice(1).map((a) => a.toLowerCase());
-  if (asked.length === 0 || asked.some((a) => a === "all" || a === "everything" || a === "default")) {
-    wanted = [...INFO_SECTIONS];
-  } else {
-    wanted = INFO_SECTIONS.filter((sec) => asked.includes(sec));
+  const wanted = new Set<string>();
+  let all = false;
+  if (argv.length === 1) for (const sec of DEFAULT_SECTIONS) wanted.add(sec);
+  for (let i = 1; i < argv.length; i++) {
+    const a = argv[i]!.toLowerCase();
+    if (a === "all" || a === "everything") all = true;
+    else if (a === "default") for (const sec of DEFAULT_SECTIONS) wanted.add(sec);
+    else wanted.add(a === "module_list" ? "modules" : a);
   }
-  out.bulk(utf8ToBytes(wanted.map((sec) => infoSection(ctx, sec)).join("\r\n")));
+  const sections = INFO_SECTIONS.filter((sec) => all || wanted.has(sec));
+  out.bulk(utf8ToBytes(sections.map((sec) => infoSection(ctx, sec)).join("\r\n")));
 }
 
 // ---- CONFIG ------------------------------------------------------------------------------
@@ -309,92 +426,115 @@ function configParams(ctx: ServerCtx): [string, string][] {
   ];
 }
 
-function config(ctx: ServerCtx, argv: string[], out: ReplyWriter): void {
-  const sub = upper(argv[1]!);
-  switch (sub) {
-    case "GET": {
-      if (argv.length < 3) return wrongArgs(out, "config|get");
-      const patterns = argv.slice(2).map((p) => p.toLowerCase());
-      const hits = configParams(ctx).filter(([name]) => patterns.some((p) => globMatch(p, name)));
-      out.map(hits.length);
-      for (const [k, v] of hits) {
-        out.bulk(k);
-        out.bulk(v);
-      }
-      return;
+const CONFIG_SUBCOMMANDS: CommandSpec<ServerCtx>[] = [
+  spec("get", -3, ["admin"], (ctx, argv, out) => {
+    const patterns = argv.slice(2).map((p) => p.toLowerCase());
+    const hits = configParams(ctx).filter(([name]) => patterns.some((p) => globMatch(p, name)));
+    out.map(hits.length);
+    for (const [k, v] of hits) {
+      out.bulk(k);
+      out.bulk(v);
     }
-    case "SET":
-      out.error("ERR CONFIG SET is not supported by kv: restart with the matching flag (see kv serve --help)");
-      return;
-    case "RESETSTAT":
-      ctx.server.stats.commandsProcessed = 0;
-      ctx.server.stats.connectionsReceived = 0;
-      ctx.server.stats.connectionsRejected = 0;
-      ctx.server.stats.protocolErrors = 0;
-      ctx.server.stats.outputLimitDisconnections = 0;
-      out.ok();
-      return;
-    case "HELP":
-      helpReply(out, ["CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:", "GET <pattern>", "    Return parameters matching the glob-like <pattern> and their values.", "RESETSTAT", "    Reset statistics reported by the INFO command.", "HELP", "    Print this help."]);
-      return;
-    default:
-      unknownSubcommand(out, "CONFIG", argv[1]!);
-  }
-}
+  }),
+  spec("set", -4, ["admin"], (_ctx, _argv, out) => {
+    out.error("ERR CONFIG SET is not supported by kv: restart with the matching flag (see kv serve --help)");
+  }),
+  spec("resetstat", 2, ["admin"], (ctx, _argv, out) => {
+    const st = ctx.server.stats;
+    st.commandsProcessed = 0;
+    st.connectionsReceived = 0;
+    st.connectionsRejected = 0;
+    st.protocolErrors = 0;
+    st.outputLimitDisconnections = 0;
+    ctx.server.dispatcher.stats.reset();
+    out.ok();
+  }),
+  spec("help", 2, [], (_ctx, _argv, out) =>
+    helpReply(out, [
+      "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+      "GET <pattern>", "    Return parameters matching the glob-like <pattern> and their values.",
+      "RESETSTAT", "    Reset statistics reported by the INFO command.",
+      "HELP", "    Print this help.",
+    ]),
+  ),
+];
 
 // ---- COMMAND -----------------------------------------------------------------------------
 
-function commandInfo(out: ReplyWriter, s: CommandSpec<ServerCtx>): void {
+function commandInfo(out: ReplyWriter, s: ServerCommand): void {
   out.array(10);
-  out.bulk(s.name);
+  out.bulk(s.fullName);
   out.int(s.arity);
   out.set(s.flags.length);
   for (const f of s.flags) out.simple(f);
   out.int(s.firstKey);
   out.int(s.lastKey);
   out.int(s.keyStep);
-  out.set(0); // ACL categories
+  out.set(s.categories.length);
+  for (const c of s.categories) out.simple(c);
   out.array(0); // tips
   out.array(0); // key specs
-  out.array(0); // subcommands
+  out.array(s.subcommands.length);
+  for (const sub of s.subcommands) commandInfo(out, sub);
 }
 
-function command(ctx: ServerCtx, argv: string[], out: ReplyWriter): void {
-  const all = ctx.server.dispatcher.commands;
-  if (argv.length === 1) {
-    out.array(all.length);
-    for (const s of all) commandInfo(out, s);
-    return;
-  }
-  const sub = upper(argv[1]!);
-  switch (sub) {
-    case "COUNT":
-      out.int(all.length);
-      return;
-    case "LIST":
-      out.array(all.length);
-      for (const s of all) out.bulk(s.name);
-      return;
-    case "INFO": {
-      const names = argv.slice(2);
-      const list = names.length === 0 ? all : names.map((n) => all.find((s) => s.name === n.toLowerCase()));
-      out.array(list.length);
-      for (const s of list) {
-        if (s === undefined) out.nilArray();
-        else commandInfo(out, s);
-      }
+/** COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN pattern], as Redis 7: commands and subcommands. */
+function commandList(ctx: ServerCtx, argv: string[], out: ReplyWriter): void {
+  let keep: (c: ServerCommand) => boolean = () => true;
+  if (argv.length !== 2) {
+    const by = argv.length === 5 && upper(argv[2]!) === "FILTERBY" ? upper(argv[3]!) : "";
+    const arg = argv[4]!;
+    if (by === "MODULE") keep = () => false; // kv loads no modules
+    else if (by === "ACLCAT") {
+      const cat = `@${arg.toLowerCase()}`;
+      keep = (c) => c.categories.includes(cat);
+    } else if (by === "PATTERN") keep = (c) => globMatch(arg.toLowerCase(), c.fullName);
+    else {
+      out.error("ERR syntax error");
       return;
     }
-    // COMMAND DOCS is not implemented on purpose: redis-cli falls back to its built-in hints
-    // when it errors, while an empty reply would turn hints off.
-    default:
-      unknownSubcommand(out, "COMMAND", argv[1]!);
   }
+  const hits = ctx.server.dispatcher.withSubcommands.filter(keep);
+  out.array(hits.length);
+  for (const c of hits) out.bulk(c.fullName);
 }
+
+const COMMAND_SUBCOMMANDS: CommandSpec<ServerCtx>[] = [
+  spec("count", 2, [], (ctx, _argv, out) => out.int(ctx.server.dispatcher.commands.length)),
+  spec("list", -2, [], commandList),
+  spec("info", -2, [], (ctx, argv, out) => {
+    const d = ctx.server.dispatcher;
+    const list = argv.length === 2 ? d.commands : argv.slice(2).map((n) => d.lookupFullName(n));
+    out.array(list.length);
+    for (const s of list) {
+      if (s === undefined) out.nilArray();
+      else commandInfo(out, s);
+    }
+  }),
+  // COMMAND DOCS is not implemented on purpose: redis-cli falls back to its built-in hints
+  // when it errors, while an empty reply would turn hints off.
+  spec("help", 2, [], (_ctx, _argv, out) =>
+    helpReply(out, [
+      "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+      "(no subcommand)", "    Return details about all commands.",
+      "COUNT", "    Return the total number of commands in this server.",
+      "LIST [FILTERBY (MODULE <module-name>|ACLCAT <category>|PATTERN <pattern>)]", "    Return a list of all commands in this server.",
+      "INFO [<command-name> ...]", "    Return details about multiple commands. With no names, all commands.",
+      "HELP", "    Print this help.",
+    ]),
+  ),
+];
+
+function container(name: string, arity: number, flags: CommandFlag[], subcommands: CommandSpec<ServerCtx>[], exec: Exec): ContainerSpec {
+  return { ...spec(name, arity, flags, exec), subcommands };
+}
+
+/** CLIENT and CONFIG always name a subcommand (arity -2): dispatch runs the subcommand, never this. */
+const subcommandOnly: Exec = () => assert(false, "a container command ran without its subcommand");
 
 // ---- the table ---------------------------------------------------------------------------
 
-export const CONN_COMMANDS: readonly CommandSpec<ServerCtx>[] = [
+export const CONN_COMMANDS: readonly ContainerSpec[] = [
   spec("ping", -1, ["fast"], (ctx, argv, out) => {
     if (argv.length > 2) return wrongArgs(out, "ping");
     if (argv.length === 2) out.bulk(argv[1]!);
@@ -408,6 +548,7 @@ export const CONN_COMMANDS: readonly CommandSpec<ServerCtx>[] = [
   spec("reset", 1, ["fast"], (ctx, _argv, out) => {
     ctx.conn.proto = 2;
     ctx.conn.name = null;
+    clientModes.delete(ctx.conn);
     (out as { proto: 2 | 3 }).proto = 2;
     out.simple("RESET");
   }),
@@ -431,17 +572,21 @@ export const CONN_COMMANDS: readonly CommandSpec<ServerCtx>[] = [
     else if (Number(v) !== 0) out.error("ERR DB index is out of range");
     else out.ok();
   }),
-  spec("client", -2, [], client),
+  container("client", -2, [], CLIENT_SUBCOMMANDS, subcommandOnly),
   spec("info", -1, [], info),
-  spec("config", -2, ["admin"], config),
-  spec("command", -1, [], command),
+  container("config", -2, [], CONFIG_SUBCOMMANDS, subcommandOnly),
+  container("command", -1, [], COMMAND_SUBCOMMANDS, (ctx, _argv, out) => {
+    const all = ctx.server.dispatcher.commands;
+    out.array(all.length);
+    for (const s of all) commandInfo(out, s);
+  }),
   // SAVE answers once the snapshot is on disk (the server keeps serving meanwhile, unlike
   // Redis's blocking SAVE); BGSAVE answers at once.
   spec("save", 1, ["admin"], (ctx, _argv, _out) => {
     const settle = ctx.server.defer(ctx.conn);
     ctx.server.durable.snapshot().then(
       () => settle((out) => out.ok()),
-      (e: Error) => settle((out) => out.error(`ERR snapshot failed: ${e.message}`)),
+      (e: Error) => settle((out) => ctx.server.dispatcher.failedLater("save", out, `ERR snapshot failed: ${e.message}`)),
     );
   }),
   spec("bgsave", -1, ["admin"], (ctx, _argv, out) => {
@@ -453,7 +598,7 @@ export const CONN_COMMANDS: readonly CommandSpec<ServerCtx>[] = [
     out.simple("Background saving started");
   }),
   spec("lastsave", 1, ["fast"], (ctx, _argv, out) => {
-    out.int(Math.floor(ctx.server.durable.lastSnapshotAtMs / 1000));
+    out.int(lastSaveSeconds(ctx));
   }),
   spec("time", 1, ["fast"], (ctx, _argv, out) => {
     out.array(2);

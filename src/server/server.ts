@@ -145,6 +145,7 @@ export class KvServer {
     this.db = durable.fsm.db;
     durable.replyTo = (p) => this.replyTo(p);
     durable.onApplied = (p) => {
+      this.dispatcher.endApply(p.owner, p.argv);
       const out = this.replyOut(p.owner);
       p.owner.lastReplyBytes = out.len - p.owner.replyMark;
       this.drainPending(p.owner, out);
@@ -166,6 +167,8 @@ export class KvServer {
       outputLimitDisconnections: 0,
     };
     this.dispatcher = new Dispatcher(this);
+    // Every error reply is counted (INFO errorstats): each reply buffer reports its errors.
+    this.scratch.onError = this.discard.onError = this.dispatcher.stats.countError;
   }
 
   get port(): number {
@@ -288,7 +291,6 @@ export class KvServer {
           }
           const argv = conn.parser.next();
           if (argv === null) break;
-          this.stats.commandsProcessed++;
           const spec = this.dispatcher.lookup(argv[0]!);
           if (this.dispatcher.isLoggedWrite(spec, argv.length)) {
             // Logged first, applied and answered once durable; later commands of this
@@ -381,7 +383,10 @@ export class KvServer {
       return this.discard;
     }
     let out = conn.applyOut;
-    if (out === null) out = conn.applyOut = new ReplyBuffer(1024);
+    if (out === null) {
+      out = conn.applyOut = new ReplyBuffer(1024);
+      out.onError = this.dispatcher.stats.countError;
+    }
     out.proto = conn.proto;
     this.touched.add(conn);
     return out;
@@ -396,6 +401,7 @@ export class KvServer {
     let out = this.replyOut(conn);
     if (!this.withinOutputLimit(conn, out)) out = this.replyOut(conn); // closed: the sink
     conn.replyMark = out.len;
+    this.dispatcher.beginApply();
     return out;
   }
 
@@ -415,6 +421,7 @@ export class KvServer {
       const conn = p.owner;
       const head = conn.pending.shift();
       assert(head === p, `failed write ${p.index} is not the head of its connection's queue`);
+      this.dispatcher.rejectLogged(p.argv);
       const out = this.replyOut(conn);
       out.error(text);
       this.drainPending(conn, out);
