@@ -230,8 +230,12 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
       const w = d.walStats;
       lines.push(
         "loading:0",
+        // Redis's rdb_* fields describe kv's snapshots (SAVE, BGSAVE and the background ones).
+        `rdb_changes_since_last_save:${d.changesSinceSnapshot}`,
         `rdb_bgsave_in_progress:${d.snapshotInProgress ? 1 : 0}`,
         `rdb_last_save_time:${Math.floor(d.lastSnapshotAtMs / 1000)}`,
+        `rdb_last_bgsave_status:${d.lastSnapshotStatus}`,
+        `rdb_last_bgsave_time_sec:${d.lastSnapshotAttemptSec}`,
         `aof_enabled:1`,
         `kv_fsync:${s.config.fsync}`,
         `kv_applied_index:${d.applied}`,
@@ -242,6 +246,7 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
         `kv_last_snapshot_ms:${d.lastSnapshot?.durationMs ?? 0}`,
         `kv_last_snapshot_longest_slice_ms:${d.lastSnapshot?.longestSliceMs.toFixed(2) ?? 0}`,
         `kv_recovery_ms:${d.recovery.durationMs}`,
+        ...(d.lastSnapshotError === null ? [] : [`kv_last_snapshot_error:${d.lastSnapshotError.replace(/[\r\n]+/g, " ")}`]),
         `kv_values_mapped:${s.db.hasLazyValues() ? 1 : 0}`,
       );
       break;
@@ -449,7 +454,7 @@ export const CONN_COMMANDS: readonly CommandSpec<ServerCtx>[] = [
       out.error("ERR Background save already in progress");
       return;
     }
-    void ctx.server.durable.snapshot().catch(() => {});
+    void ctx.server.durable.snapshot().catch(() => {}); // logged and shown in INFO persistence by snapshot()
     out.simple("Background saving started");
   }),
   spec("lastsave", 1, ["fast"], (ctx, _argv, out) => {
