@@ -3,7 +3,8 @@
 import * as fs from "node:fs";
 
 export interface StorageIo {
-  mkdirp(dir: string): void;
+  /** mkdir -p; returns the first directory it created (undefined when dir existed), as fs.mkdirSync does. */
+  mkdirp(dir: string): string | undefined;
   /** Names (not paths) in dir. */
   readdir(dir: string): string[];
   /** O_RDWR|O_CREAT|O_APPEND: every write goes to the end, positional reads work. */
@@ -52,7 +53,7 @@ export interface StorageIo {
 
 export const nodeIo: StorageIo = {
   mkdirp(dir) {
-    fs.mkdirSync(dir, { recursive: true });
+    return fs.mkdirSync(dir, { recursive: true });
   },
   readdir(dir) {
     return fs.readdirSync(dir);
