@@ -4,7 +4,7 @@
 // One writer loop owns the files: appends queue up, the loop writes everything queued as one buffer
 // and fdatasyncs it (on the threadpool, so the event loop keeps serving), then resolves the appends.
 // Appends that arrive during the fsync form the next batch (group commit).
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { assert, AssertionError, CorruptLogError } from "../errors.ts";
 import { logger } from "../log.ts";
 import {
@@ -1152,12 +1152,27 @@ function ioOrDataDirError<T>(op: () => T, path: string): T {
   }
 }
 
-/** Creates the dir, turning the usual failures into messages that say what to fix. */
+/**
+ * Creates the dir, turning the usual failures into messages that say what to fix. A directory it
+ * creates gets its entry in the parent fsynced (each level it made): else a power cut can take
+ * the new dir, and the files fsynced into it since, away.
+ */
 export function openDataDir(io: StorageIo, dir: string): void {
+  let first: string | undefined;
   try {
-    io.mkdirp(dir);
+    first = io.mkdirp(dir);
   } catch (e) {
     throw dataDirError(e, dir, "create");
+  }
+  if (first === undefined) return;
+  const top = resolve(first);
+  for (let d = resolve(dir); d !== dirname(d); d = dirname(d)) {
+    try {
+      io.fsyncDir(dirname(d));
+    } catch (e) {
+      throw dataDirError(e, dirname(d), "fsync");
+    }
+    if (d === top) break;
   }
 }
 
