@@ -95,14 +95,16 @@ interface Cut {
  * Opens the data dir on a twin, runs `rounds` rounds of writes (and snapshots) and takes a cut
  * after every sync and at about a third of the other operations. The history continues `history`.
  */
-async function runWorkload(dir: string, seed: number, mode: FsyncMode, rounds: number, history: History): Promise<{ cuts: Cut[]; syncs: number }> {
+async function runWorkload(dir: string, seed: number, mode: FsyncMode, rounds: number, history: History): Promise<{ cuts: Cut[]; syncs: number; seen: Set<string> }> {
   const rand = prng(seed);
   const cutRand = prng(seed * 7 + 1);
   const io = new PowerCutIo(dir, prng(seed * 13 + 5));
   const cuts: Cut[] = [];
   let acked = history.writes.length;
   let proposed = history.writes.length;
+  const seen = new Set<string>(); // what the workload did: "rename .seg", "unlink .snap", ...
   io.onPoint = (p: PowerCutPoint) => {
+    seen.add(`${p.kind} ${/(\.[a-z]+)$/.exec(p.path)?.[1] ?? p.path.slice(dir.length)}`);
     if (p.kind !== "sync" && cutRand() >= 0.35) return;
     const at = p.kind === "sync" ? `right after sync #${p.syncs} (${p.path})` : `after a ${p.kind} of ${p.path}, following sync #${p.syncs}`;
     cuts.push({ at, acked, proposed, image: io.image(cutRand) });
@@ -141,7 +143,7 @@ async function runWorkload(dir: string, seed: number, mode: FsyncMode, rounds: n
   io.onPoint = null;
   cuts.push({ at: "after a clean close", acked, proposed, image: io.image(cutRand) });
   io.verifyAgainstDisk();
-  return { cuts, syncs: io.syncs };
+  return { cuts, syncs: io.syncs, seen };
 }
 
 function materialize(image: DiskImage): string {
@@ -181,14 +183,17 @@ const seeds = process.env.KV_POWERCUT_SEED
   ? [Number(process.env.KV_POWERCUT_SEED)]
   : Array.from({ length: Number(process.env.KV_POWERCUT_SEEDS ?? 3) }, (_, i) => 1000 + i);
 
-async function powerCuts(mode: FsyncMode, rounds: number, chainEvery: number): Promise<{ points: number; chained: number }> {
+async function powerCuts(mode: FsyncMode, rounds: number, chainEvery: number): Promise<{ points: number; chained: number; seen: Set<string> }> {
   setLogLevel("error"); // torn tails are cut with a warning at nearly every point
   let points = 0;
   let chained = 0;
+  const seen = new Set<string>();
   for (const seed of seeds) {
     const where = `seed ${seed} (KV_POWERCUT_SEED=${seed}), --fsync ${mode}`;
     const history = new History();
-    const { cuts } = await runWorkload(tempDir(), seed, mode, rounds, history);
+    const first = await runWorkload(tempDir(), seed, mode, rounds, history);
+    const cuts = first.cuts;
+    for (const s of first.seen) seen.add(s);
     for (let i = 0; i < cuts.length; i++) {
       const cut = cuts[i]!;
       const m = await checkCut(cut, history, mode, where);
@@ -205,13 +210,16 @@ async function powerCuts(mode: FsyncMode, rounds: number, chainEvery: number): P
       rmSync(dir, { recursive: true, force: true });
     }
   }
-  return { points, chained };
+  return { points, chained, seen };
 }
 
 test("power cut at every fsync point (--fsync always): every acknowledged write survives, recovery always succeeds", async () => {
-  const { points, chained } = await powerCuts("always", 70, 6);
+  const { points, chained, seen } = await powerCuts("always", 70, 10);
   console.log(`power-cut points tried (--fsync always): ${points} on ${seeds.length} seed(s), plus ${chained} after a recovery`);
   expect(points).toBeGreaterThan(100 * seeds.length);
+  // The workload reached what it is meant to: segment rolls (new files and preallocated spares
+  // renamed in), snapshots renamed in, old snapshots and compacted segments deleted.
+  for (const what of ["create .seg", "rename .seg", "rename .snap", "unlink .seg", "unlink .snap", "sync .prealloc"]) expect(seen).toContain(what);
 });
 
 test("power cut at every fsync point (--fsync everysec and no): recovery succeeds with a prefix of the writes", async () => {
