@@ -2,9 +2,10 @@
 // is taken over; a live owner makes startup fail with a clear message instead of two writers
 // interleaving records in the same segment.
 //
-// LOCK never exists without its pid: the pid is written and fsynced into a temp file first, which
-// then gets the name LOCK with link(2) (fails when the name exists: no replace). Creating LOCK and
-// then writing it let a racing process read it empty, judge it stale and take it over.
+// LOCK never exists without its pid: the pid is written into a temp file first, which then gets
+// the name LOCK with link(2) (fails when the name exists: no replace). Creating LOCK and then
+// writing it let a racing process read it empty, judge it stale and take it over. Nothing is
+// fsynced: after a power cut no owner is alive, and a LOCK left empty or missing is stale anyway.
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { DataDirError } from "./errors.ts";
@@ -29,7 +30,6 @@ export function lockDataDir(dataDir: string): DataDirLock {
     const fd = fs.openSync(tmp, "wx");
     try {
       fs.writeSync(fd, `${process.pid}\n`);
-      fs.fsyncSync(fd);
       ino = fs.fstatSync(fd).ino;
     } finally {
       fs.closeSync(fd);
@@ -41,7 +41,6 @@ export function lockDataDir(dataDir: string): DataDirLock {
     for (let attempt = 0; attempt < ATTEMPTS_MAX; attempt++) {
       try {
         fs.linkSync(tmp, path);
-        syncDir(dataDir);
         removeLeftovers(dataDir);
         return { path, release: () => releaseIfOurs(path, ino) };
       } catch (e) {
@@ -115,15 +114,6 @@ function releaseIfOurs(path: string, ino: number): void {
     try {
       fs.unlinkSync(path);
     } catch {}
-  }
-}
-
-function syncDir(dir: string): void {
-  const fd = fs.openSync(dir, "r");
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
   }
 }
 

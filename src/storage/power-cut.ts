@@ -15,6 +15,7 @@
 import { basename, dirname, join, relative } from "node:path";
 import { assert } from "../errors.ts";
 import { nodeIo, type StorageIo } from "./io.ts";
+import { SECTOR_BYTES } from "./segment.ts";
 
 type FileOp = { seq: number; kind: "write"; off: number; data: Uint8Array } | { seq: number; kind: "truncate"; len: number };
 type DirOp = { seq: number; kind: "link"; name: string; node: Node } | { seq: number; kind: "unlink"; name: string } | { seq: number; kind: "rename"; from: string; to: string };
@@ -61,6 +62,13 @@ export class PowerCutIo implements StorageIo {
   syncs = 0;
   private readonly root: DirNode;
   private readonly fds = new Map<number, { node: FileNode | undefined; append: boolean; path: string }>();
+  /**
+   * Unsynced data may also reach the disk out of order: each 512-byte sector independently as of
+   * any point since the last sync, and the file's size as of another (the page cache writes pages
+   * back in any order, and a disk with a volatile cache persists them in any order). Else writes
+   * reach the disk in the order made.
+   */
+  outOfOrder = true;
   private nextId = 1;
   private seq = 0;
 
@@ -177,14 +185,7 @@ export class PowerCutIo implements StorageIo {
         } else {
           let bytes = contents.get(node);
           if (bytes === undefined) {
-            bytes = node.durable;
-            const n = prefixLength(node.pending.length, rand);
-            for (let i = 0; i < n; i++) {
-              const op = node.pending[i]!;
-              // The last write that reaches the disk may be torn at any byte.
-              const keep = i === n - 1 && op.kind === "write" && rand() < 0.5 ? Math.floor(rand() * (op.data.length + 1)) : Infinity;
-              bytes = applyFileOp(bytes, op, keep);
-            }
+            bytes = this.outOfOrder && rand() < 0.5 ? sectorsInAnyOrder(node, rand) : inOrder(node, rand);
             contents.set(node, bytes);
           }
           out.files.set(r, bytes);
@@ -351,6 +352,31 @@ export class PowerCutIo implements StorageIo {
     await this.later();
     this.syncDirNode(d, upTo, dir);
   }
+}
+
+/** The durable content plus a prefix of the writes since, the last one torn at any byte. */
+function inOrder(node: FileNode, rand: () => number): Uint8Array {
+  let bytes = node.durable;
+  const n = prefixLength(node.pending.length, rand);
+  for (let i = 0; i < n; i++) {
+    const op = node.pending[i]!;
+    const keep = i === n - 1 && op.kind === "write" && rand() < 0.5 ? Math.floor(rand() * (op.data.length + 1)) : Infinity;
+    bytes = applyFileOp(bytes, op, keep);
+  }
+  return bytes;
+}
+
+/** Each sector as of a random point since the last sync (zeros where that version had none), the size as of another. */
+function sectorsInAnyOrder(node: FileNode, rand: () => number): Uint8Array {
+  const versions = [node.durable];
+  for (const op of node.pending) versions.push(applyFileOp(versions[versions.length - 1]!, op, Infinity));
+  const size = versions[prefixLength(node.pending.length, rand)]!.length;
+  const out = new Uint8Array(size);
+  for (let off = 0; off < size; off += SECTOR_BYTES) {
+    const v = versions[prefixLength(node.pending.length, rand)]!;
+    if (off < v.length) out.set(v.subarray(off, Math.min(off + SECTOR_BYTES, v.length, size)), off);
+  }
+  return out;
 }
 
 /** How many of n pending operations reach the disk: none, all, or any number between. */

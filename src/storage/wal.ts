@@ -28,6 +28,8 @@ import { checkContiguous, type LogStore } from "./log-store.ts";
 import {
   allZeroFrom,
   countTailRecords,
+  countValidFrom,
+  isOutOfOrderTear,
   isTornTail,
   NumList,
   parseSegmentName,
@@ -287,7 +289,8 @@ export class Wal implements LogStore {
       if (scan.problem) {
         const p = scan.problem;
         assert(bytes !== undefined, "a segment with a problem was read whole");
-        if (!isLast || !isTornTail(p)) {
+        const outOfOrder = isLast && isOutOfOrderTear(bytes, p);
+        if (!isLast || !(isTornTail(p) || outOfOrder)) {
           const after = p.validAfter ? `; a valid record (index ${p.validAfter.index}) follows at offset ${p.validAfter.offset}` : "";
           const where = isLast ? "" : " in a segment that is not the last one";
           throw new CorruptLogError(
@@ -311,8 +314,12 @@ export class Wal implements LogStore {
         } finally {
           io.close(fd);
         }
+        const later = outOfOrder ? countValidFrom(bytes, p.offset, p.expectedIndex) : 0;
         log().warn(
-          `${rel}: truncated a torn tail at offset ${p.offset}: dropped ${describeDropped(dropped, zeroTailBytes, `${records} incomplete record${records === 1 ? "" : "s"}, from index ${p.expectedIndex}`)}: ${p.detail}`,
+          `${rel}: truncated a torn tail at offset ${p.offset}: dropped ${describeDropped(dropped, zeroTailBytes, `${records} incomplete record${records === 1 ? "" : "s"}, from index ${p.expectedIndex}`)}: ${p.detail}` +
+            (outOfOrder
+              ? `; a sector of it was never written (a power cut before the fsync), so the ${later} record${later === 1 ? "" : "s"} with good checksums after it were never acknowledged and went too`
+              : ""),
         );
       }
       const seg: Segment = {
