@@ -182,7 +182,7 @@ async function checkCut(cut: Cut, history: History, mode: FsyncMode, where: stri
 
 const seeds = process.env.KV_POWERCUT_SEED
   ? [Number(process.env.KV_POWERCUT_SEED)]
-  : Array.from({ length: Number(process.env.KV_POWERCUT_SEEDS ?? 3) }, (_, i) => 1000 + i);
+  : Array.from({ length: Number(process.env.KV_POWERCUT_SEEDS ?? 5) }, (_, i) => 1000 + i);
 
 async function powerCuts(mode: FsyncMode, rounds: number, chainEvery: number): Promise<{ points: number; chained: number; seen: Set<string> }> {
   setLogLevel("error"); // torn tails are cut with a warning at nearly every point
