@@ -319,8 +319,12 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
       lines.push(
         // Clients connect only once recovery is done: nobody can see kv loading.
         "loading:0",
+        // Redis's rdb_* fields describe kv's snapshots (SAVE, BGSAVE and the background ones).
+        `rdb_changes_since_last_save:${d.changesSinceSnapshot}`,
         `rdb_bgsave_in_progress:${d.snapshotInProgress ? 1 : 0}`,
         `rdb_last_save_time:${lastSaveSeconds(ctx)}`,
+        `rdb_last_bgsave_status:${d.lastSnapshotStatus}`,
+        `rdb_last_bgsave_time_sec:${d.lastSnapshotAttemptSec}`,
         `aof_enabled:1`,
         `kv_fsync:${s.config.fsync}`,
         `kv_applied_index:${d.applied}`,
@@ -332,6 +336,7 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
         `kv_last_snapshot_ms:${d.lastSnapshot?.durationMs ?? -1}`,
         `kv_last_snapshot_longest_slice_ms:${d.lastSnapshot?.longestSliceMs.toFixed(2) ?? -1}`,
         `kv_recovery_ms:${d.recovery.durationMs}`,
+        ...(d.lastSnapshotError === null ? [] : [`kv_last_snapshot_error:${d.lastSnapshotError.replace(/[\r\n]+/g, " ")}`]),
         `kv_values_mapped:${s.db.hasLazyValues() ? 1 : 0}`,
       );
       break;
@@ -594,7 +599,7 @@ export const CONN_COMMANDS: readonly ContainerSpec[] = [
       out.error("ERR Background save already in progress");
       return;
     }
-    void ctx.server.durable.snapshot().catch(() => {});
+    void ctx.server.durable.snapshot().catch(() => {}); // logged and shown in INFO persistence by snapshot()
     out.simple("Background saving started");
   }),
   spec("lastsave", 1, ["fast"], (ctx, _argv, out) => {

@@ -3,7 +3,8 @@
 import * as fs from "node:fs";
 
 export interface StorageIo {
-  mkdirp(dir: string): void;
+  /** mkdir -p; returns the first directory it created (undefined when dir existed), as fs.mkdirSync does. */
+  mkdirp(dir: string): string | undefined;
   /** Names (not paths) in dir. */
   readdir(dir: string): string[];
   /** O_RDWR|O_CREAT|O_APPEND: every write goes to the end, positional reads work. */
@@ -52,7 +53,7 @@ export interface StorageIo {
 
 export const nodeIo: StorageIo = {
   mkdirp(dir) {
-    fs.mkdirSync(dir, { recursive: true });
+    return fs.mkdirSync(dir, { recursive: true });
   },
   readdir(dir) {
     return fs.readdirSync(dir);
@@ -97,11 +98,7 @@ export const nodeIo: StorageIo = {
     return done;
   },
   write(fd, buf, pos) {
-    let done = 0;
-    while (done < buf.length) {
-      const n = fs.writeSync(fd, buf, done, buf.length - done, pos === undefined ? null : pos + done);
-      done += n;
-    }
+    writeAll(fd, buf, pos, fs.writeSync);
   },
   datasync(fd) {
     return new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
@@ -144,6 +141,44 @@ export const nodeIo: StorageIo = {
     }
   },
 };
+
+/**
+ * write(2) returning 0 for a non-empty buffer makes no progress, and nothing says the next call
+ * will: past this many in a row the write fails (a loop without progress would hang the writer).
+ */
+export const ZERO_WRITES_MAX = 8;
+
+/** write(2) kept returning 0 bytes. The caller wraps it with the file's path (StorageIoError). */
+export class ZeroByteWriteError extends Error {
+  override name = "ZeroByteWriteError";
+  constructor(
+    readonly fd: number,
+    readonly offset: number | undefined,
+    readonly remaining: number,
+  ) {
+    super(`write(2) returned 0 bytes ${ZERO_WRITES_MAX} times in a row with ${remaining} bytes left to write${offset === undefined ? "" : ` at offset ${offset}`}`);
+  }
+}
+
+/** Writes all of buf with `writeOnce` (one write(2)), looping over short writes. */
+export function writeAll(
+  fd: number,
+  buf: Uint8Array,
+  pos: number | undefined,
+  writeOnce: (fd: number, buf: Uint8Array, off: number, len: number, pos: number | null) => number,
+): void {
+  let done = 0;
+  let zeros = 0;
+  while (done < buf.length) {
+    const n = writeOnce(fd, buf, done, buf.length - done, pos === undefined ? null : pos + done);
+    if (n === 0) {
+      if (++zeros >= ZERO_WRITES_MAX) throw new ZeroByteWriteError(fd, pos === undefined ? undefined : pos + done, buf.length - done);
+      continue;
+    }
+    zeros = 0;
+    done += n;
+  }
+}
 
 /** An Error with a Node-style errno code, as fs throws. */
 export function ioError(code: string, message = code): NodeJS.ErrnoException {

@@ -222,7 +222,35 @@ export function zeroRunStart(bytes: Uint8Array): number {
 /** Is this problem a torn write (forgivable at the end of the last segment)? */
 export function isTornTail(p: SegmentProblem): boolean {
   if (p.validAfter) return false;
-  return p.kind === "incomplete" || p.kind === "zero" || p.kind === "crc-mismatch" || p.kind === "bad-length";
+  return TORN_KINDS.includes(p.kind);
+}
+
+const TORN_KINDS: readonly ProblemKind[] = ["incomplete", "zero", "crc-mismatch", "bad-length"];
+
+/** A disk writes a sector whole or not at all; 512 bytes is the smallest sector disks use. */
+export const SECTOR_BYTES = 512;
+
+/**
+ * A problem in the last segment that a power cut explains although records with good checksums
+ * follow it: unsynced data reaches the disk in any order (the page cache writes pages back in any
+ * order; a disk with a volatile cache persists them in any order), so a later sector can survive
+ * where an earlier one never got written. Such a sector reads as zeros (preallocated space, or past
+ * the old end of the file): the damaged bytes hold a run of zeros filling their share of a sector.
+ * The records after it were never acknowledged: an fsync that covered them covered the damaged
+ * bytes too. (etcd's WAL makes the same call: a record with a zero sector is torn.) Damage without
+ * such a run (a flipped bit) still stops the node.
+ */
+export function isOutOfOrderTear(bytes: Uint8Array, p: SegmentProblem): boolean {
+  if (p.validAfter === undefined || !TORN_KINDS.includes(p.kind)) return false;
+  const end = p.validAfter.offset;
+  for (let start = p.offset; start < end; ) {
+    const next = Math.min(end, (Math.floor(start / SECTOR_BYTES) + 1) * SECTOR_BYTES);
+    let zeros = true;
+    for (let i = start; i < next && zeros; i++) zeros = bytes[i] === 0;
+    if (zeros) return true;
+    start = next;
+  }
+  return false;
 }
 
 /** How many record-shaped pieces a dropped tail holds (0 for zeros or garbage shorter than a header). */

@@ -54,8 +54,8 @@ export class RecordingIo implements StorageIo {
     return fd;
   }
 
-  mkdirp(dir: string): void {
-    this.inner.mkdirp(dir);
+  mkdirp(dir: string): string | undefined {
+    return this.inner.mkdirp(dir);
   }
   readdir(dir: string): string[] {
     return this.inner.readdir(dir);

@@ -4,7 +4,7 @@
 // One writer loop owns the files: appends queue up, the loop writes everything queued as one buffer
 // and fdatasyncs it (on the threadpool, so the event loop keeps serving), then resolves the appends.
 // Appends that arrive during the fsync form the next batch (group commit).
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { assert, AssertionError, CorruptLogError } from "../errors.ts";
 import { logger } from "../log.ts";
 import {
@@ -28,6 +28,8 @@ import { checkContiguous, type LogStore } from "./log-store.ts";
 import {
   allZeroFrom,
   countTailRecords,
+  countValidFrom,
+  isOutOfOrderTear,
   isTornTail,
   NumList,
   parseSegmentName,
@@ -287,7 +289,8 @@ export class Wal implements LogStore {
       if (scan.problem) {
         const p = scan.problem;
         assert(bytes !== undefined, "a segment with a problem was read whole");
-        if (!isLast || !isTornTail(p)) {
+        const outOfOrder = isLast && isOutOfOrderTear(bytes, p);
+        if (!isLast || !(isTornTail(p) || outOfOrder)) {
           const after = p.validAfter ? `; a valid record (index ${p.validAfter.index}) follows at offset ${p.validAfter.offset}` : "";
           const where = isLast ? "" : " in a segment that is not the last one";
           throw new CorruptLogError(
@@ -311,8 +314,12 @@ export class Wal implements LogStore {
         } finally {
           io.close(fd);
         }
+        const later = outOfOrder ? countValidFrom(bytes, p.offset, p.expectedIndex) : 0;
         log().warn(
-          `${rel}: truncated a torn tail at offset ${p.offset}: dropped ${describeDropped(dropped, zeroTailBytes, `${records} incomplete record${records === 1 ? "" : "s"}, from index ${p.expectedIndex}`)}: ${p.detail}`,
+          `${rel}: truncated a torn tail at offset ${p.offset}: dropped ${describeDropped(dropped, zeroTailBytes, `${records} incomplete record${records === 1 ? "" : "s"}, from index ${p.expectedIndex}`)}: ${p.detail}` +
+            (outOfOrder
+              ? `; a sector of it was never written (a power cut before the fsync), so the ${later} record${later === 1 ? "" : "s"} with good checksums after it were never acknowledged and went too`
+              : ""),
         );
       }
       const seg: Segment = {
@@ -1152,12 +1159,27 @@ function ioOrDataDirError<T>(op: () => T, path: string): T {
   }
 }
 
-/** Creates the dir, turning the usual failures into messages that say what to fix. */
+/**
+ * Creates the dir, turning the usual failures into messages that say what to fix. A directory it
+ * creates gets its entry in the parent fsynced (each level it made): else a power cut can take
+ * the new dir, and the files fsynced into it since, away.
+ */
 export function openDataDir(io: StorageIo, dir: string): void {
+  let first: string | undefined;
   try {
-    io.mkdirp(dir);
+    first = io.mkdirp(dir);
   } catch (e) {
     throw dataDirError(e, dir, "create");
+  }
+  if (first === undefined) return;
+  const top = resolve(first);
+  for (let d = resolve(dir); d !== dirname(d); d = dirname(d)) {
+    try {
+      io.fsyncDir(dirname(d));
+    } catch (e) {
+      throw dataDirError(e, dirname(d), "fsync");
+    }
+    if (d === top) break;
   }
 }
 

@@ -2,7 +2,7 @@
 // clients (every acknowledged write survives; MSET is all or nothing), torn and corrupt logs,
 // snapshots, compaction and a corrupt newest snapshot.
 import { afterAll, describe, expect, test } from "bun:test";
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient, type Client } from "../../src/client/index.ts";
@@ -242,6 +242,45 @@ describe("snapshots", () => {
     c = client(kv.port);
     expect(await c.dbsize()).toBe(400);
     expect(await c.get("s399")).toBe("v399");
+    await c.close();
+    await kv.stop();
+  });
+
+  test("a failed BGSAVE is logged with its reason and shown in INFO persistence; the next good one clears it", async () => {
+    const dataDir = tempDir();
+    const kv = await startKv([], { dataDir });
+    const c = client(kv.port);
+    const persistence = async () => {
+      const text = String(await c.command(["INFO", "persistence"]));
+      return Object.fromEntries(text.split("\r\n").filter((l) => l.includes(":")).map((l) => [l.slice(0, l.indexOf(":")), l.slice(l.indexOf(":") + 1)]));
+    };
+    const settled = async () => {
+      for (let i = 0; i < 500; i++) {
+        const p = await persistence();
+        if (p.rdb_bgsave_in_progress === "0") return p;
+        await Bun.sleep(10);
+      }
+      throw new Error("BGSAVE did not end within 5 s");
+    };
+    for (let i = 0; i < 20; i++) await c.set(`k${i}`, `v${i}`);
+    let p = await persistence();
+    expect(p).toMatchObject({ rdb_last_bgsave_status: "ok", rdb_changes_since_last_save: "20", rdb_last_bgsave_time_sec: "-1" });
+    // The snapshot dir turns into a file: the snapshot's temp file cannot be created (ENOTDIR).
+    rmSync(join(dataDir, "snap"), { recursive: true });
+    writeFileSync(join(dataDir, "snap"), "not a directory");
+    expect(await c.command(["BGSAVE"])).toBe("Background saving started");
+    p = await settled();
+    expect(p.rdb_last_bgsave_status).toBe("err");
+    expect(p.rdb_changes_since_last_save).toBe("20");
+    expect(p.kv_last_snapshot_error).toContain("ENOTDIR");
+    expect(kv.output()).toMatch(/ERROR.*snapshot at index 20 failed: .*ENOTDIR/i);
+    // Fixed: the next BGSAVE succeeds and the status is ok again.
+    rmSync(join(dataDir, "snap"));
+    mkdirSync(join(dataDir, "snap"));
+    expect(await c.command(["BGSAVE"])).toBe("Background saving started");
+    p = await settled();
+    expect(p).toMatchObject({ rdb_last_bgsave_status: "ok", rdb_changes_since_last_save: "0", rdb_last_bgsave_time_sec: "0" });
+    expect(p.kv_last_snapshot_error).toBeUndefined();
     await c.close();
     await kv.stop();
   });

@@ -6,6 +6,7 @@ import { afterEach, expect, test } from "bun:test";
 import { chmodSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { DataDirError, StorageIoError, WalFailedError } from "../../src/storage/errors.ts";
+import { nodeIo, writeAll, ZERO_WRITES_MAX, ZeroByteWriteError } from "../../src/storage/io.ts";
 import { RecordingIo } from "../../src/storage/testing.ts";
 import { Wal } from "../../src/storage/wal.ts";
 import { cleanupTempDirs, rec, tempDir } from "./helpers.ts";
@@ -80,4 +81,36 @@ test("full disk: the failing append gets ENOSPC, later ones are refused, every a
     await again.close();
   }
   expect(StorageIoError).toBeDefined();
+});
+
+test("a write(2) that keeps returning 0 bytes fails with a typed error naming the file, instead of looping forever", async () => {
+  // Unit: progress with some zero returns in between is fine; a run of zeros is not.
+  const sink: number[] = [];
+  let calls = 0;
+  const flaky = (_fd: number, buf: Uint8Array, off: number, len: number) => {
+    calls++;
+    if (calls % 3 === 0) return 0;
+    const n = Math.min(len, 2);
+    sink.push(...buf.subarray(off, off + n));
+    return n;
+  };
+  writeAll(3, new Uint8Array([1, 2, 3, 4, 5, 6, 7]), 0, flaky);
+  expect(sink).toEqual([1, 2, 3, 4, 5, 6, 7]);
+  // The WAL over a file layer whose write(2) stops making progress after a few bytes.
+  let zeroCalls = 0;
+  const stuck = (_fd: number, _buf: Uint8Array, _off: number, len: number) => {
+    if (len > 100) return 5;
+    if (++zeroCalls > 10_000) throw new Error("write kept looping on 0-byte writes");
+    return 0;
+  };
+  const d = tempDir();
+  const wal = await Wal.open({ dataDir: d, io: { ...nodeIo, write: (fd, buf, pos) => writeAll(fd, buf, pos, stuck) } });
+  const err = await wal.append([rec(1, 1, "x".repeat(200))]).catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(StorageIoError);
+  expect((err as StorageIoError).path).toBe(join(d, "wal", "00000000000000000001.seg"));
+  expect((err as StorageIoError).cause).toBeInstanceOf(ZeroByteWriteError);
+  expect((err as Error).message).toContain(`returned 0 bytes ${ZERO_WRITES_MAX} times in a row`);
+  expect(zeroCalls).toBe(ZERO_WRITES_MAX);
+  await expect(wal.append([rec(1)])).rejects.toBeInstanceOf(WalFailedError);
+  await wal.close();
 });

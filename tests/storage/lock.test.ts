@@ -1,7 +1,7 @@
 // The data dir lock: one process per data dir; a lock left by a process that is gone (exited,
 // or killed and not yet reaped) is taken over; nothing in the dir changes before the lock is held.
 import { afterEach, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DataDirError } from "../../src/storage/errors.ts";
 import { lockDataDir, openStorage } from "../../src/storage/index.ts";
@@ -81,4 +81,35 @@ test("a second process refused by the lock leaves the running node's snapshot te
   const s = await openStorage({ dataDir: dir, fsync: "always" });
   expect(existsSync(tmp)).toBe(false);
   await s.close();
+});
+
+test("processes racing for the lock never hold it at the same time (the pid is in LOCK before its name appears)", async () => {
+  const dir = tempDir();
+  const child = join(import.meta.dir, "fixtures", "lock-child.ts");
+  // Bounded by rounds and by time; 4 racers on the same dir.
+  const startAt = String(Date.now() + 500);
+  const procs = Array.from({ length: 4 }, () => Bun.spawn([process.execPath, child, dir, "20000", startAt, "2000"], { stdout: "pipe", stderr: "pipe" }));
+  const outs = await Promise.all(procs.map(async (p) => [await new Response(p.stdout).text(), await new Response(p.stderr).text(), await p.exited] as const));
+  let acquired = 0;
+  for (const [out, err, code] of outs) {
+    expect(err).toBe("");
+    expect(code).toBe(0);
+    expect(out).not.toContain("VIOLATION");
+    acquired += Number(/DONE (\d+)/.exec(out)![1]);
+  }
+  expect(acquired).toBeGreaterThan(0);
+  expect(existsSync(join(dir, "LOCK"))).toBe(false);
+});
+
+test("an empty LOCK (an older kv killed between creating and writing it) and temp files of dead lockers are cleaned up", async () => {
+  const dir = tempDir();
+  const gone = Bun.spawn(["true"]);
+  await gone.exited;
+  writeFileSync(join(dir, "LOCK"), "");
+  writeFileSync(join(dir, `LOCK.${gone.pid}.abc123.tmp`), `${gone.pid}\n`);
+  const lock = lockDataDir(dir);
+  expect(readFileSync(join(dir, "LOCK"), "latin1")).toBe(`${process.pid}\n`);
+  expect(readdirSync(dir).sort()).toEqual(["LOCK"]);
+  lock.release();
+  expect(readdirSync(dir)).toEqual([]);
 });

@@ -115,14 +115,30 @@ test("with preallocation on, zeros after the last record of the last segment are
   expect(repairWal(d)).toMatchObject({ clean: true, bytesDropped: 0 });
 });
 
-test("zeros in the middle of the last segment with valid records after them are corruption", async () => {
+test("zeros in the middle of the last segment with valid records after them: sectors persisted out of order by a power cut, cut there", async () => {
+  // An fsync that acknowledged records 8..10 would have made record 7 durable too: a record
+  // never written (zeros) before valid ones is unsynced data the disk persisted out of order,
+  // so nothing after it was acknowledged. (Damage without zeros still stops the node: below.)
   const { dir, last, bytes, ends } = await makeLog(10);
   const b = Buffer.from(bytes);
   b.fill(0, ends[5]!, ends[6]!); // record 7 zeroed, 8..10 intact
   writeSeg(dir, last, b);
-  const err = await Wal.open({ dataDir: dir }).catch((e) => e);
+  const wal = await Wal.open({ dataDir: dir });
+  expect(wal.lastIndex()).toBe(6);
+  expect(wal.recovery.truncated).toMatchObject({ offset: ends[5]!, bytesDropped: bytes.length - ends[5]! });
+  await wal.close();
+});
+
+test("zeros with valid records after them in a segment that is not the last are corruption", async () => {
+  const { dir } = await makeLog(20, 400);
+  const files = walFiles(dir);
+  expect(files.length).toBeGreaterThan(2);
+  const first = readSeg(dir, files[0]!);
+  first.fill(0, 40, 60);
+  writeSeg(dir, files[0]!, first);
+  const err = await Wal.open({ dataDir: dir, segmentBytesMax: 400 }).catch((e) => e);
   expect(err).toBeInstanceOf(CorruptLogError);
-  expect(err.offset).toBe(ends[5]!);
+  expect(err.file).toBe(join(dir, "wal", files[0]!));
 });
 
 test("a torn record inside preallocated space is truncated (the record's bytes, then zeros)", async () => {
