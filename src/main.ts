@@ -14,9 +14,11 @@ installFailureHandlers(rawArgs);
 /** The subcommand the command line names (for its usage), and its parent. */
 async function resolveCommand(args: readonly string[]): Promise<[CommandDef<any>, CommandDef<any> | undefined]> {
   const name = args.find((a) => !a.startsWith("-"));
-  const subs = main.subCommands as Record<string, () => Promise<CommandDef<any>>>;
-  const load = name === undefined ? undefined : subs[name];
-  return load === undefined ? [main, undefined] : [await load(), main];
+  // A subcommand is given as its definition or as a function that loads it.
+  const subs = main.subCommands as Record<string, CommandDef<any> | (() => Promise<CommandDef<any>>)>;
+  const sub = name === undefined ? undefined : subs[name];
+  if (sub === undefined) return [main, undefined];
+  return [typeof sub === "function" ? await sub() : sub, main];
 }
 
 async function printUsage(to: NodeJS.WriteStream): Promise<void> {

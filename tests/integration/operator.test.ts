@@ -137,9 +137,18 @@ describe("startup failures", () => {
 
 describe("colour", () => {
   test("help, usage errors and failure reports carry no colour codes when piped", async () => {
-    for (const args of [["--help"], ["serve", "--help"], ["cli", "--help"], ["nosuchcommand"], ["serve", "--fsync", "bogus"], ["serve", "--data-dir", tempDir(), "--wal-segment-bytes", "1"]]) {
+    const cases: [string[], number, RegExp][] = [
+      [["--help"], 0, /USAGE kv serve\|repair\|get/],
+      [["serve", "--help"], 0, /USAGE kv serve \[OPTIONS\][\s\S]*--wal-segment-bytes/],
+      [["get", "-h"], 0, /USAGE kv get \[OPTIONS\] <KEY>/],
+      [["cli", "--help"], 0, /USAGE kv cli/],
+      [["nosuchcommand"], 1, /error: Unknown command nosuchcommand/],
+      [["serve", "--fsync", "bogus"], 1, /error: Invalid value for argument: --fsync \(bogus\)/],
+      [["serve", "--data-dir", tempDir(), "--wal-segment-bytes", "1"], 1, /error: --wal-segment-bytes: 1 is below the minimum/],
+    ];
+    for (const [args, code, shows] of cases) {
       const r = await run(args);
-      expect(r.stdout + r.stderr).not.toBe("");
+      expect({ args, code: r.code, shows: shows.test(r.stdout + r.stderr) }).toEqual({ args, code, shows: true });
       expect({ args, out: r.stdout.includes(ESC), err: r.stderr.includes(ESC) }).toEqual({ args, out: false, err: false });
     }
   });
