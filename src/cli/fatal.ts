@@ -33,24 +33,23 @@ function helpHint(command: string): string {
 }
 
 /** What the process reports for `e`: one message plus where and what to do. */
-export function describeFailure(e: unknown, command: string): { message: string; detail: FailureDetail; expected: boolean } {
-  if (e instanceof StartupError) return { message: e.message, detail: e.detail, expected: true };
+export function describeFailure(e: unknown, command: string): { message: string; detail: FailureDetail } {
+  if (e instanceof StartupError) return { message: e.message, detail: e.detail };
   if (e instanceof CorruptLogError) {
-    return { message: e.message, detail: { file: e.file, offset: e.offset, hint: "kv repair --data-dir DIR cuts the log at the damage and reports what it drops", exitCode: 2 }, expected: true };
+    return { message: e.message, detail: { file: e.file, offset: e.offset, hint: "kv repair --data-dir DIR cuts the log at the damage and reports what it drops", exitCode: 2 } };
   }
-  if (e instanceof ConfigError) return { message: e.message, detail: { hint: helpHint(command) }, expected: true };
-  if (e instanceof DataDirError) return { message: e.message, detail: { file: e.path }, expected: true };
+  if (e instanceof ConfigError) return { message: e.message, detail: { hint: helpHint(command) } };
+  if (e instanceof DataDirError) return { message: e.message, detail: { file: e.path } };
   if (e instanceof Error && e.name === "CLIError") {
     // citty's usage errors; for a missing or unknown subcommand, the root's help lists them.
     const code = (e as { code?: string }).code;
     const noCommand = code === "E_NO_COMMAND" || code === "E_UNKNOWN_COMMAND";
-    return { message: e.message, detail: { hint: helpHint(noCommand ? "" : command) }, expected: true };
+    return { message: e.message, detail: { hint: helpHint(noCommand ? "" : command) } };
   }
   const what = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
   return {
     message: `internal error: ${what}`,
     detail: { hint: "this is a bug in kv (or damage its checks did not catch); run again with --log-level debug for the stack, and report it" },
-    expected: false,
   };
 }
 
