@@ -44,11 +44,14 @@ async function run(args: string[], opts: { env?: Record<string, string>; stdin?:
 /** Runs a shell line on a pseudo-terminal (stdin, stdout and stderr are the terminal); returns what it printed. */
 async function onTerminal(line: string, env: Record<string, string>): Promise<string> {
   const chunks: Uint8Array[] = [];
-  const p = Bun.spawn(["sh", "-c", line], { env, terminal: { cols: 120, rows: 40, data: (_t, d) => chunks.push(new Uint8Array(d)) } });
+  let eof = () => {};
+  const drained = new Promise<void>((resolve) => (eof = resolve));
+  const p = Bun.spawn(["sh", "-c", line], { env, terminal: { cols: 120, rows: 40, data: (_t, d) => chunks.push(new Uint8Array(d)), exit: () => eof() } });
   const killer = setTimeout(() => p.kill("SIGKILL"), 10_000);
   await p.exited;
+  // Everything the program wrote has been read once the terminal reports end of file (bounded).
+  await Promise.race([drained, Bun.sleep(5_000)]);
   clearTimeout(killer);
-  await Bun.sleep(50); // the last output may arrive just after the exit
   p.terminal?.close();
   return Buffer.concat(chunks).toString("utf8");
 }
