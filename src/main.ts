@@ -1,6 +1,42 @@
 // Compile entry for the single `kv` binary: server, client and local-cluster launcher.
 import "./preflight.ts"; // first: may re-execute `kv serve` before anything else loads
-import { runMain } from "citty";
+import { type CommandDef, renderUsage, runCommand } from "citty";
 import { main } from "./cli/index.ts";
+import { exitWithFailure, installFailureHandlers } from "./cli/fatal.ts";
+import { forStream } from "./log.ts";
 
-await runMain(main);
+// citty's runMain would print an error it does not know with the runtime's formatter (the
+// bundle's source around the throw) and its usage in colour even when piped: this is runMain
+// with every failure sent to one report (src/cli/fatal.ts).
+const rawArgs = process.argv.slice(2);
+installFailureHandlers(rawArgs);
+
+/** The subcommand the command line names (for its usage), and its parent. */
+async function resolveCommand(args: readonly string[]): Promise<[CommandDef<any>, CommandDef<any> | undefined]> {
+  const name = args.find((a) => !a.startsWith("-"));
+  // A subcommand is given as its definition or as a function that loads it.
+  const subs = main.subCommands as Record<string, CommandDef<any> | (() => Promise<CommandDef<any>>)>;
+  const sub = name === undefined ? undefined : subs[name];
+  if (sub === undefined) return [main, undefined];
+  return [typeof sub === "function" ? await sub() : sub, main];
+}
+
+async function printUsage(to: NodeJS.WriteStream): Promise<void> {
+  const [cmd, parent] = await resolveCommand(rawArgs);
+  to.write(forStream((await renderUsage(cmd, parent)) + "\n\n", to));
+}
+
+try {
+  if (rawArgs.includes("--help") || rawArgs.includes("-h")) {
+    await printUsage(process.stdout);
+  } else if (rawArgs.length === 1 && rawArgs[0] === "--version") {
+    process.stdout.write(`${(main.meta as { version: string }).version}\n`);
+  } else {
+    await runCommand(main, { rawArgs });
+  }
+} catch (e) {
+  // No subcommand, or one that does not exist: the list of subcommands is the useful answer.
+  const code = (e as { code?: string }).code;
+  if (code === "E_NO_COMMAND" || code === "E_UNKNOWN_COMMAND") await printUsage(process.stdout);
+  exitWithFailure(e, rawArgs);
+}

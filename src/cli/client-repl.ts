@@ -6,6 +6,7 @@ import { createInterface } from "node:readline";
 import { ClientError, createClient, ServerError } from "../client/index.ts";
 import { EXIT_NIL, EXIT_NO_ANSWER, EXIT_OK, EXIT_SERVER_ERROR } from "./client-commands.ts";
 import { formatRaw, formatReply, SplitArgsError, splitArgs, toJson } from "./client-format.ts";
+import { replHelp } from "./client-help.ts";
 import type { RespValue } from "../resp/reply-parser.ts";
 
 export interface CliOptions {
@@ -93,6 +94,12 @@ export async function runCli(opts: CliOptions): Promise<number> {
     }
     const lower = trimmed.toLowerCase();
     if (lower === "quit" || lower === "exit") break;
+    const help = replHelp(trimmed);
+    if (help !== null) {
+      await Bun.write(Bun.stdout, help);
+      if (tty) rl.prompt();
+      continue;
+    }
     let words: Uint8Array[];
     try {
       words = splitArgs(trimmed);

@@ -4,10 +4,11 @@ import { mkdirSync } from "node:fs";
 import { DEFAULT_CONFIG, DEFAULT_HOST, DEFAULT_PORT, parseBytes, parseInteger, type ServerConfig } from "../config.ts";
 import { ConfigError, CorruptLogError } from "../errors.ts";
 import { DurableLog } from "../node/durable.ts";
-import { DataDirError, FSYNC_MODES, type FsyncMode } from "../storage/index.ts";
+import { DataDirError, FSYNC_MODES, type FsyncMode, SEGMENT_BYTES_MIN } from "../storage/index.ts";
 import type { Conn } from "../server/server.ts";
 import { log, setLogLevel, type LogLevelName } from "../log.ts";
-import { exitOnBadArgs } from "./strict.ts";
+import { refuseBadArgs } from "./strict.ts";
+import { StartupError } from "./fatal.ts";
 import { KvServer } from "../server/server.ts";
 
 const LOG_LEVELS = ["silent", "error", "warn", "info", "debug", "trace"] as const;
@@ -33,34 +34,27 @@ export default defineCommand({
   args: serveArgs,
   async run({ args, rawArgs }) {
     setLogLevel(args["log-level"] as LogLevelName);
-    exitOnBadArgs(rawArgs, serveArgs, "serve");
-    let config: ServerConfig;
-    try {
-      config = {
-        ...DEFAULT_CONFIG,
-        id: parseInteger(args.id, "--id", 1, 2 ** 31 - 1),
-        host: args.host,
-        port: parseInteger(args.port, "--port", 0, 65535),
-        dataDir: args["data-dir"],
-        maxClients: parseInteger(args.maxclients, "--maxclients", 1, 1_000_000),
-        limits: {
-          ...DEFAULT_CONFIG.limits,
-          protoMaxBulkLen: parseBytes(args["proto-max-bulk-len"], "--proto-max-bulk-len"),
-          queryBufferBytesMax: parseBytes(args["client-query-buffer-limit"], "--client-query-buffer-limit"),
-        },
-        clientOutputBufferLimit: parseBytes(args["client-output-buffer-limit"], "--client-output-buffer-limit"),
-        shutdownTimeoutMs: parseInteger(args["shutdown-timeout"], "--shutdown-timeout", 0, 3600) * 1000,
-        fsync: args.fsync as FsyncMode,
-        snapshotLogBytes: parseBytes(args["snapshot-log-bytes"], "--snapshot-log-bytes"),
-        walSegmentBytes: parseBytes(args["wal-segment-bytes"], "--wal-segment-bytes"),
-      };
-    } catch (e) {
-      if (e instanceof ConfigError) {
-        log.error(e.message);
-        process.exit(1);
-      }
-      throw e;
-    }
+    refuseBadArgs(rawArgs, serveArgs);
+    // A bad value throws ConfigError, reported with a pointer to --help (src/cli/fatal.ts).
+    const config: ServerConfig = {
+      ...DEFAULT_CONFIG,
+      id: parseInteger(args.id, "--id", 1, 2 ** 31 - 1),
+      host: args.host,
+      port: parseInteger(args.port, "--port", 0, 65535),
+      dataDir: args["data-dir"],
+      maxClients: parseInteger(args.maxclients, "--maxclients", 1, 1_000_000),
+      limits: {
+        ...DEFAULT_CONFIG.limits,
+        protoMaxBulkLen: parseBytes(args["proto-max-bulk-len"], "--proto-max-bulk-len"),
+        queryBufferBytesMax: parseBytes(args["client-query-buffer-limit"], "--client-query-buffer-limit"),
+      },
+      clientOutputBufferLimit: parseBytes(args["client-output-buffer-limit"], "--client-output-buffer-limit"),
+      shutdownTimeoutMs: parseInteger(args["shutdown-timeout"], "--shutdown-timeout", 0, 3600) * 1000,
+      fsync: args.fsync as FsyncMode,
+      snapshotLogBytes: parseBytes(args["snapshot-log-bytes"], "--snapshot-log-bytes"),
+      walSegmentBytes: parseBytes(args["wal-segment-bytes"], "--wal-segment-bytes"),
+    };
+    if (config.walSegmentBytes < SEGMENT_BYTES_MIN) throw new ConfigError(`--wal-segment-bytes: ${config.walSegmentBytes} is below the minimum, ${SEGMENT_BYTES_MIN}`);
     await serve(config);
   },
 });
@@ -77,14 +71,11 @@ export async function serve(config: ServerConfig): Promise<void> {
     });
   } catch (e) {
     if (e instanceof CorruptLogError) {
-      log.error(`${e.message}`);
-      log.error(`the data in ${config.dataDir} is damaged at ${e.file} offset ${e.offset}; kv will not start on it.`);
-      log.error(`To cut the log at the damage and see exactly what is dropped: kv repair --data-dir ${config.dataDir}`);
-      process.exit(2);
+      const hint = `to cut the log at the damage and see exactly what is dropped: kv repair --data-dir ${config.dataDir}`;
+      throw new StartupError(`the data in ${config.dataDir} is damaged; kv will not start on it: ${e.message}`, { file: e.file, offset: e.offset, hint, exitCode: 2 }, e);
     }
     if (e instanceof DataDirError || (e as { code?: string }).code !== undefined) {
-      log.error(`cannot use data dir ${config.dataDir}: ${(e as Error).message}`);
-      process.exit(1);
+      throw new StartupError(`cannot use data dir ${config.dataDir}: ${(e as Error).message}`, {}, e);
     }
     throw e;
   }
@@ -97,8 +88,7 @@ export async function serve(config: ServerConfig): Promise<void> {
   try {
     server.start();
   } catch (e) {
-    log.error(`cannot listen on ${config.host}:${config.port}: ${(e as Error).message}`);
-    process.exit(1);
+    throw new StartupError(`cannot listen on ${config.host}:${config.port}: ${listenFailure(e)}`, {}, e);
   }
   log.info(`kv node ${config.id} listening on ${config.host}:${server.port} (data dir ${config.dataDir}, pid ${process.pid})`);
 
@@ -118,4 +108,18 @@ export async function serve(config: ServerConfig): Promise<void> {
   };
   process.on("SIGTERM", () => onSignal("SIGTERM"));
   process.on("SIGINT", () => onSignal("SIGINT"));
+}
+
+/** Why a listen failed, in words an operator can act on (Bun's own message is "Failed to listen at HOST"). */
+export function listenFailure(e: unknown): string {
+  switch ((e as { code?: string }).code) {
+    case "EADDRINUSE":
+      return "address already in use (is another kv or redis-server running? pick another --port)";
+    case "EADDRNOTAVAIL":
+      return "address not available on this machine (check --host)";
+    case "EACCES":
+      return "permission denied (ports below 1024 need privileges; pick another --port)";
+    default:
+      return `${(e as Error).message} (check --host and --port)`;
+  }
 }

@@ -2,7 +2,7 @@
 // run with the default and `kv set k v --exx 60` would set a key with no TTL. Every command
 // checks its command line against its definition first.
 import type { ArgsDef } from "citty";
-import { log } from "../log.ts";
+import { ConfigError } from "../errors.ts";
 
 /**
  * What is wrong with `rawArgs` for a command with these args, or null. Words that are not flags
@@ -38,10 +38,8 @@ export function checkArgs(rawArgs: readonly string[], def: ArgsDef): string | nu
   return null;
 }
 
-/** For serve and repair: logs what is wrong with the command line and exits 1, or returns. */
-export function exitOnBadArgs(rawArgs: readonly string[], def: ArgsDef, command: string): void {
+/** For serve and repair: throws ConfigError saying what is wrong with the command line (src/cli/fatal.ts reports it). */
+export function refuseBadArgs(rawArgs: readonly string[], def: ArgsDef): void {
   const bad = checkArgs(rawArgs, def);
-  if (bad === null) return;
-  log.error(`${bad} (see kv ${command} --help)`);
-  process.exit(1);
+  if (bad !== null) throw new ConfigError(bad);
 }

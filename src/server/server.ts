@@ -9,7 +9,7 @@ import type { ServerConfig } from "../config.ts";
 import { Dispatcher } from "./dispatch.ts";
 import type { Db } from "../kv/db.ts";
 import type { DurableLog, Proposal } from "../node/durable.ts";
-import { StorageIoError, WalFailedError } from "../storage/errors.ts";
+import { StorageIoError, WalFailedError } from "../node/errors.ts";
 
 /** Commands one connection may have waiting behind its own unapplied writes before reading pauses. */
 export const PENDING_COMMANDS_MAX = 16 * 1024;

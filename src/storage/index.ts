@@ -15,7 +15,7 @@ export { type DataDirLock, lockDataDir } from "./lock.ts";
 export { repairWal, type RepairReport } from "./repair.ts";
 export { type IoEvent, RecordingIo } from "./testing.ts";
 export * from "./snapshot-store.ts";
-export { describeDropped, FSYNC_MODES, type FsyncMode, type RecoveryReport, SEGMENT_BYTES_MAX_DEFAULT, Wal, type WalOptions } from "./wal.ts";
+export { describeDropped, FSYNC_MODES, type FsyncMode, type RecoveryReport, SEGMENT_BYTES_MAX_DEFAULT, SEGMENT_BYTES_MIN, Wal, type WalOptions } from "./wal.ts";
 
 export interface OpenStorageOptions {
   dataDir: string;

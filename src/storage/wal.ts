@@ -61,6 +61,8 @@ export type FsyncMode = "always" | "everysec" | "no";
 export const FSYNC_MODES: readonly FsyncMode[] = ["always", "everysec", "no"];
 
 export const SEGMENT_BYTES_MAX_DEFAULT = 64 * 1024 * 1024;
+/** Smallest segment size accepted (--wal-segment-bytes): room for a record header and some body. */
+export const SEGMENT_BYTES_MIN = 64;
 /** Wal.open scans segments through a window this big; a record larger than it makes that segment be read whole. */
 const WINDOW_BYTES = 4 * 1024 * 1024;
 /** Reads (entries/replay) fetch at most this much per read(2). */
@@ -196,7 +198,7 @@ export class Wal implements LogStore {
     this.mode = opts.fsync ?? "always";
     assert(FSYNC_MODES.includes(this.mode), `unknown fsync mode ${this.mode}`);
     this.segmentBytesMax = opts.segmentBytesMax ?? SEGMENT_BYTES_MAX_DEFAULT;
-    assert(this.segmentBytesMax >= 64, "segmentBytesMax too small");
+    assert(this.segmentBytesMax >= SEGMENT_BYTES_MIN, "segmentBytesMax too small");
     this.io = opts.io ?? nodeIo;
     this.syncInline = opts.syncMethod === "inline";
     this.syncsInFlightMax = opts.syncsInFlightMax ?? 1;

@@ -1,0 +1,206 @@
+// What an operator sees from the compiled ./kv: startup failures as a short report (message, file
+// and offset, hint; the stack only at --log-level debug), no colour codes where output is not a
+// terminal, a taken port named as such, and `help` at the kv cli prompt answered locally.
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { encodeRecords, RecordType } from "../../src/storage/codec.ts";
+import { startFake } from "../client/_fake.ts";
+import { KV_BIN, startKv } from "../helpers/server.ts";
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), "kv-operator-"));
+  dirs.push(d);
+  return d;
+}
+
+/** The environment of a user's shell: no NO_COLOR, no FORCE_COLOR (tests/helpers/server.ts sets NO_COLOR). */
+function userEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && k !== "NO_COLOR" && k !== "FORCE_COLOR" && k !== "CI") env[k] = v;
+  return { ...env, TERM: "xterm-256color", ...extra };
+}
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs ./kv with both streams piped (bounded: killed after 10 s). */
+async function run(args: string[], opts: { env?: Record<string, string>; stdin?: string } = {}): Promise<Run> {
+  const p = Bun.spawn([KV_BIN, ...args], { stdin: opts.stdin === undefined ? "ignore" : new Blob([opts.stdin]), stdout: "pipe", stderr: "pipe", env: opts.env ?? userEnv() });
+  const killer = setTimeout(() => p.kill("SIGKILL"), 10_000);
+  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  clearTimeout(killer);
+  return { code, stdout, stderr };
+}
+
+/** Runs a shell line on a pseudo-terminal (stdin, stdout and stderr are the terminal); returns what it printed. */
+async function onTerminal(line: string, env: Record<string, string>): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let eof = () => {};
+  const drained = new Promise<void>((resolve) => (eof = resolve));
+  const p = Bun.spawn(["sh", "-c", line], { env, terminal: { cols: 120, rows: 40, data: (_t, d) => chunks.push(new Uint8Array(d)), exit: () => eof() } });
+  const killer = setTimeout(() => p.kill("SIGKILL"), 10_000);
+  await p.exited;
+  // Everything the program wrote has been read once the terminal reports end of file (bounded).
+  await Promise.race([drained, Bun.sleep(5_000)]);
+  clearTimeout(killer);
+  p.terminal?.close();
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+const ESC = "\x1b";
+
+/** What a failure report must not look like: the runtime's dump of the bundle around the throw. */
+function expectShortReport(text: string): void {
+  expect(text.length).toBeLessThan(1200);
+  expect(text).not.toContain("/$bunfs/");
+  expect(text).not.toMatch(/^\s*\d+ \| /m); // a numbered source line
+  expect(text).not.toMatch(/^\s+at /m); // a stack frame
+}
+
+/** A data dir whose log holds a record with a good checksum whose payload is not a RESP command. */
+function logWithForeignRecord(): string {
+  const dir = tempDir();
+  mkdirSync(join(dir, "wal"));
+  const set = new TextEncoder().encode("*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\nb\r\n");
+  const records = [set, new TextEncoder().encode("not a RESP command"), set].map((payload, i) => ({ index: i + 1, term: 1, type: RecordType.Command, timestampMs: 1_700_000_000_000, payload }));
+  writeFileSync(join(dir, "wal", "00000000000000000001.seg"), encodeRecords(records));
+  return dir;
+}
+
+describe("startup failures", () => {
+  test("an error nobody expected (a log record that is not a command): message and hint, no bundle source; the stack at --log-level debug", async () => {
+    const dir = logWithForeignRecord();
+    const r = await run(["serve", "--port", "0", "--data-dir", dir]);
+    expect(r.code).not.toBe(0);
+    expectShortReport(r.stdout + r.stderr);
+    expect(r.stderr).toMatch(/^error: .*record 2/m);
+    expect(r.stderr).toMatch(/^ {2}hint: .*--log-level debug/m);
+
+    const d = await run(["serve", "--port", "0", "--data-dir", dir, "--log-level", "debug"]);
+    expect(d.code).toBe(r.code);
+    expect(d.stderr).toMatch(/^error: .*record 2/m);
+    expect(d.stderr).toMatch(/^\s+at /m);
+    expect(d.stderr).not.toMatch(/^\s*\d+ \| /m);
+  });
+
+  test("a damaged log: the message, the file and offset, the repair hint; exit 2", async () => {
+    const dir = tempDir();
+    const kv = await startKv([], { dataDir: dir });
+    for (let i = 0; i < 20; i++) expect((await run(["set", `k${i}`, `v${i}`, "--addr", `127.0.0.1:${kv.port}`])).code).toBe(0);
+    expect(await kv.stop({ keepData: true })).toBe(0);
+    const seg = join(dir, "wal", readdirSync(join(dir, "wal")).sort()[0]!);
+    const bytes = readFileSync(seg);
+    const mid = Math.floor(bytes.length / 2);
+    bytes[mid] = bytes[mid]! ^ 0x40;
+    writeFileSync(seg, bytes);
+
+    const r = await run(["serve", "--port", "0", "--data-dir", dir]);
+    expect(r.code).toBe(2);
+    expectShortReport(r.stdout + r.stderr);
+    expect(r.stderr).toMatch(/^error: .*damaged/m);
+    expect(r.stderr).toMatch(new RegExp(`^ {2}file: ${seg.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}, offset \\d+$`, "m"));
+    expect(r.stderr).toContain(`  hint: to cut the log at the damage and see exactly what is dropped: kv repair --data-dir ${dir}`);
+  });
+
+  test("a bad flag value (a log segment size below the minimum) is a one-line error with a pointer to --help", async () => {
+    const r = await run(["serve", "--port", "0", "--data-dir", tempDir(), "--wal-segment-bytes", "0"]);
+    expect(r.code).toBe(1);
+    expectShortReport(r.stdout + r.stderr);
+    expect(r.stderr).toBe("error: --wal-segment-bytes: 0 is below the minimum, 64\n  hint: see kv serve --help\n");
+  });
+
+  test("a locked data dir names the process that holds it", async () => {
+    const dir = tempDir();
+    const kv = await startKv([], { dataDir: dir });
+    const r = await run(["serve", "--port", "0", "--data-dir", dir]);
+    expect(r.code).toBe(1);
+    expectShortReport(r.stdout + r.stderr);
+    expect(r.stderr).toMatch(new RegExp(`^error: cannot use data dir .*in use by another kv process \\(pid ${kv.proc.pid}\\)`, "m"));
+    await kv.stop({ keepData: true });
+  });
+
+  test("a taken port is named, with 'address already in use' and what to do", async () => {
+    const kv = await startKv();
+    const r = await run(["serve", "--port", String(kv.port), "--host", "127.0.0.1", "--data-dir", tempDir()]);
+    expect(r.code).toBe(1);
+    expectShortReport(r.stdout + r.stderr);
+    expect(r.stderr).toContain(`error: cannot listen on 127.0.0.1:${kv.port}: address already in use (is another kv or redis-server running? pick another --port)`);
+    await kv.stop();
+  });
+});
+
+describe("colour", () => {
+  test("help, usage errors and failure reports carry no colour codes when piped", async () => {
+    const cases: [string[], number, RegExp][] = [
+      [["--help"], 0, /USAGE kv serve\|repair\|get/],
+      [["serve", "--help"], 0, /USAGE kv serve \[OPTIONS\][\s\S]*--wal-segment-bytes/],
+      [["get", "-h"], 0, /USAGE kv get \[OPTIONS\] <KEY>/],
+      [["cli", "--help"], 0, /USAGE kv cli/],
+      [["nosuchcommand"], 1, /error: Unknown command nosuchcommand/],
+      [["serve", "--fsync", "bogus"], 1, /error: Invalid value for argument: --fsync \(bogus\)/],
+      [["serve", "--data-dir", tempDir(), "--wal-segment-bytes", "1"], 1, /error: --wal-segment-bytes: 1 is below the minimum/],
+    ];
+    for (const [args, code, shows] of cases) {
+      const r = await run(args);
+      expect({ args, code: r.code, shows: shows.test(r.stdout + r.stderr) }).toEqual({ args, code, shows: true });
+      expect({ args, out: r.stdout.includes(ESC), err: r.stderr.includes(ESC) }).toEqual({ args, out: false, err: false });
+    }
+  });
+
+  test("on a terminal help is coloured, unless NO_COLOR is set (to any value)", async () => {
+    expect(await onTerminal(`${KV_BIN} serve --help`, userEnv())).toContain(ESC);
+    for (const v of ["1", "true"]) expect(await onTerminal(`${KV_BIN} serve --help`, userEnv({ NO_COLOR: v }))).not.toContain(ESC);
+  });
+
+  test("logs written to a file carry no colour codes while stdout is a terminal", async () => {
+    // A damaged newest snapshot makes the node warn at start (on stderr, sent to a file here).
+    const dir = tempDir();
+    const kv = await startKv([], { dataDir: dir });
+    expect((await run(["cli", "SAVE", "--addr", `127.0.0.1:${kv.port}`])).stdout).toBe("OK\n");
+    expect(await kv.stop({ keepData: true })).toBe(0);
+    const snap = join(dir, "snap", readdirSync(join(dir, "snap")).find((f) => f.endsWith(".snap"))!);
+    writeFileSync(snap, "x");
+    const errFile = join(tempDir(), "stderr.txt");
+    // A taken port ends the run right after recovery, warnings included: the port of a running fake.
+    const fake = startFake(() => "+OK\r\n");
+    try {
+      const shown = await onTerminal(`${KV_BIN} serve --port ${fake.port} --host 127.0.0.1 --data-dir ${dir} 2>${errFile}`, userEnv());
+      expect(shown).toContain("loaded");
+    } finally {
+      fake.stop();
+    }
+    const logged = readFileSync(errFile, "utf8");
+    expect(logged).toContain("unusable");
+    expect(logged.includes(ESC)).toBe(false);
+    expect(logged).toContain("address already in use");
+  });
+});
+
+describe("kv cli prompt", () => {
+  test("help and help <command> are answered by the prompt and never sent to the server", async () => {
+    const fake = startFake((argv) => (argv[0]!.toLowerCase() === "ping" ? "+PONG\r\n" : "-ERR unknown command\r\n"));
+    try {
+      const r = await run(["cli", "--addr", fake.addr], { stdin: "help\nhelp set\nHELP GETEX\nhelp nosuch\nping\n", env: userEnv({ NO_COLOR: "1" }) });
+      expect(r.code).toBe(0);
+      expect(fake.log.map((c) => c.argv[0]!.toLowerCase())).not.toContain("help");
+      expect(fake.log.at(-1)!.argv).toEqual(["ping"]);
+      expect(r.stdout).toContain("help <command>");
+      expect(r.stdout).toMatch(/^ {2}GET SET /m);
+      expect(r.stdout).toContain("  SET key value [NX | XX] [GET] [EX seconds");
+      expect(r.stdout).toContain("  GETEX key [EX seconds");
+      expect(r.stdout).toContain("no help for 'nosuch'");
+      expect(r.stdout.endsWith("PONG\n")).toBe(true);
+    } finally {
+      fake.stop();
+    }
+  });
+});
