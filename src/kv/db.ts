@@ -135,6 +135,14 @@ export class Db {
 
   /** The source of the refs held in `values` (numbers), or null when there are none. */
   private lazy: LazyValues | null = null;
+  /**
+   * True from loadLazy to endLazyLoad: a restore is handing out refs (snapshot entries, then the
+   * replayed log), so the source must stay even when no ref is held at the moment (after a
+   * replayed FLUSHALL, say: the records after it hold refs again).
+   */
+  private lazyLoading = false;
+  /** A ref was stored since loadLazy or the last flush (so one may still be held). */
+  private lazyRefsStored = false;
 
   constructor(opts: DbOptions = {}) {
     this.nextCursorId = Math.max(1, Math.floor(opts.scanCursorBase ?? 1));
@@ -352,7 +360,7 @@ export class Db {
     if (this.cow !== null) {
       this.values = new Map();
       this.expires = new Map();
-      this.dropLazy(); // the snapshot keeps its own reference to the source
+      this.dropLazy(); // the snapshot keeps its own reference to the source (none opens while loading)
       this.cow = null;
       this.tombs = 0;
       this.sweepIt = undefined;
@@ -400,6 +408,7 @@ export class Db {
    * A number value is a ref into the source given to loadLazy.
    */
   load(key: string, value: Value | number, expireAtMs: number | undefined): void {
+    if (typeof value === "number") this.storedRef();
     if (this.cow !== null) this.cowWrite(key);
     this.values.set(key, value);
     if (expireAtMs !== undefined) this.expires.set(key, expireAtMs);
@@ -408,24 +417,37 @@ export class Db {
 
   /**
    * Starts a restore whose values stay in `source` until used: pass refs (numbers) as values
-   * to `load` and `setRef`. Only on an empty Db with no snapshot open, one source at a time.
+   * to `load` and `setRef`, along with any other write (a replayed log), then call endLazyLoad.
+   * Only on an empty Db with no snapshot open, one source at a time.
    */
   loadLazy(source: LazyValues): void {
     assert(this.values.size === 0 && this.cow === null && this.lazy === null, "lazy values need an empty Db");
     this.lazy = source;
+    this.lazyLoading = true;
+    this.lazyRefsStored = false;
   }
 
   /** set() with a value held by reference in the source given to loadLazy (recovery's replay). */
   setRef(key: string, ref: number): void {
-    assert(this.lazy !== null, "setRef without a lazy source");
+    this.storedRef();
     if (this.cow !== null) this.cowWrite(key);
     this.values.set(key, ref);
     if (this.expires.size !== 0) this.expires.delete(key);
   }
 
-  /** Forgets the source given to loadLazy when the caller gave the Db no ref from it. */
-  releaseUnusedLazy(): void {
-    this.dropLazy();
+  /**
+   * Ends the restore begun by loadLazy: no more refs come. The source goes at once when no ref
+   * was stored since the last flush; otherwise the next complete snapshot or a flush lets it go.
+   */
+  endLazyLoad(): void {
+    assert(this.lazyLoading, "endLazyLoad without loadLazy");
+    this.lazyLoading = false;
+    if (!this.lazyRefsStored) this.dropLazy();
+  }
+
+  private storedRef(): void {
+    assert(this.lazyLoading && this.lazy !== null, "a value by reference outside a lazy load");
+    this.lazyRefsStored = true;
   }
 
   /** True while values restored by reference may still be held (see loadLazy). */
@@ -447,8 +469,13 @@ export class Db {
     return s;
   }
 
+  /**
+   * No ref is held any more (everything flushed, or a complete snapshot converted them all). The
+   * source goes, unless a restore is still loading: refs may come after a replayed flush.
+   */
   private dropLazy(): void {
-    this.lazy = null;
+    this.lazyRefsStored = false;
+    if (!this.lazyLoading) this.lazy = null;
   }
 
   // ---- copy-on-write snapshots ----
@@ -459,6 +486,7 @@ export class Db {
    */
   beginSnapshot(): DbSnapshot {
     assert(this.snap === null, "a snapshot is already open");
+    assert(!this.lazyLoading, "a snapshot while a lazy load is still handing out refs");
     const pre = new Map<string, Preimage>();
     const snap = new DbSnapshot(
       this.values,

@@ -198,7 +198,7 @@ export class DurableLog<T> {
       },
       { map: true },
     );
-    if (source.refs === 0) fsm.db.releaseUnusedLazy();
+    fsm.db.endLazyLoad();
     node.recovery = {
       snapshotIndex: snap?.lastIndex ?? 0,
       snapshotEntries,

@@ -78,6 +78,7 @@ describe("randomized: snapshot output equals the copy at begin; live state equal
         } else if (x < 0.6) both((d) => d.set(k, `v${i}`), "set");
         else both((d) => d.load(k, `v${i}`, at), "load");
       }
+      if (lazy) db.endLazyLoad();
       expect(db.lazyRefCount()).toBe(lazy ? stored.length : 0);
       for (let round = 0; round < 3; round++) {
         const model = copyOf(db);
