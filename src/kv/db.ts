@@ -1,7 +1,7 @@
 // The keyspace: byte-string keys to values, with absolute expiry times kept only for keys that have one.
 //
 // Layout (see docs/decisions.md): `values: Map<string, Value>` holds every key; `expires:
-// Map<string, number>` holds the absolute expiry (unix ms) of the keys that have a TTL. No
+// Map<string, Expiry>` holds the absolute expiry (unix ms) of the keys that have a TTL. No
 // object per key: a key costs one Map entry plus its two strings, and a TTL one more entry.
 //
 // Time is always an argument (`nowMs`, integer unix milliseconds). A key whose expiry is
@@ -43,8 +43,21 @@ export interface LazyValues {
 /** What `values` holds per key: the value, or a ref into the Db's LazyValues. */
 type Stored = Value | number;
 
+/**
+ * An absolute expiry in unix ms: any int64, as Redis keeps it. A number while it is a safe
+ * integer (every time before the year 287396), a bigint beyond, so EXPIREAT and PEXPIRETIME
+ * round-trip every value exactly. Comparisons with a number time work on either form.
+ */
+export type Expiry = number | bigint;
+
+/** An int64 expiry in its canonical form (a number when safe, else a bigint). */
+export function toExpiry(ms: bigint): Expiry {
+  return ms <= MAX_SAFE && ms >= -MAX_SAFE ? Number(ms) : ms;
+}
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
 /** One key in a snapshot: key, value, absolute expiry in unix ms (undefined: no TTL). */
-export type DbEntry = readonly [key: string, value: Value, expireAtMs: number | undefined];
+export type DbEntry = readonly [key: string, value: Value, expireAtMs: Expiry | undefined];
 
 /**
  * The expiry of a tombstone: a key deleted while a snapshot reads the live Maps, held (value
@@ -109,7 +122,7 @@ export function typeName(v: Value): string {
 export class Db {
   // Not readonly: a flush while a snapshot is open hands these to the snapshot and starts new ones.
   private values = new Map<string, Stored>();
-  private expires = new Map<string, number>();
+  private expires = new Map<string, Expiry>();
 
   /**
    * The write barrier: the preimages of the open snapshot while it reads these Maps, else
@@ -168,7 +181,7 @@ export class Db {
    * The absolute expiry of a key in unix ms, or undefined when it has none. Does not check
    * liveness (a tombstone reports -Infinity): callers check the key is live first.
    */
-  expireAt(key: string): number | undefined {
+  expireAt(key: string): Expiry | undefined {
     return this.expires.size === 0 ? undefined : this.expires.get(key);
   }
 
@@ -275,7 +288,7 @@ export class Db {
   }
 
   /** Sets a value expiring at expireAtMs; one already due at nowMs just removes the key. */
-  setWithExpire(key: string, value: Value, expireAtMs: number, nowMs: number): void {
+  setWithExpire(key: string, value: Value, expireAtMs: Expiry, nowMs: number): void {
     if (expireAtMs <= nowMs) {
       this.delete(key);
       return;
@@ -286,7 +299,7 @@ export class Db {
   }
 
   /** Sets the TTL of an existing key; one already due at nowMs deletes it. Returns false if the key is absent. */
-  setExpire(key: string, expireAtMs: number, nowMs: number): boolean {
+  setExpire(key: string, expireAtMs: Expiry, nowMs: number): boolean {
     if (this.getForWrite(key, nowMs) === undefined) return false;
     if (expireAtMs <= nowMs) this.delete(key);
     else {
@@ -380,7 +393,7 @@ export class Db {
         tombs++;
         assert(this.cow !== null && this.cow.has(k), `tombstone without a snapshot preimage: ${JSON.stringify(k)}`);
         assert(this.values.get(k) === "", "a tombstone holds a value");
-      } else assert(Number.isFinite(at), "expiry is not a finite number");
+      } else assert(typeof at === "bigint" ? at > MAX_SAFE || at < -MAX_SAFE : Number.isSafeInteger(at), "expiry is not an int64 in canonical form");
     }
     assert(tombs === this.tombs, `tombstone count ${this.tombs}, found ${tombs}`);
     assert(this.cow === null || (this.snap !== null && this.cow === this.snap.preimages), "write barrier without its snapshot");
@@ -407,7 +420,7 @@ export class Db {
    * Adds one snapshot entry (streaming restore); expiry is absolute and kept even if past.
    * A number value is a ref into the source given to loadLazy.
    */
-  load(key: string, value: Value | number, expireAtMs: number | undefined): void {
+  load(key: string, value: Value | number, expireAtMs: Expiry | undefined): void {
     if (typeof value === "number") this.storedRef();
     if (this.cow !== null) this.cowWrite(key);
     this.values.set(key, value);
@@ -624,7 +637,7 @@ export class DbSnapshot {
   readonly entryCountAtStart: number;
   private emitted = 0;
   private values: Map<string, Stored> | null;
-  private expires: Map<string, number> | null;
+  private expires: Map<string, Expiry> | null;
   private lazy: LazyValues | null;
   private it: Iterator<[string, Stored]> | null;
   private onClose: ((complete: boolean) => void) | null;
@@ -632,7 +645,7 @@ export class DbSnapshot {
   /** Internal: made by Db.beginSnapshot. `preimages` is also the Db's write barrier map. */
   constructor(
     values: Map<string, Stored>,
-    expires: Map<string, number>,
+    expires: Map<string, Expiry>,
     lazy: LazyValues | null,
     readonly preimages: Map<string, Preimage>,
     onClose: (complete: boolean) => void,

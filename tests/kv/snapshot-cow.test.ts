@@ -7,7 +7,7 @@ import { KvStateMachine } from "../../src/kv/fsm.ts";
 import { ReplyBuffer } from "../../src/resp/encode.ts";
 import { Kv, rng, T0 } from "./helpers.ts";
 
-type Model = Map<string, [string, number | undefined]>;
+type Model = Map<string, [string, number | bigint | undefined]>;
 
 /** A copy of a Db's entries (the oracle taken when a snapshot begins). */
 function copyOf(db: Db): Model {
