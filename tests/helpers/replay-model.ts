@@ -33,19 +33,21 @@ export interface GenOptions {
 }
 
 const KEYS = ["a", "a", "a", "b", "b", "b", "c", "c", "d", "", "k\r\n\x00\xff"];
-const NUMS = ["0", "1", "-1", "7", "42", "-100", "10", "1.5", "-0.25", "2.125", "3.0", "1e3", "9223372036854775806", "-9223372036854775807", "9223372036854775807", "007", "+5", " 1", "1.57"];
+const NUMS = ["0", "1", "-1", "7", "42", "-100", "10", "1.5", "-0.25", "2.125", "3.0", "1e3", "9223372036854775806", "-9223372036854775807", "9223372036854775807", "007", "+5", " 1", "1.57", "-0", "0x1A", "inf", "1.", ".5", "0".repeat(5119) + "1", "0".repeat(5120) + "1"];
 const TEXT = ["x", "abc", "hello", "\x00\r\n\xff", "\r\n", "*1\r\n$3\r\nSET\r\n", "e", "."];
-const FLOAT_INCRS = ["1.5", "-0.25", "3", "0.125", "-2", "1e2", "0", "abc", "5.0e-1"];
-const INT_INCRS = ["1", "-1", "5", "-1000", "0", "9223372036854775807", "-9223372036854775808", "x", "1.5"];
+const FLOAT_INCRS = ["1.5", "-0.25", "3", "0.125", "-2", "1e2", "0", "abc", "5.0e-1", "-0", "0x10", "0x1p-3", "inf", "-Infinity", "nan", "1e5000", "5e-4940", " 1", "1 ", "1e", "0.1"];
+const INT_INCRS = ["1", "-1", "5", "-1000", "0", "9223372036854775807", "-9223372036854775808", "x", "1.5", "+1", "01", "-0", ""];
 /** Seconds and milliseconds for relative expiries: far enough that nothing expires in a test. */
 const REL_S = ["1000", "2000", "5000", "100000"];
+/** Relative expiries too large for int64 milliseconds (an error, or past the limit). */
+const REL_HUGE = ["9223372036854775", "9223372036854775807", "-9223372036854775808"];
 const REL_MS = ["1500000", "3000000", "50000000"];
 /** Relative expiries that are due at once (the key goes). */
 const REL_DUE = ["0", "-1", "-1000"];
 /** 2100-01-01 in unix seconds: absolute expiries in the future are beyond it. */
 export const FAR_S = 4102444800;
-const ABS_S = ["1", "1000", "1600000000", String(FAR_S), String(FAR_S + 1000), String(FAR_S + 2000)];
-const ABS_MS = ["1", "1600000000000", String(FAR_S * 1000), String(FAR_S * 1000 + 1), String(FAR_S * 1000 + 500)];
+const ABS_S = ["1", "1000", "1600000000", String(FAR_S), String(FAR_S + 1000), String(FAR_S + 2000), "9223372036854775", "9223372036854776"];
+const ABS_MS = ["1", "1600000000000", String(FAR_S * 1000), String(FAR_S * 1000 + 1), String(FAR_S * 1000 + 500), "9007199254740993", "9223372036854775806", "9223372036854775807"];
 
 export function genSequence(seed: number, o: GenOptions): Op[] {
   const r = prng(seed);
@@ -69,7 +71,7 @@ export function genSequence(seed: number, o: GenOptions): Op[] {
   };
   const relExpire = (): string[] => (r() < 0.5 ? ["EX", pick(REL_S)] : ["PX", pick(REL_MS)]);
   const absExpire = (): string[] => (r() < 0.5 ? ["EXAT", pick(ABS_S)] : ["PXAT", pick(ABS_MS)]);
-  const badExpire = (): string[] => [pick(["EX", "PX", "EXAT", "PXAT"]), pick(["0", "-5", "abc"])];
+  const badExpire = (): string[] => [pick(["EX", "PX", "EXAT", "PXAT"]), pick(["0", "-5", "abc", ...REL_HUGE])];
   const setOpts = (): string[] => {
     const opts: string[] = [];
     const x = r();
@@ -97,7 +99,7 @@ export function genSequence(seed: number, o: GenOptions): Op[] {
     let t: string;
     if (abs) t = pick(secs ? ABS_S : ABS_MS);
     else if (gtlt || r() < 0.3) t = pick(REL_DUE); // GT/LT never compare two relative times
-    else t = pick(secs ? REL_S : REL_MS);
+    else t = r() < 0.05 ? pick(REL_HUGE) : pick(secs ? REL_S : REL_MS);
     const argv = [name, key(), t];
     if (gtlt) argv.push(pick(["GT", "LT"]));
     else if (r() < 0.3) argv.push(pick(["NX", "XX"]));
@@ -108,11 +110,12 @@ export function genSequence(seed: number, o: GenOptions): Op[] {
     const x = ri(100);
     if (x < 22) return ["SET", key(), value(), ...(r() < 0.5 ? setOpts() : [])];
     if (x < 25) return ["SETNX", key(), value()];
-    if (x < 27) return [pick(["SETEX", "PSETEX"]), key(), r() < 0.9 ? pick(REL_S) + "000" : pick(["0", "-1", "x"]), value()];
+    if (x < 27) return [pick(["SETEX", "PSETEX"]), key(), r() < 0.9 ? pick(REL_S) + "000" : pick(["0", "-1", "x", ...REL_HUGE]), value()];
     if (x < 29) return ["GETSET", key(), value()];
     if (x < 33) {
       const argv = [r() < 0.7 ? "MSET" : "MSETNX"];
       for (let i = 1 + ri(3); i > 0; i--) argv.push(key(), value());
+      if (r() < 0.03) argv.pop(); // odd: a wrong number of arguments
       return argv;
     }
     if (x < 38) {
@@ -120,11 +123,11 @@ export function genSequence(seed: number, o: GenOptions): Op[] {
       for (let i = 1 + ri(3); i > 0; i--) argv.push(key());
       return argv;
     }
-    if (x < 40) return [pick(["FLUSHALL", "FLUSHDB"]), ...(r() < 0.3 ? [pick(["ASYNC", "SYNC"])] : [])];
+    if (x < 40) return [pick(["FLUSHALL", "FLUSHDB"]), ...(r() < 0.3 ? [pick(["ASYNC", "SYNC", "ASYNC", "SYNC", "FOO"])] : [])];
     if (x < 44) return [r() < 0.7 ? "RENAME" : "RENAMENX", key(), key()];
-    if (x < 47) return ["COPY", key(), key(), ...(r() < 0.5 ? ["REPLACE"] : [])];
+    if (x < 47) return ["COPY", key(), key(), ...(r() < 0.5 ? ["REPLACE"] : []), ...(r() < 0.1 ? ["DB", pick(["0", "0", "1", "x"])] : [])];
     if (x < 52) return ["APPEND", key(), value()];
-    if (x < 55) return ["SETRANGE", key(), pick(["0", "1", "3", "10", "17", "100", "-1"]), value()];
+    if (x < 55) return ["SETRANGE", key(), pick(["0", "1", "3", "10", "17", "100", "-1", "536870912", "99999999999999999999", "x"]), value()];
     if (x < 62) {
       const name = pick(["INCR", "DECR", "INCRBY", "DECRBY"]);
       return name.endsWith("BY") ? [name, key(), pick(INT_INCRS)] : [name, key()];
@@ -147,10 +150,18 @@ export function genSequence(seed: number, o: GenOptions): Op[] {
     if (x < 97) return ["EXISTS", key(), key()];
     return ["GETRANGE", key(), pick(["0", "-3", "2"]), pick(["-1", "5", "100"])];
   };
+  /** Names and options in any case, as clients send them (keys and values untouched). */
+  const mangle = (argv: string[]): string[] => {
+    if (r() >= 0.1) return argv;
+    const word = (w: string) => (/^[A-Z]+$/.test(w) ? [...w].map((c) => (r() < 0.5 ? c.toLowerCase() : c)).join("") : w);
+    const out = [word(argv[0]!)];
+    for (let i = 1; i < argv.length; i++) out.push(/^(NX|XX|GT|LT|GET|KEEPTTL|EX|PX|EXAT|PXAT|PERSIST|REPLACE|DB|ASYNC|SYNC)$/.test(argv[i]!) && i >= 2 ? word(argv[i]!) : argv[i]!);
+    return out;
+  };
   const ops: Op[] = [];
   for (let i = 0; i < o.length; i++) {
     if (o.ctl.length > 0 && r() < o.ctlRate) ops.push({ ctl: pick(o.ctl) });
-    else ops.push({ cmd: cmd() });
+    else ops.push({ cmd: mangle(cmd()) });
   }
   return ops;
 }
@@ -160,8 +171,8 @@ export function genSequence(seed: number, o: GenOptions): Op[] {
 
 export interface Entry {
   v: string;
-  /** Absolute expiry in unix ms, or undefined. */
-  at: number | undefined;
+  /** Absolute expiry in unix ms (any int64, exactly), or undefined. */
+  at: bigint | undefined;
   /** The expiry was relative: its exact value depends on the clock (compare presence only). */
   rel: boolean;
 }
@@ -186,27 +197,55 @@ function parseLL(s: string): bigint | null {
   return n > INT64_MAX || n < INT64_MIN ? null : n;
 }
 
-/** A decimal strtold accepts (no hex, inf or nan are generated), as a dyadic rational m / 2^d, or "other" when not dyadic or too large to stay exact. */
-function parseDecimal(s: string): { m: bigint; d: number } | "other" | null {
+/**
+ * What Redis's string2ld makes of s (strtold, then no leading space, nothing left over, no
+ * overflow or underflow to zero, no NaN): a dyadic rational m / 2^d when exact in a long double,
+ * "inf", "other" for a finite value the model does not compute exactly, or null when invalid.
+ */
+function parseLD(s: string): { m: bigint; d: number } | "inf" | "other" | null {
   if (s.length === 0 || s.length >= 5 * 1024) return null;
+  if (/^[+-]?(inf|infinity)$/i.test(s)) return "inf";
+  const hex = /^([+-]?)0[xX]([0-9a-fA-F]*)(?:\.([0-9a-fA-F]*))?(?:[pP]([+-]?\d+))?$/.exec(s);
+  if (hex !== null) {
+    const digits = (hex[2] ?? "") + (hex[3] ?? "");
+    if (digits === "") return null;
+    const d = 4 * (hex[3] ?? "").length - Number(hex[4] ?? "0");
+    let m = BigInt("0x" + digits);
+    if (hex[1] === "-") m = -m;
+    return d <= 0 ? fits({ m: m << BigInt(-d), d: 0 }) : fits({ m, d });
+  }
   const x = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/.exec(s);
   if (x === null || (x[2] === "" && (x[3] ?? "") === "")) return null;
-  const digits = (x[2] ?? "") + (x[3] ?? "");
+  const intDigits = (x[2] ?? "").replace(/^0+/, "");
+  const frac = x[3] ?? "";
   const exp = Number(x[4] ?? "0");
-  if (Math.abs(exp) > 60 || digits.length > 40) return "other";
-  let n = BigInt(digits || "0");
+  const all = (intDigits + frac).replace(/^0+/, "");
+  if (all === "") return { m: 0n, d: 0 };
+  // Decimal magnitude: value = 0.<all> * 10^mag.
+  const mag = intDigits.length > 0 ? intDigits.length + exp : exp - (frac.length - frac.replace(/^0+/, "").length);
+  if (mag > 4932) return null; // overflows a long double: ERANGE, +-HUGE_VAL
+  if (mag < -4950) return null; // underflows to zero: ERANGE
+  if (Math.abs(exp) > 60 || all.length > 40) return "other";
+  let n = BigInt(intDigits + frac || "0");
   if (x[1] === "-") n = -n;
-  const d10 = (x[3] ?? "").length - exp; // value = n / 10^d10
+  const d10 = frac.length - exp; // value = n / 10^d10
   if (d10 <= 0) return fits({ m: n * 10n ** BigInt(-d10), d: 0 });
   const five = 5n ** BigInt(d10);
   if (n % five !== 0n) return "other";
   return fits({ m: n / five, d: d10 });
 }
 
+/** A double near what strtold reads (hex included). */
+function approxLD(s: string): number {
+  const v = parseLD(s);
+  if (v !== null && v !== "other" && v !== "inf") return Number(v.m) / 2 ** v.d;
+  return /^[+-]?0x/i.test(s) ? NaN : parseFloat(s);
+}
+
 /** Exact in a long double and printed exactly by %.17Lf: small enough mantissa and few fraction bits. */
 function fits(v: { m: bigint; d: number }): { m: bigint; d: number } | "other" {
   const abs = v.m < 0n ? -v.m : v.m;
-  return abs < 2n ** 60n && v.d <= 17 ? v : "other";
+  return abs < 2n ** 64n && v.d <= 17 ? v : "other";
 }
 
 /** %.17Lf of m / 2^d with its trailing zeros (and a trailing point) removed, as Redis prints. */
@@ -222,6 +261,19 @@ function formatDyadic(m: bigint, d: number): string {
   return neg && out !== "0" ? `-${out}` : out;
 }
 
+/**
+ * SET/GETEX/SETEX's expiry argument as Redis's getExpireMillisecondsOrReply reads it: the
+ * absolute time in ms, E_NOT_INT, or "time" for an invalid expire time.
+ */
+function expireArg(arg: string, unit: string, nowMs: number): bigint | string {
+  const n = parseLL(arg);
+  if (n === null) return E_NOT_INT;
+  const secs = unit === "EX" || unit === "EXAT";
+  if (n <= 0n || (secs && n > INT64_MAX / 1000n)) return "time";
+  const at = n * (secs ? 1000n : 1n) + (unit === "EX" || unit === "PX" ? BigInt(nowMs) : 0n);
+  return at > INT64_MAX ? "time" : at;
+}
+
 /** What the model expects for one command: an exact reply, or (where it defers) any reply then applied. */
 export type Expect = { reply: string } | { defer: (actual: string) => void };
 
@@ -233,15 +285,15 @@ export class Model {
   /** Live entry at nowMs (all expiries in the tests are decided, so expired keys are just gone). */
   private live(k: string, nowMs: number): Entry | undefined {
     const e = this.ks.get(k);
-    if (e !== undefined && e.at !== undefined && e.at <= nowMs) {
+    if (e !== undefined && e.at !== undefined && e.at <= BigInt(nowMs)) {
       this.ks.delete(k);
       return undefined;
     }
     return e;
   }
 
-  private put(k: string, v: string, at: number | undefined, rel: boolean, nowMs: number): void {
-    if (at !== undefined && at <= nowMs) this.ks.delete(k);
+  private put(k: string, v: string, at: bigint | undefined, rel: boolean, nowMs: number): void {
+    if (at !== undefined && at <= BigInt(nowMs)) this.ks.delete(k);
     else this.ks.set(k, { v, at, rel: at !== undefined && rel });
   }
 
@@ -278,10 +330,10 @@ export class Model {
       }
       case "SETEX":
       case "PSETEX": {
-        const n = parseLL(argv[2]!);
-        if (n === null) return r(E_NOT_INT);
-        if (n <= 0n) return r(err(`ERR invalid expire time in '${name.toLowerCase()}' command`));
-        this.put(k, argv[3]!, nowMs + Number(n) * (name === "SETEX" ? 1000 : 1), true, nowMs);
+        const at = expireArg(argv[2]!, name === "SETEX" ? "EX" : "PX", nowMs);
+        if (at === E_NOT_INT) return r(E_NOT_INT);
+        if (typeof at === "string") return r(err(`ERR invalid expire time in '${name.toLowerCase()}' command`));
+        this.put(k, argv[3]!, at, true, nowMs);
         return r(OK);
       }
       case "GETSET": {
@@ -330,11 +382,23 @@ export class Model {
         return r(nx ? int(1) : OK);
       }
       case "COPY": {
+        let replace = false;
+        let db = 0n;
+        for (let j = 3; j < argv.length; j++) {
+          const o = argv[j]!.toUpperCase();
+          if (o === "REPLACE") replace = true;
+          else if (o === "DB" && j + 1 < argv.length) {
+            const n = parseLL(argv[++j]!);
+            if (n === null) return r(E_NOT_INT);
+            db = n;
+          } else return r(E_SYNTAX);
+        }
+        if (db !== 0n) return r(err("ERR DB index is out of range")); // one database (redis-server --databases 1)
         const to = argv[2]!;
         if (to === k) return r(err("ERR source and destination objects are the same"));
         const e = this.live(k, nowMs);
         if (!e) return r(int(0));
-        if (this.live(to, nowMs) && argv[3]?.toUpperCase() !== "REPLACE") return r(int(0));
+        if (this.live(to, nowMs) && !replace) return r(int(0));
         this.ks.set(to, { ...e });
         return r(int(1));
       }
@@ -352,6 +416,7 @@ export class Model {
         const e = this.live(k, nowMs);
         const val = argv[3]!;
         if (val.length === 0) return r(int(e?.v.length ?? 0));
+        if (off + BigInt(val.length) > 512n * 1024n * 1024n) return r(err("ERR string exceeds maximum allowed size (proto-max-bulk-len)"));
         const o = Number(off);
         const base = e?.v ?? "";
         const head = base.length >= o ? base.slice(0, o) : base + "\0".repeat(o - base.length);
@@ -381,13 +446,13 @@ export class Model {
       }
       case "INCRBYFLOAT": {
         const e = this.live(k, nowMs);
-        const cur = e ? parseDecimal(e.v) : { m: 0n, d: 0 };
-        const by = parseDecimal(argv[2]!);
+        const cur = e ? parseLD(e.v) : { m: 0n, d: 0 };
+        const by = parseLD(argv[2]!);
         if (cur === null || by === null) return r(err("ERR value is not a valid float"));
-        if (cur !== "other" && by !== "other") {
-          const d = Math.max(cur.d, by.d);
-          const m = (cur.m << BigInt(d - cur.d)) + (by.m << BigInt(d - by.d));
-          const s = formatDyadic(m, d);
+        if (cur === "inf" || by === "inf") return r(err("ERR increment would produce NaN or Infinity"));
+        const sum = cur !== "other" && by !== "other" ? fits({ m: (cur.m << BigInt(Math.max(cur.d, by.d) - cur.d)) + (by.m << BigInt(Math.max(cur.d, by.d) - by.d)), d: Math.max(cur.d, by.d) }) : "other";
+        if (sum !== "other") {
+          const s = formatDyadic(sum.m, sum.d);
           if (e) e.v = s;
           else this.put(k, s, undefined, false, nowMs);
           return r(bulk(s));
@@ -395,7 +460,7 @@ export class Model {
         // A long double result the model does not compute: take the system's reply when it is a
         // number close to the sum (the differential test holds kv to redis-server's digits here).
         this.deferred++;
-        const approx = Number(e ? e.v : "0") + Number(argv[2]);
+        const approx = approxLD(e ? e.v : "0") + approxLD(argv[2]!);
         return {
           defer: (actual) => {
             const m = /^\$\d+\r\n(.*)\r\n$/s.exec(actual);
@@ -440,13 +505,12 @@ export class Model {
         expire = argv[++j]!;
       } else return E_SYNTAX;
     }
-    let at: number | undefined;
+    let at: bigint | undefined;
     if (unit !== "") {
-      const n = parseLL(expire);
-      if (n === null) return E_NOT_INT;
-      if (n <= 0n) return err("ERR invalid expire time in 'set' command");
-      const ms = Number(n) * (unit === "EX" || unit === "EXAT" ? 1000 : 1);
-      at = unit === "EX" || unit === "PX" ? nowMs + ms : ms;
+      const a = expireArg(expire, unit, nowMs);
+      if (a === E_NOT_INT) return E_NOT_INT;
+      if (typeof a === "string") return err("ERR invalid expire time in 'set' command");
+      at = a;
     }
     const k = argv[1]!;
     const e = this.live(k, nowMs);
@@ -475,11 +539,9 @@ export class Model {
     const e = this.live(k, nowMs);
     if (!e) return NIL;
     if (unit !== "") {
-      const n = parseLL(expire);
-      if (n === null) return E_NOT_INT;
-      if (n <= 0n) return err("ERR invalid expire time in 'getex' command");
-      const ms = Number(n) * (unit === "EX" || unit === "EXAT" ? 1000 : 1);
-      const at = unit === "EX" || unit === "PX" ? nowMs + ms : ms;
+      const at = expireArg(expire, unit, nowMs);
+      if (at === E_NOT_INT) return E_NOT_INT;
+      if (typeof at === "string") return err("ERR invalid expire time in 'getex' command");
       this.put(k, e.v, at, unit === "EX" || unit === "PX", nowMs);
     } else if (persist) {
       e.at = undefined;
@@ -503,7 +565,11 @@ export class Model {
     const n = parseLL(argv[2]!);
     if (n === null) return E_NOT_INT;
     const relative = !name.endsWith("AT");
-    const when = Number(n) * (name.startsWith("P") ? 1 : 1000) + (relative ? nowMs : 0);
+    const E_TIME = err(`ERR invalid expire time in '${name.toLowerCase()}' command`);
+    // Redis: seconds past int64 / 1000 (C division truncates), or a sum past int64, is an error.
+    if (!name.startsWith("P") && (n > INT64_MAX / 1000n || n < -(-INT64_MIN / 1000n))) return E_TIME;
+    const when = n * (name.startsWith("P") ? 1n : 1000n) + (relative ? BigInt(nowMs) : 0n);
+    if (when > INT64_MAX) return E_TIME;
     const k = argv[1]!;
     const e = this.live(k, nowMs);
     if (!e) return int(0);
@@ -526,8 +592,9 @@ export function keyspaceFromReplies(keys: string[], gets: string[], pexpiretimes
     const g = /^\$(\d+)\r\n/.exec(gets[i]!);
     if (!g) throw new Error(`GET ${JSON.stringify(k)} after KEYS: ${JSON.stringify(gets[i])}`);
     const v = gets[i]!.slice(g[0].length, g[0].length + Number(g[1]));
-    const t = Number(/^:(-?\d+)\r\n$/.exec(pexpiretimes[i]!)?.[1]);
-    ks.set(k, { v, at: t >= 0 ? t : undefined, rel: false });
+    const t = /^:(-?\d+)\r\n$/.exec(pexpiretimes[i]!)?.[1];
+    if (t === undefined) throw new Error(`PEXPIRETIME ${JSON.stringify(k)}: ${JSON.stringify(pexpiretimes[i])}`);
+    ks.set(k, { v, at: BigInt(t) >= 0n ? BigInt(t) : undefined, rel: false });
   });
   return ks;
 }
@@ -563,7 +630,10 @@ export function diffKeyspaces(want: Keyspace, got: Keyspace, ttlSlackMs: number,
     const a = want.get(k);
     const b = got.get(k);
     let bad = a === undefined || b === undefined || a.v !== b.v || (a.at === undefined) !== (b.at === undefined);
-    if (!bad && a!.at !== undefined) bad = a!.rel || b!.rel ? Math.abs(a!.at - b!.at!) > ttlSlackMs : a!.at !== b!.at;
+    if (!bad && a!.at !== undefined) {
+      const d = a!.at - b!.at!;
+      bad = a!.rel || b!.rel ? (d < 0n ? -d : d) > BigInt(ttlSlackMs) : d !== 0n;
+    }
     if (bad) out.push(`key ${show(k)}: want ${a ? `${show(a.v)} at ${a.at ?? "-"}` : "(missing)"}, got ${b ? `${show(b.v)} at ${b.at ?? "-"}` : "(missing)"}`);
     if (out.length >= limit) break;
   }
@@ -609,4 +679,39 @@ export function formatOps(ops: readonly Op[]): string {
   return ops
     .map((op) => ("ctl" in op ? `  [${op.ctl}]` : `  ${op.cmd.map((a) => (/^[\x21-\x7e]+$/.test(a) && a.length <= 40 ? a : show(a))).join(" ")}`))
     .join("\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running sequences over RESP (kv's binary, redis-server)
+
+/** The whole keyspace of a server: KEYS *, then GET and PEXPIRETIME of each key, pipelined. */
+export async function dumpResp(c: { call(cmds: readonly (readonly string[])[]): Promise<string[]> }): Promise<Keyspace> {
+  const keys = parseBulkArray((await c.call([["KEYS", "*"]]))[0]!);
+  const replies = await c.call(keys.flatMap((k) => [["GET", k], ["PEXPIRETIME", k]]));
+  return keyspaceFromReplies(
+    keys,
+    replies.filter((_, i) => i % 2 === 0),
+    replies.filter((_, i) => i % 2 === 1),
+  );
+}
+
+/**
+ * Checks a chunk of replies against the model (applied in order at nowMs); returns the first
+ * disagreement or null. `index0` numbers the ops for the message.
+ */
+export function checkReplies(model: Model, cmds: readonly string[][], got: readonly string[], nowMs: number, index0: number): string | null {
+  for (let j = 0; j < cmds.length; j++) {
+    const want = model.apply(cmds[j]!, nowMs);
+    const g = got[j]!;
+    if ("reply" in want) {
+      if (g !== want.reply) return `op ${index0 + j} ${JSON.stringify(cmds[j]).slice(0, 200)}: reply ${JSON.stringify(g).slice(0, 200)}, model ${JSON.stringify(want.reply).slice(0, 200)}`;
+    } else {
+      try {
+        want.defer(g);
+      } catch (e) {
+        return `op ${index0 + j}: ${(e as Error).message}`;
+      }
+    }
+  }
+  return null;
 }

@@ -58,7 +58,7 @@ async function openLog(dir: string, cfg: RunConfig) {
 
 function dump(d: DurableLog<number>, nowMs: number): Keyspace {
   const ks: Keyspace = new Map();
-  for (const [k, v, at] of d.fsm.db.entries()) if (at === undefined || at > nowMs) ks.set(k, { v, at, rel: false });
+  for (const [k, v, at] of d.fsm.db.entries()) if (at === undefined || at > nowMs) ks.set(k, { v, at: at === undefined ? undefined : BigInt(at), rel: false });
   return ks;
 }
 
@@ -123,6 +123,8 @@ async function run(ops: readonly Op[], cfg: RunConfig): Promise<string | null> {
     }
     if (bg !== null) await bg;
     return await restart("end");
+  } catch (e) {
+    return `threw ${(e as Error).stack?.split("\n").slice(0, 4).join("\n    ")}`;
   } finally {
     await d.close().catch(() => {});
   }
