@@ -19,17 +19,24 @@ export function prng(seed: number): () => number {
 }
 
 /** A command, or a step of the system around it: a snapshot, a clean restart, a kill -9 and restart. */
-export type Op = { cmd: string[] } | { ctl: "save" | "bgsave" | "restart" | "kill" };
+export type Op = { cmd: string[] } | { ctl: Ctl };
+/** Snapshot (waited for, or in the background), clean restart, kill -9 and restart, expiry sweep. */
+export type Ctl = "save" | "bgsave" | "restart" | "kill" | "sweep";
 
 export interface GenOptions {
   /** Operations in the sequence. */
   length: number;
-  /** Allow restarts and kills (the in-process layer has no kill). */
-  ctl: readonly ("save" | "bgsave" | "restart" | "kill")[];
+  /** The control steps to mix in (the in-process layer has no kill; only it sweeps on demand). */
+  ctl: readonly Ctl[];
   /** Chance of a control step per operation. */
   ctlRate: number;
   /** Largest value generated (bytes). */
   bigValueBytes: number;
+  /**
+   * Also TTLs of a few ms, and GT/LT between relative times: only where the runner gives each
+   * command its time exactly (the in-process layer), so these outcomes are decided too.
+   */
+  exactTime?: boolean;
 }
 
 const KEYS = ["a", "a", "a", "b", "b", "b", "c", "c", "d", "", "k\r\n\x00\xff"];
@@ -42,6 +49,8 @@ const REL_S = ["1000", "2000", "5000", "100000"];
 /** Relative expiries too large for int64 milliseconds (an error, or past the limit). */
 const REL_HUGE = ["9223372036854775", "9223372036854775807", "-9223372036854775808"];
 const REL_MS = ["1500000", "3000000", "50000000"];
+/** Milliseconds that run out within a few operations (exactTime only). */
+const REL_SHORT_MS = ["3", "10", "40", "150"];
 /** Relative expiries that are due at once (the key goes). */
 const REL_DUE = ["0", "-1", "-1000"];
 /** 2100-01-01 in unix seconds: absolute expiries in the future are beyond it. */
@@ -69,7 +78,8 @@ export function genSequence(seed: number, o: GenOptions): Op[] {
     if (x < 0.96) return bytes(100 + ri(4000));
     return bytes(Math.min(o.bigValueBytes, 5000 + ri(o.bigValueBytes)));
   };
-  const relExpire = (): string[] => (r() < 0.5 ? ["EX", pick(REL_S)] : ["PX", pick(REL_MS)]);
+  const relMs = (): string => (o.exactTime && r() < 0.4 ? pick(REL_SHORT_MS) : pick(REL_MS));
+  const relExpire = (): string[] => (r() < 0.5 ? ["EX", pick(REL_S)] : ["PX", relMs()]);
   const absExpire = (): string[] => (r() < 0.5 ? ["EXAT", pick(ABS_S)] : ["PXAT", pick(ABS_MS)]);
   const badExpire = (): string[] => [pick(["EX", "PX", "EXAT", "PXAT"]), pick(["0", "-5", "abc", ...REL_HUGE])];
   const setOpts = (): string[] => {
@@ -98,8 +108,8 @@ export function genSequence(seed: number, o: GenOptions): Op[] {
     const gtlt = r() < 0.3;
     let t: string;
     if (abs) t = pick(secs ? ABS_S : ABS_MS);
-    else if (gtlt || r() < 0.3) t = pick(REL_DUE); // GT/LT never compare two relative times
-    else t = r() < 0.05 ? pick(REL_HUGE) : pick(secs ? REL_S : REL_MS);
+    else if ((gtlt && !o.exactTime) || r() < 0.3) t = pick(REL_DUE); // GT/LT compare two relative times only when time is exact
+    else t = r() < 0.05 ? pick(REL_HUGE) : secs ? pick(REL_S) : relMs();
     const argv = [name, key(), t];
     if (gtlt) argv.push(pick(["GT", "LT"]));
     else if (r() < 0.3) argv.push(pick(["NX", "XX"]));
@@ -281,6 +291,13 @@ export class Model {
   readonly ks: Keyspace = new Map();
   /** Replies the model did not predict exactly (long double results it cannot print), counted. */
   deferred = 0;
+
+  /** The keys live at nowMs. */
+  liveKeyspace(nowMs: number): Keyspace {
+    const out: Keyspace = new Map();
+    for (const [k, e] of this.ks) if (e.at === undefined || e.at > BigInt(nowMs)) out.set(k, e);
+    return out;
+  }
 
   /** Live entry at nowMs (all expiries in the tests are decided, so expired keys are just gone). */
   private live(k: string, nowMs: number): Entry | undefined {
