@@ -215,15 +215,8 @@ function parseLL(s: string): bigint | null {
 function parseLD(s: string): { m: bigint; d: number } | "inf" | "other" | null {
   if (s.length === 0 || s.length >= 5 * 1024) return null;
   if (/^[+-]?(inf|infinity)$/i.test(s)) return "inf";
-  const hex = /^([+-]?)0[xX]([0-9a-fA-F]*)(?:\.([0-9a-fA-F]*))?(?:[pP]([+-]?\d+))?$/.exec(s);
-  if (hex !== null) {
-    const digits = (hex[2] ?? "") + (hex[3] ?? "");
-    if (digits === "") return null;
-    const d = 4 * (hex[3] ?? "").length - Number(hex[4] ?? "0");
-    let m = BigInt("0x" + digits);
-    if (hex[1] === "-") m = -m;
-    return d <= 0 ? fits({ m: m << BigInt(-d), d: 0 }) : fits({ m, d });
-  }
+  const hex = parseHex(s);
+  if (hex !== undefined) return hex === null ? null : hex.d <= 0 ? fits({ m: hex.m << BigInt(-hex.d), d: 0 }) : fits(hex);
   const x = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/.exec(s);
   if (x === null || (x[2] === "" && (x[3] ?? "") === "")) return null;
   const intDigits = (x[2] ?? "").replace(/^0+/, "");
@@ -245,11 +238,22 @@ function parseLD(s: string): { m: bigint; d: number } | "inf" | "other" | null {
   return fits({ m: n / five, d: d10 });
 }
 
+/** A hex float as m / 2^d (d may be negative), null when it has no digits, undefined when not hex. */
+function parseHex(s: string): { m: bigint; d: number } | null | undefined {
+  const hex = /^([+-]?)0[xX]([0-9a-fA-F]*)(?:\.([0-9a-fA-F]*))?(?:[pP]([+-]?\d+))?$/.exec(s);
+  if (hex === null) return undefined;
+  const digits = (hex[2] ?? "") + (hex[3] ?? "");
+  if (digits === "") return null;
+  const m = BigInt("0x" + digits);
+  return { m: hex[1] === "-" ? -m : m, d: 4 * (hex[3] ?? "").length - Number(hex[4] ?? "0") };
+}
+
 /** A double near what strtold reads (hex included). */
 function approxLD(s: string): number {
   const v = parseLD(s);
   if (v !== null && v !== "other" && v !== "inf") return Number(v.m) / 2 ** v.d;
-  return /^[+-]?0x/i.test(s) ? NaN : parseFloat(s);
+  const h = parseHex(s);
+  return h ? Number(h.m) / 2 ** h.d : parseFloat(s);
 }
 
 /** Exact in a long double and printed exactly by %.17Lf: small enough mantissa and few fraction bits. */
