@@ -4,7 +4,7 @@
 // (values, expiry times) must equal the one before the stop, and the model's. Many sequences
 // run against one process (each starts with FLUSHALL); a failing one is rerun alone on a fresh
 // data dir, shrunk and printed with its seed: SEED=<n> bun test tests/integration/replay.test.ts.
-// REPLAY_SEQUENCES=<n> runs n / 10 here (default 40).
+// REPLAY_SEQUENCES=<n> runs n / 5 here (default 60).
 import { expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -116,7 +116,7 @@ async function runFresh(ops: readonly Op[], pipelineMax: number): Promise<string
 }
 
 const single = process.env.SEED !== undefined ? Number(process.env.SEED) : undefined;
-const count = single !== undefined ? 1 : Math.max(1, Math.floor(Number(process.env.REPLAY_SEQUENCES ?? 400) / 10));
+const count = single !== undefined ? 1 : Math.max(1, Math.floor(Number(process.env.REPLAY_SEQUENCES ?? 300) / 5));
 const base = single ?? 1 + Math.floor(Math.random() * 1e9);
 
 function sequenceFor(seed: number): Op[] {
