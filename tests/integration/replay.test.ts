@@ -150,4 +150,4 @@ test(`${count} random write sequences through ./kv with restarts and kill -9 (se
   }
   console.log(`replay (binary): ${count} sequences, ${opsRun} ops, ${node.restarts} restarts, in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   expect(node.restarts).toBeGreaterThan(0);
-});
+}, 150_000 + count * 1000); // the sequences, then up to 120 s of shrinking

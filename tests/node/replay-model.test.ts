@@ -172,4 +172,4 @@ test(`${count} random write sequences replay to the state before the stop and to
   const secs = (performance.now() - t0) / 1000;
   console.log(`replay-model: ${count} sequences, ${opsRun} ops, in ${secs.toFixed(1)} s`);
   expect(opsRun).toBeGreaterThan(0);
-});
+}, 60_000 + count * 200); // the sequences, then up to 60 s of shrinking
