@@ -156,9 +156,11 @@ export function genSequence(seed: number, o: GenOptions): Op[] {
     if (x < 83) return expireCmd();
     if (x < 87) return ["PERSIST", key()];
     if (x < 93) return ["GET", key()];
-    if (x < 95) return ["STRLEN", key()];
-    if (x < 97) return ["EXISTS", key(), key()];
-    return ["GETRANGE", key(), pick(["0", "-3", "2"]), pick(["-1", "5", "100"])];
+    if (x < 94) return ["STRLEN", key()];
+    if (x < 95) return [pick(["EXISTS", "TOUCH", "MGET"]), key(), key()];
+    // DBSIZE counts expired keys not yet reclaimed: decided only while nothing expires on its own.
+    if (x < 96) return r() < 0.5 || o.exactTime ? ["TYPE", key()] : ["DBSIZE"];
+    return [pick(["GETRANGE", "SUBSTR"]), key(), pick(["0", "-3", "2", "-100"]), pick(["-1", "5", "100", "-100"])];
   };
   /** Names and options in any case, as clients send them (keys and values untouched). */
   const mangle = (argv: string[]): string[] => {
@@ -191,7 +193,6 @@ export interface Entry {
 export type Keyspace = Map<string, Entry>;
 
 const OK = "+OK\r\n";
-const NIL = "$-1\r\n";
 const int = (n: number | bigint) => `:${n}\r\n`;
 const bulk = (s: string) => `$${s.length}\r\n${s}\r\n`;
 const err = (s: string) => `-${s}\r\n`;
@@ -295,6 +296,12 @@ export class Model {
   readonly ks: Keyspace = new Map();
   /** Replies the model did not predict exactly (long double results it cannot print), counted. */
   deferred = 0;
+  /** The null reply of the protocol in use (the only reply the commands here write differently in RESP3). */
+  nil = "$-1\r\n";
+
+  constructor(proto: 2 | 3 = 2) {
+    if (proto === 3) this.nil = "_\r\n";
+  }
 
   /** The keys live at nowMs. */
   liveKeyspace(nowMs: number): Keyspace {
@@ -326,13 +333,25 @@ export class Model {
     switch (name) {
       case "GET": {
         const e = this.live(k, nowMs);
-        return r(e ? bulk(e.v) : NIL);
+        return r(e ? bulk(e.v) : this.nil);
       }
+      case "MGET":
+        return r(`*${argv.length - 1}\r\n` + argv.slice(1).map((x) => {
+          const e = this.live(x, nowMs);
+          return e ? bulk(e.v) : this.nil;
+        }).join(""));
+      case "TYPE":
+        return r(this.live(k, nowMs) ? "+string\r\n" : "+none\r\n");
+      case "DBSIZE":
+        return r(int(this.liveKeyspace(nowMs).size));
+      case "TOUCH":
       case "STRLEN":
+        if (name === "TOUCH") return r(int(argv.slice(1).filter((x) => this.live(x, nowMs) !== undefined).length));
         return r(int(this.live(k, nowMs)?.v.length ?? 0));
       case "EXISTS":
         return r(int(argv.slice(1).filter((x) => this.live(x, nowMs) !== undefined).length));
-      case "GETRANGE": {
+      case "GETRANGE":
+      case "SUBSTR": {
         const v = this.live(k, nowMs)?.v ?? "";
         let s = Number(argv[2]);
         let e = Number(argv[3]);
@@ -360,11 +379,11 @@ export class Model {
       case "GETSET": {
         const e = this.live(k, nowMs);
         this.put(k, argv[2]!, undefined, false, nowMs);
-        return r(e ? bulk(e.v) : NIL);
+        return r(e ? bulk(e.v) : this.nil);
       }
       case "GETDEL": {
         const e = this.live(k, nowMs);
-        if (!e) return r(NIL);
+        if (!e) return r(this.nil);
         this.ks.delete(k);
         return r(bulk(e.v));
       }
@@ -535,8 +554,8 @@ export class Model {
     }
     const k = argv[1]!;
     const e = this.live(k, nowMs);
-    const old = get ? (e ? bulk(e.v) : NIL) : "";
-    if ((nx && e) || (xx && !e)) return get ? old : NIL;
+    const old = get ? (e ? bulk(e.v) : this.nil) : "";
+    if ((nx && e) || (xx && !e)) return get ? old : this.nil;
     if (at !== undefined) this.put(k, argv[2]!, at, unit === "EX" || unit === "PX", nowMs);
     else if (keepttl) this.put(k, argv[2]!, e?.at, e?.rel ?? false, nowMs);
     else this.put(k, argv[2]!, undefined, false, nowMs);
@@ -558,7 +577,7 @@ export class Model {
     }
     const k = argv[1]!;
     const e = this.live(k, nowMs);
-    if (!e) return NIL;
+    if (!e) return this.nil;
     if (unit !== "") {
       const at = expireArg(expire, unit, nowMs);
       if (at === E_NOT_INT) return E_NOT_INT;

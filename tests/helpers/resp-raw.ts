@@ -9,26 +9,27 @@ export function encodeArgv(argv: readonly string[]): string {
   return s;
 }
 
-/** The end of the RESP2 reply starting at s[p], or -1 when it is not complete yet. */
+/** The end of the RESP2 or RESP3 reply starting at s[p], or -1 when it is not complete yet. */
 export function replyEnd(s: string, p: number): number {
   const eol = s.indexOf("\r\n", p);
   if (eol < 0) return -1;
   const t = s[p];
-  if (t === "+" || t === "-" || t === ":") return eol + 2;
-  const n = Number(s.slice(p + 1, eol));
-  if (t === "$") {
+  if (t === "+" || t === "-" || t === ":" || t === "_" || t === "#" || t === "," || t === "(") return eol + 2;
+  let n = Number(s.slice(p + 1, eol));
+  if (t === "$" || t === "!" || t === "=") {
     if (n < 0) return eol + 2;
     return s.length >= eol + 2 + n + 2 ? eol + 2 + n + 2 : -1;
   }
-  if (t === "*") {
+  if (t === "%" || t === "|") n *= 2;
+  if (t === "*" || t === "~" || t === ">" || t === "%" || t === "|") {
     let q = eol + 2;
     for (let i = 0; i < n; i++) {
       q = replyEnd(s, q);
       if (q < 0) return -1;
     }
-    return q;
+    return t === "|" ? replyEnd(s, q) : q; // an attribute precedes the reply it annotates
   }
-  throw new Error(`not a RESP2 reply at ${p}: ${JSON.stringify(s.slice(p, p + 40))}`);
+  throw new Error(`not a RESP reply at ${p}: ${JSON.stringify(s.slice(p, p + 40))}`);
 }
 
 export class RawResp {

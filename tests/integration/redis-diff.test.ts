@@ -1,4 +1,4 @@
-// Differential test against the reference: the replay test's random write sequences (no restarts)
+// Differential test against the reference: the replay test's random write sequences (no restarts; RESP2 or RESP3)
 // sent to ./kv and to Debian's redis-server must get byte-identical replies and leave the same
 // keyspace (values exactly; expiry times exactly when absolute, within a slack when relative, as
 // each server stamps them with its own clock). The model is held to redis-server's replies too.
@@ -73,9 +73,9 @@ afterAll(async () => {
 });
 
 /** Runs ops on both servers (emptied first); returns the first difference, or null. */
-async function runBoth(ops: readonly Op[], pipelineMax: number): Promise<string | null> {
-  const model = new Model();
-  await Promise.all([kc.call([["FLUSHALL"]]), rc.call([["FLUSHALL"]])]);
+async function runBoth(ops: readonly Op[], pipelineMax: number, proto: 2 | 3): Promise<string | null> {
+  const model = new Model(proto);
+  await Promise.all([kc.call([["HELLO", String(proto)], ["FLUSHALL"]]), rc.call([["HELLO", String(proto)], ["FLUSHALL"]])]);
   for (let i = 0; i < ops.length; ) {
     const cmds: string[][] = [];
     const first = i;
@@ -86,6 +86,10 @@ async function runBoth(ops: readonly Op[], pipelineMax: number): Promise<string 
     const nowMs = Date.now();
     const [k, r] = await Promise.all([kc.call(cmds), rc.call(cmds)]);
     for (let j = 0; j < cmds.length; j++) {
+      // DBSIZE counts keys held whose expiry has passed: redis-server 7.0 keeps a key set with a
+      // past EXAT/PXAT until its expire cycle or a lookup reclaims it, kv drops it at once. That
+      // count depends on the reference's timing: DBSIZE is checked against the model only.
+      if (/^dbsize$/i.test(cmds[j]![0]!)) r[j] = k[j]!;
       if (k[j] !== r[j]) return `op ${first + j} ${JSON.stringify(cmds[j]).slice(0, 200)}: kv replied ${JSON.stringify(k[j]).slice(0, 200)}, redis-server ${JSON.stringify(r[j]).slice(0, 200)}`;
     }
     const vsModel = checkReplies(model, cmds, r, nowMs, first);
@@ -112,13 +116,14 @@ test.skipIf(REDIS === null)(`${count} random write sequences: kv's replies and k
     const r = prng(seed);
     const ops = genSequence(seed, { length: 20 + Math.floor(r() * 100), ctl: [], ctlRate: 0, bigValueBytes: 100_000 });
     const pipe = 1 + Math.floor(r() * 16);
-    const bad = await runBoth(ops, pipe);
+    const proto = r() < 0.5 ? 2 : 3;
+    const bad = await runBoth(ops, pipe, proto);
     opsRun += ops.length;
     if (bad !== null) {
-      const small = await shrink(ops, async (o) => (await runBoth(o, pipe)) !== null, 300, Date.now() + 60_000);
+      const small = await shrink(ops, async (o) => (await runBoth(o, pipe, proto)) !== null, 300, Date.now() + 60_000);
       throw new Error(
         `kv differs from redis-server, seed ${seed} (SEED=${seed} bun test tests/integration/redis-diff.test.ts)\n  ${bad}\n` +
-          `shrunk from ${ops.length} to ${small.ops.length} ops (FLUSHALL first; pipeline ${pipe}):\n${formatOps(small.ops)}\n  which gives: ${await runBoth(small.ops, pipe)}`,
+          `shrunk from ${ops.length} to ${small.ops.length} ops (HELLO ${proto} and FLUSHALL first; pipeline ${pipe}):\n${formatOps(small.ops)}\n  which gives: ${await runBoth(small.ops, pipe, proto)}`,
       );
     }
   }
