@@ -43,11 +43,15 @@ beforeAll(async () => {
     });
     for (let i = 0; i < 200 && p.exitCode === null; i++) {
       try {
-        rc = await RawResp.connect(port);
-        if ((await rc.call([["PING"]], 2000))[0] === "+PONG\r\n") {
+        const c = await RawResp.connect(port);
+        // Ours, not another process that took the port first: it reports the temp dir it runs in.
+        const dir = (await c.call([["CONFIG", "GET", "dir"]], 2000))[0]!;
+        if (dir.includes(redisDir)) {
+          rc = c;
           redis = p;
           break;
         }
+        c.close();
       } catch {}
       await Bun.sleep(10);
     }

@@ -117,7 +117,8 @@ async function run(ops: readonly Op[], cfg: RunConfig): Promise<string | null> {
         d.propose(o.cmd, now, owner - 1);
         i++;
       }
-      for (let w = 0; w < 2000 && batch.some((b) => !replies.has(b.id)); w++) await Bun.sleep(1);
+      const deadline = Date.now() + 30_000; // a slow disk under a loaded CI machine, not a hang
+      for (let w = 0; w < 100_000 && Date.now() < deadline && batch.some((b) => !replies.has(b.id)); w++) await Bun.sleep(1);
       for (const b of batch) {
         const got = replies.get(b.id);
         if (got === undefined) return `op ${b.index} ${JSON.stringify(b.argv)}: no reply`;
