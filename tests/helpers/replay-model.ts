@@ -303,6 +303,14 @@ export class Model {
     if (proto === 3) this.nil = "_\r\n";
   }
 
+  clone(): Model {
+    const m = new Model();
+    m.nil = this.nil;
+    m.deferred = this.deferred;
+    for (const [k, e] of this.ks) m.ks.set(k, { ...e });
+    return m;
+  }
+
   /** The keys live at nowMs. */
   liveKeyspace(nowMs: number): Keyspace {
     const out: Keyspace = new Map();

@@ -106,6 +106,25 @@ export class RawResp {
     return out;
   }
 
+  /** Sends the commands pipelined without waiting for replies (as far as the socket takes them now). */
+  send(cmds: readonly (readonly string[])[]): void {
+    this.socket!.write(Buffer.from(cmds.map(encodeArgv).join(""), "latin1"));
+  }
+
+  /** The complete replies received so far and not yet returned. */
+  received(): string[] {
+    const out: string[] = [];
+    let p = 0;
+    for (;;) {
+      const e = this.buf.length > p ? replyEnd(this.buf, p) : -1;
+      if (e < 0) break;
+      out.push(this.buf.slice(p, e));
+      p = e;
+    }
+    this.buf = this.buf.slice(p);
+    return out;
+  }
+
   close(): void {
     this.socket?.end();
   }
