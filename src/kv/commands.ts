@@ -5,7 +5,7 @@
 import { addLongDouble, formatLongDouble, type LongDouble, parseLongDouble } from "./longdouble.ts";
 import type { ReplyWriter } from "../resp/encode.ts";
 import { commandLookup, type CommandSpec } from "./command.ts";
-import { Db, typeName, type Value } from "./db.ts";
+import { Db, type Expiry, toExpiry, typeName, type Value } from "./db.ts";
 import { INT64_MAX, INT64_MIN, isScanCursor, normInt, parseInt64 } from "./int64.ts";
 
 export interface KvCtx {
@@ -104,37 +104,36 @@ function parseStringOptions(argv: string[], start: number, isSet: boolean, out: 
 /**
  * The absolute expiry (unix ms) for SET/GETEX's EX/PX/EXAT/PXAT argument, as Redis's
  * getExpireMillisecondsOrReply: the value must be a positive int64, and the result must not
- * overflow int64. Returns NaN after replying an error.
+ * overflow int64. Returns null after replying an error.
  */
-function expireAtFromArg(arg: string, flags: number, nowMs: number, cmd: string, out: ReplyWriter): number {
+function expireAtFromArg(arg: string, flags: number, nowMs: number, cmd: string, out: ReplyWriter): Expiry | null {
   const v = parseInt64(arg);
   if (v === null) {
     out.error(ERR_NOT_INT);
-    return NaN;
+    return null;
   }
   const seconds = (flags & (F_EX | F_EXAT)) !== 0;
   const relative = (flags & (F_EX | F_PX)) !== 0;
-  if (typeof v === "number") {
-    // |v| < 2^53: v * 1000 + nowMs stays far below 2^63.
-    if (v <= 0) {
-      out.error(errExpireTime(cmd));
-      return NaN;
-    }
-    let ms = seconds ? v * 1000 : v;
-    if (relative) ms += nowMs;
-    return ms;
-  }
-  if (v <= 0n || (seconds && v > INT64_MAX / 1000n)) {
+  if (v <= 0) {
     out.error(errExpireTime(cmd));
-    return NaN;
+    return null;
   }
-  let ms = seconds ? v * 1000n : v;
+  if (typeof v === "number") {
+    const ms = (seconds ? v * 1000 : v) + (relative ? nowMs : 0);
+    // Exact while a safe integer: every time before the year 287396.
+    if (Number.isSafeInteger(ms)) return ms;
+  }
+  if (seconds && BigInt(v) > INT64_MAX / 1000n) {
+    out.error(errExpireTime(cmd));
+    return null;
+  }
+  let ms = seconds ? BigInt(v) * 1000n : BigInt(v);
   if (relative) ms += BigInt(Math.trunc(nowMs));
   if (ms > INT64_MAX) {
     out.error(errExpireTime(cmd));
-    return NaN;
+    return null;
   }
-  return Number(ms);
+  return toExpiry(ms);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -158,10 +157,10 @@ function setCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   if (!parseStringOptions(argv, 3, true, out)) return;
   const flags = parsedFlags;
   const nowMs = ctx.nowMs;
-  let expireAt = NaN;
+  let expireAt: Expiry | null = null;
   if (flags & F_ANY_EXPIRE) {
     expireAt = expireAtFromArg(parsedExpire, flags, nowMs, "set", out);
-    if (Number.isNaN(expireAt)) return;
+    if (expireAt === null) return;
   }
   const db = ctx.db;
   const old = db.getForWrite(key, nowMs);
@@ -176,7 +175,7 @@ function setCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
     if (!(flags & F_GET)) out.nil();
     return;
   }
-  if (flags & F_ANY_EXPIRE) db.setWithExpire(key, value, expireAt, nowMs);
+  if (expireAt !== null) db.setWithExpire(key, value, expireAt, nowMs);
   else if (flags & F_KEEPTTL) db.setKeepTtl(key, value);
   else db.set(key, value);
   if (!(flags & F_GET)) out.ok();
@@ -195,7 +194,7 @@ function setnxCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
 /** SETEX key seconds value / PSETEX key ms value: SET with EX/PX. */
 function setexGeneric(ctx: KvCtx, argv: string[], out: ReplyWriter, flag: number, cmd: string): void {
   const expireAt = expireAtFromArg(argv[2]!, flag, ctx.nowMs, cmd, out);
-  if (Number.isNaN(expireAt)) return;
+  if (expireAt === null) return;
   ctx.db.setWithExpire(argv[1]!, argv[3]!, expireAt, ctx.nowMs);
   out.ok();
 }
@@ -245,13 +244,13 @@ function getexCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
     out.error(ERR_WRONGTYPE);
     return;
   }
-  let expireAt = NaN;
+  let expireAt: Expiry | null = null;
   if (flags & F_ANY_EXPIRE) {
     expireAt = expireAtFromArg(parsedExpire, flags, nowMs, "getex", out);
-    if (Number.isNaN(expireAt)) return;
+    if (expireAt === null) return;
   }
   out.bulk(v);
-  if (flags & F_ANY_EXPIRE) db.setExpire(key, expireAt, nowMs);
+  if (expireAt !== null) db.setExpire(key, expireAt, nowMs);
   else if (flags & F_PERSIST) db.removeExpire(key);
 }
 
@@ -688,12 +687,12 @@ function expireGeneric(ctx: KvCtx, argv: string[], out: ReplyWriter, relative: b
     return;
   }
   const nowMs = ctx.nowMs;
-  let when: number;
-  if (typeof v === "number") {
-    // |v| < 2^53: no int64 overflow is possible.
-    when = (seconds ? v * 1000 : v) + (relative ? nowMs : 0);
-  } else {
-    let w = v;
+  let when: Expiry;
+  const fast = typeof v === "number" ? (seconds ? v * 1000 : v) + (relative ? nowMs : 0) : NaN;
+  // |v| < 2^53: no int64 overflow is possible; exact while the sum is a safe integer.
+  if (Number.isSafeInteger(fast)) when = fast;
+  else {
+    let w = BigInt(v);
     if (seconds) {
       if (w > INT64_MAX / 1000n || w < INT64_MIN / 1000n) {
         out.error(errExpireTime(cmd));
@@ -706,7 +705,7 @@ function expireGeneric(ctx: KvCtx, argv: string[], out: ReplyWriter, relative: b
       out.error(errExpireTime(cmd));
       return;
     }
-    when = Number(w + base);
+    when = toExpiry(w + base);
   }
   const db = ctx.db;
   const key = argv[1]!;
@@ -756,6 +755,13 @@ function ttlGeneric(ctx: KvCtx, argv: string[], out: ReplyWriter, ms: boolean, a
   const at = ctx.db.expireAt(key);
   if (at === undefined) {
     out.int(-1);
+    return;
+  }
+  if (typeof at === "bigint") {
+    // Beyond 2^53 ms: exact in BigInt (a TTL this long is past the year 287396).
+    let t = absolute ? at : at - BigInt(Math.trunc(ctx.nowMs));
+    if (t < 0n) t = 0n;
+    replyInt(out, normInt(ms ? t : (t + 500n) / 1000n));
     return;
   }
   const t = Math.max(0, absolute ? at : at - ctx.nowMs);

@@ -1,7 +1,7 @@
 // The keyspace: byte-string keys to values, with absolute expiry times kept only for keys that have one.
 //
 // Layout (see docs/decisions.md): `values: Map<string, Value>` holds every key; `expires:
-// Map<string, number>` holds the absolute expiry (unix ms) of the keys that have a TTL. No
+// Map<string, Expiry>` holds the absolute expiry (unix ms) of the keys that have a TTL. No
 // object per key: a key costs one Map entry plus its two strings, and a TTL one more entry.
 //
 // Time is always an argument (`nowMs`, integer unix milliseconds). A key whose expiry is
@@ -43,8 +43,21 @@ export interface LazyValues {
 /** What `values` holds per key: the value, or a ref into the Db's LazyValues. */
 type Stored = Value | number;
 
+/**
+ * An absolute expiry in unix ms: any int64, as Redis keeps it. A number while it is a safe
+ * integer (every time before the year 287396), a bigint beyond, so EXPIREAT and PEXPIRETIME
+ * round-trip every value exactly. Comparisons with a number time work on either form.
+ */
+export type Expiry = number | bigint;
+
+/** An int64 expiry in its canonical form (a number when safe, else a bigint). */
+export function toExpiry(ms: bigint): Expiry {
+  return ms <= MAX_SAFE && ms >= -MAX_SAFE ? Number(ms) : ms;
+}
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
 /** One key in a snapshot: key, value, absolute expiry in unix ms (undefined: no TTL). */
-export type DbEntry = readonly [key: string, value: Value, expireAtMs: number | undefined];
+export type DbEntry = readonly [key: string, value: Value, expireAtMs: Expiry | undefined];
 
 /**
  * The expiry of a tombstone: a key deleted while a snapshot reads the live Maps, held (value
@@ -109,7 +122,7 @@ export function typeName(v: Value): string {
 export class Db {
   // Not readonly: a flush while a snapshot is open hands these to the snapshot and starts new ones.
   private values = new Map<string, Stored>();
-  private expires = new Map<string, number>();
+  private expires = new Map<string, Expiry>();
 
   /**
    * The write barrier: the preimages of the open snapshot while it reads these Maps, else
@@ -135,6 +148,14 @@ export class Db {
 
   /** The source of the refs held in `values` (numbers), or null when there are none. */
   private lazy: LazyValues | null = null;
+  /**
+   * True from loadLazy to endLazyLoad: a restore is handing out refs (snapshot entries, then the
+   * replayed log), so the source must stay even when no ref is held at the moment (after a
+   * replayed FLUSHALL, say: the records after it hold refs again).
+   */
+  private lazyLoading = false;
+  /** A ref was stored since loadLazy or the last flush (so one may still be held). */
+  private lazyRefsStored = false;
 
   constructor(opts: DbOptions = {}) {
     this.nextCursorId = Math.max(1, Math.floor(opts.scanCursorBase ?? 1));
@@ -160,7 +181,7 @@ export class Db {
    * The absolute expiry of a key in unix ms, or undefined when it has none. Does not check
    * liveness (a tombstone reports -Infinity): callers check the key is live first.
    */
-  expireAt(key: string): number | undefined {
+  expireAt(key: string): Expiry | undefined {
     return this.expires.size === 0 ? undefined : this.expires.get(key);
   }
 
@@ -285,7 +306,7 @@ export class Db {
   }
 
   /** Sets a value expiring at expireAtMs; one already due at nowMs just removes the key. */
-  setWithExpire(key: string, value: Value, expireAtMs: number, nowMs: number): void {
+  setWithExpire(key: string, value: Value, expireAtMs: Expiry, nowMs: number): void {
     if (expireAtMs <= nowMs) {
       this.delete(key);
       return;
@@ -296,7 +317,7 @@ export class Db {
   }
 
   /** Sets the TTL of an existing key; one already due at nowMs deletes it. Returns false if the key is absent. */
-  setExpire(key: string, expireAtMs: number, nowMs: number): boolean {
+  setExpire(key: string, expireAtMs: Expiry, nowMs: number): boolean {
     if (this.getForWrite(key, nowMs) === undefined) return false;
     if (expireAtMs <= nowMs) this.delete(key);
     else {
@@ -370,7 +391,7 @@ export class Db {
     if (this.cow !== null) {
       this.values = new Map();
       this.expires = new Map();
-      this.dropLazy(); // the snapshot keeps its own reference to the source
+      this.dropLazy(); // the snapshot keeps its own reference to the source (none opens while loading)
       this.cow = null;
       this.tombs = 0;
       this.sweepIt = undefined;
@@ -390,7 +411,7 @@ export class Db {
         tombs++;
         assert(this.cow !== null && this.cow.has(k), `tombstone without a snapshot preimage: ${JSON.stringify(k)}`);
         assert(this.values.get(k) === "", "a tombstone holds a value");
-      } else assert(Number.isFinite(at), "expiry is not a finite number");
+      } else assert(typeof at === "bigint" ? at > MAX_SAFE || at < -MAX_SAFE : Number.isSafeInteger(at), "expiry is not an int64 in canonical form");
     }
     assert(tombs === this.tombs, `tombstone count ${this.tombs}, found ${tombs}`);
     assert(this.cow === null || (this.snap !== null && this.cow === this.snap.preimages), "write barrier without its snapshot");
@@ -417,7 +438,8 @@ export class Db {
    * Adds one snapshot entry (streaming restore); expiry is absolute and kept even if past.
    * A number value is a ref into the source given to loadLazy.
    */
-  load(key: string, value: Value | number, expireAtMs: number | undefined): void {
+  load(key: string, value: Value | number, expireAtMs: Expiry | undefined): void {
+    if (typeof value === "number") this.storedRef();
     if (this.cow !== null) this.cowWrite(key);
     this.values.set(key, value);
     if (expireAtMs !== undefined) this.expires.set(key, expireAtMs);
@@ -426,24 +448,37 @@ export class Db {
 
   /**
    * Starts a restore whose values stay in `source` until used: pass refs (numbers) as values
-   * to `load` and `setRef`. Only on an empty Db with no snapshot open, one source at a time.
+   * to `load` and `setRef`, along with any other write (a replayed log), then call endLazyLoad.
+   * Only on an empty Db with no snapshot open, one source at a time.
    */
   loadLazy(source: LazyValues): void {
     assert(this.values.size === 0 && this.cow === null && this.lazy === null, "lazy values need an empty Db");
     this.lazy = source;
+    this.lazyLoading = true;
+    this.lazyRefsStored = false;
   }
 
   /** set() with a value held by reference in the source given to loadLazy (recovery's replay). */
   setRef(key: string, ref: number): void {
-    assert(this.lazy !== null, "setRef without a lazy source");
+    this.storedRef();
     if (this.cow !== null) this.cowWrite(key);
     this.values.set(key, ref);
     if (this.expires.size !== 0) this.expires.delete(key);
   }
 
-  /** Forgets the source given to loadLazy when the caller gave the Db no ref from it. */
-  releaseUnusedLazy(): void {
-    this.dropLazy();
+  /**
+   * Ends the restore begun by loadLazy: no more refs come. The source goes at once when no ref
+   * was stored since the last flush; otherwise the next complete snapshot or a flush lets it go.
+   */
+  endLazyLoad(): void {
+    assert(this.lazyLoading, "endLazyLoad without loadLazy");
+    this.lazyLoading = false;
+    if (!this.lazyRefsStored) this.dropLazy();
+  }
+
+  private storedRef(): void {
+    assert(this.lazyLoading && this.lazy !== null, "a value by reference outside a lazy load");
+    this.lazyRefsStored = true;
   }
 
   /** True while values restored by reference may still be held (see loadLazy). */
@@ -465,8 +500,13 @@ export class Db {
     return s;
   }
 
+  /**
+   * No ref is held any more (everything flushed, or a complete snapshot converted them all). The
+   * source goes, unless a restore is still loading: refs may come after a replayed flush.
+   */
   private dropLazy(): void {
-    this.lazy = null;
+    this.lazyRefsStored = false;
+    if (!this.lazyLoading) this.lazy = null;
   }
 
   // ---- copy-on-write snapshots ----
@@ -477,6 +517,7 @@ export class Db {
    */
   beginSnapshot(): DbSnapshot {
     assert(this.snap === null, "a snapshot is already open");
+    assert(!this.lazyLoading, "a snapshot while a lazy load is still handing out refs");
     const pre = new Map<string, Preimage>();
     const snap = new DbSnapshot(
       this.values,
@@ -614,7 +655,7 @@ export class DbSnapshot {
   readonly entryCountAtStart: number;
   private emitted = 0;
   private values: Map<string, Stored> | null;
-  private expires: Map<string, number> | null;
+  private expires: Map<string, Expiry> | null;
   private lazy: LazyValues | null;
   private it: Iterator<[string, Stored]> | null;
   private onClose: ((complete: boolean) => void) | null;
@@ -622,7 +663,7 @@ export class DbSnapshot {
   /** Internal: made by Db.beginSnapshot. `preimages` is also the Db's write barrier map. */
   constructor(
     values: Map<string, Stored>,
-    expires: Map<string, number>,
+    expires: Map<string, Expiry>,
     lazy: LazyValues | null,
     readonly preimages: Map<string, Preimage>,
     onClose: (complete: boolean) => void,

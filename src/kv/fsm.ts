@@ -85,7 +85,7 @@ export class KvStateMachine {
    * sweep got: equal on replicas that applied the same entries. For tests and checks; O(n log n).
    */
   digest(nowMs = this.appliedMs): string {
-    const live: [string, string, number][] = [];
+    const live: [string, string, number | bigint][] = [];
     for (const [k, v, at] of this.db.entries()) {
       if (at !== undefined && at <= nowMs) continue;
       live.push([k, v, at ?? -1]);

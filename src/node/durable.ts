@@ -208,7 +208,7 @@ export class DurableLog<T> {
       },
       { map: true },
     );
-    if (source.refs === 0) fsm.db.releaseUnusedLazy();
+    fsm.db.endLazyLoad();
     node.savedIndex = snap?.lastIndex ?? 0;
     node.recovery = {
       snapshotIndex: snap?.lastIndex ?? 0,

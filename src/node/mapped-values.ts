@@ -15,8 +15,6 @@ export class MappedValues implements LazyValues {
   private snapshot: LazyValues | null = null;
   private readonly segments: Buffer[] = [];
   private last: Buffer | null = null;
-  /** Refs handed out. */
-  refs = 0;
 
   /** Resolves slot 0 (snapshot refs) through `values`. */
   setSnapshot(values: LazyValues): void {
@@ -27,7 +25,6 @@ export class MappedValues implements LazyValues {
   /** The ref for an entry at `offset` of the snapshot, or -1 when the offset is too large. */
   snapshotRef(offset: number): number {
     if (offset >= SLOT) return -1;
-    this.refs++;
     return offset;
   }
 
@@ -39,7 +36,6 @@ export class MappedValues implements LazyValues {
       this.last = segment;
     }
     assert(offset < SLOT && offset < segment.length, "segment offset out of range");
-    this.refs++;
     return this.segments.length * SLOT + offset;
   }
 

@@ -48,8 +48,14 @@ const CHUNK_BYTES = 256 * 1024;
 const FLAG_EXPIRE = 1;
 const TWO_32 = 2 ** 32;
 
+/**
+ * An absolute expiry in unix ms, up to 2^63 - 1: a number while a safe integer, a bigint beyond
+ * (kv's Db keeps them so; the file holds a u64 either way).
+ */
+export type ExpiryMs = number | bigint;
+
 /** [key, value, expireAtMs]: key and value are byte strings (latin1), expiry absolute ms or undefined. */
-export type SnapshotEntry = readonly [key: string, value: string, expireAtMs: number | undefined];
+export type SnapshotEntry = readonly [key: string, value: string, expireAtMs: ExpiryMs | undefined];
 
 /**
  * A source read in chunks, like kv's copy-on-write `DbSnapshot`: next(n) gives up to n entries, or
@@ -78,7 +84,7 @@ export interface LoadedSnapshot extends SnapshotInfo {
   /** Streams the entries (checking the body's checksum as it goes unless it was checked already). */
   entries(): Iterable<SnapshotEntry>;
   /** Same as entries() without a generator and a tuple per entry: the fast path for restore. */
-  forEach(fn: (key: string, value: string, expireAtMs: number | undefined) => void): void;
+  forEach(fn: (key: string, value: string, expireAtMs: ExpiryMs | undefined) => void): void;
   /**
    * Restore without copying values: the file mapped into memory, each entry given as its key
    * and a ref to its value. Undefined when the file cannot be mapped (then use forEach).
@@ -98,7 +104,7 @@ export interface MappedSnapshot {
    * Each entry in order as key, value ref, expiry; checks the body's checksum as forEach does
    * (a bad one throws CorruptLogError at the end, after every entry was passed on).
    */
-  forEach(fn: (key: string, ref: number, expireAtMs: number | undefined) => void): void;
+  forEach(fn: (key: string, ref: number, expireAtMs: ExpiryMs | undefined) => void): void;
 }
 
 export interface SnapshotWriteOptions {
@@ -232,7 +238,7 @@ export class SnapshotStore {
         await new Promise<void>((r) => setImmediate(r));
         sliceStart = performance.now();
       };
-      const put = (key: string, value: string, expireAtMs: number | undefined): void => {
+      const put = (key: string, value: string, expireAtMs: ExpiryMs | undefined): void => {
         const need = 9 + (expireAtMs === undefined ? 0 : 8) + key.length + value.length;
         if (used + need > chunk.length) {
           flush();
@@ -243,7 +249,10 @@ export class SnapshotStore {
         chunk.writeUInt32LE(key.length, o + 1);
         chunk.writeUInt32LE(value.length, o + 5);
         o += 9;
-        if (expireAtMs !== undefined) {
+        if (typeof expireAtMs === "bigint") {
+          chunk.writeBigUInt64LE(expireAtMs, o);
+          o += 8;
+        } else if (expireAtMs !== undefined) {
           chunk.writeUInt32LE(expireAtMs % TWO_32, o);
           chunk.writeUInt32LE(Math.floor(expireAtMs / TWO_32), o + 4);
           o += 8;
@@ -556,8 +565,13 @@ function entryBytes(buf: Buffer, p: number): number {
 function entryKeyAt(buf: Buffer, p: number): number {
   return p + ENTRY_HEAD_BYTES + (buf[p]! & FLAG_EXPIRE ? 8 : 0);
 }
-function entryExpiry(buf: Buffer, p: number): number | undefined {
-  return buf[p]! & FLAG_EXPIRE ? buf.readUInt32LE(p + ENTRY_HEAD_BYTES + 4) * TWO_32 + buf.readUInt32LE(p + ENTRY_HEAD_BYTES) : undefined;
+/** Past this high word the u64 is above 2^53: read as a bigint to stay exact. */
+const EXPIRY_HI_SAFE = 2 ** 21;
+function entryExpiry(buf: Buffer, p: number): ExpiryMs | undefined {
+  if (!(buf[p]! & FLAG_EXPIRE)) return undefined;
+  const hi = buf.readUInt32LE(p + ENTRY_HEAD_BYTES + 4);
+  if (hi >= EXPIRY_HI_SAFE) return buf.readBigUInt64LE(p + ENTRY_HEAD_BYTES);
+  return hi * TWO_32 + buf.readUInt32LE(p + ENTRY_HEAD_BYTES);
 }
 function entryKey(buf: Buffer, p: number): string {
   const k = entryKeyAt(buf, p);
@@ -576,7 +590,7 @@ function forEachMapped(
   start: number,
   bodyBytes: number,
   count: number,
-  fn: (key: string, ref: number, expireAtMs: number | undefined) => void,
+  fn: (key: string, ref: number, expireAtMs: ExpiryMs | undefined) => void,
   expectCrc: Expect | undefined,
 ): void {
   const end = start + bodyBytes;
@@ -610,7 +624,7 @@ function* readBatches(
   start: number,
   bodyBytes: number,
   count: number,
-  fn: (key: string, value: string, expireAtMs: number | undefined) => void,
+  fn: (key: string, value: string, expireAtMs: ExpiryMs | undefined) => void,
   expectCrc?: Expect,
 ): Generator<void> {
   const fd = io.openRead(path);

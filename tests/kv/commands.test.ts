@@ -831,6 +831,32 @@ describe("beyond the issue's list", () => {
     expect(kv.run("EXPIRETIME", "k")).toBe(int(T0 / 1000 + 11));
   });
 
+  test("expiry times past 2^53 ms are kept exactly, up to 2^63 - 1, as Redis's int64", () => {
+    const kv = new Kv();
+    kv.run("SET", "k", "v");
+    expect(kv.run("PEXPIREAT", "k", "9223372036854775807")).toBe(int(1));
+    expect(kv.run("PEXPIRETIME", "k")).toBe(":9223372036854775807\r\n");
+    expect(kv.run("EXPIRETIME", "k")).toBe(":9223372036854776\r\n");
+    expect(kv.run("PTTL", "k")).toBe(`:${9223372036854775807n - BigInt(T0)}\r\n`);
+    // Two times a double cannot tell apart still compare as int64s do.
+    expect(kv.run("PEXPIREAT", "k", "9223372036854775806", "LT")).toBe(int(1));
+    expect(kv.run("PEXPIRETIME", "k")).toBe(":9223372036854775806\r\n");
+    expect(kv.run("PEXPIREAT", "k", "9223372036854775807", "LT")).toBe(int(0));
+    expect(kv.run("PEXPIREAT", "k", "9007199254740993")).toBe(int(1));
+    expect(kv.run("PEXPIRETIME", "k")).toBe(":9007199254740993\r\n");
+    expect(kv.run("EXPIREAT", "k", "9223372036854775")).toBe(int(1));
+    expect(kv.run("PEXPIRETIME", "k")).toBe(":9223372036854775000\r\n");
+    expect(kv.run("SET", "s", "v", "PXAT", "9223372036854775807")).toBe(OK);
+    expect(kv.run("PEXPIRETIME", "s")).toBe(":9223372036854775807\r\n");
+    expect(kv.run("GETEX", "s", "EXAT", "9007199254741")).toBe(bulk("v"));
+    expect(kv.run("PEXPIRETIME", "s")).toBe(":9007199254741000\r\n");
+    expect(kv.run("COPY", "s", "c")).toBe(int(1));
+    expect(kv.run("PEXPIRETIME", "c")).toBe(":9007199254741000\r\n");
+    // Past int64 is still an error.
+    expect(kv.run("PEXPIRE", "k", "9223372036854775807")).toBe("-ERR invalid expire time in 'pexpire' command\r\n");
+    expect(kv.run("SET", "s", "v", "PX", "9223372036854775000")).toBe("-ERR invalid expire time in 'set' command\r\n");
+  });
+
   test("FLUSHDB is FLUSHALL (one database)", () => {
     const kv = new Kv();
     kv.run("SET", "a", "1");

@@ -292,3 +292,28 @@ describe("SCAN", () => {
     expect(seen2).toEqual(["new1", "r1", "r2"]);
   });
 });
+
+describe("values restored by reference (loadLazy)", () => {
+  test("a flush during the load keeps the source: refs stored after it resolve; it goes once the load ends with none held", () => {
+    const stored = ["v0", "v1", "v2"];
+    const db = new Db();
+    db.loadLazy({ value: (ref) => stored[ref]! });
+    db.load("a", 0, undefined);
+    db.flush(); // a replayed FLUSHALL
+    db.setRef("x", 1); // a replayed plain SET after it
+    db.endLazyLoad();
+    expect(db.get("x", T0)).toBe("v1");
+    expect(db.get("a", T0)).toBeUndefined();
+    expect(db.hasLazyValues()).toBe(true);
+
+    const empty = new Db();
+    empty.loadLazy({ value: (ref) => stored[ref]! });
+    empty.setRef("x", 2);
+    empty.flush();
+    empty.set("y", "s");
+    empty.endLazyLoad();
+    expect(empty.hasLazyValues()).toBe(false);
+    expect(empty.lazyRefCount()).toBe(0);
+    expect(() => empty.setRef("z", 0)).toThrow("outside a lazy load");
+  });
+});

@@ -7,7 +7,7 @@ import { KvStateMachine } from "../../src/kv/fsm.ts";
 import { ReplyBuffer } from "../../src/resp/encode.ts";
 import { Kv, rng, T0 } from "./helpers.ts";
 
-type Model = Map<string, [string, number | undefined]>;
+type Model = Map<string, [string, number | bigint | undefined]>;
 
 /** A copy of a Db's entries (the oracle taken when a snapshot begins). */
 function copyOf(db: Db): Model {
@@ -78,6 +78,7 @@ describe("randomized: snapshot output equals the copy at begin; live state equal
         } else if (x < 0.6) both((d) => d.set(k, `v${i}`), "set");
         else both((d) => d.load(k, `v${i}`, at), "load");
       }
+      if (lazy) db.endLazyLoad();
       expect(db.lazyRefCount()).toBe(lazy ? stored.length : 0);
       for (let round = 0; round < 3; round++) {
         const model = copyOf(db);

@@ -442,3 +442,27 @@ describe("DurableLog restart from a mapped snapshot (values stay in the file unt
     await again.d.close();
   });
 });
+
+describe("DurableLog: expiry times past 2^53 ms", () => {
+  test("survive a snapshot and a restart exactly (read mapped and read from the file)", async () => {
+    const { d, dir, replies } = await open(new RecordingIo());
+    d.propose(["SET", "big", "v", "PXAT", "9223372036854775807"], 1, "a");
+    d.propose(["SET", "odd", "v", "PXAT", "9007199254740993"], 1, "b");
+    d.propose(["SET", "small", "v", "PXAT", "9007199254740991"], 1, "c");
+    await settle(replies, 3);
+    await d.snapshot();
+    await d.close();
+    for (const mapped of [true, false]) {
+      const io = new RecordingIo();
+      if (!mapped) for (let i = 0; i < 10; i++) io.failNext("map", "ENODEV");
+      const again = await open(io, dir);
+      const db = again.d.fsm.db;
+      expect(again.d.recovery.snapshotEntries).toBe(3);
+      expect(db.expireAt("big")).toBe(9223372036854775807n);
+      expect(db.expireAt("odd")).toBe(9007199254740993n);
+      expect(db.expireAt("small")).toBe(9007199254740991);
+      db.assertInvariants();
+      await again.d.close();
+    }
+  });
+});

@@ -218,7 +218,7 @@ test("a kv copy-on-write DbSnapshot feeds the writer directly, while writes go o
   expect(writesDuring).toBeGreaterThan(0);
   const loaded = store.loadNewest()!;
   expect(loaded.entryCount).toBe(expected.size);
-  const got = new Map<string, readonly [string, number | undefined]>();
+  const got = new Map<string, readonly [string, number | bigint | undefined]>();
   loaded.forEach((k, v, e) => got.set(k, [v, e]));
   expect(got).toEqual(expected);
 });
