@@ -210,7 +210,7 @@ export class Db {
     for (const at of this.expires.values()) {
       if (seen++ >= sampleMax) break;
       if (at <= nowMs) continue; // expired, not yet reclaimed; or a tombstone
-      sum += at - nowMs;
+      sum += Number(at) - nowMs; // an int64 past 2^53 ms (a bigint) counts approximately
       live++;
     }
     return live === 0 ? 0 : Math.round(sum / live);

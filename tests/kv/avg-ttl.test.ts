@@ -22,6 +22,13 @@ describe("Db.avgTtlMs", () => {
     expect(db.avgTtlMs(1000, 2)).toBe(1500); // k0 (1 s) and k1 (2 s)
   });
 
+  test("an expiry past 2^53 ms (held as a bigint) is averaged as a number", () => {
+    const db = new Db();
+    db.setWithExpire("far", "v", 2n ** 62n, 0);
+    db.setWithExpire("near", "v", 3000, 0);
+    expect(db.avgTtlMs(1000, 100)).toBe(Math.round((Number(2n ** 62n) - 1000 + 2000) / 2));
+  });
+
   test("a key deleted while a snapshot is open is not counted", () => {
     const db = new Db();
     db.setWithExpire("a", "v", 11_000, 1000);
