@@ -1,0 +1,264 @@
+// The socket fuzzer: rounds of 16-32 connections at once against a running kv, each sending a
+// generated input (whole, in random chunks, or byte by byte) and then reading, closing, or
+// half-closing. Each connection must get exactly the replies the oracle says it is owed, then a
+// close where one is owed, within HANG_MS; after each round the process must be alive, answer
+// PING on a fresh connection, and keep its RSS under the bound.
+import type { Socket } from "bun";
+import { ErrorReply, NEED_MORE, ReplyParser } from "../../src/resp/reply-parser.ts";
+import type { RequestLimits } from "../../src/resp/request-parser.ts";
+import { connectionInput, Rng, type GenLimits } from "./gen.ts";
+import { expectedFor, type Expected } from "./oracle.ts";
+import { replyLimits } from "./inproc-fuzz.ts";
+
+/** A connection that has neither its replies nor its close after this long is hung. */
+export const HANG_MS = 15_000;
+
+/** Lines in the server's output that mean a throw reached the top or an invariant broke. */
+export const CRASH_OUTPUT = /internal error|invariant broken|uncaught|unhandled|TypeError|RangeError|ReferenceError|SyntaxError|panic|Segmentation/i;
+
+export interface FuzzTarget {
+  port: number;
+  pid: number;
+  alive(): boolean;
+  output(): string;
+}
+
+export interface FuzzOptions {
+  seed: number;
+  /** Stop after this many rounds or this many ms, whichever comes first. */
+  roundsMax: number;
+  msMax: number;
+  limits: RequestLimits;
+  gen: GenLimits;
+  /** The RSS bound, in bytes, checked after every round (VmRSS) and at the end (VmHWM). */
+  rssBytesMax: number;
+  log?: (line: string) => void;
+}
+
+export interface FuzzStats {
+  rounds: number;
+  connections: number;
+  /** Commands the oracle counted as complete (each owed a reply). */
+  commands: number;
+  bytesSent: number;
+  protocolErrors: number;
+  quits: number;
+  /** Connections closed or half-closed mid-input on purpose (no reply check). */
+  abrupt: number;
+  rssPeakBytes: number;
+  outputLimitCloses: number;
+}
+
+export class FuzzFailure extends Error {}
+
+type EndMode = "read" | "abrupt" | "truncate" | "halfclose-after" | "halfclose-now";
+
+/** VmRSS and VmHWM of a process, in bytes. */
+export function readRss(pid: number): { rss: number; hwm: number } {
+  const text = require("node:fs").readFileSync(`/proc/${pid}/status`, "utf8") as string;
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? 0) * 1024;
+  return { rss: kb("VmRSS"), hwm: kb("VmHWM") };
+}
+
+function preview(bytes: string): string {
+  const s = bytes.length > 1500 ? bytes.slice(0, 1200) + `...(${bytes.length} bytes)...` + bytes.slice(-200) : bytes;
+  return JSON.stringify(s);
+}
+
+interface ConnResult {
+  failure?: string;
+  commands: number;
+  bytes: number;
+  protocolError: boolean;
+  quit: boolean;
+  abrupt: boolean;
+}
+
+/** One client: connect, send, then do what `mode` says, checking what comes back against `exp`. */
+async function fuzzConnection(target: FuzzTarget, rng: Rng, opts: FuzzOptions, outputLimitCloses: () => number): Promise<ConnResult> {
+  const { bytes } = connectionInput(rng, opts.gen, rng.range(1, 24));
+  const exp: Expected = expectedFor(bytes, opts.limits);
+  const r = rng.next();
+  const mode: EndMode = r < 0.64 ? "read" : r < 0.73 ? "abrupt" : r < 0.82 ? "truncate" : r < 0.91 ? "halfclose-after" : "halfclose-now";
+  const res: ConnResult = { commands: exp.replies, bytes: bytes.length, protocolError: exp.end === "error", quit: exp.end === "quit", abrupt: mode !== "read" && mode !== "halfclose-after" };
+
+  const parser = new ReplyParser(replyLimits(opts.limits));
+  const st = { count: 0, closed: false, last: undefined as unknown, badReply: "", wake: () => {} };
+  let drained = () => {};
+  const socket: Socket<undefined> = await Bun.connect({
+    hostname: "127.0.0.1",
+    port: target.port,
+    socket: {
+      data(_s, chunk) {
+        try {
+          parser.push(chunk);
+          for (;;) {
+            const v = parser.next("latin1");
+            if (v === NEED_MORE) break;
+            st.count++;
+            st.last = v;
+          }
+        } catch (e) {
+          st.badReply = (e as Error).message;
+        }
+        st.wake();
+      },
+      drain() {
+        drained();
+      },
+      close() {
+        st.closed = true;
+        st.wake();
+      },
+      error() {
+        st.closed = true;
+        st.wake();
+      },
+    },
+  });
+
+  const data = Buffer.from(bytes, "latin1");
+  const sendLen = mode === "truncate" ? rng.int(data.length + 1) : data.length;
+  const deadline = Date.now() + HANG_MS;
+  // Chunking: all at once, random pieces, or (short inputs) one byte at a time.
+  const w = rng.next();
+  const piece = w < 0.5 ? sendLen : w < 0.9 || sendLen > 512 ? rng.range(1, 64) : 1;
+  let off = 0;
+  while (off < sendLen && !st.closed) {
+    const end = Math.min(sendLen, off + piece);
+    const n = socket.write(data.subarray(off, end));
+    if (n < 0) break;
+    off += n;
+    if (off < end) {
+      // The kernel is full: wait for drain (bounded).
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 200);
+        drained = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      if (Date.now() > deadline) return { ...res, failure: `server stopped reading: ${off}/${sendLen} bytes taken in ${HANG_MS} ms` };
+    } else if (piece < sendLen && rng.chance(0.1)) {
+      await Bun.sleep(rng.int(3));
+    }
+  }
+
+  if (mode === "abrupt" || mode === "truncate") {
+    if (rng.chance(0.5)) socket.terminate();
+    else socket.end();
+    return res;
+  }
+  if (mode === "halfclose-now") {
+    // The client stops sending at once and reads; replies are owed, but losing them on
+    // half-close is a known, separate defect, so only the server's survival is checked here.
+    socket.end();
+    return res;
+  }
+
+  // Wait for every reply owed, and for the close where one is owed.
+  const owed = exp.replies + (exp.end === "error" ? 1 : 0);
+  const mustClose = exp.end !== "open";
+  const done = () => st.badReply !== "" || st.count > owed || (st.count >= owed && (!mustClose || st.closed)) || (st.closed && st.count < owed);
+  while (!done() && Date.now() < deadline) {
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 100);
+      st.wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+  // A short look for replies beyond those owed.
+  if (done() && !st.closed && st.badReply === "") await Bun.sleep(rng.chance(0.1) ? 20 : 0);
+
+  let failure: string | undefined;
+  if (st.badReply !== "") failure = `malformed reply from the server: ${st.badReply}`;
+  else if (st.count > owed) failure = `${st.count} replies, ${owed} owed`;
+  else if (st.count < owed && st.closed) {
+    // The one allowed early close: replies produced as writes applied passed the output limit.
+    if (outputLimitCloses() === 0) failure = `closed after ${st.count} of ${owed} replies`;
+  } else if (st.count < owed) failure = `hang: ${st.count} of ${owed} replies after ${HANG_MS} ms`;
+  else if (mustClose && !st.closed) failure = `not closed within ${HANG_MS} ms after ${exp.end === "error" ? "a protocol error" : "QUIT"}`;
+  else if (!mustClose && st.closed) failure = "closed by the server without a protocol error or QUIT";
+  else if (exp.end === "error" && !(st.last instanceof ErrorReply && st.last.message.startsWith("ERR Protocol error"))) {
+    failure = `last reply is not a protocol error: ${JSON.stringify(st.last)}`;
+  }
+  if (failure !== undefined) {
+    socket.terminate();
+    return { ...res, failure: `${failure} (expected ${JSON.stringify(exp)}, mode ${mode}); input ${preview(bytes)}` };
+  }
+  if (mode === "halfclose-after" || rng.chance(0.5)) socket.end();
+  else socket.terminate();
+  return res;
+}
+
+/** PING on a fresh connection, bounded: true when +PONG comes back. */
+export async function pingFresh(port: number, timeoutMs = 5_000): Promise<boolean> {
+  let got = "";
+  let resolve = () => {};
+  const ok = new Promise<void>((r) => (resolve = r));
+  let socket: Socket<undefined>;
+  try {
+    socket = await Bun.connect({
+      hostname: "127.0.0.1",
+      port,
+      socket: {
+        data(_s, chunk) {
+          got += chunk.toString("latin1");
+          if (got.includes("\r\n")) resolve();
+        },
+        close() {
+          resolve();
+        },
+        error() {
+          resolve();
+        },
+      },
+    });
+  } catch {
+    return false;
+  }
+  socket.write("*1\r\n$4\r\nPING\r\n");
+  const t = setTimeout(resolve, timeoutMs);
+  await ok;
+  clearTimeout(t);
+  socket.terminate();
+  return got === "+PONG\r\n";
+}
+
+/** Runs rounds until roundsMax or msMax; throws FuzzFailure (with the seed and round) at the first failure. */
+export async function runSocketFuzz(target: FuzzTarget, opts: FuzzOptions): Promise<FuzzStats> {
+  const rng = new Rng(opts.seed);
+  const stats: FuzzStats = { rounds: 0, connections: 0, commands: 0, bytesSent: 0, protocolErrors: 0, quits: 0, abrupt: 0, rssPeakBytes: 0, outputLimitCloses: 0 };
+  const t0 = Date.now();
+  const fail = (round: number, what: string): never => {
+    throw new FuzzFailure(`fuzz failure: SEED=${opts.seed} round ${round}: ${what}\n--- server output (last 3000 chars) ---\n${target.output().slice(-3000)}`);
+  };
+  const outputLimitCloses = () => (target.output().match(/passed --client-output-buffer-limit/g) ?? []).length;
+  for (let round = 1; round <= opts.roundsMax && Date.now() - t0 < opts.msMax; round++) {
+    const n = rng.range(16, 32);
+    const conns = Array.from({ length: n }, () => rng.fork());
+    const results = await Promise.all(conns.map((c) => fuzzConnection(target, c, opts, outputLimitCloses)));
+    stats.rounds++;
+    for (const [i, r] of results.entries()) {
+      stats.connections++;
+      stats.commands += r.commands;
+      stats.bytesSent += r.bytes;
+      if (r.protocolError) stats.protocolErrors++;
+      if (r.quit) stats.quits++;
+      if (r.abrupt) stats.abrupt++;
+      if (r.failure !== undefined) fail(round, `connection ${i}: ${r.failure}`);
+    }
+    if (!target.alive()) fail(round, "the server exited");
+    if (!(await pingFresh(target.port))) fail(round, "no +PONG on a fresh connection");
+    const { rss, hwm } = readRss(target.pid);
+    stats.rssPeakBytes = Math.max(stats.rssPeakBytes, rss, hwm);
+    if (stats.rssPeakBytes > opts.rssBytesMax) fail(round, `RSS peak ${stats.rssPeakBytes} bytes is past the bound ${opts.rssBytesMax}`);
+    const crash = CRASH_OUTPUT.exec(target.output());
+    if (crash) fail(round, `the server printed '${crash[0]}'`);
+    if (round % 20 === 0) opts.log?.(`round ${round}: ${stats.connections} connections, ${stats.commands} commands, ${(stats.bytesSent / 1e6).toFixed(1)} MB sent, RSS peak ${(stats.rssPeakBytes / 1048576).toFixed(0)} MB`);
+  }
+  stats.outputLimitCloses = outputLimitCloses();
+  return stats;
+}
