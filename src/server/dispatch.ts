@@ -1,7 +1,7 @@
 // Dispatch: one command table (connection commands + the KV state machine), looked up
 // case-insensitively; arity checked and unknown commands answered here, in one place.
 import { arityOk, commandLookup, unknownCommandError, type CommandSpec } from "../kv/command.ts";
-import { KV_COMMANDS, type KvCtx } from "../kv/commands.ts";
+import { KV_COMMANDS, refuseBeforeLog, type KvCtx } from "../kv/commands.ts";
 import type { ReplyWriter } from "../resp/encode.ts";
 import { CONN_COMMANDS } from "./conn-commands.ts";
 import type { Conn, KvServer } from "./server.ts";
@@ -28,6 +28,11 @@ export class Dispatcher {
   /** True for a known write command with a valid word count: it goes through the log. */
   isLoggedWrite(spec: CommandSpec<ServerCtx> | undefined, argc: number): boolean {
     return spec !== undefined && WRITES.has(spec) && arityOk(spec.arity, argc);
+  }
+
+  /** The error for a logged write past the server's limits (see refuseBeforeLog), or null to log it. */
+  refusal(spec: CommandSpec<ServerCtx>, argv: readonly string[]): string | null {
+    return refuseBeforeLog(spec, argv, this.ctx.server.config.limits.protoMaxBulkLen);
   }
 
   dispatch(conn: Conn, argv: string[], out: ReplyWriter, nowMs: number): void {

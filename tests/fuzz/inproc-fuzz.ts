@@ -137,7 +137,10 @@ export async function runInprocFuzz(opts: { seed: number; inputsMax: number; msM
         conn.closing = false;
         nowMs += inputRng.int(2000);
         try {
-          server.dispatcher.run(conn, spec, argv, out, nowMs);
+          // As the server does: a write past its limits is answered with an error, never run.
+          const refused = server.dispatcher.isLoggedWrite(spec, argv.length) ? server.dispatcher.refusal(spec!, argv) : null;
+          if (refused !== null) out.error(refused);
+          else server.dispatcher.run(conn, spec, argv, out, nowMs);
         } catch (e) {
           throw new InprocFailure(`${where}: dispatch of ${JSON.stringify(argv).slice(0, 500)} threw ${(e as Error).stack}`);
         }
