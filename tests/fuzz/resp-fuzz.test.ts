@@ -40,8 +40,9 @@ describe("RESP fuzz", () => {
   test("over sockets: the server never exits, answers or closes every connection, and its RSS stays bounded", async () => {
     console.log(`socket fuzz SEED=${SEED}`);
     const kv = await startKv(SERVER_FLAGS);
+    let stats;
     try {
-      const stats = await runSocketFuzz(
+      stats = await runSocketFuzz(
         { port: kv.port, pid: kv.proc.pid, alive: () => kv.proc.exitCode === null && kv.proc.signalCode === null, output: kv.output },
         {
           seed: SEED,
@@ -53,13 +54,14 @@ describe("RESP fuzz", () => {
           log: (l) => console.log(l),
         },
       );
-      console.log(`socket fuzz: ${JSON.stringify(stats)}`);
-      expect(stats.rounds).toBeGreaterThan(0);
-      expect(stats.rssPeakBytes).toBeLessThan(RSS_BYTES_MAX);
-    } finally {
-      const code = await kv.stop();
-      // A clean stop after the fuzzing: exit 0 (not 70, the code of an internal error).
-      expect(code).toBe(0);
+    } catch (e) {
+      await kv.stop({ signal: "SIGKILL" });
+      throw e; // the failure, with its seed and the server's output
     }
+    console.log(`socket fuzz: ${JSON.stringify(stats)}`);
+    expect(stats.rounds).toBeGreaterThan(0);
+    expect(stats.rssPeakBytes).toBeLessThan(RSS_BYTES_MAX);
+    // A clean stop after the fuzzing: exit 0 (not 70, the code of an internal error).
+    expect(await kv.stop()).toBe(0);
   }, LONG_MS + 120_000);
 });

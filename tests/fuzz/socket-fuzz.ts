@@ -119,6 +119,7 @@ async function fuzzConnection(target: FuzzTarget, rng: Rng, opts: FuzzOptions, o
 
   const data = Buffer.from(bytes, "latin1");
   const sendLen = mode === "truncate" ? rng.int(data.length + 1) : data.length;
+  if (sendLen < data.length) res.commands = expectedFor(bytes.slice(0, sendLen), opts.limits).replies;
   const deadline = Date.now() + HANG_MS;
   // Chunking: all at once, random pieces, or (short inputs) one byte at a time.
   const w = rng.next();
@@ -233,7 +234,9 @@ export async function runSocketFuzz(target: FuzzTarget, opts: FuzzOptions): Prom
   const stats: FuzzStats = { rounds: 0, connections: 0, commands: 0, bytesSent: 0, protocolErrors: 0, quits: 0, abrupt: 0, rssPeakBytes: 0, outputLimitCloses: 0 };
   const t0 = Date.now();
   const fail = (round: number, what: string): never => {
-    throw new FuzzFailure(`fuzz failure: SEED=${opts.seed} round ${round}: ${what}\n--- server output (last 3000 chars) ---\n${target.output().slice(-3000)}`);
+    // The server's error lines (a crash may print kilobytes of bundled code around them).
+    const errors = target.output().split("\n").filter((l) => /error|assert|fatal|^\s+at /i.test(l)).map((l) => l.slice(0, 300));
+    throw new FuzzFailure(`fuzz failure: SEED=${opts.seed} round ${round}: ${what}\n--- server error lines ---\n${errors.slice(0, 40).join("\n")}`);
   };
   const outputLimitCloses = () => (target.output().match(/passed --client-output-buffer-limit/g) ?? []).length;
   for (let round = 1; round <= opts.roundsMax && Date.now() - t0 < opts.msMax; round++) {
@@ -241,6 +244,8 @@ export async function runSocketFuzz(target: FuzzTarget, opts: FuzzOptions): Prom
     const conns = Array.from({ length: n }, () => rng.fork());
     const results = await Promise.all(conns.map((c) => fuzzConnection(target, c, opts, outputLimitCloses)));
     stats.rounds++;
+    // A dead server fails every connection: say that first.
+    if (!target.alive()) fail(round, `the server exited; first connection failure: ${results.find((r) => r.failure !== undefined)?.failure ?? "none"}`);
     for (const [i, r] of results.entries()) {
       stats.connections++;
       stats.commands += r.commands;
@@ -250,7 +255,6 @@ export async function runSocketFuzz(target: FuzzTarget, opts: FuzzOptions): Prom
       if (r.abrupt) stats.abrupt++;
       if (r.failure !== undefined) fail(round, `connection ${i}: ${r.failure}`);
     }
-    if (!target.alive()) fail(round, "the server exited");
     if (!(await pingFresh(target.port))) fail(round, "no +PONG on a fresh connection");
     const { rss, hwm } = readRss(target.pid);
     stats.rssPeakBytes = Math.max(stats.rssPeakBytes, rss, hwm);
