@@ -52,6 +52,7 @@ describe("RESP fuzz", () => {
           gen: GEN,
           rssBytesMax: RSS_BYTES_MAX,
           log: (l) => console.log(l),
+          halfCloseReplies: process.env.FUZZ_HALFCLOSE_REPLIES === "1",
         },
       );
     } catch (e) {
