@@ -16,3 +16,4 @@ const run = Bun.spawn([process.execPath, "test", "--timeout", String((seconds + 
   stderr: "inherit",
 });
 process.exit(await run.exited);
+export {};
