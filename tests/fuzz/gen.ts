@@ -116,11 +116,12 @@ export function randomArg(rng: Rng, lim: GenLimits): string {
 }
 
 /** A command from the table with its name in random case, and arguments; sometimes every wrong arity. */
-export function randomArgv(rng: Rng, lim: GenLimits): string[] {
-  const name = rng.pick(COMMAND_NAMES);
+export function randomArgv(rng: Rng, lim: GenLimits, name = rng.pick(COMMAND_NAMES), argcWanted?: number): string[] {
   const arity = ARITY.get(name)!;
   let argc: number;
-  if (rng.chance(0.25)) {
+  if (argcWanted !== undefined) {
+    argc = argcWanted;
+  } else if (rng.chance(0.25)) {
     argc = rng.range(1, Math.abs(arity) + 2); // right or wrong
   } else {
     argc = arity > 0 ? arity : -arity + (rng.chance(0.3) ? 0 : rng.int(6));
@@ -283,4 +284,16 @@ export function connectionInput(rng: Rng, lim: GenLimits, pieces: number): { byt
     kinds.push(kind);
   }
   return { bytes, kinds };
+}
+
+/** Every command of the table with every word count from 1 to |arity| + 2, `variants` times each with other arguments. */
+export function aritySweep(rng: Rng, lim: GenLimits, variants: number): string[] {
+  const out: string[] = [];
+  for (const name of COMMAND_NAMES) {
+    const arity = ARITY.get(name)!;
+    for (let argc = 1; argc <= Math.abs(arity) + 2; argc++) {
+      for (let v = 0; v < variants; v++) out.push(encodeMultibulk(randomArgv(rng, lim, name, argc)));
+    }
+  }
+  return out;
 }

@@ -12,7 +12,7 @@ import { ReplyBuffer } from "../../src/resp/encode.ts";
 import { NEED_MORE, ReplyParser } from "../../src/resp/reply-parser.ts";
 import { RequestParser, type RequestLimits } from "../../src/resp/request-parser.ts";
 import { Conn, KvServer } from "../../src/server/server.ts";
-import { connectionInput, Rng, type GenLimits } from "./gen.ts";
+import { aritySweep, connectionInput, Rng, type GenLimits } from "./gen.ts";
 
 /** Commands left out here: they need the event loop and the disk (SAVE, BGSAVE); the socket fuzzer sends them. */
 const SKIPPED = new Set(["save", "bgsave"]);
@@ -84,7 +84,7 @@ export function replyLimits(limits: RequestLimits): { lineBytesMax: number } {
 export class InprocFailure extends Error {}
 
 /**
- * Runs generated inputs until inputsMax or msMax. Each input: parsed whole; parsed again split at
+ * Runs the arity sweep, then generated inputs, until inputsMax or msMax. Each input: parsed whole; parsed again split at
  * random points (every byte for short ones) with the same result; each command dispatched, with
  * exactly one reply.
  */
@@ -96,10 +96,12 @@ export async function runInprocFuzz(opts: { seed: number; inputsMax: number; msM
   const t0 = Date.now();
   let nowMs = 1_700_000_000_000;
   try {
+    // First every command with every word count (0 words: `*0`, skipped as Redis does), then random inputs.
+    const sweep = ["*0\r\n", ...aritySweep(rng.fork(), opts.gen, 20)];
     for (let i = 1; i <= opts.inputsMax && Date.now() - t0 < opts.msMax; i++) {
       const inputRng = rng.fork();
       const where = `SEED=${opts.seed} input ${i}`;
-      const { bytes: text } = connectionInput(inputRng, opts.gen, inputRng.range(1, 12));
+      const text = i <= sweep.length ? sweep[i - 1]! : connectionInput(inputRng, opts.gen, inputRng.range(1, 12)).bytes;
       const bytes = Buffer.from(text, "latin1");
       const show = () => JSON.stringify(text.length > 1500 ? text.slice(0, 1500) + "..." : text);
       let whole: Parsed;
