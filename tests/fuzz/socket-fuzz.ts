@@ -126,16 +126,17 @@ async function fuzzConnection(target: FuzzTarget, rng: Rng, opts: FuzzOptions, o
   const data = Buffer.from(bytes, "latin1");
   const sendLen = mode === "truncate" ? rng.int(data.length + 1) : data.length;
   if (sendLen < data.length) res.commands = expectedFor(bytes.slice(0, sendLen), opts.limits).replies;
-  const deadline = Date.now() + HANG_MS;
-  // Chunking: all at once, random pieces, or (short inputs) one byte at a time.
+  // Chunking: all at once, random pieces (at most ~1000 of them), or (short inputs) one byte at a time.
   const w = rng.next();
-  const piece = w < 0.5 ? sendLen : w < 0.9 || sendLen > 512 ? rng.range(1, 64) : 1;
+  const piece = w < 0.5 ? sendLen : w < 0.9 || sendLen > 512 ? Math.max(rng.range(1, 64), Math.ceil(sendLen / 1000)) : 1;
+  let lastProgressMs = Date.now();
   let off = 0;
   while (off < sendLen && !st.closed) {
     const end = Math.min(sendLen, off + piece);
     const n = socket.write(data.subarray(off, end));
     if (n < 0) break;
     off += n;
+    if (n > 0) lastProgressMs = Date.now();
     if (off < end) {
       // The kernel is full: wait for drain (bounded).
       await new Promise<void>((resolve) => {
@@ -145,7 +146,11 @@ async function fuzzConnection(target: FuzzTarget, rng: Rng, opts: FuzzOptions, o
           resolve();
         };
       });
-      if (Date.now() > deadline) return { ...res, failure: `server stopped reading: ${off}/${sendLen} bytes taken in ${HANG_MS} ms` };
+      if (Date.now() - lastProgressMs > HANG_MS) {
+        const failure = `hang: the server took no byte for ${HANG_MS} ms (${off}/${sendLen} taken, ${st.count} replies)\n${await hangReport(target.port)}`;
+        socket.terminate();
+        return { ...res, failure };
+      }
     } else if (piece < sendLen && rng.chance(0.1)) {
       await Bun.sleep(rng.int(3));
     }
@@ -163,7 +168,8 @@ async function fuzzConnection(target: FuzzTarget, rng: Rng, opts: FuzzOptions, o
     res.abrupt = false;
   }
 
-  // Wait for every reply owed, and for the close where one is owed.
+  // Wait for every reply owed, and for the close where one is owed (HANG_MS after the last byte sent).
+  const deadline = Date.now() + HANG_MS;
   const owed = exp.replies + (exp.end === "error" ? 1 : 0);
   const mustClose = exp.end !== "open" || mode === "halfclose-now";
   const done = () => st.badReply !== "" || st.count > owed || (st.count >= owed && (!mustClose || st.closed)) || (st.closed && st.count < owed);
@@ -192,6 +198,8 @@ async function fuzzConnection(target: FuzzTarget, rng: Rng, opts: FuzzOptions, o
     failure = `last reply is not a protocol error: ${JSON.stringify(st.last)}`;
   }
   if (failure !== undefined) {
+    // Before this connection goes: what the server says about itself and its clients.
+    if (failure.startsWith("hang")) failure += `\n--- a fresh connection sends PING, SET, INFO persistence, CLIENT LIST ---\n${await hangReport(target.port)}\n---`;
     socket.terminate();
     return { ...res, failure: `${failure} (expected ${JSON.stringify(exp)}, mode ${mode}); input ${preview(bytes)}` };
   }
@@ -200,11 +208,11 @@ async function fuzzConnection(target: FuzzTarget, rng: Rng, opts: FuzzOptions, o
   return res;
 }
 
-/** PING on a fresh connection, bounded: true when +PONG comes back. */
-export async function pingFresh(port: number, timeoutMs = 5_000): Promise<boolean> {
+/** Sends `wire` on a fresh connection and returns what came back once `enough` holds or timeoutMs passed. */
+async function askFresh(port: number, wire: string, enough: (got: string) => boolean, timeoutMs: number): Promise<string | null> {
   let got = "";
   let resolve = () => {};
-  const ok = new Promise<void>((r) => (resolve = r));
+  const done = new Promise<void>((r) => (resolve = r));
   let socket: Socket<undefined>;
   try {
     socket = await Bun.connect({
@@ -213,7 +221,7 @@ export async function pingFresh(port: number, timeoutMs = 5_000): Promise<boolea
       socket: {
         data(_s, chunk) {
           got += chunk.toString("latin1");
-          if (got.includes("\r\n")) resolve();
+          if (enough(got)) resolve();
         },
         close() {
           resolve();
@@ -224,14 +232,25 @@ export async function pingFresh(port: number, timeoutMs = 5_000): Promise<boolea
       },
     });
   } catch {
-    return false;
+    return null;
   }
-  socket.write("*1\r\n$4\r\nPING\r\n");
+  socket.write(wire);
   const t = setTimeout(resolve, timeoutMs);
-  await ok;
+  await done;
   clearTimeout(t);
   socket.terminate();
-  return got === "+PONG\r\n";
+  return got;
+}
+
+/** PING on a fresh connection, bounded: true when +PONG comes back. */
+export async function pingFresh(port: number, timeoutMs = 5_000): Promise<boolean> {
+  return (await askFresh(port, "*1\r\n$4\r\nPING\r\n", (g) => g.includes("\r\n"), timeoutMs)) === "+PONG\r\n";
+}
+
+/** What a hang looks like from outside: does a read answer, does a write, what do INFO and CLIENT LIST say. */
+async function hangReport(port: number): Promise<string> {
+  const got = await askFresh(port, "PING\r\nSET fuzz:probe 1\r\nINFO persistence\r\nCLIENT LIST\r\n", () => false, 3_000);
+  return got === null ? "no connection" : JSON.stringify(got.slice(0, 6000));
 }
 
 /** Runs rounds until roundsMax or msMax; throws FuzzFailure (with the seed and round) at the first failure. */
@@ -267,7 +286,16 @@ export async function runSocketFuzz(target: FuzzTarget, opts: FuzzOptions): Prom
     if (stats.rssPeakBytes > opts.rssBytesMax) fail(round, `RSS peak ${stats.rssPeakBytes} bytes is past the bound ${opts.rssBytesMax}`);
     const crash = CRASH_OUTPUT.exec(target.output());
     if (crash) fail(round, `the server printed '${crash[0]}'`);
-    if (round % 20 === 0) opts.log?.(`round ${round}: ${stats.connections} connections, ${stats.commands} commands, ${(stats.bytesSent / 1e6).toFixed(1)} MB sent, RSS peak ${(stats.rssPeakBytes / 1048576).toFixed(0)} MB`);
+    if (round % 100 === 0 && opts.log !== undefined) {
+      // The server's own view, to tell a leak from a grown keyspace or a lazy collector.
+      const info = (await askFresh(target.port, "INFO memory\r\nDBSIZE\r\n", (g) => /\r\n:\d+\r\n$/.test(g), 3_000)) ?? "";
+      const heap = /used_memory:(\d+)/.exec(info)?.[1];
+      const keys = /\r\n:(\d+)\r\n$/.exec(info)?.[1];
+      opts.log(
+        `round ${round}: ${stats.connections} connections, ${stats.commands} commands, ${(stats.bytesSent / 1e6).toFixed(1)} MB sent, ` +
+          `RSS ${(rss / 1048576).toFixed(0)} MB (peak ${(stats.rssPeakBytes / 1048576).toFixed(0)} MB), heap ${(Number(heap) / 1048576).toFixed(0)} MB, ${keys} keys`,
+      );
+    }
   }
   stats.outputLimitCloses = outputLimitCloses();
   return stats;
