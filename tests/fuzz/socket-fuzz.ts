@@ -53,6 +53,8 @@ export interface FuzzStats {
   abrupt: number;
   rssPeakBytes: number;
   outputLimitCloses: number;
+  /** Closes after QUIT or a protocol error that reached the client as a reset. */
+  resets: number;
 }
 
 export class FuzzFailure extends Error {}
@@ -78,6 +80,8 @@ interface ConnResult {
   protocolError: boolean;
   quit: boolean;
   abrupt: boolean;
+  /** 1 when the server's close after QUIT or a protocol error came as a reset (see fuzzConnection). */
+  resets?: number;
 }
 
 /** One client: connect, send, then do what `mode` says, checking what comes back against `exp`. */
@@ -89,7 +93,7 @@ async function fuzzConnection(target: FuzzTarget, rng: Rng, opts: FuzzOptions, o
   const res: ConnResult = { commands: exp.replies, bytes: bytes.length, protocolError: exp.end === "error", quit: exp.end === "quit", abrupt: mode !== "read" && mode !== "halfclose-after" };
 
   const parser = new ReplyParser(replyLimits(opts.limits));
-  const st = { count: 0, closed: false, last: undefined as unknown, badReply: "", wake: () => {} };
+  const st = { count: 0, closed: false, closeError: "", writeFailed: false, last: undefined as unknown, badReply: "", wake: () => {} };
   let drained = () => {};
   const socket: Socket<undefined> = await Bun.connect({
     hostname: "127.0.0.1",
@@ -112,12 +116,14 @@ async function fuzzConnection(target: FuzzTarget, rng: Rng, opts: FuzzOptions, o
       drain() {
         drained();
       },
-      close() {
+      close(_s, err) {
         st.closed = true;
+        if (err !== undefined) st.closeError = (err as { code?: string }).code ?? err.message;
         st.wake();
       },
-      error() {
+      error(_s, err) {
         st.closed = true;
+        st.closeError = (err as { code?: string }).code ?? err.message;
         st.wake();
       },
     },
@@ -134,7 +140,10 @@ async function fuzzConnection(target: FuzzTarget, rng: Rng, opts: FuzzOptions, o
   while (off < sendLen && !st.closed) {
     const end = Math.min(sendLen, off + piece);
     const n = socket.write(data.subarray(off, end));
-    if (n < 0) break;
+    if (n < 0) {
+      st.writeFailed = true;
+      break;
+    }
     off += n;
     if (n > 0) lastProgressMs = Date.now();
     if (off < end) {
@@ -189,8 +198,13 @@ async function fuzzConnection(target: FuzzTarget, rng: Rng, opts: FuzzOptions, o
   if (st.badReply !== "") failure = `malformed reply from the server: ${st.badReply}`;
   else if (st.count > owed) failure = `${st.count} replies, ${owed} owed`;
   else if (st.count < owed && st.closed) {
-    // The one allowed early close: replies produced as writes applied passed the output limit.
-    if (outputLimitCloses() === 0) failure = `closed after ${st.count} of ${owed} replies`;
+    // Allowed early closes: replies produced as writes applied passed the output limit; or a
+    // reset after QUIT or a protocol error while this client was still sending (the kernel
+    // answers bytes nobody will read with RST, and the client's kernel then drops replies
+    // not yet read: TCP, not the server).
+    const reset = exp.end !== "open" && (/ECONNRESET|reset/i.test(st.closeError) || st.writeFailed);
+    if (reset) res.resets = 1;
+    else if (outputLimitCloses() === 0) failure = `closed after ${st.count} of ${owed} replies (close error: ${st.closeError || "none"}, write failed: ${st.writeFailed})`;
   } else if (st.count < owed) failure = `hang: ${st.count} of ${owed} replies after ${HANG_MS} ms`;
   else if (mustClose && !st.closed) failure = `not closed within ${HANG_MS} ms after ${exp.end === "error" ? "a protocol error" : exp.end === "quit" ? "QUIT" : "a half-close"}`;
   else if (!mustClose && st.closed) failure = "closed by the server without a protocol error or QUIT";
@@ -256,7 +270,7 @@ async function hangReport(port: number): Promise<string> {
 /** Runs rounds until roundsMax or msMax; throws FuzzFailure (with the seed and round) at the first failure. */
 export async function runSocketFuzz(target: FuzzTarget, opts: FuzzOptions): Promise<FuzzStats> {
   const rng = new Rng(opts.seed);
-  const stats: FuzzStats = { rounds: 0, connections: 0, commands: 0, bytesSent: 0, protocolErrors: 0, quits: 0, abrupt: 0, rssPeakBytes: 0, outputLimitCloses: 0 };
+  const stats: FuzzStats = { rounds: 0, connections: 0, commands: 0, bytesSent: 0, protocolErrors: 0, quits: 0, abrupt: 0, rssPeakBytes: 0, outputLimitCloses: 0, resets: 0 };
   const t0 = Date.now();
   const fail = (round: number, what: string): never => {
     // The server's error lines (a crash may print kilobytes of bundled code around them).
@@ -278,6 +292,7 @@ export async function runSocketFuzz(target: FuzzTarget, opts: FuzzOptions): Prom
       if (r.protocolError) stats.protocolErrors++;
       if (r.quit) stats.quits++;
       if (r.abrupt) stats.abrupt++;
+      stats.resets += r.resets ?? 0;
       if (r.failure !== undefined) fail(round, `connection ${i}: ${r.failure}`);
     }
     if (!(await pingFresh(target.port))) fail(round, "no +PONG on a fresh connection");
