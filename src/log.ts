@@ -6,16 +6,18 @@ export type LogLevelName = "silent" | "error" | "warn" | "info" | "debug" | "tra
 const root: ConsolaInstance = createConsola({ level: LogLevels.info });
 // consola's withTag copies the level at creation, so children made at import time must be
 // updated when the level changes later (from --log-level).
-const children: ConsolaInstance[] = [];
+// One child per tag, made on first use: callers that ask per message (storage does) must not
+// add an instance (~4.6 KB, kept here for good) per log line.
+const children = new Map<string, ConsolaInstance>();
 
 export function setLogLevel(name: LogLevelName): void {
   root.level = LogLevels[name];
-  for (const c of children) c.level = root.level;
+  for (const c of children.values()) c.level = root.level;
 }
 
 export function logger(tag: string): ConsolaInstance {
-  const child = root.withTag(tag);
-  children.push(child);
+  let child = children.get(tag);
+  if (child === undefined) children.set(tag, (child = root.withTag(tag)));
   return child;
 }
 
