@@ -390,6 +390,22 @@ function setrangeCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   out.int(next.length);
 }
 
+/**
+ * The server's check of a write against its own --proto-max-bulk-len, before the write is logged:
+ * the error to reply, or null to log it. SETRANGE is where a few request bytes build a large
+ * string (`SETRANGE k 400000000 x` makes 400 MB), so it is held to the configured limit, as
+ * Redis's SETRANGE is. The state machine caps strings at STRING_BYTES_MAX only, whatever the
+ * flags: a logged SETRANGE then replays the same even after a restart with another limit.
+ * (APPEND grows a string by at most one bulk string per request, like any write.)
+ */
+export function refuseBeforeLog(spec: { readonly name: string }, argv: readonly string[], stringBytesMax: number): string | null {
+  if (spec.name !== "setrange" || argv.length !== 4 || argv[3]!.length === 0) return null;
+  const offset = parseInt64(argv[2]!);
+  // Not an integer, negative, or past 2^53: the state machine answers with its own error.
+  if (typeof offset !== "number" || offset < 0) return null;
+  return offset + argv[3]!.length > stringBytesMax ? ERR_STRING_TOO_LONG : null;
+}
+
 /** INCR/DECR/INCRBY/DECRBY: adds incr to the integer at key, keeping its TTL. */
 function incrBy(ctx: KvCtx, key: string, incr: number | bigint, out: ReplyWriter): void {
   const db = ctx.db;

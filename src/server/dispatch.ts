@@ -3,7 +3,7 @@
 // one place, which is also where every command is counted for INFO commandstats.
 import { assert } from "../errors.ts";
 import { arityOk, commandLookup, unknownCommandError, type CommandSpec } from "../kv/command.ts";
-import { KV_COMMANDS, type KvCtx } from "../kv/commands.ts";
+import { KV_COMMANDS, refuseBeforeLog, type KvCtx } from "../kv/commands.ts";
 import type { ReplyWriter } from "../resp/encode.ts";
 import { ACL_CATEGORIES } from "./acl-categories.ts";
 import { CONN_COMMANDS, type ContainerSpec } from "./conn-commands.ts";
@@ -73,6 +73,11 @@ export class Dispatcher {
   /** True for a known write command with a valid word count: it goes through the log. */
   isLoggedWrite(spec: CommandSpec<ServerCtx> | undefined, argc: number): boolean {
     return spec !== undefined && WRITES.has(spec as ServerCommand) && arityOk(spec.arity, argc);
+  }
+
+  /** The error for a logged write past the server's limits (see refuseBeforeLog), or null to log it. */
+  refusal(spec: CommandSpec<ServerCtx>, argv: readonly string[]): string | null {
+    return refuseBeforeLog(spec, argv, this.ctx.server.config.limits.protoMaxBulkLen);
   }
 
   dispatch(conn: Conn, argv: string[], out: ReplyWriter, nowMs: number): void {

@@ -294,8 +294,12 @@ export class KvServer {
           const spec = this.dispatcher.lookup(argv[0]!);
           if (this.dispatcher.isLoggedWrite(spec, argv.length)) {
             // Logged first, applied and answered once durable; later commands of this
-            // connection wait behind it so its replies keep their order.
-            conn.pending.push(this.durable.propose(argv, nowMs, conn));
+            // connection wait behind it so its replies keep their order. A write past the
+            // server's limits is never logged: its error is answered in the same order.
+            const refused = this.dispatcher.refusal(spec!, argv);
+            if (refused === null) conn.pending.push(this.durable.propose(argv, nowMs, conn));
+            else if (conn.pending.length > 0) conn.pending.push({ argv, index: -1, reply: (o) => o.error(refused) });
+            else out.error(refused);
           } else if (conn.pending.length > 0) {
             conn.pending.push({ argv, index: 0 });
           } else {
