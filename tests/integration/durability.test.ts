@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient, type Client } from "../../src/client/index.ts";
 import { KV_BIN, rawConnect, startKv } from "../helpers/server.ts";
+import { prng } from "../helpers/prng.ts";
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -20,19 +21,6 @@ afterAll(() => {
 
 function client(port: number): Client {
   return createClient({ addrs: [`127.0.0.1:${port}`], timeoutMs: 5000, failFast: true });
-}
-
-/** A small seeded PRNG so a failing round can be replayed (KV_DUR_SEED). */
-function prng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 32;
-  };
 }
 
 function walFiles(dir: string): string[] {

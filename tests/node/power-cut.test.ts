@@ -24,6 +24,7 @@ import { DurableLog } from "../../src/node/durable.ts";
 import { ReplyBuffer } from "../../src/resp/encode.ts";
 import type { FsyncMode } from "../../src/storage/index.ts";
 import { type DiskImage, PowerCutIo, type PowerCutPoint } from "../../src/storage/power-cut.ts";
+import { prng } from "../helpers/prng.ts";
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -33,18 +34,6 @@ function tempDir(): string {
   const d = mkdtempSync(join(tmpdir(), "kv-powercut-"));
   dirs.push(d);
   return d;
-}
-
-function prng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 32;
-  };
 }
 
 const SEGMENT_BYTES = 600;
