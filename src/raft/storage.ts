@@ -1,6 +1,6 @@
 // The read side of durable Raft state (LogStorage) and its in-memory twin (MemoryStorage).
 import { assert } from "../errors.ts";
-import type { ConfState, Entry, HardState, Snapshot } from "./types.ts";
+import type { ConfState, Entry, HardState, Snapshot, SnapshotMeta } from "./types.ts";
 import { NONE, encodeConfChange } from "./types.ts";
 
 /**
@@ -18,6 +18,24 @@ export interface LogStorage {
   lastIndex(): number;
   /** The most recent snapshot (meta.index === firstIndex() - 1). */
   snapshot(): Snapshot;
+}
+
+/**
+ * The write side the runtime (src/node) uses to persist a Ready, implemented on the WAL
+ * (src/storage) and in memory (for the simulator). Ordering rules are those of `Ready`: the
+ * snapshot is installed first, then entries (dropping any stored suffix from entries[0].index on),
+ * and the hard state; all of it durable together (one fsync) when `persist` resolves. Nothing of a
+ * Ready may be sent before it resolves. After a crash, storage holds each earlier persist whole and
+ * the one in progress whole or not at all, or (entries only) a prefix of it, never a gap.
+ */
+export interface RaftStorage extends LogStorage {
+  persist(p: { hardState: HardState | undefined; entries: readonly Entry[]; snapshot: Snapshot | undefined }): Promise<void>;
+  /**
+   * A snapshot of the state machine at `index` (<= applied, so committed) is durable elsewhere:
+   * record its metadata and drop log entries up to `index` (never past what was applied).
+   */
+  compact(meta: SnapshotMeta): Promise<void>;
+  close(): Promise<void>;
 }
 
 /** Approximate wire size of an entry, used for message size limits. */
