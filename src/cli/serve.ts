@@ -3,7 +3,7 @@ import { type ArgsDef, defineCommand } from "citty";
 import { mkdirSync } from "node:fs";
 import { DEFAULT_CONFIG, DEFAULT_HOST, DEFAULT_PORT, parseBytes, parseInteger, type ServerConfig } from "../config.ts";
 import { ConfigError, CorruptLogError } from "../errors.ts";
-import { DurableLog } from "../node/durable.ts";
+import { DurableLog, slowDiskIoFromEnv } from "../node/durable.ts";
 import { DataDirError, FSYNC_MODES, type FsyncMode } from "../storage/index.ts";
 import type { Conn } from "../server/server.ts";
 import { log, setLogLevel, type LogLevelName } from "../log.ts";
@@ -74,6 +74,7 @@ export async function serve(config: ServerConfig): Promise<void> {
       fsync: config.fsync,
       segmentBytesMax: config.walSegmentBytes,
       snapshotLogBytes: config.snapshotLogBytes,
+      io: slowDiskIoFromEnv(process.env),
     });
   } catch (e) {
     if (e instanceof CorruptLogError) {

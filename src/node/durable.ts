@@ -19,6 +19,7 @@ import {
   type SnapshotWriteResult,
   type StorageIo,
   warnUnusableSnapshot,
+  nodeIo,
 } from "../storage/index.ts";
 
 const log = logger("node");
@@ -28,6 +29,20 @@ const DISCARD = new ReplyBuffer(1024);
 
 /** The term of every record a single node writes (a one-member group never changes leader). */
 export const SINGLE_NODE_TERM = 1;
+
+/**
+ * Testing hook: with KV_TEST_FSYNC_DELAY_MS=N in the environment, every log fdatasync waits N ms
+ * first (a slow disk); everything else is the production path. Returns undefined (the real
+ * file layer) when it is not set.
+ */
+export function slowDiskIoFromEnv(env: Record<string, string | undefined>): StorageIo | undefined {
+  const text = env.KV_TEST_FSYNC_DELAY_MS;
+  if (text === undefined || text === "") return undefined;
+  const delayMs = Number(text);
+  if (!Number.isInteger(delayMs) || delayMs < 0 || delayMs > 60_000) throw new Error(`KV_TEST_FSYNC_DELAY_MS: '${text}' is not a whole number of ms in [0, 60000]`);
+  log.warn(`KV_TEST_FSYNC_DELAY_MS=${delayMs}: every log fdatasync is delayed (testing only)`);
+  return { ...nodeIo, datasync: (fd) => Bun.sleep(delayMs).then(() => nodeIo.datasync(fd)) };
+}
 
 export interface DurableOptions {
   dataDir: string;
