@@ -63,6 +63,11 @@ export class Conn {
   closing = false;
   /** No more input is read or parsed (after a protocol error; replies still owed are sent). */
   inputClosed = false;
+  /**
+   * The client shut its sending side (TCP FIN, `nc -N`, `shutdown(SHUT_WR)`): the commands it
+   * sent are still run and every reply owed is sent (writes once durable), then kv closes.
+   */
+  peerEnded = false;
   closed = false;
   lastCommand = "";
   /** Commands waiting behind this connection's own unapplied writes, in arrival order. */
@@ -177,6 +182,8 @@ export class KvServer {
     this.listener = Bun.listen<Conn>({
       hostname: this.config.host,
       port: this.config.port,
+      // A client that half-closes still reads: its socket stays open for replies (see onPeerEnd).
+      allowHalfOpen: true,
       socket: {
         open(socket) {
           server.onOpen(socket);
@@ -186,6 +193,9 @@ export class KvServer {
         },
         drain(socket) {
           server.onDrain(socket);
+        },
+        end(socket) {
+          server.onPeerEnd(socket);
         },
         close(socket) {
           server.onClose(socket);
@@ -287,7 +297,10 @@ export class KvServer {
             break;
           }
           const argv = conn.parser.next();
-          if (argv === null) break;
+          if (argv === null) {
+            if (conn.peerEnded) this.endOfInput(conn, out);
+            break;
+          }
           this.stats.commandsProcessed++;
           const spec = this.dispatcher.lookup(argv[0]!);
           if (this.dispatcher.isLoggedWrite(spec, argv.length)) {
@@ -316,6 +329,25 @@ export class KvServer {
         return;
       }
     }
+  }
+
+  /** The client sent FIN: what it sent before is still parsed and answered (see Conn.peerEnded). */
+  private onPeerEnd(socket: Socket<Conn>): void {
+    const conn = socket.data;
+    if (conn === undefined || conn.closed) return;
+    conn.peerEnded = true;
+    // Paused for a reason: the resume runs process(), which reaches the end of input then.
+    if (!conn.closing && !conn.inputClosed && !conn.pausedForOutput && !conn.pausedForPending && !conn.pausedForBarrier) this.process(conn);
+  }
+
+  /**
+   * Every command the client sent before its FIN has been parsed (an unfinished one is dropped):
+   * close once the replies owed are sent, behind this connection's unapplied writes if any.
+   */
+  private endOfInput(conn: Conn, out: ReplyBuffer): void {
+    conn.inputClosed = true;
+    if (conn.pending.length === 0) conn.closing = true;
+    else conn.pending.push({ argv: [], index: -1, reply: () => void (conn.closing = true) });
   }
 
   /**
