@@ -31,6 +31,27 @@ export interface ServerConfig {
   walSegmentBytes: number;
 }
 
+/**
+ * The request limits and the log's record limit agree. Every write is logged as one record whose
+ * payload is the command RESP-encoded, at most RECORD_PAYLOAD_BYTES_MAX (513 MiB, in
+ * storage/codec.ts). `--proto-max-bulk-len` may not pass PROTO_MAX_BULK_LEN_MAX (512 MiB, the
+ * longest string kv holds: STRING_BYTES_MAX), so a write of one maximal string with up to 1 MiB
+ * of command name, key and options always fits. A write carrying more than the record limit in
+ * several arguments (MSET a <300mb> b <300mb>) is refused with an error reply when proposed
+ * (DurableLog.propose), before it joins a batch; the server keeps serving everyone else.
+ */
+export const PROTO_MAX_BULK_LEN_MAX = 512 * 1024 * 1024;
+
+/** Checks what the flag parsers alone cannot: the limits' relations. Throws ConfigError. */
+export function validateConfig(c: ServerConfig): void {
+  if (c.limits.protoMaxBulkLen < 1 || c.limits.protoMaxBulkLen > PROTO_MAX_BULK_LEN_MAX) {
+    throw new ConfigError(
+      `--proto-max-bulk-len: ${c.limits.protoMaxBulkLen} is out of range [1, ${PROTO_MAX_BULK_LEN_MAX}] (512mb): ` +
+        `kv holds no longer string, and one write of it must fit in one log record`,
+    );
+  }
+}
+
 export const DEFAULT_CONFIG: ServerConfig = {
   id: 1,
   host: DEFAULT_HOST,

@@ -1,7 +1,7 @@
 // `kv serve`: parse flags into a ServerConfig, start one node, handle signals.
 import { type ArgsDef, defineCommand } from "citty";
 import { mkdirSync } from "node:fs";
-import { DEFAULT_CONFIG, DEFAULT_HOST, DEFAULT_PORT, parseBytes, parseInteger, type ServerConfig } from "../config.ts";
+import { DEFAULT_CONFIG, DEFAULT_HOST, DEFAULT_PORT, parseBytes, parseInteger, type ServerConfig, validateConfig } from "../config.ts";
 import { ConfigError, CorruptLogError } from "../errors.ts";
 import { DurableLog, slowDiskIoFromEnv } from "../node/durable.ts";
 import { DataDirError, FSYNC_MODES, type FsyncMode } from "../storage/index.ts";
@@ -19,7 +19,7 @@ const serveArgs = {
   "data-dir": { type: "string", description: "Directory for this node's data", default: DEFAULT_CONFIG.dataDir },
   "log-level": { type: "enum", options: [...LOG_LEVELS], description: "Log level", default: "info" },
   maxclients: { type: "string", description: "Most client connections at once", default: String(DEFAULT_CONFIG.maxClients) },
-  "proto-max-bulk-len": { type: "string", description: "Largest bulk string accepted (e.g. 512mb)", default: "512mb" },
+  "proto-max-bulk-len": { type: "string", description: "Largest bulk string accepted, at most 512mb (e.g. 64mb)", default: "512mb" },
   "client-query-buffer-limit": { type: "string", description: "Most bytes buffered for one unfinished command (e.g. 1gb)", default: "1gb" },
   "client-output-buffer-limit": { type: "string", description: "Unsent reply bytes past which a client's input is paused (e.g. 64mb)", default: "64mb" },
   "shutdown-timeout": { type: "string", description: "Seconds to flush replies on SIGTERM/SIGINT", default: "10" },
@@ -54,6 +54,7 @@ export default defineCommand({
         snapshotLogBytes: parseBytes(args["snapshot-log-bytes"], "--snapshot-log-bytes"),
         walSegmentBytes: parseBytes(args["wal-segment-bytes"], "--wal-segment-bytes"),
       };
+      validateConfig(config);
     } catch (e) {
       if (e instanceof ConfigError) {
         log.error(e.message);

@@ -2,16 +2,16 @@
 // applied to the state machine, in log order, only once durable; recovery replays the newest
 // snapshot plus the log; snapshots are written in the background and compact the log.
 // A single node is a one-member log over the same WAL the Raft runtime will use.
-import { assert, CorruptLogError } from "../errors.ts";
+import { assert, AssertionError, CorruptLogError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { KvStateMachine } from "../kv/fsm.ts";
 import { ReplyBuffer, type ReplyWriter } from "../resp/encode.ts";
-import { decodeCommand, decodePlainSet, encodeCommand, plainSet } from "../resp/request-parser.ts";
+import { decodeCommand, decodePlainSet, encodeCommand, encodedCommandBytes, plainSet } from "../resp/request-parser.ts";
 import { MappedValues } from "./mapped-values.ts";
 import {
   openStorage,
-  recordBytes,
   recordBytesFor,
+  RECORD_PAYLOAD_BYTES_MAX,
   RecordType,
   type FsyncMode,
   type LogRecord,
@@ -71,6 +71,19 @@ export interface Proposal<T> {
   argv: string[];
   nowMs: number;
   owner: T;
+  /** The command RESP-encoded: the log record's payload (encoded when proposed, see propose). */
+  payload: Buffer;
+  /** Bytes its record takes in the log. */
+  bytes: number;
+}
+
+/**
+ * A write that cannot be logged, refused before anything was queued: its record would pass the
+ * log's record limit (RECORD_PAYLOAD_BYTES_MAX), or it could not be encoded. Outside input: the
+ * client gets an error reply and the node goes on serving.
+ */
+export class WriteRefusedError extends Error {
+  override name = "WriteRefusedError";
 }
 
 export interface RecoveryStats {
@@ -250,9 +263,24 @@ export class DurableLog<T> {
    * fsync into the next one (group commit).
    */
   propose(argv: string[], nowMs: number, owner: T): Proposal<T> {
+    // Everything that can make one client's record unloggable is checked here, before it is
+    // numbered or queued: the batch append (flush) then has nothing left to refuse.
+    const payloadBytes = encodedCommandBytes(argv);
+    if (payloadBytes > RECORD_PAYLOAD_BYTES_MAX) {
+      throw new WriteRefusedError(
+        `write not accepted: the command is ${payloadBytes} bytes RESP-encoded, past the log's record limit of ${RECORD_PAYLOAD_BYTES_MAX} bytes (${RECORD_PAYLOAD_BYTES_MAX / 1048576} MiB) for one write`,
+      );
+    }
+    let payload: Buffer;
+    try {
+      payload = encodeCommand(argv);
+    } catch (e) {
+      if (e instanceof AssertionError) throw e;
+      throw new WriteRefusedError(`write not accepted: its ${payloadBytes}-byte log record could not be encoded (${(e as Error).message})`);
+    }
     if (nowMs < this.stampFloorMs) nowMs = this.stampFloorMs;
     else this.stampFloorMs = nowMs;
-    const p: Proposal<T> = { index: ++this.lastIndex, argv, nowMs, owner };
+    const p: Proposal<T> = { index: ++this.lastIndex, argv, nowMs, owner, payload, bytes: recordBytesFor(payloadBytes) };
     this.batch.push(p);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -272,9 +300,8 @@ export class DurableLog<T> {
     let bytes = 0;
     for (let i = 0; i < batch.length; i++) {
       const p = batch[i]!;
-      const payload = encodeCommand(p.argv);
-      records[i] = { index: p.index, term: SINGLE_NODE_TERM, type: RecordType.Command, timestampMs: p.nowMs, payload };
-      bytes += recordBytes(records[i]!);
+      records[i] = { index: p.index, term: SINGLE_NODE_TERM, type: RecordType.Command, timestampMs: p.nowMs, payload: p.payload };
+      bytes += p.bytes;
     }
     this.bytesSinceSnapshot += bytes;
     this.inFlight.push(batch);

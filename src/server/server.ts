@@ -8,7 +8,7 @@ import { RequestParser } from "../resp/request-parser.ts";
 import type { ServerConfig } from "../config.ts";
 import { Dispatcher } from "./dispatch.ts";
 import type { Db } from "../kv/db.ts";
-import type { DurableLog, Proposal } from "../node/durable.ts";
+import { type DurableLog, type Proposal, WriteRefusedError } from "../node/durable.ts";
 import { StorageIoError, WalFailedError } from "../storage/errors.ts";
 
 /** Commands one connection may have waiting behind its own unapplied writes before reading pauses. */
@@ -306,7 +306,16 @@ export class KvServer {
           if (this.dispatcher.isLoggedWrite(spec, argv.length)) {
             // Logged first, applied and answered once durable; later commands of this
             // connection wait behind it so its replies keep their order.
-            conn.pending.push(this.durable.propose(argv, nowMs, conn));
+            let p: Proposal<Conn>;
+            try {
+              p = this.durable.propose(argv, nowMs, conn);
+            } catch (e) {
+              if (!(e instanceof WriteRefusedError)) throw e;
+              log.warn(`client ${conn.id} (${conn.addr}): ${e.message}`);
+              this.replyInOrder(conn, out, `ERR ${e.message}`);
+              continue;
+            }
+            conn.pending.push(p);
           } else if (conn.pending.length > 0) {
             conn.pending.push({ argv, index: 0 });
           } else {
@@ -348,6 +357,12 @@ export class KvServer {
     conn.inputClosed = true;
     if (conn.pending.length === 0) conn.closing = true;
     else conn.pending.push({ argv: [], index: -1, reply: () => void (conn.closing = true) });
+  }
+
+  /** An error reply for this connection, after every reply it is already owed. */
+  private replyInOrder(conn: Conn, out: ReplyBuffer, text: string): void {
+    if (conn.pending.length === 0) out.error(text);
+    else conn.pending.push({ argv: [], index: -1, reply: (o) => o.error(text) });
   }
 
   /**
