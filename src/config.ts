@@ -19,6 +19,12 @@ export interface ServerConfig {
   limits: RequestLimits;
   /** Unsent reply bytes past which kv stops reading a client's commands until it catches up. */
   clientOutputBufferLimit: number;
+  /**
+   * Bytes of writes accepted and not yet durable, across all clients, past which kv proposes no
+   * more writes: a client whose next command is a write is not read until the log catches up.
+   * Held at most: this plus one write (the check comes before each write).
+   */
+  pendingWritesLimit: number;
   /** Redis: shutdown-timeout, in ms here. Time allowed to flush replies on SIGTERM/SIGINT. */
   shutdownTimeoutMs: number;
   /** How often expired keys are swept, and the most keys one sweep may delete. */
@@ -42,12 +48,21 @@ export interface ServerConfig {
  */
 export const PROTO_MAX_BULK_LEN_MAX = 512 * 1024 * 1024;
 
+/** Largest --pending-writes-limit: a log append of up to this plus one write stays well under the 4 GiB a buffer may take. */
+export const PENDING_WRITES_LIMIT_MAX = 2 * 1024 * 1024 * 1024;
+
 /** Checks what the flag parsers alone cannot: the limits' relations. Throws ConfigError. */
 export function validateConfig(c: ServerConfig): void {
   if (c.limits.protoMaxBulkLen < 1 || c.limits.protoMaxBulkLen > PROTO_MAX_BULK_LEN_MAX) {
     throw new ConfigError(
       `--proto-max-bulk-len: ${c.limits.protoMaxBulkLen} is out of range [1, ${PROTO_MAX_BULK_LEN_MAX}] (512mb): ` +
         `kv holds no longer string, and one write of it must fit in one log record`,
+    );
+  }
+  if (c.pendingWritesLimit < 1 || c.pendingWritesLimit > PENDING_WRITES_LIMIT_MAX) {
+    throw new ConfigError(
+      `--pending-writes-limit: ${c.pendingWritesLimit} is out of range [1, ${PENDING_WRITES_LIMIT_MAX}] (2gb): ` +
+        `there is no unlimited setting, and the writes of one log append are encoded into one buffer of up to this plus one write`,
     );
   }
 }
@@ -60,6 +75,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   maxClients: 10_000,
   limits: DEFAULT_REQUEST_LIMITS,
   clientOutputBufferLimit: 64 * 1024 * 1024,
+  pendingWritesLimit: 256 * 1024 * 1024,
   shutdownTimeoutMs: 10_000,
   expireSweepIntervalMs: 100,
   expireSweepKeysMax: 2_000,

@@ -116,6 +116,8 @@ export class DurableLog<T> {
    * So every write applied later runs at or after any time the sweep used.
    */
   private stampFloorMs = 0;
+  /** Log bytes of the writes proposed and not yet applied or failed (see pendingBytes). */
+  private pendingBytesValue = 0;
   private flushScheduled = false;
   private bytesSinceSnapshot = 0;
   private snapshotRunning: Promise<SnapshotStats> | null = null;
@@ -247,6 +249,14 @@ export class DurableLog<T> {
   }
 
   /**
+   * Bytes (as logged) of the writes accepted and not yet durable: proposed, and not yet applied
+   * or failed. The server's --pending-writes-limit bounds it.
+   */
+  get pendingBytes(): number {
+    return this.pendingBytesValue;
+  }
+
+  /**
    * The time commands run at, from the wall clock: never earlier than a time already used, so a
    * clock stepped back neither brings an expired key back for reads nor stamps a write before
    * one already logged.
@@ -281,6 +291,7 @@ export class DurableLog<T> {
     if (nowMs < this.stampFloorMs) nowMs = this.stampFloorMs;
     else this.stampFloorMs = nowMs;
     const p: Proposal<T> = { index: ++this.lastIndex, argv, nowMs, owner, payload, bytes: recordBytesFor(payloadBytes) };
+    this.pendingBytesValue += p.bytes;
     this.batch.push(p);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -305,12 +316,15 @@ export class DurableLog<T> {
     }
     this.bytesSinceSnapshot += bytes;
     this.inFlight.push(batch);
-    // Already at the end of the turn: write now rather than one more turn later.
+    // Already at the end of the turn: write now rather than one more turn later. Every record
+    // was checked and encoded in propose, so nothing here depends on one client's input; the
+    // batch is encoded into one buffer, bounded by the server's --pending-writes-limit plus one write.
     this.storage.wal.append(records, true).then(
       () => this.applyBatch(batch),
       (err: Error) => {
         const i = this.inFlight.indexOf(batch);
         if (i >= 0) this.inFlight.splice(i, 1);
+        this.pendingBytesValue -= bytes;
         this.onFailed(batch, err);
       },
     );
@@ -333,6 +347,8 @@ export class DurableLog<T> {
   private applyBatch(batch: Proposal<T>[]): void {
     assert(this.inFlight[0] === batch, "a batch applied out of order");
     this.inFlight.shift();
+    for (const p of batch) this.pendingBytesValue -= p.bytes;
+    assert(this.pendingBytesValue >= 0, "pending write bytes below zero");
     for (const p of batch) {
       assert(p.index === this.appliedIndex + 1, `apply out of order: ${p.index} after ${this.appliedIndex}`);
       this.appliedIndex = p.index;

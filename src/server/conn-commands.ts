@@ -234,6 +234,10 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
         `rdb_last_save_time:${Math.floor(d.lastSnapshotAtMs / 1000)}`,
         `aof_enabled:1`,
         `kv_fsync:${s.config.fsync}`,
+        `kv_pending_writes_bytes:${d.pendingBytes}`,
+        `kv_pending_writes_limit:${s.config.pendingWritesLimit}`,
+        `kv_pending_writes_paused_clients:${s.pendingWritesWaiters.size}`,
+        `kv_pending_writes_pauses:${s.stats.pendingWritesPauses}`,
         `kv_applied_index:${d.applied}`,
         `kv_wal_batches:${w.batches}`,
         `kv_wal_fsyncs:${w.fsyncs}`,
@@ -298,6 +302,7 @@ function configParams(ctx: ServerCtx): [string, string][] {
     ["proto-max-bulk-len", String(c.limits.protoMaxBulkLen)],
     ["client-query-buffer-limit", String(c.limits.queryBufferBytesMax)],
     ["client-output-buffer-limit", `normal ${c.clientOutputBufferLimit} 0 0`],
+    ["pending-writes-limit", String(c.pendingWritesLimit)],
     ["shutdown-timeout", String(Math.ceil(c.shutdownTimeoutMs / 1000))],
     ["databases", "1"],
     ["timeout", "0"],
@@ -332,6 +337,7 @@ function config(ctx: ServerCtx, argv: string[], out: ReplyWriter): void {
       ctx.server.stats.connectionsRejected = 0;
       ctx.server.stats.protocolErrors = 0;
       ctx.server.stats.outputLimitDisconnections = 0;
+      ctx.server.stats.pendingWritesPauses = 0;
       out.ok();
       return;
     case "HELP":

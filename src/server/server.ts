@@ -84,6 +84,13 @@ export class Conn {
    * (see BARRIER_COMMANDS); it resumes once every pending command has run.
    */
   pausedForBarrier = false;
+  /**
+   * Reading is paused because the writes accepted and not yet durable, across all clients, passed
+   * --pending-writes-limit when this client's next command was a write: that write waits here,
+   * parsed but not proposed, and is proposed first once the log has caught up.
+   */
+  pausedForPendingWrites = false;
+  heldWrite: string[] | null = null;
   readonly createdAtMs: number;
   lastActiveMs: number;
 
@@ -113,6 +120,8 @@ export interface ServerStats {
   idleCollections: number;
   /** Clients closed because replies produced as their writes applied passed the output limit. */
   outputLimitDisconnections: number;
+  /** Times a client's reading was paused because the writes not yet durable passed --pending-writes-limit. */
+  pendingWritesPauses: number;
 }
 
 /**
@@ -142,6 +151,8 @@ export class KvServer {
 
   /** Connections that got replies while writes were applied; flushed once per applied batch. */
   private touched = new Set<Conn>();
+  /** Connections holding a write until the writes not yet durable are under --pending-writes-limit, oldest first. */
+  readonly pendingWritesWaiters = new Set<Conn>();
 
   constructor(
     readonly config: ServerConfig,
@@ -159,6 +170,7 @@ export class KvServer {
       const keys = this.db.dbsize();
       if (keys > this.keysPeak) this.keysPeak = keys;
       this.flushTouched();
+      this.resumePendingWritesWaiters();
     };
     durable.onFailed = (batch, err) => this.onWriteFailed(batch, err);
     this.stats = {
@@ -169,6 +181,7 @@ export class KvServer {
       protocolErrors: 0,
       idleCollections: 0,
       outputLimitDisconnections: 0,
+      pendingWritesPauses: 0,
     };
     this.dispatcher = new Dispatcher(this);
   }
@@ -286,7 +299,7 @@ export class KvServer {
       conn.lastActiveMs = nowMs;
       let overLimit = false;
       try {
-        while (!conn.closing && !conn.inputClosed && !conn.pausedForBarrier) {
+        while (!conn.closing && !conn.inputClosed && !conn.pausedForBarrier && !conn.pausedForPendingWrites) {
           if (conn.queuedBytes + out.len > limit) {
             overLimit = true;
             break;
@@ -296,14 +309,22 @@ export class KvServer {
             conn.socket.pause();
             break;
           }
-          const argv = conn.parser.next();
-          if (argv === null) {
-            if (conn.peerEnded) this.endOfInput(conn, out);
-            break;
+          let argv = conn.heldWrite;
+          if (argv !== null) conn.heldWrite = null;
+          else {
+            argv = conn.parser.next();
+            if (argv === null) {
+              if (conn.peerEnded) this.endOfInput(conn, out);
+              break;
+            }
+            this.stats.commandsProcessed++;
           }
-          this.stats.commandsProcessed++;
           const spec = this.dispatcher.lookup(argv[0]!);
           if (this.dispatcher.isLoggedWrite(spec, argv.length)) {
+            if (this.durable.pendingBytes >= this.config.pendingWritesLimit) {
+              this.holdForPendingWrites(conn, argv);
+              break;
+            }
             // Logged first, applied and answered once durable; later commands of this
             // connection wait behind it so its replies keep their order.
             let p: Proposal<Conn>;
@@ -340,13 +361,38 @@ export class KvServer {
     }
   }
 
+  /**
+   * The writes not yet durable are past --pending-writes-limit: this client's write waits, unproposed,
+   * and its socket is not read until the log catches up (resumePendingWritesWaiters). Clients whose
+   * next command is a read go on being served. No request is dropped or failed for it.
+   */
+  private holdForPendingWrites(conn: Conn, argv: string[]): void {
+    conn.heldWrite = argv;
+    conn.pausedForPendingWrites = true;
+    conn.socket.pause();
+    this.pendingWritesWaiters.add(conn);
+    this.stats.pendingWritesPauses++;
+  }
+
+  /** After writes were applied or failed: waiting clients resume, oldest first, while under the limit. */
+  private resumePendingWritesWaiters(): void {
+    for (const conn of this.pendingWritesWaiters) {
+      if (this.durable.pendingBytes >= this.config.pendingWritesLimit) return;
+      this.pendingWritesWaiters.delete(conn);
+      conn.pausedForPendingWrites = false;
+      if (conn.closed) continue;
+      this.resumeIfUnpaused(conn);
+      this.process(conn); // proposes the held write first; may hold another and join the end again
+    }
+  }
+
   /** The client sent FIN: what it sent before is still parsed and answered (see Conn.peerEnded). */
   private onPeerEnd(socket: Socket<Conn>): void {
     const conn = socket.data;
     if (conn === undefined || conn.closed) return;
     conn.peerEnded = true;
     // Paused for a reason: the resume runs process(), which reaches the end of input then.
-    if (!conn.closing && !conn.inputClosed && !conn.pausedForOutput && !conn.pausedForPending && !conn.pausedForBarrier) this.process(conn);
+    if (!conn.closing && !conn.inputClosed && !conn.pausedForOutput && !conn.pausedForPending && !conn.pausedForBarrier && !conn.pausedForPendingWrites) this.process(conn);
   }
 
   /**
@@ -418,7 +464,7 @@ export class KvServer {
 
   /** Reading from a client resumes only once none of the reasons to pause it holds. */
   private resumeIfUnpaused(conn: Conn): void {
-    if (!conn.pausedForOutput && !conn.pausedForPending && !conn.pausedForBarrier) conn.socket.resume();
+    if (!conn.pausedForOutput && !conn.pausedForPending && !conn.pausedForBarrier && !conn.pausedForPendingWrites) conn.socket.resume();
   }
 
   /** Where replies produced while writes apply go: the connection's buffer, or a sink once it is closed. */
@@ -467,6 +513,7 @@ export class KvServer {
       this.drainPending(conn, out);
     }
     this.flushTouched();
+    this.resumePendingWritesWaiters();
   }
 
   /** Runs the commands that waited behind a write, up to the next unapplied write. */
@@ -602,6 +649,8 @@ export class KvServer {
     conn.closed = true;
     conn.queue = [];
     conn.queuedBytes = 0;
+    conn.heldWrite = null; // never proposed: not acknowledged, nothing to answer
+    this.pendingWritesWaiters.delete(conn);
     this.conns.delete(conn.id);
   }
 
@@ -629,7 +678,7 @@ export class KvServer {
       for (const conn of this.conns.values()) {
         if (conn.closing) continue;
         const idle = now - conn.lastActiveMs >= SHUTDOWN_QUIET_MS;
-        if (idle && conn.pending.length === 0 && conn.queue.length === 0 && !conn.pausedForOutput && !conn.pausedForPending) {
+        if (idle && conn.pending.length === 0 && conn.heldWrite === null && conn.queue.length === 0 && !conn.pausedForOutput && !conn.pausedForPending) {
           conn.closing = true;
           conn.socket.end();
         }
