@@ -19,6 +19,12 @@ export interface ServerConfig {
   limits: RequestLimits;
   /** Unsent reply bytes past which kv stops reading a client's commands until it catches up. */
   clientOutputBufferLimit: number;
+  /**
+   * Bytes of writes accepted and not yet durable, across all clients, past which kv proposes no
+   * more writes: a client whose next command is a write is not read until the log catches up.
+   * Held at most: this plus one write (the check comes before each write).
+   */
+  pendingWritesLimit: number;
   /** Redis: shutdown-timeout, in ms here. Time allowed to flush replies on SIGTERM/SIGINT. */
   shutdownTimeoutMs: number;
   /** How often expired keys are swept, and the most keys one sweep may delete. */
@@ -31,6 +37,36 @@ export interface ServerConfig {
   walSegmentBytes: number;
 }
 
+/**
+ * The request limits and the log's record limit agree. Every write is logged as one record whose
+ * payload is the command RESP-encoded, at most RECORD_PAYLOAD_BYTES_MAX (513 MiB, in
+ * storage/codec.ts). `--proto-max-bulk-len` may not pass PROTO_MAX_BULK_LEN_MAX (512 MiB, the
+ * longest string kv holds: STRING_BYTES_MAX), so a write of one maximal string with up to 1 MiB
+ * of command name, key and options always fits. A write carrying more than the record limit in
+ * several arguments (MSET a <300mb> b <300mb>) is refused with an error reply when proposed
+ * (DurableLog.propose), before it joins a batch; the server keeps serving everyone else.
+ */
+export const PROTO_MAX_BULK_LEN_MAX = 512 * 1024 * 1024;
+
+/** Largest --pending-writes-limit: a log append of up to this plus one write stays well under the 4 GiB a buffer may take. */
+export const PENDING_WRITES_LIMIT_MAX = 2 * 1024 * 1024 * 1024;
+
+/** Checks what the flag parsers alone cannot: the limits' relations. Throws ConfigError. */
+export function validateConfig(c: ServerConfig): void {
+  if (c.limits.protoMaxBulkLen < 1 || c.limits.protoMaxBulkLen > PROTO_MAX_BULK_LEN_MAX) {
+    throw new ConfigError(
+      `--proto-max-bulk-len: ${c.limits.protoMaxBulkLen} is out of range [1, ${PROTO_MAX_BULK_LEN_MAX}] (512mb): ` +
+        `kv holds no longer string, and one write of it must fit in one log record`,
+    );
+  }
+  if (c.pendingWritesLimit < 1 || c.pendingWritesLimit > PENDING_WRITES_LIMIT_MAX) {
+    throw new ConfigError(
+      `--pending-writes-limit: ${c.pendingWritesLimit} is out of range [1, ${PENDING_WRITES_LIMIT_MAX}] (2gb): ` +
+        `there is no unlimited setting, and the writes of one log append are encoded into one buffer of up to this plus one write`,
+    );
+  }
+}
+
 export const DEFAULT_CONFIG: ServerConfig = {
   id: 1,
   host: DEFAULT_HOST,
@@ -39,6 +75,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   maxClients: 10_000,
   limits: DEFAULT_REQUEST_LIMITS,
   clientOutputBufferLimit: 64 * 1024 * 1024,
+  pendingWritesLimit: 256 * 1024 * 1024,
   shutdownTimeoutMs: 10_000,
   expireSweepIntervalMs: 100,
   expireSweepKeysMax: 2_000,

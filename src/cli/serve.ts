@@ -1,9 +1,9 @@
 // `kv serve`: parse flags into a ServerConfig, start one node, handle signals.
 import { type ArgsDef, defineCommand } from "citty";
 import { mkdirSync } from "node:fs";
-import { DEFAULT_CONFIG, DEFAULT_HOST, DEFAULT_PORT, parseBytes, parseInteger, type ServerConfig } from "../config.ts";
+import { DEFAULT_CONFIG, DEFAULT_HOST, DEFAULT_PORT, parseBytes, parseInteger, type ServerConfig, validateConfig } from "../config.ts";
 import { ConfigError, CorruptLogError } from "../errors.ts";
-import { DurableLog } from "../node/durable.ts";
+import { DurableLog, slowDiskIoFromEnv } from "../node/durable.ts";
 import { DataDirError, FSYNC_MODES, type FsyncMode, SEGMENT_BYTES_MIN } from "../storage/index.ts";
 import type { Conn } from "../server/server.ts";
 import { log, setLogLevel, type LogLevelName } from "../log.ts";
@@ -20,9 +20,14 @@ const serveArgs = {
   "data-dir": { type: "string", description: "Directory for this node's data", default: DEFAULT_CONFIG.dataDir },
   "log-level": { type: "enum", options: [...LOG_LEVELS], description: "Log level", default: "info" },
   maxclients: { type: "string", description: "Most client connections at once", default: String(DEFAULT_CONFIG.maxClients) },
-  "proto-max-bulk-len": { type: "string", description: "Largest bulk string accepted (e.g. 512mb)", default: "512mb" },
+  "proto-max-bulk-len": { type: "string", description: "Largest bulk string accepted, at most 512mb (e.g. 64mb)", default: "512mb" },
   "client-query-buffer-limit": { type: "string", description: "Most bytes buffered for one unfinished command (e.g. 1gb)", default: "1gb" },
   "client-output-buffer-limit": { type: "string", description: "Unsent reply bytes past which a client's input is paused (e.g. 64mb)", default: "64mb" },
+  "pending-writes-limit": {
+    type: "string",
+    description: "Bytes of writes accepted but not yet durable, across all clients, past which kv stops reading clients whose next command is a write (e.g. 256mb)",
+    default: "256mb",
+  },
   "shutdown-timeout": { type: "string", description: "Seconds to flush replies on SIGTERM/SIGINT", default: "10" },
   fsync: { type: "enum", options: [...FSYNC_MODES], description: "When a write is acknowledged: always (after fdatasync), everysec, no", default: "always" },
   "snapshot-log-bytes": { type: "string", description: "Log growth since the last snapshot that triggers a new one (e.g. 64mb)", default: "64mb" },
@@ -49,12 +54,14 @@ export default defineCommand({
         queryBufferBytesMax: parseBytes(args["client-query-buffer-limit"], "--client-query-buffer-limit"),
       },
       clientOutputBufferLimit: parseBytes(args["client-output-buffer-limit"], "--client-output-buffer-limit"),
+      pendingWritesLimit: parseBytes(args["pending-writes-limit"], "--pending-writes-limit"),
       shutdownTimeoutMs: parseInteger(args["shutdown-timeout"], "--shutdown-timeout", 0, 3600) * 1000,
       fsync: args.fsync as FsyncMode,
       snapshotLogBytes: parseBytes(args["snapshot-log-bytes"], "--snapshot-log-bytes"),
       walSegmentBytes: parseBytes(args["wal-segment-bytes"], "--wal-segment-bytes"),
     };
     if (config.walSegmentBytes < SEGMENT_BYTES_MIN) throw new ConfigError(`--wal-segment-bytes: ${config.walSegmentBytes} is below the minimum, ${SEGMENT_BYTES_MIN}`);
+    validateConfig(config);
     await serve(config);
   },
 });
@@ -68,6 +75,7 @@ export async function serve(config: ServerConfig): Promise<void> {
       fsync: config.fsync,
       segmentBytesMax: config.walSegmentBytes,
       snapshotLogBytes: config.snapshotLogBytes,
+      io: slowDiskIoFromEnv(process.env),
     });
   } catch (e) {
     if (e instanceof CorruptLogError) {

@@ -2,16 +2,16 @@
 // applied to the state machine, in log order, only once durable; recovery replays the newest
 // snapshot plus the log; snapshots are written in the background and compact the log.
 // A single node is a one-member log over the same WAL the Raft runtime will use.
-import { assert, CorruptLogError } from "../errors.ts";
+import { assert, AssertionError, CorruptLogError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { KvStateMachine } from "../kv/fsm.ts";
 import { ReplyBuffer, type ReplyWriter } from "../resp/encode.ts";
-import { decodeCommand, decodePlainSet, encodeCommand, plainSet } from "../resp/request-parser.ts";
+import { decodeCommand, decodePlainSet, encodeCommand, encodedCommandBytes, plainSet } from "../resp/request-parser.ts";
 import { MappedValues } from "./mapped-values.ts";
 import {
   openStorage,
-  recordBytes,
   recordBytesFor,
+  RECORD_PAYLOAD_BYTES_MAX,
   RecordType,
   type FsyncMode,
   type LogRecord,
@@ -19,6 +19,7 @@ import {
   type SnapshotWriteResult,
   type StorageIo,
   warnUnusableSnapshot,
+  nodeIo,
 } from "../storage/index.ts";
 
 const log = logger("node");
@@ -28,6 +29,20 @@ const DISCARD = new ReplyBuffer(1024);
 
 /** The term of every record a single node writes (a one-member group never changes leader). */
 export const SINGLE_NODE_TERM = 1;
+
+/**
+ * Testing hook: with KV_TEST_FSYNC_DELAY_MS=N in the environment, every log fdatasync waits N ms
+ * first (a slow disk); everything else is the production path. Returns undefined (the real
+ * file layer) when it is not set.
+ */
+export function slowDiskIoFromEnv(env: Record<string, string | undefined>): StorageIo | undefined {
+  const text = env.KV_TEST_FSYNC_DELAY_MS;
+  if (text === undefined || text === "") return undefined;
+  const delayMs = Number(text);
+  if (!Number.isInteger(delayMs) || delayMs < 0 || delayMs > 60_000) throw new Error(`KV_TEST_FSYNC_DELAY_MS: '${text}' is not a whole number of ms in [0, 60000]`);
+  log.warn(`KV_TEST_FSYNC_DELAY_MS=${delayMs}: every log fdatasync is delayed (testing only)`);
+  return { ...nodeIo, datasync: (fd) => Bun.sleep(delayMs).then(() => nodeIo.datasync(fd)) };
+}
 
 export interface DurableOptions {
   dataDir: string;
@@ -56,6 +71,19 @@ export interface Proposal<T> {
   argv: string[];
   nowMs: number;
   owner: T;
+  /** The command RESP-encoded: the log record's payload (encoded when proposed, see propose). */
+  payload: Buffer;
+  /** Bytes its record takes in the log. */
+  bytes: number;
+}
+
+/**
+ * A write that cannot be logged, refused before anything was queued: its record would pass the
+ * log's record limit (RECORD_PAYLOAD_BYTES_MAX), or it could not be encoded. Outside input: the
+ * client gets an error reply and the node goes on serving.
+ */
+export class WriteRefusedError extends Error {
+  override name = "WriteRefusedError";
 }
 
 export interface RecoveryStats {
@@ -88,6 +116,8 @@ export class DurableLog<T> {
    * So every write applied later runs at or after any time the sweep used.
    */
   private stampFloorMs = 0;
+  /** Log bytes of the writes proposed and not yet applied or failed (see pendingBytes). */
+  private pendingBytesValue = 0;
   private flushScheduled = false;
   private bytesSinceSnapshot = 0;
   private snapshotRunning: Promise<SnapshotStats> | null = null;
@@ -235,6 +265,14 @@ export class DurableLog<T> {
   }
 
   /**
+   * Bytes (as logged) of the writes accepted and not yet durable: proposed, and not yet applied
+   * or failed. The server's --pending-writes-limit bounds it.
+   */
+  get pendingBytes(): number {
+    return this.pendingBytesValue;
+  }
+
+  /**
    * The time commands run at, from the wall clock: never earlier than a time already used, so a
    * clock stepped back neither brings an expired key back for reads nor stamps a write before
    * one already logged.
@@ -251,9 +289,25 @@ export class DurableLog<T> {
    * fsync into the next one (group commit).
    */
   propose(argv: string[], nowMs: number, owner: T): Proposal<T> {
+    // Everything that can make one client's record unloggable is checked here, before it is
+    // numbered or queued: the batch append (flush) then has nothing left to refuse.
+    const payloadBytes = encodedCommandBytes(argv);
+    if (payloadBytes > RECORD_PAYLOAD_BYTES_MAX) {
+      throw new WriteRefusedError(
+        `write not accepted: the command is ${payloadBytes} bytes RESP-encoded, past the log's record limit of ${RECORD_PAYLOAD_BYTES_MAX} bytes (${RECORD_PAYLOAD_BYTES_MAX / 1048576} MiB) for one write`,
+      );
+    }
+    let payload: Buffer;
+    try {
+      payload = encodeCommand(argv);
+    } catch (e) {
+      if (e instanceof AssertionError) throw e;
+      throw new WriteRefusedError(`write not accepted: its ${payloadBytes}-byte log record could not be encoded (${(e as Error).message})`);
+    }
     if (nowMs < this.stampFloorMs) nowMs = this.stampFloorMs;
     else this.stampFloorMs = nowMs;
-    const p: Proposal<T> = { index: ++this.lastIndex, argv, nowMs, owner };
+    const p: Proposal<T> = { index: ++this.lastIndex, argv, nowMs, owner, payload, bytes: recordBytesFor(payloadBytes) };
+    this.pendingBytesValue += p.bytes;
     this.batch.push(p);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -273,18 +327,20 @@ export class DurableLog<T> {
     let bytes = 0;
     for (let i = 0; i < batch.length; i++) {
       const p = batch[i]!;
-      const payload = encodeCommand(p.argv);
-      records[i] = { index: p.index, term: SINGLE_NODE_TERM, type: RecordType.Command, timestampMs: p.nowMs, payload };
-      bytes += recordBytes(records[i]!);
+      records[i] = { index: p.index, term: SINGLE_NODE_TERM, type: RecordType.Command, timestampMs: p.nowMs, payload: p.payload };
+      bytes += p.bytes;
     }
     this.bytesSinceSnapshot += bytes;
     this.inFlight.push(batch);
-    // Already at the end of the turn: write now rather than one more turn later.
+    // Already at the end of the turn: write now rather than one more turn later. Every record
+    // was checked and encoded in propose, so nothing here depends on one client's input; the
+    // batch is encoded into one buffer, bounded by the server's --pending-writes-limit plus one write.
     this.storage.wal.append(records, true).then(
       () => this.applyBatch(batch),
       (err: Error) => {
         const i = this.inFlight.indexOf(batch);
         if (i >= 0) this.inFlight.splice(i, 1);
+        this.pendingBytesValue -= bytes;
         this.onFailed(batch, err);
       },
     );
@@ -307,6 +363,8 @@ export class DurableLog<T> {
   private applyBatch(batch: Proposal<T>[]): void {
     assert(this.inFlight[0] === batch, "a batch applied out of order");
     this.inFlight.shift();
+    for (const p of batch) this.pendingBytesValue -= p.bytes;
+    assert(this.pendingBytesValue >= 0, "pending write bytes below zero");
     for (const p of batch) {
       assert(p.index === this.appliedIndex + 1, `apply out of order: ${p.index} after ${this.appliedIndex}`);
       this.appliedIndex = p.index;

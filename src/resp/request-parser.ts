@@ -390,10 +390,16 @@ function putHeader(b: Buffer, o: number, prefix: number, n: number): number {
   return o;
 }
 
-/** Encodes argv as a RESP multibulk frame, exactly sized (the log's payload for a command). */
-export function encodeCommand(argv: readonly string[]): Buffer {
+/** Bytes encodeCommand(argv) takes, from the arguments' lengths alone (a write's size is checked before it is logged). */
+export function encodedCommandBytes(argv: readonly { readonly length: number }[]): number {
   let size = 3 + digits(argv.length);
   for (const a of argv) size += 5 + digits(a.length) + a.length;
+  return size;
+}
+
+/** Encodes argv as a RESP multibulk frame, exactly sized (the log's payload for a command). */
+export function encodeCommand(argv: readonly string[]): Buffer {
+  const size = encodedCommandBytes(argv);
   const b = Buffer.allocUnsafe(size);
   let o = putHeader(b, 0, STAR, argv.length);
   for (const a of argv) {

@@ -327,6 +327,10 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
         `rdb_last_bgsave_time_sec:${d.lastSnapshotAttemptSec}`,
         `aof_enabled:1`,
         `kv_fsync:${s.config.fsync}`,
+        `kv_pending_writes_bytes:${d.pendingBytes}`,
+        `kv_pending_writes_limit:${s.config.pendingWritesLimit}`,
+        `kv_pending_writes_paused_clients:${s.pendingWritesWaiters.size}`,
+        `kv_pending_writes_pauses:${s.stats.pendingWritesPauses}`,
         `kv_applied_index:${d.applied}`,
         `kv_wal_batches:${w.batches}`,
         `kv_wal_fsyncs:${w.fsyncs}`,
@@ -420,6 +424,7 @@ function configParams(ctx: ServerCtx): [string, string][] {
     ["proto-max-bulk-len", String(c.limits.protoMaxBulkLen)],
     ["client-query-buffer-limit", String(c.limits.queryBufferBytesMax)],
     ["client-output-buffer-limit", `normal ${c.clientOutputBufferLimit} 0 0`],
+    ["pending-writes-limit", String(c.pendingWritesLimit)],
     ["shutdown-timeout", String(Math.ceil(c.shutdownTimeoutMs / 1000))],
     ["databases", "1"],
     ["timeout", "0"],
@@ -451,6 +456,7 @@ const CONFIG_SUBCOMMANDS: CommandSpec<ServerCtx>[] = [
     st.connectionsRejected = 0;
     st.protocolErrors = 0;
     st.outputLimitDisconnections = 0;
+    st.pendingWritesPauses = 0;
     ctx.server.dispatcher.stats.reset();
     out.ok();
   }),

@@ -8,7 +8,7 @@ import { RequestParser } from "../resp/request-parser.ts";
 import type { ServerConfig } from "../config.ts";
 import { Dispatcher } from "./dispatch.ts";
 import type { Db } from "../kv/db.ts";
-import type { DurableLog, Proposal } from "../node/durable.ts";
+import { type DurableLog, type Proposal, WriteRefusedError } from "../node/durable.ts";
 import { StorageIoError, WalFailedError } from "../node/errors.ts";
 
 /** Commands one connection may have waiting behind its own unapplied writes before reading pauses. */
@@ -63,6 +63,11 @@ export class Conn {
   closing = false;
   /** No more input is read or parsed (after a protocol error; replies still owed are sent). */
   inputClosed = false;
+  /**
+   * The client shut its sending side (TCP FIN, `nc -N`, `shutdown(SHUT_WR)`): the commands it
+   * sent are still run and every reply owed is sent (writes once durable), then kv closes.
+   */
+  peerEnded = false;
   closed = false;
   lastCommand = "";
   /** Commands waiting behind this connection's own unapplied writes, in arrival order. */
@@ -79,6 +84,13 @@ export class Conn {
    * (see BARRIER_COMMANDS); it resumes once every pending command has run.
    */
   pausedForBarrier = false;
+  /**
+   * Reading is paused because the writes accepted and not yet durable, across all clients, passed
+   * --pending-writes-limit when this client's next command was a write: that write waits here,
+   * parsed but not proposed, and is proposed first once the log has caught up.
+   */
+  pausedForPendingWrites = false;
+  heldWrite: string[] | null = null;
   readonly createdAtMs: number;
   lastActiveMs: number;
 
@@ -108,6 +120,8 @@ export interface ServerStats {
   idleCollections: number;
   /** Clients closed because replies produced as their writes applied passed the output limit. */
   outputLimitDisconnections: number;
+  /** Times a client's reading was paused because the writes not yet durable passed --pending-writes-limit. */
+  pendingWritesPauses: number;
 }
 
 /**
@@ -137,6 +151,8 @@ export class KvServer {
 
   /** Connections that got replies while writes were applied; flushed once per applied batch. */
   private touched = new Set<Conn>();
+  /** Connections holding a write until the writes not yet durable are under --pending-writes-limit, oldest first. */
+  readonly pendingWritesWaiters = new Set<Conn>();
 
   constructor(
     readonly config: ServerConfig,
@@ -155,6 +171,7 @@ export class KvServer {
       const keys = this.db.dbsize();
       if (keys > this.keysPeak) this.keysPeak = keys;
       this.flushTouched();
+      this.resumePendingWritesWaiters();
     };
     durable.onFailed = (batch, err) => this.onWriteFailed(batch, err);
     this.stats = {
@@ -165,6 +182,7 @@ export class KvServer {
       protocolErrors: 0,
       idleCollections: 0,
       outputLimitDisconnections: 0,
+      pendingWritesPauses: 0,
     };
     this.dispatcher = new Dispatcher(this);
     // Every error reply is counted (INFO errorstats): each reply buffer reports its errors.
@@ -180,6 +198,8 @@ export class KvServer {
     this.listener = Bun.listen<Conn>({
       hostname: this.config.host,
       port: this.config.port,
+      // A client that half-closes still reads: its socket stays open for replies (see onPeerEnd).
+      allowHalfOpen: true,
       socket: {
         open(socket) {
           server.onOpen(socket);
@@ -189,6 +209,9 @@ export class KvServer {
         },
         drain(socket) {
           server.onDrain(socket);
+        },
+        end(socket) {
+          server.onPeerEnd(socket);
         },
         close(socket) {
           server.onClose(socket);
@@ -279,7 +302,7 @@ export class KvServer {
       conn.lastActiveMs = nowMs;
       let overLimit = false;
       try {
-        while (!conn.closing && !conn.inputClosed && !conn.pausedForBarrier) {
+        while (!conn.closing && !conn.inputClosed && !conn.pausedForBarrier && !conn.pausedForPendingWrites) {
           if (conn.queuedBytes + out.len > limit) {
             overLimit = true;
             break;
@@ -289,17 +312,41 @@ export class KvServer {
             conn.socket.pause();
             break;
           }
-          const argv = conn.parser.next();
-          if (argv === null) break;
+          let argv = conn.heldWrite;
+          if (argv !== null) conn.heldWrite = null;
+          else {
+            argv = conn.parser.next();
+            if (argv === null) {
+              if (conn.peerEnded) this.endOfInput(conn, out);
+              break;
+            }
+          }
           const spec = this.dispatcher.lookup(argv[0]!);
           if (this.dispatcher.isLoggedWrite(spec, argv.length)) {
+            if (this.durable.pendingBytes >= this.config.pendingWritesLimit) {
+              this.holdForPendingWrites(conn, argv);
+              break;
+            }
             // Logged first, applied and answered once durable; later commands of this
             // connection wait behind it so its replies keep their order. A write past the
-            // server's limits is never logged: its error is answered in the same order.
+            // server's limits, or too large for one log record, is never logged: its error is
+            // answered in the same order.
             const refused = this.dispatcher.refusal(spec!, argv);
-            if (refused === null) conn.pending.push(this.durable.propose(argv, nowMs, conn));
-            else if (conn.pending.length > 0) conn.pending.push({ argv, index: -1, reply: (o) => o.error(refused) });
-            else out.error(refused);
+            if (refused !== null) {
+              this.replyInOrder(conn, out, refused);
+              continue;
+            }
+            let p: Proposal<Conn>;
+            try {
+              p = this.durable.propose(argv, nowMs, conn);
+            } catch (e) {
+              if (!(e instanceof WriteRefusedError)) throw e;
+              log.warn(`client ${conn.id} (${conn.addr}): ${e.message}`);
+              this.dispatcher.rejectLogged(argv);
+              this.replyInOrder(conn, out, `ERR ${e.message}`);
+              continue;
+            }
+            conn.pending.push(p);
           } else if (conn.pending.length > 0) {
             conn.pending.push({ argv, index: 0 });
           } else {
@@ -322,6 +369,56 @@ export class KvServer {
         return;
       }
     }
+  }
+
+  /**
+   * The writes not yet durable are past --pending-writes-limit: this client's write waits, unproposed,
+   * and its socket is not read until the log catches up (resumePendingWritesWaiters). Clients whose
+   * next command is a read go on being served. No request is dropped or failed for it.
+   */
+  private holdForPendingWrites(conn: Conn, argv: string[]): void {
+    conn.heldWrite = argv;
+    conn.pausedForPendingWrites = true;
+    conn.socket.pause();
+    this.pendingWritesWaiters.add(conn);
+    this.stats.pendingWritesPauses++;
+  }
+
+  /** After writes were applied or failed: waiting clients resume, oldest first, while under the limit. */
+  private resumePendingWritesWaiters(): void {
+    for (const conn of this.pendingWritesWaiters) {
+      if (this.durable.pendingBytes >= this.config.pendingWritesLimit) return;
+      this.pendingWritesWaiters.delete(conn);
+      conn.pausedForPendingWrites = false;
+      if (conn.closed) continue;
+      this.resumeIfUnpaused(conn);
+      this.process(conn); // proposes the held write first; may hold another and join the end again
+    }
+  }
+
+  /** The client sent FIN: what it sent before is still parsed and answered (see Conn.peerEnded). */
+  private onPeerEnd(socket: Socket<Conn>): void {
+    const conn = socket.data;
+    if (conn === undefined || conn.closed) return;
+    conn.peerEnded = true;
+    // Paused for a reason: the resume runs process(), which reaches the end of input then.
+    if (!conn.closing && !conn.inputClosed && !conn.pausedForOutput && !conn.pausedForPending && !conn.pausedForBarrier && !conn.pausedForPendingWrites) this.process(conn);
+  }
+
+  /**
+   * Every command the client sent before its FIN has been parsed (an unfinished one is dropped):
+   * close once the replies owed are sent, behind this connection's unapplied writes if any.
+   */
+  private endOfInput(conn: Conn, out: ReplyBuffer): void {
+    conn.inputClosed = true;
+    if (conn.pending.length === 0) conn.closing = true;
+    else conn.pending.push({ argv: [], index: -1, reply: () => void (conn.closing = true) });
+  }
+
+  /** An error reply for this connection, after every reply it is already owed. */
+  private replyInOrder(conn: Conn, out: ReplyBuffer, text: string): void {
+    if (conn.pending.length === 0) out.error(text);
+    else conn.pending.push({ argv: [], index: -1, reply: (o) => o.error(text) });
   }
 
   /**
@@ -377,7 +474,7 @@ export class KvServer {
 
   /** Reading from a client resumes only once none of the reasons to pause it holds. */
   private resumeIfUnpaused(conn: Conn): void {
-    if (!conn.pausedForOutput && !conn.pausedForPending && !conn.pausedForBarrier) conn.socket.resume();
+    if (!conn.pausedForOutput && !conn.pausedForPending && !conn.pausedForBarrier && !conn.pausedForPendingWrites) conn.socket.resume();
   }
 
   /** Where replies produced while writes apply go: the connection's buffer, or a sink once it is closed. */
@@ -431,6 +528,7 @@ export class KvServer {
       this.drainPending(conn, out);
     }
     this.flushTouched();
+    this.resumePendingWritesWaiters();
   }
 
   /** Runs the commands that waited behind a write, up to the next unapplied write. */
@@ -566,6 +664,8 @@ export class KvServer {
     conn.closed = true;
     conn.queue = [];
     conn.queuedBytes = 0;
+    conn.heldWrite = null; // never proposed: not acknowledged, nothing to answer
+    this.pendingWritesWaiters.delete(conn);
     this.conns.delete(conn.id);
   }
 
@@ -593,7 +693,7 @@ export class KvServer {
       for (const conn of this.conns.values()) {
         if (conn.closing) continue;
         const idle = now - conn.lastActiveMs >= SHUTDOWN_QUIET_MS;
-        if (idle && conn.pending.length === 0 && conn.queue.length === 0 && !conn.pausedForOutput && !conn.pausedForPending) {
+        if (idle && conn.pending.length === 0 && conn.heldWrite === null && conn.queue.length === 0 && !conn.pausedForOutput && !conn.pausedForPending) {
           conn.closing = true;
           conn.socket.end();
         }

@@ -9,8 +9,12 @@ import { crc32c } from "./crc32c.ts";
 
 export const RECORD_HEADER_BYTES = 8;
 export const RECORD_FIXED_BODY_BYTES = 25;
-/** Largest payload accepted; a length field above this is treated as damage, not a huge record. */
-export const RECORD_PAYLOAD_BYTES_MAX = 512 * 1024 * 1024;
+/**
+ * Largest payload accepted; a length field above this is treated as damage, not a huge record.
+ * One write carrying the largest string kv holds (512 MiB: STRING_BYTES_MAX, the most
+ * --proto-max-bulk-len allows) plus up to 1 MiB of command name, key and options fits in one record.
+ */
+export const RECORD_PAYLOAD_BYTES_MAX = 513 * 1024 * 1024;
 export const RECORD_BODY_BYTES_MAX = RECORD_FIXED_BODY_BYTES + RECORD_PAYLOAD_BYTES_MAX;
 
 /** What a record means to the layers above. New types get new numbers; numbers are never reused. */
