@@ -50,6 +50,8 @@ export const PROTO_MAX_BULK_LEN_MAX = 512 * 1024 * 1024;
 
 /** Largest --pending-writes-limit: a log append of up to this plus one write stays well under the 4 GiB a buffer may take. */
 export const PENDING_WRITES_LIMIT_MAX = 2 * 1024 * 1024 * 1024;
+/** The least `--client-query-buffer-limit`, as Redis 7's (1mb): below it ordinary commands fail. */
+export const QUERY_BUFFER_LIMIT_MIN = 1024 * 1024;
 
 /** Checks what the flag parsers alone cannot: the limits' relations. Throws ConfigError. */
 export function validateConfig(c: ServerConfig): void {
@@ -58,6 +60,9 @@ export function validateConfig(c: ServerConfig): void {
       `--proto-max-bulk-len: ${c.limits.protoMaxBulkLen} is out of range [1, ${PROTO_MAX_BULK_LEN_MAX}] (512mb): ` +
         `kv holds no longer string, and one write of it must fit in one log record`,
     );
+  }
+  if (c.limits.queryBufferBytesMax < QUERY_BUFFER_LIMIT_MIN) {
+    throw new ConfigError(`--client-query-buffer-limit: ${c.limits.queryBufferBytesMax} is below the minimum, ${QUERY_BUFFER_LIMIT_MIN} (1mb, as Redis)`);
   }
   if (c.pendingWritesLimit < 1 || c.pendingWritesLimit > PENDING_WRITES_LIMIT_MAX) {
     throw new ConfigError(

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DEFAULT_CONFIG, PROTO_MAX_BULK_LEN_MAX, validateConfig } from "../../src/config.ts";
+import { DEFAULT_CONFIG, PROTO_MAX_BULK_LEN_MAX, QUERY_BUFFER_LIMIT_MIN, validateConfig } from "../../src/config.ts";
 import { ConfigError } from "../../src/errors.ts";
 import { STRING_BYTES_MAX } from "../../src/kv/commands.ts";
 import { DurableLog, WriteRefusedError } from "../../src/node/durable.ts";
@@ -59,6 +59,13 @@ describe("request limits against the log's record limit", () => {
     expect(() => validateConfig(withBulk(1024 * 1024))).not.toThrow();
     expect(() => validateConfig(withBulk(PROTO_MAX_BULK_LEN_MAX + 1))).toThrow(ConfigError);
     expect(() => validateConfig(withBulk(0))).toThrow(ConfigError);
+  });
+
+  test("--client-query-buffer-limit below 1mb (0, say) is refused at startup, as Redis refuses it", () => {
+    const withQuery = (n: number) => ({ ...DEFAULT_CONFIG, limits: { ...DEFAULT_CONFIG.limits, queryBufferBytesMax: n } });
+    expect(() => validateConfig(withQuery(0))).toThrow(ConfigError);
+    expect(() => validateConfig(withQuery(QUERY_BUFFER_LIMIT_MIN - 1))).toThrow(ConfigError);
+    expect(() => validateConfig(withQuery(QUERY_BUFFER_LIMIT_MIN))).not.toThrow();
   });
 
   test("MSET a <300 MB> b <300 MB>: refused when proposed; the writes around it in the same turn are logged and applied", async () => {
