@@ -18,6 +18,14 @@ export const PENDING_COMMANDS_MAX = 16 * 1024;
 export const SHUTDOWN_QUIET_MS = 100;
 
 /**
+ * After the last reply to a connection kv closes (QUIT, a protocol error, a half-close), kv sends
+ * its FIN and reads and discards what the client still sends for at most this long before closing.
+ * Closing with unread input makes the kernel send a reset, and a reset makes the client's kernel
+ * drop replies it has received but not yet read.
+ */
+export const LINGER_MS = 1000;
+
+/**
  * Idle collection. JavaScriptCore collects when the program allocates, so a server that went
  * quiet after FLUSHALL (or after deleting most of its keys) kept the freed memory: ~190 MB of
  * dead keys stayed in the heap for as long as nobody sent anything. Every IDLE_GC_CHECK_MS the
@@ -91,6 +99,8 @@ export class Conn {
    */
   pausedForPendingWrites = false;
   heldWrite: string[] | null = null;
+  /** Set once kv has sent its FIN and is discarding input until the client closes (see LINGER_MS). */
+  lingerTimer: ReturnType<typeof setTimeout> | null = null;
   readonly createdAtMs: number;
   lastActiveMs: number;
 
@@ -401,6 +411,12 @@ export class KvServer {
     const conn = socket.data;
     if (conn === undefined || conn.closed) return;
     conn.peerEnded = true;
+    if (conn.lingerTimer !== null) {
+      // kv had sent everything owed and its FIN: the client has closed its side too.
+      clearTimeout(conn.lingerTimer);
+      socket.end();
+      return;
+    }
     // Paused for a reason: the resume runs process(), which reaches the end of input then.
     if (!conn.closing && !conn.inputClosed && !conn.pausedForOutput && !conn.pausedForPending && !conn.pausedForBarrier && !conn.pausedForPendingWrites) this.process(conn);
   }
@@ -449,7 +465,26 @@ export class KvServer {
   /** Writes a reply buffer's bytes to the socket (see hand), then ends a closing connection with nothing left owed. */
   private send(conn: Conn, out: ReplyBuffer): void {
     this.hand(conn, out);
-    if (conn.closing && conn.queue.length === 0 && conn.pending.length === 0) conn.socket.end();
+    if (conn.closing && conn.queue.length === 0 && conn.pending.length === 0) this.finish(conn);
+  }
+
+  /**
+   * Every reply owed is handed to the socket: send FIN, then discard input until the client
+   * closes or LINGER_MS passes (onData drops input of a closing connection), then close.
+   */
+  private finish(conn: Conn): void {
+    if (conn.lingerTimer !== null || conn.closed) return;
+    const socket = conn.socket;
+    // The client's FIN was read: nothing of its input is left unread, close now.
+    if (conn.peerEnded) {
+      socket.end();
+      return;
+    }
+    socket.shutdown();
+    socket.resume();
+    conn.lingerTimer = setTimeout(() => {
+      if (!conn.closed) socket.end();
+    }, LINGER_MS);
   }
 
   /** Hands the buffer's bytes to the socket (what the kernel does not take is queued) and empties it. */
@@ -648,7 +683,7 @@ export class KvServer {
     }
     if (conn.closing) {
       // Replies still owed behind unapplied writes are sent before the close (see send).
-      if (conn.pending.length === 0) socket.end();
+      if (conn.pending.length === 0) this.finish(conn);
       return;
     }
     if (conn.pausedForOutput) {
@@ -662,6 +697,7 @@ export class KvServer {
     const conn = socket.data;
     if (conn === undefined || conn.closed) return;
     conn.closed = true;
+    if (conn.lingerTimer !== null) clearTimeout(conn.lingerTimer);
     conn.queue = [];
     conn.queuedBytes = 0;
     conn.heldWrite = null; // never proposed: not acknowledged, nothing to answer

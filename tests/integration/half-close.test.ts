@@ -88,3 +88,52 @@ describe("half-closed clients with a slow disk", () => {
     for (let i = 0; i < n; i++) expect(results[i]).toEqual({ got: `+OK\r\n:${i + 1}\r\n`, serverEnded: true });
   });
 });
+
+/**
+ * Sends `wire` (commands, then input the server will not read), waits `readAfterMs` before reading
+ * anything, then collects every byte until the connection ends or fails.
+ */
+function sendThenReadLate(port: number, wire: Buffer, readAfterMs: number): Promise<{ got: string; error: string }> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let error = "";
+    const s = net.connect({ port, host: "127.0.0.1" }, () => {
+      s.pause();
+      s.write(wire, () => {});
+      setTimeout(() => s.resume(), readAfterMs);
+    });
+    const timer = setTimeout(() => s.destroy(), 10_000);
+    s.on("data", (d: Buffer) => chunks.push(d));
+    s.on("error", (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
+    s.on("close", () => {
+      clearTimeout(timer);
+      resolve({ got: Buffer.concat(chunks).toString("latin1"), error });
+    });
+  });
+}
+
+describe("input after QUIT or a protocol error", () => {
+  let kv: KvProcess;
+  beforeAll(async () => {
+    kv = await startKv();
+  });
+  afterAll(async () => {
+    await kv?.stop();
+  });
+
+  // Closing with input still unread makes the kernel send a reset, and the reset makes the
+  // client's kernel drop the replies it had not read yet: kv sends its FIN and discards input
+  // until the client closes (LINGER_MS at most).
+  test("PING QUIT then 4 MB more: the client that reads late still gets +PONG and +OK", async () => {
+    const wire = Buffer.concat([Buffer.from("PING\r\nQUIT\r\n"), Buffer.alloc(4 * 1024 * 1024, "x")]);
+    const r = await sendThenReadLate(kv.port, wire, 300);
+    expect(r).toEqual({ got: "+PONG\r\n+OK\r\n", error: "" });
+  });
+
+  test("PING then a protocol error then 4 MB more: +PONG and the error arrive", async () => {
+    const wire = Buffer.concat([Buffer.from("PING\r\n*1\r\n$x\r\n"), Buffer.alloc(4 * 1024 * 1024, "y")]);
+    const r = await sendThenReadLate(kv.port, wire, 300);
+    expect(r.error).toBe("");
+    expect(r.got).toStartWith("+PONG\r\n-ERR Protocol error");
+  });
+});
