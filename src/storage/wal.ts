@@ -649,19 +649,28 @@ export class Wal implements LogStore {
   private nextBatchLength(): number {
     const seg = this.segments[this.segments.length - 1];
     let bytes = 0;
-    if (seg !== undefined && seg.bytes > 0) {
+    // The batch's first append goes into the segment whatever its size when the segment holds no
+    // entry yet: a fresh one, or one holding only hard states (never rolled away from: the next
+    // segment would take its name, and recovery refuses a segment without entries in the middle).
+    let first = true;
+    if (seg !== undefined && seg.offsets.length > 0) {
       // As writeBatch decides: switch to a ready spare at once, or roll when the next append does not fit.
       const rolls = startsEntries(this.queue[0]!) && ((this.spare?.ready === true && seg.allocated === 0) || seg.bytes + this.queue[0]!.bytes.length > this.segmentBytesMax);
-      if (!rolls) bytes = seg.bytes;
-      else if (seg.allocated > seg.bytes || seg.syncedBytes < seg.bytes) return 0;
-    }
+      if (!rolls) {
+        bytes = seg.bytes;
+        first = false;
+      } else if (seg.allocated > seg.bytes || seg.syncedBytes < seg.bytes) return 0;
+    } else if (seg !== undefined) bytes = seg.bytes;
     let n = 0;
-    while (n < this.queue.length && (bytes === 0 || bytes + this.queue[n]!.bytes.length <= this.segmentBytesMax || !startsEntries(this.queue[n]!))) {
+    // Appends holding hard states only never roll (they are small), so they always fit.
+    while (n < this.queue.length && (first || bytes + this.queue[n]!.bytes.length <= this.segmentBytesMax || !startsEntries(this.queue[n]!))) {
+      if (startsEntries(this.queue[n]!)) first = false;
       bytes += this.queue[n]!.bytes.length;
       n++;
     }
     return n;
   }
+
 
   /**
    * Makes the active segment durable as it stands (its unused preallocation cut, then fdatasync on
@@ -710,11 +719,12 @@ export class Wal implements LogStore {
     let seg = this.activeSegment(batch[0]!.records[0]!.index);
     // A spare is ready and this segment was not preallocated (the first one, say): switch now
     // rather than when it is full, so fsyncs get cheaper early on a fresh node.
-    if (this.spare?.ready && seg.allocated === 0 && seg.bytes > 0 && startsEntries(batch[0]!)) seg = this.roll(batch[0]!.records[0]!.index);
+    if (this.spare?.ready && seg.allocated === 0 && seg.offsets.length > 0 && startsEntries(batch[0]!)) seg = this.roll(batch[0]!.records[0]!.index);
     let group: PendingAppend[] = [];
     let groupBytes = 0;
     for (const a of batch) {
-      if (seg.bytes + groupBytes > 0 && seg.bytes + groupBytes + a.bytes.length > this.segmentBytesMax && startsEntries(a)) {
+      const holdsEntries = seg.offsets.length > 0 || group.some(startsEntries);
+      if (holdsEntries && seg.bytes + groupBytes + a.bytes.length > this.segmentBytesMax && startsEntries(a)) {
         if (group.length > 0) this.writeGroup(seg, group, groupBytes);
         if (!touched.includes(seg)) touched.push(seg);
         seg = this.roll(a.records[0]!.index);
