@@ -243,8 +243,10 @@ function judge(got: State, cut: Cut): string | undefined {
     const kept = base.entries.filter((e) => Number(e.split("/")[0]) <= keep);
     if (!snapMoved && isPrefix(got.entries, before.entries) && got.entries.length >= kept.length) return undefined;
     if (isPrefix(got.entries, after.entries) && got.entries.length >= (snapMoved ? 0 : kept.length)) return undefined;
-    // A snapshot file durable before the log was reset, whose term matches the old log there: the old suffix is kept.
-    if (snapMoved && got.entries.every((e) => before.entries.includes(e))) return undefined;
+    // A snapshot file durable before the log was reset, where the old log has the snapshot's
+    // index and term (the same history, by Raft's log matching): the old suffix may stay.
+    const matches = before.entries.some((e) => e.startsWith(`${after.snap.index}/${after.snap.term}/`));
+    if (snapMoved && matches && got.entries.every((e) => before.entries.includes(e))) return undefined;
     return "the log is not the old one, the new one, or the new one cut short (entries lost or out of place)";
   }
   return "a compaction left a state that is neither the one before nor after it";
@@ -306,3 +308,38 @@ test("power cuts at every fsync: resolved persists are whole, a hard state never
   for (const seed of seeds.slice(0, 4)) points += await powerCutRun(seed, 60);
   expect(points).toBeGreaterThan(100);
 }, 60_000);
+
+test("a truncation at or below the durable commit, or a compaction past it, is a broken invariant (assert)", async () => {
+  const { AssertionError } = await import("../../src/errors.ts");
+  const dir = tempDir();
+  const log = await open(dir);
+  const e = (index: number, term: number): Entry => ({ index, term, type: "normal", data: new Uint8Array([index]) });
+  await log.persist({ hardState: { term: 2, vote: 1, commit: 3 }, entries: [e(1, 1), e(2, 1), e(3, 2), e(4, 2)], snapshot: undefined });
+  // Rewriting index 3 would drop a committed entry (maybe applied, its value mapped from the segment).
+  await expect(log.persist({ hardState: undefined, entries: [e(3, 3)], snapshot: undefined })).rejects.toBeInstanceOf(AssertionError);
+  await log.close();
+  const again = await open(dir);
+  expect(again.lastIndex()).toBe(4); // nothing was cut
+  // Rewriting index 4 (uncommitted) is fine.
+  await again.persist({ hardState: { term: 3, vote: 0, commit: 3 }, entries: [e(4, 3)], snapshot: undefined });
+  expect(again.term(4)).toBe(3);
+  await again.snapshots.write({ lastIndex: 4, lastTerm: 3 }, []);
+  await expect(again.compact({ index: 4, term: 3, confState: { voters: [1], learners: [] } })).rejects.toBeInstanceOf(AssertionError);
+  await again.close();
+});
+
+test("a hard-state-only persist on an empty log, then entries: one segment, and the newest hard state wins on open", async () => {
+  const dir = tempDir();
+  let log = await open(dir);
+  await log.persist({ hardState: { term: 1, vote: 1, commit: 0 }, entries: [], snapshot: undefined });
+  await log.persist({ hardState: { term: 2, vote: 0, commit: 0 }, entries: [], snapshot: undefined });
+  expect(log.log.segmentNames()).toEqual(["00000000000000000001.seg"]);
+  const fsyncs = log.log.stats.fsyncs;
+  await log.persist({ hardState: { term: 2, vote: 3, commit: 1 }, entries: [{ index: 1, term: 2, type: "conf-change", data: new Uint8Array([1, 0, 0, 0, 1]) }], snapshot: undefined });
+  expect(log.log.stats.fsyncs - fsyncs).toBe(1); // entries and hard state: one fdatasync
+  await log.close();
+  log = await open(dir);
+  expect(log.initialState().hardState).toEqual({ term: 2, vote: 3, commit: 1 });
+  expect(log.entries(1, 2, 100)[0]!.type).toBe("conf-change");
+  await log.close();
+});
