@@ -113,7 +113,7 @@ export const ALLOWED_IMPORTS: Record<string, readonly string[]> = {
   "log.ts": [],
   "allocator.ts": [],
   "buffer-ext.d.ts": [],
-  storage: ["errors.ts", "log.ts"],
+  storage: ["raft", "errors.ts", "log.ts"],
   node: ["kv", "raft", "resp", "storage", "errors.ts", "log.ts"],
   server: ["node", "kv", "resp", "config.ts", "errors.ts", "log.ts", "allocator.ts", "package.json"],
   client: ["resp", "errors.ts"],

@@ -25,9 +25,40 @@ export const RecordType = {
   NoOp: 2,
   /** Raft: a membership change. Payload defined by raft/. */
   Config: 3,
+  /**
+   * Raft's hard state (term, vote, commit): not a log entry. It takes no index of its own: its
+   * index field is the index the next entry will have (lastIndex + 1) and its term the last
+   * entry's term, so the sequence checks still hold. Payload: encodeHardStatePayload.
+   */
+  HardState: 4,
 } as const;
 export type RecordType = (typeof RecordType)[keyof typeof RecordType];
-const RECORD_TYPE_MAX = 3;
+const RECORD_TYPE_MAX = 4;
+
+/** Does a record of this type hold a log entry (and take an index), or ride beside the entries? */
+export function isEntryType(type: number): boolean {
+  return type !== RecordType.HardState;
+}
+
+/** Bytes of a HardState record's payload: [u64 term][u64 vote][u64 commit]. */
+export const HARD_STATE_PAYLOAD_BYTES = 24;
+
+export function encodeHardStatePayload(hs: { term: number; vote: number; commit: number }): Uint8Array {
+  const out = new Uint8Array(HARD_STATE_PAYLOAD_BYTES);
+  checkU64(hs.term, "term");
+  checkU64(hs.vote, "vote");
+  checkU64(hs.commit, "commit");
+  putU64(out, 0, hs.term);
+  putU64(out, 8, hs.vote);
+  putU64(out, 16, hs.commit);
+  return out;
+}
+
+/** Undefined when the payload does not have the size a hard state has. */
+export function decodeHardStatePayload(p: Uint8Array): { term: number; vote: number; commit: number } | undefined {
+  if (p.length !== HARD_STATE_PAYLOAD_BYTES) return undefined;
+  return { term: getU64(p, 0), vote: getU64(p, 8), commit: getU64(p, 16) };
+}
 
 export interface LogRecord {
   index: number;

@@ -34,6 +34,11 @@ export interface OpenStorageOptions {
   checkSnapshotBodyWhileReading?: boolean;
   /** Snapshot paths to pass over (found corrupt by an earlier attempt). */
   skipSnapshots?: ReadonlySet<string>;
+  /**
+   * Called before a log that ends before the snapshot is reset (every segment deleted): Raft
+   * storage saves the hard state those segments hold elsewhere first.
+   */
+  beforeReset?: (wal: Wal) => void;
 }
 
 export interface OpenedStorage {
@@ -88,6 +93,13 @@ export async function openStorage(opts: OpenStorageOptions): Promise<OpenedStora
     }
   }
   if (snapshot && wal.lastIndex() < snapIndex) {
+    try {
+      opts.beforeReset?.(wal);
+    } catch (e) {
+      await wal.close();
+      lock.release();
+      throw e;
+    }
     await wal.reset(snapIndex, snapshot.lastTerm);
   } else if (wal.firstIndex() > snapIndex + 1) {
     await wal.close();

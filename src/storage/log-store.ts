@@ -1,6 +1,6 @@
 // LogStore: what the server (and later raft/) needs from a log, with an in-memory twin for tests.
 import { assert } from "../errors.ts";
-import type { LogRecord } from "./codec.ts";
+import { isEntryType, type LogRecord } from "./codec.ts";
 import { StorageIoError, WalFailedError } from "./errors.ts";
 
 export type { LogRecord } from "./codec.ts";
@@ -89,7 +89,7 @@ export class MemoryLogStore implements LogStore {
       this.failNext = undefined;
       return Promise.reject(this.failure);
     }
-    for (const r of records) this.records.push(r);
+    for (const r of records) if (isEntryType(r.type)) this.records.push(r);
     return Promise.resolve();
   }
   async truncateAfter(index: number): Promise<void> {
@@ -120,6 +120,11 @@ export function checkContiguous(records: readonly LogRecord[], lastIndex: number
   for (const r of records) {
     // Messages are built only on failure: this runs on every append.
     if (r.index !== expect) assert(false, `append: record index ${r.index}, expected ${expect}`);
+    if (!isEntryType(r.type)) {
+      // A hard state takes no index: it carries the next entry's index and the last entry's term.
+      if (r.term !== term) assert(false, `append: hard state with term ${r.term} after an entry of term ${term}`);
+      continue;
+    }
     if (!(r.term >= term)) assert(false, `append: term ${r.term} at index ${r.index} is below the previous term ${term}`);
     expect++;
     term = r.term;

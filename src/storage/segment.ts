@@ -3,8 +3,10 @@
 import {
   decodeAt,
   getU32,
+  isEntryType,
   peekIndex,
   peekTerm,
+  peekType,
   RECORD_BODY_BYTES_MAX,
   RECORD_FIXED_BODY_BYTES,
   RECORD_HEADER_BYTES,
@@ -80,6 +82,8 @@ export interface SegmentScan {
   /** Byte offset of each valid record; record i has index firstIndex + i. */
   offsets: NumList;
   terms: NumList;
+  /** Offset of the last valid record that is not an entry (a hard state), if any. */
+  lastHardState: number | undefined;
   /** End of the last valid record. */
   validBytes: number;
   fileBytes: number;
@@ -94,6 +98,7 @@ export function scanSegment(bytes: Uint8Array, name: string, firstIndex: number,
   let expected = firstIndex;
   let term = prevTerm;
   let problem: SegmentProblem | undefined;
+  let lastHardState: number | undefined;
   while (off < bytes.length) {
     const next = validRecordEnd(bytes, off);
     if (next > 0) {
@@ -107,10 +112,12 @@ export function scanSegment(bytes: Uint8Array, name: string, firstIndex: number,
         problem = mkProblem(off, "term", `term ${t} at index ${idx} is below the previous term ${term}`, expected);
         break;
       }
-      offsets.push(off);
-      terms.push(t);
       term = t;
-      expected++;
+      if (isEntryType(peekType(bytes, off))) {
+        offsets.push(off);
+        terms.push(t);
+        expected++;
+      } else lastHardState = off;
       off = next;
       continue;
     }
@@ -123,7 +130,7 @@ export function scanSegment(bytes: Uint8Array, name: string, firstIndex: number,
   if (problem && !(problem.kind === "zero" && allZeroFrom(bytes, problem.offset))) {
     problem.validAfter = findValidAfter(bytes, problem.offset + 1, expected);
   }
-  return { name, firstIndex, offsets, terms, validBytes: off, fileBytes: bytes.length, problem };
+  return { name, firstIndex, offsets, terms, lastHardState, validBytes: off, fileBytes: bytes.length, problem };
 }
 
 /**
@@ -139,6 +146,7 @@ export function scanSegmentStructure(bytes: Uint8Array, name: string, firstIndex
   let expected = firstIndex;
   let term = prevTerm;
   const end = bytes.length;
+  let lastHardState: number | undefined;
   while (off < end) {
     if (end - off < RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES) return scanSegment(bytes, name, firstIndex, prevTerm);
     const body = getU32(bytes, off);
@@ -148,13 +156,15 @@ export function scanSegmentStructure(bytes: Uint8Array, name: string, firstIndex
     const idx = peekIndex(bytes, off);
     const t = peekTerm(bytes, off);
     if (idx !== expected || t < term) return scanSegment(bytes, name, firstIndex, prevTerm);
-    offsets.push(off);
-    terms.push(t);
     term = t;
-    expected++;
+    if (isEntryType(peekType(bytes, off))) {
+      offsets.push(off);
+      terms.push(t);
+      expected++;
+    } else lastHardState = off;
     off += RECORD_HEADER_BYTES + body;
   }
-  return { name, firstIndex, offsets, terms, validBytes: off, fileBytes: end, problem: undefined };
+  return { name, firstIndex, offsets, terms, lastHardState, validBytes: off, fileBytes: end, problem: undefined };
 }
 
 function mkProblem(offset: number, kind: ProblemKind, detail: string, expectedIndex: number): SegmentProblem {
@@ -335,6 +345,7 @@ export function scanSegmentWindowed(
   let off = 0;
   let expected = firstIndex;
   let term = prevTerm;
+  let lastHardState: number | undefined;
   while (off < fileBytes) {
     if (!ensure(off, Math.min(minRecord, fileBytes - off))) return undefined;
     let w = off - winPos;
@@ -350,10 +361,12 @@ export function scanSegmentWindowed(
     const idx = peekIndex(window, w);
     const t = peekTerm(window, w);
     if (idx !== expected || t < term) return undefined;
-    offsets.push(off);
-    terms.push(t);
     term = t;
-    expected++;
+    if (isEntryType(peekType(window, w))) {
+      offsets.push(off);
+      terms.push(t);
+      expected++;
+    } else lastHardState = off;
     off += recordBytes;
   }
   const validBytes = off;
@@ -366,7 +379,7 @@ export function scanSegmentWindowed(
     p += n;
   }
   return {
-    scan: { name, firstIndex, offsets, terms, validBytes, fileBytes, problem: undefined },
+    scan: { name, firstIndex, offsets, terms, lastHardState, validBytes, fileBytes, problem: undefined },
     zeroTailFrom: validBytes < fileBytes ? validBytes : undefined,
   };
 }

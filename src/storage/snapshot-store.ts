@@ -2,8 +2,12 @@
 //
 // <dataDir>/snap/<last included index, 20 digits>.snap. Layout (little-endian):
 //   header: magic "KVSNAP\0\0" | u32 version | u32 headerBytes | u64 lastIndex | u64 lastTerm
-//           | u64 entries | u64 bodyBytes | u32 bodyCrc | u32 metaBytes | meta | u32 headerCrc32c
-//   bodyCrc: version 2 (written now) CRC-32 (IEEE, zlib's native one); version 1 CRC-32C (still read).
+//           | u64 entries | u64 bodyBytes | u32 bodyCrc | u32 metaBytes
+//           | (version 3:) u32 voterCount | u32 learnerCount | u64 id per voter, then per learner
+//           | meta | u32 headerCrc32c
+//   bodyCrc: versions 2 and 3 CRC-32 (IEEE, zlib's native one); version 1 CRC-32C (still read).
+//   Version 3 (written now) adds the Raft membership as of lastIndex; versions 1 and 2 have none
+//   (read as unknown).
 //   body:   entries, each [u8 flags][u32 keyBytes][u32 valueBytes][u64 expireAtMs if flags&1][key][value]
 // Keys and values are byte strings (latin1: one char per byte).
 import { basename, join } from "node:path";
@@ -20,7 +24,15 @@ import { dataDirError, openDataDir } from "./wal.ts";
 const log = () => logger("storage");
 
 export const SNAP_DIR = "snap";
-export const SNAPSHOT_VERSION = 2;
+export const SNAPSHOT_VERSION = 3;
+
+/** Raft membership as of a snapshot's last index: voters and learners (disjoint, ids >= 1). */
+export interface SnapshotMembership {
+  readonly voters: readonly number[];
+  readonly learners: readonly number[];
+}
+/** Members a header may list: far above any real cluster, low enough that a damaged count is caught. */
+export const SNAPSHOT_MEMBERS_MAX = 4096;
 
 /** A checksum over buf[start, end), continuing from crc (0 to begin). */
 type BodyCrc = (buf: Uint8Array, start: number, end: number, crc: number) => number;
@@ -76,8 +88,10 @@ export interface SnapshotInfo {
   lastTerm: number;
   entryCount: number;
   bodyBytes: number;
-  /** Opaque bytes stored with the snapshot (Raft membership later). */
+  /** Opaque bytes stored with the snapshot (the state machine's own metadata). */
   meta: Uint8Array;
+  /** Raft membership as of lastIndex (format version 3); undefined for older files: unknown. */
+  membership: SnapshotMembership | undefined;
 }
 
 export interface LoadedSnapshot extends SnapshotInfo {
@@ -111,6 +125,8 @@ export interface SnapshotWriteOptions {
   lastIndex: number;
   lastTerm: number;
   meta?: Uint8Array;
+  /** Raft membership as of lastIndex (empty when not given). */
+  membership?: SnapshotMembership;
   /** Yield to the event loop when this much time passed since the last yield. */
   yieldEveryMs?: number;
 }
@@ -217,7 +233,8 @@ export class SnapshotStore {
     let ok = false;
     let longestSliceMs = 0;
     try {
-      const headerBytes = HEADER_FIXED_BYTES + meta.length;
+      const membership = opts.membership ?? { voters: [], learners: [] };
+      const headerBytes = headerBytesFor(membership, meta);
       let pos = headerBytes;
       let crc = 0;
       let count = 0;
@@ -284,7 +301,7 @@ export class SnapshotStore {
       flush();
       longestSliceMs = Math.max(longestSliceMs, performance.now() - sliceStart);
       const bodyBytes = pos - headerBytes;
-      const header = encodeHeader({ lastIndex: opts.lastIndex, lastTerm: opts.lastTerm, entryCount: count, bodyBytes, bodyCrc: crc, meta });
+      const header = encodeHeader({ lastIndex: opts.lastIndex, lastTerm: opts.lastTerm, entryCount: count, bodyBytes, bodyCrc: crc, meta, membership });
       writeAt(io, fd, header, 0, tmp);
       try {
         await io.datasync(fd);
@@ -303,7 +320,7 @@ export class SnapshotStore {
       await this.prune();
       const durationMs = performance.now() - t0;
       log().info(`snapshot ${SNAP_DIR}/${name}: ${count} keys, ${bodyBytes} bytes in ${durationMs.toFixed(0)} ms (longest slice ${longestSliceMs.toFixed(1)} ms)`);
-      return { file: path, lastIndex: opts.lastIndex, lastTerm: opts.lastTerm, entryCount: count, bodyBytes, meta, longestSliceMs, durationMs };
+      return { file: path, lastIndex: opts.lastIndex, lastTerm: opts.lastTerm, entryCount: count, bodyBytes, meta, membership, longestSliceMs, durationMs };
     } finally {
       if (fd >= 0) {
         try {
@@ -485,10 +502,28 @@ interface HeaderFields {
   bodyBytes: number;
   bodyCrc: number;
   meta: Uint8Array;
+  /** Written in version 3; undefined when decoding an older file. */
+  membership: SnapshotMembership | undefined;
 }
 interface DecodedHeader extends HeaderFields {
   headerBytes: number;
   version: number;
+}
+
+/** Version 3's header size: the fixed fields, the two member counts and ids, the meta. */
+function headerBytesFor(m: SnapshotMembership, meta: Uint8Array): number {
+  return HEADER_FIXED_BYTES + 8 + 8 * (m.voters.length + m.learners.length) + meta.length;
+}
+
+/** Throws RangeError for a membership that cannot be written (the caller's bug, not damage). */
+function checkMembership(m: SnapshotMembership): void {
+  if (m.voters.length + m.learners.length > SNAPSHOT_MEMBERS_MAX) throw new RangeError(`a snapshot header lists at most ${SNAPSHOT_MEMBERS_MAX} members`);
+  const seen = new Set<number>();
+  for (const id of [...m.voters, ...m.learners]) {
+    if (!Number.isSafeInteger(id) || id < 1) throw new RangeError(`member id ${id} is not a positive integer`);
+    if (seen.has(id)) throw new RangeError(`member ${id} is listed twice`);
+    seen.add(id);
+  }
 }
 
 function setU64(dv: DataView, off: number, n: number): void {
@@ -499,8 +534,10 @@ function getU64(dv: DataView, off: number): number {
   return dv.getUint32(off + 4, true) * TWO_32 + dv.getUint32(off, true);
 }
 
-export function encodeHeader(h: HeaderFields): Uint8Array {
-  const headerBytes = HEADER_FIXED_BYTES + h.meta.length;
+export function encodeHeader(h: Omit<HeaderFields, "membership"> & { membership?: SnapshotMembership }): Uint8Array {
+  const membership = h.membership ?? { voters: [], learners: [] };
+  checkMembership(membership);
+  const headerBytes = headerBytesFor(membership, h.meta);
   const out = new Uint8Array(headerBytes);
   const dv = new DataView(out.buffer);
   out.set(MAGIC, 0);
@@ -512,7 +549,14 @@ export function encodeHeader(h: HeaderFields): Uint8Array {
   setU64(dv, 40, h.bodyBytes);
   dv.setUint32(48, h.bodyCrc, true);
   dv.setUint32(52, h.meta.length, true);
-  out.set(h.meta, 56);
+  dv.setUint32(56, membership.voters.length, true);
+  dv.setUint32(60, membership.learners.length, true);
+  let o = 64;
+  for (const id of [...membership.voters, ...membership.learners]) {
+    setU64(dv, o, id);
+    o += 8;
+  }
+  out.set(h.meta, o);
   dv.setUint32(headerBytes - 4, crc32c(out, 0, headerBytes - 4), true);
   return out;
 }
@@ -523,14 +567,38 @@ function decodeHeader(b: Uint8Array, path: string): DecodedHeader {
   for (let i = 0; i < MAGIC.length; i++) if (b[i] !== MAGIC[i]) throw bad("not a kv snapshot (bad magic)", 0);
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const version = dv.getUint32(8, true);
-  if (version !== 1 && version !== SNAPSHOT_VERSION) throw bad(`snapshot format version ${version}, this kv reads 1 to ${SNAPSHOT_VERSION}`, 8);
+  if (version < 1 || version > SNAPSHOT_VERSION) throw bad(`snapshot format version ${version}, this kv reads 1 to ${SNAPSHOT_VERSION}`, 8);
   const headerBytes = dv.getUint32(12, true);
   const metaBytes = dv.getUint32(52, true);
-  if (headerBytes !== HEADER_FIXED_BYTES + metaBytes || headerBytes > b.length) throw bad(`bad header length ${headerBytes}`, 12);
+  // Version 3 lists the members between metaBytes and meta; their count is checked before the
+  // header checksum is, so a damaged count is refused without reading past the header.
+  let metaAt = 56;
+  let counts: [number, number] = [0, 0];
+  if (version >= 3) {
+    if (b.length < HEADER_FIXED_BYTES + 8) throw bad(`too short for a version 3 snapshot header (${b.length} bytes)`, 0);
+    counts = [dv.getUint32(56, true), dv.getUint32(60, true)];
+    if (counts[0] + counts[1] > SNAPSHOT_MEMBERS_MAX) throw bad(`member counts ${counts[0]} + ${counts[1]} exceed ${SNAPSHOT_MEMBERS_MAX}`, 56);
+    metaAt = 64 + 8 * (counts[0] + counts[1]);
+  }
+  if (headerBytes !== metaAt + metaBytes + 4 || headerBytes > b.length) throw bad(`bad header length ${headerBytes}`, 12);
   const stored = dv.getUint32(headerBytes - 4, true);
   const computed = crc32c(b, 0, headerBytes - 4);
   if (stored !== computed) throw bad(`header checksum mismatch (stored 0x${stored.toString(16)}, computed 0x${computed.toString(16)})`, headerBytes - 4);
+  let membership: SnapshotMembership | undefined;
+  if (version >= 3) {
+    const ids: number[] = [];
+    for (let o = 64; o < metaAt; o += 8) {
+      // A good checksum over a bad id is a writer's bug or a forged file: refused, never read as 0.
+      const hi = dv.getUint32(o + 4, true);
+      const id = hi * TWO_32 + dv.getUint32(o, true);
+      if (hi >= 2 ** 21 || id < 1) throw bad(`member id at offset ${o} is not a positive integer`, o);
+      if (ids.includes(id)) throw bad(`member ${id} is listed twice`, o);
+      ids.push(id);
+    }
+    membership = { voters: ids.slice(0, counts[0]), learners: ids.slice(counts[0]) };
+  }
   return {
+    membership,
     headerBytes,
     version,
     lastIndex: getU64(dv, 16),
@@ -538,7 +606,7 @@ function decodeHeader(b: Uint8Array, path: string): DecodedHeader {
     entryCount: getU64(dv, 32),
     bodyBytes: getU64(dv, 40),
     bodyCrc: dv.getUint32(48, true),
-    meta: b.slice(56, 56 + metaBytes),
+    meta: b.slice(metaAt, metaAt + metaBytes),
   };
 }
 

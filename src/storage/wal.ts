@@ -11,6 +11,7 @@ import {
   decodeAt,
   encodeRecords,
   getU32,
+  isEntryType,
   peekIndex,
   peekTerm,
   peekTimestamp,
@@ -149,6 +150,8 @@ interface Segment {
   checkedAtOpen: boolean;
   /** Deleted by fail() while an fsync was in flight on fd: close fd when the last one returns. */
   dropped?: boolean;
+  /** Offset of the segment's last record that is not an entry (a hard state), if any. */
+  lastHardState: number | undefined;
 }
 
 interface PendingAppend {
@@ -169,6 +172,8 @@ export class Wal implements LogStore {
 
   private readonly io: StorageIo;
   private readonly syncInline: boolean;
+  /** The newest HardState record written to a segment and still in it: its payload and index field. */
+  private hardState: { seg: Segment; offset: number; index: number; payload: Uint8Array } | undefined;
   private segments: Segment[] = [];
   private base = 0; // index just before the first record, while there are no segments
   private last = 0; // last appended index (queued or written)
@@ -337,6 +342,7 @@ export class Wal implements LogStore {
         writable: false,
         syncing: 0,
         checkedAtOpen: !covered,
+        lastHardState: scan.lastHardState,
       };
       if (seg.offsets.length === 0 && !isLast) {
         throw new CorruptLogError(`${rel}: empty segment in the middle of the log. Run \`kv repair --data-dir <dir>\`.`, path, 0);
@@ -358,6 +364,18 @@ export class Wal implements LogStore {
       probeWritable(io, this.dir);
     }
     this.written = this.acked = this.last;
+    for (let i = this.segments.length - 1; i >= 0 && this.hardState === undefined; i--) {
+      const seg = this.segments[i]!;
+      if (seg.lastHardState === undefined) continue;
+      const head = new Uint8Array(RECORD_HEADER_BYTES);
+      this.io.read(this.readFd(seg), head, 0, RECORD_HEADER_BYTES, seg.lastHardState);
+      const len = RECORD_HEADER_BYTES + getU32(head, 0);
+      const buf = new Uint8Array(len);
+      const n = this.io.read(this.readFd(seg), buf, 0, len, seg.lastHardState);
+      const r = decodeAt(buf, 0, n);
+      if (r.kind !== "ok") throw changedAfterValidation(seg, seg.firstIndex, seg.lastHardState, r.kind);
+      this.hardState = { seg, offset: seg.lastHardState, index: r.record.index, payload: r.record.payload.slice() };
+    }
     let records = 0;
     for (const s of this.segments) records += s.offsets.length;
     this.recovery = { segments: this.segments.length, records, bytes: bytesTotal, firstIndex: this.firstIndex(), lastIndex: this.last, truncated, zeroTailBytes };
@@ -372,6 +390,16 @@ export class Wal implements LogStore {
   }
 
   // ---------------------------------------------------------------- reads
+
+  /**
+   * The newest HardState record written and still in the log (truncation, compaction and reset
+   * drop it with its bytes): its payload and its index field (the index the next entry had).
+   * Records appended but not yet written are not included.
+   */
+  lastHardState(): { index: number; payload: Uint8Array } | undefined {
+    const h = this.hardState;
+    return h === undefined ? undefined : { index: h.index, payload: h.payload };
+  }
 
   firstIndex(): number {
     return this.segments[0]?.firstIndex ?? this.base + 1;
@@ -389,7 +417,7 @@ export class Wal implements LogStore {
 
   private termOf(index: number): number | undefined {
     if (index > this.written) {
-      for (const a of this.queue) for (const r of a.records) if (r.index === index) return r.term;
+      for (const a of this.queue) for (const r of a.records) if (r.index === index && isEntryType(r.type)) return r.term;
       return undefined;
     }
     const seg = this.segmentFor(index);
@@ -427,7 +455,7 @@ export class Wal implements LogStore {
       const start = seg.offsets.at(k0)!;
       for (let k = k0; k < k1; k++) {
         const off = seg.offsets.at(k)! - start;
-        const payload = buf.subarray(off + RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES, recordEnd(seg, k) - start);
+        const payload = buf.subarray(off + RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES, off + RECORD_HEADER_BYTES + getU32(buf, off));
         if (out.length > 0 && payloadBytes + payload.length > maxBytes) return out;
         payloadBytes += payload.length;
         out.push({ index: seg.firstIndex + k, term: peekTerm(buf, off), type: peekType(buf, off), timestampMs: peekTimestamp(buf, off), payload });
@@ -438,7 +466,7 @@ export class Wal implements LogStore {
     if (i < hi) {
       for (const a of this.queue) {
         for (const r of a.records) {
-          if (r.index < i || r.index >= hi) continue;
+          if (r.index < i || r.index >= hi || !isEntryType(r.type)) continue;
           if (out.length > 0 && payloadBytes + r.payload.length > maxBytes) return out;
           payloadBytes += r.payload.length;
           out.push(r);
@@ -476,7 +504,7 @@ export class Wal implements LogStore {
       const base = m !== undefined ? 0 : seg.offsets.at(k0)!; // file offset of b[0]
       for (let k = k0; k < k1; k++) {
         const off = seg.offsets.at(k)! - base;
-        fn(seg.firstIndex + k, peekTerm(b, off), peekType(b, off), peekTimestamp(b, off), b, off + RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES, recordEnd(seg, k) - base, m !== undefined);
+        fn(seg.firstIndex + k, peekTerm(b, off), peekType(b, off), peekTimestamp(b, off), b, off + RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES, off + RECORD_HEADER_BYTES + getU32(b, off), m !== undefined);
         count++;
       }
       i = seg.firstIndex + k1;
@@ -548,9 +576,13 @@ export class Wal implements LogStore {
     if (records.length === 0) return Promise.resolve();
     checkContiguous(records, this.last, this.lastTermValue);
     const bytes = encodeRecords(records);
-    const lastRec = records[records.length - 1]!;
-    this.last = lastRec.index;
-    this.lastTermValue = lastRec.term;
+    for (let i = records.length - 1; i >= 0; i--) {
+      const r = records[i]!;
+      if (!isEntryType(r.type)) continue;
+      this.last = r.index;
+      this.lastTermValue = r.term;
+      break;
+    }
     const p = new Promise<void>((resolve, reject) => {
       this.queue.push({ records, bytes, resolve, reject });
     });
@@ -617,19 +649,28 @@ export class Wal implements LogStore {
   private nextBatchLength(): number {
     const seg = this.segments[this.segments.length - 1];
     let bytes = 0;
-    if (seg !== undefined && seg.bytes > 0) {
+    // The batch's first append goes into the segment whatever its size when the segment holds no
+    // entry yet: a fresh one, or one holding only hard states (never rolled away from: the next
+    // segment would take its name, and recovery refuses a segment without entries in the middle).
+    let first = true;
+    if (seg !== undefined && seg.offsets.length > 0) {
       // As writeBatch decides: switch to a ready spare at once, or roll when the next append does not fit.
-      const rolls = (this.spare?.ready === true && seg.allocated === 0) || seg.bytes + this.queue[0]!.bytes.length > this.segmentBytesMax;
-      if (!rolls) bytes = seg.bytes;
-      else if (seg.allocated > seg.bytes || seg.syncedBytes < seg.bytes) return 0;
-    }
+      const rolls = startsEntries(this.queue[0]!) && ((this.spare?.ready === true && seg.allocated === 0) || seg.bytes + this.queue[0]!.bytes.length > this.segmentBytesMax);
+      if (!rolls) {
+        bytes = seg.bytes;
+        first = false;
+      } else if (seg.allocated > seg.bytes || seg.syncedBytes < seg.bytes) return 0;
+    } else if (seg !== undefined) bytes = seg.bytes;
     let n = 0;
-    while (n < this.queue.length && (bytes === 0 || bytes + this.queue[n]!.bytes.length <= this.segmentBytesMax)) {
+    // Appends holding hard states only never roll (they are small), so they always fit.
+    while (n < this.queue.length && (first || bytes + this.queue[n]!.bytes.length <= this.segmentBytesMax || !startsEntries(this.queue[n]!))) {
+      if (startsEntries(this.queue[n]!)) first = false;
       bytes += this.queue[n]!.bytes.length;
       n++;
     }
     return n;
   }
+
 
   /**
    * Makes the active segment durable as it stands (its unused preallocation cut, then fdatasync on
@@ -668,8 +709,7 @@ export class Wal implements LogStore {
   }
 
   private ackBatch(batch: PendingAppend[]): void {
-    const recs = batch[batch.length - 1]!.records;
-    this.acked = recs[recs.length - 1]!.index;
+    for (const a of batch) for (const r of a.records) if (isEntryType(r.type)) this.acked = r.index;
     for (const a of batch) a.resolve();
   }
 
@@ -679,11 +719,12 @@ export class Wal implements LogStore {
     let seg = this.activeSegment(batch[0]!.records[0]!.index);
     // A spare is ready and this segment was not preallocated (the first one, say): switch now
     // rather than when it is full, so fsyncs get cheaper early on a fresh node.
-    if (this.spare?.ready && seg.allocated === 0 && seg.bytes > 0) seg = this.roll(batch[0]!.records[0]!.index);
+    if (this.spare?.ready && seg.allocated === 0 && seg.offsets.length > 0 && startsEntries(batch[0]!)) seg = this.roll(batch[0]!.records[0]!.index);
     let group: PendingAppend[] = [];
     let groupBytes = 0;
     for (const a of batch) {
-      if (seg.bytes + groupBytes > 0 && seg.bytes + groupBytes + a.bytes.length > this.segmentBytesMax) {
+      const holdsEntries = seg.offsets.length > 0 || group.some(startsEntries);
+      if (holdsEntries && seg.bytes + groupBytes + a.bytes.length > this.segmentBytesMax && startsEntries(a)) {
         if (group.length > 0) this.writeGroup(seg, group, groupBytes);
         if (!touched.includes(seg)) touched.push(seg);
         seg = this.roll(a.records[0]!.index);
@@ -724,8 +765,13 @@ export class Wal implements LogStore {
     let off = seg.bytes;
     for (const a of group) {
       for (const r of a.records) {
-        seg.offsets.push(off);
-        seg.terms.push(r.term);
+        if (isEntryType(r.type)) {
+          seg.offsets.push(off);
+          seg.terms.push(r.term);
+        } else {
+          seg.lastHardState = off;
+          this.hardState = { seg, offset: off, index: r.index, payload: r.payload };
+        }
         off += recordBytes(r);
         this.stats.records++;
       }
@@ -805,7 +851,7 @@ export class Wal implements LogStore {
       }
       throw new StorageIoError("create", path, e);
     }
-    const seg: Segment = { name, path, firstIndex, offsets: new NumList(), terms: new NumList(), bytes: 0, allocated, syncedBytes: 0, fd, writable: true, syncing: 0, checkedAtOpen: false };
+    const seg: Segment = { name, path, firstIndex, offsets: new NumList(), terms: new NumList(), bytes: 0, allocated, syncedBytes: 0, fd, writable: true, syncing: 0, checkedAtOpen: false, lastHardState: undefined };
     this.segments.push(seg);
     return seg;
   }
@@ -913,8 +959,15 @@ export class Wal implements LogStore {
         seg.syncedBytes = Math.min(seg.syncedBytes, seg.bytes);
         seg.offsets.length = keep;
         seg.terms.length = keep;
+        this.dropHardStateFrom(seg, seg.bytes);
       }
     }
+  }
+
+  /** Forgets seg's hard-state records at or after byte `from` (cut off or deleted with it). */
+  private dropHardStateFrom(seg: Segment, from: number): void {
+    if (seg.lastHardState !== undefined && seg.lastHardState >= from) seg.lastHardState = undefined;
+    if (this.hardState?.seg === seg && this.hardState.offset >= from) this.hardState = undefined;
   }
 
   /**
@@ -947,7 +1000,9 @@ export class Wal implements LogStore {
       // Newest segments first, so a crash part-way leaves a prefix of the log, never a gap.
       let deleted = false;
       while (this.segments.length > 0 && this.segments[this.segments.length - 1]!.firstIndex > index) {
-        this.deleteSegment(this.segments.pop()!);
+        const gone = this.segments.pop()!;
+        this.dropHardStateFrom(gone, 0);
+        this.deleteSegment(gone);
         deleted = true;
       }
       if (deleted) this.fsyncDirOrThrow();
@@ -967,6 +1022,7 @@ export class Wal implements LogStore {
           seg.terms.length = keep;
           seg.bytes = seg.syncedBytes = newBytes;
           seg.allocated = 0;
+          this.dropHardStateFrom(seg, newBytes);
         }
       }
       if (this.segments.length === 0) this.base = index;
@@ -985,6 +1041,7 @@ export class Wal implements LogStore {
       const segLast = seg.firstIndex + seg.offsets.length - 1;
       if (segLast > index || seg.syncing > 0 || seg.writable) break;
       this.baseTerm = seg.terms.last();
+      this.dropHardStateFrom(seg, 0);
       this.deleteSegment(seg);
       this.segments.shift();
       deleted++;
@@ -1003,6 +1060,7 @@ export class Wal implements LogStore {
       await this.syncsSettled();
       if (this.failure) throw new WalFailedError(this.failure);
       while (this.segments.length > 0) this.deleteSegment(this.segments.pop()!);
+      this.hardState = undefined;
       this.fsyncDirOrThrow();
       this.base = this.last = this.written = this.acked = index;
       this.lastTermValue = term;
@@ -1079,7 +1137,12 @@ export function asIoError(e: unknown, op: "write" | "fsync", path: string): Stor
   return e instanceof StorageIoError ? e : new StorageIoError(op, path, e);
 }
 
-/** Where record k of seg ends (the next record's offset, or the segment's end). */
+/** Whether a queued append starts with an entry (else it holds hard state only, and never rolls a segment). */
+function startsEntries(a: PendingAppend): boolean {
+  return isEntryType(a.records[0]!.type);
+}
+
+/** Where record k of seg ends, hard-state records after it included (the next entry's offset, or the segment's end). */
 function recordEnd(seg: Segment, k: number): number {
   return k + 1 < seg.offsets.length ? seg.offsets.at(k + 1)! : seg.bytes;
 }
@@ -1102,7 +1165,9 @@ function checkRecords(seg: Segment, k0: number, k1: number, buf: Uint8Array, bas
   for (let k = k0; k < k1; k++) {
     const off = seg.offsets.at(k)! - base;
     const end = recordEnd(seg, k) - base;
-    const lengthOk = checksums ? validRecordEnd(buf, off, len) === end : end - off >= RECORD_HEADER_BYTES && off + RECORD_HEADER_BYTES + getU32(buf, off) === end;
+    // A record ends where the next entry starts, or earlier when hard-state records follow it.
+    const recEnd = checksums ? validRecordEnd(buf, off, len) : end - off >= RECORD_HEADER_BYTES ? off + RECORD_HEADER_BYTES + getU32(buf, off) : -1;
+    const lengthOk = recEnd > off && recEnd <= end && isEntryType(buf[off + RECORD_HEADER_BYTES + 16]!);
     if (!lengthOk || peekIndex(buf, off) !== seg.firstIndex + k) {
       const kind = decodeAt(buf, off, len).kind;
       throw changedAfterValidation(seg, seg.firstIndex + k, base + off, kind === "ok" ? "wrong index or length" : kind);

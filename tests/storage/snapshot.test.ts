@@ -329,27 +329,44 @@ test("mapped(): a file that cannot be mapped gives undefined (the caller reads i
   expect(loaded.mapped()).toBeDefined(); // the fault was one-off
 });
 
-test("format versions: 2 (CRC-32 body) is written; 1 (CRC-32C body) is still read, also mapped and damaged; others are refused", async () => {
+test("format versions: 3 (membership) is written; 2 and 1 (CRC-32C body) are still read, also mapped and damaged; others are refused", async () => {
   const { crc32 } = await import("node:zlib");
   const dir = tempDir();
   const store = SnapshotStore.open(dir);
   const entries = [...keyspace(2000)];
-  await store.write({ lastIndex: 9, lastTerm: 1 }, entries);
+  const meta = new TextEncoder().encode("1700000000000");
+  await store.write({ lastIndex: 9, lastTerm: 1, meta, membership: { voters: [1, 2, 3], learners: [7] } }, entries);
   const path = join(dir, "snap", snapshotName(9));
-  const v2 = readFileSync(path);
-  const headerBytes = v2.readUInt32LE(12);
-  expect(v2.readUInt32LE(8)).toBe(2); // the version the file carries, not the constant's value
-  expect(v2.readUInt32LE(48)).toBe(crc32(v2.subarray(headerBytes)));
+  const v3 = readFileSync(path);
+  expect(v3.readUInt32LE(8)).toBe(3); // the version the file carries, not the constant's value
+  const loaded3 = store.load(path);
+  expect(loaded3.membership).toEqual({ voters: [1, 2, 3], learners: [7] });
+  expect(loaded3.meta).toEqual(meta);
+  expect([...loaded3.entries()]).toEqual(entries);
 
-  // The same snapshot as version 1 wrote it: CRC-32C over the body and over the header.
+  // The same snapshot as version 2 wrote it: no member fields, the meta right after metaBytes.
+  const metaAt = 64 + 8 * 4;
+  const body = v3.subarray(v3.readUInt32LE(12));
+  const headerBytes = 60 + meta.length;
   const asVersion = (v: number, bodyCrc: number) => {
-    const b = Buffer.from(v2);
+    const b = Buffer.alloc(headerBytes + body.length);
+    v3.copy(b, 0, 0, 56);
     b.writeUInt32LE(v, 8);
+    b.writeUInt32LE(headerBytes, 12);
     b.writeUInt32LE(bodyCrc, 48);
+    b.set(meta, 56);
     b.writeUInt32LE(crc32c(b, 0, headerBytes - 4), headerBytes - 4);
+    b.set(body, headerBytes);
     return b;
   };
-  const v1 = asVersion(1, crc32c(v2, headerBytes, v2.length));
+  expect(v3.subarray(metaAt, metaAt + meta.length)).toEqual(Buffer.from(meta));
+  writeFileSync(path, asVersion(2, crc32(body)));
+  const loaded2 = store.load(path);
+  expect(loaded2.membership).toBeUndefined(); // unknown, not empty
+  expect(loaded2.meta).toEqual(meta);
+  expect([...loaded2.entries()]).toEqual(entries);
+
+  const v1 = asVersion(1, crc32c(body, 0, body.length));
   writeFileSync(path, v1);
   expect([...store.load(path).entries()]).toEqual(entries);
   const viaMap: SnapshotEntry[] = [];
@@ -361,8 +378,41 @@ test("format versions: 2 (CRC-32 body) is written; 1 (CRC-32C body) is still rea
   writeFileSync(path, v1);
   expect(() => store.load(path)).toThrow(/body checksum mismatch/);
   // A version 1 header with a CRC-32 body checksum is wrong, and so found.
-  writeFileSync(path, asVersion(1, crc32(v2.subarray(headerBytes))));
+  writeFileSync(path, asVersion(1, crc32(body)));
   expect(() => store.load(path)).toThrow(/body checksum mismatch/);
-  writeFileSync(path, asVersion(3, crc32(v2.subarray(headerBytes))));
-  expect(() => store.load(path)).toThrow(/format version 3, this kv reads 1 to 2/);
+  writeFileSync(path, asVersion(4, crc32(body)));
+  expect(() => store.load(path)).toThrow(/format version 4, this kv reads 1 to 3/);
+});
+
+test("a damaged membership field in a version 3 header is an error, never read as empty or 0", async () => {
+  const dir = tempDir();
+  const store = SnapshotStore.open(dir);
+  await store.write({ lastIndex: 5, lastTerm: 2, membership: { voters: [1, 2, 3], learners: [] } }, keyspace(10));
+  const path = join(dir, "snap", snapshotName(5));
+  const good = readFileSync(path);
+  const headerBytes = good.readUInt32LE(12);
+  const withCrc = (b: Buffer) => {
+    b.writeUInt32LE(crc32c(b, 0, headerBytes - 4), headerBytes - 4);
+    return b;
+  };
+  const cases: [string, (b: Buffer) => Buffer, RegExp][] = [
+    ["a flipped bit in a voter id", (b) => ((b[64 + 8]! ^= 4), b), /header checksum mismatch/],
+    ["a damaged voter count", (b) => (b.writeUInt32LE(2, 56), b), /bad header length|header checksum/],
+    ["a huge member count", (b) => (b.writeUInt32LE(0xfffffff0, 60), b), /member counts/],
+    ["a zero id under a good checksum", (b) => withCrc((b.writeUInt32LE(0, 64), b)), /member id at offset 64 is not a positive integer/],
+    ["a duplicate id under a good checksum", (b) => withCrc((b.writeUInt32LE(1, 72), b)), /member 1 is listed twice/],
+  ];
+  for (const [what, damage, why] of cases) {
+    writeFileSync(path, damage(Buffer.from(good)));
+    let err: unknown;
+    try {
+      store.load(path);
+    } catch (e) {
+      err = e;
+    }
+    expect(err, what).toBeInstanceOf(CorruptLogError);
+    expect((err as Error).message, what).toMatch(why);
+  }
+  writeFileSync(path, good);
+  expect(store.load(path).membership).toEqual({ voters: [1, 2, 3], learners: [] });
 });
