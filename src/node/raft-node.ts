@@ -194,6 +194,13 @@ export class RaftNode<R = unknown> {
     return p;
   }
 
+  /** Starts an election now (operator action and tests; normally the election timeout does it). */
+  campaign(): void {
+    if (this.stopped) return;
+    this.rawNode.campaign();
+    this.pump();
+  }
+
   transferLeadership(to: NodeId): ReturnType<RawNode["transferLeadership"]> {
     if (this.stopped) return "not-leader";
     const r = this.rawNode.transferLeadership(to);
