@@ -77,6 +77,9 @@ class NodeModel {
   lastApplied = 0;
   /** Term in which this node is leader right now, or -1. */
   leaderTerm = -1;
+  /** The vote each term's durable hard state named, and each term's granted vote (kept across crashes). */
+  readonly durableVotes = new Map<number, NodeId>();
+  readonly grantedVotes = new Map<number, NodeId>();
 
   lastIndex(): number {
     return this.snapIndex + this.terms.length;
@@ -292,6 +295,11 @@ export class Checker {
       }
     }
     if (hs) {
+      const voted = m.durableVotes.get(hs.term);
+      if (voted !== undefined && voted !== hs.vote) {
+        this.fail("Vote Once", `node ${node} voted for ${voted} in term ${hs.term}, then durably for ${hs.vote === 0 ? "nobody" : hs.vote}`);
+      }
+      if (hs.vote !== 0) m.durableVotes.set(hs.term, hs.vote);
       if (hs.term < m.hardState.term) this.fail("Monotonic Term", `node ${node} term went from ${m.hardState.term} to ${hs.term}`);
       if (hs.commit < m.hardState.commit) this.fail("Monotonic Commit", `node ${node} commit went from ${m.hardState.commit} to ${hs.commit}`);
       if (hs.commit > m.lastIndex()) this.fail("Commit Within Log", `node ${node} commit ${hs.commit} past its durable last index ${m.lastIndex()}`);
@@ -349,6 +357,11 @@ export class Checker {
         }
         return;
       case "vote-resp":
+        if (!msg.reject) {
+          const granted = m.grantedVotes.get(msg.term);
+          if (granted !== undefined && granted !== msg.to) this.fail("Vote Once", `node ${node} granted its term-${msg.term} vote to ${granted}, then to ${msg.to}`);
+          m.grantedVotes.set(msg.term, msg.to);
+        }
         if (!msg.reject && (hs.term < msg.term || (hs.term === msg.term && hs.vote !== msg.to))) {
           this.fail(rule, `node ${node} granted a vote to ${msg.to} in term ${msg.term} before persisting it`);
         }

@@ -1,5 +1,6 @@
 // Runs the deterministic simulator over thousands of seeds (SIM_SEEDS raises it; SEED=n replays one seed).
 import { describe, expect, test } from "bun:test";
+import { MemoryRaftStorage } from "../../src/node/memory-storage.ts";
 import { RaftLog } from "../../src/raft/log.ts";
 import { FAULT_KINDS, WORKLOAD_KINDS, replayCommand, runSeed, type SimResult } from "./sim.ts";
 
@@ -91,6 +92,21 @@ describe("simulator properties", () => {
       expect(failing.length).toBeGreaterThan(0);
     } finally {
       RaftLog.prototype.isUpToDate = original;
+    }
+  });
+
+  test("the simulator finds the bug when a restart forgets the vote of its term (Vote Once)", async () => {
+    const original = MemoryRaftStorage.prototype.initialState;
+    MemoryRaftStorage.prototype.initialState = function (this: MemoryRaftStorage) {
+      const st = original.call(this);
+      return { ...st, hardState: { ...st.hardState, vote: 0 } };
+    };
+    try {
+      const rules = new Set<string>();
+      for (let seed = 1; seed <= 20 && rules.size === 0; seed++) for (const v of (await runSeed({ seed, nodes: 3 })).violations) rules.add(v.rule);
+      expect([...rules]).toContain("Vote Once");
+    } finally {
+      MemoryRaftStorage.prototype.initialState = original;
     }
   });
 
