@@ -11,8 +11,8 @@ export interface MemoryRaftStorageOptions {
   persistSteps?: () => number;
   /** Sees every write when it becomes durable (whole, or the surviving part of a torn one). */
   onDurable?: (p: PersistRequest) => void;
-  /** Called when an armed torn crash happens: the owner must treat the process as dead. */
-  onCrash?: () => void;
+  /** Called when an armed crash happens: the owner must treat the process as dead. */
+  onCrash?: (how: "torn" | "after-write") => void;
 }
 
 interface Inflight {
@@ -33,6 +33,7 @@ export class MemoryRaftStorage implements RaftStorage {
   private closed = false;
   /** Next write's fate: keep this many of its steps [snapshot, entries..., hardState] (the last is lost), then crash. */
   private tornKeep: ((steps: number) => number) | undefined;
+  private crashAfterWrite = false;
   /** State-machine images by index, written before compact() (the runtime's snapshot file). */
   private readonly images = new Map<number, Uint8Array>();
   persists = 0;
@@ -96,11 +97,18 @@ export class MemoryRaftStorage implements RaftStorage {
     if (this.tornKeep && (w.p.snapshot || w.p.entries.length > 0 || w.p.hardState)) {
       this.writeTorn(w.p, this.tornKeep);
       this.crash();
-      this.opts.onCrash?.();
+      this.opts.onCrash?.("torn");
       return;
     }
     this.write(w.p);
     this.opts.onDurable?.(w.p);
+    if (this.crashAfterWrite) {
+      // Durable, but the process dies before it learns so: nothing of this Ready is sent or applied.
+      this.crash();
+      this.opts.onCrash?.("after-write");
+      return;
+    }
+    if (this.crashed) return;
     w.resolve();
   }
 
@@ -130,6 +138,11 @@ export class MemoryRaftStorage implements RaftStorage {
   /** The next write that changes anything is torn, then the process dies (onCrash); undefined disarms. */
   armTornCrash(keepOf: ((steps: number) => number) | undefined): void {
     this.tornKeep = keepOf;
+  }
+
+  /** The next write that changes anything completes, then the process dies before persist() resolves. */
+  armCrashAfterWrite(on: boolean): void {
+    this.crashAfterWrite = on;
   }
 
   /** The process dies now: the write in flight is lost whole; nothing of this instance runs again. */

@@ -12,6 +12,7 @@ import { Checker, digest, type SimEvent, type Violation } from "./checkers.ts";
 export const FAULT_KINDS = [
   "drop",
   "duplicate",
+  "replay-late",
   "delay",
   "partition-symmetric",
   "partition-asymmetric",
@@ -19,6 +20,7 @@ export const FAULT_KINDS = [
   "bridge",
   "crash",
   "torn-crash",
+  "crash-after-write",
   "restart",
   "pause",
 ] as const;
@@ -222,7 +224,7 @@ export class Simulator {
     const storage = new MemoryRaftStorage(n.disk, {
       persistSteps: this.fsyncStepsMax > 0 ? () => 1 + this.rand.int(this.fsyncStepsMax) : undefined,
       onDurable: (p) => this.onDurable(n, p),
-      onCrash: () => this.crash(n, true),
+      onCrash: (how) => this.crash(n, how),
     });
     const transport = this.net.attach(n.id);
     n.sm = sm;
@@ -277,9 +279,9 @@ export class Simulator {
     this.checker.violations.push({ rule: "Work Budget", detail: `seed ${this.opts.seed} (${this.opts.nodes} nodes): ${what}`, at: this.now });
   }
 
-  private crash(n: SimNode, torn: boolean): void {
-    this.log(`crash ${n.id}${torn ? " (torn)" : ""}`);
-    this.faults[torn ? "torn-crash" : "crash"]++;
+  private crash(n: SimNode, how: "torn" | "after-write" | false): void {
+    this.log(`crash ${n.id}${how ? ` (${how})` : ""}`);
+    this.faults[how === "torn" ? "torn-crash" : how === "after-write" ? "crash-after-write" : "crash"]++;
     n.up = false;
     n.storage?.crash();
     n.transport?.close();
@@ -342,6 +344,11 @@ export class Simulator {
     if (this.now < this.faultEnd && this.dupRate > 0 && this.rand.chance(this.dupRate)) {
       this.faults.duplicate++;
       this.enqueue(m, 1 + this.rand.int(this.delayMax * 3));
+    }
+    if (this.now < this.faultEnd && this.rand.chance(0.002)) {
+      // A copy surfaces much later (a stale connection's buffer): after elections, in a later term.
+      this.faults["replay-late"]++;
+      this.enqueue(m, STEPS_PER_TICK * (20 + this.rand.int(300)));
     }
   }
 
@@ -471,7 +478,9 @@ export class Simulator {
       const up = [...this.nodes.values()].filter((n) => n.up);
       if (up.length > 0) {
         const n = this.rand.pick(up);
-        if (this.rand.chance(0.5)) n.storage?.armTornCrash((steps) => this.rand.int(steps));
+        const how = this.rand.int(4);
+        if (how <= 1) n.storage?.armTornCrash((steps) => this.rand.int(steps));
+        else if (how === 2) n.storage?.armCrashAfterWrite(true);
         else this.crash(n, false);
       }
     }
@@ -614,6 +623,7 @@ export class Simulator {
     this.blocked = new Set();
     for (const n of this.nodes.values()) {
       n.storage?.armTornCrash(undefined);
+      n.storage?.armCrashAfterWrite(false);
       n.pausedUntil = 0;
       if (!n.up) {
         this.faults.restart++;
