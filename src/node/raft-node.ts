@@ -328,7 +328,7 @@ export class RaftNode<R = unknown> {
   }
 
   private applyEntry(e: Entry): void {
-    assert(e.index === this.applied + 1, `applying ${e.index} after ${this.applied} (applied moves by one)`);
+    if (e.index !== this.applied + 1) assert(false, `applying ${e.index} after ${this.applied} (applied moves by one)`);
     const result = this.sm.apply(e);
     this.applied = e.index;
     const p = this.proposals.get(e.index);

@@ -37,7 +37,7 @@ export class RegisterStateMachine implements StateMachine<RegisterResult> {
   onRestore: ((index: number) => void) | undefined;
 
   apply(e: Entry): RegisterResult {
-    assert(e.index === this.applied + 1, `register applied ${e.index} after ${this.applied}`);
+    if (e.index !== this.applied + 1) assert(false, `register applied ${e.index} after ${this.applied}`);
     const value = e.type === "normal" ? dec.decode(e.data) : "";
     if (value !== "") this.value = value;
     this.applied = e.index;

@@ -68,7 +68,7 @@ export class MemoryTransport implements Transport {
   send(messages: readonly Message[]): void {
     if (this.closed) return;
     for (const m of messages) {
-      assert(m.from === this.id, `node ${this.id} sends a message from ${m.from}`);
+      if (m.from !== this.id) assert(false, `node ${this.id} sends a message from ${m.from}`);
       this.net.route(m);
     }
   }
