@@ -252,6 +252,57 @@ describe("RaftNode reads", () => {
   });
 });
 
+describe("RaftNode snapshots", () => {
+  test("snapshotEntries compacts the log behind a saved image; a restart restores the state machine from it", async () => {
+    const net = new MemoryNetwork();
+    const disk = new MemoryStorage();
+    bootstrapStorage(disk, [1]);
+    const start = (storage: MemoryRaftStorage, sm: RegisterStateMachine): RaftNode<RegisterResult> =>
+      new RaftNode<RegisterResult>({
+        id: 1,
+        storage,
+        transport: net.attach(1),
+        stateMachine: sm,
+        rand: new Rand(1),
+        raft: { electionTicks: 10, heartbeatTicks: 1 },
+        snapshotEntries: 5,
+        saveSnapshot: (meta, data) => {
+          storage.saveImage(meta.index, data);
+          return Promise.resolve();
+        },
+      });
+    const storage = new MemoryRaftStorage(disk);
+    const node = start(storage, new RegisterStateMachine());
+    await new Promise<void>((r) => setImmediate(r));
+    node.campaign();
+    await new Promise<void>((r) => setImmediate(r));
+    let last: RegisterResult | undefined;
+    for (let i = 1; i <= 12; i++) last = await node.propose(enc(`v${i}`));
+    await new Promise<void>((r) => setImmediate(r));
+    expect(last?.value).toBe("v12");
+    // Compacted: the log starts after a snapshot, which holds the register as of its index.
+    const snap = storage.snapshot();
+    expect(storage.firstIndex()).toBeGreaterThan(5);
+    expect(snap.meta.index).toBe(storage.firstIndex() - 1);
+    expect(new TextDecoder().decode(snap.data)).toMatch(/^v\d+$/);
+    await node.close();
+    // The next process restores the image, then applies the rest of the committed log on top.
+    const sm = new RegisterStateMachine();
+    const restored: number[] = [];
+    const applied: number[] = [];
+    sm.onRestore = (index) => restored.push(index);
+    sm.onApply = (e) => applied.push(e.index);
+    const again = start(storage.reopen(), sm);
+    for (let i = 0; i < 5 && sm.value !== "v12"; i++) await new Promise<void>((r) => setImmediate(r));
+    expect(restored).toEqual([snap.meta.index]);
+    expect(applied[0]).toBe(snap.meta.index + 1);
+    expect(sm.value).toBe("v12");
+    again.campaign();
+    await new Promise<void>((r) => setImmediate(r));
+    expect((await again.propose(enc("v13"))).value).toBe("v13");
+  });
+});
+
 describe("RaftNode Ready loop", () => {
   test("nothing of a Ready is sent before its persist completes (votes, appends, acknowledgements)", async () => {
     const c = new TestCluster([1, 2, 3], new Set([1, 2, 3]));
