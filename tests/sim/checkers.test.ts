@@ -64,6 +64,24 @@ describe("checkers catch known violations", () => {
     expect(fine.violations).toEqual([]);
   });
 
+  test("Durable Quorum: an index committed while only a minority of voters durably held it", () => {
+    const commitWith = (holders: number[], voters: number[]): Checker =>
+      run([
+        ...holders.map((node): SimEvent => ({ kind: "persist", node, entries: [e(1, 1), e(2, 1)], hardState: hs(1, 1, 0) })),
+        { kind: "persist", node: 1, entries: [], hardState: hs(1, 1, 2), voters },
+      ]);
+    expect(rules(commitWith([1], [1, 2, 3]))).toEqual(["Durable Quorum"]);
+    expect(rules(commitWith([1, 2], [1, 2, 3, 4]))).toEqual(["Durable Quorum"]);
+    expect(commitWith([1, 2], [1, 2, 3]).violations).toEqual([]);
+    // Committed just before a membership change took effect: a majority of the previous voters counts.
+    const changed = run([
+      { kind: "persist", node: 1, entries: [e(1, 1)], hardState: hs(1, 1, 0), voters: [1, 2, 3] },
+      { kind: "persist", node: 2, entries: [e(1, 1)], hardState: hs(1, 1, 0) },
+      { kind: "persist", node: 1, entries: [], hardState: hs(1, 1, 1), voters: [1, 2, 3, 4] },
+    ]);
+    expect(changed.violations).toEqual([]);
+  });
+
   test("Election Safety: two leaders in one term", () => {
     const c = run([...healthy(), { kind: "role", node: 2, term: 1, role: "leader" }]);
     expect(rules(c)).toEqual(["Election Safety"]);

@@ -265,6 +265,7 @@ export class Simulator {
       ...(p.snapshot ? { snapshot: { index: p.snapshot.meta.index, term: p.snapshot.meta.term } } : {}),
       entries: p.entries.map(digest),
       ...(p.hardState ? { hardState: p.hardState } : {}),
+      ...(p.hardState && n.node ? { voters: n.node.rawNode.raft.confState().voters } : {}),
     });
   }
 
