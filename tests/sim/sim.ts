@@ -21,6 +21,8 @@ export const FAULT_KINDS = [
   "crash",
   "torn-crash",
   "crash-after-write",
+  "crash-mid-write",
+  "slow-write",
   "restart",
   "pause",
 ] as const;
@@ -222,7 +224,7 @@ export class Simulator {
       this.emit({ kind: "restore", node: n.id, index });
     };
     const storage = new MemoryRaftStorage(n.disk, {
-      persistSteps: this.fsyncStepsMax > 0 ? () => 1 + this.rand.int(this.fsyncStepsMax) : undefined,
+      persistSteps: () => this.persistSteps(),
       onDurable: (p) => this.onDurable(n, p),
       onCrash: (how) => this.crash(n, how),
     });
@@ -255,6 +257,15 @@ export class Simulator {
     this.observeRole(n);
   }
 
+  /** Steps one write takes: none or a few per this seed's disk, and now and then a stall of ticks. */
+  private persistSteps(): number {
+    if (this.now < this.faultEnd && this.rand.chance(0.005)) {
+      this.faults["slow-write"]++;
+      return STEPS_PER_TICK * (2 + this.rand.int(20));
+    }
+    return this.fsyncStepsMax > 0 ? 1 + this.rand.int(this.fsyncStepsMax) : 0;
+  }
+
   private onDurable(n: SimNode, p: Parameters<MemoryRaftStorage["persist"]>[0]): void {
     if (++this.writes > this.writesMax) this.overBudget(`more than ${this.writesMax} writes`);
     // The role or term that caused this write changed before it (the checkers judge the write by it).
@@ -283,6 +294,7 @@ export class Simulator {
   private crash(n: SimNode, how: "torn" | "after-write" | false): void {
     this.log(`crash ${n.id}${how ? ` (${how})` : ""}`);
     this.faults[how === "torn" ? "torn-crash" : how === "after-write" ? "crash-after-write" : "crash"]++;
+    if (!how && n.storage?.writing) this.faults["crash-mid-write"]++;
     n.up = false;
     n.storage?.crash();
     n.transport?.close();
@@ -611,7 +623,7 @@ export class Simulator {
       this.checker.now = this.now;
       const q = this.queue.get(this.now);
       if (q) await this.deliverDue(q);
-      if (this.fsyncStepsMax > 0) {
+      {
         this.completeWrites();
         if (this.continuationDue()) await this.drain();
       }
