@@ -66,6 +66,12 @@ function chain(prev: number, entryH: number): number {
 
 const key = (index: number, term: number): number => index * 1_000_003 + term;
 
+function sameIds(a: readonly NodeId[], b: readonly NodeId[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** The checker's copy of one node's durable state. */
 class NodeModel {
   snapIndex = 0;
@@ -311,7 +317,7 @@ export class Checker {
       if (hs.commit > m.lastIndex()) this.fail("Commit Within Log", `node ${node} commit ${hs.commit} past its durable last index ${m.lastIndex()}`);
       m.hardState = hs;
       this.commitByTerm.set(hs.term, Math.max(this.commitByTerm.get(hs.term) ?? 0, hs.commit));
-      if (voters && voters.length > 0 && voters.join() !== m.voters.join()) {
+      if (voters && voters.length > 0 && !sameIds(voters, m.voters)) {
         m.prevVoters = m.voters;
         m.voters = voters;
       }

@@ -106,6 +106,8 @@ export class Simulator {
   readonly rand: Rand;
   readonly checker = new Checker();
   readonly nodes = new Map<NodeId, SimNode>();
+  /** The same nodes, for the hot loops. */
+  private readonly nodeList: SimNode[] = [];
   /** Every id that may ever be a member: the initial voters plus one spare. */
   readonly universe: NodeId[];
   private now = 0;
@@ -123,6 +125,8 @@ export class Simulator {
   /** 0: each Ready is persisted at once; otherwise writes take 1..fsyncStepsMax micro-steps. */
   private readonly fsyncStepsMax: number;
   private counter = 0;
+  /** Client requests whose promise has not settled (their callbacks need a turn of the microtask queue). */
+  private clientsWaiting = 0;
   readonly faults = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>;
   readonly workload = Object.fromEntries(WORKLOAD_KINDS.map((k) => [k, 0])) as Record<WorkloadKind, number>;
   private messages = 0;
@@ -189,6 +193,7 @@ export class Simulator {
         pausedUntil: 0,
       };
       this.nodes.set(id, n);
+      this.nodeList.push(n);
       // Bootstrap writes are durable before the node starts.
       this.emit({ kind: "persist", node: id, entries: disk.allEntries().map(digest), hardState: disk.getHardState() });
     }
@@ -317,7 +322,7 @@ export class Simulator {
   }
 
   private continuationDue(): boolean {
-    for (const n of this.nodes.values()) {
+    for (const n of this.nodeList) {
       const node = n.node;
       if (!n.up || !node || !n.storage) continue;
       if ((node.persistInFlight && !n.storage.writing) || node.compacting) return true;
@@ -339,8 +344,9 @@ export class Simulator {
 
   /** Asynchronous seeds: each disk advances one step; completed writes continue the Ready loop. */
   private completeWrites(): void {
-    for (const n of this.nodes.values()) {
-      if (n.up && n.storage) n.storage.step();
+    for (const n of this.nodeList) {
+      // A disk's clock only matters while it writes (a write's delay counts from its start).
+      if (n.up && n.storage?.writing) n.storage.step();
     }
   }
 
@@ -376,20 +382,18 @@ export class Simulator {
     q.push(m);
   }
 
-  private async deliverDue(q: Message[]): Promise<void> {
+  /** Takes the messages due now off the queue, in a random order (same-instant arrivals reorder). */
+  private takeDue(): Message[] | undefined {
+    const q = this.queue.get(this.now);
+    if (!q) return undefined;
     this.queue.delete(this.now);
-    // Same-instant messages arrive in a random order.
     for (let i = q.length - 1; i > 0; i--) {
       const j = this.rand.int(i + 1);
       const t = q[i] as Message;
       q[i] = q[j] as Message;
       q[j] = t;
     }
-    // Synchronous runs between the (rarer) awaits keep the hot loop out of the async machinery.
-    for (let i = 0; i < q.length && this.checker.ok; ) {
-      i = this.deliverUntilDrain(q, i);
-      if (this.continuationDue()) await this.drain();
-    }
+    return q;
   }
 
   /** Delivers q[from..] until a delivery leaves a runtime continuation due; returns the next position. */
@@ -433,7 +437,7 @@ export class Simulator {
     return this.universe;
   }
 
-  private async injectFaults(tick: number): Promise<void> {
+  private injectFaults(tick: number): void {
     const ids = this.members();
     if (this.blocked.size > 0 && tick >= this.partitionUntil) {
       this.log("heal partition");
@@ -513,14 +517,13 @@ export class Simulator {
         n.restarts++;
         this.log(`restart ${n.id}`);
         this.start(n);
-        if (this.continuationDue()) await this.drain();
       }
     }
   }
 
   // ---- workload ----
 
-  private async runWorkload(): Promise<void> {
+  private runWorkload(): void {
     // Clients talk to any node that believes it leads (a deposed leader may not know yet).
     const leaders = [...this.nodes.values()].filter((n) => n.up && n.node && n.pausedUntil <= this.now && n.node.rawNode.raft.role === "leader");
     if (leaders.length === 0) return;
@@ -535,13 +538,15 @@ export class Simulator {
         const value = `v${++this.counter}`;
         this.emit({ kind: "write-invoke", value });
         this.workload.propose++;
+        this.clientsWaiting++;
         node.propose(enc.encode(value)).then(
           (r) => {
+            this.clientsWaiting--;
             this.acked++;
             this.maxAckedIndex = Math.max(this.maxAckedIndex, r.index);
             this.emit({ kind: "write-ack", value });
           },
-          () => {},
+          () => this.clientsWaiting--,
         );
       }
     }
@@ -549,12 +554,14 @@ export class Simulator {
       const ctx = `r${++this.counter}`;
       this.emit({ kind: "read-invoke", id: ctx });
       this.workload["read-index"]++;
+      this.clientsWaiting++;
       node.readIndex().then(
         () => {
+          this.clientsWaiting--;
           this.readsServed++;
           this.emit({ kind: "read-return", id: ctx, value: sm.value });
         },
-        () => {},
+        () => this.clientsWaiting--,
       );
     }
     if (this.rand.chance(0.01)) {
@@ -582,10 +589,9 @@ export class Simulator {
       this.log(`conf-change ${cc.type} ${cc.node}: ${proposed ? "proposed" : "refused"}`);
       if (proposed) this.workload["conf-change"]++;
     }
-    if (this.continuationDue()) await this.drain();
   }
 
-  private async maybeCompact(): Promise<void> {
+  private maybeCompact(): void {
     if (!this.rand.chance(0.08)) return;
     const up = [...this.nodes.values()].filter((n) => n.up && n.node && n.storage);
     if (up.length === 0) return;
@@ -596,40 +602,48 @@ export class Simulator {
     node.snapshot().catch((err: unknown) => this.fatal(err));
     this.workload.snapshot++;
     this.log(`snapshot ${n.id} at ${n.applied}`);
-    if (this.continuationDue()) await this.drain();
   }
 
   // ---- main loop ----
 
-  private async tickAll(): Promise<void> {
-    for (const n of this.nodes.values()) {
+  private tickAll(): void {
+    for (const n of this.nodeList) {
       if (!n.up || !n.node || n.pausedUntil > this.now) continue;
       n.node.tick();
       this.observeRole(n);
-      if (n.node?.persistInFlight && this.continuationDue()) await this.drain();
     }
   }
 
   private async runTick(tick: number, faults: boolean): Promise<void> {
     this.checker.now = this.now;
+    // Each phase runs synchronously; the runtime's continuations due (a persist done) run after it,
+    // so every phase sees the nodes as processes would between two events.
     if (faults) {
-      await this.injectFaults(tick);
-      await this.runWorkload();
-      await this.maybeCompact();
+      this.injectFaults(tick);
+      if (this.continuationDue()) await this.drain();
+      this.runWorkload();
+      if (this.continuationDue()) await this.drain();
+      this.maybeCompact();
+      if (this.continuationDue()) await this.drain();
     }
-    await this.tickAll();
+    this.tickAll();
+    if (this.continuationDue()) await this.drain();
     for (let s = 0; s < STEPS_PER_TICK && this.checker.ok; s++) {
       this.now++;
       this.checker.now = this.now;
-      const q = this.queue.get(this.now);
-      if (q) await this.deliverDue(q);
-      {
-        this.completeWrites();
-        if (this.continuationDue()) await this.drain();
+      const q = this.takeDue();
+      // Synchronous runs between the (rarer) awaits keep the hot loop out of the async machinery.
+      if (q) {
+        for (let i = 0; i < q.length && this.checker.ok; ) {
+          i = this.deliverUntilDrain(q, i);
+          if (this.continuationDue()) await this.drain();
+        }
       }
+      this.completeWrites();
+      if (this.continuationDue()) await this.drain();
     }
     // Let the clients' callbacks (acknowledgements, read results) run before the next tick.
-    await null;
+    if (this.clientsWaiting > 0) await null;
   }
 
   private async healAll(): Promise<void> {
