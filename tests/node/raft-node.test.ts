@@ -2,7 +2,7 @@
 // that nothing of a Ready is sent before its persist completes.
 import { describe, expect, test } from "bun:test";
 import { MemoryRaftStorage } from "../../src/node/memory-storage.ts";
-import { DroppedError, NotLeaderError, RaftNode, UnknownOutcomeError } from "../../src/node/raft-node.ts";
+import { DroppedError, NodeClosedError, NotLeaderError, RaftNode, UnknownOutcomeError } from "../../src/node/raft-node.ts";
 import { RegisterStateMachine, type RegisterResult } from "../../src/node/state-machine.ts";
 import { MemoryNetwork } from "../../src/node/transport.ts";
 import { Rand } from "../../src/raft/rand.ts";
@@ -300,6 +300,50 @@ describe("RaftNode snapshots", () => {
     again.campaign();
     await new Promise<void>((r) => setImmediate(r));
     expect((await again.propose(enc("v13"))).value).toBe("v13");
+  });
+});
+
+describe("RaftNode stopping", () => {
+  test("close() fails what is pending, refuses new requests, and closes transport and storage", async () => {
+    const c = new TestCluster([1, 2, 3]);
+    const l = await c.elect(1);
+    c.cut.add("1>2").add("1>3");
+    const w = watch(l.node.propose(enc("pending")));
+    const r = watch(l.node.readIndex());
+    await c.settle();
+    await l.node.close();
+    await c.settle();
+    expect(w.error).toBeInstanceOf(UnknownOutcomeError);
+    expect(r.error).toBeInstanceOf(NodeClosedError);
+    expect(await l.node.propose(enc("after")).catch((e: unknown) => e)).toBeInstanceOf(NodeClosedError);
+    expect(() => l.storage.persist({ hardState: undefined, entries: [], snapshot: undefined })).toThrow("persist after close");
+  });
+
+  test("a failed persist stops the node: onFatal hears of it and pending proposals have an unknown outcome", async () => {
+    const disk = new MemoryStorage();
+    bootstrapStorage(disk, [1]);
+    const storage = new MemoryRaftStorage(disk);
+    let broken = false;
+    const persist = storage.persist.bind(storage);
+    storage.persist = (p) => (broken ? Promise.reject(new Error("disk on fire")) : persist(p));
+    const fatal: unknown[] = [];
+    const node = new RaftNode<RegisterResult>({
+      id: 1,
+      storage,
+      transport: new MemoryNetwork().attach(1),
+      stateMachine: new RegisterStateMachine(),
+      rand: new Rand(1),
+      onFatal: (err) => fatal.push(err),
+    });
+    await new Promise<void>((r) => setImmediate(r));
+    node.campaign();
+    await new Promise<void>((r) => setImmediate(r));
+    expect((await node.propose(enc("ok"))).value).toBe("ok");
+    broken = true;
+    const err = await node.propose(enc("lost")).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnknownOutcomeError);
+    expect((fatal[0] as Error).message).toBe("disk on fire");
+    expect(await node.readIndex().catch((e: unknown) => e)).toBeInstanceOf(NodeClosedError);
   });
 });
 
