@@ -62,7 +62,7 @@ let sumToLeader = 0;
 const t0 = performance.now();
 for (const nodes of nodesList) {
   for (let seed = seedStart; seed < seedStart + seeds; seed++) {
-    const r = runSeed({ seed, nodes, keepTrace: trace });
+    const r = await runSeed({ seed, nodes, keepTrace: trace });
     runs++;
     acked += r.stats.acked;
     reads += r.stats.readsServed;

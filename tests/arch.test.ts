@@ -91,6 +91,13 @@ describe("pure cores", () => {
     });
   }
 
+  // The Raft runtime and its twins: time comes in as tick(), so the simulator drives them deterministically.
+  for (const file of ["src/node/raft-node.ts", "src/node/transport.ts", "src/node/state-machine.ts", "src/node/memory-storage.ts"]) {
+    test(`${file} imports no bun/node:* and uses no timers, clock or global randomness`, () => {
+      expect(violations(readFileSync(join(ROOT, file), "utf8"))).toEqual([]);
+    });
+  }
+
   test("the pure directories exist and hold code (the rule is not vacuous)", () => {
     expect(tsFiles(join(ROOT, "src/resp")).length).toBeGreaterThan(0);
     expect(tsFiles(join(ROOT, "src/kv")).length).toBeGreaterThan(0);

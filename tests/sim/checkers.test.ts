@@ -39,6 +39,49 @@ describe("checkers catch known violations", () => {
     expect(c.violations).toEqual([]);
   });
 
+  test("Vote Once: a node votes for two candidates in one term across a restart, or grants two", () => {
+    const durable = run([
+      ...healthy(),
+      { kind: "persist", node: 3, entries: [], hardState: hs(2, 2, 2) },
+      { kind: "crash", node: 3 },
+      { kind: "restore", node: 3, index: 0 },
+      { kind: "persist", node: 3, entries: [], hardState: hs(2, 1, 2) },
+    ]);
+    expect(rules(durable)).toEqual(["Vote Once"]);
+    const forgot = run([...healthy(), { kind: "persist", node: 3, entries: [], hardState: hs(2, 2, 2) }, { kind: "persist", node: 3, entries: [], hardState: hs(2, 0, 2) }]);
+    expect(rules(forgot)).toEqual(["Vote Once"]);
+    const grant = (to: number): SimEvent => ({ kind: "send", node: 3, msg: { type: "vote-resp", from: 3, to, term: 2, reject: false } as Message });
+    const granted = run([...healthy(), { kind: "persist", node: 3, entries: [], hardState: hs(2, 2, 2) }, grant(2), { kind: "crash", node: 3 }, grant(1)]);
+    expect(rules(granted)).toContain("Vote Once");
+    // Votes in different terms, and a repeated grant to the same candidate, are fine.
+    const fine = run([
+      ...healthy(),
+      { kind: "persist", node: 3, entries: [], hardState: hs(2, 2, 2) },
+      grant(2),
+      grant(2),
+      { kind: "persist", node: 3, entries: [], hardState: hs(3, 1, 2) },
+    ]);
+    expect(fine.violations).toEqual([]);
+  });
+
+  test("Durable Quorum: an index committed while only a minority of voters durably held it", () => {
+    const commitWith = (holders: number[], voters: number[]): Checker =>
+      run([
+        ...holders.map((node): SimEvent => ({ kind: "persist", node, entries: [e(1, 1), e(2, 1)], hardState: hs(1, 1, 0) })),
+        { kind: "persist", node: 1, entries: [], hardState: hs(1, 1, 2), voters },
+      ]);
+    expect(rules(commitWith([1], [1, 2, 3]))).toEqual(["Durable Quorum"]);
+    expect(rules(commitWith([1, 2], [1, 2, 3, 4]))).toEqual(["Durable Quorum"]);
+    expect(commitWith([1, 2], [1, 2, 3]).violations).toEqual([]);
+    // Committed just before a membership change took effect: a majority of the previous voters counts.
+    const changed = run([
+      { kind: "persist", node: 1, entries: [e(1, 1)], hardState: hs(1, 1, 0), voters: [1, 2, 3] },
+      { kind: "persist", node: 2, entries: [e(1, 1)], hardState: hs(1, 1, 0) },
+      { kind: "persist", node: 1, entries: [], hardState: hs(1, 1, 1), voters: [1, 2, 3, 4] },
+    ]);
+    expect(changed.violations).toEqual([]);
+  });
+
   test("Election Safety: two leaders in one term", () => {
     const c = run([...healthy(), { kind: "role", node: 2, term: 1, role: "leader" }]);
     expect(rules(c)).toEqual(["Election Safety"]);

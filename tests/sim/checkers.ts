@@ -26,6 +26,8 @@ export type SimEvent =
       readonly snapshot?: { readonly index: number; readonly term: number };
       readonly entries: readonly EntryDigest[];
       readonly hardState?: HardState;
+      /** The writer's voters when it wrote (for Durable Quorum); absent in hand-built traces. */
+      readonly voters?: readonly NodeId[];
     }
   /** A node handed a message to the network. */
   | { readonly kind: "send"; readonly node: NodeId; readonly msg: Message }
@@ -64,6 +66,12 @@ function chain(prev: number, entryH: number): number {
 
 const key = (index: number, term: number): number => index * 1_000_003 + term;
 
+function sameIds(a: readonly NodeId[], b: readonly NodeId[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** The checker's copy of one node's durable state. */
 class NodeModel {
   snapIndex = 0;
@@ -77,6 +85,12 @@ class NodeModel {
   lastApplied = 0;
   /** Term in which this node is leader right now, or -1. */
   leaderTerm = -1;
+  /** The voters this node reported with its last two different configurations (Durable Quorum). */
+  voters: readonly NodeId[] = [];
+  prevVoters: readonly NodeId[] = [];
+  /** The vote each term's durable hard state named, and each term's granted vote (kept across crashes). */
+  readonly durableVotes = new Map<number, NodeId>();
+  readonly grantedVotes = new Map<number, NodeId>();
 
   lastIndex(): number {
     return this.snapIndex + this.terms.length;
@@ -151,7 +165,7 @@ export class Checker {
       case "role":
         return this.onRole(ev.node, ev.term, ev.role);
       case "persist":
-        return this.onPersist(ev.node, ev.snapshot, ev.entries, ev.hardState);
+        return this.onPersist(ev.node, ev.snapshot, ev.entries, ev.hardState, ev.voters);
       case "send":
         return this.onSend(ev.node, ev.msg);
       case "apply":
@@ -236,6 +250,7 @@ export class Checker {
     snap: { index: number; term: number } | undefined,
     entries: readonly EntryDigest[],
     hs: HardState | undefined,
+    voters?: readonly NodeId[],
   ): void {
     const m = this.model(node);
     if (snap && snap.index > m.snapIndex) {
@@ -292,16 +307,25 @@ export class Checker {
       }
     }
     if (hs) {
+      const voted = m.durableVotes.get(hs.term);
+      if (voted !== undefined && voted !== hs.vote) {
+        this.fail("Vote Once", `node ${node} voted for ${voted} in term ${hs.term}, then durably for ${hs.vote === 0 ? "nobody" : hs.vote}`);
+      }
+      if (hs.vote !== 0) m.durableVotes.set(hs.term, hs.vote);
       if (hs.term < m.hardState.term) this.fail("Monotonic Term", `node ${node} term went from ${m.hardState.term} to ${hs.term}`);
       if (hs.commit < m.hardState.commit) this.fail("Monotonic Commit", `node ${node} commit went from ${m.hardState.commit} to ${hs.commit}`);
       if (hs.commit > m.lastIndex()) this.fail("Commit Within Log", `node ${node} commit ${hs.commit} past its durable last index ${m.lastIndex()}`);
       m.hardState = hs;
       this.commitByTerm.set(hs.term, Math.max(this.commitByTerm.get(hs.term) ?? 0, hs.commit));
-      this.onCommit(node, m, hs.commit);
+      if (voters && voters.length > 0 && !sameIds(voters, m.voters)) {
+        m.prevVoters = m.voters;
+        m.voters = voters;
+      }
+      this.onCommit(node, m, hs.commit, voters);
     }
   }
 
-  private onCommit(node: NodeId, m: NodeModel, c: number): void {
+  private onCommit(node: NodeId, m: NodeModel, c: number, voters?: readonly NodeId[]): void {
     const g = this.commitIndex;
     const at = Math.min(c, g);
     if (at > 0) {
@@ -314,6 +338,32 @@ export class Checker {
     if (c > g) {
       for (let i = g + 1; i <= c; i++) this.committedPrefix[i] = m.prefixAt(i);
       this.commitIndex = c;
+      if (voters && voters.length > 0) this.checkDurableQuorum(node, g + 1, c, m.voters, m.prevVoters);
+    }
+  }
+
+  /**
+   * Durable Quorum: when an index is first durably committed (by its leader, before anyone else can
+   * learn it), a majority of the committing node's voters durably hold that entry (or a snapshot past
+   * it). The commit may have been computed just before the last membership change took effect (its
+   * write was in flight), so a majority of the previous voters also counts.
+   */
+  private checkDurableQuorum(node: NodeId, from: number, to: number, voters: readonly NodeId[], prev: readonly NodeId[]): void {
+    for (let i = from; i <= to; i++) {
+      const want = this.committedPrefix[i];
+      if (want === undefined) continue;
+      const holders = (vs: readonly NodeId[]): number => {
+        let h = 0;
+        for (const v of vs) {
+          const vm = this.nodes.get(v);
+          if (vm && (vm.snapIndex >= i || vm.prefixAt(i) === want)) h++;
+        }
+        return h;
+      };
+      const h = holders(voters);
+      if (h > voters.length / 2 || (prev.length > 0 && holders(prev) > prev.length / 2)) continue;
+      this.fail("Durable Quorum", `node ${node} committed ${i} while ${h} of voters ${voters.join(",")} durably held it`);
+      return;
     }
   }
 
@@ -349,6 +399,11 @@ export class Checker {
         }
         return;
       case "vote-resp":
+        if (!msg.reject) {
+          const granted = m.grantedVotes.get(msg.term);
+          if (granted !== undefined && granted !== msg.to) this.fail("Vote Once", `node ${node} granted its term-${msg.term} vote to ${granted}, then to ${msg.to}`);
+          m.grantedVotes.set(msg.term, msg.to);
+        }
         if (!msg.reject && (hs.term < msg.term || (hs.term === msg.term && hs.vote !== msg.to))) {
           this.fail(rule, `node ${node} granted a vote to ${msg.to} in term ${msg.term} before persisting it`);
         }

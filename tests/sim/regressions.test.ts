@@ -16,8 +16,8 @@ const REGRESSIONS: { seed: number; nodes: 3 | 5; found: string }[] = [
 
 describe("simulator regressions", () => {
   for (const r of REGRESSIONS) {
-    test(`seed ${r.seed} (${r.nodes} nodes): ${r.found}`, () => {
-      const res = runSeed({ seed: r.seed, nodes: r.nodes });
+    test(`seed ${r.seed} (${r.nodes} nodes): ${r.found}`, async () => {
+      const res = await runSeed({ seed: r.seed, nodes: r.nodes });
       expect(res.violations.map((v) => `[${v.rule}] ${v.detail} (${replayCommand(r.seed, r.nodes)})`)).toEqual([]);
     });
   }

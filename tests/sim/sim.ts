@@ -1,13 +1,18 @@
-// Deterministic cluster simulator: seeded network faults, crashes, restarts and workload, checked at every step.
-import { RawNode } from "../../src/raft/rawnode.ts";
+// Deterministic cluster simulator: the runtime (src/node) over its in-memory twins, with seeded network
+// faults, crashes, restarts and workload, checked at every step.
+import { MemoryRaftStorage } from "../../src/node/memory-storage.ts";
+import { RaftNode } from "../../src/node/raft-node.ts";
+import { RegisterStateMachine, type RegisterResult } from "../../src/node/state-machine.ts";
+import { MemoryNetwork, type MemoryTransport } from "../../src/node/transport.ts";
 import { Rand } from "../../src/raft/rand.ts";
 import { MemoryStorage, bootstrapStorage } from "../../src/raft/storage.ts";
-import type { ConfChange, Message, NodeId, Ready } from "../../src/raft/types.ts";
+import type { ConfChange, Message, NodeId } from "../../src/raft/types.ts";
 import { Checker, digest, type SimEvent, type Violation } from "./checkers.ts";
 
 export const FAULT_KINDS = [
   "drop",
   "duplicate",
+  "replay-late",
   "delay",
   "partition-symmetric",
   "partition-asymmetric",
@@ -15,6 +20,9 @@ export const FAULT_KINDS = [
   "bridge",
   "crash",
   "torn-crash",
+  "crash-after-write",
+  "crash-mid-write",
+  "slow-write",
   "restart",
   "pause",
 ] as const;
@@ -34,6 +42,9 @@ export interface SimOptions {
   electionTicks?: number;
   /** Keep every event (for debugging a failing seed). */
   keepTrace?: boolean;
+  /** Work budget of one run: past it the run fails (a runaway bug must not eat the machine). */
+  messagesMax?: number;
+  writesMax?: number;
 }
 
 export interface SimResult {
@@ -45,6 +56,7 @@ export interface SimResult {
   readonly stats: {
     ticks: number;
     messages: number;
+    writes: number;
     acked: number;
     readsServed: number;
     leaders: number;
@@ -59,32 +71,31 @@ export interface SimResult {
 /** Micro-steps per tick: message latency is counted in micro-steps, so a round trip fits in a tick. */
 const STEPS_PER_TICK = 10;
 
-interface PendingWrite {
-  readonly term: number;
-  readonly value: string;
-}
+/**
+ * Default work budget per run, about 10x the most any of seeds 1..1000 (3 and 5 nodes) used
+ * (93k messages, 2.8k writes): a runaway bug fails its seed in seconds instead of eating the machine.
+ */
+export const SIM_MESSAGES_MAX = 1_000_000;
+export const SIM_WRITES_MAX = 30_000;
 
+/** One simulated process: a RaftNode over the twins, and the disk that survives it. */
 interface SimNode {
   readonly id: NodeId;
   up: boolean;
-  rn: RawNode | undefined;
-  readonly storage: MemoryStorage;
-  /** The state machine: a register, and the index it reflects. */
-  value: string;
+  /** The current incarnation (undefined while down). */
+  node: RaftNode<RegisterResult> | undefined;
+  sm: RegisterStateMachine | undefined;
+  storage: MemoryRaftStorage | undefined;
+  transport: MemoryTransport | undefined;
+  /** The durable state: survives crashes. */
+  readonly disk: MemoryStorage;
+  /** Index the last incarnation's state machine reflected (kept across a crash for the liveness report). */
   applied: number;
-  pendingWrites: Map<number, PendingWrite>;
-  /** Reads confirmed by ReadIndex, waiting for applied >= index. */
-  readsToServe: { ctx: string; index: number }[];
-  /** Crash in the middle of persisting the next Ready. */
-  tornCrashArmed: boolean;
   lastRole: string;
   lastTerm: number;
   restarts: number;
   /** Paused (like SIGSTOP) until this micro-step: no ticks, messages wait. */
   pausedUntil: number;
-  /** Asynchronous seeds: the Ready being written, and when the write completes. */
-  inflight: Ready | undefined;
-  inflightDoneAt: number;
 }
 
 const enc = new TextEncoder();
@@ -95,10 +106,13 @@ export class Simulator {
   readonly rand: Rand;
   readonly checker = new Checker();
   readonly nodes = new Map<NodeId, SimNode>();
+  /** The same nodes, for the hot loops. */
+  private readonly nodeList: SimNode[] = [];
   /** Every id that may ever be a member: the initial voters plus one spare. */
   readonly universe: NodeId[];
   private now = 0;
   private readonly queue = new Map<number, Message[]>();
+  private readonly net = new MemoryNetwork();
   /** Directed links that drop everything: "from>to". */
   private blocked = new Set<string>();
   private partitionUntil = 0;
@@ -111,9 +125,14 @@ export class Simulator {
   /** 0: each Ready is persisted at once; otherwise writes take 1..fsyncStepsMax micro-steps. */
   private readonly fsyncStepsMax: number;
   private counter = 0;
+  /** Client requests whose promise has not settled (their callbacks need a turn of the microtask queue). */
+  private clientsWaiting = 0;
   readonly faults = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>;
   readonly workload = Object.fromEntries(WORKLOAD_KINDS.map((k) => [k, 0])) as Record<WorkloadKind, number>;
   private messages = 0;
+  private writes = 0;
+  private readonly messagesMax: number;
+  private readonly writesMax: number;
   private acked = 0;
   private maxAckedIndex = 0;
   private readsServed = 0;
@@ -131,7 +150,12 @@ export class Simulator {
       livenessTicks: o.livenessTicks ?? 800,
       electionTicks: o.electionTicks ?? 10,
       keepTrace: o.keepTrace ?? false,
+      messagesMax: o.messagesMax ?? SIM_MESSAGES_MAX,
+      writesMax: o.writesMax ?? SIM_WRITES_MAX,
     };
+    this.messagesMax = this.opts.messagesMax;
+    this.writesMax = this.opts.writesMax;
+    this.net.route = (m) => this.send(m);
     this.rand = new Rand(o.seed * 2 + (o.nodes === 5 ? 1 : 0));
     const voters: NodeId[] = [];
     for (let i = 1; i <= o.nodes; i++) voters.push(i);
@@ -151,30 +175,35 @@ export class Simulator {
     this.inflightMessagesMax = tuning[1];
     this.fsyncStepsMax = this.rand.pick([0, 0, 3, 15]);
     for (const id of this.universe) {
-      const storage = new MemoryStorage();
+      const disk = new MemoryStorage();
       // The spare starts empty: it only learns the cluster if it is added.
-      if (id <= o.nodes) bootstrapStorage(storage, voters);
+      if (id <= o.nodes) bootstrapStorage(disk, voters);
       const n: SimNode = {
         id,
         up: false,
-        rn: undefined,
-        storage,
-        value: "",
+        node: undefined,
+        sm: undefined,
+        storage: undefined,
+        transport: undefined,
+        disk,
         applied: 0,
-        pendingWrites: new Map(),
-        readsToServe: [],
-        tornCrashArmed: false,
         lastRole: "",
         lastTerm: -1,
         restarts: 0,
         pausedUntil: 0,
-        inflight: undefined,
-        inflightDoneAt: 0,
       };
       this.nodes.set(id, n);
+      this.nodeList.push(n);
       // Bootstrap writes are durable before the node starts.
-      this.emit({ kind: "persist", node: id, entries: storage.allEntries().map(digest), hardState: storage.getHardState() });
+      this.emit({ kind: "persist", node: id, entries: disk.allEntries().map(digest), hardState: disk.getHardState() });
+    }
+  }
+
+  /** Starts every node (the constructor cannot await the first Ready loops). */
+  private async startAll(): Promise<void> {
+    for (const n of this.nodes.values()) {
       this.start(n);
+      if (this.continuationDue()) await this.drain();
     }
   }
 
@@ -190,46 +219,121 @@ export class Simulator {
   // ---- node lifecycle ----
 
   private start(n: SimNode): void {
-    const snap = n.storage.snapshot();
-    n.rn = new RawNode({
-      id: n.id,
-      storage: n.storage,
-      rand: new Rand(this.opts.seed * 7919 + n.id * 104729 + n.restarts * 15485863),
-      applied: snap.meta.index,
-      electionTicks: this.opts.electionTicks,
-      heartbeatTicks: 1,
-      msgBytesMax: this.msgBytesMax,
-      inflightMessagesMax: this.inflightMessagesMax,
+    const sm = new RegisterStateMachine();
+    sm.onApply = (e, value) => {
+      n.applied = e.index;
+      this.emit({ kind: "apply", node: n.id, entry: digest(e), value });
+    };
+    sm.onRestore = (index) => {
+      n.applied = index;
+      this.emit({ kind: "restore", node: n.id, index });
+    };
+    const storage = new MemoryRaftStorage(n.disk, {
+      persistSteps: () => this.persistSteps(),
+      onDurable: (p) => this.onDurable(n, p),
+      onCrash: (how) => this.crash(n, how),
     });
+    const transport = this.net.attach(n.id);
+    n.sm = sm;
+    n.storage = storage;
+    n.transport = transport;
     n.up = true;
-    n.value = dec.decode(snap.data);
-    n.applied = snap.meta.index;
-    n.pendingWrites = new Map();
-    n.readsToServe = [];
-    n.tornCrashArmed = false;
-    n.inflight = undefined;
     n.lastRole = "";
     n.lastTerm = -1;
-    this.emit({ kind: "restore", node: n.id, index: snap.meta.index });
+    n.node = new RaftNode<RegisterResult>({
+      id: n.id,
+      storage,
+      transport,
+      stateMachine: sm,
+      rand: new Rand(this.opts.seed * 7919 + n.id * 104729 + n.restarts * 15485863),
+      raft: {
+        electionTicks: this.opts.electionTicks,
+        heartbeatTicks: 1,
+        msgBytesMax: this.msgBytesMax,
+        inflightMessagesMax: this.inflightMessagesMax,
+      },
+      saveSnapshot: (meta, data) => {
+        storage.saveImage(meta.index, data);
+        return Promise.resolve();
+      },
+      readCtxPrefix: `${n.id}.${n.restarts}.`,
+      onFatal: (err) => this.fatal(err),
+    });
     this.observeRole(n);
-    this.processReady(n);
   }
 
-  private crash(n: SimNode, torn: boolean): void {
-    this.log(`crash ${n.id}${torn ? " (torn)" : ""}`);
-    this.faults[torn ? "torn-crash" : "crash"]++;
+  /** Steps one write takes: none or a few per this seed's disk, and now and then a stall of ticks. */
+  private persistSteps(): number {
+    if (this.now < this.faultEnd && this.rand.chance(0.005)) {
+      this.faults["slow-write"]++;
+      return STEPS_PER_TICK * (2 + this.rand.int(20));
+    }
+    return this.fsyncStepsMax > 0 ? 1 + this.rand.int(this.fsyncStepsMax) : 0;
+  }
+
+  private onDurable(n: SimNode, p: Parameters<MemoryRaftStorage["persist"]>[0]): void {
+    if (++this.writes > this.writesMax) this.overBudget(`more than ${this.writesMax} writes`);
+    // The role or term that caused this write changed before it (the checkers judge the write by it).
+    this.observeRole(n);
+    this.emit({
+      kind: "persist",
+      node: n.id,
+      ...(p.snapshot ? { snapshot: { index: p.snapshot.meta.index, term: p.snapshot.meta.term } } : {}),
+      entries: p.entries.map(digest),
+      ...(p.hardState ? { hardState: p.hardState } : {}),
+      ...(p.hardState && n.node ? { voters: n.node.rawNode.raft.confState().voters } : {}),
+    });
+  }
+
+  /** A runtime invariant broke inside its asynchronous Ready loop. */
+  private fatal(err: unknown): void {
+    const e = err as Error;
+    this.checker.violations.push({ rule: "Crash", detail: `${e.name}: ${e.message}\n${e.stack ?? ""}`, at: this.now });
+  }
+
+  private overBudget(what: string): void {
+    if (this.checker.violations.some((v) => v.rule === "Work Budget")) return;
+    this.checker.violations.push({ rule: "Work Budget", detail: `seed ${this.opts.seed} (${this.opts.nodes} nodes): ${what}`, at: this.now });
+  }
+
+  private crash(n: SimNode, how: "torn" | "after-write" | false): void {
+    this.log(`crash ${n.id}${how ? ` (${how})` : ""}`);
+    this.faults[how === "torn" ? "torn-crash" : how === "after-write" ? "crash-after-write" : "crash"]++;
+    if (!how && n.storage?.writing) this.faults["crash-mid-write"]++;
     n.up = false;
-    n.rn = undefined;
-    n.inflight = undefined;
-    n.pendingWrites.clear();
-    n.readsToServe = [];
+    n.storage?.crash();
+    n.transport?.close();
+    n.node = undefined;
+    n.sm = undefined;
+    n.storage = undefined;
+    n.transport = undefined;
     this.emit({ kind: "crash", node: n.id });
   }
 
+  /**
+   * Runs the runtime's asynchronous continuations (a persist that completed, a compaction) until none
+   * is due: with them done, every input sees the node as a real process would between two events.
+   */
+  private async drain(): Promise<void> {
+    for (let i = 0; this.continuationDue(); i++) {
+      if (i > 1_000_000) throw new Error("drain: a continuation never ran");
+      await null;
+    }
+  }
+
+  private continuationDue(): boolean {
+    for (const n of this.nodeList) {
+      const node = n.node;
+      if (!n.up || !node || !n.storage) continue;
+      if ((node.persistInFlight && !n.storage.writing) || node.compacting) return true;
+    }
+    return false;
+  }
+
   private observeRole(n: SimNode): void {
-    const rn = n.rn;
-    if (!rn) return;
-    const r = rn.raft;
+    const node = n.node;
+    if (!node) return;
+    const r = node.rawNode.raft;
     if (r.role !== n.lastRole || r.term !== n.lastTerm) {
       n.lastRole = r.role;
       n.lastTerm = r.term;
@@ -238,124 +342,32 @@ export class Simulator {
     }
   }
 
-  /**
-   * The runtime's Ready loop. Synchronous seeds persist each Ready at once; asynchronous seeds model
-   * fsync latency: the Ready is written some micro-steps later while the node keeps stepping messages,
-   * ticking and taking proposals (the next Ready waits for advance()).
-   */
-  private processReady(n: SimNode): void {
-    while (n.up && n.rn && !n.inflight && n.rn.hasReady()) {
-      const rd = n.rn.ready();
-      if (this.fsyncStepsMax > 0) {
-        n.inflight = rd;
-        n.inflightDoneAt = this.now + 1 + this.rand.int(this.fsyncStepsMax);
-        return;
-      }
-      if (!this.completeReady(n, rd)) return;
-    }
-  }
-
-  /** Asynchronous seeds: finish the writes whose time has come. */
+  /** Asynchronous seeds: each disk advances one step; completed writes continue the Ready loop. */
   private completeWrites(): void {
-    for (const n of this.nodes.values()) {
-      const rd = n.inflight;
-      if (!rd || n.inflightDoneAt > this.now) continue;
-      n.inflight = undefined;
-      if (this.completeReady(n, rd)) this.processReady(n);
+    for (const n of this.nodeList) {
+      // A disk's clock only matters while it writes (a write's delay counts from its start).
+      if (n.up && n.storage?.writing) n.storage.step();
     }
-  }
-
-  /** Persist, send, apply, advance. Returns false if the node crashed while writing. */
-  private completeReady(n: SimNode, rd: Ready): boolean {
-    const rn = n.rn;
-    if (!rn) return false;
-    if (n.tornCrashArmed && (rd.entries.length > 0 || rd.snapshot || rd.hardState)) {
-      this.tornPersist(n, rd);
-      this.crash(n, true);
-      return false;
-    }
-    if (rd.snapshot) {
-      n.storage.applySnapshot(rd.snapshot);
-    }
-    n.storage.append(rd.entries);
-    if (rd.hardState) n.storage.setHardState(rd.hardState);
-    if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
-      this.emit({
-        kind: "persist",
-        node: n.id,
-        ...(rd.snapshot ? { snapshot: { index: rd.snapshot.meta.index, term: rd.snapshot.meta.term } } : {}),
-        entries: rd.entries.map(digest),
-        ...(rd.hardState ? { hardState: rd.hardState } : {}),
-      });
-    }
-    for (const m of rd.messages) this.send(n, m);
-    if (rd.snapshot) {
-      n.value = dec.decode(rd.snapshot.data);
-      n.applied = rd.snapshot.meta.index;
-      n.pendingWrites.clear();
-      this.emit({ kind: "restore", node: n.id, index: n.applied });
-    }
-    for (const e of rd.committedEntries) {
-      const value = e.type === "normal" ? dec.decode(e.data) : "";
-      this.emit({ kind: "apply", node: n.id, entry: digest(e), value });
-      if (value !== "") n.value = value;
-      n.applied = e.index;
-      const w = n.pendingWrites.get(e.index);
-      if (w) {
-        n.pendingWrites.delete(e.index);
-        if (w.term === e.term) {
-          this.acked++;
-          this.maxAckedIndex = Math.max(this.maxAckedIndex, e.index);
-          this.emit({ kind: "write-ack", value: w.value });
-        }
-      }
-    }
-    for (const rs of rd.readStates) n.readsToServe.push({ ctx: rs.requestCtx, index: rs.index });
-    rn.advance(rd);
-    this.serveReads(n);
-    this.observeRole(n);
-    return true;
-  }
-
-  /** A crash in the middle of a WAL write: a prefix of [snapshot, entries..., hardState] survives. */
-  private tornPersist(n: SimNode, rd: Ready): void {
-    const steps = (rd.snapshot ? 1 : 0) + rd.entries.length + (rd.hardState ? 1 : 0);
-    const keep = this.rand.int(steps); // at least the last step is lost
-    let k = keep;
-    let snapshot: { index: number; term: number } | undefined;
-    if (rd.snapshot && k > 0) {
-      n.storage.applySnapshot(rd.snapshot);
-      snapshot = { index: rd.snapshot.meta.index, term: rd.snapshot.meta.term };
-      k--;
-    } else if (rd.snapshot) {
-      return;
-    }
-    const ents = rd.entries.slice(0, Math.min(k, rd.entries.length));
-    n.storage.append(ents);
-    this.emit({ kind: "persist", node: n.id, ...(snapshot ? { snapshot } : {}), entries: ents.map(digest) });
-  }
-
-  private serveReads(n: SimNode): void {
-    if (n.readsToServe.length === 0) return;
-    const waiting: { ctx: string; index: number }[] = [];
-    for (const r of n.readsToServe) {
-      if (n.applied >= r.index) {
-        this.readsServed++;
-        this.emit({ kind: "read-return", id: r.ctx, value: n.value });
-      } else waiting.push(r);
-    }
-    n.readsToServe = waiting;
   }
 
   // ---- network ----
 
-  private send(from: SimNode, m: Message): void {
-    this.emit({ kind: "send", node: from.id, msg: m });
-    this.messages++;
+  /** The network behind every MemoryTransport: the runtime sends only what its persists made safe. */
+  private send(m: Message): void {
+    if (++this.messages > this.messagesMax) {
+      this.overBudget(`more than ${this.messagesMax} messages`);
+      return;
+    }
+    this.emit({ kind: "send", node: m.from, msg: m });
     this.enqueue(m, 1 + this.rand.int(this.delayMax));
     if (this.now < this.faultEnd && this.dupRate > 0 && this.rand.chance(this.dupRate)) {
       this.faults.duplicate++;
       this.enqueue(m, 1 + this.rand.int(this.delayMax * 3));
+    }
+    if (this.now < this.faultEnd && this.rand.chance(0.002)) {
+      // A copy surfaces much later (a stale connection's buffer): after elections, in a later term.
+      this.faults["replay-late"]++;
+      this.enqueue(m, STEPS_PER_TICK * (20 + this.rand.int(300)));
     }
   }
 
@@ -370,21 +382,28 @@ export class Simulator {
     q.push(m);
   }
 
-  private deliverDue(): void {
+  /** Takes the messages due now off the queue, in a random order (same-instant arrivals reorder). */
+  private takeDue(): Message[] | undefined {
     const q = this.queue.get(this.now);
-    if (!q) return;
+    if (!q) return undefined;
     this.queue.delete(this.now);
-    // Same-instant messages arrive in a random order.
     for (let i = q.length - 1; i > 0; i--) {
       const j = this.rand.int(i + 1);
       const t = q[i] as Message;
       q[i] = q[j] as Message;
       q[j] = t;
     }
-    for (const m of q) {
+    return q;
+  }
+
+  /** Delivers q[from..] until a delivery leaves a runtime continuation due; returns the next position. */
+  private deliverUntilDrain(q: Message[], from: number): number {
+    for (let i = from; i < q.length; i++) {
+      if (!this.checker.ok) return q.length;
+      const m = q[i] as Message;
       const dst = this.nodes.get(m.to);
-      if (!dst || !dst.up || !dst.rn) continue;
-      if (this.blocked.has(`${m.from}>${m.to}`)) continue;
+      if (!dst || !dst.up || !dst.node) continue;
+      if (this.blocked.size > 0 && this.blocked.has(`${m.from}>${m.to}`)) continue;
       if (dst.pausedUntil > this.now) {
         this.enqueue(m, dst.pausedUntil - this.now + this.rand.int(3));
         continue;
@@ -393,10 +412,11 @@ export class Simulator {
         this.faults.drop++;
         continue;
       }
-      dst.rn.step(m);
+      this.net.deliver(m);
       this.observeRole(dst);
-      this.processReady(dst);
+      if (dst.node?.persistInFlight && this.continuationDue()) return i + 1;
     }
+    return q.length;
   }
 
   // ---- faults ----
@@ -408,7 +428,7 @@ export class Simulator {
   private leaderNode(): SimNode | undefined {
     let best: SimNode | undefined;
     for (const n of this.nodes.values()) {
-      if (n.up && n.rn && n.rn.raft.role === "leader" && (!best || n.rn.raft.term > (best.rn as RawNode).raft.term)) best = n;
+      if (n.up && n.node && n.node.rawNode.raft.role === "leader" && (!best || n.node.rawNode.raft.term > (best.node as RaftNode<RegisterResult>).rawNode.raft.term)) best = n;
     }
     return best;
   }
@@ -475,7 +495,9 @@ export class Simulator {
       const up = [...this.nodes.values()].filter((n) => n.up);
       if (up.length > 0) {
         const n = this.rand.pick(up);
-        if (this.rand.chance(0.5)) n.tornCrashArmed = true;
+        const how = this.rand.int(4);
+        if (how <= 1) n.storage?.armTornCrash((steps) => this.rand.int(steps));
+        else if (how === 2) n.storage?.armCrashAfterWrite(true);
         else this.crash(n, false);
       }
     }
@@ -503,32 +525,51 @@ export class Simulator {
 
   private runWorkload(): void {
     // Clients talk to any node that believes it leads (a deposed leader may not know yet).
-    const leaders = [...this.nodes.values()].filter((n) => n.up && n.rn && n.pausedUntil <= this.now && n.rn.raft.role === "leader");
+    const leaders = [...this.nodes.values()].filter((n) => n.up && n.node && n.pausedUntil <= this.now && n.node.rawNode.raft.role === "leader");
     if (leaders.length === 0) return;
     const l = this.rand.pick(leaders);
-    if (!l.rn) return;
-    const rn = l.rn;
+    const node = l.node;
+    const sm = l.sm;
+    if (!node || !sm) return;
+    const rn = node.rawNode;
     if (this.rand.chance(0.6)) {
       const k = 1 + this.rand.int(3);
       for (let i = 0; i < k; i++) {
         const value = `v${++this.counter}`;
         this.emit({ kind: "write-invoke", value });
-        const r = rn.propose(enc.encode(value));
         this.workload.propose++;
-        if (r.ok) l.pendingWrites.set(r.index, { term: r.term, value });
+        this.clientsWaiting++;
+        node.propose(enc.encode(value)).then(
+          (r) => {
+            this.clientsWaiting--;
+            this.acked++;
+            this.maxAckedIndex = Math.max(this.maxAckedIndex, r.index);
+            this.emit({ kind: "write-ack", value });
+          },
+          () => this.clientsWaiting--,
+        );
       }
     }
     if (this.rand.chance(0.3)) {
       const ctx = `r${++this.counter}`;
       this.emit({ kind: "read-invoke", id: ctx });
-      if (rn.readIndex(ctx) === "ok") this.workload["read-index"]++;
+      this.workload["read-index"]++;
+      this.clientsWaiting++;
+      node.readIndex().then(
+        () => {
+          this.clientsWaiting--;
+          this.readsServed++;
+          this.emit({ kind: "read-return", id: ctx, value: sm.value });
+        },
+        () => this.clientsWaiting--,
+      );
     }
     if (this.rand.chance(0.01)) {
       const voters = rn.raft.confState().voters.filter((v) => v !== l.id);
       if (voters.length > 0) {
         const to = this.rand.pick(voters);
         this.log(`transfer ${l.id} -> ${to}`);
-        if (rn.transferLeadership(to) === "ok") this.workload.transfer++;
+        if (node.transferLeadership(to) === "ok") this.workload.transfer++;
       }
     }
     if (this.rand.chance(0.015)) {
@@ -542,25 +583,23 @@ export class Simulator {
       else if (isLearner) cc = this.rand.chance(0.7) ? { type: "add-voter", node: target } : { type: "remove-node", node: target };
       else cc = this.rand.chance(0.5) ? { type: "add-learner", node: target } : { type: "add-voter", node: target };
       if (cc.type === "add-learner" && isVoter && cs.voters.length <= minVoters) return;
-      const r = rn.proposeMembershipChange(cc);
-      this.log(`conf-change ${cc.type} ${cc.node}: ${r.ok ? "proposed" : r.reason}`);
-      if (r.ok) this.workload["conf-change"]++;
+      const lastBefore = rn.raft.log.lastIndex();
+      node.proposeMembershipChange(cc).catch(() => {});
+      const proposed = rn.raft.log.lastIndex() > lastBefore;
+      this.log(`conf-change ${cc.type} ${cc.node}: ${proposed ? "proposed" : "refused"}`);
+      if (proposed) this.workload["conf-change"]++;
     }
-    this.processReady(l);
   }
 
   private maybeCompact(): void {
     if (!this.rand.chance(0.08)) return;
-    const up = [...this.nodes.values()].filter((n) => n.up && n.rn);
+    const up = [...this.nodes.values()].filter((n) => n.up && n.node && n.storage);
     if (up.length === 0) return;
     const n = this.rand.pick(up);
-    const rn = n.rn as RawNode;
-    const first = n.storage.firstIndex();
-    if (n.applied - first < 4) return;
-    // Keep a few entries so that a slightly lagging follower still gets appends.
-    const at = n.applied - this.rand.int(3);
-    if (at < first) return;
-    n.storage.createSnapshot(at === n.applied ? at : n.applied, rn.raft.confState(), enc.encode(n.value));
+    const node = n.node as RaftNode<RegisterResult>;
+    const storage = n.storage as MemoryRaftStorage;
+    if (n.applied - storage.firstIndex() < 4) return;
+    node.snapshot().catch((err: unknown) => this.fatal(err));
     this.workload.snapshot++;
     this.log(`snapshot ${n.id} at ${n.applied}`);
   }
@@ -568,47 +607,64 @@ export class Simulator {
   // ---- main loop ----
 
   private tickAll(): void {
-    for (const n of this.nodes.values()) {
-      if (!n.up || !n.rn || n.pausedUntil > this.now) continue;
-      n.rn.tick();
+    for (const n of this.nodeList) {
+      if (!n.up || !n.node || n.pausedUntil > this.now) continue;
+      n.node.tick();
       this.observeRole(n);
-      this.processReady(n);
     }
   }
 
-  private runTick(tick: number, faults: boolean): void {
+  private async runTick(tick: number, faults: boolean): Promise<void> {
     this.checker.now = this.now;
+    // Each phase runs synchronously; the runtime's continuations due (a persist done) run after it,
+    // so every phase sees the nodes as processes would between two events.
     if (faults) {
       this.injectFaults(tick);
+      if (this.continuationDue()) await this.drain();
       this.runWorkload();
+      if (this.continuationDue()) await this.drain();
       this.maybeCompact();
+      if (this.continuationDue()) await this.drain();
     }
     this.tickAll();
-    for (let s = 0; s < STEPS_PER_TICK; s++) {
+    if (this.continuationDue()) await this.drain();
+    for (let s = 0; s < STEPS_PER_TICK && this.checker.ok; s++) {
       this.now++;
       this.checker.now = this.now;
-      this.deliverDue();
-      if (this.fsyncStepsMax > 0) this.completeWrites();
+      const q = this.takeDue();
+      // Synchronous runs between the (rarer) awaits keep the hot loop out of the async machinery.
+      if (q) {
+        for (let i = 0; i < q.length && this.checker.ok; ) {
+          i = this.deliverUntilDrain(q, i);
+          if (this.continuationDue()) await this.drain();
+        }
+      }
+      this.completeWrites();
+      if (this.continuationDue()) await this.drain();
     }
+    // Let the clients' callbacks (acknowledgements, read results) run before the next tick.
+    if (this.clientsWaiting > 0) await null;
   }
 
-  private healAll(): void {
+  private async healAll(): Promise<void> {
     this.blocked = new Set();
     for (const n of this.nodes.values()) {
-      n.tornCrashArmed = false;
+      n.storage?.armTornCrash(undefined);
+      n.storage?.armCrashAfterWrite(false);
       n.pausedUntil = 0;
       if (!n.up) {
         this.faults.restart++;
         n.restarts++;
         this.start(n);
+        if (this.continuationDue()) await this.drain();
       }
     }
     // Half the seeds heal with a minority of voters left down: liveness must not need everyone.
     // A pending change may still remove one voter, so leave down a minority of (voters - 1).
     if (this.rand.chance(0.5)) {
       let ref: SimNode | undefined;
-      for (const n of this.nodes.values()) if (n.rn && (!ref || n.applied > ref.applied)) ref = n;
-      const voters = ref?.rn ? ref.rn.raft.confState().voters : [];
+      for (const n of this.nodes.values()) if (n.node && (!ref || n.applied > ref.applied)) ref = n;
+      const voters = ref?.node ? ref.node.rawNode.raft.confState().voters : [];
       const downMax = Math.floor((voters.length - 2) / 2);
       const k = downMax > 0 ? this.rand.range(1, downMax) : 0;
       for (let i = 0; i < k; i++) {
@@ -628,8 +684,8 @@ export class Simulator {
   /** Liveness: a leader exists, and every member (in its config) has applied every acknowledged write. */
   private converged(): boolean {
     const l = this.leaderNode();
-    if (!l || !l.rn) return false;
-    const cs = l.rn.raft.confState();
+    if (!l || !l.node) return false;
+    const cs = l.node.rawNode.raft.confState();
     for (const id of [...cs.voters, ...cs.learners]) {
       const n = this.nodes.get(id);
       if (n && this.leftDown.has(id)) continue;
@@ -638,16 +694,17 @@ export class Simulator {
     return true;
   }
 
-  run(): SimResult {
+  async run(): Promise<SimResult> {
     let tick = 0;
     let ticksToLeader = -1;
     let ticksToConverge = -1;
-    for (; tick < this.opts.faultTicks && this.checker.ok; tick++) this.runTick(tick, true);
+    await this.startAll();
+    for (; tick < this.opts.faultTicks && this.checker.ok; tick++) await this.runTick(tick, true);
     if (this.checker.ok) {
-      this.healAll();
+      await this.healAll();
       let ok = false;
       for (let i = 0; i < this.opts.livenessTicks && this.checker.ok; i++, tick++) {
-        this.runTick(tick, false);
+        await this.runTick(tick, false);
         if (ticksToLeader < 0 && this.leaderNode()) ticksToLeader = i + 1;
         if (ticksToLeader < 0 && i + 1 >= this.opts.leaderTicks) break;
         if (this.converged()) {
@@ -676,6 +733,7 @@ export class Simulator {
       stats: {
         ticks: tick,
         messages: this.messages,
+        writes: this.writes,
         acked: this.acked,
         readsServed: this.readsServed,
         leaders: this.termsWithLeader.size,
@@ -689,10 +747,10 @@ export class Simulator {
 }
 
 /** Runs one seed; a thrown assertion inside Raft is reported as a violation too. */
-export function runSeed(o: SimOptions): SimResult {
+export async function runSeed(o: SimOptions): Promise<SimResult> {
   const sim = new Simulator(o);
   try {
-    return sim.run();
+    return await sim.run();
   } catch (err) {
     const e = err as Error;
     sim.checker.violations.push({ rule: "Crash", detail: `${e.name}: ${e.message}\n${e.stack ?? ""}`, at: sim.checker.now });
@@ -702,7 +760,7 @@ export function runSeed(o: SimOptions): SimResult {
       violations: sim.checker.violations,
       faults: sim.faults,
       workload: sim.workload,
-      stats: { ticks: 0, messages: 0, acked: 0, readsServed: 0, leaders: 0, maxCommit: sim.checker.maxCommit, ticksToLeader: -1, ticksToConverge: -1 },
+      stats: { ticks: 0, messages: 0, writes: 0, acked: 0, readsServed: 0, leaders: 0, maxCommit: sim.checker.maxCommit, ticksToLeader: -1, ticksToConverge: -1 },
       trace: [],
     };
   }

@@ -1,0 +1,411 @@
+// The Raft runtime: drives a RawNode over RaftStorage, Transport and a StateMachine (no timers, no clock).
+import { assert } from "../errors.ts";
+import type { RaftConfig } from "../raft/raft.ts";
+import type { Rand } from "../raft/rand.ts";
+import { RawNode, type Status } from "../raft/rawnode.ts";
+import type { RaftStorage } from "../raft/storage.ts";
+import { NONE, type ConfChange, type Entry, type Message, type NodeId, type Ready, type SnapshotMeta } from "../raft/types.ts";
+import type { StateMachine } from "./state-machine.ts";
+import type { Transport } from "./transport.ts";
+
+/** This node does not lead: send the request to `leader` (NONE: no leader known now). */
+export class NotLeaderError extends Error {
+  override name = "NotLeaderError";
+  constructor(readonly leader: NodeId) {
+    super(leader === NONE ? "no leader known" : `not the leader; the leader is ${leader}`);
+  }
+}
+
+/** The request was not carried out and never will be (safe to retry): busy, transferring, or lost. */
+export class DroppedError extends Error {
+  override name = "DroppedError";
+  constructor(readonly reason: string) {
+    super(`dropped: ${reason}`);
+  }
+}
+
+/** Leadership was lost after the entry was appended: it may or may not be applied later. */
+export class UnknownOutcomeError extends Error {
+  override name = "UnknownOutcomeError";
+  constructor(readonly index: number) {
+    super(`outcome of the entry at ${index} unknown: leadership lost`);
+  }
+}
+
+/** The node was closed or stopped on a storage failure before the request completed. */
+export class NodeClosedError extends Error {
+  override name = "NodeClosedError";
+}
+
+export interface RaftNodeConfig<R> {
+  readonly id: NodeId;
+  readonly storage: RaftStorage;
+  readonly transport: Transport;
+  readonly stateMachine: StateMachine<R>;
+  readonly rand: Rand;
+  /** Raft tuning (ticks, windows, limits). */
+  readonly raft?: Partial<Omit<RaftConfig, "id" | "storage" | "rand" | "applied">>;
+  /**
+   * Makes a state-machine image durable (the snapshot file) before the log is compacted up to
+   * meta.index. Required for snapshotEntries and snapshot().
+   */
+  readonly saveSnapshot?: (meta: SnapshotMeta, data: Uint8Array) => Promise<void>;
+  /** Snapshot and compact once this many applied entries are past the last snapshot (0: only on snapshot()). */
+  readonly snapshotEntries?: number;
+  /** Prefix of ReadIndex contexts: unique per process incarnation, so a late reply never matches. */
+  readonly readCtxPrefix?: string;
+  /**
+   * The node stopped: storage failed, or an invariant broke in the Ready loop's asynchronous part.
+   * The process should exit (its durable state is unknown). Default: rethrow (an unhandled rejection).
+   */
+  readonly onFatal?: (err: unknown) => void;
+}
+
+interface PendingProposal<R> {
+  readonly term: number;
+  readonly resolve: (r: R) => void;
+  readonly reject: (e: Error) => void;
+}
+
+interface Waiter {
+  readonly resolve: (index: number) => void;
+  readonly reject: (e: Error) => void;
+}
+
+export interface NodeStatus extends Status {
+  /** Index the state machine reflects (the runtime's count; Raft's `applied` lags until advance). */
+  readonly smApplied: number;
+  readonly persisting: boolean;
+  readonly pendingProposals: number;
+  readonly pendingReads: number;
+}
+
+/**
+ * One member. Inputs: tick() (from a driver's interval), step(msg) (from the transport), propose,
+ * readIndex. The Ready loop runs after each input: persist (one write in flight; meanwhile the node
+ * keeps stepping and ticking, and the next Ready waits) -> send -> restore/apply -> advance. Nothing
+ * of a Ready is sent before its persist resolves.
+ */
+export class RaftNode<R = unknown> {
+  readonly id: NodeId;
+  /** The core, for status and tests; inputs go through this class. */
+  readonly rawNode: RawNode;
+  private readonly storage: RaftStorage;
+  private readonly transport: Transport;
+  private readonly sm: StateMachine<R>;
+  private readonly cfg: RaftNodeConfig<R>;
+  /** Index the state machine reflects. */
+  private applied: number;
+  /** The Ready whose persist is in flight. */
+  private persisting: Ready | undefined;
+  private pumping = false;
+  /** Set by close() or a storage failure: inputs are refused. */
+  private stopped: Error | undefined;
+  /** Storage failed: nothing more is finished. */
+  private failed: Error | undefined;
+  private compactingFlag = false;
+  /** Proposals by index, all from one leadership term (`leaderTerm`). */
+  private readonly proposals = new Map<number, PendingProposal<R>>();
+  private leaderTerm = 0;
+  /** Reads waiting for the next round; the round awaiting its ReadState; rounds waiting for apply. */
+  private readQueue: Waiter[] = [];
+  private readRound: { ctx: string; term: number; waiters: Waiter[] } | undefined;
+  private confirmedReads: { index: number; waiters: Waiter[] }[] = [];
+  private readSeq = 0;
+
+  constructor(cfg: RaftNodeConfig<R>) {
+    this.cfg = cfg;
+    this.id = cfg.id;
+    this.storage = cfg.storage;
+    this.transport = cfg.transport;
+    this.sm = cfg.stateMachine;
+    const snap = cfg.storage.snapshot();
+    this.sm.restore(snap);
+    this.applied = snap.meta.index;
+    this.rawNode = new RawNode({ ...cfg.raft, id: cfg.id, storage: cfg.storage, rand: cfg.rand, applied: snap.meta.index });
+    this.transport.onMessage((m) => this.step(m));
+    this.pump();
+  }
+
+  // ---- inputs ----
+
+  /** Advances logical time by one tick (the driver calls it on its interval). */
+  tick(): void {
+    if (this.stopped) return;
+    this.rawNode.tick();
+    this.pump();
+  }
+
+  /** A message from a peer. Messages for another id are dropped (a misrouted or stale connection). */
+  step(m: Message): void {
+    if (this.stopped || m.to !== this.id) return;
+    this.rawNode.step(m);
+    this.pump();
+  }
+
+  /**
+   * Appends `data` and resolves with the state machine's result once the entry is committed and
+   * applied here. Rejects with NotLeaderError (with the leader hint), DroppedError (not appended,
+   * or overwritten: safe to retry) or UnknownOutcomeError (leadership lost after appending).
+   */
+  propose(data: Uint8Array): Promise<R> {
+    return this.proposeWith((rn) => rn.propose(data));
+  }
+
+  /** Single-server membership change; resolves once the change is applied here. */
+  proposeMembershipChange(cc: ConfChange): Promise<R> {
+    return this.proposeWith((rn) => rn.proposeMembershipChange(cc));
+  }
+
+  private proposeWith(f: (rn: RawNode) => ReturnType<RawNode["propose"]>): Promise<R> {
+    if (this.stopped) return Promise.reject(this.stopped);
+    const raft = this.rawNode.raft;
+    if (raft.role !== "leader") return Promise.reject(new NotLeaderError(raft.lead));
+    const r = f(this.rawNode);
+    if (!r.ok) {
+      if (r.reason === "not-leader") return Promise.reject(new NotLeaderError(raft.lead));
+      return Promise.reject(new DroppedError(r.reason));
+    }
+    if (r.term !== this.leaderTerm) {
+      // Leadership of the older term ended (normally settled at the next Ready already).
+      this.failProposals();
+      this.leaderTerm = r.term;
+    }
+    assert(!this.proposals.has(r.index), `two proposals at index ${r.index}`);
+    const p = new Promise<R>((resolve, reject) => {
+      this.proposals.set(r.index, { term: r.term, resolve, reject });
+    });
+    this.pump();
+    return p;
+  }
+
+  /**
+   * A linearizable read point: resolves with an index once this node (the leader) has confirmed its
+   * leadership with a quorum after the read began and its state machine has applied that index; the
+   * caller then reads local state. Reads that arrive while a round is in flight share the next round.
+   */
+  readIndex(): Promise<number> {
+    if (this.stopped) return Promise.reject(this.stopped);
+    const raft = this.rawNode.raft;
+    if (raft.role !== "leader") return Promise.reject(new NotLeaderError(raft.lead));
+    const p = new Promise<number>((resolve, reject) => this.readQueue.push({ resolve, reject }));
+    this.startReadRound();
+    this.pump();
+    return p;
+  }
+
+  /** Starts an election now (operator action and tests; normally the election timeout does it). */
+  campaign(): void {
+    if (this.stopped) return;
+    this.rawNode.campaign();
+    this.pump();
+  }
+
+  transferLeadership(to: NodeId): ReturnType<RawNode["transferLeadership"]> {
+    if (this.stopped) return "not-leader";
+    const r = this.rawNode.transferLeadership(to);
+    this.pump();
+    return r;
+  }
+
+  /** Snapshots the state machine at the applied index and compacts the log up to it. */
+  async snapshot(): Promise<void> {
+    if (this.stopped || this.compactingFlag) return;
+    const save = this.cfg.saveSnapshot;
+    assert(save !== undefined, "snapshot() without saveSnapshot");
+    const index = this.applied;
+    if (index < this.storage.firstIndex()) return; // already covered by the last snapshot
+    const term = this.storage.term(index);
+    assert(term !== undefined, `no term for the applied index ${index}`);
+    const meta: SnapshotMeta = { index, term, confState: this.rawNode.raft.confState() };
+    const data = this.sm.snapshot();
+    this.compactingFlag = true;
+    try {
+      await save(meta, data);
+      if (this.stopped) return;
+      await this.storage.compact(meta);
+    } finally {
+      this.compactingFlag = false;
+    }
+  }
+
+  get compacting(): boolean {
+    return this.compactingFlag;
+  }
+
+  /** A persist was issued and its continuation has not run yet. */
+  get persistInFlight(): boolean {
+    return this.persisting !== undefined;
+  }
+
+  status(): NodeStatus {
+    return {
+      ...this.rawNode.status(),
+      smApplied: this.applied,
+      persisting: this.persisting !== undefined,
+      pendingProposals: this.proposals.size,
+      pendingReads: this.readQueue.length + (this.readRound?.waiters.length ?? 0) + this.confirmedReads.reduce((n, r) => n + r.waiters.length, 0),
+    };
+  }
+
+  /** Stops: waits for the write in flight, fails what is pending, closes transport and storage. */
+  async close(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = new NodeClosedError("node closed");
+    this.transport.close();
+    while (this.persisting && !this.failed) await this.persistDone;
+    this.failAll(this.stopped);
+    if (!this.failed) await this.storage.close();
+  }
+
+  // ---- the Ready loop ----
+
+  private persistDone: Promise<void> = Promise.resolve();
+
+  private pump(): void {
+    if (this.stopped || this.persisting || this.pumping) return;
+    this.pumping = true;
+    try {
+      while (!this.stopped && !this.persisting && this.rawNode.hasReady()) {
+        const rd = this.rawNode.ready();
+        if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
+          this.persisting = rd;
+          this.persistDone = this.storage.persist({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot }).then(
+            () => this.afterPersist(rd),
+            (err: unknown) => this.fail(err),
+          );
+          return;
+        }
+        this.finish(rd);
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private afterPersist(rd: Ready): void {
+    assert(this.persisting === rd, "persist completed out of order");
+    this.persisting = undefined;
+    if (this.failed) return;
+    // After close() began: the write is durable; finish it (sends go nowhere, applies are harmless).
+    try {
+      this.finish(rd);
+      this.pump();
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  /** Send, restore, apply, advance, then settle proposals and reads. */
+  private finish(rd: Ready): void {
+    if (rd.messages.length > 0) this.transport.send(rd.messages);
+    if (rd.snapshot) {
+      const at = rd.snapshot.meta.index;
+      assert(at > this.applied, `snapshot at ${at} not past applied ${this.applied}`);
+      this.sm.restore(rd.snapshot);
+      this.applied = at;
+      for (const [index, p] of this.proposals) {
+        if (index <= at) {
+          this.proposals.delete(index);
+          p.reject(new UnknownOutcomeError(index));
+        }
+      }
+    }
+    for (const e of rd.committedEntries) this.applyEntry(e);
+    this.rawNode.advance(rd);
+    for (const rs of rd.readStates) {
+      const round = this.readRound;
+      // A round failed when leadership was seen lost may still be confirmed by a Ready built before.
+      if (round === undefined || round.ctx !== rs.requestCtx) continue;
+      this.readRound = undefined;
+      this.confirmedReads.push({ index: rs.index, waiters: round.waiters });
+    }
+    this.serveReads();
+    this.settleLeadership();
+    this.startReadRound();
+    const every = this.cfg.snapshotEntries ?? 0;
+    if (every > 0 && !this.compactingFlag && this.applied - this.storage.firstIndex() + 1 >= every) void this.snapshot().catch((err: unknown) => this.fail(err));
+  }
+
+  private applyEntry(e: Entry): void {
+    if (e.index !== this.applied + 1) assert(false, `applying ${e.index} after ${this.applied} (applied moves by one)`);
+    const result = this.sm.apply(e);
+    this.applied = e.index;
+    const p = this.proposals.get(e.index);
+    if (!p) return;
+    this.proposals.delete(e.index);
+    if (p.term === e.term) p.resolve(result);
+    else p.reject(new DroppedError(`overwritten by an entry of term ${e.term}`));
+  }
+
+  private serveReads(): void {
+    if (this.confirmedReads.length === 0) return;
+    const still: { index: number; waiters: Waiter[] }[] = [];
+    for (const r of this.confirmedReads) {
+      if (r.index <= this.applied) for (const w of r.waiters) w.resolve(r.index);
+      else still.push(r);
+    }
+    this.confirmedReads = still;
+  }
+
+  /** Once this node no longer leads the term its requests were made in, their outcome is settled. */
+  private settleLeadership(): void {
+    const st = this.rawNode.raft;
+    const leading = st.role === "leader";
+    if (this.proposals.size > 0 && (!leading || st.term !== this.leaderTerm)) this.failProposals();
+    // A confirmed read stays safe (its index was committed when confirmed); an unconfirmed one is lost.
+    const round = this.readRound;
+    if (round && (!leading || st.term !== round.term)) {
+      this.readRound = undefined;
+      for (const w of round.waiters) w.reject(new NotLeaderError(st.lead));
+    }
+    if (!leading && this.readQueue.length > 0) {
+      const q = this.readQueue;
+      this.readQueue = [];
+      for (const w of q) w.reject(new NotLeaderError(st.lead));
+    }
+  }
+
+  private startReadRound(): void {
+    if (this.stopped || this.readRound || this.readQueue.length === 0) return;
+    const waiters = this.readQueue;
+    this.readQueue = [];
+    const ctx = `${this.cfg.readCtxPrefix ?? ""}${++this.readSeq}`;
+    const r = this.rawNode.readIndex(ctx);
+    if (r === "ok") {
+      this.readRound = { ctx, term: this.rawNode.raft.term, waiters };
+      return;
+    }
+    const err = r === "not-leader" ? new NotLeaderError(this.rawNode.raft.lead) : new DroppedError(`read ${r}`);
+    for (const w of waiters) w.reject(err);
+  }
+
+  /** Each pending proposal may or may not be applied later. */
+  private failProposals(): void {
+    const ps = [...this.proposals];
+    this.proposals.clear();
+    for (const [index, p] of ps) p.reject(new UnknownOutcomeError(index));
+  }
+
+  private failAll(err: Error): void {
+    this.failProposals();
+    const waiters = [...this.readQueue, ...(this.readRound?.waiters ?? []), ...this.confirmedReads.flatMap((r) => r.waiters)];
+    this.readQueue = [];
+    this.readRound = undefined;
+    this.confirmedReads = [];
+    for (const w of waiters) w.reject(err);
+  }
+
+  /** Storage failed or an invariant broke: the node stops taking part (the process should exit). */
+  private fail(err: unknown): void {
+    if (this.failed) return;
+    const e = new NodeClosedError(`node stopped: ${err instanceof Error ? err.message : String(err)}`);
+    this.failed = e;
+    this.stopped = e;
+    this.persisting = undefined;
+    this.transport.close();
+    this.failAll(e);
+    if (this.cfg.onFatal) this.cfg.onFatal(err);
+    else throw err;
+  }
+}
