@@ -61,7 +61,7 @@ export async function openInprocServer(limits: RequestLimits): Promise<{ server:
   const durable = await DurableLog.open<Conn>({ dataDir: dir, fsync: "no", segmentBytesMax: 1 << 20, snapshotLogBytes: 1 << 30 });
   const config: ServerConfig = { ...DEFAULT_CONFIG, port: 0, dataDir: dir, limits };
   const server = new KvServer(config, durable);
-  const socket = { remoteAddress: "127.0.0.1", remotePort: 1, write: (b: Uint8Array) => b.length, end() {}, terminate() {}, pause() {}, resume() {} };
+  const socket = { remoteAddress: "127.0.0.1", remotePort: 1, write: (b: Uint8Array) => b.length, end() {}, shutdown() {}, terminate() {}, pause() {}, resume() {} };
   const conn = new Conn(1, socket as never, server, 0);
   return {
     server,

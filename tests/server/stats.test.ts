@@ -56,6 +56,7 @@ function connect(server: KvServer): FakeClient {
     },
     pause() {},
     resume() {},
+    shutdown() {},
     end() {},
     terminate() {},
   };
