@@ -136,7 +136,7 @@ function clientInfoLine(ctx: ServerCtx, c: Conn, running: readonly string[] | nu
   // Arguments held: the command running, commands waiting behind this client's unapplied writes,
   // and the arguments of a command still being received.
   let argvMem = (running === null ? 0 : argvBytes(running)) + c.parser.partialArgBytes();
-  for (const p of c.pending) argvMem += argvBytes(p.argv);
+  for (const p of c.pending) argvMem += p.kind === "write" ? argvBytes(p.proposal.argv) : p.kind === "queued" ? argvBytes(p.argv) : 0;
   // Replies of a read batch go to one buffer shared by all clients; a client's own buffer holds
   // the replies produced as its writes apply (rbs: its size, rbp: the most it held, obl: held now).
   const rbs = c.applyOut?.buf.length ?? 0;

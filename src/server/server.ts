@@ -47,11 +47,16 @@ export const IDLE_GC_LIVE_KEYS_MAX = 1_000_000;
  * index > 0 is a proposed write (answered when applied), 0 a command to run after the writes
  * before it, -1 a deferred reply (SAVE, a protocol error) that is written once `reply` is set.
  */
-export interface PendingCommand {
-  argv: string[];
-  index: number;
-  reply?: (out: ReplyBuffer) => void;
-}
+/**
+ * What a connection is owed, in reply order, while one of its writes is not yet applied: the
+ * write itself (answered when the log applies it), a command queued behind it (run then), or a
+ * reply made later (an error kept in its place, SAVE's deferred reply, the close after QUIT or a
+ * half-close; `reply` is unset until SAVE settles).
+ */
+export type PendingCommand =
+  | { readonly kind: "write"; readonly proposal: Proposal<Conn> }
+  | { readonly kind: "queued"; readonly argv: string[] }
+  | { readonly kind: "later"; reply: ((out: ReplyBuffer) => void) | undefined };
 
 const log = logger("server");
 
@@ -356,9 +361,9 @@ export class KvServer {
               this.replyInOrder(conn, out, `ERR ${e.message}`);
               continue;
             }
-            conn.pending.push(p);
+            conn.pending.push({ kind: "write", proposal: p });
           } else if (conn.pending.length > 0) {
-            conn.pending.push({ argv, index: 0 });
+            conn.pending.push({ kind: "queued", argv });
           } else {
             this.dispatcher.run(conn, spec, argv, out, nowMs);
           }
@@ -428,13 +433,13 @@ export class KvServer {
   private endOfInput(conn: Conn, out: ReplyBuffer): void {
     conn.inputClosed = true;
     if (conn.pending.length === 0) conn.closing = true;
-    else conn.pending.push({ argv: [], index: -1, reply: () => void (conn.closing = true) });
+    else conn.pending.push({ kind: "later", reply: () => void (conn.closing = true) });
   }
 
   /** An error reply for this connection, after every reply it is already owed. */
   private replyInOrder(conn: Conn, out: ReplyBuffer, text: string): void {
     if (conn.pending.length === 0) out.error(text);
-    else conn.pending.push({ argv: [], index: -1, reply: (o) => o.error(text) });
+    else conn.pending.push({ kind: "later", reply: (o) => o.error(text) });
   }
 
   /**
@@ -452,8 +457,7 @@ export class KvServer {
       conn.closing = true;
     } else {
       conn.pending.push({
-        argv: [],
-        index: -1,
+        kind: "later",
         reply: (o) => {
           o.error(text);
           conn.closing = true;
@@ -532,7 +536,7 @@ export class KvServer {
   private replyTo(p: Proposal<Conn>): ReplyBuffer {
     const conn = p.owner;
     const head = conn.pending.shift();
-    assert(head === p, `applied write ${p.index} is not the head of its connection's queue`);
+    assert(head?.kind === "write" && head.proposal === p, `applied write ${p.index} is not the head of its connection's queue`);
     // Replies owed before this one (earlier writes' too: GETEX, SET ... GET) may be past the limit.
     let out = this.replyOut(conn);
     if (!this.withinOutputLimit(conn, out)) out = this.replyOut(conn); // closed: the sink
@@ -556,7 +560,7 @@ export class KvServer {
     for (const p of batch) {
       const conn = p.owner;
       const head = conn.pending.shift();
-      assert(head === p, `failed write ${p.index} is not the head of its connection's queue`);
+      assert(head?.kind === "write" && head.proposal === p, `failed write ${p.index} is not the head of its connection's queue`);
       this.dispatcher.rejectLogged(p.argv);
       const out = this.replyOut(conn);
       out.error(text);
@@ -571,10 +575,10 @@ export class KvServer {
     let nowMs = 0;
     while (conn.pending.length > 0) {
       const item = conn.pending[0]!;
-      if (item.index > 0) return;
-      if (item.index === -1 && item.reply === undefined) return;
+      if (item.kind === "write") return; // applied, or failed, by the log in its turn
+      if (item.kind === "later" && item.reply === undefined) return; // SAVE not settled yet
       conn.pending.shift();
-      if (item.index === -1) item.reply!(out);
+      if (item.kind === "later") item.reply!(out);
       else if (!conn.closing && !conn.closed) {
         // Checked before each command, as in a read batch. Once closed, the loop goes on dropping
         // the queued reads, unrun, up to the connection's next write (also for a client that
@@ -637,7 +641,7 @@ export class KvServer {
   defer(conn: Conn): (reply: (out: ReplyBuffer) => void) => void {
     // Commands are dispatched directly only when nothing is pending, and drainPending removes a
     // command before running it, so the front of the queue is this command's place.
-    const item: PendingCommand = { argv: [], index: -1 };
+    const item: PendingCommand & { kind: "later" } = { kind: "later", reply: undefined };
     conn.pending.unshift(item);
     return (reply) => {
       item.reply = reply;
