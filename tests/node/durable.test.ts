@@ -5,9 +5,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DurableLog } from "../../src/node/durable.ts";
-import { ReplyBuffer } from "../../src/resp/encode.ts";
 import { RecordingIo, SnapshotStore, snapshotName } from "../../src/storage/index.ts";
 import { readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { collectReplies } from "../helpers/durable.ts";
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -18,20 +18,7 @@ async function open(io: RecordingIo, dataDir?: string, snapshotLogBytes = 1 << 3
   const dir = dataDir ?? mkdtempSync(join(tmpdir(), "kv-durable-"));
   if (!dataDir) dirs.push(dir);
   const d = await DurableLog.open<string>({ dataDir: dir, fsync: "always", segmentBytesMax, snapshotLogBytes, io });
-  const replies = new Map<string, string>();
-  const outs = new Map<string, ReplyBuffer>();
-  d.replyTo = (p) => {
-    const out = new ReplyBuffer(64);
-    outs.set(p.owner, out);
-    return out;
-  };
-  d.onApplied = (p) => {
-    replies.set(p.owner, outs.get(p.owner)!.view().toString("latin1"));
-    io.note("ack", p.owner);
-  };
-  d.onFailed = (batch, err) => {
-    for (const p of batch) replies.set(p.owner, `${err.name}`);
-  };
+  const replies = collectReplies(d, { onApplied: (owner) => io.note("ack", owner) });
   return { d, dir, replies };
 }
 

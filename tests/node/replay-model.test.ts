@@ -10,9 +10,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setLogLevel } from "../../src/log.ts";
 import { DurableLog } from "../../src/node/durable.ts";
-import { ReplyBuffer } from "../../src/resp/encode.ts";
 import { RecordingIo } from "../../src/storage/index.ts";
 import { diffKeyspaces, formatOps, genSequence, type Keyspace, Model, type Op, prng, shrink } from "../helpers/replay-model.ts";
+import { collectReplies } from "../helpers/durable.ts";
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -50,20 +50,7 @@ function configFor(seed: number): RunConfig {
 
 async function openLog(dir: string, cfg: RunConfig) {
   const d = await DurableLog.open<number>({ dataDir: dir, fsync: "always", segmentBytesMax: cfg.segmentBytesMax, snapshotLogBytes: cfg.snapshotLogBytes, io: cfg.map ? undefined : new NoMapIo() });
-  const replies = new Map<number, string>();
-  const outs = new Map<number, ReplyBuffer>();
-  d.replyTo = (p) => {
-    const out = new ReplyBuffer(64);
-    outs.set(p.owner, out);
-    return out;
-  };
-  d.onApplied = (p) => {
-    replies.set(p.owner, outs.get(p.owner)!.view().toString("latin1"));
-    outs.delete(p.owner);
-  };
-  d.onFailed = (batch, e) => {
-    for (const p of batch) replies.set(p.owner, `(failed: ${e.message})`);
-  };
+  const replies = collectReplies(d, { failed: (e) => `(failed: ${e.message})` });
   return { d, replies };
 }
 

@@ -9,9 +9,9 @@ import { DEFAULT_CONFIG, PROTO_MAX_BULK_LEN_MAX, QUERY_BUFFER_LIMIT_MIN, validat
 import { ConfigError } from "../../src/errors.ts";
 import { STRING_BYTES_MAX } from "../../src/kv/commands.ts";
 import { DurableLog, WriteRefusedError } from "../../src/node/durable.ts";
-import { ReplyBuffer } from "../../src/resp/encode.ts";
 import { encodeCommand, encodedCommandBytes } from "../../src/resp/request-parser.ts";
 import { RECORD_PAYLOAD_BYTES_MAX } from "../../src/storage/index.ts";
+import { collectReplies } from "../helpers/durable.ts";
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -20,17 +20,7 @@ afterAll(() => {
 
 async function open(dir: string) {
   const d = await DurableLog.open<string>({ dataDir: dir, fsync: "always", segmentBytesMax: 1 << 20, snapshotLogBytes: 1 << 30 });
-  const replies = new Map<string, string>();
-  const outs = new Map<string, ReplyBuffer>();
-  d.replyTo = (p) => {
-    const out = new ReplyBuffer(64);
-    outs.set(p.owner, out);
-    return out;
-  };
-  d.onApplied = (p) => replies.set(p.owner, outs.get(p.owner)!.view().toString("latin1"));
-  d.onFailed = (batch, err) => {
-    for (const p of batch) replies.set(p.owner, err.name);
-  };
+  const replies = collectReplies(d);
   return { d, replies };
 }
 
