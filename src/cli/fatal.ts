@@ -12,7 +12,7 @@ export interface FailureDetail {
   offset?: number;
   /** What the operator can do about it. */
   hint?: string;
-  /** 1 unless said otherwise; 2 for data that kv refuses to start on. */
+  /** 1 unless said otherwise; 2 for data that kv refuses to start on; 70 for a bug. */
   exitCode?: number;
 }
 
@@ -49,7 +49,8 @@ export function describeFailure(e: unknown, command: string): { message: string;
   const what = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
   return {
     message: `internal error: ${what}`,
-    detail: { hint: "this is a bug in kv (or damage its checks did not catch); run again with --log-level debug for the stack, and report it" },
+    // 70 (EX_SOFTWARE), as the server's own crash on a broken invariant.
+    detail: { hint: "this is a bug in kv (or damage its checks did not catch); run again with --log-level debug for the stack, and report it", exitCode: 70 },
   };
 }
 

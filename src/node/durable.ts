@@ -227,7 +227,12 @@ export class DurableLog<T> {
           if (ref >= 0) fsm.applyPlainSetRef(buf.latin1Slice(plainSet.keyStart, plainSet.keyEnd), ref, timestampMs);
           else {
             const argv = decodeCommand(buf, start, end, names);
-            if (argv === null) assert(false, `record ${index} is not one RESP command`);
+            if (argv === null) {
+              // Its checksum is good, so it was written this way: damage the checksum did not
+              // catch, or a newer kv's record. Refuse to start, pointing at it, as for other damage.
+              const at = storage.wal.locate(index);
+              throw new CorruptLogError(`record ${index} has a good checksum but is not one RESP command`, at?.file ?? storage.wal.dir, at?.offset ?? 0);
+            }
             fsm.apply(argv, timestampMs, sink);
             sink.reset();
           }

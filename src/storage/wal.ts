@@ -424,6 +424,12 @@ export class Wal implements LogStore {
     return seg?.terms.at(index - seg.firstIndex);
   }
 
+  /** The file and byte offset of record `index`, for error messages (undefined if not held). */
+  locate(index: number): { file: string; offset: number } | undefined {
+    const seg = this.segmentFor(index);
+    return seg === undefined ? undefined : { file: seg.path, offset: seg.offsets.at(index - seg.firstIndex)! };
+  }
+
   private segmentFor(index: number): Segment | undefined {
     const segs = this.segments;
     let lo = 0;

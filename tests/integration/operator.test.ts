@@ -5,6 +5,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { describeFailure, formatFailure } from "../../src/cli/fatal.ts";
 import { encodeRecords, RecordType } from "../../src/storage/codec.ts";
 import { startFake } from "../client/_fake.ts";
 import { KV_BIN, startKv } from "../helpers/server.ts";
@@ -66,30 +67,45 @@ function expectShortReport(text: string): void {
   expect(text).not.toMatch(/^\s+at /m); // a stack frame
 }
 
+const SET_A_B = new TextEncoder().encode("*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\nb\r\n");
+const FIRST_RECORD_BYTES = encodeRecords([{ index: 1, term: 1, type: RecordType.Command, timestampMs: 1_700_000_000_000, payload: SET_A_B }]).length;
+
 /** A data dir whose log holds a record with a good checksum whose payload is not a RESP command. */
 function logWithForeignRecord(): string {
   const dir = tempDir();
   mkdirSync(join(dir, "wal"));
-  const set = new TextEncoder().encode("*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\nb\r\n");
+  const set = SET_A_B;
   const records = [set, new TextEncoder().encode("not a RESP command"), set].map((payload, i) => ({ index: i + 1, term: 1, type: RecordType.Command, timestampMs: 1_700_000_000_000, payload }));
   writeFileSync(join(dir, "wal", "00000000000000000001.seg"), encodeRecords(records));
   return dir;
 }
 
 describe("startup failures", () => {
-  test("an error nobody expected (a log record that is not a command): message and hint, no bundle source; the stack at --log-level debug", async () => {
+  test("a log record with a good checksum that is not a command: named with its file and offset, the repair hint, exit 2; the stack at --log-level debug", async () => {
     const dir = logWithForeignRecord();
     const r = await run(["serve", "--port", "0", "--data-dir", dir]);
-    expect(r.code).not.toBe(0);
+    expect(r.code).toBe(2);
     expectShortReport(r.stdout + r.stderr);
-    expect(r.stderr).toMatch(/^error: .*record 2/m);
-    expect(r.stderr).toMatch(/^ {2}hint: .*--log-level debug/m);
+    expect(r.stderr).toMatch(/^error: the data in .* is damaged; kv will not start on it: record 2 has a good checksum but is not one RESP command$/m);
+    // Record 2 starts where record 1 ends.
+    expect(r.stderr).toContain(`file: ${join(dir, "wal", "00000000000000000001.seg")}, offset ${FIRST_RECORD_BYTES}`);
+    expect(r.stderr).toMatch(/^ {2}hint: .*kv repair --data-dir /m);
 
     const d = await run(["serve", "--port", "0", "--data-dir", dir, "--log-level", "debug"]);
-    expect(d.code).toBe(r.code);
-    expect(d.stderr).toMatch(/^error: .*record 2/m);
+    expect(d.code).toBe(2);
+    expect(d.stderr).toMatch(/^error: .*record 2 has a good checksum/m);
     expect(d.stderr).toMatch(/^\s+at /m);
     expect(d.stderr).not.toMatch(/^\s*\d+ \| /m);
+  });
+
+  test("an error nobody expected is reported as a bug: internal error, a hint to report it, exit 70; the stack only when debugging", () => {
+    const e = new TypeError("x is not a function");
+    expect(describeFailure(e, "serve")).toEqual({
+      message: "internal error: TypeError: x is not a function",
+      detail: { hint: expect.stringContaining("--log-level debug") as unknown as string, exitCode: 70 },
+    });
+    expect(formatFailure(e, "serve", false, false)).not.toContain("    at ");
+    expect(formatFailure(e, "serve", true, false)).toContain("    at ");
   });
 
   test("a damaged log: the message, the file and offset, the repair hint; exit 2", async () => {
