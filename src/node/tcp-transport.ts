@@ -316,7 +316,21 @@ export class TcpTransport implements Transport {
     p.timer = undefined;
     const gen = ++p.generation;
     const stale = (): boolean => gen !== p.generation || this.closed;
-    Bun.connect({
+    let connecting: Promise<unknown>;
+    try {
+      connecting = this.connect(p, stale);
+    } catch (err) {
+      // An address Bun refuses outright: retried like any failed attempt.
+      this.lost(p, err instanceof Error ? err.message : String(err));
+      return;
+    }
+    connecting.catch(() => {
+      // Reported through connectError.
+    });
+  }
+
+  private connect(p: Peer, stale: () => boolean): Promise<unknown> {
+    return Bun.connect({
       hostname: p.host,
       port: p.port,
       socket: {
@@ -350,8 +364,6 @@ export class TcpTransport implements Transport {
           if (!stale()) this.lost(p, err.message);
         },
       },
-    }).catch(() => {
-      // Reported through connectError.
     });
   }
 
