@@ -249,6 +249,23 @@ describe("TcpTransport", () => {
     expect(a.got[0]).toMatchObject({ from: 2, commit: 5 });
   });
 
+  test("connections that owe their handshake are closed after the timeout, and at most 64 wait at once", async () => {
+    const a = node(1, { handshakeTimeoutMs: 300 });
+    const closedAt: number[] = [];
+    const t0 = performance.now();
+    for (let i = 0; i < 65; i++) {
+      const s = await Bun.connect({ hostname: HOST, port: a.t.port, socket: { data() {}, close: () => void closedAt.push(performance.now() - t0) } });
+      rawSockets.push(s);
+    }
+    // The 65th is closed at once; the 64 others when their handshake is overdue.
+    expect(await until(() => closedAt.length === 1, 250)).toBe(true);
+    expect(a.logs.some((l) => l.includes("64 connections already owe a handshake"))).toBe(true);
+    expect(await until(() => closedAt.length === 65)).toBe(true);
+    expect(closedAt[64]!).toBeGreaterThanOrEqual(250);
+    expect(a.logs.filter((l) => l.includes("no handshake within 300 ms")).length).toBe(64);
+    expect(a.t.stats.refusedHandshakes).toBe(64);
+  });
+
   test("close() closes every connection and the listener, and stops reconnecting", async () => {
     const a = node(1);
     const seen = { opened: 0, closed: 0 };
