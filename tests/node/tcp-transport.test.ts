@@ -6,6 +6,11 @@ import { encodeHandshake, encodeMessage } from "../../src/raft/codec.ts";
 import { Rand } from "../../src/raft/rand.ts";
 import type { Message, NodeId } from "../../src/raft/types.ts";
 import { PEER_QUEUE_MESSAGES_MAX, TcpTransport, type TcpTransportConfig } from "../../src/node/tcp-transport.ts";
+import { MemoryRaftStorage } from "../../src/node/memory-storage.ts";
+import { RaftNode } from "../../src/node/raft-node.ts";
+import { RegisterStateMachine, type RegisterResult } from "../../src/node/state-machine.ts";
+import { Ticker } from "../../src/node/ticker.ts";
+import { MemoryStorage, bootstrapStorage } from "../../src/raft/storage.ts";
 import { EVERY_MESSAGE } from "../helpers/raft-messages.ts";
 
 const HOST = "127.0.0.1";
@@ -286,4 +291,41 @@ describe("TcpTransport", () => {
     );
     expect(refused).toBe(true);
   });
+});
+
+test("three RaftNodes over TcpTransport elect a leader, replicate, and fail over when the leader stops", async () => {
+  const ids = [1, 2, 3];
+  const quiet = { info() {}, warn() {}, debug() {} };
+  const rafts = new Map<NodeId, { raft: RaftNode<RegisterResult>; sm: RegisterStateMachine; ticker: Ticker; t: TcpTransport }>();
+  for (const id of ids) {
+    const disk = new MemoryStorage();
+    bootstrapStorage(disk, ids);
+    const sm = new RegisterStateMachine();
+    const t = new TcpTransport({ id, clusterId: "raft", listen: { host: HOST, port: 0 }, peers: new Map(), backoffMsMin: 10, backoffMsMax: 100, log: quiet });
+    open.push(t);
+    const raft = new RaftNode<RegisterResult>({ id, storage: new MemoryRaftStorage(disk), transport: t, stateMachine: sm, rand: new Rand(id), raft: { electionTicks: 10, heartbeatTicks: 1 } });
+    rafts.set(id, { raft, sm, ticker: new Ticker(raft, 10), t });
+  }
+  for (const a of rafts.values()) for (const b of rafts.values()) if (a !== b) a.t.addPeer(b.t.id, `${HOST}:${b.t.port}`);
+  for (const r of rafts.values()) r.ticker.start();
+  try {
+    const leaderOf = (among: NodeId[]) => among.find((id) => rafts.get(id)!.raft.status().role === "leader");
+    expect(await until(() => leaderOf(ids) !== undefined, 10_000)).toBe(true);
+    const first = leaderOf(ids)!;
+    await rafts.get(first)!.raft.propose(new TextEncoder().encode("x"));
+    expect(await until(() => ids.every((id) => rafts.get(id)!.sm.value === "x"), 10_000)).toBe(true);
+
+    const r = rafts.get(first)!;
+    r.ticker.stop();
+    await r.raft.close();
+    const rest = ids.filter((id) => id !== first);
+    expect(await until(() => leaderOf(rest) !== undefined, 10_000)).toBe(true);
+    await rafts.get(leaderOf(rest)!)!.raft.propose(new TextEncoder().encode("y"));
+    expect(await until(() => rest.every((id) => rafts.get(id)!.sm.value === "y"), 10_000)).toBe(true);
+  } finally {
+    for (const r of rafts.values()) {
+      r.ticker.stop();
+      await r.raft.close();
+    }
+  }
 });
