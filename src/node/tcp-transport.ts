@@ -251,7 +251,11 @@ export class TcpTransport implements Transport {
   addPeer(id: NodeId, addr: string): void {
     if (this.closed || id === this.id) return;
     const { host, port } = parsePeerAddress(addr);
-    this.removePeer(id);
+    const old = this.peers.get(id);
+    if (old !== undefined) {
+      this.stats.dropped += old.queuedMessages;
+      this.shutPeer(old);
+    }
     const p = new Peer(id, host, port);
     this.peers.set(id, p);
     this.dial(p);
@@ -388,7 +392,9 @@ export class TcpTransport implements Transport {
     const delay = Math.max(1, Math.floor(base / 2 + (base / 2) * this.cfg.random()));
     p.attempts++;
     this.stats.reconnects++;
-    (wasOpen ? this.cfg.log.info : this.cfg.log.debug)(`peer ${p.id} at ${p.host}:${p.port} unreachable (${why}); retrying in ${delay} ms`);
+    const line = `peer ${p.id} at ${p.host}:${p.port} unreachable (${why}); retrying in ${delay} ms`;
+    if (wasOpen) this.cfg.log.info(line);
+    else this.cfg.log.debug(line);
     this.onUnreachable?.(p.id);
     if (this.closed) return;
     p.timer = setTimeout(() => this.dial(p), delay);
