@@ -29,6 +29,11 @@ export const BACKOFF_MS_MIN = 50;
 export const BACKOFF_MS_MAX = 2000;
 /** A connection that stayed open this long resets the backoff (one refused at once keeps backing off). */
 export const CONNECTION_STABLE_MS = 1000;
+/**
+ * A connection whose socket took no byte of a pending write for this long is closed and redialled:
+ * a peer host that vanished without a reset would otherwise hold it until TCP gives up (minutes).
+ */
+export const WRITE_STALL_MS = 10_000;
 /** An inbound connection that has not sent a valid handshake within this is closed. */
 export const HANDSHAKE_TIMEOUT_MS = 5000;
 /** Inbound connections still owing their handshake; more are closed at once. */
@@ -58,6 +63,7 @@ export interface TcpTransportConfig {
   readonly queueBytesMax?: number;
   readonly frameBytesMax?: number;
   readonly handshakeTimeoutMs?: number;
+  readonly writeStallMs?: number;
   readonly log?: TransportLog;
 }
 
@@ -112,6 +118,9 @@ class Peer {
   queuedBytes = 0;
   /** onUnreachable was called for a full queue; reset once a write completes. */
   reportedFull = false;
+  /** When the socket last took bytes, and the timer that checks a write waiting for `drain`. */
+  progressAt = 0;
+  stallTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     readonly id: NodeId,
@@ -176,6 +185,7 @@ export class TcpTransport implements Transport {
       queueBytesMax: config.queueBytesMax ?? PEER_QUEUE_BYTES_MAX,
       frameBytesMax: config.frameBytesMax ?? FRAME_BYTES_MAX,
       handshakeTimeoutMs: config.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
+      writeStallMs: config.writeStallMs ?? WRITE_STALL_MS,
       log: config.log ?? logger("peer"),
     };
     assert(this.cfg.backoffMsMin >= 1 && this.cfg.backoffMsMax >= this.cfg.backoffMsMin, "backoff bounds");
@@ -294,6 +304,8 @@ export class TcpTransport implements Transport {
     p.generation++;
     if (p.timer !== undefined) clearTimeout(p.timer);
     p.timer = undefined;
+    if (p.stallTimer !== undefined) clearTimeout(p.stallTimer);
+    p.stallTimer = undefined;
     const s = p.socket;
     p.socket = undefined;
     p.dialing = false;
@@ -345,6 +357,7 @@ export class TcpTransport implements Transport {
           }
           p.socket = s;
           p.openedAt = performance.now();
+          p.progressAt = p.openedAt;
           // The handshake goes first, ahead of any queued frame.
           p.out = encodeHandshake({ clusterId: this.clusterId, from: this.id, to: p.id });
           p.outOff = 0;
@@ -376,8 +389,12 @@ export class TcpTransport implements Transport {
     const wasOpen = p.socket !== undefined;
     const lived = wasOpen ? performance.now() - p.openedAt : 0;
     p.generation++;
+    const s = p.socket;
     p.socket = undefined;
     p.dialing = false;
+    if (p.stallTimer !== undefined) clearTimeout(p.stallTimer);
+    p.stallTimer = undefined;
+    s?.terminate(); // closed already, or stalled: its close callback is now stale
     if (p.out !== undefined && p.outMessages > 0) {
       // A write cut in the middle: its frames may or may not have arrived; they leave the queue.
       this.stats.dropped += p.outMessages;
@@ -445,8 +462,13 @@ export class TcpTransport implements Transport {
       const wrote = s.write(out, p.outOff, out.length - p.outOff);
       if (wrote < 0) return; // closed: the close handler follows
       p.outOff += wrote;
+      if (wrote > 0) p.progressAt = performance.now();
       if (p.outMessages > 0) p.queuedBytes -= wrote;
-      if (p.outOff < out.length) return; // the kernel buffer is full: wait for drain
+      if (p.outOff < out.length) {
+        // The kernel buffer is full: wait for drain, and give up on a socket that takes nothing for too long.
+        if (p.stallTimer === undefined) this.watchStall(p);
+        return;
+      }
       if (p.outMessages > 0) {
         this.stats.sent += p.outMessages;
         p.queuedMessages -= p.outMessages;
@@ -454,6 +476,17 @@ export class TcpTransport implements Transport {
       }
       p.out = undefined;
     }
+  }
+
+  private watchStall(p: Peer): void {
+    const gen = p.generation;
+    const wait = Math.max(1, p.progressAt + this.cfg.writeStallMs - performance.now());
+    p.stallTimer = setTimeout(() => {
+      p.stallTimer = undefined;
+      if (gen !== p.generation || this.closed || p.socket === undefined || p.out === undefined) return;
+      if (performance.now() - p.progressAt >= this.cfg.writeStallMs) this.lost(p, `no write progress for ${this.cfg.writeStallMs} ms`);
+      else this.watchStall(p);
+    }, wait);
   }
 
   // ------------------------------------------------------------ inbound

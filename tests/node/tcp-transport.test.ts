@@ -221,6 +221,35 @@ describe("TcpTransport", () => {
     expect(stalled.length).toBe(1);
   });
 
+  test("a connection whose socket takes nothing for writeStallMs is closed and redialled", async () => {
+    const a = node(1, { writeStallMs: 300 });
+    const seen = { opened: 0 };
+    const l = Bun.listen({
+      hostname: HOST,
+      port: 0,
+      socket: {
+        open: (s) => {
+          seen.opened++;
+          s.pause();
+        },
+        data() {},
+      },
+    });
+    rawSockets.push({ end: () => l.stop(true) });
+    a.t.addPeer(2, `${HOST}:${l.port}`);
+    expect(await until(() => a.t.peerStatus(2)?.connected === true)).toBe(true);
+    const data = new Uint8Array(64 * 1024);
+    // Fill the kernel buffers (a few MiB on loopback): bounded by count and time.
+    const start = performance.now();
+    for (let i = 0; i < 2000 && a.t.peerStatus(2)!.queuedMessages < 50 && performance.now() - start < 5000; i++) {
+      a.t.send([{ type: "append", from: 1, to: 2, term: 1, logIndex: i, logTerm: 1, commit: 0, entries: [{ index: i + 1, term: 1, type: "normal", data }] }]);
+      await Bun.sleep(0);
+    }
+    expect(a.t.peerStatus(2)!.queuedMessages).toBeGreaterThanOrEqual(50);
+    expect(await until(() => seen.opened >= 2, 5000)).toBe(true);
+    expect(a.logs.some((l) => l.includes("no write progress for 300 ms"))).toBe(true);
+  });
+
   test("garbage on the peer port is logged and closed; the node keeps serving its peers", async () => {
     const a = node(1);
     const b = node(2);
