@@ -58,6 +58,9 @@ describe("hand-written histories", () => {
     expect(verdict([...writes, G(3, 1, 2, "b"), G(3, 3, 4, "a"), G(4, 5, 6, "a")])).toBe("ok");
     // c3 sees a then b, c4 sees a again afterwards: each write happens once, so no order explains it.
     expect(verdict([...writes, G(3, 1, 2, "a"), G(3, 3, 4, "b"), G(4, 5, 6, "a")])).toBe("illegal");
+    // After both writes return, either value may remain: the one called first, or the other.
+    expect(verdict([S(1, 0, 2, "a"), S(2, 0, 2, "b"), G(3, 3, 4, "a")])).toBe("ok");
+    expect(verdict([S(1, 0, 2, "a"), S(2, 0, 2, "b"), G(3, 3, 4, "b")])).toBe("ok");
     // Two readers concurrently disagreeing on the order, each twice.
     expect(verdict([...writes, G(3, 1, 2, "a"), G(4, 1, 2, "b"), G(3, 3, 4, "b"), G(4, 3, 4, "a")])).toBe("illegal");
   });
