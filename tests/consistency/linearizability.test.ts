@@ -140,6 +140,7 @@ describe("hand-written histories", () => {
 
   test("malformed input is refused", () => {
     expect(() => checkHistory([G(1, 5, 4, null)])).toThrow("returns before its call");
+    expect(() => checkHistory([U(S(1, Number.NaN, 4, "a"))])).toThrow("finite call time");
     expect(() => checkHistory([{ client: 1, call: 0, ret: 1, key: "x", kind: "set", outcome: "ok" }])).toThrow("without arg");
   });
 });

@@ -104,6 +104,7 @@ export function formatOp(op: Operation): string {
 export function checkHistory(history: readonly Operation[], options: CheckOptions = {}): CheckResult {
   const byKey = new Map<string, Operation[]>();
   for (const op of history) {
+    if (!Number.isFinite(op.call)) throw new Error(`operation without a finite call time: ${formatOp(op)}`);
     if (!(op.call <= op.ret) && op.outcome === "ok") throw new Error(`operation returns before its call: ${formatOp(op)}`);
     if (op.kind === "get" && op.outcome === "unknown") continue;
     let list = byKey.get(op.key);
