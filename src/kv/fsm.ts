@@ -51,6 +51,18 @@ export class KvStateMachine {
   }
 
   /**
+   * Applies an expiration decided by a leader at nowMs: deletes each key only if its expiry is
+   * still at or before nowMs, so a key written again since (without a TTL, or with a later one)
+   * stays. Returns the count deleted.
+   */
+  applyExpire(keys: readonly string[], nowMs: number): number {
+    if (nowMs > this.appliedMs) this.appliedMs = nowMs;
+    let deleted = 0;
+    for (const k of keys) if (this.db.deleteIfExpired(k, nowMs)) deleted++;
+    return deleted;
+  }
+
+  /**
    * Reclaims expired keys as of the latest applied entry's time (never the local clock: a
    * replica whose clock runs ahead would otherwise delete keys the log still considers live).
    */
