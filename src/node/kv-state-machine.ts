@@ -4,7 +4,7 @@ import { KvStateMachine } from "../kv/fsm.ts";
 import type { DbOptions } from "../kv/db.ts";
 import type { Entry, Snapshot } from "../raft/types.ts";
 import { ReplyBuffer } from "../resp/encode.ts";
-import { decodeKvImage, decodeKvPayload, encodeKvImage, KvImageError, KvPayloadError } from "./kv-payload.ts";
+import { decodeKvImage, decodeKvPayload, encodeKvImage, EXPIRE_BATCH_KEYS_MAX, KvImageError, KvPayloadError } from "./kv-payload.ts";
 import type { StateMachine } from "./state-machine.ts";
 
 /** What a proposer gets back: a command's RESP reply; nothing for no-op, membership and expiration entries. */
@@ -34,7 +34,7 @@ export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
   /** Index of the last entry applied (or of the snapshot restored). */
   applied = 0;
   /** Keys deleted by expiration entries (INFO's expired_keys). */
-  expiredKeys = 0;
+  keysExpired = 0;
   private out = new ReplyBuffer(REPLY_INITIAL_BYTES);
   /** Command names decoded so far: a log of SETs shares one "SET" string. */
   private readonly names = new Map<number, string>();
@@ -63,7 +63,7 @@ export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
     }
     this.applied = e.index;
     if (p.kind === "expire") {
-      this.expiredKeys += this.kv.applyExpire(p.keys, p.timeMs);
+      this.keysExpired += this.kv.applyExpire(p.keys, p.timeMs);
       return undefined;
     }
     const out = this.out;
@@ -73,6 +73,17 @@ export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
     const reply = Buffer.from(out.view()); // a copy: the buffer is reused by the next entry
     if (out.buf.length > REPLY_KEEP_BYTES_MAX) this.out = new ReplyBuffer(REPLY_INITIAL_BYTES);
     return reply;
+  }
+
+  /**
+   * For the leader: up to maxKeys keys it holds expired at nowMs (its clock, never below the
+   * applied time), to propose as one expiration entry (encodeExpireEntry(keys, nowMs)). Keys are
+   * left in place: every member deletes them when that entry applies. Successive calls resume
+   * where the last stopped; a key proposed twice is harmless (the second finds it gone).
+   */
+  findExpired(nowMs: number, maxKeys: number = EXPIRE_BATCH_KEYS_MAX): string[] {
+    assert(maxKeys > 0 && maxKeys <= EXPIRE_BATCH_KEYS_MAX, `findExpired of ${maxKeys} keys (1..${EXPIRE_BATCH_KEYS_MAX})`);
+    return this.kv.db.findExpired(Math.max(nowMs, this.kv.appliedMs), maxKeys);
   }
 
   /** The keyspace with absolute expiries and the applied time (kv-payload.ts's image). */

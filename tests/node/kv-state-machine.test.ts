@@ -219,8 +219,7 @@ function randomEntries(r: () => number, n: number): Entry[] {
     if (x < 0.03) e = { index, term: 1, type: "normal", data: new Uint8Array(0) };
     else if (x < 0.05) e = { index, term: 1, type: "conf-change", data: encodeConfChange({ type: "add-voter", node: 2 }) };
     else if (x < 0.15) {
-      const keys: string[] = [];
-      for (const [k, , at] of leader.kv.db.entries()) if (at !== undefined && at <= t) keys.push(k);
+      const keys = leader.findExpired(t, 1 + Math.floor(r() * 3));
       keys.push(`k${Math.floor(r() * 5)}`);
       e = normal(index, encodeExpireEntry(keys, t));
     } else e = normal(index, encodeCommandEntry(randomArgv(r), t, r() < 0.5 ? 2 : 3));
@@ -257,7 +256,7 @@ describe("replicas applying the same entries", () => {
             expect(keyspace(c)).toEqual(keyspace(a));
           }
         }
-        expired += a.expiredKeys;
+        expired += a.keysExpired;
         for (const [, , at] of a.kv.db.entries()) if (at !== undefined) ttls++;
         for (const x of [b, c!]) {
           expect(keyspace(x)).toEqual(keyspace(a));
@@ -299,7 +298,7 @@ describe("expirations decided by the leader", () => {
     run(["SET", "longer", "new", "PX", "1000"], T + 150); // expires at T+1150
     run(["SET", "due-exactly", "new", "PX", "50"], T + 150); // expires at T+200: still due
     expire(["rewritten", "longer", "expired", "persisted", "due-exactly", "never-existed"], T + 200);
-    expect(sm.expiredKeys).toBe(2);
+    expect(sm.keysExpired).toBe(2);
     expect(run(["GET", "rewritten"], T + 201)).toBe("$3\r\nnew\r\n");
     expect(run(["GET", "longer"], T + 201)).toBe("$3\r\nnew\r\n");
     expect(run(["GET", "persisted"], T + 201)).toBe("$3\r\nold\r\n");
@@ -320,17 +319,48 @@ describe("expirations decided by the leader", () => {
     for (const sm of replicas) {
       const replies = entries.map((e) => text(sm.apply(e)));
       expect(replies).toEqual(["+OK\r\n", "+OK\r\n", undefined, "$2\r\nv2\r\n"]);
-      expect(sm.expiredKeys).toBe(0);
+      expect(sm.keysExpired).toBe(0);
     }
     // The applied time never goes back: the expiration's earlier time does not lower it.
     expect(replicas[0]!.kv.appliedMs).toBe(T + 220);
+  });
+
+  test("an expiration's time is a time the leader saw: later entries stamped earlier (a lagging clock) run at it", () => {
+    const sm = new KvRaftStateMachine();
+    sm.apply(normal(1, encodeCommandEntry(["SET", "other", "v", "PX", "30"], T + 150))); // expires at T+180
+    sm.apply(normal(2, encodeExpireEntry(["unrelated"], T + 200)));
+    expect(sm.kv.appliedMs).toBe(T + 200);
+    // A new leader whose clock lags stamps T+160: "other" is still expired, as the old leader saw at T+200.
+    expect(text(sm.apply(normal(3, encodeCommandEntry(["GET", "other"], T + 160))))).toBe("$-1\r\n");
+  });
+
+  test("findExpired gives the keys expired at the leader's time, bounded, resuming, and deletes nothing", () => {
+    const sm = new KvRaftStateMachine();
+    let i = 0;
+    for (let k = 0; k < 10; k++) sm.apply(normal(++i, encodeCommandEntry(["SET", `due${k}`, "v", "PX", "100"], T)));
+    sm.apply(normal(++i, encodeCommandEntry(["SET", "later", "v", "PX", "5000"], T)));
+    sm.apply(normal(++i, encodeCommandEntry(["SET", "forever", "v"], T)));
+    expect(sm.findExpired(T + 99)).toEqual([]);
+    const first = sm.findExpired(T + 100, 4);
+    const second = sm.findExpired(T + 100, 4);
+    expect(first).toHaveLength(4);
+    expect(second).toHaveLength(4);
+    expect(new Set([...first, ...second]).size).toBe(8); // the second call resumed after the first
+    expect(sm.kv.db.dbsize()).toBe(12);
+    const all = sm.findExpired(T + 100).sort();
+    expect(all).toEqual(Array.from({ length: 10 }, (_, k) => `due${k}`));
+    // Proposed and applied: every member deletes them.
+    sm.apply(normal(++i, encodeExpireEntry(all, T + 100)));
+    expect(sm.keysExpired).toBe(10);
+    expect(sm.findExpired(T + 100)).toEqual([]);
+    expect(sm.kv.db.dbsize()).toBe(2);
   });
 
   test("an expiration applied before the rewrite deletes the old key, and the rewrite creates it again", () => {
     const sm = new KvRaftStateMachine();
     sm.apply(normal(1, encodeCommandEntry(["SET", "k", "v1", "PX", "100"], T)));
     sm.apply(normal(2, encodeExpireEntry(["k"], T + 200)));
-    expect(sm.expiredKeys).toBe(1);
+    expect(sm.keysExpired).toBe(1);
     expect(sm.kv.db.dbsize()).toBe(0);
     expect(text(sm.apply(normal(3, encodeCommandEntry(["SET", "k", "v2", "NX"], T + 210))))).toBe("+OK\r\n");
     expect(text(sm.apply(normal(4, encodeCommandEntry(["GET", "k"], T + 220))))).toBe("$2\r\nv2\r\n");
@@ -421,7 +451,7 @@ describe("a 3-node runtime applying KV commands", () => {
     for (const id of [2, 3]) {
       expect(c.get(id).sm.applied).toBe(applied);
       expect(keyspace(c.get(id).sm)).toEqual(keyspace(leader.sm));
-      expect(c.get(id).sm.expiredKeys).toBe(1);
+      expect(c.get(id).sm.keysExpired).toBe(1);
     }
     expect(keyspace(leader.sm)).toEqual([JSON.stringify(["a", "x", "undefined"]), JSON.stringify(["n", "2", "undefined"])]);
   });
