@@ -25,6 +25,8 @@ export const EXPIRE_BATCH_KEYS_MAX = 1024;
 const KIND_COMMAND = 1;
 const KIND_EXPIRE = 2;
 const HEADER_BYTES = 10; // version, kind, timeMs
+/** Bytes a command entry's payload adds to encodedCommandBytes(argv) (a write's size is checked before it is proposed). */
+export const COMMAND_ENTRY_OVERHEAD_BYTES = HEADER_BYTES + 1;
 const TWO_32 = 2 ** 32;
 const FLAG_EXPIRE = 1;
 const IMAGE_HEADER_BYTES = 17;

@@ -4,6 +4,7 @@
 import { describe, expect, test } from "bun:test";
 import type { DbEntry } from "../../src/kv/db.ts";
 import {
+  COMMAND_ENTRY_OVERHEAD_BYTES,
   decodeKvImage,
   decodeKvPayload,
   encodeCommandEntry,
@@ -20,6 +21,7 @@ import { MemoryNetwork } from "../../src/node/transport.ts";
 import { Rand } from "../../src/raft/rand.ts";
 import { bootstrapStorage, MemoryStorage } from "../../src/raft/storage.ts";
 import { encodeConfChange, type Entry, type NodeId } from "../../src/raft/types.ts";
+import { encodedCommandBytes } from "../../src/resp/request-parser.ts";
 import { prng } from "../helpers/prng.ts";
 
 const text = (b: KvApplyResult): string | undefined => (b === undefined ? undefined : Buffer.from(b).toString("latin1"));
@@ -49,7 +51,9 @@ describe("entry payloads", () => {
       [1_765_000_000_123, 3],
       [Number.MAX_SAFE_INTEGER, 2],
     ] as const) {
-      expect(decodeKvPayload(encodeCommandEntry(argv, timeMs, proto))).toEqual({ kind: "command", timeMs, proto, argv });
+      const b = encodeCommandEntry(argv, timeMs, proto);
+      expect(b.length).toBe(encodedCommandBytes(argv) + COMMAND_ENTRY_OVERHEAD_BYTES);
+      expect(decodeKvPayload(b)).toEqual({ kind: "command", timeMs, proto, argv });
     }
   });
 
