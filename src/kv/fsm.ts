@@ -1,6 +1,7 @@
 // The replicated state machine around a Db: applies logged commands in order with the time
 // stamped on each entry, and snapshots/restores the keyspace. Pure and deterministic: the same
 // entries give the same state and the same replies on every replica and on every replay.
+import { assert } from "../errors.ts";
 import type { ReplyWriter } from "../resp/encode.ts";
 import { arityOk, unknownCommandError, type CommandSpec } from "./command.ts";
 import { type KvCtx, lookupKvCommand } from "./commands.ts";
@@ -37,6 +38,29 @@ export class KvStateMachine {
       return undefined;
     }
     this.ctx.nowMs = this.appliedMs;
+    spec.exec(this.ctx, argv, out);
+    return spec;
+  }
+
+  /**
+   * Runs a read-only command at max(nowMs, appliedMs) without moving appliedMs: a read on any
+   * replica hides a key whose expiry passed by the local clock (as Redis replicas do), yet the
+   * local clock never enters the replicated state (were it to move appliedMs, a replica whose
+   * clock runs ahead would run later entries at other times than the rest). A command without
+   * the readonly flag is the caller's bug.
+   */
+  read(argv: string[], nowMs: number, out: ReplyWriter): CommandSpec<KvCtx> | undefined {
+    const spec = lookupKvCommand(argv[0]!);
+    if (spec === undefined) {
+      out.error(unknownCommandError(argv));
+      return undefined;
+    }
+    assert(spec.flags.includes("readonly"), `read() of the command '${spec.name}', which is not read-only`);
+    if (!arityOk(spec.arity, argv.length)) {
+      out.error(`ERR wrong number of arguments for '${spec.name}' command`);
+      return undefined;
+    }
+    this.ctx.nowMs = nowMs > this.appliedMs ? nowMs : this.appliedMs;
     spec.exec(this.ctx, argv, out);
     return spec;
   }

@@ -3,7 +3,7 @@ import { assert } from "../errors.ts";
 import { KvStateMachine } from "../kv/fsm.ts";
 import type { DbOptions } from "../kv/db.ts";
 import type { Entry, Snapshot } from "../raft/types.ts";
-import { ReplyBuffer } from "../resp/encode.ts";
+import { ReplyBuffer, type ReplyWriter } from "../resp/encode.ts";
 import { decodeKvImage, decodeKvPayload, encodeKvImage, EXPIRE_BATCH_KEYS_MAX, KvImageError, KvPayloadError } from "./kv-payload.ts";
 import type { StateMachine } from "./state-machine.ts";
 
@@ -73,6 +73,14 @@ export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
     const reply = Buffer.from(out.view()); // a copy: the buffer is reused by the next entry
     if (out.buf.length > REPLY_KEEP_BYTES_MAX) this.out = new ReplyBuffer(REPLY_INITIAL_BYTES);
     return reply;
+  }
+
+  /**
+   * A read-only command on local state (after a ReadIndex round), at the local clock `wallMs`:
+   * keys whose expiry passed are absent, and the replicated state (the applied time) is unchanged.
+   */
+  read(argv: string[], wallMs: number, out: ReplyWriter): void {
+    this.kv.read(argv, wallMs, out);
   }
 
   /**

@@ -21,6 +21,7 @@ import { MemoryNetwork } from "../../src/node/transport.ts";
 import { Rand } from "../../src/raft/rand.ts";
 import { bootstrapStorage, MemoryStorage } from "../../src/raft/storage.ts";
 import { encodeConfChange, type Entry, type NodeId } from "../../src/raft/types.ts";
+import { ReplyBuffer } from "../../src/resp/encode.ts";
 import { encodedCommandBytes } from "../../src/resp/request-parser.ts";
 import { prng } from "../helpers/prng.ts";
 
@@ -358,6 +359,24 @@ describe("expirations decided by the leader", () => {
     expect(sm.keysExpired).toBe(10);
     expect(sm.findExpired(T + 100)).toEqual([]);
     expect(sm.kv.db.dbsize()).toBe(2);
+  });
+
+  test("a read at the local clock hides a key whose expiry passed, without moving the replicated time", () => {
+    const sm = new KvRaftStateMachine();
+    sm.apply(normal(1, encodeCommandEntry(["SET", "k", "v", "PX", "100"], T))); // expires at T+100
+    const read = (argv: string[], wallMs: number): string => {
+      const out = new ReplyBuffer(64);
+      sm.read(argv, wallMs, out);
+      return out.view().toString("latin1");
+    };
+    expect(read(["GET", "k"], T + 50)).toBe("$1\r\nv\r\n");
+    expect(read(["GET", "k"], T + 150)).toBe("$-1\r\n"); // this member's clock is past the expiry
+    expect(read(["GET", "k"], T - 1000)).toBe("$1\r\nv\r\n"); // a clock behind the log's time reads at the log's time
+    expect(sm.kv.appliedMs).toBe(T);
+    // The log's next entry still runs at its own time: the key is live for it on every member.
+    expect(text(sm.apply(normal(2, encodeCommandEntry(["SET", "k", "w", "XX", "KEEPTTL"], T + 60))))).toBe("+OK\r\n");
+    expect(read(["GET", "nosuch", "extra"], T)).toBe("-ERR wrong number of arguments for 'get' command\r\n");
+    expect(() => read(["SET", "k", "x"], T)).toThrow("not read-only");
   });
 
   test("an expiration applied before the rewrite deletes the old key, and the rewrite creates it again", () => {
