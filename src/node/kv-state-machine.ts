@@ -14,6 +14,8 @@ export type KvApplyResult = Uint8Array | undefined;
 const REPLY_INITIAL_BYTES = 256;
 /** A reply buffer grown past this (a large GET) is dropped after use rather than held. */
 const REPLY_KEEP_BYTES_MAX = 64 * 1024;
+/** Command names cached at most (the table has far fewer; odd spellings must not grow it without end). */
+const NAMES_CACHED_MAX = 1024;
 
 /**
  * A committed entry or a snapshot this node cannot read. Every member holds the same bytes, so no
@@ -54,6 +56,7 @@ export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
       this.applied = e.index;
       return undefined;
     }
+    if (this.names.size > NAMES_CACHED_MAX) this.names.clear();
     let p;
     try {
       p = decodeKvPayload(e.data, this.names);
