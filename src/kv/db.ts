@@ -145,6 +145,8 @@ export class Db {
 
   /** Where the expiry sweep resumes: a live iterator over `expires`. */
   private sweepIt: Iterator<string, undefined> | undefined;
+  /** Where findExpired resumes (apart from the sweep: one does not skip keys for the other). */
+  private findIt: Iterator<string, undefined> | undefined;
 
   /** The source of the refs held in `values` (numbers), or null when there are none. */
   private lazy: LazyValues | null = null;
@@ -383,6 +385,31 @@ export class Db {
   }
 
   /**
+   * Up to maxKeys keys expired at nowMs, left in place (a leader choosing the expirations to
+   * propose), looking at no more than maxKeys * SWEEP_SAMPLES_PER_KEY TTL entries, resuming
+   * where the previous call stopped.
+   */
+  findExpired(nowMs: number, maxKeys: number): string[] {
+    let budget = Math.min(maxKeys * SWEEP_SAMPLES_PER_KEY, this.expires.size);
+    const found: string[] = [];
+    let wrapped = false;
+    while (budget > 0 && found.length < maxKeys) {
+      if (this.findIt === undefined) this.findIt = this.expires.keys();
+      const r = this.findIt.next();
+      if (r.done) {
+        this.findIt = undefined;
+        if (wrapped) break;
+        wrapped = true;
+        continue;
+      }
+      budget--;
+      const at = this.expires.get(r.value);
+      if (at !== undefined && at !== TOMB && at <= nowMs) found.push(r.value);
+    }
+    return found;
+  }
+
+  /**
    * Removes every key. Open SCAN cursors stay valid (they see keys added later), except
    * during a snapshot: O(1) then, the snapshot keeps the old Maps (which nothing changes
    * any more) and new ones start empty; open cursors finish over the old keys.
@@ -395,6 +422,7 @@ export class Db {
       this.cow = null;
       this.tombs = 0;
       this.sweepIt = undefined;
+      this.findIt = undefined;
       return;
     }
     this.values.clear();

@@ -1,6 +1,7 @@
 // The replicated state machine around a Db: applies logged commands in order with the time
 // stamped on each entry, and snapshots/restores the keyspace. Pure and deterministic: the same
 // entries give the same state and the same replies on every replica and on every replay.
+import { assert } from "../errors.ts";
 import type { ReplyWriter } from "../resp/encode.ts";
 import { arityOk, unknownCommandError, type CommandSpec } from "./command.ts";
 import { type KvCtx, lookupKvCommand } from "./commands.ts";
@@ -42,12 +43,47 @@ export class KvStateMachine {
   }
 
   /**
+   * Runs a read-only command at max(nowMs, appliedMs) without moving appliedMs: a read on any
+   * replica hides a key whose expiry passed by the local clock (as Redis replicas do), yet the
+   * local clock never enters the replicated state (were it to move appliedMs, a replica whose
+   * clock runs ahead would run later entries at other times than the rest). A command without
+   * the readonly flag is the caller's bug.
+   */
+  read(argv: string[], nowMs: number, out: ReplyWriter): CommandSpec<KvCtx> | undefined {
+    const spec = lookupKvCommand(argv[0]!);
+    if (spec === undefined) {
+      out.error(unknownCommandError(argv));
+      return undefined;
+    }
+    assert(spec.flags.includes("readonly"), `read() of the command '${spec.name}', which is not read-only`);
+    if (!arityOk(spec.arity, argv.length)) {
+      out.error(`ERR wrong number of arguments for '${spec.name}' command`);
+      return undefined;
+    }
+    this.ctx.nowMs = nowMs > this.appliedMs ? nowMs : this.appliedMs;
+    spec.exec(this.ctx, argv, out);
+    return spec;
+  }
+
+  /**
    * apply(["SET", key, value], nowMs) for a value held by reference in the Db's lazy source
    * (recovery replaying a mapped log file): the same state, and no reply (a plain SET's is +OK).
    */
   applyPlainSetRef(key: string, ref: number, nowMs: number): void {
     if (nowMs > this.appliedMs) this.appliedMs = nowMs;
     this.db.setRef(key, ref);
+  }
+
+  /**
+   * Applies an expiration decided by a leader at nowMs: deletes each key only if its expiry is
+   * still at or before nowMs, so a key written again since (without a TTL, or with a later one)
+   * stays. Returns the count deleted.
+   */
+  applyExpire(keys: readonly string[], nowMs: number): number {
+    if (nowMs > this.appliedMs) this.appliedMs = nowMs;
+    let deleted = 0;
+    for (const k of keys) if (this.db.deleteIfExpired(k, nowMs)) deleted++;
+    return deleted;
   }
 
   /**

@@ -1,0 +1,118 @@
+// The KV store as the runtime's StateMachine: applies committed entries (commands, expirations) to a KvStateMachine.
+import { assert } from "../errors.ts";
+import { KvStateMachine } from "../kv/fsm.ts";
+import type { DbOptions } from "../kv/db.ts";
+import type { Entry, Snapshot } from "../raft/types.ts";
+import { ReplyBuffer, type ReplyWriter } from "../resp/encode.ts";
+import { decodeKvImage, decodeKvPayload, encodeKvImage, EXPIRE_BATCH_KEYS_MAX, KvImageError, KvPayloadError } from "./kv-payload.ts";
+import type { StateMachine } from "./state-machine.ts";
+
+/** What a proposer gets back: a command's RESP reply; nothing for no-op, membership and expiration entries. */
+export type KvApplyResult = Uint8Array | undefined;
+
+/** Reply buffer to start with: most replies are a few bytes; it grows for a large one and is reused. */
+const REPLY_INITIAL_BYTES = 256;
+/** A reply buffer grown past this (a large GET) is dropped after use rather than held. */
+const REPLY_KEEP_BYTES_MAX = 64 * 1024;
+/** Command names cached at most (the table has far fewer; odd spellings must not grow it without end). */
+const NAMES_CACHED_MAX = 1024;
+
+/**
+ * A committed entry or a snapshot this node cannot read. Every member holds the same bytes, so no
+ * member can apply past it: the runtime stops the node (onFatal), as replay does on a damaged record.
+ */
+export class KvEntryError extends Error {
+  override name = "KvEntryError";
+  constructor(
+    readonly index: number,
+    readonly reason: KvPayloadError | KvImageError,
+  ) {
+    super(`log index ${index}: ${reason.message}`);
+  }
+}
+
+export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
+  readonly kv: KvStateMachine;
+  /** Index of the last entry applied (or of the snapshot restored). */
+  applied = 0;
+  /** Keys deleted by expiration entries (INFO's expired_keys). */
+  keysExpired = 0;
+  private out = new ReplyBuffer(REPLY_INITIAL_BYTES);
+  /** Command names decoded so far: a log of SETs shares one "SET" string. */
+  private readonly names = new Map<number, string>();
+
+  constructor(opts: DbOptions = {}) {
+    this.kv = new KvStateMachine(opts);
+  }
+
+  /**
+   * Normal entries: a command runs at the leader's time and its reply (in the proposing client's
+   * protocol) is returned; an expiration deletes its keys still expired at the leader's time.
+   * Empty no-op and conf-change entries only move the applied index.
+   */
+  apply(e: Entry): KvApplyResult {
+    if (e.index !== this.applied + 1) assert(false, `kv applied ${e.index} after ${this.applied} (applied moves by one)`);
+    if (e.type !== "normal" || e.data.length === 0) {
+      this.applied = e.index;
+      return undefined;
+    }
+    if (this.names.size > NAMES_CACHED_MAX) this.names.clear();
+    let p;
+    try {
+      p = decodeKvPayload(e.data, this.names);
+    } catch (err) {
+      if (err instanceof KvPayloadError) throw new KvEntryError(e.index, err);
+      throw err;
+    }
+    this.applied = e.index;
+    if (p.kind === "expire") {
+      this.keysExpired += this.kv.applyExpire(p.keys, p.timeMs);
+      return undefined;
+    }
+    const out = this.out;
+    out.reset();
+    out.proto = p.proto;
+    this.kv.apply(p.argv, p.timeMs, out);
+    const reply = Buffer.from(out.view()); // a copy: the buffer is reused by the next entry
+    if (out.buf.length > REPLY_KEEP_BYTES_MAX) this.out = new ReplyBuffer(REPLY_INITIAL_BYTES);
+    return reply;
+  }
+
+  /**
+   * A read-only command on local state (after a ReadIndex round), at the local clock `wallMs`:
+   * keys whose expiry passed are absent, and the replicated state (the applied time) is unchanged.
+   */
+  read(argv: string[], wallMs: number, out: ReplyWriter): void {
+    this.kv.read(argv, wallMs, out);
+  }
+
+  /**
+   * For the leader: up to maxKeys keys it holds expired at nowMs (its clock, never below the
+   * applied time), to propose as one expiration entry (encodeExpireEntry(keys, nowMs)). Keys are
+   * left in place: every member deletes them when that entry applies. Successive calls resume
+   * where the last stopped; a key proposed twice is harmless (the second finds it gone).
+   */
+  findExpired(nowMs: number, maxKeys: number = EXPIRE_BATCH_KEYS_MAX): string[] {
+    assert(maxKeys > 0 && maxKeys <= EXPIRE_BATCH_KEYS_MAX, `findExpired of ${maxKeys} keys (1..${EXPIRE_BATCH_KEYS_MAX})`);
+    return this.kv.db.findExpired(Math.max(nowMs, this.kv.appliedMs), maxKeys);
+  }
+
+  /** The keyspace with absolute expiries and the applied time (kv-payload.ts's image). */
+  snapshot(): Uint8Array {
+    return encodeKvImage(this.kv.appliedMs, () => this.kv.db.entries());
+  }
+
+  restore(s: Snapshot): void {
+    let image;
+    try {
+      image = decodeKvImage(s.data);
+    } catch (err) {
+      if (err instanceof KvImageError) throw new KvEntryError(s.meta.index, err);
+      throw err;
+    }
+    this.kv.restore(image.appliedMs, image.entries);
+    const held = this.kv.db.dbsize();
+    if (held !== image.count) throw new KvEntryError(s.meta.index, new KvImageError(`snapshot image of ${image.count} entries holds ${held} distinct keys`));
+    this.applied = s.meta.index;
+  }
+}
