@@ -6,13 +6,14 @@ import { RegisterStateMachine, type RegisterResult } from "../../src/node/state-
 import { MemoryNetwork, type MemoryTransport } from "../../src/node/transport.ts";
 import { Rand } from "../../src/raft/rand.ts";
 import { MemoryStorage, bootstrapStorage } from "../../src/raft/storage.ts";
-import type { ConfChange, Message, NodeId } from "../../src/raft/types.ts";
+import type { ConfChange, Entry, Message, NodeId } from "../../src/raft/types.ts";
 import { Checker, digest, type SimEvent, type Violation } from "./checkers.ts";
 
 export const FAULT_KINDS = [
   "drop",
   "duplicate",
   "replay-late",
+  "replay-acks",
   "delay",
   "partition-symmetric",
   "partition-asymmetric",
@@ -112,6 +113,8 @@ export class Simulator {
   readonly universe: NodeId[];
   private now = 0;
   private readonly queue = new Map<number, Message[]>();
+  /** The last acknowledgements sent to each node, for replaying them when it leads again. */
+  private readonly acksTo = new Map<NodeId, Message[]>();
   private readonly net = new MemoryNetwork();
   /** Directed links that drop everything: "from>to". */
   private blocked = new Set<string>();
@@ -283,6 +286,18 @@ export class Simulator {
       ...(p.hardState ? { hardState: p.hardState } : {}),
       ...(p.hardState && n.node ? { voters: n.node.rawNode.raft.confState().voters } : {}),
     });
+    // A snapshot replaces the whole log: after installing it, the disk holds nothing from before it
+    // (only the entries written with it). Skipped when the disk already had a newer snapshot.
+    if (p.snapshot && n.disk.snapshot().meta.index === p.snapshot.meta.index) {
+      const last = p.entries.length > 0 ? (p.entries[p.entries.length - 1] as Entry).index : p.snapshot.meta.index;
+      if (n.disk.lastIndex() !== Math.max(last, p.snapshot.meta.index)) {
+        this.checker.violations.push({
+          rule: "Snapshot Install",
+          detail: `node ${n.id} installed a snapshot at ${p.snapshot.meta.index} but its log ends at ${n.disk.lastIndex()}, not ${last}`,
+          at: this.now,
+        });
+      }
+    }
   }
 
   /** A runtime invariant broke inside its asynchronous Ready loop. */
@@ -337,7 +352,10 @@ export class Simulator {
     if (r.role !== n.lastRole || r.term !== n.lastTerm) {
       n.lastRole = r.role;
       n.lastTerm = r.term;
-      if (r.role === "leader") this.termsWithLeader.add(r.term);
+      if (r.role === "leader") {
+        this.termsWithLeader.add(r.term);
+        this.replayAcks(n.id, r.term);
+      }
       this.emit({ kind: "role", node: n.id, term: r.term, role: r.role });
     }
   }
@@ -359,6 +377,12 @@ export class Simulator {
       return;
     }
     this.emit({ kind: "send", node: m.from, msg: m });
+    if (m.type === "append-resp" && !m.reject) {
+      let acks = this.acksTo.get(m.to);
+      if (!acks) this.acksTo.set(m.to, (acks = []));
+      acks.push(m);
+      if (acks.length > 16) acks.shift();
+    }
     this.enqueue(m, 1 + this.rand.int(this.delayMax));
     if (this.now < this.faultEnd && this.dupRate > 0 && this.rand.chance(this.dupRate)) {
       this.faults.duplicate++;
@@ -368,6 +392,20 @@ export class Simulator {
       // A copy surfaces much later (a stale connection's buffer): after elections, in a later term.
       this.faults["replay-late"]++;
       this.enqueue(m, STEPS_PER_TICK * (20 + this.rand.int(300)));
+    }
+  }
+
+  /**
+   * A node that leads again may get, very late, the acknowledgements followers sent it when it led in
+   * an earlier term (any message may arrive any number of times, any time later).
+   */
+  private replayAcks(id: NodeId, term: number): void {
+    const acks = this.acksTo.get(id);
+    if (!acks || this.now >= this.faultEnd || !this.rand.chance(0.5)) return;
+    for (const m of acks) {
+      if (m.term >= term) continue;
+      this.faults["replay-acks"]++;
+      this.enqueue(m, 1 + this.rand.int(STEPS_PER_TICK * 5));
     }
   }
 
