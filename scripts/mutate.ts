@@ -104,14 +104,6 @@ export const CATALOGUE: readonly Mutation[] = [
     id: "follower-commit-lastindex",
     description: "a follower commits min(leaderCommit, lastIndex) instead of min(leaderCommit, last new entry)",
     patches: [{ file: LOG, find: "this.commitTo(Math.min(committed, lastNew));", replace: "this.commitTo(Math.min(committed, this.lastIndex()));" }],
-    survives: {
-      kind: "gap",
-      why:
-        "harmful only when an append that matches a prefix of a stale suffix carries fewer entries than the suffix and a commit past them; " +
-        "Raft's overwrite assertion and State Machine Safety catch it when it happens, but the simulator does not build that schedule " +
-        "(none in 10,000 more runs); a rule test in tests/raft would: a follower holding 6 (term 2) and a stale 7..8 (term 3) " +
-        "gets from the term-4 leader append(prev 5, [6], commit 8) and must commit only 6",
-    },
   },
   {
     id: "leader-counts-unpersisted",

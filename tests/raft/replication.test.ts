@@ -54,6 +54,16 @@ describe("log replication", () => {
     expect(c.raft(2).log.committed).toBe(5); // and commit never decreases
   });
 
+  test("AppendEntries: a stale suffix past the last new entry is not committed, even if leaderCommit covers it", () => {
+    // Follower 2 holds 4/2 and a stale 5/3, 6/3 from a deposed term-3 leader. The term-4 leader's
+    // append vouches only for what it sends (4/2): 5 and 6 may still be overwritten.
+    const c = new Cluster([1, 2, 3], { logs: { 2: { terms: [2, 3, 3], term: 3 } } });
+    c.deliver([app(2, 4, 3, 1, [ent(4, 2)], 6)]);
+    expect(c.take().map(fmt)).toEqual(["2->1 append-resp t4 index=4"]);
+    expect(c.raft(2).log.lastIndex()).toBe(6);
+    expect(c.raft(2).log.committed).toBe(4);
+  });
+
   test("a committed entry is never overwritten (asserted)", () => {
     const c = new Cluster([1, 2, 3]);
     c.deliver([app(2, 2, 3, 1, [ent(4, 2)], 4)]);
