@@ -1,24 +1,16 @@
 // What an operator sees from the compiled ./kv: startup failures as a short report (message, file
 // and offset, hint; the stack only at --log-level debug), no colour codes where output is not a
 // terminal, a taken port named as such, and `help` at the kv cli prompt answered locally.
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describeFailure, formatFailure } from "../../src/cli/fatal.ts";
 import { encodeRecords, RecordType } from "../../src/storage/codec.ts";
 import { startFake } from "../client/_fake.ts";
 import { KV_BIN, startKv } from "../helpers/server.ts";
+import { tempDirs } from "../helpers/tmp.ts";
 
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), "kv-operator-"));
-  dirs.push(d);
-  return d;
-}
+const tempDir = tempDirs("kv-operator-");
 
 /** The environment of a user's shell: no NO_COLOR, no FORCE_COLOR (tests/helpers/server.ts sets NO_COLOR). */
 function userEnv(extra: Record<string, string> = {}): Record<string, string> {

@@ -14,9 +14,8 @@
 //
 // KV_POWERCUT_SEEDS=<n> runs more seeds; KV_POWERCUT_SEED=<s> replays one. A failure names its
 // seed, mode and cut point.
-import { afterAll, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { expect, test } from "bun:test";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { KvStateMachine } from "../../src/kv/fsm.ts";
 import { setLogLevel } from "../../src/log.ts";
@@ -25,16 +24,9 @@ import { ReplyBuffer } from "../../src/resp/encode.ts";
 import type { FsyncMode } from "../../src/storage/index.ts";
 import { type DiskImage, PowerCutIo, type PowerCutPoint } from "../../src/storage/power-cut.ts";
 import { prng } from "../helpers/prng.ts";
+import { tempDirs } from "../helpers/tmp.ts";
 
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), "kv-powercut-"));
-  dirs.push(d);
-  return d;
-}
+const tempDir = tempDirs("kv-powercut-");
 
 const SEGMENT_BYTES = 600;
 const SNAPSHOT_LOG_BYTES = 2500;

@@ -5,9 +5,8 @@
 // recovery, a hard state is never newer than the entries persisted with it, nothing in between.
 //
 // KV_RAFTLOG_SEEDS=<n> runs more seeds; KV_RAFTLOG_SEED=<s> replays one.
-import { afterAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { expect, test } from "bun:test";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { MemoryStorage } from "../../src/raft/storage.ts";
 import type { ConfState, Entry, HardState, Snapshot, SnapshotMeta } from "../../src/raft/types.ts";
@@ -16,17 +15,10 @@ import { type DiskImage, PowerCutIo } from "../../src/storage/power-cut.ts";
 import { RaftLog } from "../../src/storage/raft-log.ts";
 import type { StorageIo } from "../../src/storage/io.ts";
 import { prng } from "../helpers/prng.ts";
+import { tempDirs } from "../helpers/tmp.ts";
 
 setLogLevel("error");
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), "kv-raftlog-"));
-  dirs.push(d);
-  return d;
-}
+const tempDir = tempDirs("kv-raftlog-");
 
 /** Tiny segments, so rolls, whole-segment compaction and hard states heading a segment all happen. */
 const SEGMENT_BYTES = 400;
