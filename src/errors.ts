@@ -26,6 +26,8 @@ export class CorruptLogError extends Error {
     message: string,
     readonly file: string,
     readonly offset: number,
+    /** What to do about it, where `kv repair` (which cuts at checksum damage) is not the answer. */
+    readonly hint?: string,
   ) {
     super(message);
   }

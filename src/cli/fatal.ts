@@ -36,7 +36,7 @@ function helpHint(command: string): string {
 export function describeFailure(e: unknown, command: string): { message: string; detail: FailureDetail } {
   if (e instanceof StartupError) return { message: e.message, detail: e.detail };
   if (e instanceof CorruptLogError) {
-    return { message: e.message, detail: { file: e.file, offset: e.offset, hint: "kv repair --data-dir DIR cuts the log at the damage and reports what it drops", exitCode: 2 } };
+    return { message: e.message, detail: { file: e.file, offset: e.offset, hint: e.hint ?? "kv repair --data-dir DIR cuts the log at the damage and reports what it drops", exitCode: 2 } };
   }
   if (e instanceof ConfigError) return { message: e.message, detail: { hint: helpHint(command) } };
   if (e instanceof DataDirError) return { message: e.message, detail: { file: e.path } };

@@ -79,7 +79,7 @@ export async function serve(config: ServerConfig): Promise<void> {
     });
   } catch (e) {
     if (e instanceof CorruptLogError) {
-      const hint = `to cut the log at the damage and see exactly what is dropped: kv repair --data-dir ${config.dataDir}`;
+      const hint = e.hint ?? `to cut the log at the damage and see exactly what is dropped: kv repair --data-dir ${config.dataDir}`;
       throw new StartupError(`the data in ${config.dataDir} is damaged; kv will not start on it: ${e.message}`, { file: e.file, offset: e.offset, hint, exitCode: 2 }, e);
     }
     if (e instanceof DataDirError || (e as { code?: string }).code !== undefined) {

@@ -231,7 +231,13 @@ export class DurableLog<T> {
               // Its checksum is good, so it was written this way: damage the checksum did not
               // catch, or a newer kv's record. Refuse to start, pointing at it, as for other damage.
               const at = storage.wal.locate(index);
-              throw new CorruptLogError(`record ${index} has a good checksum but is not one RESP command`, at?.file ?? storage.wal.dir, at?.offset ?? 0);
+              throw new CorruptLogError(
+                `record ${index} has a good checksum but is not one RESP command`,
+                at?.file ?? storage.wal.dir,
+                at?.offset ?? 0,
+                "kv repair cuts the log only at checksum damage, so it keeps this record; to drop it and every record after it, " +
+                  "back up the data dir, truncate this file to the offset above (truncate -s OFFSET FILE) and delete the later segments of wal/",
+              );
             }
             fsm.apply(argv, timestampMs, sink);
             sink.reset();

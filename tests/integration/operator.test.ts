@@ -2,7 +2,7 @@
 // and offset, hint; the stack only at --log-level debug), no colour codes where output is not a
 // terminal, a taken port named as such, and `help` at the kv cli prompt answered locally.
 import { describe, expect, test } from "bun:test";
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describeFailure, formatFailure } from "../../src/cli/fatal.ts";
 import { encodeRecords, RecordType } from "../../src/storage/codec.ts";
@@ -73,7 +73,7 @@ function logWithForeignRecord(): string {
 }
 
 describe("startup failures", () => {
-  test("a log record with a good checksum that is not a command: named with its file and offset, the repair hint, exit 2; the stack at --log-level debug", async () => {
+  test("a log record with a good checksum that is not a command: named with its file and offset, a hint that works (kv repair would keep it), exit 2; the stack at --log-level debug", async () => {
     const dir = logWithForeignRecord();
     const r = await run(["serve", "--port", "0", "--data-dir", dir]);
     expect(r.code).toBe(2);
@@ -81,7 +81,18 @@ describe("startup failures", () => {
     expect(r.stderr).toMatch(/^error: the data in .* is damaged; kv will not start on it: record 2 has a good checksum but is not one RESP command$/m);
     // Record 2 starts where record 1 ends.
     expect(r.stderr).toContain(`file: ${join(dir, "wal", "00000000000000000001.seg")}, offset ${FIRST_RECORD_BYTES}`);
-    expect(r.stderr).toMatch(/^ {2}hint: .*kv repair --data-dir /m);
+    // kv repair cuts only at checksum damage and would keep this record: the hint says what does work.
+    expect(r.stderr).toMatch(/^ {2}hint: kv repair cuts the log only at checksum damage, so it keeps this record; .*truncate -s OFFSET FILE/m);
+    const repair = await run(["repair", "--data-dir", dir]);
+    expect(repair.stdout + repair.stderr).toMatch(/clean/);
+    // Following the hint on a copy: the node starts with what came before the record.
+    const copy = tempDir();
+    cpSync(dir, copy, { recursive: true });
+    truncateSync(join(copy, "wal", "00000000000000000001.seg"), FIRST_RECORD_BYTES);
+    const kv = await startKv([], { dataDir: copy });
+    const got = await run(["get", "a", "--addr", `127.0.0.1:${kv.port}`]);
+    expect(got.stdout.trim()).toBe("b");
+    expect(await kv.stop({ keepData: true })).toBe(0);
 
     const d = await run(["serve", "--port", "0", "--data-dir", dir, "--log-level", "debug"]);
     expect(d.code).toBe(2);
