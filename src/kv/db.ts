@@ -359,54 +359,49 @@ export class Db {
    * where the previous call stopped. Never touches keys without a TTL. Returns the count deleted.
    */
   sweepExpired(nowMs: number, maxKeys: number): number {
-    let budget = Math.min(maxKeys * SWEEP_SAMPLES_PER_KEY, this.expires.size);
-    let deleted = 0;
-    let wrapped = false;
-    while (budget > 0 && deleted < maxKeys) {
-      if (this.sweepIt === undefined) this.sweepIt = this.expires.keys();
-      const r = this.sweepIt.next();
-      if (r.done) {
-        this.sweepIt = undefined;
-        if (wrapped) break;
-        wrapped = true;
-        continue;
+    return this.walkExpired("sweepIt", nowMs, maxKeys, (key) => {
+      if (this.cow === null) {
+        this.values.delete(key);
+        this.expires.delete(key);
+        return true;
       }
-      budget--;
-      const at = this.expires.get(r.value)!;
-      if (at <= nowMs) {
-        if (this.cow === null) {
-          this.values.delete(r.value);
-          this.expires.delete(r.value);
-        } else if (!this.cowDelete(r.value)) continue; // a tombstone: not a key
-        deleted++;
-      }
-    }
-    return deleted;
+      return this.cowDelete(key); // false: a tombstone, not a key
+    });
   }
 
   /**
    * Up to maxKeys keys expired at nowMs, left in place (a leader choosing the expirations to
-   * propose), looking at no more than maxKeys * SWEEP_SAMPLES_PER_KEY TTL entries, resuming
-   * where the previous call stopped.
+   * propose), with the sweep's budget, resuming where the previous call stopped.
    */
   findExpired(nowMs: number, maxKeys: number): string[] {
-    let budget = Math.min(maxKeys * SWEEP_SAMPLES_PER_KEY, this.expires.size);
     const found: string[] = [];
+    this.walkExpired("findIt", nowMs, maxKeys, (key, at) => at !== TOMB && found.push(key) > 0);
+    return found;
+  }
+
+  /**
+   * The walk of sweepExpired and findExpired: from where the walk with this cursor stopped
+   * (wrapping once), over at most maxKeys * SWEEP_SAMPLES_PER_KEY TTL entries, calling take for
+   * each entry whose time is at or before nowMs until maxKeys were taken. Returns the count taken.
+   */
+  private walkExpired(cursor: "sweepIt" | "findIt", nowMs: number, maxKeys: number, take: (key: string, at: Expiry) => boolean): number {
+    let budget = Math.min(maxKeys * SWEEP_SAMPLES_PER_KEY, this.expires.size);
+    let taken = 0;
     let wrapped = false;
-    while (budget > 0 && found.length < maxKeys) {
-      if (this.findIt === undefined) this.findIt = this.expires.keys();
-      const r = this.findIt.next();
+    while (budget > 0 && taken < maxKeys) {
+      const it = (this[cursor] ??= this.expires.keys());
+      const r = it.next();
       if (r.done) {
-        this.findIt = undefined;
+        this[cursor] = undefined;
         if (wrapped) break;
         wrapped = true;
         continue;
       }
       budget--;
       const at = this.expires.get(r.value);
-      if (at !== undefined && at !== TOMB && at <= nowMs) found.push(r.value);
+      if (at !== undefined && at <= nowMs && take(r.value, at)) taken++;
     }
-    return found;
+    return taken;
   }
 
   /**
