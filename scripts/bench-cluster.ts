@@ -78,7 +78,7 @@ if (opt.help) {
   --run-timeout S       kill a load generator after S seconds (default 180)
   --budget S            seconds of measuring after which no more reruns or long idle waits (default 600)
   --json FILE           also write every measurement as JSON
-etcd needs: apt-get install etcd-server golang-go golang-etcd-server-dev
+etcd needs Debian packages: bash scripts/bench-tools.sh installs them
 env: KV_BENCH_IDLE_MAX_MS   longest wait for an idle machine before each run (default 10000)`);
   process.exit(0);
 }
@@ -426,11 +426,11 @@ function cacheDir(): string {
 function buildEtcdbench(): string | null {
   const gopath = "/usr/share/gocode";
   if (!which("go")) {
-    console.log("etcd skipped: no Go toolchain to build scripts/etcdbench (apt-get install golang-go golang-etcd-server-dev)");
+    console.log("etcd skipped: no Go toolchain to build scripts/etcdbench (bash scripts/bench-tools.sh installs it)");
     return null;
   }
   if (!existsSync(join(gopath, "src/go.etcd.io/etcd/clientv3"))) {
-    console.log(`etcd skipped: no etcd client sources in ${gopath} (apt-get install golang-etcd-server-dev)`);
+    console.log(`etcd skipped: no etcd client sources in ${gopath} (bash scripts/bench-tools.sh installs them)`);
     return null;
   }
   const src = join(ROOT, "scripts/etcdbench/main.go");
@@ -597,7 +597,7 @@ async function main(): Promise<number> {
   }
   let bench: string | null = null;
   if (!opt["no-etcd"]) {
-    if (!which("etcd")) console.log("etcd skipped: etcd not found (apt-get install etcd-server)");
+    if (!which("etcd")) console.log("etcd skipped: etcd not found (bash scripts/bench-tools.sh installs it)");
     else bench = buildEtcdbench();
   }
 
