@@ -29,7 +29,7 @@ async function callUntil(port: number, argv: string[], timeoutMs = 10_000): Prom
 describe("a 3-node cluster", () => {
   let c: TestCluster;
   beforeAll(async () => {
-    c = await startCluster(3, ["--snapshot-log-bytes", "64kb"]);
+    c = await startCluster(3, ["--snapshot-log-bytes", "64kb", "--wal-segment-bytes", "16kb"]);
   });
   afterAll(async () => {
     await c?.stopAll();
@@ -92,6 +92,8 @@ describe("a 3-node cluster", () => {
     expect(await callUntil(back.port, ["GET", "after"])).toBe("$1\r\n1\r\n");
     expect((await call(back.port, ["GET", "big19-9"]))[0]).toBe(`$1000\r\n${big}\r\n`);
     expect((await call(back.port, ["DBSIZE"]))[0]).toBe((await call(others[0]!.port, ["DBSIZE"]))[0]);
+    // Its log ended before what the others kept: it caught up from the leader's snapshot.
+    expect(back.proc!.output()).toMatch(/installed the leader's snapshot at index \d+ \(\d+ keys\)/);
   });
 
   test("a key with a TTL expires on every node (the leader logs its deletion)", async () => {
