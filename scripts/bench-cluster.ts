@@ -72,7 +72,7 @@ if (opt.help) {
   --no-etcd             leave etcd out (it is also left out, with a message, when it is not installed)
   --no-cluster          leave the kv cluster out (single node and etcd only)
   --kv-args "..."       extra arguments for every "kv serve" (single node and cluster alike)
-  --requests N          requests per redis-benchmark run (default 150000 at -P 1, 1000000 at -P 16)
+  --requests N          requests per redis-benchmark run (default 100000 at -P 1, 500000 at -P 16)
   --etcd-requests N     requests per etcd run (default 40000 puts, 60000 ranges)
   --retries N           rerun a run disturbed by other load up to N times (default 1)
   --run-timeout S       kill a load generator after S seconds (default 180)
@@ -100,7 +100,7 @@ const runTimeoutMs = intOpt("run-timeout", opt["run-timeout"], 180, 1) * 1000;
 const budgetMs = intOpt("budget", opt.budget, quick ? 60 : 600, 0) * 1000;
 const idleMaxMs = intOpt("KV_BENCH_IDLE_MAX_MS", process.env.KV_BENCH_IDLE_MAX_MS, quick ? 2000 : 10_000, 0);
 const requestsFor = (p: number): number =>
-  intOpt("requests", opt.requests, quick ? (p === 1 ? 10_000 : 50_000) : p === 1 ? 150_000 : 1_000_000, 1);
+  intOpt("requests", opt.requests, quick ? (p === 1 ? 10_000 : 50_000) : p === 1 ? 100_000 : 500_000, 1);
 const etcdRequestsFor = (op: EtcdOp): number =>
   intOpt("etcd-requests", opt["etcd-requests"], quick ? 3000 : op === "put" ? 40_000 : 60_000, 1);
 
@@ -376,6 +376,26 @@ async function startCluster(tmp: string): Promise<KvGroup> {
   return { name: "cluster", nodes, clustered: true };
 }
 
+/**
+ * What a node's log says of the leader: its last "[raft] leader of term T" or "[raft] following node
+ * N (term T)" line. Used only when INFO has no raft section (a ./kv built before it had one).
+ */
+function leaderFromLog(logPath: string, selfId: number): { leader: number; term: number } | null {
+  let text = "";
+  try {
+    text = readFileSync(logPath, "utf8");
+  } catch {
+    return null;
+  }
+  let found: { leader: number; term: number } | null = null;
+  for (const m of text.matchAll(/\[raft\] (?:leader of term (\d+)|following node (\d+) \(term (\d+)\)|no leader known \(term (\d+)\))/g)) {
+    if (m[1] !== undefined) found = { leader: selfId, term: Number(m[1]) };
+    else if (m[2] !== undefined) found = { leader: Number(m[2]), term: Number(m[3]) };
+    else found = { leader: 0, term: Number(m[4]) };
+  }
+  return found;
+}
+
 /** The node every member names as leader (INFO raft), waiting up to `maxMs` for one. */
 async function kvLeader(g: KvGroup, maxMs = 20_000): Promise<Server & { id: number }> {
   if (!g.clustered) return g.nodes[0]!;
@@ -384,10 +404,19 @@ async function kvLeader(g: KvGroup, maxMs = 20_000): Promise<Server & { id: numb
   for (let i = 0; i < 1000 && performance.now() - start < maxMs; i++) {
     try {
       const infos = await Promise.all(g.nodes.map(async (n) => parseInfo(await respCommand(n.port, ["INFO", "raft"], 2000))));
-      const leaders = infos.map((m) => Number(m.get("raft_leader_id") ?? "0"));
-      const self = g.nodes.findIndex((_, j) => infos[j]!.get("raft_role") === "leader");
-      if (self >= 0 && leaders.every((l) => l === g.nodes[self]!.id)) return g.nodes[self]!;
-      last = `roles ${infos.map((m) => m.get("raft_role") ?? "?").join(",")}, leader ids ${leaders.join(",")}`;
+      if (infos.every((m) => !m.has("raft_role"))) {
+        // No INFO raft section in this build: read the leader from the nodes' logs.
+        const seen = g.nodes.map((n) => leaderFromLog(n.logPath, n.id));
+        const l = seen[0]?.leader ?? 0;
+        const node = g.nodes.find((n) => n.id === l);
+        if (node && seen.every((x) => x !== null && x.leader === l && x.term === seen[0]!.term)) return node;
+        last = `no INFO raft; from the logs: ${seen.map((x) => (x ? `leader ${x.leader} term ${x.term}` : "?")).join(", ")}`;
+      } else {
+        const leaders = infos.map((m) => Number(m.get("raft_leader_id") ?? "0"));
+        const self = g.nodes.findIndex((_, j) => infos[j]!.get("raft_role") === "leader");
+        if (self >= 0 && leaders.every((l) => l === g.nodes[self]!.id)) return g.nodes[self]!;
+        last = `roles ${infos.map((m) => m.get("raft_role") ?? "?").join(",")}, leader ids ${leaders.join(",")}`;
+      }
     } catch (e) {
       last = e instanceof Error ? e.message : String(e);
     }
@@ -396,14 +425,34 @@ async function kvLeader(g: KvGroup, maxMs = 20_000): Promise<Server & { id: numb
   throw new Error(`kv cluster: no leader that all nodes agree on within ${maxMs} ms (${last})`);
 }
 
+/** Error replies a cluster gives while it has no leader or changes leader: the run is retried. */
+const RETRYABLE_REPLY = /-?(UNCERTAIN|TRYAGAIN|CLUSTERDOWN)\b/;
+/** Leader changes and retryable error replies seen, for the report. */
+const leaderEvents: string[] = [];
+
+/** Tells of a run that saw the leader change (from before it to after it) or an error reply: a retry is due. */
+class Unsettled extends Error {}
+
 async function kvRun(g: KvGroup, target: Target, p: number, test: Test, requests: number) {
   const leader = await kvLeader(g);
   const ports = target === "cluster-spread" ? g.nodes.map((n) => n.port) : [leader.port];
-  const r = await measured(
-    g.nodes.map((n) => n.pid),
-    () => redisBenchmarks(ports, p, test, requests),
-  );
+  let r: Awaited<ReturnType<typeof redisBenchmarks>> & Awaited<ReturnType<typeof measured>>;
+  try {
+    r = await measured(
+      g.nodes.map((n) => n.pid),
+      () => redisBenchmarks(ports, p, test, requests),
+    );
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    for (const n of g.nodes) if (!isAlive(n)) throw new Error(`kv ${n.name} died during ${test} -P ${p} (log: ${n.logPath})`);
+    // redis-benchmark 7 exits at the first error reply.
+    const m = RETRYABLE_REPLY.exec(msg);
+    if (g.clustered && m) throw new Unsettled(`${m[1]} reply during the run (leader was n${leader.id})`);
+    throw e;
+  }
   for (const n of g.nodes) if (!isAlive(n)) throw new Error(`kv ${n.name} died during ${test} -P ${p} (log: ${n.logPath})`);
+  const after = await kvLeader(g);
+  if (after.id !== leader.id) throw new Unsettled(`leader changed during the run: n${leader.id} -> n${after.id}`);
   return { ...r, leaderId: leader.id };
 }
 
@@ -557,14 +606,31 @@ function printRunLine(label: string, r: Omit<Common, "round" | "attempts">, extr
   );
 }
 
-/** Runs `once` until it is undisturbed (at most 1 + --retries times, within budget); keeps the least disturbed. */
+/** Most runs in a row that may end Unsettled (leader change, error reply) before the benchmark gives up. */
+const MAX_UNSETTLED = 3;
+
+/**
+ * Runs `once` until it is undisturbed (at most 1 + --retries times, within budget); keeps the least
+ * disturbed. A run that ends Unsettled is not a measurement: it is logged and run again (at most
+ * MAX_UNSETTLED times in a row, whatever --retries says).
+ */
 async function withRetries<R extends { otherCpuShare: number }>(label: string, once: () => Promise<R>, show: (r: R) => void): Promise<R & { attempts: number }> {
   let best: R | null = null;
   let attempts = 0;
   for (let a = 0; a <= retries && (a === 0 || withinBudget()); a++) {
     attempts++;
     await idleGate(label);
-    const r = await once();
+    let r: R | null = null;
+    for (let u = 0; r === null; u++) {
+      try {
+        r = await once();
+      } catch (e) {
+        if (!(e instanceof Unsettled) || u + 1 >= MAX_UNSETTLED) throw e;
+        leaderEvents.push(`${label}: ${e.message}`);
+        console.log(`  ${label.padEnd(28)} not measured: ${e.message}; running it again`);
+        await sleep(1000);
+      }
+    }
     show(r);
     if (!best || r.otherCpuShare < best.otherCpuShare) best = r;
     if (r.otherCpuShare <= NOISE_LIMIT) break;
@@ -642,10 +708,33 @@ async function main(): Promise<number> {
     // Preload the key space (every GET / range finds its key) and warm up; not recorded.
     console.log(`\npreloading ${PRELOAD_KEYS} keys (key:%012d, ${DATA_BYTES} B values) into each system, then a warm-up`);
     for (const [name, g] of groups) {
-      const leader = await kvLeader(g);
-      const { ms } = await bulkLoad(leader.port, PRELOAD_KEYS, DATA_BYTES, { timeoutMs: 300_000 });
+      let leader = await kvLeader(g);
+      let ms = NaN;
+      // SETs of the same keys and values are idempotent: a load cut off by an error reply is started again.
+      for (let attempt = 1; Number.isNaN(ms); attempt++) {
+        try {
+          ms = (await bulkLoad(leader.port, PRELOAD_KEYS, DATA_BYTES, { timeoutMs: 300_000 })).ms;
+        } catch (e) {
+          const msg = e instanceof Error ? e.message : String(e);
+          const m = RETRYABLE_REPLY.exec(msg);
+          if (!g.clustered || !m || attempt >= MAX_UNSETTLED) throw e;
+          leaderEvents.push(`preload: ${m[1]} reply (leader was n${leader.id})`);
+          console.log(`  kv ${name}: preload cut off by a ${m[1]} reply (leader was n${leader.id}); loading again`);
+          await sleep(1000);
+          leader = await kvLeader(g);
+        }
+      }
       console.log(`  kv ${name}: ${PRELOAD_KEYS} pipelined SETs in ${(ms / 1000).toFixed(1)} s`);
-      for (const test of TESTS) await redisBenchmarks([leader.port], 1, test, quick ? 5000 : 20_000);
+      for (const test of TESTS) {
+        try {
+          await redisBenchmarks([(await kvLeader(g)).port], 1, test, quick ? 5000 : 20_000);
+        } catch (e) {
+          const m = RETRYABLE_REPLY.exec(e instanceof Error ? e.message : String(e));
+          if (!g.clustered || !m) throw e;
+          leaderEvents.push(`warm-up ${test.toUpperCase()}: ${m[1]} reply`);
+          console.log(`  kv ${name}: warm-up ${test.toUpperCase()} cut off by a ${m[1]} reply`);
+        }
+      }
     }
     if (etcd) {
       const leader = await etcdLeader(etcd);
@@ -690,16 +779,31 @@ async function main(): Promise<number> {
     }
   } catch (e) {
     failure = e instanceof Error ? e : new Error(String(e));
+    // What the kv nodes last said (elections, errors) helps to tell why.
+    for (const g of groups.values())
+      for (const n of g.nodes) {
+        let tail = "";
+        try {
+          tail = readFileSync(n.logPath, "utf8").split("\n").slice(-12).join("\n");
+        } catch {
+          // no log
+        }
+        console.error(`--- ${n.name} (${n.logPath}), last lines ---\n${tail}`);
+      }
   } finally {
     await Promise.all([...[...groups.values()].flatMap((g) => g.nodes), ...(etcd?.members ?? [])].map((s) => s.stop()));
   }
 
   const ratios = report(startedAt);
+  if (leaderEvents.length > 0) {
+    console.log(`\n## Runs not measured because the cluster changed leader or answered with an error (${leaderEvents.length})\n`);
+    for (const e of leaderEvents) console.log(`- ${e}`);
+  }
   console.log(`\ntotal time ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   if (opt.json) {
     writeFileSync(
       opt.json,
-      JSON.stringify({ startedAt: startedAt.toISOString(), argv: process.argv.slice(2), machine: machineDescription(), versions, kvRuns, etcdRuns, ratios }, null, 2),
+      JSON.stringify({ startedAt: startedAt.toISOString(), argv: process.argv.slice(2), machine: machineDescription(), versions, kvRuns, etcdRuns, ratios, leaderEvents }, null, 2),
     );
     console.log(`wrote ${opt.json}`);
   }
