@@ -10,6 +10,8 @@ import { Dispatcher } from "./dispatch.ts";
 import type { Db } from "../kv/db.ts";
 import { type DurableLog, type Proposal, WriteRefusedError } from "../node/durable.ts";
 import { StorageIoError, WalFailedError } from "../node/errors.ts";
+import type { ClusterView } from "../node/cluster-view.ts";
+import { OneMemberView } from "./cluster-commands.ts";
 
 /** Commands one connection may have waiting behind its own unapplied writes before reading pauses. */
 export const PENDING_COMMANDS_MAX = 16 * 1024;
@@ -151,6 +153,8 @@ export class KvServer {
   readonly conns = new Map<number, Conn>();
   readonly stats: ServerStats;
   readonly dispatcher: Dispatcher;
+  /** The Raft group as ROLE, CLUSTER and INFO replication/raft show it. */
+  cluster: ClusterView;
   private listener: TCPSocketListener<Conn> | null = null;
   private readonly scratch = new ReplyBuffer(64 * 1024);
   /** Replies to closed connections go here and are dropped. */
@@ -174,6 +178,7 @@ export class KvServer {
     readonly durable: DurableLog<Conn>,
   ) {
     this.db = durable.fsm.db;
+    this.cluster = new OneMemberView(config.id, config.host, () => this.port || config.port, () => durable.applied, () => durable.lastSnapshot?.lastIndex ?? durable.recovery.snapshotIndex);
     durable.replyTo = (p) => this.replyTo(p);
     durable.onApplied = (p) => {
       this.dispatcher.endApply(p.owner, p.argv);
