@@ -329,6 +329,9 @@ export function helloRole(view: ClusterView): string {
 
 // ---- the one-member view -----------------------------------------------------------------
 
+/** A member's default peer port: its client port + 10000 (as --cluster assumes). */
+const PEER_PORT_OFFSET = 10000;
+
 /**
  * The view of a node that is alone in its group (`kv serve` without `--cluster`): always the
  * leader, term 1, every index the applied one. Addresses come from the configuration; the peer
@@ -352,7 +355,9 @@ export class OneMemberView implements ClusterView {
 
   private self(): MemberStatus {
     const port = this.port();
-    return { id: this.id, addr: `${this.host}:${port}`, peer: `${this.host}:${port + 10000}`, voter: true, match: this.applied(), lastContactMs: 0 };
+    // A client port above 55535 has no default peer port: shown as 0.
+    const peer = port + PEER_PORT_OFFSET <= 65535 ? port + PEER_PORT_OFFSET : 0;
+    return { id: this.id, addr: `${this.host}:${port}`, peer: `${this.host}:${peer}`, voter: true, match: this.applied(), lastContactMs: 0 };
   }
 
   role(): MemberRole {

@@ -426,6 +426,12 @@ describe("the one-member view", () => {
     expect(infoReplicationLines(v).slice(0, 2)).toEqual(["role:master", "connected_slaves:0"]);
   });
 
+  test("a client port above 55535 has no default peer port", () => {
+    const v = new OneMemberView(1, "127.0.0.1", () => 60001, () => 0, () => 0, "solo");
+    expect(v.members()[0]!.peer).toBe("127.0.0.1:0");
+    expect(clusterNodesText(v, NOW)).toBe(`${clusterNodeName("solo", 1)} 127.0.0.1:60001@0 myself,master - 0 0 1 connected 0-16383\n`);
+  });
+
   test("its default cluster id is derived from its membership", () => {
     const a = new OneMemberView(1, "127.0.0.1", () => 6379, () => 0, () => 0);
     const b = new OneMemberView(1, "127.0.0.1", () => 6380, () => 0, () => 0);
