@@ -43,22 +43,28 @@ export function replicationId(clusterId: string): string {
   return hex(`kv-replid:${clusterId}`);
 }
 
-/** Host and port of a "host:port" address (an IPv6 host may be bracketed). */
+/**
+ * Host and port of a "host:port" address (an IPv6 host may be bracketed); host "" and port 0 for
+ * an address this node does not know (a member it has no address for is shown so, as Redis shows
+ * a node with no address, and left out of CLUSTER SLOTS).
+ */
 export function splitAddr(addr: string): { host: string; port: number } {
   const colon = addr.lastIndexOf(":");
-  assert(colon > 0, `address without a port: ${addr}`);
+  const port = colon < 0 ? NaN : Number(addr.slice(colon + 1));
+  if (colon <= 0 || !Number.isInteger(port) || port < 1 || port > 65535) return { host: "", port: 0 };
   let host = addr.slice(0, colon);
   if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
-  const port = Number(addr.slice(colon + 1));
-  assert(Number.isInteger(port) && port >= 0 && port <= 65535, `bad port in address ${addr}`);
   return { host, port };
 }
+
+const hasAddr = (m: MemberAddress) => splitAddr(m.addr).port !== 0;
 
 /** The leader's address as this node knows it, or null (none known, or its address unknown). */
 function leaderOf(view: ClusterView): MemberAddress | null {
   const id = view.leaderId();
   if (id === 0) return null;
-  return view.member(id) ?? null;
+  const m = view.member(id);
+  return m !== undefined && hasAddr(m) ? m : null;
 }
 
 /** Is a member up as far as this node knows? Only the leader has a member's last contact. */
@@ -126,7 +132,8 @@ function slotsNode(view: ClusterView, m: MemberAddress, out: ReplyWriter): void 
 }
 
 /**
- * CLUSTER SLOTS: one range, 0-16383, served by the leader and then its replicas that are up;
+ * CLUSTER SLOTS: one range, 0-16383, served by the leader and then its replicas that are up (and
+ * whose address this node knows);
  * empty while no leader is known (clients retry). The leader is a member too (members() holds
  * it), so its entry is its own status.
  */
@@ -136,7 +143,7 @@ export function renderClusterSlots(view: ClusterView, out: ReplyWriter): void {
     out.array(0);
     return;
   }
-  const replicas = view.members().filter((m) => m.id !== leader.id && up(view, m));
+  const replicas = view.members().filter((m) => m.id !== leader.id && up(view, m) && hasAddr(m));
   out.array(1);
   out.array(3 + replicas.length);
   out.int(0);
@@ -211,7 +218,7 @@ export function clusterNodesText(view: ClusterView, nowMs: number): string {
     const peerPort = splitAddr(m.peer).port;
     const self = m.id === view.id;
     const alive = up(view, m);
-    const flags = (self ? "myself," : "") + (m.id === leaderId ? "master" : "slave") + (alive ? "" : ",fail?");
+    const flags = (self ? "myself," : "") + (m.id === leaderId ? "master" : "slave") + (alive ? "" : ",fail?") + (hasAddr(m) ? "" : ",noaddr");
     const pongRecv = !self && isLeader && m.lastContactMs >= 0 ? Math.max(0, Math.floor(nowMs - m.lastContactMs)) : 0;
     text +=
       `${clusterNodeName(view.clusterId, m.id)} ${host}:${port}@${peerPort} ${flags} ` +

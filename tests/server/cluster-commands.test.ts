@@ -26,6 +26,8 @@ interface FakeMember {
   voter?: boolean;
   match?: number;
   lastContactMs?: number;
+  /** This node knows no address for it. */
+  noAddr?: boolean;
 }
 
 /** A ClusterView with fixed answers; member i listens on 127.0.0.1:700i, its peers on 1700i. */
@@ -69,8 +71,8 @@ class FakeView implements ClusterView {
     const leader = this.state.role === "leader";
     return this.state.members.map((m) => ({
       id: m.id,
-      addr: `127.0.0.1:${7000 + m.id}`,
-      peer: `127.0.0.1:${17000 + m.id}`,
+      addr: m.noAddr ? "" : `127.0.0.1:${7000 + m.id}`,
+      peer: m.noAddr ? "" : `127.0.0.1:${17000 + m.id}`,
       voter: m.voter ?? true,
       match: leader ? (m.match ?? 0) : -1,
       lastContactMs: leader ? (m.id === this.id ? 0 : (m.lastContactMs ?? 10)) : -1,
@@ -297,6 +299,24 @@ describe("CLUSTER NODES", () => {
       new FakeView(1, { role: "leader", leader: 1, term: 1, commit: 1, applied: 1, last: 1, members: [{ id: 1 }, { id: 2, lastContactMs: ms }] });
     expect(clusterNodesText(at(MEMBER_DOWN_AFTER_MS), NOW)).toContain(" slave ");
     expect(clusterNodesText(at(MEMBER_DOWN_AFTER_MS + 1), NOW)).toContain(" slave,fail? ");
+  });
+});
+
+describe("a member with no known address", () => {
+  const view = (leader: number) =>
+    new FakeView(1, { role: leader === 1 ? "leader" : "follower", leader, term: 2, commit: 5, applied: 5, last: 5, members: [{ id: 1 }, { id: 2 }, { id: 3, noAddr: true }] });
+
+  test("CLUSTER NODES shows it noaddr at :0@0; CLUSTER SLOTS leaves it out", () => {
+    expect(clusterNodesText(view(1), NOW).split("\n")[2]).toBe(`${name(3)} :0@0 slave,noaddr ${name(1)} 0 ${NOW - 10} 2 connected`);
+    expect(decode((o) => renderClusterSlots(view(1), o))).toEqual([[0, 16383, ["127.0.0.1", 7001, name(1), []], ["127.0.0.1", 7002, name(2), []]]]);
+    expect(decode((o) => renderRole(view(1), o))).toEqual(["master", 5, [["127.0.0.1", "7002", "0"], ["", "0", "0"]]]);
+  });
+
+  test("a leader with no known address is no leader to route to", () => {
+    expect(decode((o) => renderClusterSlots(view(3), o))).toEqual([]);
+    expect(decode((o) => renderRole(view(3), o))).toEqual(["slave", "", 0, "connect", 5]);
+    expect(infoRaftLines(view(3))).toContain("raft_leader_addr:");
+    expect(infoRaftLines(view(3))).toContain("raft_leader_id:3");
   });
 });
 
