@@ -10,6 +10,7 @@ import type { ClusterView, MemberAddress, MemberRole, MemberStatus } from "../no
 import type { ServerCtx } from "./dispatch.ts";
 import type { ContainerSpec } from "./conn-commands.ts";
 import { assert } from "../errors.ts";
+import { PEER_PORT_OFFSET, type ServerConfig } from "../config.ts";
 
 type NodeId = ClusterView["id"];
 
@@ -17,13 +18,18 @@ type NodeId = ClusterView["id"];
 export const CLUSTER_SLOTS = 16384;
 
 /**
- * On the leader, a member not heard from for longer than this is shown down: left out of ROLE,
- * `INFO replication` and CLUSTER SLOTS (as Redis leaves out disconnected or failed replicas),
- * `fail?`/`disconnected` in CLUSTER NODES, `failed` in CLUSTER SHARDS. Several heartbeats and
- * election timeouts at the defaults (50 ms, 300 ms); only the leader hears from every member, so
- * on other nodes no member is ever shown down.
+ * On the leader, a member not heard from for longer than this (or twice the election timeout, if
+ * longer: see memberDownAfterMs) is shown down: left out of ROLE, `INFO replication` and CLUSTER
+ * SLOTS (as Redis leaves out disconnected or failed replicas), `fail?`/`disconnected` in CLUSTER
+ * NODES, `failed` in CLUSTER SHARDS. 40 heartbeats at the default interval (50 ms). Only the
+ * leader hears from every member, so on other nodes no member is ever shown down.
  */
 export const MEMBER_DOWN_AFTER_MS = 2_000;
+
+/** The down limit for a node's timing: MEMBER_DOWN_AFTER_MS, or twice its election timeout if longer. */
+export function memberDownAfterMs(config: ServerConfig): number {
+  return Math.max(MEMBER_DOWN_AFTER_MS, 2 * (config.cluster?.electionMs ?? 0));
+}
 
 const hex = (text: string) => new Bun.CryptoHasher("sha1").update(text).digest("hex");
 
@@ -68,14 +74,14 @@ function leaderOf(view: ClusterView): MemberAddress | null {
 }
 
 /** Is a member up as far as this node knows? Only the leader has a member's last contact. */
-function up(view: ClusterView, m: MemberStatus): boolean {
+function up(view: ClusterView, m: MemberStatus, downAfterMs: number): boolean {
   if (m.id === view.id || view.role() !== "leader") return true;
-  return m.lastContactMs >= 0 && m.lastContactMs <= MEMBER_DOWN_AFTER_MS;
+  return m.lastContactMs >= 0 && m.lastContactMs <= downAfterMs;
 }
 
 /** On the leader: the other members, up ones only (Redis's connected replicas). */
-function liveReplicas(view: ClusterView): MemberStatus[] {
-  return view.role() === "leader" ? view.members().filter((m) => m.id !== view.id && up(view, m)) : [];
+function liveReplicas(view: ClusterView, downAfterMs: number): MemberStatus[] {
+  return view.role() === "leader" ? view.members().filter((m) => m.id !== view.id && up(view, m, downAfterMs)) : [];
 }
 
 // ---- ROLE --------------------------------------------------------------------------------
@@ -86,9 +92,9 @@ function liveReplicas(view: ClusterView): MemberStatus[] {
  * ip and port, `connected` (a leader is known) or `connect` (none: ip "" and port 0), and the
  * applied index.
  */
-export function renderRole(view: ClusterView, out: ReplyWriter): void {
+export function renderRole(view: ClusterView, out: ReplyWriter, downAfterMs = MEMBER_DOWN_AFTER_MS): void {
   if (view.role() === "leader") {
-    const replicas = liveReplicas(view);
+    const replicas = liveReplicas(view, downAfterMs);
     out.array(3);
     out.bulk("master");
     out.int(view.commitIndex());
@@ -137,13 +143,13 @@ function slotsNode(view: ClusterView, m: MemberAddress, out: ReplyWriter): void 
  * empty while no leader is known (clients retry). The leader is a member too (members() holds
  * it), so its entry is its own status.
  */
-export function renderClusterSlots(view: ClusterView, out: ReplyWriter): void {
+export function renderClusterSlots(view: ClusterView, out: ReplyWriter, downAfterMs = MEMBER_DOWN_AFTER_MS): void {
   const leader = leaderOf(view);
   if (leader === null) {
     out.array(0);
     return;
   }
-  const replicas = view.members().filter((m) => m.id !== leader.id && up(view, m) && hasAddr(m));
+  const replicas = view.members().filter((m) => m.id !== leader.id && up(view, m, downAfterMs) && hasAddr(m));
   out.array(1);
   out.array(3 + replicas.length);
   out.int(0);
@@ -165,7 +171,7 @@ function offsetOf(view: ClusterView, m: MemberStatus, leaderId: NodeId): number 
  * with no leader known, no slots and every node a `replica`. Each node: id, port, ip, endpoint,
  * replication-offset, role, health (`online`, or `failed` when the leader has not heard from it).
  */
-export function renderClusterShards(view: ClusterView, out: ReplyWriter): void {
+export function renderClusterShards(view: ClusterView, out: ReplyWriter, downAfterMs = MEMBER_DOWN_AFTER_MS): void {
   const leader = leaderOf(view);
   const leaderId = leader?.id ?? 0;
   const nodes = leaderFirst(view, leaderId);
@@ -196,7 +202,7 @@ export function renderClusterShards(view: ClusterView, out: ReplyWriter): void {
     out.bulk("role");
     out.bulk(m.id === leaderId ? "master" : "replica");
     out.bulk("health");
-    out.bulk(up(view, m) ? "online" : "failed");
+    out.bulk(up(view, m, downAfterMs) ? "online" : "failed");
   }
 }
 
@@ -205,9 +211,9 @@ export function renderClusterShards(view: ClusterView, out: ReplyWriter): void {
  * <ping-sent> <pong-recv> <config-epoch = term> <link-state> [0-16383]`. The leader is `master`
  * with every slot; the others are `slave` of it, or of `-` while no leader is known. On the
  * leader, pong-recv is when each member last answered (ms since the epoch) and a member not heard
- * from within MEMBER_DOWN_AFTER_MS is `fail?` and `disconnected`; elsewhere pong-recv is 0.
+ * from within downAfterMs is `fail?` and `disconnected`; elsewhere pong-recv is 0.
  */
-export function clusterNodesText(view: ClusterView, nowMs: number): string {
+export function clusterNodesText(view: ClusterView, nowMs: number, downAfterMs = MEMBER_DOWN_AFTER_MS): string {
   const leader = leaderOf(view);
   const leaderId = leader?.id ?? 0;
   const leaderName = leader === null ? "-" : clusterNodeName(view.clusterId, leaderId);
@@ -217,7 +223,7 @@ export function clusterNodesText(view: ClusterView, nowMs: number): string {
     const { host, port } = splitAddr(m.addr);
     const peerPort = splitAddr(m.peer).port;
     const self = m.id === view.id;
-    const alive = up(view, m);
+    const alive = up(view, m, downAfterMs);
     const flags = (self ? "myself," : "") + (m.id === leaderId ? "master" : "slave") + (alive ? "" : ",fail?") + (hasAddr(m) ? "" : ",noaddr");
     const pongRecv = !self && isLeader && m.lastContactMs >= 0 ? Math.max(0, Math.floor(nowMs - m.lastContactMs)) : 0;
     text +=
@@ -286,11 +292,11 @@ export function infoRaftLines(view: ClusterView): string[] {
  * (forwarded to the leader), so `slave_read_only:0`; a learner can never become leader, so its
  * `slave_priority` is 0 (Redis: never promoted), a voter's 100.
  */
-export function infoReplicationLines(view: ClusterView): string[] {
+export function infoReplicationLines(view: ClusterView, downAfterMs = MEMBER_DOWN_AFTER_MS): string[] {
   const lines: string[] = [];
   const replid = replicationId(view.clusterId);
   if (view.role() === "leader") {
-    const replicas = liveReplicas(view);
+    const replicas = liveReplicas(view, downAfterMs);
     lines.push("role:master", `connected_slaves:${replicas.length}`);
     replicas.forEach((m, i) => {
       const { host, port } = splitAddr(m.addr);
@@ -335,9 +341,6 @@ export function helloRole(view: ClusterView): string {
 }
 
 // ---- the one-member view -----------------------------------------------------------------
-
-/** A member's default peer port: its client port + 10000 (as --cluster assumes). */
-const PEER_PORT_OFFSET = 10000;
 
 /**
  * The view of a node that is alone in its group (`kv serve` without `--cluster`): always the
@@ -418,9 +421,9 @@ const CLUSTER_HELP = [
 ];
 
 const CLUSTER_SUBCOMMANDS: CommandSpec<ServerCtx>[] = [
-  spec("slots", 2, [], (ctx, _argv, out) => renderClusterSlots(ctx.server.cluster, out)),
-  spec("shards", 2, [], (ctx, _argv, out) => renderClusterShards(ctx.server.cluster, out)),
-  spec("nodes", 2, [], (ctx, _argv, out) => out.bulk(clusterNodesText(ctx.server.cluster, ctx.nowMs))),
+  spec("slots", 2, [], (ctx, _argv, out) => renderClusterSlots(ctx.server.cluster, out, memberDownAfterMs(ctx.server.config))),
+  spec("shards", 2, [], (ctx, _argv, out) => renderClusterShards(ctx.server.cluster, out, memberDownAfterMs(ctx.server.config))),
+  spec("nodes", 2, [], (ctx, _argv, out) => out.bulk(clusterNodesText(ctx.server.cluster, ctx.nowMs, memberDownAfterMs(ctx.server.config)))),
   spec("info", 2, [], (ctx, _argv, out) => out.bulk(clusterInfoText(ctx.server.cluster))),
   spec("myid", 2, [], (ctx, _argv, out) => out.bulk(clusterNodeName(ctx.server.cluster.clusterId, ctx.server.cluster.id))),
   spec("help", 2, [], (_ctx, _argv, out) => {
@@ -430,7 +433,7 @@ const CLUSTER_SUBCOMMANDS: CommandSpec<ServerCtx>[] = [
 ];
 
 export const CLUSTER_COMMANDS: readonly ContainerSpec[] = [
-  spec("role", 1, ["fast"], (ctx, _argv, out) => renderRole(ctx.server.cluster, out)),
+  spec("role", 1, ["fast"], (ctx, _argv, out) => renderRole(ctx.server.cluster, out, memberDownAfterMs(ctx.server.config))),
   {
     ...spec("cluster", -2, [], () => assert(false, "CLUSTER ran without its subcommand")),
     subcommands: CLUSTER_SUBCOMMANDS,

@@ -8,7 +8,7 @@ import type { Conn } from "./server.ts";
 import { assert } from "../errors.ts";
 import pkg from "../../package.json" with { type: "json" };
 import { allocatorDescription, gcHeapDescription } from "../allocator.ts";
-import { helloRole, infoRaftLines, infoReplicationLines } from "./cluster-commands.ts";
+import { helloRole, infoRaftLines, infoReplicationLines, memberDownAfterMs } from "./cluster-commands.ts";
 
 const WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled.";
 
@@ -361,7 +361,7 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
       );
       break;
     case "replication":
-      lines.push(...infoReplicationLines(s.cluster));
+      lines.push(...infoReplicationLines(s.cluster, memberDownAfterMs(s.config)));
       break;
     case "cpu": {
       const u = process.cpuUsage();

@@ -2,6 +2,7 @@
 // ClusterView (leader, follower, learner, no leader; 3 and 5 members): exact reply shapes.
 import { describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
+import { DEFAULT_CONFIG } from "../../src/config.ts";
 import { ReplyBuffer, type ReplyWriter } from "../../src/resp/encode.ts";
 import { NEED_MORE, ReplyParser, type RespValue } from "../../src/resp/reply-parser.ts";
 import type { ClusterView, MemberAddress, MemberRole, MemberStatus } from "../../src/node/cluster-view.ts";
@@ -9,6 +10,7 @@ import {
   CLUSTER_SLOTS,
   MEMBER_DOWN_AFTER_MS,
   OneMemberView,
+  memberDownAfterMs,
   clusterInfoText,
   clusterNodeName,
   clusterNodesText,
@@ -292,6 +294,17 @@ describe("CLUSTER NODES", () => {
         `${name(2)} 127.0.0.1:7002@17002 slave - 0 0 5 connected\n` +
         `${name(3)} 127.0.0.1:7003@17003 myself,slave - 0 0 5 connected\n`,
     );
+  });
+
+  test("the limit follows a long election timeout", () => {
+    expect(memberDownAfterMs(DEFAULT_CONFIG)).toBe(MEMBER_DOWN_AFTER_MS);
+    const cluster = { members: [], clusterId: "c", peerPort: 1, heartbeatMs: 50, electionMs: 300 };
+    expect(memberDownAfterMs({ ...DEFAULT_CONFIG, cluster })).toBe(MEMBER_DOWN_AFTER_MS);
+    expect(memberDownAfterMs({ ...DEFAULT_CONFIG, cluster: { ...cluster, heartbeatMs: 1000, electionMs: 5000 } })).toBe(10_000);
+    // Member 2 was last heard from 2.5 s ago: down under the default limit, up under 10 s.
+    expect(clusterNodesText(leader5(), NOW, 10_000)).toContain(`${name(2)} 127.0.0.1:7002@17002 slave ${name(3)} 0 ${NOW - 2500} 9 connected\n`);
+    expect(decode((o) => renderRole(leader5(), o, 10_000))).toEqual(["master", 5000, [["127.0.0.1", "7001", "5003"], ["127.0.0.1", "7002", "4990"], ["127.0.0.1", "7005", "5001"]]]);
+    expect(infoReplicationLines(leader5(), 10_000)[1]).toBe("connected_slaves:3");
   });
 
   test("a member is down only past the limit", () => {
