@@ -3,7 +3,7 @@
 // answered by any node, ioredis's Cluster sending to the leader and finding the new one after the
 // kill (its writes succeed again), the old leader back as a replica once restarted.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { Cluster } from "ioredis";
+import Redis, { Cluster } from "ioredis";
 import { createClient } from "redis";
 import { rawConnect, startKv, type KvProcess } from "../helpers/server.ts";
 import { tempDirs } from "../helpers/tmp.ts";
@@ -97,6 +97,27 @@ function within<T>(p: Promise<T>, ms: number): Promise<T> {
   return Promise.race([p, new Promise<T>((_, reject) => (t = setTimeout(() => reject(new Error(`no reply within ${ms} ms`)), ms)))]).finally(() => clearTimeout(t));
 }
 
+/**
+ * Runs `write` until it is acknowledged ("OK"), bounded by count and time; errors on the way are
+ * expected while no leader is known (CLUSTERDOWN, TRYAGAIN, UNCERTAIN, a closed connection).
+ * Returns "acked", or the last errors.
+ */
+async function untilAcked(write: () => Promise<unknown>): Promise<string> {
+  const t0 = Date.now();
+  const errors: string[] = [];
+  for (let attempt = 0; attempt < 300 && Date.now() - t0 < 20_000; attempt++) {
+    try {
+      const r = await within(write(), 5_000);
+      if (r === "OK") return "acked";
+      errors.push(`reply ${JSON.stringify(r)}`);
+    } catch (e) {
+      errors.push((e as Error).message);
+    }
+    await Bun.sleep(50);
+  }
+  return `not acked; last errors: ${errors.slice(-5).join(" | ")}`;
+}
+
 /** ROLE of a node as redis-cli prints it. */
 async function role(m: Member): Promise<string> {
   return (await redisCli(m.port, ["--no-raw", "role"])).out;
@@ -166,13 +187,19 @@ describe("a 3-node cluster", () => {
     }
   });
 
-  test("ioredis Cluster: to the leader; after kill -9 of the leader it finds the new one and writes succeed again", async () => {
+  test("after kill -9 of the leader: ioredis Cluster finds the new one; plain ioredis, node-redis and redis-cli on the survivors write again", async () => {
     const c = new Cluster(
       members.map((m) => ({ host: "127.0.0.1", port: m.port })),
       { lazyConnect: true, clusterRetryStrategy: () => 100 },
     );
     c.on("error", () => {}); // connection errors to the killed node while it is down
     await c.connect();
+    const [f1, f2] = members.filter((m) => m !== leader) as [Member, Member];
+    const io = new Redis({ host: "127.0.0.1", port: f1.port, lazyConnect: true, maxRetriesPerRequest: 1 });
+    await io.connect();
+    const nr = createClient({ url: `redis://127.0.0.1:${f2.port}` });
+    nr.on("error", () => {});
+    await nr.connect();
     try {
       expect(c.nodes("master").map((n) => n.options.port)).toEqual([leader.port]);
       for (const k of KEYS) expect(await c.set(k, `before-${k}`)).toBe("OK");
@@ -182,21 +209,24 @@ describe("a 3-node cluster", () => {
       await old.kv!.proc.exited;
       const survivors = members.filter((m) => m !== old);
 
-      // Writes through the same client until one is acknowledged (errors while no leader is
-      // known are expected: CLUSTERDOWN, a closed connection), bounded by count and time.
-      const t0 = Date.now();
-      const errors: string[] = [];
-      let acked = false;
-      for (let attempt = 0; attempt < 300 && Date.now() - t0 < 20_000 && !acked; attempt++) {
-        try {
-          expect(await within(c.set("after", "1"), 5_000)).toBe("OK");
-          acked = true;
-        } catch (e) {
-          errors.push((e as Error).message);
-          await Bun.sleep(50);
-        }
+      // Every client writes again through the connection it had, to a node that survived.
+      const cli = async (port: number, args: string[]) => {
+        const r = await redisCli(port, args);
+        return r.out.trim();
+      };
+      expect(
+        await Promise.all([
+          untilAcked(() => c.set("after:cluster", "1")),
+          untilAcked(() => io.set("after:io", "1")),
+          untilAcked(() => nr.set("after:nr", "1")),
+          untilAcked(() => cli(f1.port, ["set", "after:cli", "1"])),
+          untilAcked(() => cli(f2.port, ["-c", "set", "after:cli-c", "1"])),
+        ]),
+      ).toEqual(["acked", "acked", "acked", "acked", "acked"]);
+      for (const k of ["after:cluster", "after:io", "after:nr", "after:cli", "after:cli-c"]) {
+        expect(await io.get(k)).toBe("1");
+        expect(await nr.get(k)).toBe("1");
       }
-      expect(acked ? "acked" : `not acked; last errors: ${errors.slice(-5).join(" | ")}`).toBe("acked");
 
       leader = await agreedLeader(survivors);
       expect(leader).not.toBe(old);
@@ -237,6 +267,8 @@ describe("a 3-node cluster", () => {
       expect(await redisCli(old.port, ["-c", "get", KEYS[0]!])).toEqual({ out: `after-${KEYS[0]!}\n`, code: 0 });
     } finally {
       c.disconnect();
+      io.disconnect();
+      await nr.close().catch(() => {});
     }
   }, 90_000);
 
