@@ -165,6 +165,20 @@ describe("a 3-node cluster", () => {
     }
   });
 
+  test("redis-cli --cluster check and info: every node agrees on the slots, all covered by the leader", async () => {
+    const follower = members.find((m) => m !== leader)!;
+    const plain = (t: string) => t.replace(/\x1b\[[0-9;]*m/g, "");
+    const check = await redisCli(follower.port, ["--cluster", "check", `127.0.0.1:${follower.port}`]);
+    expect(check.code).toBe(0);
+    const out = plain(check.out);
+    expect(out).toContain(`M: ${(await redisCli(leader.port, ["cluster", "myid"])).out.trim()} 127.0.0.1:${leader.port}\n   slots:[0-16383] (16384 slots) master\n   2 additional replica(s)\n`);
+    expect(out).toContain("[OK] All nodes agree about slots configuration.");
+    expect(out).toContain("[OK] All 16384 slots covered.");
+    const info = await redisCli(leader.port, ["--cluster", "info", `127.0.0.1:${leader.port}`]);
+    expect(info.code).toBe(0);
+    expect(plain(info.out)).toMatch(new RegExp(`^127\\.0\\.0\\.1:${leader.port} \\([0-9a-f]{8}\\.\\.\\.\\) -> \\d+ keys \\| 16384 slots \\| 2 slaves\\.\\n`));
+  });
+
   test("redis-cli -c and without, against every node: writes on one node are read on the others", async () => {
     for (const [i, m] of members.entries()) {
       expect(await redisCli(m.port, ["-c", "set", `cli:${i}`, `v${i}`])).toEqual({ out: "OK\n", code: 0 });
