@@ -187,6 +187,30 @@ describe("a 3-node cluster", () => {
     }
   });
 
+  test("ioredis Cluster reading from replicas (READONLY, scaleReads slave) sees every acknowledged write", async () => {
+    const c = new Cluster(
+      members.map((m) => ({ host: "127.0.0.1", port: m.port })),
+      { lazyConnect: true, scaleReads: "slave" },
+    );
+    await c.connect();
+    try {
+      expect(c.nodes("slave").map((n) => n.options.port).sort()).toEqual(members.filter((m) => m !== leader).map((m) => m.port).sort());
+      const gets = async (m: Member) => Number(/cmdstat_get:calls=(\d+)/.exec((await redisCli(m.port, ["info", "commandstats"])).out)?.[1] ?? 0);
+      const before = await Promise.all(members.map(gets));
+      for (let i = 0; i < 20; i++) {
+        expect(await c.set(`ro:${i}`, `v${i}`)).toBe("OK");
+        expect(await c.get(`ro:${i}`)).toBe(`v${i}`);
+      }
+      // Every GET ran on a follower: the leader ran none.
+      const after = await Promise.all(members.map(gets));
+      const ran = after.map((n, i) => n - before[i]!);
+      expect(ran[members.indexOf(leader)]).toBe(0);
+      expect(ran.reduce((a, b) => a + b, 0)).toBe(20);
+    } finally {
+      c.disconnect();
+    }
+  });
+
   test("node-redis, a plain client against a follower: any node answers", async () => {
     const follower = members.find((m) => m !== leader)!;
     const c = createClient({ url: `redis://127.0.0.1:${follower.port}` });
