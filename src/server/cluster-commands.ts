@@ -1,9 +1,10 @@
 // ROLE, CLUSTER SLOTS|SHARDS|NODES|INFO|MYID|HELP, READONLY/READWRITE, and the INFO replication
 // and raft sections: what the Raft group looks like, told in Redis Cluster's and Redis
 // replication's words. The leader is the master of all 16384 slots and every other member one of
-// its replicas, so cluster-aware clients (ioredis's Cluster, redis-cli -c) send everything to the
-// leader, while plain clients may use any node (a follower forwards writes and serves reads after a
-// ReadIndex round). Each reply is rendered by a pure function of a ClusterView and the time.
+// its replicas, so clients that route by slot (ioredis's Cluster, node-redis's cluster client)
+// send everything to the leader, while plain clients and `redis-cli -c` (which only follows
+// redirections, and kv sends none) may use any node: a follower forwards writes and serves reads
+// after a ReadIndex round. Each reply is rendered by a function of a ClusterView and the time.
 import type { CommandFlag, CommandSpec } from "../kv/command.ts";
 import type { ReplyWriter } from "../resp/encode.ts";
 import type { ClusterView, MemberAddress, MemberRole, MemberStatus } from "../node/cluster-view.ts";
