@@ -63,6 +63,10 @@ export interface RaftNodeConfig<R> {
   readonly onApplied?: () => void;
 }
 
+const ignore = (): void => {};
+/** Stands for the result of a proposeBatch entry (never awaited). */
+const NO_RESULT: Promise<unknown> = new Promise(() => {});
+
 interface PendingProposal<R> {
   readonly term: number;
   readonly resolve: (r: R) => void;
@@ -168,6 +172,19 @@ export class RaftNode<R = unknown> {
    * DroppedError, NodeClosedError: nothing after the first refusal is appended).
    */
   proposeMany(datas: readonly Uint8Array[]): ({ index: number; term: number; result: Promise<R> } | { error: Error })[] {
+    return this.proposeEach(datas, undefined);
+  }
+
+  /**
+   * As proposeMany without a promise per entry (the hot path of a busy leader): `onFail(index, err)`
+   * is called for an appended entry that will not be applied as proposed (the reasons propose
+   * rejects with); success is seen by the state machine applying it.
+   */
+  proposeBatch(datas: readonly Uint8Array[], onFail: (index: number, err: Error) => void): ({ index: number; term: number } | { error: Error })[] {
+    return this.proposeEach(datas, onFail);
+  }
+
+  private proposeEach(datas: readonly Uint8Array[], onFail: ((index: number, err: Error) => void) | undefined): ({ index: number; term: number; result: Promise<R> } | { error: Error })[] {
     const out: ({ index: number; term: number; result: Promise<R> } | { error: Error })[] = [];
     let refused: Error | undefined = this.stopped;
     const raft = this.rawNode.raft;
@@ -188,6 +205,12 @@ export class RaftNode<R = unknown> {
         this.leaderTerm = r.term;
       }
       assert(!this.proposals.has(r.index), `two proposals at index ${r.index}`);
+      if (onFail !== undefined) {
+        const index = r.index;
+        this.proposals.set(index, { term: r.term, resolve: ignore, reject: (e) => onFail(index, e) });
+        out.push({ index, term: r.term, result: NO_RESULT as Promise<R> });
+        continue;
+      }
       const result = new Promise<R>((resolve, reject) => {
         this.proposals.set(r.index, { term: r.term, resolve, reject });
       });
