@@ -212,7 +212,7 @@ async function waitReady(
       const why =
         silent.length > 0
           ? silent.map((s) => `${s.name} at ${s.addr} does not answer (${s.error ?? "?"}; log: ${join(s.dataDir ?? "", "kv.log")})`).join("; ")
-          : `every node answers but none is leader (roles: ${status.nodes.map((s) => `${s.name} ${s.role ?? "?"}`).join(", ")}; logs: ${nodes.map((n) => n.log).join(", ")})`;
+          : `every node answers but none is leader (roles: ${status.nodes.map((s) => `${s.name} ${s.role ?? "unknown: no INFO raft section"}`).join(", ")}; logs: ${nodes.map((n) => n.log).join(", ")})`;
       const first = silent.length > 0 ? nodes.find((n) => n.id === silent[0]!.id)! : nodes[0]!;
       throw new StartupError(`the cluster was not ready within ${Math.round(timeoutMs / 1000)} s: ${why}`, {
         file: first.log,

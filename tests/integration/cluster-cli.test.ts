@@ -121,7 +121,7 @@ describe("kv cluster with the compiled binary", () => {
     expect(file.clusterId).toMatch(/^kv-[0-9a-f]{16}$/);
     // The table: a row per node with its address, role and pid; exactly one leader.
     for (const n of file.nodes) expect(up.stdout).toMatch(new RegExp(`^${n.id} +${n.addr} +(leader|follower) +${n.pid} +${n.dataDir} +started$`, "m"));
-    expect(up.stdout.match(/ leader /g)?.length).toBe(1);
+    expect(up.stdout.match(/^\d+ +\S+ +leader /gm)?.length).toBe(1);
     for (const n of file.nodes) expect(n.start).toEqual(expect.arrayContaining(["serve", "--cluster", "--cluster-id", file.clusterId, n.dataDir]));
     expect(file.nodes[1]!.start.slice(0, 6)).toEqual([KV_BIN, "serve", "--id", "2", "--host", "127.0.0.1"]);
 
@@ -221,6 +221,49 @@ describe("kv cluster with the compiled binary", () => {
     } finally {
       const down = await kv("cluster", "down", "--data-dir", dir);
       expect(down.code).toBe(0);
+    }
+  });
+});
+
+describe("kv cluster up in the foreground", () => {
+  test("a status view; a node killed is shown down and not restarted; SIGINT stops every node and exits 0", async () => {
+    const dir = clusterDir();
+    const base = freeBasePort(3);
+    const p = Bun.spawn([KV_BIN, "cluster", "up", "3", "--base-port", String(base), "--data-dir", dir], { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
+    started.push(p.pid);
+    const killer = setTimeout(() => p.kill("SIGKILL"), 60_000);
+    let text = "";
+    const pump = (async () => {
+      const dec = new TextDecoder();
+      for await (const chunk of p.stdout) text += dec.decode(chunk, { stream: true });
+    })();
+    const stderr = new Response(p.stderr).text();
+    const waitFor = async (re: RegExp) => {
+      const deadline = Date.now() + 20_000;
+      while (!re.test(text) && Date.now() < deadline && p.exitCode === null) await Bun.sleep(20);
+      expect(text).toMatch(re);
+    };
+    try {
+      // The up table, then the view (printed when it changes, output not being a terminal).
+      await waitFor(/started\n(.|\n)*leader: node \d \(term \d+\)\nID +ADDRESS/);
+      const file = readClusterFile(dir)!;
+      for (const n of file.nodes) started.push(n.pid);
+      const n3 = file.nodes[2]!;
+      process.kill(n3.pid, "SIGKILL");
+      await waitFor(new RegExp(`^3 +${n3.addr} +- +- +- +- +- +down +-$`, "m"));
+      await Bun.sleep(1_500);
+      expect(lockPid(n3.dataDir)).toBe(n3.pid); // its stale LOCK: nothing restarted it
+      expect(isAlive(n3.pid)).toBe(false);
+      p.kill("SIGINT");
+      const code = await p.exited;
+      await pump;
+      expect(await stderr).toBe("");
+      expect(code).toBe(0);
+      expect(text).toContain("SIGINT: stopping 2 node(s)");
+      expect(text).toContain("stopped 2 node(s)");
+      for (const n of file.nodes) expect(isAlive(n.pid)).toBe(false);
+    } finally {
+      clearTimeout(killer);
     }
   });
 });
