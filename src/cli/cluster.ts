@@ -157,15 +157,22 @@ async function up(rawArgs: readonly string[]): Promise<void> {
     if (child !== undefined && child.exitCode === null && child.signalCode === null) return child.pid;
     return nodePids(n.dataDir, n.pid)[0] ?? null;
   };
+  // Interrupted while it waits: stop what this run started (in the foreground: every node).
+  const extra = new Map([...children].map(([id, p]) => [`n${id}`, p.pid] as const));
+  const signals = stopOnSignals(
+    () => (opts.detach ? [...children].map(([id, p]) => ({ name: `n${id}`, pid: p.pid })).filter((t) => isAlive(t.pid)) : liveTargets(nodes, extra)),
+    dir,
+  );
   let status: ClusterStatus;
   try {
-    status = await waitReady(nodes, children, pidOf, Date.now() + opts.timeoutMs, opts.timeoutMs);
+    status = await waitReady(nodes, children, pidOf, Date.now() + opts.timeoutMs, opts.timeoutMs, signals.stopping);
   } catch (e) {
     if (children.size > 0) {
       const started = [...children].map(([id, p]) => ({ name: `n${id}`, pid: p.pid }));
       process.stderr.write(`stopping the ${started.length} node(s) this run started\n`);
       await stopAll(started.filter((t) => isAlive(t.pid)), STOP_TIMEOUT_S_DEFAULT * 1000, (l) => process.stderr.write(`${l}\n`));
     }
+    signals.dispose();
     throw e;
   }
 
@@ -177,10 +184,11 @@ async function up(rawArgs: readonly string[]): Promise<void> {
   out(`Node logs: ${join(dir, "n<i>", "kv.log")}; restart argv of each node: ${clusterFilePath(dir)}\n`);
   if (opts.detach) {
     out(`Status: ${hintCmd("status", opts.dataDir)}    Stop: ${hintCmd("down", opts.dataDir)}\n`);
+    signals.dispose();
     for (const p of children.values()) p.unref();
     return;
   }
-  await liveView(nodes, children, pidOf, dir);
+  await liveView(nodes, pidOf, dir, signals.stopping);
 }
 
 function describeExit(p: Subprocess): string {
@@ -194,8 +202,11 @@ async function waitReady(
   pidOf: (n: ClusterNode) => number | null,
   deadline: number,
   timeoutMs: number,
+  stopping: () => boolean,
 ): Promise<ClusterStatus> {
   for (;;) {
+    // Interrupted: the signal handler stops the nodes and exits.
+    if (stopping()) return await new Promise<never>(() => {});
     for (const n of nodes) {
       const p = children.get(n.id);
       if (p === undefined || (p.exitCode === null && p.signalCode === null)) continue;
@@ -206,6 +217,7 @@ async function waitReady(
       });
     }
     const status = await gather(targetsOf(nodes, pidOf), POLL_ASK_MS);
+    if (stopping()) continue;
     if (status.leader !== null && status.nodes.every((s) => s.up)) return status;
     if (Date.now() >= deadline) {
       const silent = status.nodes.filter((s) => !s.up);
@@ -228,13 +240,16 @@ function shapeOf(s: ClusterStatus): string {
   return JSON.stringify([s.leader, s.term, s.nodes.map((n) => [n.role, stateOf(n), n.pid])]);
 }
 
-/** The foreground view: status each second until SIGINT/SIGTERM/SIGHUP, which stops every node. */
-async function liveView(nodes: readonly ClusterNode[], children: ReadonlyMap<number, Subprocess>, pidOf: (n: ClusterNode) => number | null, dir: string): Promise<never> {
-  const tty = process.stdout.isTTY === true;
+const STOP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
+/**
+ * On Ctrl-C (SIGINT), SIGTERM or SIGHUP: SIGTERM to the nodes `which()` names, wait for them
+ * (SIGKILL after the timeout), exit 0; a second signal meanwhile SIGKILLs them and exits 1.
+ */
+function stopOnSignals(which: () => StopTarget[], dir: string): { stopping(): boolean; dispose(): void } {
   let stopping = false;
-  const extra = new Map([...children].map(([id, p]) => [`n${id}`, p.pid] as const));
   const stop = async (sig: string) => {
-    const targets = liveTargets(nodes, extra);
+    const targets = which();
     if (stopping) {
       out(`\n${sig} again: SIGKILL to every node\n`);
       for (const t of targets) {
@@ -250,24 +265,39 @@ async function liveView(nodes: readonly ClusterNode[], children: ReadonlyMap<num
     out(`stopped ${res.stopped.length + res.killed.length} node(s); the data stays in ${dir} (kv cluster up there restarts it)\n`);
     process.exit(res.stuck.length > 0 ? 1 : 0);
   };
-  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => void stop(sig));
+  const handlers = STOP_SIGNALS.map((sig) => [sig, () => void stop(sig)] as const);
+  for (const [sig, h] of handlers) process.on(sig, h);
+  return {
+    stopping: () => stopping,
+    dispose: () => {
+      for (const [sig, h] of handlers) process.off(sig, h);
+    },
+  };
+}
+
+/** The foreground view: status each second until a signal (see stopOnSignals) stops every node. */
+async function liveView(nodes: readonly ClusterNode[], pidOf: (n: ClusterNode) => number | null, dir: string, stopping: () => boolean): Promise<never> {
+  const tty = process.stdout.isTTY === true;
   let lastShape = "";
-  for (;;) {
+  let lastLines = 0;
+  while (!stopping()) {
     const started = Date.now();
     const status = await gather(targetsOf(nodes, pidOf), POLL_ASK_MS);
-    if (stopping) break;
+    if (stopping()) break;
     const time = new Date().toISOString().slice(11, 19);
     if (tty) {
-      out(`\x1b[H\x1b[2J${time}  kv cluster in ${dir}\n${formatStatus(status)}\nCtrl-C stops every node.\n`);
+      // Redrawn in place under what `up` printed (cursor up over the last view, clear to the end).
+      const view = `\n${time}  ${formatStatus(status)}Ctrl-C stops every node.\n`;
+      out(`${lastLines > 0 ? `\x1b[${lastLines}A\x1b[J` : ""}${view}`);
+      lastLines = view.split("\n").length - 1;
     } else {
       const shape = shapeOf(status);
       if (shape !== lastShape) out(`\n${time}  ${formatStatus(status)}`);
       lastShape = shape;
     }
     await Bun.sleep(Math.max(0, LIVE_REFRESH_MS - (Date.now() - started)));
-    if (stopping) break;
   }
-  // The signal handler exits the process.
+  // The signal handler exits the process once the nodes are stopped.
   return await new Promise<never>(() => {});
 }
 
