@@ -132,7 +132,9 @@ async function up(rawArgs: readonly string[]): Promise<void> {
   for (const n of nodes) {
     const pid = running.get(n.id);
     if (pid !== undefined) {
+      // Left alone; its restart line stays the one it was started with (or, unknown, the one it would get).
       n.pid = pid;
+      if (n.start.length === 0) n.start = nodeArgv(self, n, nodes, file.clusterId, file.serveFlags);
       continue;
     }
     mkdirSync(n.dataDir, { recursive: true });
