@@ -182,7 +182,7 @@ async function up(rawArgs: readonly string[]): Promise<void> {
   const leader = nodes.find((n) => n.id === status.leader)!;
   out(`kv cluster of ${nodes.length} node(s) in ${dir}: leader ${leader.name} at ${leader.addr} (term ${status.term ?? "?"})\n`);
   out(formatUpTable(status, notes));
-  out(`\nAny node answers every command: redis-cli -p ${portOf(leader.addr)}\n`);
+  out(`\nAny node answers every command: redis-cli${portOf(leader.addr) === 6379 ? "" : ` -p ${portOf(leader.addr)}`}\n`);
   out(`Node logs: ${join(dir, "n<i>", "kv.log")}; restart argv of each node: ${clusterFilePath(dir)}\n`);
   if (opts.detach) {
     out(`Status: ${hintCmd("status", opts.dataDir)}    Stop: ${hintCmd("down", opts.dataDir)}\n`);
