@@ -344,6 +344,7 @@ describe("finding a node's process from its data dir", () => {
     expect(res.stuck).toEqual([]);
     expect(said).toEqual([`n2: pid ${stuck.pid} did not exit within 1 s of SIGTERM: sending SIGKILL`]);
     expect(await good.exited).toBe(0);
+    await stuck.exited;
     expect(stuck.signalCode).toBe("SIGKILL");
   });
 
