@@ -127,6 +127,9 @@ export class RaftNode<R = unknown> {
     this.storage = cfg.storage;
     this.transport = cfg.transport;
     this.sm = cfg.stateMachine;
+    const written = cfg.storage.initialState().hardState;
+    this.writtenTerm = written.term;
+    this.writtenVote = written.vote;
     const snap = cfg.storage.snapshot();
     this.sm.restore(snap);
     this.applied = snap.meta.index;
@@ -335,6 +338,26 @@ export class RaftNode<R = unknown> {
   // ---- the Ready loop ----
 
   private persistDone: Promise<void> = Promise.resolve();
+  /** The Ready whose messages were sent before its persist (see maySendBeforePersist). */
+  private sentEarly: Ready | undefined;
+  /** Term and vote as last written (messages of a new term or vote wait for their write). */
+  private writtenTerm = 0;
+  private writtenVote = 0;
+
+  /**
+   * A leader's messages of a Ready may go before that Ready is durable when its term and vote are
+   * already written: they carry entries and commit indexes, which followers persist themselves, and
+   * the leader never counts its own entries before they are durable. Anything else (a candidate's
+   * votes, a follower's acknowledgements, a new term) waits for the write.
+   */
+  private maySendBeforePersist(rd: Ready): boolean {
+    const r = this.rawNode.raft;
+    if (r.role !== "leader" || rd.snapshot) return false;
+    if (r.term !== this.writtenTerm || r.vote !== this.writtenVote) return false;
+    for (const m of rd.messages) if (m.term !== this.writtenTerm) return false;
+    return true;
+  }
+
   /** A hard state whose only change was the commit index, not yet written (see pump). */
   private unsavedHardState: HardState | undefined;
   /** The write of an unsaved hard state alone is in flight (see saveHardState). */
@@ -388,9 +411,15 @@ export class RaftNode<R = unknown> {
         if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
           const hardState = rd.hardState ?? this.unsavedHardState;
           this.unsavedHardState = undefined;
+          if (rd.messages.length > 0 && this.maySendBeforePersist(rd)) {
+            // A leader's appends go out while it writes the same entries (Raft thesis 10.2.1): it
+            // counts itself toward a quorum only once its own write is durable.
+            this.transport.send(rd.messages);
+            this.sentEarly = rd;
+          }
           this.persisting = rd;
           this.persistDone = this.storage.persist({ hardState, entries: rd.entries, snapshot: rd.snapshot }).then(
-            () => this.afterPersist(rd),
+            () => this.afterPersist(rd, hardState),
             (err: unknown) => this.fail(err),
           );
           return;
@@ -402,9 +431,13 @@ export class RaftNode<R = unknown> {
     }
   }
 
-  private afterPersist(rd: Ready): void {
+  private afterPersist(rd: Ready, written: HardState | undefined): void {
     assert(this.persisting === rd, "persist completed out of order");
     this.persisting = undefined;
+    if (written !== undefined) {
+      this.writtenTerm = written.term;
+      this.writtenVote = written.vote;
+    }
     if (this.failed) return;
     // After close() began: the write is durable; finish it (sends go nowhere, applies are harmless).
     try {
@@ -429,7 +462,8 @@ export class RaftNode<R = unknown> {
   }
 
   private finishReady(rd: Ready): void {
-    if (rd.messages.length > 0) this.transport.send(rd.messages);
+    if (rd.messages.length > 0 && this.sentEarly !== rd) this.transport.send(rd.messages);
+    if (this.sentEarly === rd) this.sentEarly = undefined;
     if (rd.snapshot) {
       const at = rd.snapshot.meta.index;
       assert(at > this.applied, `snapshot at ${at} not past applied ${this.applied}`);
