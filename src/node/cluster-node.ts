@@ -19,7 +19,7 @@ import type { ClusterView, MemberAddress, MemberRole, MemberStatus } from "./clu
 import { type Proposal, type RecoveryStats, type SnapshotStats, WriteRefusedError } from "./durable.ts";
 import { COMMAND_ENTRY_OVERHEAD_BYTES, decodeKvImage, encodeCommandEntry, encodeExpireEntry, encodeKvImage, EXPIRE_BATCH_KEYS_MAX } from "./kv-payload.ts";
 import { KvRaftStateMachine } from "./kv-state-machine.ts";
-import { LeaderLinks, LinkLostError } from "./leader-link.ts";
+import { LeaderLinks, LINK_REQUEST_TIMEOUT_MS, LinkLostError } from "./leader-link.ts";
 import { DroppedError, NodeClosedError, NotLeaderError, RaftNode, UnknownOutcomeError } from "./raft-node.ts";
 import type { StateMachine } from "./state-machine.ts";
 import { TcpTransport } from "./tcp-transport.ts";
@@ -543,10 +543,27 @@ export class ClusterNode<T> {
     }
   }
 
-  /** Resolves once the state machine has applied `index`. */
-  waitApplied(index: number): Promise<void> {
-    if (this.applied >= index) return Promise.resolve();
-    return new Promise((resolve) => this.appliedWaiters.push({ index, resolve }));
+  /** Resolves true once the state machine has applied `index`; false if `timeoutMs` passes first. */
+  waitApplied(index: number, timeoutMs = Number.POSITIVE_INFINITY): Promise<boolean> {
+    if (this.applied >= index) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const w: AppliedWaiter = {
+        index,
+        resolve: () => {
+          if (timer !== undefined) clearTimeout(timer);
+          resolve(true);
+        },
+      };
+      this.appliedWaiters.push(w);
+      if (Number.isFinite(timeoutMs)) {
+        timer = setTimeout(() => {
+          const i = this.appliedWaiters.indexOf(w);
+          if (i >= 0) this.appliedWaiters.splice(i, 1);
+          resolve(false);
+        }, timeoutMs);
+      }
+    });
   }
 
   /**
@@ -603,7 +620,10 @@ export class ClusterNode<T> {
           return;
         }
         const index = Number(text.slice(1).trim());
-        void this.waitApplied(index).then(() => waiters.forEach((w) => w.resolve()));
+        void this.waitApplied(index, LINK_REQUEST_TIMEOUT_MS).then((ok) => {
+          if (ok) waiters.forEach((w) => w.resolve());
+          else fail(new ClusterError({ kind: "clusterdown", why: `this node did not catch up with the leader's index ${index} within ${LINK_REQUEST_TIMEOUT_MS} ms: retry` }));
+        });
       },
       (err: Error) => fail(new ClusterError({ kind: "clusterdown", why: `${err.message}: retry` })),
     );
@@ -635,8 +655,12 @@ export class ClusterNode<T> {
     const m = FORWARDED_HEAD.exec(reply.subarray(0, 32).toString("latin1"));
     if (m === null) return reply;
     const index = Number(m[1]);
-    // Answered only once applied here too: what the client sends next reads its own write on this node.
-    await this.waitApplied(index);
+    // Answered only once applied here too: what the client sends next reads its own write on this
+    // node. A node that cannot catch up in time (cut off from the leader just after) answers that
+    // the outcome is unknown: its client's next reads here could not be promised to see the write.
+    if (!(await this.waitApplied(index, LINK_REQUEST_TIMEOUT_MS))) {
+      throw new ClusterError({ kind: "uncertain", why: `the leader applied it at index ${index}, but this node did not catch up within ${LINK_REQUEST_TIMEOUT_MS} ms` });
+    }
     return reply.subarray(m[0].length);
   }
 
