@@ -376,47 +376,18 @@ async function startCluster(tmp: string): Promise<KvGroup> {
   return { name: "cluster", nodes, clustered: true };
 }
 
-/**
- * What a node's log says of the leader: its last "[raft] leader of term T" or "[raft] following node
- * N (term T)" line. Used only when INFO has no raft section (a ./kv built before it had one).
- */
-function leaderFromLog(logPath: string, selfId: number): { leader: number; term: number } | null {
-  let text = "";
-  try {
-    text = readFileSync(logPath, "utf8");
-  } catch {
-    return null;
-  }
-  let found: { leader: number; term: number } | null = null;
-  for (const m of text.matchAll(/\[raft\] (?:leader of term (\d+)|following node (\d+) \(term (\d+)\)|no leader known \(term (\d+)\))/g)) {
-    if (m[1] !== undefined) found = { leader: selfId, term: Number(m[1]) };
-    else if (m[2] !== undefined) found = { leader: Number(m[2]), term: Number(m[3]) };
-    else found = { leader: 0, term: Number(m[4]) };
-  }
-  return found;
-}
-
-/** The node every member names as leader (INFO raft), waiting up to `maxMs` for one. */
-async function kvLeader(g: KvGroup, maxMs = 20_000): Promise<Server & { id: number }> {
-  if (!g.clustered) return g.nodes[0]!;
+/** The node every member names as leader (INFO raft), and its term; waits up to `maxMs` for one. */
+async function kvLeader(g: KvGroup, maxMs = 20_000): Promise<Server & { id: number; term: number }> {
+  if (!g.clustered) return { ...g.nodes[0]!, term: 0 };
   const start = performance.now();
   let last = "";
   for (let i = 0; i < 1000 && performance.now() - start < maxMs; i++) {
     try {
       const infos = await Promise.all(g.nodes.map(async (n) => parseInfo(await respCommand(n.port, ["INFO", "raft"], 2000))));
-      if (infos.every((m) => !m.has("raft_role"))) {
-        // No INFO raft section in this build: read the leader from the nodes' logs.
-        const seen = g.nodes.map((n) => leaderFromLog(n.logPath, n.id));
-        const l = seen[0]?.leader ?? 0;
-        const node = g.nodes.find((n) => n.id === l);
-        if (node && seen.every((x) => x !== null && x.leader === l && x.term === seen[0]!.term)) return node;
-        last = `no INFO raft; from the logs: ${seen.map((x) => (x ? `leader ${x.leader} term ${x.term}` : "?")).join(", ")}`;
-      } else {
-        const leaders = infos.map((m) => Number(m.get("raft_leader_id") ?? "0"));
-        const self = g.nodes.findIndex((_, j) => infos[j]!.get("raft_role") === "leader");
-        if (self >= 0 && leaders.every((l) => l === g.nodes[self]!.id)) return g.nodes[self]!;
-        last = `roles ${infos.map((m) => m.get("raft_role") ?? "?").join(",")}, leader ids ${leaders.join(",")}`;
-      }
+      const leaders = infos.map((m) => Number(m.get("raft_leader_id") ?? "0"));
+      const self = g.nodes.findIndex((_, j) => infos[j]!.get("raft_role") === "leader");
+      if (self >= 0 && leaders.every((l) => l === g.nodes[self]!.id)) return { ...g.nodes[self]!, term: Number(infos[self]!.get("raft_term") ?? "0") };
+      last = `roles ${infos.map((m) => m.get("raft_role") ?? "?").join(",")}, leader ids ${leaders.join(",")}`;
     } catch (e) {
       last = e instanceof Error ? e.message : String(e);
     }
@@ -452,7 +423,9 @@ async function kvRun(g: KvGroup, target: Target, p: number, test: Test, requests
   }
   for (const n of g.nodes) if (!isAlive(n)) throw new Error(`kv ${n.name} died during ${test} -P ${p} (log: ${n.logPath})`);
   const after = await kvLeader(g);
-  if (after.id !== leader.id) throw new Unsettled(`leader changed during the run: n${leader.id} -> n${after.id}`);
+  if (after.id !== leader.id || after.term !== leader.term) {
+    throw new Unsettled(`leader changed during the run: n${leader.id} term ${leader.term} -> n${after.id} term ${after.term}`);
+  }
   return { ...r, leaderId: leader.id };
 }
 
