@@ -60,6 +60,7 @@ const { values: opt } = parseArgs({
     "run-timeout": { type: "string", default: "180" },
     budget: { type: "string" },
     json: { type: "string" },
+    report: { type: "string" },
     help: { type: "boolean", short: "h", default: false },
   },
   strict: true,
@@ -78,6 +79,7 @@ if (opt.help) {
   --run-timeout S       kill a load generator after S seconds (default 180)
   --budget S            seconds of measuring after which no more reruns or long idle waits (default 600)
   --json FILE           also write every measurement as JSON
+  --report FILES        only print the tables again from --json file(s), comma-separated (rounds pooled)
 etcd needs Debian packages: bash scripts/bench-tools.sh installs them
 env: KV_BENCH_IDLE_MAX_MS   longest wait for an idle machine before each run (default 10000)`);
   process.exit(0);
@@ -791,32 +793,26 @@ async function main(): Promise<number> {
 
 interface Ratio {
   name: string;
+  /** Median over the rounds of the ratio within each round (both sides measured minutes apart). */
   value: number;
+  perRound: number[];
+  /** Ratio of the medians over all rounds, for comparison. */
+  ofMedians: number;
   target: string;
   ok: boolean | null;
-  noisy: boolean;
-}
-
-interface Sel<R> {
-  rs: R[];
-  noisy: boolean;
-  nClean: number;
-  nAll: number;
+  /** Rounds in which neither side was disturbed by other load, of the rounds paired. */
+  cleanPairs: number;
+  pairs: number;
 }
 
 function report(startedAt: Date): Ratio[] {
-  const clean = <R extends Common>(rs: R[]) => rs.filter((r) => r.otherCpuShare <= NOISE_LIMIT);
-  /** The undisturbed runs when there are any, else all of them (flagged noisy). */
-  const pick = <R extends Common>(rs: R[]): Sel<R> => {
-    const c = clean(rs);
-    return { rs: c.length > 0 ? c : rs, noisy: rs.length > 0 && c.length === 0, nClean: c.length, nAll: rs.length };
-  };
+  const isClean = (r: Common) => r.otherCpuShare <= NOISE_LIMIT;
   const med = <R extends Common>(rs: R[], f: (r: R) => number) => median(rs.map(f));
-  const row = <R extends Common>(label: string[], sel: Sel<R>): string[] => {
-    const rs = sel.rs;
+  const row = <R extends Common>(label: string[], rs: R[]): string[] => {
     const [lo, hi] = minMax(rs.map((r) => r.ops));
     const nodes = rs[0]!.nodeCpuUsPerOp.length;
     const perNode = Array.from({ length: nodes }, (_, i) => fmtNum(med(rs, (r) => r.nodeCpuUsPerOp[i]!), 1)).join(" / ");
+    const nClean = rs.filter(isClean).length;
     return [
       ...label,
       `${fmtOps(med(rs, (r) => r.ops))} (${fmtOps(lo)}-${fmtOps(hi)})`,
@@ -824,79 +820,84 @@ function report(startedAt: Date): Ratio[] {
       nodes > 1 ? `${perNode} = ${fmtNum(med(rs, (r) => r.cpuUsPerOp), 1)}` : fmtNum(med(rs, (r) => r.cpuUsPerOp), 1),
       `${(med(rs, (r) => r.cpuShare) * 100).toFixed(0)}%`,
       `${(med(rs, (r) => r.clientCpuShare) * 100).toFixed(0)}%`,
-      `${(Math.max(...rs.map((r) => r.otherCpuShare)) * 100).toFixed(0)}%`,
-      sel.noisy ? `0/${sel.nAll} NOISY` : `${sel.nClean}/${sel.nAll}`,
+      `${(med(rs, (r) => r.otherCpuShare) * 100).toFixed(0)}% (${(Math.max(...rs.map((r) => r.otherCpuShare)) * 100).toFixed(0)}%)`,
+      `${nClean}/${rs.length}`,
     ];
   };
-  const kvSel = (t: Target, p: number, test: Test) => pick(kvRuns.filter((r) => r.target === t && r.pipeline === p && r.test === test));
-  const etcdSel = (op: EtcdOp) => pick(etcdRuns.filter((r) => r.op === op));
+  const kvSel = (t: Target, p: number, test: Test) => kvRuns.filter((r) => r.target === t && r.pipeline === p && r.test === test);
+  const etcdSel = (op: EtcdOp) => etcdRuns.filter((r) => r.op === op);
 
   if (kvRuns.length > 0 || etcdRuns.length > 0) {
     const rounds = Math.max(0, ...kvRuns.map((r) => r.round), ...etcdRuns.map((r) => r.round));
-    console.log(`\n## Medians of ${rounds} round(s), ${startedAt.toISOString().slice(0, 10)} (undisturbed runs only, when there are any)\n`);
+    console.log(`\n## Medians of ${rounds} round(s), ${startedAt.toISOString().slice(0, 10)}\n`);
     console.log("CPU us/op: each server process (kv nodes n1/n2/n3, etcd members s1/s2/s3) per operation, then their sum.");
-    console.log("cluster-spread p50/p99: the largest of the three redis-benchmarks' figures (an upper bound).\n");
+    console.log("cluster-spread p50/p99: the largest of the three redis-benchmarks' figures (an upper bound).");
+    console.log(`other CPU: what processes outside the benchmark used during the run, in cores (median, max); a run with more than ${NOISE_LIMIT * 100}% is "disturbed".\n`);
     const rows: string[][] = [];
     for (const p of PIPELINES)
       for (const test of TESTS) {
         for (const t of ["single", "cluster-leader", "cluster-spread"] as Target[]) {
-          const sel = kvSel(t, p, test);
-          if (sel.rs.length > 0) rows.push(row([`kv ${t}`, String(p), test.toUpperCase()], sel));
+          const rs = kvSel(t, p, test);
+          if (rs.length > 0) rows.push(row([`kv ${t}`, String(p), test.toUpperCase()], rs));
         }
         if (p === 1) {
           const op: EtcdOp = test === "set" ? "put" : "range";
-          const sel = etcdSel(op);
-          if (sel.rs.length > 0) rows.push(row(["etcd 3 members, leader", "-", op === "put" ? "put" : "range (lin.)"], sel));
+          const rs = etcdSel(op);
+          if (rs.length > 0) rows.push(row(["etcd 3 members, leader", "-", op === "put" ? "put" : "range (lin.)"], rs));
         }
       }
-    printTable(["system", "P", "test", "ops/s (range)", "p50 / p99 ms", "server CPU us/op", "server CPU", "client CPU", "other CPU (max)", "clean runs"], rows);
+    printTable(["system", "P", "test", "ops/s (range)", "p50 / p99 ms", "server CPU us/op", "server CPU", "client CPU", "other CPU (max)", "undisturbed"], rows);
   }
 
   const ratios: Ratio[] = [];
-  const opsOf = <R extends Common>(sel: Sel<R>) => med(sel.rs, (r) => r.ops);
-  const p99Of = <R extends Common>(sel: Sel<R>) => med(sel.rs, (r) => r.p99Ms);
-  const add = (name: string, value: number, target: string, ok: boolean | null, noisy: boolean) => {
-    if (Number.isFinite(value)) ratios.push({ name, value, target, ok, noisy });
+  /** `a` over `b` within each round that has both, and over the medians of all rounds. */
+  const add = (name: string, a: Common[], b: Common[], f: (r: Common) => number, target: string, test: ((x: number) => boolean) | null) => {
+    const perRound: number[] = [];
+    let cleanPairs = 0;
+    for (const x of a) {
+      const y = b.find((r) => r.round === x.round);
+      if (!y) continue;
+      perRound.push(f(x) / f(y));
+      if (isClean(x) && isClean(y)) cleanPairs++;
+    }
+    if (perRound.length === 0) return;
+    const value = median(perRound);
+    ratios.push({ name, value, perRound, ofMedians: median(a.map(f)) / median(b.map(f)), target, ok: test ? test(value) : null, cleanPairs, pairs: perRound.length });
   };
-  const leaderSet1 = kvSel("cluster-leader", 1, "set");
-  const leaderGet1 = kvSel("cluster-leader", 1, "get");
+  const ops = (r: Common) => r.ops;
+  const p99 = (r: Common) => r.p99Ms;
   const put = etcdSel("put");
   const range = etcdSel("range");
-  if (leaderSet1.rs.length > 0 && put.rs.length > 0) {
-    const r = opsOf(leaderSet1) / opsOf(put);
-    add("kv cluster SET -P 1 (leader) / etcd put, ops/s", r, ">= 3x", r >= 3, leaderSet1.noisy || put.noisy);
-    const l = p99Of(leaderSet1) / p99Of(put);
-    add(`kv cluster SET -P 1 p99 ${fmtNum(p99Of(leaderSet1), 2)} ms / etcd put p99 ${fmtNum(p99Of(put), 2)} ms`, l, "<= 1x", l <= 1, leaderSet1.noisy || put.noisy);
-    const s = kvSel("cluster-spread", 1, "set");
-    if (s.rs.length > 0) add("kv cluster SET -P 1 (spread) / etcd put, ops/s", opsOf(s) / opsOf(put), "(info)", null, s.noisy || put.noisy);
-  }
-  if (leaderGet1.rs.length > 0 && range.rs.length > 0) {
-    const r = opsOf(leaderGet1) / opsOf(range);
-    add("kv cluster GET -P 1 (leader) / etcd linearizable range, ops/s", r, ">= 3x", r >= 3, leaderGet1.noisy || range.noisy);
-    const s = kvSel("cluster-spread", 1, "get");
-    if (s.rs.length > 0) add("kv cluster GET -P 1 (spread) / etcd linearizable range, ops/s", opsOf(s) / opsOf(range), "(info)", null, s.noisy || range.noisy);
-  }
-  for (const p of PIPELINES) {
-    const single = kvSel("single", p, "set");
-    if (single.rs.length === 0) continue;
+  add("kv cluster SET -P 1 (leader) / etcd put, ops/s", kvSel("cluster-leader", 1, "set"), put, ops, ">= 3x", (x) => x >= 3);
+  add("kv cluster SET -P 1 (leader) / etcd put, p99", kvSel("cluster-leader", 1, "set"), put, p99, "<= 1x", (x) => x <= 1);
+  add("kv cluster SET -P 1 (spread) / etcd put, ops/s", kvSel("cluster-spread", 1, "set"), put, ops, "(info)", null);
+  add("kv cluster GET -P 1 (leader) / etcd linearizable range, ops/s", kvSel("cluster-leader", 1, "get"), range, ops, ">= 3x", (x) => x >= 3);
+  add("kv cluster GET -P 1 (spread) / etcd linearizable range, ops/s", kvSel("cluster-spread", 1, "get"), range, ops, "(info)", null);
+  for (const p of PIPELINES)
     for (const t of ["cluster-leader", "cluster-spread"] as Target[]) {
-      const c = kvSel(t, p, "set");
-      if (c.rs.length === 0) continue;
-      const r = opsOf(c) / opsOf(single);
       const isTarget = p === 1 && t === "cluster-leader";
-      add(`kv ${t} / single node, durable SET -P ${p}, ops/s`, r, isTarget ? ">= 0.5x" : "(info)", isTarget ? r >= 0.5 : null, c.noisy || single.noisy);
+      add(`kv ${t} / single node, durable SET -P ${p}, ops/s`, kvSel(t, p, "set"), kvSel("single", p, "set"), ops, isTarget ? ">= 0.5x" : "(info)", isTarget ? (x) => x >= 0.5 : null);
     }
-  }
   if (ratios.length > 0) {
-    console.log("\n## Ratios (of the medians above)\n");
+    console.log("\n## Ratios: median over the rounds of each round's ratio (per round; ratio of the medians above)\n");
     printTable(
-      ["ratio", "value", "target", ""],
-      ratios.map((r) => [r.name, `${fmtNum(r.value)}x`, r.target, `${r.ok === null ? "" : r.ok ? "met" : "MISSED"}${r.noisy ? " [NOISY: no undisturbed run on one side]" : ""}`]),
+      ["ratio", "value", "per round", "of medians", "target", "", "undisturbed rounds"],
+      ratios.map((r) => [
+        r.name,
+        `${fmtNum(r.value)}x`,
+        r.perRound.map((x) => fmtNum(x)).join(", "),
+        `${fmtNum(r.ofMedians)}x`,
+        r.target,
+        r.ok === null ? "" : r.ok ? "met" : "MISSED",
+        `${r.cleanPairs}/${r.pairs}${r.cleanPairs === 0 ? " NOISY" : ""}`,
+      ]),
     );
     const targeted = ratios.filter((r) => r.ok !== null);
     if (targeted.length > 0) {
       console.log("\n## Targets\n");
-      for (const r of targeted) console.log(`${r.ok ? "target met:   " : "TARGET MISSED:"} ${r.name} = ${fmtNum(r.value)}x (target ${r.target})${r.noisy ? " [NOISY]" : ""}`);
+      for (const r of targeted) {
+        console.log(`${r.ok ? "target met:   " : "TARGET MISSED:"} ${r.name} = ${fmtNum(r.value)}x (target ${r.target}; rounds ${r.perRound.map((x) => fmtNum(x)).join(", ")})${r.cleanPairs === 0 ? " [NOISY: other load in every round]" : ""}`);
+      }
     }
   }
   return ratios;
@@ -904,7 +905,22 @@ function report(startedAt: Date): Ratio[] {
 
 let code = 1;
 try {
-  code = await main();
+  if (opt.report) {
+    // Several files (comma-separated) are pooled: their rounds are renumbered one after another.
+    let startedAt = "";
+    let offset = 0;
+    for (const f of opt.report.split(",")) {
+      const saved = JSON.parse(readFileSync(f, "utf8")) as { startedAt: string; kvRuns: KvRun[]; etcdRuns: EtcdRun[]; leaderEvents?: string[] };
+      startedAt ||= saved.startedAt;
+      const maxRound = Math.max(0, ...saved.kvRuns.map((r) => r.round), ...saved.etcdRuns.map((r) => r.round));
+      kvRuns.push(...saved.kvRuns.map((r) => ({ ...r, round: r.round + offset })));
+      etcdRuns.push(...saved.etcdRuns.map((r) => ({ ...r, round: r.round + offset })));
+      leaderEvents.push(...(saved.leaderEvents ?? []));
+      offset += maxRound;
+    }
+    report(new Date(startedAt));
+    code = 0;
+  } else code = await main();
 } catch (e) {
   console.error(`FAILED: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
   code = 1;
