@@ -32,6 +32,8 @@ const FORWARDED_HEAD = /^\*2\r\n:(\d+)\r\n/;
 
 /** The membership file in a data dir: the cluster id and every member's addresses, written on first start. */
 export const MEMBERS_FILE = "raft-members.json";
+/** How long a leader stopping on purpose waits for its leadership transfer before it stops anyway. */
+export const TRANSFER_ON_CLOSE_MS = 1000;
 /** Reads waiting for a barrier at once, past which new reads are refused with CLUSTERDOWN-style errors. */
 export const READS_WAITING_MAX = 1_000_000;
 
@@ -719,8 +721,37 @@ export class ClusterNode<T> {
     }
   }
 
+  /**
+   * A leader that stops on purpose hands leadership to its most caught-up voter first (as etcd on a
+   * graceful stop), so writes pause for a transfer (a round trip or two) rather than an election
+   * timeout. Bounded by TRANSFER_ON_CLOSE_MS.
+   */
+  private async handOverLeadership(): Promise<void> {
+    if (!this.isLeader()) return;
+    const st = this.node.status();
+    const prs = this.node.rawNode.raft.prs;
+    let best = NONE;
+    let bestMatch = -1;
+    for (const id of st.confState.voters) {
+      if (id === this.id) continue;
+      const match = prs.get(id)?.match ?? 0;
+      const seen = this.lastContact.get(id);
+      if (seen === undefined || Date.now() - seen > this.opts.electionMs) continue; // not answering
+      if (match > bestMatch) {
+        best = id;
+        bestMatch = match;
+      }
+    }
+    if (best === NONE || this.node.transferLeadership(best) !== "ok") return;
+    const deadline = Date.now() + TRANSFER_ON_CLOSE_MS;
+    while (this.isLeader() && Date.now() < deadline) await Bun.sleep(5);
+    log.info(this.isLeader() ? `leadership transfer to node ${best} did not finish in ${TRANSFER_ON_CLOSE_MS} ms` : `handed leadership to node ${best}`);
+  }
+
   async close(): Promise<void> {
     if (this.closing) return;
+    this.flush();
+    await this.handOverLeadership().catch(() => {});
     this.closing = true;
     this.flush();
     this.ticker.stop();
