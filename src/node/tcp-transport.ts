@@ -113,12 +113,18 @@ export interface TransportStats {
   snapshotsReceived: number;
   /** Snapshot transfers that ended without the snapshot installed (either side: cut off, refused, failed). */
   snapshotsFailed: number;
+  /** Most bytes of snapshot chunk frames ever queued for one peer (the read-ahead's high-water mark). */
+  snapshotQueuedBytesPeak: number;
 }
 
 export interface PeerStatus {
   readonly connected: boolean;
   readonly queuedMessages: number;
   readonly queuedBytes: number;
+  /** Bytes of snapshot chunk frames read ahead and not yet written (bounded by snapshotQueueBytesMax plus one chunk). */
+  readonly snapshotQueuedBytes: number;
+  /** Index of the snapshot being sent to this peer (0: none). */
+  readonly snapshotSending: number;
 }
 
 /** "host:port" or "[v6]:port" -> parts; RangeError when it is neither. */
@@ -203,7 +209,7 @@ interface Inbound {
 
 export class TcpTransport implements Transport {
   readonly id: NodeId;
-  readonly stats: TransportStats = { sent: 0, received: 0, dropped: 0, reconnects: 0, refusedHandshakes: 0, badFrames: 0, snapshotsSent: 0, snapshotsReceived: 0, snapshotsFailed: 0 };
+  readonly stats: TransportStats = { sent: 0, received: 0, dropped: 0, reconnects: 0, refusedHandshakes: 0, badFrames: 0, snapshotsSent: 0, snapshotsReceived: 0, snapshotsFailed: 0, snapshotQueuedBytesPeak: 0 };
   private readonly cfg: Required<Omit<TcpTransportConfig, "onUnreachable" | "peers" | "listen" | "id" | "clusterId" | "snapshots" | "onSnapshotStatus">>;
   private readonly snapshots: SnapshotFiles | undefined;
   private readonly onSnapshotStatus: ((id: NodeId, ok: boolean) => void) | undefined;
@@ -341,7 +347,13 @@ export class TcpTransport implements Transport {
   peerStatus(id: NodeId): PeerStatus | undefined {
     const p = this.peers.get(id);
     if (p === undefined) return undefined;
-    return { connected: p.socket !== undefined, queuedMessages: p.queuedMessages, queuedBytes: p.queuedBytes };
+    return {
+      connected: p.socket !== undefined,
+      queuedMessages: p.queuedMessages,
+      queuedBytes: p.queuedBytes,
+      snapshotQueuedBytes: p.chunkBytes,
+      snapshotSending: p.transfer?.meta.index ?? 0,
+    };
   }
 
   /** Closes the listener and every connection, drops what is queued, and stops reconnecting. */
@@ -740,6 +752,7 @@ export class TcpTransport implements Transport {
         );
         p.chunks.push(frame);
         p.chunkBytes += frame.length;
+        if (p.chunkBytes > this.stats.snapshotQueuedBytesPeak) this.stats.snapshotQueuedBytesPeak = p.chunkBytes;
         if (p.socket !== undefined) this.writePeer(p);
         this.pumpTransfer(p);
       },
