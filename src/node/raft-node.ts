@@ -64,6 +64,9 @@ export interface RaftNodeConfig<R> {
 }
 
 const ignore = (): void => {};
+
+/** ReadIndex rounds awaiting confirmation at once (each costs one heartbeat to every peer). */
+export const READ_ROUNDS_IN_FLIGHT_MAX = 8;
 /** Stands for the result of a proposeBatch entry (never awaited). */
 const NO_RESULT: Promise<unknown> = new Promise(() => {});
 
@@ -117,7 +120,7 @@ export class RaftNode<R = unknown> {
   private leaderTerm = 0;
   /** Reads waiting for the next round; the round awaiting its ReadState; rounds waiting for apply. */
   private readQueue: Waiter[] = [];
-  private readRound: { ctx: string; term: number; waiters: Waiter[] } | undefined;
+  private readonly readRounds = new Map<string, { term: number; waiters: Waiter[] }>();
   private confirmedReads: { index: number; waiters: Waiter[] }[] = [];
   private readSeq = 0;
 
@@ -127,6 +130,9 @@ export class RaftNode<R = unknown> {
     this.storage = cfg.storage;
     this.transport = cfg.transport;
     this.sm = cfg.stateMachine;
+    const written = cfg.storage.initialState().hardState;
+    this.writtenTerm = written.term;
+    this.writtenVote = written.vote;
     const snap = cfg.storage.snapshot();
     this.sm.restore(snap);
     this.applied = snap.meta.index;
@@ -252,10 +258,19 @@ export class RaftNode<R = unknown> {
     const raft = this.rawNode.raft;
     if (raft.role !== "leader") return Promise.reject(new NotLeaderError(raft.lead));
     const p = new Promise<number>((resolve, reject) => this.readQueue.push({ resolve, reject }));
-    this.startReadRound();
-    this.pump();
+    // Reads made in one run of the program (before it yields) share one round.
+    if (!this.readRoundScheduled) {
+      this.readRoundScheduled = true;
+      queueMicrotask(() => {
+        this.readRoundScheduled = false;
+        this.startReadRound();
+        this.pump();
+      });
+    }
     return p;
   }
+
+  private readRoundScheduled = false;
 
   /** Starts an election now (operator action and tests; normally the election timeout does it). */
   campaign(): void {
@@ -321,7 +336,7 @@ export class RaftNode<R = unknown> {
       smApplied: this.applied,
       persisting: this.persisting !== undefined,
       pendingProposals: this.proposals.size,
-      pendingReads: this.readQueue.length + (this.readRound?.waiters.length ?? 0) + this.confirmedReads.reduce((n, r) => n + r.waiters.length, 0),
+      pendingReads: this.readQueue.length + [...this.readRounds.values()].reduce((n, r) => n + r.waiters.length, 0) + this.confirmedReads.reduce((n, r) => n + r.waiters.length, 0),
     };
   }
 
@@ -342,6 +357,26 @@ export class RaftNode<R = unknown> {
   // ---- the Ready loop ----
 
   private persistDone: Promise<void> = Promise.resolve();
+  /** The Ready whose messages were sent before its persist (see maySendBeforePersist). */
+  private sentEarly: Ready | undefined;
+  /** Term and vote as last written (messages of a new term or vote wait for their write). */
+  private writtenTerm = 0;
+  private writtenVote = 0;
+
+  /**
+   * A leader's messages of a Ready may go before that Ready is durable when its term and vote are
+   * already written: they carry entries and commit indexes, which followers persist themselves, and
+   * the leader never counts its own entries before they are durable. Anything else (a candidate's
+   * votes, a follower's acknowledgements, a new term) waits for the write.
+   */
+  private maySendBeforePersist(rd: Ready): boolean {
+    const r = this.rawNode.raft;
+    if (r.role !== "leader" || rd.snapshot) return false;
+    if (r.term !== this.writtenTerm || r.vote !== this.writtenVote) return false;
+    for (const m of rd.messages) if (m.term !== this.writtenTerm) return false;
+    return true;
+  }
+
   /** A hard state whose only change was the commit index, not yet written (see pump). */
   private unsavedHardState: HardState | undefined;
   /** The write of an unsaved hard state alone is in flight (see saveHardState). */
@@ -395,9 +430,15 @@ export class RaftNode<R = unknown> {
         if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
           const hardState = rd.hardState ?? this.unsavedHardState;
           this.unsavedHardState = undefined;
+          if (rd.messages.length > 0 && this.maySendBeforePersist(rd)) {
+            // A leader's appends go out while it writes the same entries (Raft thesis 10.2.1): it
+            // counts itself toward a quorum only once its own write is durable.
+            this.transport.send(rd.messages);
+            this.sentEarly = rd;
+          }
           this.persisting = rd;
           this.persistDone = this.storage.persist({ hardState, entries: rd.entries, snapshot: rd.snapshot }).then(
-            () => this.afterPersist(rd),
+            () => this.afterPersist(rd, hardState),
             (err: unknown) => this.fail(err),
           );
           return;
@@ -409,9 +450,13 @@ export class RaftNode<R = unknown> {
     }
   }
 
-  private afterPersist(rd: Ready): void {
+  private afterPersist(rd: Ready, written: HardState | undefined): void {
     assert(this.persisting === rd, "persist completed out of order");
     this.persisting = undefined;
+    if (written !== undefined) {
+      this.writtenTerm = written.term;
+      this.writtenVote = written.vote;
+    }
     if (this.failed) return;
     // After close() began: the write is durable; finish it (sends go nowhere, applies are harmless).
     try {
@@ -436,7 +481,8 @@ export class RaftNode<R = unknown> {
   }
 
   private finishReady(rd: Ready): void {
-    if (rd.messages.length > 0) this.transport.send(rd.messages);
+    if (rd.messages.length > 0 && this.sentEarly !== rd) this.transport.send(rd.messages);
+    if (this.sentEarly === rd) this.sentEarly = undefined;
     if (rd.snapshot) {
       const at = rd.snapshot.meta.index;
       assert(at > this.applied, `snapshot at ${at} not past applied ${this.applied}`);
@@ -452,10 +498,10 @@ export class RaftNode<R = unknown> {
     for (const e of rd.committedEntries) this.applyEntry(e);
     this.rawNode.advance(rd);
     for (const rs of rd.readStates) {
-      const round = this.readRound;
+      const round = this.readRounds.get(rs.requestCtx);
       // A round failed when leadership was seen lost may still be confirmed by a Ready built before.
-      if (round === undefined || round.ctx !== rs.requestCtx) continue;
-      this.readRound = undefined;
+      if (round === undefined) continue;
+      this.readRounds.delete(rs.requestCtx);
       this.confirmedReads.push({ index: rs.index, waiters: round.waiters });
     }
     this.serveReads();
@@ -493,9 +539,9 @@ export class RaftNode<R = unknown> {
     const leading = st.role === "leader";
     if (this.proposals.size > 0 && (!leading || st.term !== this.leaderTerm)) this.failProposals();
     // A confirmed read stays safe (its index was committed when confirmed); an unconfirmed one is lost.
-    const round = this.readRound;
-    if (round && (!leading || st.term !== round.term)) {
-      this.readRound = undefined;
+    for (const [ctx, round] of this.readRounds) {
+      if (leading && st.term === round.term) continue;
+      this.readRounds.delete(ctx);
       for (const w of round.waiters) w.reject(new NotLeaderError(st.lead));
     }
     if (!leading && this.readQueue.length > 0) {
@@ -505,14 +551,19 @@ export class RaftNode<R = unknown> {
     }
   }
 
+  /**
+   * Starts a round for the reads queued, unless READ_ROUNDS_IN_FLIGHT_MAX rounds are unconfirmed
+   * (then they join the next). Rounds overlap: a read waits for one heartbeat round trip, not for
+   * the round before it as well.
+   */
   private startReadRound(): void {
-    if (this.stopped || this.readRound || this.readQueue.length === 0) return;
+    if (this.stopped || this.readRounds.size >= READ_ROUNDS_IN_FLIGHT_MAX || this.readQueue.length === 0) return;
     const waiters = this.readQueue;
     this.readQueue = [];
     const ctx = `${this.cfg.readCtxPrefix ?? ""}${++this.readSeq}`;
     const r = this.rawNode.readIndex(ctx);
     if (r === "ok") {
-      this.readRound = { ctx, term: this.rawNode.raft.term, waiters };
+      this.readRounds.set(ctx, { term: this.rawNode.raft.term, waiters });
       return;
     }
     const err = r === "not-leader" ? new NotLeaderError(this.rawNode.raft.lead) : new DroppedError(`read ${r}`);
@@ -528,9 +579,9 @@ export class RaftNode<R = unknown> {
 
   private failAll(err: Error): void {
     this.failProposals();
-    const waiters = [...this.readQueue, ...(this.readRound?.waiters ?? []), ...this.confirmedReads.flatMap((r) => r.waiters)];
+    const waiters = [...this.readQueue, ...[...this.readRounds.values()].flatMap((r) => r.waiters), ...this.confirmedReads.flatMap((r) => r.waiters)];
     this.readQueue = [];
-    this.readRound = undefined;
+    this.readRounds.clear();
     this.confirmedReads = [];
     for (const w of waiters) w.reject(err);
   }
