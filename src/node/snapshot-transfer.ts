@@ -7,7 +7,7 @@ import { closeSync, fdatasync, fsyncSync, openSync, read, renameSync, unlinkSync
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import { assert } from "../errors.ts";
-import type { SnapshotChunk } from "../raft/codec.ts";
+import { snapshotChunkDataAt, type SnapshotChunk } from "../raft/codec.ts";
 import type { NodeId, SnapshotMeta } from "../raft/types.ts";
 import { snapshotName, type SnapshotStore } from "../storage/snapshot-store.ts";
 
@@ -72,6 +72,9 @@ export class OutboundTransfer {
   ackTimer: ReturnType<typeof setTimeout> | undefined;
   readonly startedAt = performance.now();
   private fd = -1;
+  /** Where a chunk's data starts in its frame, and the frame buffers written already, for reuse. */
+  readonly dataAt: number;
+  private readonly free: ArrayBuffer[] = [];
 
   constructor(
     readonly id: number,
@@ -79,8 +82,17 @@ export class OutboundTransfer {
     readonly term: number,
     readonly meta: SnapshotMeta,
     readonly chunkBytes: number,
+    /** Frame buffers kept for reuse at most (the read-ahead's chunks, plus the one being written). */
+    private readonly poolMax: number,
   ) {
     assert(chunkBytes >= 1, "chunk size");
+    this.dataAt = snapshotChunkDataAt(meta);
+  }
+
+  /** A frame buffer whose write finished: the next chunk is read into it (no garbage per chunk). */
+  release(frame: Uint8Array): void {
+    const b = frame.buffer as ArrayBuffer;
+    if (b.byteLength === this.dataAt + this.chunkBytes && this.free.length < this.poolMax && this.state !== "done") this.free.push(b);
   }
 
   /** Opens the file (throws when it cannot: the transfer fails before it starts). */
@@ -95,13 +107,17 @@ export class OutboundTransfer {
     return this.offset >= this.totalBytes;
   }
 
-  /** Reads the next chunk: its offset and bytes (undefined when the transfer ended meanwhile). */
-  readNext(): Promise<{ offset: number; data: Uint8Array } | undefined> {
+  /**
+   * Reads the next chunk into a frame buffer, at `dataAt`: its offset, the buffer and the data (a
+   * view of it); undefined when the transfer ended meanwhile.
+   */
+  readNext(): Promise<{ offset: number; frame: Uint8Array; data: Uint8Array } | undefined> {
     assert(this.state === "sending" && !this.reading && !this.allRead, "readNext out of turn");
     this.reading = true;
     const offset = this.offset;
     const n = Math.min(this.chunkBytes, this.totalBytes - offset);
-    const buf = Buffer.allocUnsafe(n);
+    const frame = new Uint8Array(this.free.pop() ?? new ArrayBuffer(this.dataAt + this.chunkBytes));
+    const buf = frame.subarray(this.dataAt, this.dataAt + n);
     const fd = this.fd;
     return new Promise((resolve, reject) => {
       const step = (got: number) => {
@@ -113,7 +129,7 @@ export class OutboundTransfer {
         if (got >= n) {
           this.reading = false;
           this.offset = offset + n;
-          resolve({ offset, data: buf });
+          resolve({ offset, frame, data: buf });
           return;
         }
         read(fd, buf, got, n - got, offset + got, (err, k) => {
@@ -133,6 +149,7 @@ export class OutboundTransfer {
   /** Ends the transfer (idempotent); the file is closed once no read is in flight. */
   end(): void {
     this.state = "done";
+    this.free.length = 0;
     if (this.ackTimer !== undefined) clearTimeout(this.ackTimer);
     this.ackTimer = undefined;
     const fd = this.fd;

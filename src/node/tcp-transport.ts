@@ -16,7 +16,7 @@ import {
   encodeHandshake,
   encodeMessage,
   encodeSnapshotAck,
-  encodeSnapshotChunk,
+  encodeSnapshotChunkAround,
   frameKind,
   type SnapshotChunk,
 } from "../raft/codec.ts";
@@ -567,6 +567,7 @@ export class TcpTransport implements Transport {
       if (p.outChunk) {
         p.outChunk = false;
         p.chunkBytes -= out.length;
+        p.transfer?.release(out);
         this.pumpTransfer(p);
       }
     }
@@ -714,7 +715,8 @@ export class TcpTransport implements Transport {
       this.reportSnapshotLater(p.id, false);
       return;
     }
-    const t = new OutboundTransfer(this.nextTransfer++, p.id, m.term, meta, this.cfg.snapshotChunkBytes);
+    const poolMax = Math.ceil(this.cfg.snapshotQueueBytesMax / this.cfg.snapshotChunkBytes) + 2;
+    const t = new OutboundTransfer(this.nextTransfer++, p.id, m.term, meta, this.cfg.snapshotChunkBytes, poolMax);
     try {
       const path = files.pathOf(meta);
       if (path === undefined) throw new Error("no file holds it now");
@@ -746,7 +748,8 @@ export class TcpTransport implements Transport {
     t.readNext().then(
       (r) => {
         if (r === undefined || p.transfer !== t || t.state !== "sending" || this.closed) return;
-        const frame = encodeSnapshotChunk(
+        const frame = encodeSnapshotChunkAround(
+          r.frame,
           { from: this.id, to: p.id, term: t.term, transfer: t.id, meta: t.meta, offset: r.offset, totalBytes: t.totalBytes, data: r.data },
           chunkChecksum,
         );

@@ -581,13 +581,25 @@ function checkChunkFields(c: Omit<SnapshotChunk, "checksum">): void {
   if (c.offset + c.data.length > c.totalBytes) throw new RangeError(`a chunk at ${c.offset} of ${c.data.length} bytes past the snapshot's ${c.totalBytes}`);
 }
 
-/** One chunk frame (a copy of `data`). RangeError for fields that cannot be sent (the caller's bug). */
-export function encodeSnapshotChunk(c: Omit<SnapshotChunk, "checksum">, checksum: ChunkChecksum): Uint8Array {
+/** Bytes of a chunk's frame before its data (frame header included): where `encodeSnapshotChunkAround` expects the data. */
+export function snapshotChunkDataAt(meta: SnapshotMeta): number {
+  const cs = meta.confState;
+  return FRAME_HEADER_BYTES + 2 + 4 + 4 + 8 + 8 + 8 + 8 + 4 + 4 * cs.voters.length + 4 + 4 * cs.learners.length + 8 + 8 + 4 + 4;
+}
+
+/**
+ * Makes a chunk frame in `frame` around its data, already at [snapshotChunkDataAt(meta), +data.length)
+ * (`c.data` is that view): writes the fields before it and returns the frame, a view of `frame`'s
+ * first bytes. Lets a sender read the file straight into a reused frame buffer.
+ */
+export function encodeSnapshotChunkAround(frame: Uint8Array, c: Omit<SnapshotChunk, "checksum">, checksum: ChunkChecksum): Uint8Array {
   checkChunkFields(c);
+  const at = snapshotChunkDataAt(c.meta);
+  if (c.data.buffer !== frame.buffer || c.data.byteOffset !== frame.byteOffset + at) throw new RangeError("the chunk's data is not in place in the frame");
   const cs = c.meta.confState;
-  const body = 2 + 4 + 4 + 8 + 8 + 8 + 8 + 4 + 4 * cs.voters.length + 4 + 4 * cs.learners.length + 8 + 8 + 4 + 4 + c.data.length;
-  const w = new Writer(new Uint8Array(FRAME_HEADER_BYTES + body));
-  w.u32(body);
+  const out = frame.subarray(0, at + c.data.length);
+  const w = new Writer(out);
+  w.u32(out.length - FRAME_HEADER_BYTES);
   w.u8(WIRE_VERSION);
   w.u8(SNAPSHOT_CHUNK_CODE);
   w.u32(c.from);
@@ -603,9 +615,18 @@ export function encodeSnapshotChunk(c: Omit<SnapshotChunk, "checksum">, checksum
   w.u64(c.offset);
   w.u64(c.totalBytes);
   w.u32(checksum(c.data) >>> 0);
-  w.bytes(c.data);
-  if (w.off !== w.b.length) throw new RangeError(`encoded ${w.off} of ${w.b.length} bytes`);
-  return w.b;
+  w.u32(c.data.length);
+  if (w.off !== at) throw new RangeError(`encoded ${w.off} bytes before the data, expected ${at}`);
+  return out;
+}
+
+/** One chunk frame (a copy of `data`). RangeError for fields that cannot be sent (the caller's bug). */
+export function encodeSnapshotChunk(c: Omit<SnapshotChunk, "checksum">, checksum: ChunkChecksum): Uint8Array {
+  checkChunkFields(c);
+  const at = snapshotChunkDataAt(c.meta);
+  const frame = new Uint8Array(at + c.data.length);
+  frame.set(c.data, at);
+  return encodeSnapshotChunkAround(frame, { ...c, data: frame.subarray(at) }, checksum);
 }
 
 /**

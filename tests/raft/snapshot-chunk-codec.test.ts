@@ -15,7 +15,9 @@ import {
   encodeMessage,
   encodeSnapshotAck,
   encodeSnapshotChunk,
+  encodeSnapshotChunkAround,
   frameKind,
+  snapshotChunkDataAt,
   type SnapshotChunk,
 } from "../../src/raft/codec.ts";
 import { Rand } from "../../src/raft/rand.ts";
@@ -99,6 +101,17 @@ describe("round trip", () => {
       { meta: { index: 1.5, term: 1, confState: { voters: [1], learners: [] } } },
     ];
     for (const b of bad) expect(() => encodeSnapshotChunk({ ...chunk, ...b }, sum)).toThrow(RangeError);
+  });
+
+  test("a chunk made around data read into its frame equals the copied one; data out of place is a RangeError", () => {
+    const at = snapshotChunkDataAt(chunk.meta);
+    const frame = new Uint8Array(at + 1000);
+    frame.set(data, at);
+    const f = encodeSnapshotChunkAround(frame, { ...chunk, data: frame.subarray(at, at + data.length) }, sum);
+    expect(f.buffer).toBe(frame.buffer);
+    expect([...f]).toEqual([...encodeSnapshotChunk(chunk, sum)]);
+    expect(() => encodeSnapshotChunkAround(frame, { ...chunk, data: frame.subarray(at + 1, at + 1 + data.length) }, sum)).toThrow(RangeError);
+    expect(() => encodeSnapshotChunkAround(frame, chunk, sum)).toThrow(RangeError);
   });
 });
 
