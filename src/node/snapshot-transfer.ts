@@ -31,6 +31,8 @@ export interface SnapshotFiles {
   verify(path: string, meta: SnapshotMeta): void;
   /** The name a verified file of `meta` is renamed to. */
   nameOf(meta: SnapshotMeta): string;
+  /** Called once a received file is durable under its name (the store drops snapshots older than the newest two). */
+  installed?(meta: SnapshotMeta): Promise<void>;
 }
 
 /** SnapshotFiles over a data dir's snapshot store (src/storage/snapshot-store.ts). */
@@ -53,6 +55,7 @@ export function storeFiles(store: SnapshotStore): SnapshotFiles {
       }
     },
     nameOf: (meta) => snapshotName(meta.index),
+    installed: () => store.prune(),
   };
 }
 
@@ -217,6 +220,12 @@ export class InboundTransfer {
    * once the snapshot is durable under its name; rejects (and deletes the temp file) otherwise.
    */
   async install(): Promise<void> {
+    await this.place();
+    // Pruning older files is housekeeping: the snapshot is in place whatever it does (it logs its own failures).
+    await this.files.installed?.(this.first.meta).catch(() => {});
+  }
+
+  private async place(): Promise<void> {
     assert(this.complete && !this.ended, "install of an incomplete transfer");
     const fd = this.fd;
     this.fd = -1;

@@ -186,6 +186,8 @@ describe("snapshot transfer over TcpTransport", () => {
     const a = node(1, newDir());
     const b = node(2, newDir());
     const src = await writeSnapshot(a.store);
+    // The follower holds two older snapshots: once the new one is in place, only the newest two stay.
+    for (const index of [100, 200]) await b.store.write({ lastIndex: index, lastTerm: 1, membership: META.confState }, [["k", "v", undefined]]);
     a.t.addPeer(2, `${HOST}:${b.t.port}`);
     b.t.addPeer(1, `${HOST}:${a.t.port}`);
     expect(await until(() => a.t.peerStatus(2)?.connected === true && b.t.peerStatus(1)?.connected === true)).toBe(true);
@@ -221,7 +223,7 @@ describe("snapshot transfer over TcpTransport", () => {
     expect(Buffer.compare(readFileSync(dst), readFileSync(src))).toBe(0);
     expect(statSync(src).size).toBeGreaterThan(20 * SNAPSHOT_CHUNK_BYTES);
     expect(b.store.load(dst).entryCount).toBe(KEYS);
-    expect(snapFiles(b)).toEqual([snapshotName(META.index)]);
+    expect(snapFiles(b)).toEqual([snapshotName(200), snapshotName(META.index)]);
     // The leader heard the follower's ack: one transfer, ok.
     expect(a.status).toEqual([[2, true]]);
     expect(a.t.stats.snapshotsSent).toBe(1);
