@@ -2,6 +2,8 @@
 // leader's compacted log, catches up from the leader's snapshot file streamed in chunks (its log says
 // so), holds every key, and the leader kept acknowledging a writer's writes during the transfer.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
 import { startCluster, type TestCluster } from "../helpers/cluster.ts";
 import { RawResp } from "../helpers/resp-raw.ts";
 
@@ -145,4 +147,50 @@ describe("a node behind the compacted log", () => {
     const fmt = (xs: number[]) => `${xs.length} writes, p50 ${pct(xs, 0.5).toFixed(2)} ms, p99 ${pct(xs, 0.99).toFixed(2)} ms, max ${Math.max(...xs).toFixed(1)} ms`;
     console.log(`caught up ${KEYS} keys (${sentBytes} bytes of snapshot) in ${catchUpMs} ms; leader writes before: ${fmt(acked.before)}; during the transfer: ${fmt(acked.during)}; after: ${fmt(acked.after)}`);
   }, 180_000);
+
+  test("a transfer cut off by the follower's death leaves only a temp file, deleted at restart; the next transfer starts over", async () => {
+    const lead = await c.leader();
+    const behind = c.nodes.find((n) => n.id !== lead)!;
+    await c.stop(behind.id, "SIGKILL");
+    // Enough writes for the leader to snapshot twice more: the node is behind its compacted log again.
+    const w = await RawResp.connect(c.nodes[lead - 1]!.port);
+    try {
+      for (let i = 0; i < 300; i += 50) {
+        const batch: string[][] = [];
+        for (let j = i; j < i + 50; j++) batch.push(["SET", `cut:${j}`, VALUE]);
+        expect(new Set(await w.call(batch, 30_000))).toEqual(new Set(["+OK\r\n"]));
+      }
+    } finally {
+      w.close();
+    }
+    const leaderOut = () => c.nodes[lead - 1]!.proc!.output();
+    const sendsBefore = (leaderOut().match(/sending the snapshot at index/g) ?? []).length;
+    const proc = await c.start(behind.id);
+    // Frozen as soon as the transfer begins, then killed: the leader's connection to it is cut mid-transfer.
+    const deadline = Date.now() + 30_000;
+    while (!/receiving the snapshot at index/.test(proc.output()) && Date.now() < deadline) await Bun.sleep(1);
+    proc.proc.kill("SIGSTOP");
+    const m = /receiving the snapshot at index (\d+) \((\d+) bytes\)/.exec(proc.output());
+    expect(m).not.toBeNull();
+    const index = Number(m![1]);
+    const snapDir = join(behind.dataDir, "snap");
+    const name = `${String(index).padStart(20, "0")}.snap`;
+    expect(readdirSync(snapDir)).not.toContain(name);
+    expect(readdirSync(snapDir).some((f) => f.startsWith(`${name}.`) && f.endsWith(".tmp"))).toBe(true);
+    await c.stop(behind.id, "SIGKILL");
+    expect(readdirSync(snapDir)).not.toContain(name);
+    const cut = new RegExp(`snapshot transfer of index ${index} to peer ${behind.id} ended after \\d+ of ${m![2]} bytes read \\(\\d+ ms\\): connection lost`);
+    const until = Date.now() + 15_000;
+    while (!cut.test(leaderOut()) && Date.now() < until) await Bun.sleep(20);
+    expect(leaderOut()).toMatch(cut);
+
+    // Restarted: the temp file is gone, and a new transfer from the start brings it up to date.
+    await c.start(behind.id);
+    expect(await callUntil(behind.port, ["GET", "cut:299"], 30_000)).toBe(`$1000\r\n${VALUE}\r\n`);
+    expect(await callUntil(behind.port, ["GET", key(KEYS - 1)])).toBe(`$1000\r\n${value(KEYS - 1)}\r\n`);
+    expect(behind.proc!.output()).toMatch(/received the snapshot at index \d+ \(\d+ bytes\) from peer \d+: durable/);
+    expect((leaderOut().match(/sending the snapshot at index/g) ?? []).length).toBeGreaterThanOrEqual(sendsBefore + 2);
+    // (Its own snapshot may be being written: NAME.snap.tmp. A transfer's temp file is NAME.snap.<transfer>.tmp.)
+    expect(readdirSync(snapDir).filter((f) => /\.snap\.\d+\.tmp$/.test(f))).toEqual([]);
+  }, 120_000);
 });
