@@ -4,9 +4,10 @@
 // of writes to the leader, expirations decided by the leader, and snapshots.
 import { existsSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from "node:fs";
 import { join } from "node:path";
-import { assert, AssertionError, ConfigError } from "../errors.ts";
+import { assert, AssertionError, ConfigError, CorruptLogError } from "../errors.ts";
 import { logger } from "../log.ts";
 import type { KvStateMachine } from "../kv/fsm.ts";
+import type { DbSnapshot } from "../kv/db.ts";
 import { Rand } from "../raft/rand.ts";
 import type { RaftStorage } from "../raft/storage.ts";
 import { NONE, encodeConfChange, type ConfState, type Entry, type HardState, type NodeId, type Snapshot, type SnapshotMeta } from "../raft/types.ts";
@@ -26,6 +27,8 @@ import { TcpTransport } from "./tcp-transport.ts";
 import { Ticker } from "./ticker.ts";
 
 const log = logger("raft");
+
+const NO_IMAGE = new Uint8Array(0);
 
 /** The head of a forwarded write's reply: the index it was applied at. */
 const FORWARDED_HEAD = /^\*2\r\n:(\d+)\r\n/;
@@ -157,8 +160,36 @@ class KvRaftStorage implements RaftStorage {
     assert(found !== undefined, `no snapshot file at index ${meta.index}`);
     const loaded = store.load(join(store.dir, found.name));
     assert(loaded.lastTerm === meta.term, `snapshot file at ${meta.index} is of term ${loaded.lastTerm}, Raft's of ${meta.term}`);
-    const appliedMs = Number(new TextDecoder().decode(loaded.meta)) || 0;
+    const text = new TextDecoder().decode(loaded.meta);
+    const appliedMs = Number(text);
+    if (!/^\d{1,16}$/.test(text) || !Number.isSafeInteger(appliedMs)) {
+      throw new CorruptLogError(`snapshot ${found.name}: its applied time '${text.slice(0, 32)}' is not a whole number of ms`, join(store.dir, found.name), 0);
+    }
     sm.restoreEntries(meta.index, appliedMs, loaded.entries(), loaded.entryCount);
+  }
+
+  /**
+   * Makes the copy-on-write view `view` of the keyspace (taken when the state machine was at
+   * `meta.index`) durable as the snapshot file of `meta`, streamed in chunks: the event loop yields
+   * every 2 ms and the node keeps applying meanwhile (the view does not change).
+   */
+  async saveView(meta: SnapshotMeta, view: { appliedMs: number; snapshot: DbSnapshot }): Promise<SnapshotStats> {
+    const t0 = performance.now();
+    try {
+      const res = await this.log.snapshots.write(
+        {
+          lastIndex: meta.index,
+          lastTerm: meta.term,
+          meta: new TextEncoder().encode(String(view.appliedMs)),
+          membership: { voters: [...meta.confState.voters], learners: [...meta.confState.learners] },
+          yieldEveryMs: 2,
+        },
+        view.snapshot,
+      );
+      return { lastIndex: meta.index, entries: res.entryCount, bytes: res.bodyBytes, durationMs: Math.round(performance.now() - t0), longestSliceMs: res.longestSliceMs };
+    } finally {
+      view.snapshot.close();
+    }
   }
 
   /** Makes `data` (a keyspace image) durable as the snapshot file of `meta`. */
@@ -222,8 +253,17 @@ class ServingStateMachine<T> implements StateMachine<void> {
     this.kv.applyInto(e, this.sink);
   }
 
+  /** The copy-on-write view the last snapshot() took, for saveSnapshot to write (see ClusterNode). */
+  view: { appliedMs: number; snapshot: DbSnapshot } | undefined;
+
+  /**
+   * Takes a copy-on-write view of the keyspace at the applied index (O(1)); the runtime's
+   * saveSnapshot streams it to the snapshot file. The image returned is empty: nothing is built in memory.
+   */
   snapshot(): Uint8Array {
-    return this.kv.snapshot();
+    assert(this.view === undefined, "a snapshot view is already open");
+    this.view = this.kv.kv.beginSnapshot();
+    return NO_IMAGE;
   }
 
   restore(s: Snapshot): void {
@@ -337,8 +377,11 @@ export class ClusterNode<T> {
         checkQuorum: true,
       },
       saveSnapshot: async (meta, data) => {
-        const stats = await this.storage.saveImage(meta, data);
-        this.lastSnapshot = stats;
+        assert(data.length === 0, "the state machine's snapshot is a copy-on-write view, not an image");
+        const view = this.sm.view;
+        assert(view !== undefined, "saveSnapshot without a view");
+        this.sm.view = undefined;
+        this.lastSnapshot = await this.storage.saveView(meta, view);
       },
       readCtxPrefix: `${opts.id}.${process.pid}.${Date.now()}.`,
       onFatal: (err) => this.onFatal(err),
