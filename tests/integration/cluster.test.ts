@@ -96,6 +96,17 @@ describe("a 3-node cluster", () => {
     expect(back.proc!.output()).toMatch(/installed the leader's snapshot at index \d+ \(\d+ keys\)/);
   });
 
+  test("a leader stopped gracefully (SIGTERM) hands leadership to a follower first", async () => {
+    const lead = await c.leader();
+    const proc = c.nodes[lead - 1]!.proc!;
+    await c.stop(lead, "SIGTERM");
+    expect(proc.output()).toMatch(/handed leadership to node \d+/);
+    const other = c.nodes.find((n) => n.id !== lead)!;
+    expect(await callUntil(other.port, ["SET", "after-handover", "1"])).toBe("+OK\r\n");
+    await c.start(lead);
+    expect(await callUntil(c.nodes[lead - 1]!.port, ["GET", "after-handover"])).toBe("$1\r\n1\r\n");
+  });
+
   test("a key with a TTL expires on every node (the leader logs its deletion)", async () => {
     const lead = await c.leader();
     const sizes = async () => Promise.all(c.nodes.map(async (n) => (await call(n.port, ["DBSIZE"]))[0]));
