@@ -1,0 +1,72 @@
+// A longer fault run on demand: a cluster of ./kv processes behind fault proxies, clients on every node,
+// a nemesis (kill -9 / restart, SIGSTOP / SIGCONT, partitions), the history checked for linearizability;
+// then the failover time over repeated kill -9s of the leader. Prints a summary.
+//
+//   bun run build && bun scripts/chaos.ts [--duration 600] [--seed N] [--nodes 3] [--clients 8]
+//                                        [--keys 6] [--failover-kills 10] [--keep]
+// Exit status 1 if the history is not linearizable (or the checker could not decide), 0 otherwise.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { historyExcerpt, measureFailover, medianMax, runChaos } from "../tests/helpers/chaos-run.ts";
+import { formatStats } from "../tests/helpers/chaos-workload.ts";
+import { formatFaults } from "../tests/helpers/nemesis.ts";
+import { ProcCluster } from "../tests/helpers/proc-cluster.ts";
+
+function flag(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i < 0) return fallback;
+  const v = Number(process.argv[i + 1]);
+  if (!Number.isSafeInteger(v) || v < 0) throw new Error(`--${name}: not a non-negative integer: ${process.argv[i + 1]}`);
+  return v;
+}
+
+const durationS = flag("duration", 60);
+const seed = flag("seed", Math.floor(Math.random() * 2 ** 31));
+const nodes = flag("nodes", 3);
+const clients = flag("clients", 8);
+const keys = flag("keys", 6);
+const kills = flag("failover-kills", 10);
+const keep = process.argv.includes("--keep");
+
+const dir = mkdtempSync(join(tmpdir(), "kv-chaos-"));
+const stamp = (): string => `[${((performance.now() - t0) / 1000).toFixed(1)}s]`;
+const t0 = performance.now();
+const log = (l: string): void => console.log(`${stamp()} ${l}`);
+let failed = false;
+try {
+  log(`chaos: seed ${seed}, ${nodes} nodes, ${clients} clients, ${keys} keys, ${durationS} s; dir ${dir}`);
+  const r = await runChaos({ seed, dir: join(dir, "run"), durationMs: durationS * 1000, nodes, clients, keys, log });
+  const unknownByKind = new Map<string, number>();
+  for (const h of r.history) if (h.outcome === "unknown") unknownByKind.set(h.kind, (unknownByKind.get(h.kind) ?? 0) + 1);
+  const outages = r.faults.map((f) => f.end - f.start);
+  console.log("");
+  console.log(`== chaos summary (seed ${seed})`);
+  console.log(`operations: ${formatStats(r.stats)}`);
+  console.log(`recorded:   ${r.history.length} (${r.history.filter((h) => h.outcome === "ok").length} ok, unknown outcomes: ${[...unknownByKind].map(([k, n]) => `${k} ${n}`).join(", ") || "none"})`);
+  console.log(`faults:     ${r.faults.length}: ${formatFaults(r.faults)}; each lasted ${medianMax(outages).median.toFixed(0)} ms median, ${medianMax(outages).max.toFixed(0)} ms max`);
+  console.log(`checker:    ${r.check.result} in ${r.checkMs.toFixed(0)} ms, ${r.check.steps} steps`);
+  if (r.check.result !== "ok") {
+    failed = true;
+    console.log(r.check.result === "illegal" ? r.check.message : r.check.message);
+    console.log(historyExcerpt(r.history, r.check));
+  }
+  if (kills > 0) {
+    log(`failover: ${kills} kill -9 of the leader, a client writing to a survivor`);
+    const cluster = await ProcCluster.start({ dir: join(dir, "failover"), nodes });
+    try {
+      const times = await measureFailover(cluster, kills, log);
+      const { median, max } = medianMax(times);
+      console.log(`failover:   kill -9 of the leader to the first acknowledged write, over ${times.length} kills: median ${median.toFixed(0)} ms, max ${max.toFixed(0)} ms (${times.map((t) => t.toFixed(0)).join(", ")})`);
+    } finally {
+      await cluster.stop();
+    }
+  }
+} catch (e) {
+  failed = true;
+  console.error(e);
+} finally {
+  if (keep || failed) console.log(`data and logs kept in ${dir}`);
+  else rmSync(dir, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,287 @@
+// A cluster of real `kv serve` processes on 127.0.0.1 for fault tests, with a fault proxy on every
+// directed peer link: node i reaches node j's peer port through proxy (i->j), so links can be cut or
+// slowed one direction at a time. Each node gets its own --cluster string (its view of the others'
+// peer ports are its proxies), one shared --cluster-id, and --peer-port for the real port it listens on.
+// Nodes can be killed (SIGKILL) and restarted with the same argv on the same data dir, or paused
+// (SIGSTOP) and resumed. Every process and proxy is stopped by stop().
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { FaultProxy, type ProxyMode } from "./fault-proxy.ts";
+import { RawResp } from "./resp-raw.ts";
+
+/** The compiled binary (`bun run build`). Not imported from server.ts, whose afterAll needs the test runner. */
+export const KV_BIN = join(import.meta.dir, "..", "..", "kv");
+
+export type NodeState = "up" | "down" | "paused";
+
+export interface ProcNode {
+  readonly id: number;
+  /** Client port. */
+  readonly port: number;
+  /** The real peer port this node listens on (behind the proxies). */
+  readonly peerPort: number;
+  readonly dataDir: string;
+  /** The log file (stdout and stderr of every incarnation, appended). */
+  readonly logFile: string;
+  /** The exact argv that starts (and restarts) this node. */
+  readonly argv: readonly string[];
+  proc: Subprocess | null;
+  state: NodeState;
+  /** Starts of this node (1 after the first start). */
+  starts: number;
+}
+
+export interface ClusterOptions {
+  /** Members (default 3). */
+  readonly nodes?: number;
+  /** A directory for data dirs and logs (the caller removes it). */
+  readonly dir: string;
+  /** Extra environment for every node (e.g. KV_TEST_UNSAFE_LOCAL_READS). */
+  readonly env?: Record<string, string>;
+  readonly heartbeatMs?: number;
+  readonly electionMs?: number;
+  /** More `kv serve` flags for every node. */
+  readonly extraArgs?: readonly string[];
+}
+
+export interface RaftInfo {
+  readonly [field: string]: string;
+}
+
+/**
+ * Free loopback ports, held by placeholder listeners (so nothing else bound meanwhile takes them)
+ * until release() just before the processes that bind them start.
+ */
+export function reservePorts(n: number): { ports: number[]; release(): void } {
+  const listeners = Array.from({ length: n }, () => Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } }));
+  return { ports: listeners.map((l) => l.port), release: () => listeners.forEach((l) => l.stop(true)) };
+}
+
+/** Parses an INFO reply's `field:value` lines. */
+export function parseInfo(reply: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of reply.split("\r\n")) {
+    const i = line.indexOf(":");
+    if (i > 0 && !line.startsWith("#") && !line.startsWith("$")) out[line.slice(0, i)] = line.slice(i + 1);
+  }
+  return out;
+}
+
+export class ProcCluster {
+  readonly nodes: ProcNode[] = [];
+  /** links.get(`${i}->${j}`): the proxy node i dials to reach node j. */
+  readonly links = new Map<string, FaultProxy>();
+  private readonly env: Record<string, string>;
+  private stopped = false;
+
+  private constructor(readonly opts: ClusterOptions) {
+    this.env = { ...(process.env as Record<string, string>), NO_COLOR: "1", ...opts.env };
+  }
+
+  static async start(opts: ClusterOptions): Promise<ProcCluster> {
+    if (!existsSync(KV_BIN)) throw new Error(`${KV_BIN} is missing: run 'bun run build' first`);
+    const c = new ProcCluster(opts);
+    const n = opts.nodes ?? 3;
+    const reserved = reservePorts(2 * n);
+    const ports = reserved.ports;
+    const ids = Array.from({ length: n }, (_, i) => i + 1);
+    for (const i of ids) for (const j of ids) if (i !== j) c.links.set(`${i}->${j}`, FaultProxy.start({ targetPort: ports[n + j - 1] as number, name: `${i}->${j}` }));
+    const clusterId = `chaos-${ports[0]}`;
+    for (const i of ids) {
+      const members = ids.map((j) => `${j}=127.0.0.1:${ports[j - 1]}@${i === j ? ports[n + j - 1] : c.link(i, j).port}`).join(",");
+      const dataDir = join(opts.dir, `n${i}`);
+      mkdirSync(dataDir, { recursive: true });
+      const argv = [
+        KV_BIN, "serve", "--id", String(i), "--host", "127.0.0.1", "--port", String(ports[i - 1]), "--data-dir", dataDir,
+        "--cluster", members, "--cluster-id", clusterId, "--peer-port", String(ports[n + i - 1]),
+        "--heartbeat-interval", String(opts.heartbeatMs ?? 50), "--election-timeout", String(opts.electionMs ?? 300),
+        ...(opts.extraArgs ?? []),
+      ];
+      c.nodes.push({ id: i, port: ports[i - 1] as number, peerPort: ports[n + i - 1] as number, dataDir, logFile: join(opts.dir, `n${i}.log`), argv, proc: null, state: "down", starts: 0 });
+    }
+    reserved.release();
+    for (const node of c.nodes) c.spawn(node);
+    try {
+      await Promise.all(c.nodes.map((node) => c.waitAnswering(node.id, 15_000)));
+    } catch (e) {
+      await c.stop();
+      throw e;
+    }
+    return c;
+  }
+
+  node(id: number): ProcNode {
+    const n = this.nodes[id - 1];
+    if (!n) throw new Error(`no node ${id}`);
+    return n;
+  }
+
+  link(from: number, to: number): FaultProxy {
+    const p = this.links.get(`${from}->${to}`);
+    if (!p) throw new Error(`no link ${from}->${to}`);
+    return p;
+  }
+
+  private spawn(node: ProcNode): void {
+    const fd = openSync(node.logFile, "a");
+    try {
+      node.proc = Bun.spawn([...node.argv], { stdin: "ignore", stdout: fd, stderr: fd, env: this.env });
+    } finally {
+      closeSync(fd);
+    }
+    node.state = "up";
+    node.starts++;
+  }
+
+  /** Waits until the node answers PING (bounded). */
+  async waitAnswering(id: number, timeoutMs: number): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    const node = this.node(id);
+    for (;;) {
+      if (node.proc && node.proc.exitCode !== null) throw new Error(`node ${id} exited with ${node.proc.exitCode}:\n${this.logTail(id)}`);
+      try {
+        const c = await RawResp.connect(node.port);
+        try {
+          const [r] = await c.call([["PING"]], 1000);
+          if (r === "+PONG\r\n") return;
+        } finally {
+          c.close();
+        }
+      } catch {
+        // not listening yet
+      }
+      if (performance.now() > deadline) throw new Error(`node ${id} did not answer within ${timeoutMs} ms:\n${this.logTail(id)}`);
+      await Bun.sleep(25);
+    }
+  }
+
+  /** The last lines of a node's log. */
+  logTail(id: number, lines = 30): string {
+    try {
+      return readFileSync(this.node(id).logFile, "utf8").split("\n").slice(-lines).join("\n");
+    } catch {
+      return "(no log)";
+    }
+  }
+
+  /** INFO raft of one node, or null if it does not answer within timeoutMs. */
+  async info(id: number, timeoutMs = 1000): Promise<RaftInfo | null> {
+    const node = this.node(id);
+    if (node.state !== "up") return null;
+    let c: RawResp | null = null;
+    try {
+      c = await RawResp.connect(node.port);
+      const [r] = await c.call([["INFO", "raft"]], timeoutMs);
+      return r && r.startsWith("$") ? parseInfo(r) : null;
+    } catch {
+      return null;
+    } finally {
+      c?.close();
+    }
+  }
+
+  /**
+   * Waits until one node that is up says it is the leader and every node in `among` (default: all up
+   * and reachable ones) names it; returns its id. Bounded by timeoutMs.
+   */
+  async waitLeader(timeoutMs = 10_000, among?: readonly number[]): Promise<number> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const ids = (among ?? this.nodes.filter((n) => n.state === "up").map((n) => n.id)).slice();
+      const infos = await Promise.all(ids.map((id) => this.info(id, 500)));
+      const leaders = infos.filter((i) => i?.raft_role === "leader").map((i) => Number(i!.raft_node_id));
+      if (leaders.length === 1) {
+        const l = leaders[0] as number;
+        if (infos.every((i) => i !== null && Number(i.raft_leader_id) === l)) return l;
+      }
+      if (performance.now() > deadline) {
+        throw new Error(`no agreed leader within ${timeoutMs} ms among ${ids.join(",")}: ${JSON.stringify(infos.map((i) => i && { id: i.raft_node_id, role: i.raft_role, leader: i.raft_leader_id, term: i.raft_term }))}`);
+      }
+      await Bun.sleep(50);
+    }
+  }
+
+  /** kill -9; waits for the exit. */
+  async kill(id: number): Promise<void> {
+    const node = this.node(id);
+    const p = node.proc;
+    if (!p || node.state === "down") return;
+    p.kill("SIGKILL");
+    await p.exited;
+    node.state = "down";
+  }
+
+  /** Sends SIGKILL and returns at once (the caller times what follows); state is "down" from now. */
+  killNow(id: number): Promise<number> {
+    const node = this.node(id);
+    const p = node.proc;
+    if (!p) throw new Error(`node ${id} not running`);
+    p.kill("SIGKILL");
+    node.state = "down";
+    return p.exited;
+  }
+
+  /** Starts a killed node again with the same argv and data dir; waits until it answers. */
+  async restart(id: number, timeoutMs = 15_000): Promise<void> {
+    const node = this.node(id);
+    if (node.state !== "down") throw new Error(`node ${id} is ${node.state}`);
+    await node.proc?.exited;
+    this.spawn(node);
+    await this.waitAnswering(id, timeoutMs);
+  }
+
+  pause(id: number): void {
+    const node = this.node(id);
+    if (node.state !== "up" || !node.proc) return;
+    node.proc.kill("SIGSTOP");
+    node.state = "paused";
+  }
+
+  resume(id: number): void {
+    const node = this.node(id);
+    if (node.state !== "paused" || !node.proc) return;
+    node.proc.kill("SIGCONT");
+    node.state = "up";
+  }
+
+  /** Sets both directions of the link between a and b. */
+  setLink(a: number, b: number, mode: ProxyMode): void {
+    this.link(a, b).setMode(mode);
+    this.link(b, a).setMode(mode);
+  }
+
+  /** Cuts every link between `id` and the others, both ways. */
+  isolate(id: number): void {
+    for (const n of this.nodes) if (n.id !== id) this.setLink(id, n.id, { kind: "drop" });
+  }
+
+  /** Cuts every link between nodes of different groups; links inside a group pass. */
+  partition(groups: readonly (readonly number[])[]): void {
+    const groupOf = new Map<number, number>();
+    groups.forEach((g, gi) => g.forEach((id) => groupOf.set(id, gi)));
+    for (const [key, proxy] of this.links) {
+      const [a, b] = key.split("->").map(Number) as [number, number];
+      const same = groupOf.get(a) !== undefined && groupOf.get(a) === groupOf.get(b);
+      proxy.setMode(same ? { kind: "pass" } : { kind: "drop" });
+    }
+  }
+
+  /** Every link back to pass. */
+  heal(): void {
+    for (const p of this.links.values()) p.setMode({ kind: "pass" });
+  }
+
+  /** Resumes paused nodes, kills every process, stops the proxies. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const n of this.nodes) {
+      if (n.state === "paused") this.resume(n.id);
+      if (n.proc && n.proc.exitCode === null && n.proc.signalCode === null) n.proc.kill("SIGKILL");
+    }
+    await Promise.all(this.nodes.map((n) => n.proc?.exited));
+    for (const n of this.nodes) n.state = "down";
+    for (const p of this.links.values()) p.stop();
+  }
+}
