@@ -27,6 +27,9 @@ import { Ticker } from "./ticker.ts";
 
 const log = logger("raft");
 
+/** The head of a forwarded write's reply: the index it was applied at. */
+const FORWARDED_HEAD = /^\*2\r\n:(\d+)\r\n/;
+
 /** The membership file in a data dir: the cluster id and every member's addresses, written on first start. */
 export const MEMBERS_FILE = "raft-members.json";
 /** Reads waiting for a barrier at once, past which new reads are refused with CLUSTERDOWN-style errors. */
@@ -229,7 +232,12 @@ class ServingStateMachine<T> implements StateMachine<void> {
   restore(s: Snapshot): void {
     this.kv.restore(s);
     this.bytesSinceSnapshot = 0;
+    if (this.started) log.info(`installed the leader's snapshot at index ${s.meta.index} (${this.kv.kv.db.dbsize()} keys)`);
+    this.started = true;
   }
+
+  /** The first restore is the node's own snapshot at start; later ones come from the leader. */
+  private started = false;
 }
 
 /** Reads waiting for the state machine to reach an index. */
@@ -272,6 +280,8 @@ export class ClusterNode<T> {
   private readsWaiting = 0;
   private closing = false;
   private readonly lastContact = new Map<NodeId, number>();
+  /** The role and leader last logged (a change is logged once). */
+  private loggedRole = "";
 
   // Set by the owner (the server), as for DurableLog.
   replyTo: (p: Proposal<T>) => ReplyWriter = () => {
@@ -334,7 +344,16 @@ export class ClusterNode<T> {
       onFatal: (err) => this.onFatal(err),
       onApplied: () => this.afterApply(),
     });
-    this.ticker = new Ticker(this.node, tickMs, (err) => this.onFatal(err));
+    this.ticker = new Ticker(
+      {
+        tick: () => {
+          this.node.tick();
+          this.watchRole();
+        },
+      },
+      tickMs,
+      (err) => this.onFatal(err),
+    );
     this.links = new LeaderLinks([["KV.PEER", members.clusterId, String(opts.id)]]);
     this.view = this.makeView();
     this.stampFloorMs = this.fsm.appliedMs;
@@ -379,6 +398,17 @@ export class ClusterNode<T> {
       await log_.close();
       throw e;
     }
+  }
+
+  /** Logs a change of role or leader (checked every tick). */
+  private watchRole(): void {
+    const r = this.node.rawNode.raft;
+    const now = `${r.role}/${r.lead}/${r.role === "leader" ? r.term : 0}`;
+    if (now === this.loggedRole) return;
+    this.loggedRole = now;
+    if (r.role === "leader") log.info(`leader of term ${r.term}`);
+    else if (r.role === "follower" && r.lead !== NONE) log.info(`following node ${r.lead} (term ${r.term})`);
+    else if (r.role === "follower") log.info(`no leader known (term ${r.term})`);
   }
 
   /** Starts ticking (elections, heartbeats) and listening for peers. */
@@ -436,7 +466,7 @@ export class ClusterNode<T> {
    * Queues a write (leader only; the server forwards otherwise). It joins the entries proposed at
    * the end of this turn of the event loop: one Ready, one append, one fdatasync for all.
    */
-  propose(argv: string[], nowMs: number, owner: T, proto: 2 | 3 = 2): Proposal<T> {
+  propose(argv: string[], nowMs: number, owner: T, proto: 2 | 3 = 2, forwarded = false): Proposal<T> {
     const payloadBytes = encodedCommandBytes(argv) + COMMAND_ENTRY_OVERHEAD_BYTES;
     if (payloadBytes > RECORD_PAYLOAD_BYTES_MAX) {
       throw new WriteRefusedError(
@@ -445,7 +475,7 @@ export class ClusterNode<T> {
     }
     const t = this.now(nowMs);
     const payload = encodeCommandEntry(argv, t, proto);
-    const p: Proposal<T> = { index: 0, argv, nowMs: t, owner, payload, bytes: recordBytesFor(payload.length) };
+    const p: Proposal<T> = { index: 0, argv, nowMs: t, owner, payload, bytes: recordBytesFor(payload.length), forwarded };
     this.pendingBytesValue += p.bytes;
     this.batch.push(p);
     if (!this.flushScheduled) {
@@ -600,12 +630,22 @@ export class ClusterNode<T> {
    * ClusterError: clusterdown/tryagain when it was not sent, uncertain when the link was lost
    * after it was.
    */
-  forward(argv: readonly string[], proto: 2 | 3): Promise<Buffer> {
+  async forward(argv: readonly string[], proto: 2 | 3): Promise<Buffer> {
     const addr = this.leaderAddr();
-    if (addr === undefined) return Promise.reject(new ClusterError({ kind: "clusterdown", why: "no leader elected: retry" }));
-    return this.links.request(addr, ["KV.FWD", String(proto), ...argv]).catch((err: unknown) => {
+    if (addr === undefined) throw new ClusterError({ kind: "clusterdown", why: "no leader elected: retry" });
+    let reply: Buffer;
+    try {
+      reply = await this.links.request(addr, ["KV.FWD", String(proto), ...argv]);
+    } catch (err) {
       throw writeFailure(err);
-    });
+    }
+    // An applied write comes back as `*2 :<index> <reply>`; anything else (an error) as itself.
+    const m = FORWARDED_HEAD.exec(reply.subarray(0, 32).toString("latin1"));
+    if (m === null) return reply;
+    const index = Number(m[1]);
+    // Answered only once applied here too: what the client sends next reads its own write on this node.
+    await this.waitApplied(index);
+    return reply.subarray(m[0].length);
   }
 
   /**

@@ -300,7 +300,9 @@ export class RaftNode<R = unknown> {
   private persistDone: Promise<void> = Promise.resolve();
 
   private pump(): void {
-    if (this.stopped || this.persisting || this.pumping) return;
+    // `finishing`: an input made by a callback while a Ready is finished (a proposal or read from
+    // the server as entries apply) waits for the loop, which resumes once that Ready is advanced.
+    if (this.stopped || this.persisting || this.pumping || this.finishing) return;
     this.pumping = true;
     try {
       while (!this.stopped && !this.persisting && this.rawNode.hasReady()) {
@@ -333,8 +335,20 @@ export class RaftNode<R = unknown> {
     }
   }
 
+  private finishing = false;
+
   /** Send, restore, apply, advance, then settle proposals and reads. */
   private finish(rd: Ready): void {
+    assert(!this.finishing, "finish() re-entered");
+    this.finishing = true;
+    try {
+      this.finishReady(rd);
+    } finally {
+      this.finishing = false;
+    }
+  }
+
+  private finishReady(rd: Ready): void {
     if (rd.messages.length > 0) this.transport.send(rd.messages);
     if (rd.snapshot) {
       const at = rd.snapshot.meta.index;

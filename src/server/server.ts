@@ -470,7 +470,7 @@ export class KvServer {
     if (node.isLeader()) {
       let p: Proposal<Conn>;
       try {
-        p = node.propose(argv, nowMs, conn, fwdProto ?? conn.proto);
+        p = node.propose(argv, nowMs, conn, fwdProto ?? conn.proto, fwdProto !== undefined);
       } catch (e) {
         if (!(e instanceof WriteRefusedError)) throw e;
         log.warn(`client ${conn.id} (${conn.addr}): ${e.message}`);
@@ -684,6 +684,7 @@ export class KvServer {
     let out = this.replyOut(conn);
     if (!this.withinOutputLimit(conn, out)) out = this.replyOut(conn); // closed: the sink
     conn.replyMark = out.len;
+    if (p.forwarded) out.raw(Buffer.from(`*2\r\n:${p.index}\r\n`, "latin1"));
     this.dispatcher.beginApply();
     return out;
   }
