@@ -4,7 +4,7 @@
 // peer ports are its proxies), one shared --cluster-id, and --peer-port for the real port it listens on.
 // Nodes can be killed (SIGKILL) and restarted with the same argv on the same data dir, or paused
 // (SIGSTOP) and resumed. Every process and proxy is stopped by stop().
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { FaultProxy, type ProxyMode } from "./fault-proxy.ts";
@@ -30,6 +30,8 @@ export interface ProcNode {
   state: NodeState;
   /** Starts of this node (1 after the first start). */
   starts: number;
+  /** Where in the log file the current incarnation's output begins. */
+  logOffset: number;
 }
 
 export interface ClusterOptions {
@@ -98,7 +100,7 @@ export class ProcCluster {
         "--heartbeat-interval", String(opts.heartbeatMs ?? 50), "--election-timeout", String(opts.electionMs ?? 300),
         ...(opts.extraArgs ?? []),
       ];
-      c.nodes.push({ id: i, port: ports[i - 1] as number, peerPort: ports[n + i - 1] as number, dataDir, logFile: join(opts.dir, `n${i}.log`), argv, proc: null, state: "down", starts: 0 });
+      c.nodes.push({ id: i, port: ports[i - 1] as number, peerPort: ports[n + i - 1] as number, dataDir, logFile: join(opts.dir, `n${i}.log`), argv, proc: null, state: "down", starts: 0, logOffset: 0 });
     }
     reserved.release();
     for (const node of c.nodes) c.spawn(node);
@@ -124,6 +126,7 @@ export class ProcCluster {
   }
 
   private spawn(node: ProcNode): void {
+    node.logOffset = existsSync(node.logFile) ? statSync(node.logFile).size : 0;
     const fd = openSync(node.logFile, "a");
     try {
       node.proc = Bun.spawn([...node.argv], { stdin: "ignore", stdout: fd, stderr: fd, env: this.env });
@@ -165,7 +168,11 @@ export class ProcCluster {
     }
   }
 
-  /** INFO raft of one node, or null if it does not answer within timeoutMs. */
+  /**
+   * INFO raft of one node, or null if it does not answer within timeoutMs. A build whose INFO has no
+   * raft section yet: role, leader and term from the node's last role line in its log (it answered, so
+   * it is alive).
+   */
   async info(id: number, timeoutMs = 1000): Promise<RaftInfo | null> {
     const node = this.node(id);
     if (node.state !== "up") return null;
@@ -173,12 +180,30 @@ export class ProcCluster {
     try {
       c = await RawResp.connect(node.port);
       const [r] = await c.call([["INFO", "raft"]], timeoutMs);
-      return r && r.startsWith("$") ? parseInfo(r) : null;
+      if (!r || !r.startsWith("$")) return null;
+      const info = parseInfo(r);
+      return info.raft_role !== undefined ? info : this.roleFromLog(node);
     } catch {
       return null;
     } finally {
       c?.close();
     }
+  }
+
+  private roleFromLog(node: ProcNode): RaftInfo {
+    let text = "";
+    try {
+      text = readFileSync(node.logFile, "latin1").slice(node.logOffset);
+    } catch {
+      // no log yet
+    }
+    const ms = [...text.matchAll(/leader of term (\d+)|following node (\d+) \(term (\d+)\)|no leader known \(term (\d+)\)/g)];
+    const m = ms[ms.length - 1];
+    const base = { raft_node_id: String(node.id) };
+    if (!m) return { ...base, raft_role: "follower", raft_leader_id: "0", raft_term: "0" };
+    if (m[1] !== undefined) return { ...base, raft_role: "leader", raft_leader_id: String(node.id), raft_term: m[1] };
+    if (m[2] !== undefined) return { ...base, raft_role: "follower", raft_leader_id: m[2], raft_term: m[3] as string };
+    return { ...base, raft_role: "follower", raft_leader_id: "0", raft_term: m[4] as string };
   }
 
   /**
