@@ -3,12 +3,14 @@
 // then the failover time over repeated kill -9s of the leader. Prints a summary.
 //
 //   bun run build && bun scripts/chaos.ts [--duration 600] [--seed N] [--nodes 3] [--clients 8]
-//                                        [--keys 6] [--failover-kills 10] [--keep]
+//                                        [--keys 6] [--failover-kills 10] [--snapshot-kb 64] [--keep]
+// Nodes snapshot every --snapshot-kb of log (small, so snapshots, compaction and catch-up from a
+// snapshot happen under the faults; 0: the default threshold).
 // Exit status 1 if the history is not linearizable (or the checker could not decide), 0 otherwise.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { historyExcerpt, measureFailover, medianMax, runChaos } from "../tests/helpers/chaos-run.ts";
+import { historyExcerpt, measureFailover, medianMax, recoveryTimes, runChaos } from "../tests/helpers/chaos-run.ts";
 import { formatStats } from "../tests/helpers/chaos-workload.ts";
 import { formatFaults } from "../tests/helpers/nemesis.ts";
 import { ProcCluster } from "../tests/helpers/proc-cluster.ts";
@@ -27,6 +29,8 @@ const nodes = flag("nodes", 3);
 const clients = flag("clients", 8);
 const keys = flag("keys", 6);
 const kills = flag("failover-kills", 10);
+const snapshotKb = flag("snapshot-kb", 64);
+const extraArgs = snapshotKb > 0 ? ["--snapshot-log-bytes", `${snapshotKb}kb`, "--wal-segment-bytes", "16kb"] : [];
 const keep = process.argv.includes("--keep");
 
 const dir = mkdtempSync(join(tmpdir(), "kv-chaos-"));
@@ -36,7 +40,7 @@ const log = (l: string): void => console.log(`${stamp()} ${l}`);
 let failed = false;
 try {
   log(`chaos: seed ${seed}, ${nodes} nodes, ${clients} clients, ${keys} keys, ${durationS} s; dir ${dir}`);
-  const r = await runChaos({ seed, dir: join(dir, "run"), durationMs: durationS * 1000, nodes, clients, keys, log });
+  const r = await runChaos({ seed, dir: join(dir, "run"), durationMs: durationS * 1000, nodes, clients, keys, extraArgs, log });
   const unknownByKind = new Map<string, number>();
   for (const h of r.history) if (h.outcome === "unknown") unknownByKind.set(h.kind, (unknownByKind.get(h.kind) ?? 0) + 1);
   const outages = r.faults.map((f) => f.end - f.start);
@@ -45,6 +49,8 @@ try {
   console.log(`operations: ${formatStats(r.stats)}`);
   console.log(`recorded:   ${r.history.length} (${r.history.filter((h) => h.outcome === "ok").length} ok, unknown outcomes: ${[...unknownByKind].map(([k, n]) => `${k} ${n}`).join(", ") || "none"})`);
   console.log(`faults:     ${r.faults.length}: ${formatFaults(r.faults)}; each lasted ${medianMax(outages).median.toFixed(0)} ms median, ${medianMax(outages).max.toFixed(0)} ms max`);
+  const rec = [...recoveryTimes(r.history, r.faults)].map(([k, xs]) => `${k} ${medianMax(xs).median.toFixed(0)}/${medianMax(xs).max.toFixed(0)} ms (${xs.length})`);
+  console.log(`recovery:   fault on the leader to the first write acknowledged after it, median/max by kind: ${rec.join(", ") || "none"}`);
   console.log(`checker:    ${r.check.result} in ${r.checkMs.toFixed(0)} ms, ${r.check.steps} steps`);
   if (r.check.result !== "ok") {
     failed = true;

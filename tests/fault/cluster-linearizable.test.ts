@@ -17,7 +17,19 @@ const SEED = Number(process.env.KV_CHAOS_SEED ?? Math.floor(Math.random() * 2 **
 describe("a 3-node cluster under faults", () => {
   test(`kills, pauses and partitions: every key's history is linearizable (seed ${SEED})`, async () => {
     const lines: string[] = [];
-    const r = await runChaos({ seed: SEED, dir: tmp(), durationMs: 22_000, clients: 6, keys: 4, maxFaults: 8, faultMs: [600, 2000], quietMs: [400, 1000], log: (l) => lines.push(l) });
+    const r = await runChaos({
+      seed: SEED,
+      dir: tmp(),
+      durationMs: 22_000,
+      clients: 6,
+      keys: 4,
+      maxFaults: 8,
+      faultMs: [600, 2000],
+      quietMs: [400, 1000],
+      // Snapshots every 64 KiB of log: compaction and catch-up from a snapshot happen under the faults.
+      extraArgs: ["--snapshot-log-bytes", "64kb", "--wal-segment-bytes", "16kb"],
+      log: (l) => lines.push(l),
+    });
     const summary = `seed ${SEED}: ${formatStats(r.stats)}; faults: ${formatFaults(r.faults)}; checker: ${r.check.result} in ${r.checkMs.toFixed(0)} ms (${r.check.steps} steps)`;
     console.log(summary);
     if (r.check.result !== "ok") console.log([...lines, r.check.result === "illegal" ? r.check.message : "", historyExcerpt(r.history, r.check)].join("\n"));

@@ -3,7 +3,7 @@
 // - staleReadRound: the leader cut off from its peers while a client keeps reading it and another
 //   writes through the new leader (with ReadIndex the old leader must not answer; without, it reads stale);
 // - measureFailover: kill -9 of the leader, time until a client writing to a survivor is acknowledged.
-import { type CheckResult, checkHistory, formatOp } from "./linearizability.ts";
+import { type CheckResult, MAX_STEPS, checkHistory, formatOp } from "./linearizability.ts";
 import { type RecordedOp, type WorkloadStats, OneNodeConn, interpret, newStats, runWorkload } from "./chaos-workload.ts";
 import { type FaultRecord, runNemesis } from "./nemesis.ts";
 import { ProcCluster } from "./proc-cluster.ts";
@@ -98,7 +98,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     const { history, stats } = await workload;
     await finalReads(cluster, keys, history, stats, 1000);
     const c0 = performance.now();
-    const check = checkHistory(history);
+    // Long runs get more search steps (the default suits a few thousand operations per key).
+    const check = checkHistory(history, { maxSteps: Math.max(MAX_STEPS, 20 * history.length) });
     const checkMs = performance.now() - c0;
     return { history, stats, faults, check, checkMs, elapsedMs: performance.now() - t0 };
   } finally {
@@ -246,6 +247,24 @@ export async function measureFailover(cluster: ProcCluster, kills: number, log: 
     await cluster.waitLeader(15_000);
   }
   return times;
+}
+
+/**
+ * For each fault that hit the leader: the time from its start to the first write acknowledged to any
+ * client that called it after the fault began (how long writes were unavailable), by kind.
+ */
+export function recoveryTimes(history: readonly RecordedOp[], faults: readonly FaultRecord[]): Map<string, number[]> {
+  const writes = history.filter((h) => h.kind !== "get" && h.outcome === "ok").sort((a, b) => a.ret - b.ret);
+  const out = new Map<string, number[]>();
+  for (const f of faults) {
+    if (!f.wasLeader) continue;
+    const first = writes.find((w) => w.call >= f.start);
+    if (!first) continue;
+    const list = out.get(f.kind) ?? [];
+    list.push(first.ret - f.start);
+    out.set(f.kind, list);
+  }
+  return out;
 }
 
 /** Median and max of a list of numbers. */

@@ -1,11 +1,12 @@
 // The nemesis of the fault tests: one fault at a time on a ProcCluster, chosen by a seeded source, the
 // leader most often: kill -9 then restart with the same argv and data (kill), SIGSTOP then SIGCONT
 // (pause), every link of one node cut (isolate), the link between the leader and one follower cut
-// while both still reach the third (bridge), or every link of one node slowed (slow). Each fault lasts
+// while both still reach the others (bridge), the cluster split in two with the target on the minority
+// side (split; with 3 nodes the same as isolate), or every link of one node slowed (slow). Each fault lasts
 // a random while, then is healed, then a quiet while; the whole run is bounded by a count and a time.
 import type { ProcCluster } from "./proc-cluster.ts";
 
-export type FaultKind = "kill" | "pause" | "isolate" | "bridge" | "slow";
+export type FaultKind = "kill" | "pause" | "isolate" | "bridge" | "split" | "slow";
 
 export interface FaultRecord {
   readonly kind: FaultKind;
@@ -29,7 +30,7 @@ export interface NemesisOptions {
   readonly faultMs?: readonly [number, number];
   /** Calm between faults: uniform in [min, max) ms. */
   readonly quietMs?: readonly [number, number];
-  /** Weights of the kinds. Default kill 3, pause 2, isolate 3, bridge 1, slow 1. */
+  /** Weights of the kinds. Default kill 3, pause 2, isolate 2, bridge 1, split 1, slow 1. */
   readonly weights?: Partial<Record<FaultKind, number>>;
   /** Chance that a fault aims at the leader rather than a random follower. Default 0.7. */
   readonly leaderBias?: number;
@@ -37,7 +38,7 @@ export interface NemesisOptions {
   readonly log?: (line: string) => void;
 }
 
-const DEFAULT_WEIGHTS: Record<FaultKind, number> = { kill: 3, pause: 2, isolate: 3, bridge: 1, slow: 1 };
+const DEFAULT_WEIGHTS: Record<FaultKind, number> = { kill: 3, pause: 2, isolate: 2, bridge: 1, split: 1, slow: 1 };
 
 /** The node that says it is the leader (the highest term wins if two do), or 0. */
 export async function currentLeader(cluster: ProcCluster): Promise<number> {
@@ -104,6 +105,13 @@ export async function runNemesis(opts: NemesisOptions): Promise<FaultRecord[]> {
       case "bridge": {
         peer = choose(ids.filter((id) => id !== target));
         cluster.setLink(target, peer, { kind: "drop" });
+        break;
+      }
+      case "split": {
+        // The target and a random minority of the others (fewer than half in all) against the rest.
+        const others = ids.filter((id) => id !== target).sort(() => rand() - 0.5);
+        const minority = [target, ...others.slice(0, Math.floor((ids.length - 1) / 2) - 1)];
+        cluster.partition([minority, ids.filter((id) => !minority.includes(id))]);
         break;
       }
       case "slow":
