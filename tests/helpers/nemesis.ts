@@ -2,17 +2,24 @@
 // leader most often: kill -9 then restart with the same argv and data (kill), SIGSTOP then SIGCONT
 // (pause), every link of one node cut (isolate), the link between the leader and one follower cut
 // while both still reach the others (bridge), the cluster split in two with the target on the minority
-// side (split; with 3 nodes the same as isolate), or every link of one node slowed (slow). Each fault lasts
+// side (split; with 3 nodes the same as isolate), the links out of one node cut or the links into it
+// (oneway: it hears and cannot speak, or the reverse), every link of one node slowed (slow), or a majority
+// killed at once, the target among them, and restarted (crash; every acknowledged write must come back
+// from the disks of the restarted nodes). Each fault lasts
 // a random while, then is healed, then a quiet while; the whole run is bounded by a count and a time.
 import type { ProcCluster } from "./proc-cluster.ts";
 
-export type FaultKind = "kill" | "pause" | "isolate" | "bridge" | "split" | "slow";
+export type FaultKind = "kill" | "pause" | "isolate" | "bridge" | "split" | "oneway" | "slow" | "crash";
 
 export interface FaultRecord {
   readonly kind: FaultKind;
   /** The node faulted (for bridge: the leader; the other end is in `peer`). */
   readonly target: number;
   readonly peer?: number;
+  /** oneway: "out" (the target's own connections cut) or "in" (the others' connections to it cut). */
+  readonly direction?: "in" | "out";
+  /** crash: every node killed (the target first). */
+  readonly killed?: readonly number[];
   /** Whether the target was the leader when the fault began (as far as INFO said). */
   readonly wasLeader: boolean;
   /** performance.now() when the fault began and when it was healed. */
@@ -30,7 +37,7 @@ export interface NemesisOptions {
   readonly faultMs?: readonly [number, number];
   /** Calm between faults: uniform in [min, max) ms. */
   readonly quietMs?: readonly [number, number];
-  /** Weights of the kinds. Default kill 3, pause 2, isolate 2, bridge 1, split 1, slow 1. */
+  /** Weights of the kinds. Default kill 3, pause 2, isolate 2, bridge 1, split 1, oneway 1, slow 1, crash 1. */
   readonly weights?: Partial<Record<FaultKind, number>>;
   /** Chance that a fault aims at the leader rather than a random follower. Default 0.7. */
   readonly leaderBias?: number;
@@ -38,7 +45,7 @@ export interface NemesisOptions {
   readonly log?: (line: string) => void;
 }
 
-const DEFAULT_WEIGHTS: Record<FaultKind, number> = { kill: 3, pause: 2, isolate: 2, bridge: 1, split: 1, slow: 1 };
+const DEFAULT_WEIGHTS: Record<FaultKind, number> = { kill: 3, pause: 2, isolate: 2, bridge: 1, split: 1, oneway: 1, slow: 1, crash: 1 };
 
 /** The node that says it is the leader (the highest term wins if two do), or 0. */
 export async function currentLeader(cluster: ProcCluster): Promise<number> {
@@ -92,6 +99,8 @@ export async function runNemesis(opts: NemesisOptions): Promise<FaultRecord[]> {
     const lasting = between(fMin, fMax);
     const start = performance.now();
     let peer: number | undefined;
+    let killed: number[] | undefined;
+    let direction: "in" | "out" | undefined;
     switch (kind) {
       case "kill":
         await cluster.kill(target);
@@ -114,17 +123,37 @@ export async function runNemesis(opts: NemesisOptions): Promise<FaultRecord[]> {
         cluster.partition([minority, ids.filter((id) => !minority.includes(id))]);
         break;
       }
-      case "slow":
-        for (const id of ids) if (id !== target) cluster.setLink(target, id, { kind: "delay", ms: Math.round(between(20, 200)) });
+      case "oneway": {
+        direction = rand() < 0.5 ? "in" : "out";
+        for (const id of ids) {
+          if (id === target) continue;
+          if (direction === "out") cluster.setDirected(target, id, { kind: "drop" });
+          else cluster.setDirected(id, target, { kind: "drop" });
+        }
         break;
+      }
+      case "crash": {
+        const others = ids.filter((id) => id !== target).sort(() => rand() - 0.5);
+        killed = [target, ...others.slice(0, Math.floor(ids.length / 2))];
+        await Promise.all(killed.map((id) => cluster.kill(id)));
+        break;
+      }
+      case "slow": {
+        const ms = Math.round(between(20, 200));
+        for (const id of ids) if (id !== target) cluster.setLink(target, id, { kind: "delay", ms });
+        break;
+      }
     }
-    const rec: FaultRecord = { kind, target, ...(peer === undefined ? {} : { peer }), wasLeader, start, end: start };
+    const rec: FaultRecord = { kind, target, ...(peer === undefined ? {} : { peer }), ...(killed ? { killed } : {}), ...(direction ? { direction } : {}), wasLeader, start, end: start };
     records.push(rec);
-    log(`fault ${records.length}: ${kind} node ${target}${peer ? ` (link to ${peer})` : ""}${wasLeader ? " (leader)" : ""} for ${Math.round(lasting)} ms`);
+    log(`fault ${records.length}: ${kind} node ${target}${peer ? ` (link to ${peer})` : ""}${killed ? ` (nodes ${killed.join(",")} killed)` : ""}${direction ? ` (${direction}bound links cut)` : ""}${wasLeader ? " (leader)" : ""} for ${Math.round(lasting)} ms`);
     await hold(lasting);
     switch (kind) {
       case "kill":
         await cluster.restart(target);
+        break;
+      case "crash":
+        await Promise.all((killed ?? []).map((id) => cluster.restart(id)));
         break;
       case "pause":
         cluster.resume(target);

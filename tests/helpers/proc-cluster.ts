@@ -1,7 +1,9 @@
-// A cluster of real `kv serve` processes on 127.0.0.1 for fault tests, with a fault proxy on every
-// directed peer link: node i reaches node j's peer port through proxy (i->j), so links can be cut or
-// slowed one direction at a time. Each node gets its own --cluster string (its view of the others'
-// peer ports are its proxies), one shared --cluster-id, and --peer-port for the real port it listens on.
+// A cluster of real `kv serve` processes on 127.0.0.1 for fault tests, with fault proxies on every
+// directed link between two nodes: node i reaches node j's peer port (Raft messages) through one proxy
+// and node j's client port (the link a follower forwards writes and read-index requests on) through
+// another, so a partition cuts both. Each node gets its own --cluster string (its view of the others'
+// addresses are its proxies; its own entry is real), one shared --cluster-id, and --peer-port for the
+// real peer port it listens on. The test's clients dial the real client ports.
 // Nodes can be killed (SIGKILL) and restarted with the same argv on the same data dir, or paused
 // (SIGSTOP) and resumed. Every process and proxy is stopped by stop().
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync } from "node:fs";
@@ -72,8 +74,10 @@ export function parseInfo(reply: string): Record<string, string> {
 
 export class ProcCluster {
   readonly nodes: ProcNode[] = [];
-  /** links.get(`${i}->${j}`): the proxy node i dials to reach node j. */
+  /** links.get(`${i}->${j}`): the proxy node i dials to reach node j's peer port. */
   readonly links = new Map<string, FaultProxy>();
+  /** clientLinks.get(`${i}->${j}`): the proxy node i dials to reach node j's client port (its leader link). */
+  readonly clientLinks = new Map<string, FaultProxy>();
   private readonly env: Record<string, string>;
   private stopped = false;
 
@@ -88,10 +92,16 @@ export class ProcCluster {
     const reserved = reservePorts(2 * n);
     const ports = reserved.ports;
     const ids = Array.from({ length: n }, (_, i) => i + 1);
-    for (const i of ids) for (const j of ids) if (i !== j) c.links.set(`${i}->${j}`, FaultProxy.start({ targetPort: ports[n + j - 1] as number, name: `${i}->${j}` }));
+    for (const i of ids) {
+      for (const j of ids) {
+        if (i === j) continue;
+        c.links.set(`${i}->${j}`, FaultProxy.start({ targetPort: ports[n + j - 1] as number, name: `${i}->${j}` }));
+        c.clientLinks.set(`${i}->${j}`, FaultProxy.start({ targetPort: ports[j - 1] as number, name: `${i}->${j} (client port)` }));
+      }
+    }
     const clusterId = `chaos-${ports[0]}`;
     for (const i of ids) {
-      const members = ids.map((j) => `${j}=127.0.0.1:${ports[j - 1]}@${i === j ? ports[n + j - 1] : c.link(i, j).port}`).join(",");
+      const members = ids.map((j) => (i === j ? `${j}=127.0.0.1:${ports[j - 1]}@${ports[n + j - 1]}` : `${j}=127.0.0.1:${c.clientLink(i, j).port}@${c.link(i, j).port}`)).join(",");
       const dataDir = join(opts.dir, `n${i}`);
       mkdirSync(dataDir, { recursive: true });
       const argv = [
@@ -270,10 +280,26 @@ export class ProcCluster {
     node.state = "up";
   }
 
+  clientLink(from: number, to: number): FaultProxy {
+    const p = this.clientLinks.get(`${from}->${to}`);
+    if (!p) throw new Error(`no client link ${from}->${to}`);
+    return p;
+  }
+
+  /**
+   * Sets what node `from` dials to reach node `to` (its peer port and its client port). Dropping it
+   * cuts the connections `from` opens to `to`, both of their directions: Raft messages from `from`, and
+   * requests `from` forwards to `to` with their replies.
+   */
+  setDirected(from: number, to: number, mode: ProxyMode): void {
+    this.link(from, to).setMode(mode);
+    this.clientLink(from, to).setMode(mode);
+  }
+
   /** Sets both directions of the link between a and b. */
   setLink(a: number, b: number, mode: ProxyMode): void {
-    this.link(a, b).setMode(mode);
-    this.link(b, a).setMode(mode);
+    this.setDirected(a, b, mode);
+    this.setDirected(b, a, mode);
   }
 
   /** Cuts every link between `id` and the others, both ways. */
@@ -285,16 +311,16 @@ export class ProcCluster {
   partition(groups: readonly (readonly number[])[]): void {
     const groupOf = new Map<number, number>();
     groups.forEach((g, gi) => g.forEach((id) => groupOf.set(id, gi)));
-    for (const [key, proxy] of this.links) {
+    for (const key of this.links.keys()) {
       const [a, b] = key.split("->").map(Number) as [number, number];
       const same = groupOf.get(a) !== undefined && groupOf.get(a) === groupOf.get(b);
-      proxy.setMode(same ? { kind: "pass" } : { kind: "drop" });
+      this.setDirected(a, b, same ? { kind: "pass" } : { kind: "drop" });
     }
   }
 
   /** Every link back to pass. */
   heal(): void {
-    for (const p of this.links.values()) p.setMode({ kind: "pass" });
+    for (const p of [...this.links.values(), ...this.clientLinks.values()]) p.setMode({ kind: "pass" });
   }
 
   /** Resumes paused nodes, kills every process, stops the proxies. Idempotent. */
@@ -307,6 +333,6 @@ export class ProcCluster {
     }
     await Promise.all(this.nodes.map((n) => n.proc?.exited));
     for (const n of this.nodes) n.state = "down";
-    for (const p of this.links.values()) p.stop();
+    for (const p of [...this.links.values(), ...this.clientLinks.values()]) p.stop();
   }
 }
