@@ -4,8 +4,10 @@
 //
 //   bun run build && bun scripts/chaos.ts [--duration 600] [--seed N] [--nodes 3] [--clients 8]
 //                                        [--keys 6] [--failover-kills 10] [--snapshot-kb 64] [--keep]
+//                                        [--unsafe-local-reads]
 // Nodes snapshot every --snapshot-kb of log (small, so snapshots, compaction and catch-up from a
-// snapshot happen under the faults; 0: the default threshold).
+// snapshot happen under the faults; 0: the default threshold). --unsafe-local-reads starts every node
+// with KV_TEST_UNSAFE_LOCAL_READS=1 (reads without ReadIndex): the run should then be found not linearizable.
 // Exit status 1 if the history is not linearizable (or the checker could not decide), 0 otherwise.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -32,6 +34,7 @@ const kills = flag("failover-kills", 10);
 const snapshotKb = flag("snapshot-kb", 64);
 const extraArgs = snapshotKb > 0 ? ["--snapshot-log-bytes", `${snapshotKb}kb`, "--wal-segment-bytes", "16kb"] : [];
 const keep = process.argv.includes("--keep");
+const unsafe = process.argv.includes("--unsafe-local-reads");
 
 const dir = mkdtempSync(join(tmpdir(), "kv-chaos-"));
 const stamp = (): string => `[${((performance.now() - t0) / 1000).toFixed(1)}s]`;
@@ -40,7 +43,7 @@ const log = (l: string): void => console.log(`${stamp()} ${l}`);
 let failed = false;
 try {
   log(`chaos: seed ${seed}, ${nodes} nodes, ${clients} clients, ${keys} keys, ${durationS} s; dir ${dir}`);
-  const r = await runChaos({ seed, dir: join(dir, "run"), durationMs: durationS * 1000, nodes, clients, keys, extraArgs, log });
+  const r = await runChaos({ seed, dir: join(dir, "run"), durationMs: durationS * 1000, nodes, clients, keys, extraArgs, log, ...(unsafe ? { env: { KV_TEST_UNSAFE_LOCAL_READS: "1" } } : {}) });
   const unknownByKind = new Map<string, number>();
   for (const h of r.history) if (h.outcome === "unknown") unknownByKind.set(h.kind, (unknownByKind.get(h.kind) ?? 0) + 1);
   const outages = r.faults.map((f) => f.end - f.start);
@@ -58,12 +61,17 @@ try {
     console.log(historyExcerpt(r.history, r.check));
   }
   if (kills > 0) {
-    log(`failover: ${kills} kill -9 of the leader, a client writing to a survivor`);
+    log(`failover: ${kills} each of kill -9, SIGSTOP and cutting off the leader, a client writing to another node`);
     const cluster = await ProcCluster.start({ dir: join(dir, "failover"), nodes });
     try {
-      const times = await measureFailover(cluster, kills, log);
-      const { median, max } = medianMax(times);
-      console.log(`failover:   kill -9 of the leader to the first acknowledged write, over ${times.length} kills: median ${median.toFixed(0)} ms, max ${max.toFixed(0)} ms (${times.map((t) => t.toFixed(0)).join(", ")})`);
+      const lines: string[] = [];
+      for (const fault of ["kill", "pause", "isolate"] as const) {
+        const times = await measureFailover(cluster, kills, log, fault);
+        const { median, max } = medianMax(times);
+        const what = fault === "kill" ? "kill -9 of" : fault === "pause" ? "SIGSTOP of" : "cutting off";
+        lines.push(`failover:   ${what} the leader to the first acknowledged write, over ${times.length}: median ${median.toFixed(0)} ms, max ${max.toFixed(0)} ms (${times.map((t) => t.toFixed(0)).join(", ")})`);
+      }
+      console.log(lines.join("\n"));
     } finally {
       await cluster.stop();
     }

@@ -4,7 +4,7 @@
 // test can fail: with reads served from local state (KV_TEST_UNSAFE_LOCAL_READS=1), a leader cut off
 // from its peers answers stale reads, and the checker must say so; with ReadIndex the same scenario is
 // linearizable. KV_CHAOS_SEED picks the seed (default: random, printed); scripts/chaos.ts runs longer.
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { historyExcerpt, runChaos, staleReadRound } from "../helpers/chaos-run.ts";
 import { formatStats } from "../helpers/chaos-workload.ts";
 import { formatFaults } from "../helpers/nemesis.ts";
@@ -12,6 +12,8 @@ import { ProcCluster } from "../helpers/proc-cluster.ts";
 import { tempDirs } from "../helpers/tmp.ts";
 
 const tmp = tempDirs("kv-chaos-");
+// Processes of a test that failed or timed out before its own cleanup.
+afterAll(() => ProcCluster.stopAll());
 const SEED = Number(process.env.KV_CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31));
 
 describe("a 3-node cluster under faults", () => {

@@ -200,8 +200,11 @@ export async function staleReadRound(cluster: ProcCluster, key: string, windowMs
   return { leader, history, check: checkHistory(history), readsAfterNewWrite, staleReads, newWrites };
 }
 
-/** Kills the leader `kills` times under a steady writer on a survivor; returns each failover time in ms. */
-export async function measureFailover(cluster: ProcCluster, kills: number, log: (line: string) => void = () => {}): Promise<number[]> {
+/**
+ * Kills the leader (or pauses it, or cuts it off) `kills` times under a steady writer on another node;
+ * returns each time in ms from the fault to the first acknowledged write called after it.
+ */
+export async function measureFailover(cluster: ProcCluster, kills: number, log: (line: string) => void = () => {}, fault: "kill" | "pause" | "isolate" = "kill"): Promise<number[]> {
   const times: number[] = [];
   for (let k = 1; k <= kills; k++) {
     const leader = await cluster.waitLeader(15_000);
@@ -233,17 +236,21 @@ export async function measureFailover(cluster: ProcCluster, kills: number, log: 
     const warm = performance.now() + 5000;
     while (acks < 20 && performance.now() < warm) await Bun.sleep(10);
     tKill = performance.now();
-    const exited = cluster.killNow(leader);
+    const exited = fault === "kill" ? cluster.killNow(leader) : Promise.resolve(0);
+    if (fault === "pause") cluster.pause(leader);
+    if (fault === "isolate") cluster.isolate(leader);
     const end = tKill + 15_000;
     while (firstAck === Infinity && performance.now() < end) await Bun.sleep(2);
     stop = true;
     await Promise.all(writers);
     await exited;
     const ms = firstAck - tKill;
-    if (!Number.isFinite(ms)) throw new Error(`no write acknowledged within 15 s of killing leader ${leader}`);
+    if (!Number.isFinite(ms)) throw new Error(`no write acknowledged within 15 s of the ${fault} of leader ${leader}`);
     times.push(ms);
-    log(`kill ${k}: leader ${leader} killed, first acknowledged write on node ${survivor.id} after ${ms.toFixed(0)} ms`);
-    await cluster.restart(leader);
+    log(`${fault} ${k}: leader ${leader}, first acknowledged write on node ${survivor.id} after ${ms.toFixed(0)} ms`);
+    if (fault === "kill") await cluster.restart(leader);
+    else if (fault === "pause") cluster.resume(leader);
+    else cluster.heal();
     await cluster.waitLeader(15_000);
   }
   return times;

@@ -73,6 +73,8 @@ export function parseInfo(reply: string): Record<string, string> {
 }
 
 export class ProcCluster {
+  /** Clusters started and not stopped yet (stopAll() ends them, e.g. after a test that timed out). */
+  private static readonly running = new Set<ProcCluster>();
   readonly nodes: ProcNode[] = [];
   /** links.get(`${i}->${j}`): the proxy node i dials to reach node j's peer port. */
   readonly links = new Map<string, FaultProxy>();
@@ -88,6 +90,7 @@ export class ProcCluster {
   static async start(opts: ClusterOptions): Promise<ProcCluster> {
     if (!existsSync(KV_BIN)) throw new Error(`${KV_BIN} is missing: run 'bun run build' first`);
     const c = new ProcCluster(opts);
+    ProcCluster.running.add(c);
     const n = opts.nodes ?? 3;
     const reserved = reservePorts(2 * n);
     const ports = reserved.ports;
@@ -323,10 +326,16 @@ export class ProcCluster {
     for (const p of [...this.links.values(), ...this.clientLinks.values()]) p.setMode({ kind: "pass" });
   }
 
+  /** Stops every cluster still running. */
+  static async stopAll(): Promise<void> {
+    await Promise.all([...ProcCluster.running].map((c) => c.stop()));
+  }
+
   /** Resumes paused nodes, kills every process, stops the proxies. Idempotent. */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    ProcCluster.running.delete(this);
     for (const n of this.nodes) {
       if (n.state === "paused") this.resume(n.id);
       if (n.proc && n.proc.exitCode === null && n.proc.signalCode === null) n.proc.kill("SIGKILL");
