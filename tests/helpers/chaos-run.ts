@@ -291,6 +291,6 @@ export function historyExcerpt(history: readonly RecordedOp[], check: CheckResul
   const i = ops.findIndex((h) => h.call === b.call && h.client === b.client);
   return ops
     .slice(Math.max(0, i - around), i + 3)
-    .map((h) => `${h === ops[i] ? ">" : " "} ${formatOp(h)}  (port ${h.port}: ${h.reply})`)
+    .map((h) => `${h === ops[i] ? ">" : " "} ${formatOp(h)}  (port ${h.port}: ${JSON.stringify(h.reply)})`)
     .join("\n");
 }
