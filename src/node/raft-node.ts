@@ -4,7 +4,7 @@ import type { RaftConfig } from "../raft/raft.ts";
 import type { Rand } from "../raft/rand.ts";
 import { RawNode, type Status } from "../raft/rawnode.ts";
 import type { RaftStorage } from "../raft/storage.ts";
-import { NONE, type ConfChange, type Entry, type Message, type NodeId, type Ready, type SnapshotMeta } from "../raft/types.ts";
+import { NONE, type ConfChange, type Entry, type HardState, type Message, type NodeId, type Ready, type SnapshotMeta } from "../raft/types.ts";
 import type { StateMachine } from "./state-machine.ts";
 import type { Transport } from "./transport.ts";
 
@@ -106,6 +106,8 @@ export class RaftNode<R = unknown> {
   /** Storage failed: nothing more is finished. */
   private failed: Error | undefined;
   private compactingFlag = false;
+  /** snapshot() waits for the commit index to be written before it starts. */
+  private snapshotWaiting = false;
   /** Proposals by index, all from one leadership term (`leaderTerm`). */
   private readonly proposals = new Map<number, PendingProposal<R>>();
   private leaderTerm = 0;
@@ -136,6 +138,7 @@ export class RaftNode<R = unknown> {
     if (this.stopped) return;
     this.rawNode.tick();
     this.pump();
+    this.saveHardState();
   }
 
   /** A message from a peer. Messages for another id are dropped (a misrouted or stale connection). */
@@ -247,9 +250,16 @@ export class RaftNode<R = unknown> {
 
   /** Snapshots the state machine at the applied index and compacts the log up to it. */
   async snapshot(): Promise<void> {
-    if (this.stopped || this.compactingFlag) return;
+    if (this.stopped || this.compactingFlag || this.snapshotWaiting) return;
     const save = this.cfg.saveSnapshot;
     assert(save !== undefined, "snapshot() without saveSnapshot");
+    this.snapshotWaiting = true;
+    try {
+      await this.hardStateWritten();
+    } finally {
+      this.snapshotWaiting = false;
+    }
+    if (this.stopped || this.compactingFlag) return;
     const index = this.applied;
     if (index < this.storage.firstIndex()) return; // already covered by the last snapshot
     const term = this.storage.term(index);
@@ -272,7 +282,7 @@ export class RaftNode<R = unknown> {
 
   /** A persist was issued and its continuation has not run yet. */
   get persistInFlight(): boolean {
-    return this.persisting !== undefined;
+    return this.persisting !== undefined || this.savingHardState;
   }
 
   status(): NodeStatus {
@@ -290,7 +300,11 @@ export class RaftNode<R = unknown> {
     if (this.stopped) return;
     this.stopped = new NodeClosedError("node closed");
     this.transport.close();
-    while (this.persisting && !this.failed) await this.persistDone;
+    while ((this.persisting || this.savingHardState) && !this.failed) await this.persistDone;
+    // A graceful stop leaves the commit index it applied up to durable: the restart applies it all.
+    const hs = this.unsavedHardState;
+    this.unsavedHardState = undefined;
+    if (hs !== undefined && !this.failed) await this.storage.persist({ hardState: hs, entries: [], snapshot: undefined }).catch((err: unknown) => this.fail(err));
     this.failAll(this.stopped);
     if (!this.failed) await this.storage.close();
   }
@@ -298,18 +312,61 @@ export class RaftNode<R = unknown> {
   // ---- the Ready loop ----
 
   private persistDone: Promise<void> = Promise.resolve();
+  /** A hard state whose only change was the commit index, not yet written (see pump). */
+  private unsavedHardState: HardState | undefined;
+  /** The write of an unsaved hard state alone is in flight (see saveHardState). */
+  private savingHardState = false;
+
+  /**
+   * On a tick with nothing else to write, the commit index that moved since the last write is
+   * written alone: an idle node's durable commit trails what it applied by at most a tick.
+   */
+  private saveHardState(): void {
+    const hs = this.unsavedHardState;
+    if (hs === undefined || this.stopped || this.persisting || this.savingHardState || this.pumping || this.finishing) return;
+    if (this.rawNode.hasReady()) return; // the next Ready's write carries it
+    this.unsavedHardState = undefined;
+    this.savingHardState = true;
+    this.persistDone = this.storage.persist({ hardState: hs, entries: [], snapshot: undefined }).then(
+      () => {
+        this.savingHardState = false;
+        if (this.failed) return;
+        this.pump();
+      },
+      (err: unknown) => this.fail(err),
+    );
+  }
+
+  /** Resolves once every hard state produced so far was handed to storage (a snapshot needs commit >= its index there). */
+  private async hardStateWritten(): Promise<void> {
+    for (let i = 0; (this.unsavedHardState !== undefined || this.savingHardState) && !this.stopped; i++) {
+      assert(i < 10_000, "the unsaved hard state was never written");
+      this.saveHardState();
+      await this.persistDone;
+    }
+  }
 
   private pump(): void {
     // `finishing`: an input made by a callback while a Ready is finished (a proposal or read from
     // the server as entries apply) waits for the loop, which resumes once that Ready is advanced.
-    if (this.stopped || this.persisting || this.pumping || this.finishing) return;
+    if (this.stopped || this.persisting || this.savingHardState || this.pumping || this.finishing) return;
     this.pumping = true;
     try {
       while (!this.stopped && !this.persisting && this.rawNode.hasReady()) {
         const rd = this.rawNode.ready();
+        if (rd.hardState && !rd.mustSync && !rd.snapshot && rd.entries.length === 0) {
+          // Only the commit index moved. It need not be durable before entries apply (an entry is
+          // committed once a quorum holds it; a restart learns the commit again from the leader),
+          // so it rides with the next write instead of costing an fdatasync of its own.
+          this.unsavedHardState = rd.hardState;
+          this.finish(rd);
+          continue;
+        }
         if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
+          const hardState = rd.hardState ?? this.unsavedHardState;
+          this.unsavedHardState = undefined;
           this.persisting = rd;
-          this.persistDone = this.storage.persist({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot }).then(
+          this.persistDone = this.storage.persist({ hardState, entries: rd.entries, snapshot: rd.snapshot }).then(
             () => this.afterPersist(rd),
             (err: unknown) => this.fail(err),
           );
