@@ -4,7 +4,7 @@
 //
 //   bun run build && bun scripts/chaos.ts [--duration 600] [--seed N] [--nodes 3] [--clients 8]
 //                                        [--keys 6] [--failover-kills 10] [--snapshot-kb 64] [--keep]
-//                                        [--unsafe-local-reads]
+//                                        [--heartbeat-ms 50] [--election-ms 300] [--unsafe-local-reads]
 // Nodes snapshot every --snapshot-kb of log (small, so snapshots, compaction and catch-up from a
 // snapshot happen under the faults; 0: the default threshold). --unsafe-local-reads starts every node
 // with KV_TEST_UNSAFE_LOCAL_READS=1 (reads without ReadIndex): the run should then be found not linearizable.
@@ -35,6 +35,8 @@ const snapshotKb = flag("snapshot-kb", 64);
 const extraArgs = snapshotKb > 0 ? ["--snapshot-log-bytes", `${snapshotKb}kb`, "--wal-segment-bytes", "16kb"] : [];
 const keep = process.argv.includes("--keep");
 const unsafe = process.argv.includes("--unsafe-local-reads");
+const heartbeatMs = flag("heartbeat-ms", 50);
+const electionMs = flag("election-ms", 300);
 
 const dir = mkdtempSync(join(tmpdir(), "kv-chaos-"));
 const stamp = (): string => `[${((performance.now() - t0) / 1000).toFixed(1)}s]`;
@@ -43,7 +45,7 @@ const log = (l: string): void => console.log(`${stamp()} ${l}`);
 let failed = false;
 try {
   log(`chaos: seed ${seed}, ${nodes} nodes, ${clients} clients, ${keys} keys, ${durationS} s; dir ${dir}`);
-  const r = await runChaos({ seed, dir: join(dir, "run"), durationMs: durationS * 1000, nodes, clients, keys, extraArgs, log, ...(unsafe ? { env: { KV_TEST_UNSAFE_LOCAL_READS: "1" } } : {}) });
+  const r = await runChaos({ seed, dir: join(dir, "run"), durationMs: durationS * 1000, nodes, clients, keys, extraArgs, heartbeatMs, electionMs, log, ...(unsafe ? { env: { KV_TEST_UNSAFE_LOCAL_READS: "1" } } : {}) });
   const unknownByKind = new Map<string, number>();
   for (const h of r.history) if (h.outcome === "unknown") unknownByKind.set(h.kind, (unknownByKind.get(h.kind) ?? 0) + 1);
   const outages = r.faults.map((f) => f.end - f.start);
@@ -55,6 +57,9 @@ try {
   const rec = [...recoveryTimes(r.history, r.faults)].map(([k, xs]) => `${k} ${medianMax(xs).median.toFixed(0)}/${medianMax(xs).max.toFixed(0)} ms (${xs.length})`);
   console.log(`recovery:   fault on the leader to the first write acknowledged after it, median/max by kind: ${rec.join(", ") || "none"}`);
   console.log(`checker:    ${r.check.result} in ${r.checkMs.toFixed(0)} ms, ${r.check.steps} steps`);
+  console.log(`crashes:    ${r.crashes.length === 0 ? "none (no node exited on its own)" : r.crashes.map((c) => `node ${c.id} exited (${c.code ?? c.signal})`).join(", ")}`);
+  for (const c of r.crashes) console.log(`--- node ${c.id}:\n${c.log}`);
+  if (r.crashes.length > 0) failed = true;
   if (r.check.result !== "ok") {
     failed = true;
     console.log(r.check.result === "illegal" ? r.check.message : r.check.message);

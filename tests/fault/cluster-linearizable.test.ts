@@ -36,6 +36,8 @@ describe("a 3-node cluster under faults", () => {
     console.log(summary);
     if (r.check.result !== "ok") console.log([...lines, r.check.result === "illegal" ? r.check.message : "", historyExcerpt(r.history, r.check)].join("\n"));
     expect(r.check.result).toBe("ok");
+    // No node died on its own (an assertion, a crash on restart).
+    expect(r.crashes.map((c) => `node ${c.id} exited (${c.code ?? c.signal}):\n${c.log}`)).toEqual([]);
     // The run did something: faults happened, and enough operations succeeded around them.
     expect(r.faults.length).toBeGreaterThanOrEqual(4);
     expect(r.faults.some((f) => f.kind === "kill" || f.wasLeader)).toBe(true);

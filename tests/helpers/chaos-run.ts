@@ -23,6 +23,8 @@ export interface ChaosOptions {
   readonly quietMs?: readonly [number, number];
   readonly env?: Record<string, string>;
   readonly extraArgs?: readonly string[];
+  readonly heartbeatMs?: number;
+  readonly electionMs?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -32,6 +34,8 @@ export interface ChaosResult {
   readonly faults: FaultRecord[];
   readonly check: CheckResult;
   readonly checkMs: number;
+  /** Nodes that exited on their own during the run (a crash), with the end of their logs. */
+  readonly crashes: ProcCluster["unexpectedExits"];
   /** Leader changes seen by polling (a lower bound). */
   readonly elapsedMs: number;
 }
@@ -66,7 +70,7 @@ async function finalReads(cluster: ProcCluster, keys: readonly string[], history
 export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   const log = o.log ?? (() => {});
   const t0 = performance.now();
-  const cluster = await ProcCluster.start({ dir: o.dir, nodes: o.nodes ?? 3, ...(o.env ? { env: o.env } : {}), ...(o.extraArgs ? { extraArgs: o.extraArgs } : {}) });
+  const cluster = await ProcCluster.start({ dir: o.dir, nodes: o.nodes ?? 3, ...(o.env ? { env: o.env } : {}), ...(o.extraArgs ? { extraArgs: o.extraArgs } : {}), ...(o.heartbeatMs ? { heartbeatMs: o.heartbeatMs } : {}), ...(o.electionMs ? { electionMs: o.electionMs } : {}) });
   try {
     const leader = await cluster.waitLeader(15_000);
     log(`cluster up in ${Math.round(performance.now() - t0)} ms, leader ${leader}; data and logs in ${o.dir}`);
@@ -101,7 +105,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     // Long runs get more search steps (the default suits a few thousand operations per key).
     const check = checkHistory(history, { maxSteps: Math.max(MAX_STEPS, 20 * history.length) });
     const checkMs = performance.now() - c0;
-    return { history, stats, faults, check, checkMs, elapsedMs: performance.now() - t0 };
+    return { history, stats, faults, check, checkMs, crashes: [...cluster.unexpectedExits], elapsedMs: performance.now() - t0 };
   } finally {
     await cluster.stop();
   }

@@ -80,6 +80,8 @@ export class ProcCluster {
   readonly links = new Map<string, FaultProxy>();
   /** clientLinks.get(`${i}->${j}`): the proxy node i dials to reach node j's client port (its leader link). */
   readonly clientLinks = new Map<string, FaultProxy>();
+  /** Nodes that exited on their own (not killed or stopped here): a crash, with the end of its log. */
+  readonly unexpectedExits: { id: number; code: number | null; signal: string | null; log: string }[] = [];
   private readonly env: Record<string, string>;
   private stopped = false;
 
@@ -141,11 +143,19 @@ export class ProcCluster {
   private spawn(node: ProcNode): void {
     node.logOffset = existsSync(node.logFile) ? statSync(node.logFile).size : 0;
     const fd = openSync(node.logFile, "a");
+    let proc: Subprocess;
     try {
-      node.proc = Bun.spawn([...node.argv], { stdin: "ignore", stdout: fd, stderr: fd, env: this.env });
+      proc = Bun.spawn([...node.argv], { stdin: "ignore", stdout: fd, stderr: fd, env: this.env });
     } finally {
       closeSync(fd);
     }
+    node.proc = proc;
+    void proc.exited.then(() => {
+      if (node.proc === proc && node.state !== "down" && !this.stopped) {
+        node.state = "down";
+        this.unexpectedExits.push({ id: node.id, code: proc.exitCode, signal: proc.signalCode === null ? null : String(proc.signalCode), log: this.logTail(node.id, 40) });
+      }
+    });
     node.state = "up";
     node.starts++;
   }
@@ -245,9 +255,9 @@ export class ProcCluster {
     const node = this.node(id);
     const p = node.proc;
     if (!p || node.state === "down") return;
+    node.state = "down";
     p.kill("SIGKILL");
     await p.exited;
-    node.state = "down";
   }
 
   /** Sends SIGKILL and returns at once (the caller times what follows); state is "down" from now. */
@@ -255,8 +265,8 @@ export class ProcCluster {
     const node = this.node(id);
     const p = node.proc;
     if (!p) throw new Error(`node ${id} not running`);
-    p.kill("SIGKILL");
     node.state = "down";
+    p.kill("SIGKILL");
     return p.exited;
   }
 
@@ -337,7 +347,6 @@ export class ProcCluster {
     this.stopped = true;
     ProcCluster.running.delete(this);
     for (const n of this.nodes) {
-      if (n.state === "paused") this.resume(n.id);
       if (n.proc && n.proc.exitCode === null && n.proc.signalCode === null) n.proc.kill("SIGKILL");
     }
     await Promise.all(this.nodes.map((n) => n.proc?.exited));
