@@ -492,7 +492,9 @@ export class ClusterNode<T> {
     const batch = this.batch;
     if (batch.length === 0) return;
     this.batch = [];
-    const results = this.node.proposeMany(batch.map((p) => p.payload));
+    const datas: Uint8Array[] = new Array(batch.length);
+    for (let i = 0; i < batch.length; i++) datas[i] = batch[i]!.payload;
+    const results = this.node.proposeBatch(datas, this.onProposalFailed);
     for (let i = 0; i < batch.length; i++) {
       const p = batch[i]!;
       const r = results[i]!;
@@ -507,18 +509,17 @@ export class ClusterNode<T> {
         this.sm.owned.delete(r.index);
         this.fail(prev.p, new UnknownOutcomeError(r.index));
       }
-      const mine = { term: r.term, p };
-      this.sm.owned.set(r.index, mine);
-      r.result.then(
-        () => {},
-        (err: unknown) => {
-          if (this.sm.owned.get(r.index) !== mine) return;
-          this.sm.owned.delete(r.index);
-          this.fail(p, err);
-        },
-      );
+      this.sm.owned.set(r.index, { term: r.term, p });
     }
   }
+
+  /** The runtime gave up on the entry this node proposed at `index` (not applied as proposed, or unknown). */
+  private readonly onProposalFailed = (index: number, err: Error): void => {
+    const mine = this.sm.owned.get(index);
+    if (mine === undefined) return; // applied under another term's entry: already answered by the state machine
+    this.sm.owned.delete(index);
+    this.fail(mine.p, err);
+  };
 
   private fail(p: Proposal<T>, err: unknown): void {
     this.pendingBytesValue -= p.bytes;

@@ -63,6 +63,10 @@ export interface RaftNodeConfig<R> {
   readonly onApplied?: () => void;
 }
 
+const ignore = (): void => {};
+/** Stands for the result of a proposeBatch entry (never awaited). */
+const NO_RESULT: Promise<unknown> = new Promise(() => {});
+
 interface PendingProposal<R> {
   readonly term: number;
   readonly resolve: (r: R) => void;
@@ -123,6 +127,9 @@ export class RaftNode<R = unknown> {
     this.storage = cfg.storage;
     this.transport = cfg.transport;
     this.sm = cfg.stateMachine;
+    const written = cfg.storage.initialState().hardState;
+    this.writtenTerm = written.term;
+    this.writtenVote = written.vote;
     const snap = cfg.storage.snapshot();
     this.sm.restore(snap);
     this.applied = snap.meta.index;
@@ -168,6 +175,19 @@ export class RaftNode<R = unknown> {
    * DroppedError, NodeClosedError: nothing after the first refusal is appended).
    */
   proposeMany(datas: readonly Uint8Array[]): ({ index: number; term: number; result: Promise<R> } | { error: Error })[] {
+    return this.proposeEach(datas, undefined);
+  }
+
+  /**
+   * As proposeMany without a promise per entry (the hot path of a busy leader): `onFail(index, err)`
+   * is called for an appended entry that will not be applied as proposed (the reasons propose
+   * rejects with); success is seen by the state machine applying it.
+   */
+  proposeBatch(datas: readonly Uint8Array[], onFail: (index: number, err: Error) => void): ({ index: number; term: number } | { error: Error })[] {
+    return this.proposeEach(datas, onFail);
+  }
+
+  private proposeEach(datas: readonly Uint8Array[], onFail: ((index: number, err: Error) => void) | undefined): ({ index: number; term: number; result: Promise<R> } | { error: Error })[] {
     const out: ({ index: number; term: number; result: Promise<R> } | { error: Error })[] = [];
     let refused: Error | undefined = this.stopped;
     const raft = this.rawNode.raft;
@@ -188,6 +208,12 @@ export class RaftNode<R = unknown> {
         this.leaderTerm = r.term;
       }
       assert(!this.proposals.has(r.index), `two proposals at index ${r.index}`);
+      if (onFail !== undefined) {
+        const index = r.index;
+        this.proposals.set(index, { term: r.term, resolve: ignore, reject: (e) => onFail(index, e) });
+        out.push({ index, term: r.term, result: NO_RESULT as Promise<R> });
+        continue;
+      }
       const result = new Promise<R>((resolve, reject) => {
         this.proposals.set(r.index, { term: r.term, resolve, reject });
       });
@@ -312,6 +338,26 @@ export class RaftNode<R = unknown> {
   // ---- the Ready loop ----
 
   private persistDone: Promise<void> = Promise.resolve();
+  /** The Ready whose messages were sent before its persist (see maySendBeforePersist). */
+  private sentEarly: Ready | undefined;
+  /** Term and vote as last written (messages of a new term or vote wait for their write). */
+  private writtenTerm = 0;
+  private writtenVote = 0;
+
+  /**
+   * A leader's messages of a Ready may go before that Ready is durable when its term and vote are
+   * already written: they carry entries and commit indexes, which followers persist themselves, and
+   * the leader never counts its own entries before they are durable. Anything else (a candidate's
+   * votes, a follower's acknowledgements, a new term) waits for the write.
+   */
+  private maySendBeforePersist(rd: Ready): boolean {
+    const r = this.rawNode.raft;
+    if (r.role !== "leader" || rd.snapshot) return false;
+    if (r.term !== this.writtenTerm || r.vote !== this.writtenVote) return false;
+    for (const m of rd.messages) if (m.term !== this.writtenTerm) return false;
+    return true;
+  }
+
   /** A hard state whose only change was the commit index, not yet written (see pump). */
   private unsavedHardState: HardState | undefined;
   /** The write of an unsaved hard state alone is in flight (see saveHardState). */
@@ -365,9 +411,15 @@ export class RaftNode<R = unknown> {
         if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
           const hardState = rd.hardState ?? this.unsavedHardState;
           this.unsavedHardState = undefined;
+          if (rd.messages.length > 0 && this.maySendBeforePersist(rd)) {
+            // A leader's appends go out while it writes the same entries (Raft thesis 10.2.1): it
+            // counts itself toward a quorum only once its own write is durable.
+            this.transport.send(rd.messages);
+            this.sentEarly = rd;
+          }
           this.persisting = rd;
           this.persistDone = this.storage.persist({ hardState, entries: rd.entries, snapshot: rd.snapshot }).then(
-            () => this.afterPersist(rd),
+            () => this.afterPersist(rd, hardState),
             (err: unknown) => this.fail(err),
           );
           return;
@@ -379,9 +431,13 @@ export class RaftNode<R = unknown> {
     }
   }
 
-  private afterPersist(rd: Ready): void {
+  private afterPersist(rd: Ready, written: HardState | undefined): void {
     assert(this.persisting === rd, "persist completed out of order");
     this.persisting = undefined;
+    if (written !== undefined) {
+      this.writtenTerm = written.term;
+      this.writtenVote = written.vote;
+    }
     if (this.failed) return;
     // After close() began: the write is durable; finish it (sends go nowhere, applies are harmless).
     try {
@@ -406,7 +462,8 @@ export class RaftNode<R = unknown> {
   }
 
   private finishReady(rd: Ready): void {
-    if (rd.messages.length > 0) this.transport.send(rd.messages);
+    if (rd.messages.length > 0 && this.sentEarly !== rd) this.transport.send(rd.messages);
+    if (this.sentEarly === rd) this.sentEarly = undefined;
     if (rd.snapshot) {
       const at = rd.snapshot.meta.index;
       assert(at > this.applied, `snapshot at ${at} not past applied ${this.applied}`);

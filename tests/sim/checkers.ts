@@ -453,7 +453,11 @@ export class Checker {
         return;
       case "append": {
         const last = msg.entries[msg.entries.length - 1];
-        if (last && m.termAt(last.index) !== last.term && last.index > m.snapIndex) {
+        // A leader may send entries of its own term before they are durable on its disk once that
+        // term and its vote are (Raft thesis 10.2.1: it counts itself only after its write); any
+        // other entry must be durable first.
+        const ownTerm = last !== undefined && last.term === msg.term && hs.term === msg.term && hs.vote === node;
+        if (last && !ownTerm && m.termAt(last.index) !== last.term && last.index > m.snapIndex) {
           this.fail(rule, `leader ${node} sent entry ${last.index} before persisting it`);
         }
         return;
