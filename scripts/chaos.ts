@@ -5,6 +5,8 @@
 //   bun run build && bun scripts/chaos.ts [--duration 600] [--seed N] [--nodes 3] [--clients 8]
 //                                        [--keys 6] [--failover-kills 10] [--snapshot-kb 64] [--keep]
 //                                        [--heartbeat-ms 50] [--election-ms 300] [--unsafe-local-reads]
+//                                        [--faults kill=3,crash=1,...]  (only these kinds, with these weights)
+//                                        [--fsync-delay-ms N]  (every node's fdatasync waits N ms: a slow disk)
 // Nodes snapshot every --snapshot-kb of log (small, so snapshots, compaction and catch-up from a
 // snapshot happen under the faults; 0: the default threshold). --unsafe-local-reads starts every node
 // with KV_TEST_UNSAFE_LOCAL_READS=1 (reads without ReadIndex): the run should then be found not linearizable.
@@ -36,7 +38,23 @@ const extraArgs = snapshotKb > 0 ? ["--snapshot-log-bytes", `${snapshotKb}kb`, "
 const keep = process.argv.includes("--keep");
 const unsafe = process.argv.includes("--unsafe-local-reads");
 const heartbeatMs = flag("heartbeat-ms", 50);
+const fsyncDelayMs = flag("fsync-delay-ms", 0);
+const env: Record<string, string> = {
+  ...(unsafe ? { KV_TEST_UNSAFE_LOCAL_READS: "1" } : {}),
+  ...(fsyncDelayMs > 0 ? { KV_TEST_FSYNC_DELAY_MS: String(fsyncDelayMs) } : {}),
+};
 const electionMs = flag("election-ms", 300);
+const faultsArg = process.argv.indexOf("--faults");
+const KINDS = ["kill", "pause", "isolate", "bridge", "split", "oneway", "slow", "crash"];
+let weights: Record<string, number> | undefined;
+if (faultsArg >= 0) {
+  weights = Object.fromEntries(KINDS.map((k) => [k, 0]));
+  for (const part of (process.argv[faultsArg + 1] ?? "").split(",")) {
+    const [k, w = "1"] = part.split("=");
+    if (!KINDS.includes(k ?? "") || !(Number(w) >= 0)) throw new Error(`--faults: bad entry ${JSON.stringify(part)} (kinds: ${KINDS.join(", ")})`);
+    weights[k as string] = Number(w);
+  }
+}
 
 const dir = mkdtempSync(join(tmpdir(), "kv-chaos-"));
 const stamp = (): string => `[${((performance.now() - t0) / 1000).toFixed(1)}s]`;
@@ -45,7 +63,7 @@ const log = (l: string): void => console.log(`${stamp()} ${l}`);
 let failed = false;
 try {
   log(`chaos: seed ${seed}, ${nodes} nodes, ${clients} clients, ${keys} keys, ${durationS} s; dir ${dir}`);
-  const r = await runChaos({ seed, dir: join(dir, "run"), durationMs: durationS * 1000, nodes, clients, keys, extraArgs, heartbeatMs, electionMs, log, ...(unsafe ? { env: { KV_TEST_UNSAFE_LOCAL_READS: "1" } } : {}) });
+  const r = await runChaos({ seed, dir: join(dir, "run"), durationMs: durationS * 1000, nodes, clients, keys, extraArgs, heartbeatMs, electionMs, log, ...(weights ? { weights } : {}), env });
   const unknownByKind = new Map<string, number>();
   for (const h of r.history) if (h.outcome === "unknown") unknownByKind.set(h.kind, (unknownByKind.get(h.kind) ?? 0) + 1);
   const outages = r.faults.map((f) => f.end - f.start);

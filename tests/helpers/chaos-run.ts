@@ -5,7 +5,7 @@
 // - measureFailover: kill -9 of the leader, time until a client writing to a survivor is acknowledged.
 import { type CheckResult, MAX_STEPS, checkHistory, formatOp } from "./linearizability.ts";
 import { type RecordedOp, type WorkloadStats, OneNodeConn, interpret, newStats, runWorkload } from "./chaos-workload.ts";
-import { type FaultRecord, runNemesis } from "./nemesis.ts";
+import { type FaultKind, type FaultRecord, runNemesis } from "./nemesis.ts";
 import { ProcCluster } from "./proc-cluster.ts";
 import { prng } from "./prng.ts";
 
@@ -21,6 +21,8 @@ export interface ChaosOptions {
   readonly maxFaults?: number;
   readonly faultMs?: readonly [number, number];
   readonly quietMs?: readonly [number, number];
+  /** The nemesis's weights by kind (default: its own). */
+  readonly weights?: Partial<Record<FaultKind, number>>;
   readonly env?: Record<string, string>;
   readonly extraArgs?: readonly string[];
   readonly heartbeatMs?: number;
@@ -95,6 +97,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       durationMs: Math.max(0, o.durationMs - settleMs - faultMs[1]),
       faultMs,
       ...(o.quietMs ? { quietMs: o.quietMs } : {}),
+      ...(o.weights ? { weights: o.weights } : {}),
       log,
     });
     const after = await cluster.waitLeader(15_000);
