@@ -39,7 +39,7 @@ describe("a 3-node cluster under faults", () => {
     // No node died on its own (an assertion, a crash on restart).
     expect(r.crashes.map((c) => `node ${c.id} exited (${c.code ?? c.signal}):\n${c.log}`)).toEqual([]);
     // The run did something: faults happened, and enough operations succeeded around them.
-    expect(r.faults.length).toBeGreaterThanOrEqual(4);
+    expect(r.faults.length).toBeGreaterThanOrEqual(3);
     expect(r.faults.some((f) => f.kind === "kill" || f.wasLeader)).toBe(true);
     expect(r.stats.ok).toBeGreaterThan(200);
     expect(r.history.some((h) => h.kind === "get" && h.outcome === "ok" && h.result !== null)).toBe(true);
