@@ -562,27 +562,18 @@ export class ClusterNode<T> {
     const done = () => {
       this.readsWaiting--;
     };
-    let p: Promise<void>;
-    if (this.isLeader()) {
-      p = this.node.readIndex().then(
-        () => {},
-        (err: unknown) => {
-          throw this.readFailure(err);
-        },
-      );
-    } else {
-      p = new Promise<void>((resolve, reject) => {
-        this.followerReads.push({ resolve, reject });
-        if (!this.followerReadScheduled) {
-          this.followerReadScheduled = true;
-          setImmediate(() => this.askReadIndex());
-        }
-      });
-    }
+    // Every read of this turn of the event loop shares one read index (one round on the leader).
+    const p = new Promise<void>((resolve, reject) => {
+      this.followerReads.push({ resolve, reject });
+      if (!this.followerReadScheduled) {
+        this.followerReadScheduled = true;
+        setImmediate(() => this.askReadIndex());
+      }
+    });
     return p.finally(done);
   }
 
-  /** The leader's read index for every follower read that arrived this turn (one request). */
+  /** One read index for every read that arrived this turn: a local round on the leader, one request to it elsewhere. */
   private askReadIndex(): void {
     this.followerReadScheduled = false;
     const waiters = this.followerReads;

@@ -64,6 +64,9 @@ export interface RaftNodeConfig<R> {
 }
 
 const ignore = (): void => {};
+
+/** ReadIndex rounds awaiting confirmation at once (each costs one heartbeat to every peer). */
+export const READ_ROUNDS_IN_FLIGHT_MAX = 8;
 /** Stands for the result of a proposeBatch entry (never awaited). */
 const NO_RESULT: Promise<unknown> = new Promise(() => {});
 
@@ -117,7 +120,7 @@ export class RaftNode<R = unknown> {
   private leaderTerm = 0;
   /** Reads waiting for the next round; the round awaiting its ReadState; rounds waiting for apply. */
   private readQueue: Waiter[] = [];
-  private readRound: { ctx: string; term: number; waiters: Waiter[] } | undefined;
+  private readonly readRounds = new Map<string, { term: number; waiters: Waiter[] }>();
   private confirmedReads: { index: number; waiters: Waiter[] }[] = [];
   private readSeq = 0;
 
@@ -255,10 +258,19 @@ export class RaftNode<R = unknown> {
     const raft = this.rawNode.raft;
     if (raft.role !== "leader") return Promise.reject(new NotLeaderError(raft.lead));
     const p = new Promise<number>((resolve, reject) => this.readQueue.push({ resolve, reject }));
-    this.startReadRound();
-    this.pump();
+    // Reads made in one run of the program (before it yields) share one round.
+    if (!this.readRoundScheduled) {
+      this.readRoundScheduled = true;
+      queueMicrotask(() => {
+        this.readRoundScheduled = false;
+        this.startReadRound();
+        this.pump();
+      });
+    }
     return p;
   }
+
+  private readRoundScheduled = false;
 
   /** Starts an election now (operator action and tests; normally the election timeout does it). */
   campaign(): void {
@@ -317,7 +329,7 @@ export class RaftNode<R = unknown> {
       smApplied: this.applied,
       persisting: this.persisting !== undefined,
       pendingProposals: this.proposals.size,
-      pendingReads: this.readQueue.length + (this.readRound?.waiters.length ?? 0) + this.confirmedReads.reduce((n, r) => n + r.waiters.length, 0),
+      pendingReads: this.readQueue.length + [...this.readRounds.values()].reduce((n, r) => n + r.waiters.length, 0) + this.confirmedReads.reduce((n, r) => n + r.waiters.length, 0),
     };
   }
 
@@ -479,10 +491,10 @@ export class RaftNode<R = unknown> {
     for (const e of rd.committedEntries) this.applyEntry(e);
     this.rawNode.advance(rd);
     for (const rs of rd.readStates) {
-      const round = this.readRound;
+      const round = this.readRounds.get(rs.requestCtx);
       // A round failed when leadership was seen lost may still be confirmed by a Ready built before.
-      if (round === undefined || round.ctx !== rs.requestCtx) continue;
-      this.readRound = undefined;
+      if (round === undefined) continue;
+      this.readRounds.delete(rs.requestCtx);
       this.confirmedReads.push({ index: rs.index, waiters: round.waiters });
     }
     this.serveReads();
@@ -520,9 +532,9 @@ export class RaftNode<R = unknown> {
     const leading = st.role === "leader";
     if (this.proposals.size > 0 && (!leading || st.term !== this.leaderTerm)) this.failProposals();
     // A confirmed read stays safe (its index was committed when confirmed); an unconfirmed one is lost.
-    const round = this.readRound;
-    if (round && (!leading || st.term !== round.term)) {
-      this.readRound = undefined;
+    for (const [ctx, round] of this.readRounds) {
+      if (leading && st.term === round.term) continue;
+      this.readRounds.delete(ctx);
       for (const w of round.waiters) w.reject(new NotLeaderError(st.lead));
     }
     if (!leading && this.readQueue.length > 0) {
@@ -532,14 +544,19 @@ export class RaftNode<R = unknown> {
     }
   }
 
+  /**
+   * Starts a round for the reads queued, unless READ_ROUNDS_IN_FLIGHT_MAX rounds are unconfirmed
+   * (then they join the next). Rounds overlap: a read waits for one heartbeat round trip, not for
+   * the round before it as well.
+   */
   private startReadRound(): void {
-    if (this.stopped || this.readRound || this.readQueue.length === 0) return;
+    if (this.stopped || this.readRounds.size >= READ_ROUNDS_IN_FLIGHT_MAX || this.readQueue.length === 0) return;
     const waiters = this.readQueue;
     this.readQueue = [];
     const ctx = `${this.cfg.readCtxPrefix ?? ""}${++this.readSeq}`;
     const r = this.rawNode.readIndex(ctx);
     if (r === "ok") {
-      this.readRound = { ctx, term: this.rawNode.raft.term, waiters };
+      this.readRounds.set(ctx, { term: this.rawNode.raft.term, waiters });
       return;
     }
     const err = r === "not-leader" ? new NotLeaderError(this.rawNode.raft.lead) : new DroppedError(`read ${r}`);
@@ -555,9 +572,9 @@ export class RaftNode<R = unknown> {
 
   private failAll(err: Error): void {
     this.failProposals();
-    const waiters = [...this.readQueue, ...(this.readRound?.waiters ?? []), ...this.confirmedReads.flatMap((r) => r.waiters)];
+    const waiters = [...this.readQueue, ...[...this.readRounds.values()].flatMap((r) => r.waiters), ...this.confirmedReads.flatMap((r) => r.waiters)];
     this.readQueue = [];
-    this.readRound = undefined;
+    this.readRounds.clear();
     this.confirmedReads = [];
     for (const w of waiters) w.reject(err);
   }

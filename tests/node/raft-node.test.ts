@@ -220,14 +220,14 @@ describe("RaftNode reads", () => {
     expect(l.sm.value).toBe("w1");
   });
 
-  test("reads that arrive together share one round; reads during a round share the next one", async () => {
+  test("reads that arrive together share one round; reads during a round start the next one at once", async () => {
     const c = new TestCluster([1, 2, 3]);
     const l = await c.elect(1);
     await c.propose(l, "w");
     const rounds = (): number => new Set(c.sent.filter((m) => m.type === "heartbeat" && m.ctx !== "").map((m) => (m as { ctx: string }).ctx)).size;
     const before = rounds();
     const first = Array.from({ length: 10 }, () => watch(l.node.readIndex()));
-    // The first round is in flight (its heartbeats are queued, not answered): these wait for the next.
+    // The first round is in flight (its heartbeats are queued, not answered): these share a second, overlapping one.
     await new Promise<void>((r) => setImmediate(r));
     const second = Array.from({ length: 10 }, () => watch(l.node.readIndex()));
     await c.settle();
