@@ -7,6 +7,7 @@
 //                                        [--heartbeat-ms 50] [--election-ms 300] [--unsafe-local-reads]
 //                                        [--faults kill=3,crash=1,...]  (only these kinds, with these weights)
 //                                        [--fsync-delay-ms N]  (every node's fdatasync waits N ms: a slow disk)
+//                                        [--reads 50]  (percent of GETs; the rest SET 25 : DEL 10 : SET NX 15)
 // Nodes snapshot every --snapshot-kb of log (small, so snapshots, compaction and catch-up from a
 // snapshot happen under the faults; 0: the default threshold). --unsafe-local-reads starts every node
 // with KV_TEST_UNSAFE_LOCAL_READS=1 (reads without ReadIndex): the run should then be found not linearizable.
@@ -39,6 +40,8 @@ const keep = process.argv.includes("--keep");
 const unsafe = process.argv.includes("--unsafe-local-reads");
 const heartbeatMs = flag("heartbeat-ms", 50);
 const fsyncDelayMs = flag("fsync-delay-ms", 0);
+const readPct = Math.min(100, flag("reads", 50));
+const mix = { get: readPct, set: ((100 - readPct) * 25) / 50, del: ((100 - readPct) * 10) / 50, setnx: ((100 - readPct) * 15) / 50 };
 const env: Record<string, string> = {
   ...(unsafe ? { KV_TEST_UNSAFE_LOCAL_READS: "1" } : {}),
   ...(fsyncDelayMs > 0 ? { KV_TEST_FSYNC_DELAY_MS: String(fsyncDelayMs) } : {}),
@@ -63,7 +66,7 @@ const log = (l: string): void => console.log(`${stamp()} ${l}`);
 let failed = false;
 try {
   log(`chaos: seed ${seed}, ${nodes} nodes, ${clients} clients, ${keys} keys, ${durationS} s; dir ${dir}`);
-  const r = await runChaos({ seed, dir: join(dir, "run"), durationMs: durationS * 1000, nodes, clients, keys, extraArgs, heartbeatMs, electionMs, log, ...(weights ? { weights } : {}), env });
+  const r = await runChaos({ seed, dir: join(dir, "run"), durationMs: durationS * 1000, nodes, clients, keys, extraArgs, heartbeatMs, electionMs, mix, log, ...(weights ? { weights } : {}), env });
   const unknownByKind = new Map<string, number>();
   for (const h of r.history) if (h.outcome === "unknown") unknownByKind.set(h.kind, (unknownByKind.get(h.kind) ?? 0) + 1);
   const outages = r.faults.map((f) => f.end - f.start);

@@ -21,6 +21,8 @@ export interface ChaosOptions {
   readonly maxFaults?: number;
   readonly faultMs?: readonly [number, number];
   readonly quietMs?: readonly [number, number];
+  /** GET / SET / DEL / SET NX weights (default: the workload's). */
+  readonly mix?: { readonly get: number; readonly set: number; readonly del: number; readonly setnx: number };
   /** The nemesis's weights by kind (default: its own). */
   readonly weights?: Partial<Record<FaultKind, number>>;
   readonly env?: Record<string, string>;
@@ -89,6 +91,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       maxOps: o.maxOps ?? 1_000_000,
       opTimeoutMs: 1000,
       tag: `s${o.seed}.`,
+      ...(o.mix ? { mix: o.mix } : {}),
     });
     const faults = await runNemesis({
       cluster,
