@@ -7,7 +7,6 @@ import { join } from "node:path";
 import { assert, AssertionError, ConfigError } from "../errors.ts";
 import { logger } from "../log.ts";
 import type { KvStateMachine } from "../kv/fsm.ts";
-import type { DbEntry } from "../kv/db.ts";
 import { Rand } from "../raft/rand.ts";
 import type { RaftStorage } from "../raft/storage.ts";
 import { NONE, encodeConfChange, type ConfState, type Entry, type HardState, type NodeId, type Snapshot, type SnapshotMeta } from "../raft/types.ts";
@@ -17,11 +16,12 @@ import { RaftLog } from "../storage/raft-log.ts";
 import { RECORD_PAYLOAD_BYTES_MAX, recordBytesFor, type FsyncMode, type StorageIo } from "../storage/index.ts";
 import type { ClusterView, MemberAddress, MemberRole, MemberStatus } from "./cluster-view.ts";
 import { type Proposal, type RecoveryStats, type SnapshotStats, WriteRefusedError } from "./durable.ts";
-import { COMMAND_ENTRY_OVERHEAD_BYTES, decodeKvImage, encodeCommandEntry, encodeExpireEntry, encodeKvImage, EXPIRE_BATCH_KEYS_MAX } from "./kv-payload.ts";
+import { COMMAND_ENTRY_OVERHEAD_BYTES, decodeKvImage, encodeCommandEntry, encodeExpireEntry, EXPIRE_BATCH_KEYS_MAX } from "./kv-payload.ts";
 import { KvRaftStateMachine } from "./kv-state-machine.ts";
-import { LeaderLinks, LinkLostError } from "./leader-link.ts";
+import { LeaderLinks, LINK_REQUEST_TIMEOUT_MS, LinkLostError } from "./leader-link.ts";
 import { DroppedError, NodeClosedError, NotLeaderError, RaftNode, UnknownOutcomeError } from "./raft-node.ts";
 import type { StateMachine } from "./state-machine.ts";
+import { storeFiles } from "./snapshot-transfer.ts";
 import { TcpTransport } from "./tcp-transport.ts";
 import { Ticker } from "./ticker.ts";
 
@@ -32,6 +32,8 @@ const FORWARDED_HEAD = /^\*2\r\n:(\d+)\r\n/;
 
 /** The membership file in a data dir: the cluster id and every member's addresses, written on first start. */
 export const MEMBERS_FILE = "raft-members.json";
+/** How long a leader stopping on purpose waits for its leadership transfer before it stops anyway. */
+export const TRANSFER_ON_CLOSE_MS = 1000;
 /** Reads waiting for a barrier at once, past which new reads are refused with CLUSTERDOWN-style errors. */
 export const READS_WAITING_MAX = 1_000_000;
 
@@ -121,13 +123,11 @@ function saveMembers(dataDir: string, m: Members): void {
 }
 
 /**
- * RaftLog with the state machine's image: the snapshot the leader sends holds the keyspace (read
- * from the newest snapshot file), and a snapshot received is written as a file before the log
- * takes it.
+ * RaftLog with the state machine's image in the snapshot files: a snapshot's data is empty (the
+ * transport streams its file to a peer, and writes a received one as a file before Raft hears of
+ * it), and the state machine is restored by reading the file.
  */
 class KvRaftStorage implements RaftStorage {
-  private image: { index: number; data: Uint8Array } | undefined;
-
   constructor(readonly log: RaftLog) {}
 
   initialState(): { hardState: HardState; confState: ConfState } {
@@ -147,22 +147,18 @@ class KvRaftStorage implements RaftStorage {
   }
 
   snapshot(): Snapshot {
-    const s = this.log.snapshot();
-    if (s.meta.index === 0) return s;
-    if (this.image?.index !== s.meta.index) this.image = { index: s.meta.index, data: this.readImage(s.meta.index) };
-    return { meta: s.meta, data: this.image.data };
+    return this.log.snapshot();
   }
 
-  /** The keyspace image of the snapshot file at `index` (blocks while it reads the file). */
-  private readImage(index: number): Uint8Array {
+  /** Restores `sm` from the snapshot file of `meta`, its entries streamed from the file (blocks while it reads it). */
+  restoreInto(sm: KvRaftStateMachine, meta: SnapshotMeta): void {
     const store = this.log.snapshots;
-    const found = store.list().find((s) => s.lastIndex === index);
-    assert(found !== undefined, `no snapshot file at index ${index}`);
+    const found = store.list().find((s) => s.lastIndex === meta.index);
+    assert(found !== undefined, `no snapshot file at index ${meta.index}`);
     const loaded = store.load(join(store.dir, found.name));
-    const entries: DbEntry[] = [];
-    loaded.forEach((k, v, at) => entries.push([k, v, at]));
+    assert(loaded.lastTerm === meta.term, `snapshot file at ${meta.index} is of term ${loaded.lastTerm}, Raft's of ${meta.term}`);
     const appliedMs = Number(new TextDecoder().decode(loaded.meta)) || 0;
-    return encodeKvImage(appliedMs, () => entries);
+    sm.restoreEntries(meta.index, appliedMs, loaded.entries(), loaded.entryCount);
   }
 
   /** Makes `data` (a keyspace image) durable as the snapshot file of `meta`. */
@@ -179,12 +175,12 @@ class KvRaftStorage implements RaftStorage {
       },
       image.entries,
     );
-    this.image = { index: meta.index, data };
     return { lastIndex: meta.index, entries: res.entryCount, bytes: res.bodyBytes, durationMs: Math.round(performance.now() - t0), longestSliceMs: res.longestSliceMs };
   }
 
   async persist(p: { hardState: HardState | undefined; entries: readonly Entry[]; snapshot: Snapshot | undefined }): Promise<void> {
-    if (p.snapshot !== undefined && p.snapshot.meta.index > this.log.snapshot().meta.index) await this.saveImage(p.snapshot.meta, p.snapshot.data);
+    // A snapshot from the leader arrives as a durable file already (the transport's); one with an image is written here.
+    if (p.snapshot !== undefined && p.snapshot.data.length > 0 && p.snapshot.meta.index > this.log.snapshot().meta.index) await this.saveImage(p.snapshot.meta, p.snapshot.data);
     return this.log.persist(p);
   }
 
@@ -208,6 +204,7 @@ class ServingStateMachine<T> implements StateMachine<void> {
   constructor(
     readonly kv: KvRaftStateMachine,
     private readonly host: ClusterNode<T>,
+    private readonly storage: KvRaftStorage,
   ) {}
 
   apply(e: Entry): void {
@@ -230,7 +227,8 @@ class ServingStateMachine<T> implements StateMachine<void> {
   }
 
   restore(s: Snapshot): void {
-    this.kv.restore(s);
+    if (s.data.length === 0 && s.meta.index > 0) this.storage.restoreInto(this.kv, s.meta);
+    else this.kv.restore(s);
     this.bytesSinceSnapshot = 0;
     if (this.started) log.info(`installed the leader's snapshot at index ${s.meta.index} (${this.kv.kv.db.dbsize()} keys)`);
     this.started = true;
@@ -304,7 +302,7 @@ export class ClusterNode<T> {
     this.storage = new KvRaftStorage(log_);
     this.raftSm = new KvRaftStateMachine({ scanCursorBase: 1 + Math.floor(Math.random() * 2 ** 40) });
     this.fsm = this.raftSm.kv;
-    this.sm = new ServingStateMachine(this.raftSm, this);
+    this.sm = new ServingStateMachine(this.raftSm, this, this.storage);
     const peers = new Map<NodeId, string>();
     for (const m of members.members) if (m.id !== opts.id) peers.set(m.id, m.peer);
     this.transport = new TcpTransport({
@@ -314,6 +312,8 @@ export class ClusterNode<T> {
       peers,
       onUnreachable: (id) => this.node?.rawNode.reportUnreachable(id),
       log: logger("peer"),
+      snapshots: storeFiles(log_.snapshots),
+      onSnapshotStatus: (id, ok) => this.node?.reportSnapshot(id, ok),
     });
     const tickMs = Math.max(1, Math.round(opts.heartbeatMs / 5));
     this.node = new RaftNode<void>({
@@ -543,10 +543,27 @@ export class ClusterNode<T> {
     }
   }
 
-  /** Resolves once the state machine has applied `index`. */
-  waitApplied(index: number): Promise<void> {
-    if (this.applied >= index) return Promise.resolve();
-    return new Promise((resolve) => this.appliedWaiters.push({ index, resolve }));
+  /** Resolves true once the state machine has applied `index`; false if `timeoutMs` passes first. */
+  waitApplied(index: number, timeoutMs = Number.POSITIVE_INFINITY): Promise<boolean> {
+    if (this.applied >= index) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const w: AppliedWaiter = {
+        index,
+        resolve: () => {
+          if (timer !== undefined) clearTimeout(timer);
+          resolve(true);
+        },
+      };
+      this.appliedWaiters.push(w);
+      if (Number.isFinite(timeoutMs)) {
+        timer = setTimeout(() => {
+          const i = this.appliedWaiters.indexOf(w);
+          if (i >= 0) this.appliedWaiters.splice(i, 1);
+          resolve(false);
+        }, timeoutMs);
+      }
+    });
   }
 
   /**
@@ -603,7 +620,10 @@ export class ClusterNode<T> {
           return;
         }
         const index = Number(text.slice(1).trim());
-        void this.waitApplied(index).then(() => waiters.forEach((w) => w.resolve()));
+        void this.waitApplied(index, LINK_REQUEST_TIMEOUT_MS).then((ok) => {
+          if (ok) waiters.forEach((w) => w.resolve());
+          else fail(new ClusterError({ kind: "clusterdown", why: `this node did not catch up with the leader's index ${index} within ${LINK_REQUEST_TIMEOUT_MS} ms: retry` }));
+        });
       },
       (err: Error) => fail(new ClusterError({ kind: "clusterdown", why: `${err.message}: retry` })),
     );
@@ -635,8 +655,12 @@ export class ClusterNode<T> {
     const m = FORWARDED_HEAD.exec(reply.subarray(0, 32).toString("latin1"));
     if (m === null) return reply;
     const index = Number(m[1]);
-    // Answered only once applied here too: what the client sends next reads its own write on this node.
-    await this.waitApplied(index);
+    // Answered only once applied here too: what the client sends next reads its own write on this
+    // node. A node that cannot catch up in time (cut off from the leader just after) answers that
+    // the outcome is unknown: its client's next reads here could not be promised to see the write.
+    if (!(await this.waitApplied(index, LINK_REQUEST_TIMEOUT_MS))) {
+      throw new ClusterError({ kind: "uncertain", why: `the leader applied it at index ${index}, but this node did not catch up within ${LINK_REQUEST_TIMEOUT_MS} ms` });
+    }
     return reply.subarray(m[0].length);
   }
 
@@ -695,8 +719,37 @@ export class ClusterNode<T> {
     }
   }
 
+  /**
+   * A leader that stops on purpose hands leadership to its most caught-up voter first (as etcd on a
+   * graceful stop), so writes pause for a transfer (a round trip or two) rather than an election
+   * timeout. Bounded by TRANSFER_ON_CLOSE_MS.
+   */
+  private async handOverLeadership(): Promise<void> {
+    if (!this.isLeader()) return;
+    const st = this.node.status();
+    const prs = this.node.rawNode.raft.prs;
+    let best = NONE;
+    let bestMatch = -1;
+    for (const id of st.confState.voters) {
+      if (id === this.id) continue;
+      const match = prs.get(id)?.match ?? 0;
+      const seen = this.lastContact.get(id);
+      if (seen === undefined || Date.now() - seen > this.opts.electionMs) continue; // not answering
+      if (match > bestMatch) {
+        best = id;
+        bestMatch = match;
+      }
+    }
+    if (best === NONE || this.node.transferLeadership(best) !== "ok") return;
+    const deadline = Date.now() + TRANSFER_ON_CLOSE_MS;
+    while (this.isLeader() && Date.now() < deadline) await Bun.sleep(5);
+    log.info(this.isLeader() ? `leadership transfer to node ${best} did not finish in ${TRANSFER_ON_CLOSE_MS} ms` : `handed leadership to node ${best}`);
+  }
+
   async close(): Promise<void> {
     if (this.closing) return;
+    this.flush();
+    await this.handOverLeadership().catch(() => {});
     this.closing = true;
     this.flush();
     this.ticker.stop();

@@ -286,6 +286,13 @@ export class RaftNode<R = unknown> {
     return r;
   }
 
+  /** The transport finished sending a snapshot to `id` (ok: the peer holds it) or gave up on it. */
+  reportSnapshot(id: NodeId, ok: boolean): void {
+    if (this.stopped) return;
+    this.rawNode.reportSnapshot(id, ok);
+    this.pump();
+  }
+
   /** Snapshots the state machine at the applied index and compacts the log up to it. */
   async snapshot(): Promise<void> {
     if (this.stopped || this.compactingFlag || this.snapshotWaiting) return;
