@@ -468,6 +468,8 @@ export class ClusterNode<T> {
     const now = `${r.role}/${r.lead}/${r.role === "leader" ? r.term : 0}`;
     if (now === this.loggedRole) return;
     this.loggedRole = now;
+    // Requests waiting at a former leader are answered now (writes UNCERTAIN, reads CLUSTERDOWN: retry).
+    if (r.lead !== NONE) this.links.leaderIs(r.lead === this.id ? undefined : this.leaderAddr());
     if (r.role === "leader") log.info(`leader of term ${r.term}`);
     else if (r.role === "follower" && r.lead !== NONE) log.info(`following node ${r.lead} (term ${r.term})`);
     else if (r.role === "follower") log.info(`no leader known (term ${r.term})`);
