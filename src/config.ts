@@ -35,6 +35,63 @@ export interface ServerConfig {
   snapshotLogBytes: number;
   /** A WAL segment is closed and a new one started past this size. */
   walSegmentBytes: number;
+  /** Set with --cluster: this node is a member of a Raft group. */
+  cluster?: ClusterConfig;
+}
+
+/** A member as --cluster names it. */
+export interface ClusterMemberSpec {
+  id: number;
+  /** Client (RESP) address, host:port. */
+  addr: string;
+  /** Peer (Raft) address, host:port: the client port + PEER_PORT_OFFSET unless written `host:port@peerport`. */
+  peer: string;
+}
+
+export interface ClusterConfig {
+  members: ClusterMemberSpec[];
+  clusterId: string;
+  /** The port this node listens on for peers. */
+  peerPort: number;
+  heartbeatMs: number;
+  electionMs: number;
+}
+
+/** A member's peer port is its client port plus this, unless --cluster says otherwise (as Redis Cluster's bus port). */
+export const PEER_PORT_OFFSET = 10000;
+export const HEARTBEAT_MS_DEFAULT = 50;
+export const ELECTION_MS_DEFAULT = 300;
+/** Most members --cluster may name. */
+export const CLUSTER_MEMBERS_MAX = 64;
+
+function parsePort(text: string, what: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < 1 || n > 65535) throw new ConfigError(`${what}: '${text}' is not a port (1-65535)`);
+  return n;
+}
+
+/**
+ * `1=127.0.0.1:7001,2=127.0.0.1:7002@17002,...`: each member's id and client address, and its peer
+ * port after `@` (default: client port + PEER_PORT_OFFSET; the peer host is the client host).
+ */
+export function parseClusterSpec(text: string): ClusterMemberSpec[] {
+  const members: ClusterMemberSpec[] = [];
+  const parts = text.split(",").map((p) => p.trim()).filter((p) => p !== "");
+  if (parts.length === 0) throw new ConfigError("--cluster: no members (expected 1=host:port,2=host:port,...)");
+  if (parts.length > CLUSTER_MEMBERS_MAX) throw new ConfigError(`--cluster: ${parts.length} members, at most ${CLUSTER_MEMBERS_MAX}`);
+  for (const part of parts) {
+    const m = /^(\d+)=(.+):(\d+)(?:@(\d+))?$/.exec(part);
+    if (m === null) throw new ConfigError(`--cluster: '${part}' is not id=host:port or id=host:port@peerport`);
+    const id = Number(m[1]);
+    if (!Number.isSafeInteger(id) || id < 1 || id > 2 ** 31 - 1) throw new ConfigError(`--cluster: member id '${m[1]}' is not a positive integer`);
+    if (members.some((x) => x.id === id)) throw new ConfigError(`--cluster: member id ${id} appears twice`);
+    const host = m[2]!;
+    const port = parsePort(m[3]!, `--cluster member ${id}`);
+    const peerPort = m[4] !== undefined ? parsePort(m[4], `--cluster member ${id} peer port`) : port + PEER_PORT_OFFSET;
+    if (peerPort > 65535) throw new ConfigError(`--cluster member ${id}: peer port ${peerPort} (client port + ${PEER_PORT_OFFSET}) is past 65535: write it as host:port@peerport`);
+    members.push({ id, addr: `${host}:${port}`, peer: `${host}:${peerPort}` });
+  }
+  return members.sort((a, b) => a.id - b.id);
 }
 
 /**

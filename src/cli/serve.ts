@@ -1,7 +1,20 @@
 // `kv serve`: parse flags into a ServerConfig, start one node, handle signals.
 import { type ArgsDef, defineCommand } from "citty";
 import { mkdirSync } from "node:fs";
-import { DEFAULT_CONFIG, DEFAULT_HOST, DEFAULT_PORT, parseBytes, parseInteger, type ServerConfig, validateConfig } from "../config.ts";
+import {
+  DEFAULT_CONFIG,
+  DEFAULT_HOST,
+  DEFAULT_PORT,
+  ELECTION_MS_DEFAULT,
+  HEARTBEAT_MS_DEFAULT,
+  parseBytes,
+  parseClusterSpec,
+  parseInteger,
+  type ClusterConfig,
+  type ServerConfig,
+  validateConfig,
+} from "../config.ts";
+import { ClusterNode } from "../node/cluster-node.ts";
 import { ConfigError, CorruptLogError } from "../errors.ts";
 import { DurableLog, slowDiskIoFromEnv } from "../node/durable.ts";
 import { DataDirError, FSYNC_MODES, type FsyncMode, SEGMENT_BYTES_MIN } from "../storage/index.ts";
@@ -31,6 +44,14 @@ const serveArgs = {
   "shutdown-timeout": { type: "string", description: "Seconds to flush replies on SIGTERM/SIGINT", default: "10" },
   fsync: { type: "enum", options: [...FSYNC_MODES], description: "When a write is acknowledged: always (after fdatasync), everysec, no", default: "always" },
   "snapshot-log-bytes": { type: "string", description: "Log growth since the last snapshot that triggers a new one (e.g. 64mb)", default: "64mb" },
+  cluster: {
+    type: "string",
+    description: "Initial members, id=host:port[@peerport],... (peer port: client port + 10000 by default); omit for a one-node store",
+  },
+  "peer-port": { type: "string", description: "Port this node listens on for its peers (default: its --cluster entry's peer port)" },
+  "cluster-id": { type: "string", description: "Token every member shares (default: derived from --cluster); a peer with another is refused" },
+  "heartbeat-interval": { type: "string", description: "Leader heartbeat interval in ms", default: String(HEARTBEAT_MS_DEFAULT) },
+  "election-timeout": { type: "string", description: "Election timeout in ms (randomised in [t, 2t))", default: String(ELECTION_MS_DEFAULT) },
   "wal-segment-bytes": { type: "string", description: "Size at which a log segment is closed and a new one started", default: "64mb" },
 } as const satisfies ArgsDef;
 
@@ -61,22 +82,72 @@ export default defineCommand({
       walSegmentBytes: parseBytes(args["wal-segment-bytes"], "--wal-segment-bytes"),
     };
     if (config.walSegmentBytes < SEGMENT_BYTES_MIN) throw new ConfigError(`--wal-segment-bytes: ${config.walSegmentBytes} is below the minimum, ${SEGMENT_BYTES_MIN}`);
+    if (args.cluster !== undefined) config.cluster = clusterConfig(args, config.id);
+    else if (args["peer-port"] !== undefined || args["cluster-id"] !== undefined) throw new ConfigError("--peer-port and --cluster-id need --cluster");
     validateConfig(config);
     await serve(config);
   },
 });
 
+function clusterConfig(args: Record<string, unknown>, id: number): ClusterConfig {
+  const members = parseClusterSpec(String(args.cluster));
+  const self = members.find((m) => m.id === id);
+  if (self === undefined) throw new ConfigError(`--cluster does not name this node (--id ${id})`);
+  const peerPort = args["peer-port"] !== undefined ? parseInteger(String(args["peer-port"]), "--peer-port", 1, 65535) : Number(self.peer.slice(self.peer.lastIndexOf(":") + 1));
+  const heartbeatMs = parseInteger(String(args["heartbeat-interval"]), "--heartbeat-interval", 1, 60_000);
+  const electionMs = parseInteger(String(args["election-timeout"]), "--election-timeout", 2, 600_000);
+  if (electionMs < 2 * heartbeatMs) throw new ConfigError(`--election-timeout (${electionMs} ms) must be at least twice --heartbeat-interval (${heartbeatMs} ms)`);
+  const clusterId = args["cluster-id"] !== undefined ? String(args["cluster-id"]) : `kv-${fnv1a(members.map((m) => `${m.id}=${m.addr}@${m.peer}`).join(","))}`;
+  if (clusterId === "" || new TextEncoder().encode(clusterId).length > 128) throw new ConfigError("--cluster-id: 1 to 128 bytes");
+  return { members, clusterId, peerPort, heartbeatMs, electionMs };
+}
+
+/** 32-bit FNV-1a as 8 hex digits: a default cluster id that every member derives alike from --cluster. */
+function fnv1a(text: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h.toString(16).padStart(8, "0");
+}
+
+async function openNode(config: ServerConfig): Promise<DurableLog<Conn> | ClusterNode<Conn>> {
+  const io = slowDiskIoFromEnv(process.env);
+  const c = config.cluster;
+  if (c === undefined) {
+    return DurableLog.open<Conn>({ dataDir: config.dataDir, fsync: config.fsync, segmentBytesMax: config.walSegmentBytes, snapshotLogBytes: config.snapshotLogBytes, io });
+  }
+  const self = c.members.find((m) => m.id === config.id)!;
+  const peerHost = self.peer.slice(0, self.peer.lastIndexOf(":"));
+  const unsafeLocalReads = process.env.KV_TEST_UNSAFE_LOCAL_READS === "1";
+  if (unsafeLocalReads) log.warn("KV_TEST_UNSAFE_LOCAL_READS=1: reads are served from local state without a read barrier (testing only; NOT linearizable)");
+  const node = await ClusterNode.open<Conn>({
+    id: config.id,
+    dataDir: config.dataDir,
+    fsync: config.fsync,
+    segmentBytesMax: config.walSegmentBytes,
+    snapshotLogBytes: config.snapshotLogBytes,
+    members: c.members,
+    clusterId: c.clusterId,
+    peerListen: { host: peerHost, port: c.peerPort },
+    heartbeatMs: c.heartbeatMs,
+    electionMs: c.electionMs,
+    io,
+    unsafeLocalReads,
+  });
+  node.onFatal = (err) => {
+    log.fatal(`raft node stopped: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    process.exit(70);
+  };
+  return node;
+}
+
 export async function serve(config: ServerConfig): Promise<void> {
-  let durable: DurableLog<Conn>;
+  let durable: DurableLog<Conn> | ClusterNode<Conn>;
   try {
     mkdirSync(config.dataDir, { recursive: true });
-    durable = await DurableLog.open<Conn>({
-      dataDir: config.dataDir,
-      fsync: config.fsync,
-      segmentBytesMax: config.walSegmentBytes,
-      snapshotLogBytes: config.snapshotLogBytes,
-      io: slowDiskIoFromEnv(process.env),
-    });
+    durable = await openNode(config);
   } catch (e) {
     if (e instanceof CorruptLogError) {
       const hint = e.hint ?? `to cut the log at the damage and see exactly what is dropped: kv repair --data-dir ${config.dataDir}`;
@@ -98,7 +169,10 @@ export async function serve(config: ServerConfig): Promise<void> {
   } catch (e) {
     throw new StartupError(`cannot listen on ${config.host}:${config.port}: ${listenFailure(e)}`, {}, e);
   }
-  log.info(`kv node ${config.id} listening on ${config.host}:${server.port} (data dir ${config.dataDir}, pid ${process.pid})`);
+  if (durable instanceof ClusterNode) {
+    durable.start();
+    log.info(`kv node ${config.id} of cluster ${durable.clusterId} listening on ${config.host}:${server.port}, peers on ${durable.peerPort} (data dir ${config.dataDir}, pid ${process.pid})`);
+  } else log.info(`kv node ${config.id} listening on ${config.host}:${server.port} (data dir ${config.dataDir}, pid ${process.pid})`);
 
   let signals = 0;
   const onSignal = (sig: string) => {

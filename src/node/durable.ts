@@ -75,6 +75,11 @@ export interface Proposal<T> {
   payload: Buffer;
   /** Bytes its record takes in the log. */
   bytes: number;
+  /**
+   * Cluster: another member forwarded it; its reply goes back as `*2 :<index> <reply>`, so that
+   * member can wait until it has applied the write before answering what its client sent next.
+   */
+  forwarded?: boolean;
 }
 
 /**

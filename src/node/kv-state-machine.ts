@@ -51,10 +51,22 @@ export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
    * Empty no-op and conf-change entries only move the applied index.
    */
   apply(e: Entry): KvApplyResult {
+    const out = this.out;
+    if (!this.applyInto(e, out)) return undefined;
+    const reply = Buffer.from(out.view()); // a copy: the buffer is reused by the next entry
+    if (out.buf.length > REPLY_KEEP_BYTES_MAX) this.out = new ReplyBuffer(REPLY_INITIAL_BYTES);
+    return reply;
+  }
+
+  /**
+   * Applies `e` writing a command's reply to `out` (after `out.proto` is set to the proposer's
+   * protocol). Returns true when a command ran (a reply was written), false for other entries.
+   */
+  applyInto(e: Entry, out: ReplyBuffer): boolean {
     if (e.index !== this.applied + 1) assert(false, `kv applied ${e.index} after ${this.applied} (applied moves by one)`);
     if (e.type !== "normal" || e.data.length === 0) {
       this.applied = e.index;
-      return undefined;
+      return false;
     }
     if (this.names.size > NAMES_CACHED_MAX) this.names.clear();
     let p;
@@ -67,15 +79,12 @@ export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
     this.applied = e.index;
     if (p.kind === "expire") {
       this.keysExpired += this.kv.applyExpire(p.keys, p.timeMs);
-      return undefined;
+      return false;
     }
-    const out = this.out;
-    out.reset();
+    if (out instanceof ReplyBuffer && out === this.out) out.reset();
     out.proto = p.proto;
     this.kv.apply(p.argv, p.timeMs, out);
-    const reply = Buffer.from(out.view()); // a copy: the buffer is reused by the next entry
-    if (out.buf.length > REPLY_KEEP_BYTES_MAX) this.out = new ReplyBuffer(REPLY_INITIAL_BYTES);
-    return reply;
+    return true;
   }
 
   /**

@@ -59,6 +59,8 @@ export interface RaftNodeConfig<R> {
    * The process should exit (its durable state is unknown). Default: rethrow (an unhandled rejection).
    */
   readonly onFatal?: (err: unknown) => void;
+  /** Called after each Ready that applied entries or a snapshot, once its proposals and reads are settled. */
+  readonly onApplied?: () => void;
 }
 
 interface PendingProposal<R> {
@@ -155,6 +157,41 @@ export class RaftNode<R = unknown> {
   /** Single-server membership change; resolves once the change is applied here. */
   proposeMembershipChange(cc: ConfChange): Promise<R> {
     return this.proposeWith((rn) => rn.proposeMembershipChange(cc));
+  }
+
+  /**
+   * Proposes each of `datas` in order, then runs the Ready loop once, so they share one persist.
+   * Each item: its index, term and result (as propose), or why it was not appended (NotLeaderError,
+   * DroppedError, NodeClosedError: nothing after the first refusal is appended).
+   */
+  proposeMany(datas: readonly Uint8Array[]): ({ index: number; term: number; result: Promise<R> } | { error: Error })[] {
+    const out: ({ index: number; term: number; result: Promise<R> } | { error: Error })[] = [];
+    let refused: Error | undefined = this.stopped;
+    const raft = this.rawNode.raft;
+    if (refused === undefined && raft.role !== "leader") refused = new NotLeaderError(raft.lead);
+    for (const data of datas) {
+      if (refused !== undefined) {
+        out.push({ error: refused });
+        continue;
+      }
+      const r = this.rawNode.propose(data);
+      if (!r.ok) {
+        refused = r.reason === "not-leader" ? new NotLeaderError(raft.lead) : new DroppedError(r.reason);
+        out.push({ error: refused });
+        continue;
+      }
+      if (r.term !== this.leaderTerm) {
+        this.failProposals();
+        this.leaderTerm = r.term;
+      }
+      assert(!this.proposals.has(r.index), `two proposals at index ${r.index}`);
+      const result = new Promise<R>((resolve, reject) => {
+        this.proposals.set(r.index, { term: r.term, resolve, reject });
+      });
+      out.push({ index: r.index, term: r.term, result });
+    }
+    this.pump();
+    return out;
   }
 
   private proposeWith(f: (rn: RawNode) => ReturnType<RawNode["propose"]>): Promise<R> {
@@ -263,7 +300,9 @@ export class RaftNode<R = unknown> {
   private persistDone: Promise<void> = Promise.resolve();
 
   private pump(): void {
-    if (this.stopped || this.persisting || this.pumping) return;
+    // `finishing`: an input made by a callback while a Ready is finished (a proposal or read from
+    // the server as entries apply) waits for the loop, which resumes once that Ready is advanced.
+    if (this.stopped || this.persisting || this.pumping || this.finishing) return;
     this.pumping = true;
     try {
       while (!this.stopped && !this.persisting && this.rawNode.hasReady()) {
@@ -296,8 +335,20 @@ export class RaftNode<R = unknown> {
     }
   }
 
+  private finishing = false;
+
   /** Send, restore, apply, advance, then settle proposals and reads. */
   private finish(rd: Ready): void {
+    assert(!this.finishing, "finish() re-entered");
+    this.finishing = true;
+    try {
+      this.finishReady(rd);
+    } finally {
+      this.finishing = false;
+    }
+  }
+
+  private finishReady(rd: Ready): void {
     if (rd.messages.length > 0) this.transport.send(rd.messages);
     if (rd.snapshot) {
       const at = rd.snapshot.meta.index;
@@ -323,6 +374,7 @@ export class RaftNode<R = unknown> {
     this.serveReads();
     this.settleLeadership();
     this.startReadRound();
+    if (this.cfg.onApplied && (rd.committedEntries.length > 0 || rd.snapshot)) this.cfg.onApplied();
     const every = this.cfg.snapshotEntries ?? 0;
     if (every > 0 && !this.compactingFlag && this.applied - this.storage.firstIndex() + 1 >= every) void this.snapshot().catch((err: unknown) => this.fail(err));
   }

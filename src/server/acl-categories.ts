@@ -83,6 +83,8 @@ export const ACL_CATEGORIES: Readonly<Record<string, string>> = {
   "command|info": "@slow @connection",
   "command|help": "@slow @connection",
   "save": "@admin @slow @dangerous",
+  "kv.peer": "@admin @slow @dangerous",
+  "kv.readindex": "@admin @fast @dangerous",
   "bgsave": "@admin @slow @dangerous",
   "lastsave": "@admin @fast @dangerous",
   "time": "@fast",

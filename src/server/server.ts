@@ -5,10 +5,13 @@ import { assert, AssertionError, ProtocolError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { ReplyBuffer, type Proto } from "../resp/encode.ts";
 import { RequestParser } from "../resp/request-parser.ts";
+import { arityOk, type CommandSpec } from "../kv/command.ts";
+import type { ServerCtx } from "./dispatch.ts";
 import type { ServerConfig } from "../config.ts";
 import { Dispatcher } from "./dispatch.ts";
 import type { Db } from "../kv/db.ts";
 import { type DurableLog, type Proposal, WriteRefusedError } from "../node/durable.ts";
+import { ClusterError, ClusterNode } from "../node/cluster-node.ts";
 import { StorageIoError, WalFailedError } from "../node/errors.ts";
 
 /** Commands one connection may have waiting behind its own unapplied writes before reading pauses. */
@@ -56,7 +59,22 @@ export const IDLE_GC_LIVE_KEYS_MAX = 1_000_000;
 export type PendingCommand =
   | { readonly kind: "write"; readonly proposal: Proposal<Conn> }
   | { readonly kind: "queued"; readonly argv: string[] }
-  | { readonly kind: "later"; reply: ((out: ReplyBuffer) => void) | undefined };
+  | { readonly kind: "later"; reply: ((out: ReplyBuffer) => void) | undefined }
+  | { readonly kind: "read"; readonly argv: string[]; readonly gate: ReadGate };
+
+/**
+ * A linearizable read point shared by the reads of one batch (cluster mode): reads wait in their
+ * connection's queue until it opens (the node's state then reflects every write acknowledged
+ * before they arrived), or answer its error.
+ */
+export interface ReadGate {
+  open: boolean;
+  error: string | null;
+  readonly conns: Set<Conn>;
+}
+
+/** What the server runs on: the single-node log or a Raft member (same surface). */
+export type LogNode = DurableLog<Conn> | ClusterNode<Conn>;
 
 const log = logger("server");
 
@@ -104,6 +122,8 @@ export class Conn {
    */
   pausedForPendingWrites = false;
   heldWrite: string[] | null = null;
+  /** Set by KV.PEER: this connection is another member's link (forwarded writes, read-index requests). */
+  peerOf = 0;
   /** Set once kv has sent its FIN and is discarding input until the client closes (see LINGER_MS). */
   lingerTimer: ReturnType<typeof setTimeout> | null = null;
   readonly createdAtMs: number;
@@ -144,7 +164,7 @@ export interface ServerStats {
  * they themselves have run: SAVE answers later (a deferred reply), and writes behind it must not
  * be applied before it; QUIT closes the connection, so nothing sent after it may run.
  */
-const BARRIER_COMMANDS: ReadonlySet<string> = new Set(["save", "quit"]);
+const BARRIER_COMMANDS: ReadonlySet<string> = new Set(["save", "quit", "kv.readindex"]);
 
 export class KvServer {
   readonly db: Db;
@@ -169,10 +189,14 @@ export class KvServer {
   /** Connections holding a write until the writes not yet durable are under --pending-writes-limit, oldest first. */
   readonly pendingWritesWaiters = new Set<Conn>();
 
+  /** The Raft member this server runs on, or null for the single-node log. */
+  readonly node: ClusterNode<Conn> | null;
+
   constructor(
     readonly config: ServerConfig,
-    readonly durable: DurableLog<Conn>,
+    readonly durable: LogNode,
   ) {
+    this.node = durable instanceof ClusterNode ? durable : null;
     this.db = durable.fsm.db;
     durable.replyTo = (p) => this.replyTo(p);
     durable.onApplied = (p) => {
@@ -310,6 +334,7 @@ export class KvServer {
   process(conn: Conn): void {
     const out = this.scratch;
     const limit = this.config.clientOutputBufferLimit;
+    let gate: ReadGate | undefined;
     for (;;) {
       out.reset();
       out.proto = conn.proto;
@@ -336,8 +361,25 @@ export class KvServer {
               break;
             }
           }
-          const spec = this.dispatcher.lookup(argv[0]!);
-          if (this.dispatcher.isLoggedWrite(spec, argv.length)) {
+          let spec = this.dispatcher.lookup(argv[0]!);
+          let fwdProto: 2 | 3 | undefined;
+          if (spec === undefined && conn.peerOf !== 0 && argv.length >= 3 && argv[0]!.toUpperCase() === "KV.FWD") {
+            // A write another member forwarded: `KV.FWD <proto> <command...>`, answered in that protocol.
+            fwdProto = argv[1] === "3" ? 3 : 2;
+            argv = argv.slice(2);
+            spec = this.dispatcher.lookup(argv[0]!);
+          }
+          if (this.node !== null && (fwdProto !== undefined || this.dispatcher.isLoggedWrite(spec, argv.length))) {
+            if (fwdProto === undefined && this.dispatcher.isLoggedWrite(spec, argv.length) && this.durable.pendingBytes >= this.config.pendingWritesLimit) {
+              this.holdForPendingWrites(conn, argv);
+              break;
+            }
+            if (conn.pending.some((c) => c.kind === "read")) conn.pending.push({ kind: "queued", argv: fwdProto === undefined ? argv : ["KV.FWD", String(fwdProto), ...argv] });
+            else this.startClusterWrite(conn, spec, argv, out, nowMs, fwdProto, false);
+          } else if (this.node !== null && spec !== undefined && spec.flags.includes("readonly") && arityOk(spec.arity, argv.length)) {
+            conn.pending.push({ kind: "read", argv, gate: (gate ??= this.readGate()) });
+            gate.conns.add(conn);
+          } else if (this.dispatcher.isLoggedWrite(spec, argv.length)) {
             if (this.durable.pendingBytes >= this.config.pendingWritesLimit) {
               this.holdForPendingWrites(conn, argv);
               break;
@@ -353,7 +395,7 @@ export class KvServer {
             }
             let p: Proposal<Conn>;
             try {
-              p = this.durable.propose(argv, nowMs, conn);
+              p = (this.durable as DurableLog<Conn>).propose(argv, nowMs, conn);
             } catch (e) {
               if (!(e instanceof WriteRefusedError)) throw e;
               log.warn(`client ${conn.id} (${conn.addr}): ${e.message}`);
@@ -384,6 +426,107 @@ export class KvServer {
         return;
       }
     }
+  }
+
+  // ---- cluster mode: writes through the leader, reads behind a read barrier ----------------
+
+  /** A write may be proposed or forwarded now only when nothing ahead of it could still be answered after it. */
+  private writeMayStart(conn: Conn): boolean {
+    for (const c of conn.pending) {
+      if (c.kind === "read" || c.kind === "later") return false;
+      if (c.kind === "queued" && this.isQueuedWrite(c.argv)) return false;
+    }
+    return true;
+  }
+
+  private isQueuedWrite(argv: string[]): boolean {
+    return argv[0] === "KV.FWD" || this.dispatcher.isLoggedWrite(this.dispatcher.lookup(argv[0]!), argv.length);
+  }
+
+  /**
+   * A write in cluster mode: proposed here on the leader (answered when applied), forwarded to the
+   * leader elsewhere (answered with the leader's reply bytes). `fwdProto`: it was forwarded to this
+   * node by another member (never forwarded again). `atFront`: called while draining, at the head
+   * of the connection's queue (its reply or place goes first); else at the end.
+   */
+  private startClusterWrite(conn: Conn, spec: CommandSpec<ServerCtx> | undefined, argv: string[], out: ReplyBuffer, nowMs: number, fwdProto: 2 | 3 | undefined, atFront: boolean): void {
+    const node = this.node!;
+    const place = (item: PendingCommand) => (atFront ? conn.pending.unshift(item) : conn.pending.push(item));
+    const answer = (text: string) => {
+      if (atFront || conn.pending.length === 0) out.error(text);
+      else conn.pending.push({ kind: "later", reply: (o) => o.error(text) });
+    };
+    if (!this.dispatcher.isLoggedWrite(spec, argv.length)) {
+      // A forwarded command that is not a write here: run it in place (unknown names, bad arity answer themselves).
+      if (atFront || conn.pending.length === 0) this.dispatcher.run(conn, spec, argv, out, nowMs);
+      else conn.pending.push({ kind: "queued", argv });
+      return;
+    }
+    const refused = this.dispatcher.refusal(spec!, argv);
+    if (refused !== null) {
+      answer(refused);
+      return;
+    }
+    if (node.isLeader()) {
+      let p: Proposal<Conn>;
+      try {
+        p = node.propose(argv, nowMs, conn, fwdProto ?? conn.proto, fwdProto !== undefined);
+      } catch (e) {
+        if (!(e instanceof WriteRefusedError)) throw e;
+        log.warn(`client ${conn.id} (${conn.addr}): ${e.message}`);
+        this.dispatcher.rejectLogged(argv);
+        answer(`ERR ${e.message}`);
+        return;
+      }
+      place({ kind: "write", proposal: p });
+      return;
+    }
+    if (fwdProto !== undefined) {
+      // Another member sent it here as the leader; this node is not (any more): certainly not logged.
+      answer("TRYAGAIN this node is no longer the leader: retry");
+      return;
+    }
+    const item: PendingCommand & { kind: "later" } = { kind: "later", reply: undefined };
+    place(item);
+    node.forward(argv, conn.proto).then(
+      (bytes) => this.settle(conn, item, (o) => o.raw(bytes)),
+      (e: unknown) => {
+        if (!(e instanceof ClusterError)) throw crash(e);
+        this.settle(conn, item, (o) => o.error(e.reply));
+      },
+    );
+  }
+
+  /** Sets the reply of a pending "later" item; answers it (and what follows) if it heads the queue. */
+  private settle(conn: Conn, item: PendingCommand & { kind: "later" }, reply: (out: ReplyBuffer) => void): void {
+    item.reply = reply;
+    if (conn.pending[0] === item) {
+      this.drainPending(conn, this.replyOut(conn));
+      this.flushTouched();
+    }
+  }
+
+  /** A read point for the reads of one batch: asked now (after the reads arrived), opened when confirmed. */
+  private readGate(): ReadGate {
+    const gate: ReadGate = { open: false, error: null, conns: new Set() };
+    this.node!.readBarrier().then(
+      () => this.openGate(gate, null),
+      (e: unknown) => {
+        if (!(e instanceof ClusterError)) throw crash(e);
+        this.openGate(gate, e.reply);
+      },
+    );
+    return gate;
+  }
+
+  private openGate(gate: ReadGate, error: string | null): void {
+    gate.open = true;
+    gate.error = error;
+    for (const conn of gate.conns) {
+      const head = conn.pending[0];
+      if (head?.kind === "read" && head.gate === gate) this.drainPending(conn, this.replyOut(conn));
+    }
+    this.flushTouched();
   }
 
   /**
@@ -541,13 +684,16 @@ export class KvServer {
     let out = this.replyOut(conn);
     if (!this.withinOutputLimit(conn, out)) out = this.replyOut(conn); // closed: the sink
     conn.replyMark = out.len;
+    if (p.forwarded) out.raw(Buffer.from(`*2\r\n:${p.index}\r\n`, "latin1"));
     this.dispatcher.beginApply();
     return out;
   }
 
   private onWriteFailed(batch: Proposal<Conn>[], err: Error): void {
     let text: string;
-    if (err instanceof WalFailedError) {
+    if (err instanceof ClusterError) {
+      text = err.reply;
+    } else if (err instanceof WalFailedError) {
       text = `MISCONF kv cannot write to its log, so writes are refused until the node restarts (${err.first.message})`;
     } else if (err instanceof StorageIoError) {
       // After a failed write or fsync the bytes may or may not be on disk: a restart could
@@ -559,9 +705,15 @@ export class KvServer {
     }
     for (const p of batch) {
       const conn = p.owner;
-      const head = conn.pending.shift();
-      assert(head?.kind === "write" && head.proposal === p, `failed write ${p.index} is not the head of its connection's queue`);
+      const at = conn.pending.findIndex((c) => c.kind === "write" && c.proposal === p);
+      assert(at >= 0, `failed write ${p.index} is not in its connection's queue`);
       this.dispatcher.rejectLogged(p.argv);
+      if (at > 0) {
+        // Replies owed before it are still to come (a Raft member fails writes one by one): its error waits its turn.
+        conn.pending[at] = { kind: "later", reply: (o) => o.error(text) };
+        continue;
+      }
+      conn.pending.shift();
       const out = this.replyOut(conn);
       out.error(text);
       this.drainPending(conn, out);
@@ -577,9 +729,25 @@ export class KvServer {
       const item = conn.pending[0]!;
       if (item.kind === "write") return; // applied, or failed, by the log in its turn
       if (item.kind === "later" && item.reply === undefined) return; // SAVE not settled yet
+      if (item.kind === "read" && !item.gate.open) return; // its read point is not confirmed yet
+      if (item.kind === "queued" && this.node !== null && this.isQueuedWrite(item.argv)) {
+        // A write that waited behind a read or a forwarded write: it starts now, at the head.
+        conn.pending.shift();
+        let argv = item.argv;
+        let fwd: 2 | 3 | undefined;
+        if (argv[0] === "KV.FWD") {
+          fwd = argv[1] === "3" ? 3 : 2;
+          argv = argv.slice(2);
+        }
+        if (conn.closed) continue; // never proposed: nothing to answer
+        this.startClusterWrite(conn, this.dispatcher.lookup(argv[0]!), argv, out, nowMs === 0 ? (nowMs = this.now()) : nowMs, fwd, true);
+        continue;
+      }
       conn.pending.shift();
       if (item.kind === "later") item.reply!(out);
-      else if (!conn.closing && !conn.closed) {
+      else if (item.kind === "read" && item.gate.error !== null) {
+        if (!conn.closed) out.error(item.gate.error);
+      } else if (!conn.closing && !conn.closed) {
         // Checked before each command, as in a read batch. Once closed, the loop goes on dropping
         // the queued reads, unrun, up to the connection's next write (also for a client that
         // disconnected by itself).

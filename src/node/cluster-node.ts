@@ -1,0 +1,752 @@
+// A kv member of a Raft group: the RaftNode runtime over the WAL (RaftLog), the TCP transport and
+// the KV state machine, with what the server needs on top: proposals that answer their client in
+// log order, linearizable read barriers (ReadIndex, asked of the leader by a follower), forwarding
+// of writes to the leader, expirations decided by the leader, and snapshots.
+import { existsSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from "node:fs";
+import { join } from "node:path";
+import { assert, AssertionError, ConfigError } from "../errors.ts";
+import { logger } from "../log.ts";
+import type { KvStateMachine } from "../kv/fsm.ts";
+import type { DbEntry } from "../kv/db.ts";
+import { Rand } from "../raft/rand.ts";
+import type { RaftStorage } from "../raft/storage.ts";
+import { NONE, encodeConfChange, type ConfState, type Entry, type HardState, type NodeId, type Snapshot, type SnapshotMeta } from "../raft/types.ts";
+import { ReplyBuffer, type ReplyWriter } from "../resp/encode.ts";
+import { encodedCommandBytes } from "../resp/request-parser.ts";
+import { RaftLog } from "../storage/raft-log.ts";
+import { RECORD_PAYLOAD_BYTES_MAX, recordBytesFor, type FsyncMode, type StorageIo } from "../storage/index.ts";
+import type { ClusterView, MemberAddress, MemberRole, MemberStatus } from "./cluster-view.ts";
+import { type Proposal, type RecoveryStats, type SnapshotStats, WriteRefusedError } from "./durable.ts";
+import { COMMAND_ENTRY_OVERHEAD_BYTES, decodeKvImage, encodeCommandEntry, encodeExpireEntry, encodeKvImage, EXPIRE_BATCH_KEYS_MAX } from "./kv-payload.ts";
+import { KvRaftStateMachine } from "./kv-state-machine.ts";
+import { LeaderLinks, LinkLostError } from "./leader-link.ts";
+import { DroppedError, NodeClosedError, NotLeaderError, RaftNode, UnknownOutcomeError } from "./raft-node.ts";
+import type { StateMachine } from "./state-machine.ts";
+import { TcpTransport } from "./tcp-transport.ts";
+import { Ticker } from "./ticker.ts";
+
+const log = logger("raft");
+
+/** The head of a forwarded write's reply: the index it was applied at. */
+const FORWARDED_HEAD = /^\*2\r\n:(\d+)\r\n/;
+
+/** The membership file in a data dir: the cluster id and every member's addresses, written on first start. */
+export const MEMBERS_FILE = "raft-members.json";
+/** Reads waiting for a barrier at once, past which new reads are refused with CLUSTERDOWN-style errors. */
+export const READS_WAITING_MAX = 1_000_000;
+
+export interface ClusterNodeOptions {
+  id: NodeId;
+  dataDir: string;
+  fsync: FsyncMode;
+  segmentBytesMax: number;
+  /** Log bytes applied since the last snapshot that trigger a new one. */
+  snapshotLogBytes: number;
+  /** Initial members (ignored when the data dir already holds a cluster). */
+  members: readonly MemberAddress[];
+  clusterId: string;
+  /** Address this node listens on for peers. */
+  peerListen: { host: string; port: number };
+  heartbeatMs: number;
+  electionMs: number;
+  io?: StorageIo;
+  /** Testing only: reads are served from local state without a barrier (not linearizable). */
+  unsafeLocalReads?: boolean;
+}
+
+/** Why a request failed, as the client sees it. */
+export type ClusterFailure =
+  | { readonly kind: "clusterdown"; readonly why: string }
+  | { readonly kind: "tryagain"; readonly why: string }
+  | { readonly kind: "uncertain"; readonly why: string };
+
+/** A request the cluster could not carry out: the reply the client gets says which kind. */
+export class ClusterError extends Error {
+  override name = "ClusterError";
+  constructor(readonly failure: ClusterFailure) {
+    super(failure.why);
+  }
+  /** The RESP error text (without the leading "-"). */
+  get reply(): string {
+    const f = this.failure;
+    switch (f.kind) {
+      case "clusterdown":
+        return `CLUSTERDOWN ${f.why}`;
+      case "tryagain":
+        return `TRYAGAIN ${f.why}`;
+      case "uncertain":
+        return `UNCERTAIN write outcome unknown: ${f.why}`;
+    }
+  }
+}
+
+/** The client-facing meaning of a runtime error for a write. */
+export function writeFailure(err: unknown): ClusterError {
+  if (err instanceof ClusterError) return err;
+  if (err instanceof NotLeaderError) {
+    return new ClusterError(err.leader === NONE ? { kind: "clusterdown", why: "no leader elected: retry" } : { kind: "tryagain", why: "leadership moved before the write was logged: retry" });
+  }
+  if (err instanceof DroppedError) return new ClusterError({ kind: "tryagain", why: `the write was not logged (${err.reason}): retry` });
+  if (err instanceof UnknownOutcomeError) return new ClusterError({ kind: "uncertain", why: "leadership was lost after the write was logged; it may or may not be applied" });
+  if (err instanceof NodeClosedError) return new ClusterError({ kind: "uncertain", why: `the node stopped (${err.message}); the write may or may not be applied` });
+  if (err instanceof LinkLostError) return new ClusterError({ kind: "uncertain", why: `${err.message}; the write may or may not be applied` });
+  if (err instanceof Error && err.name === "LinkRefusedError") return new ClusterError({ kind: "tryagain", why: `${err.message}: retry` });
+  throw err;
+}
+
+interface Members {
+  clusterId: string;
+  members: MemberAddress[];
+}
+
+function loadMembers(dataDir: string): Members | undefined {
+  const path = join(dataDir, MEMBERS_FILE);
+  if (!existsSync(path)) return undefined;
+  const m = JSON.parse(readFileSync(path, "utf8")) as Members;
+  if (typeof m.clusterId !== "string" || !Array.isArray(m.members) || m.members.length === 0) throw new Error(`${path}: not a membership file`);
+  return m;
+}
+
+function saveMembers(dataDir: string, m: Members): void {
+  const path = join(dataDir, MEMBERS_FILE);
+  const tmp = `${path}.tmp`;
+  writeFileSync(tmp, JSON.stringify(m, null, 2) + "\n");
+  const fd = openSync(tmp, "r");
+  fsyncSync(fd);
+  closeSync(fd);
+  renameSync(tmp, path);
+  const dfd = openSync(dataDir, "r");
+  fsyncSync(dfd);
+  closeSync(dfd);
+}
+
+/**
+ * RaftLog with the state machine's image: the snapshot the leader sends holds the keyspace (read
+ * from the newest snapshot file), and a snapshot received is written as a file before the log
+ * takes it.
+ */
+class KvRaftStorage implements RaftStorage {
+  private image: { index: number; data: Uint8Array } | undefined;
+
+  constructor(readonly log: RaftLog) {}
+
+  initialState(): { hardState: HardState; confState: ConfState } {
+    return this.log.initialState();
+  }
+  firstIndex(): number {
+    return this.log.firstIndex();
+  }
+  lastIndex(): number {
+    return this.log.lastIndex();
+  }
+  term(i: number): number | undefined {
+    return this.log.term(i);
+  }
+  entries(lo: number, hi: number, maxBytes: number): Entry[] {
+    return this.log.entries(lo, hi, maxBytes);
+  }
+
+  snapshot(): Snapshot {
+    const s = this.log.snapshot();
+    if (s.meta.index === 0) return s;
+    if (this.image?.index !== s.meta.index) this.image = { index: s.meta.index, data: this.readImage(s.meta.index) };
+    return { meta: s.meta, data: this.image.data };
+  }
+
+  /** The keyspace image of the snapshot file at `index` (blocks while it reads the file). */
+  private readImage(index: number): Uint8Array {
+    const store = this.log.snapshots;
+    const found = store.list().find((s) => s.lastIndex === index);
+    assert(found !== undefined, `no snapshot file at index ${index}`);
+    const loaded = store.load(join(store.dir, found.name));
+    const entries: DbEntry[] = [];
+    loaded.forEach((k, v, at) => entries.push([k, v, at]));
+    const appliedMs = Number(new TextDecoder().decode(loaded.meta)) || 0;
+    return encodeKvImage(appliedMs, () => entries);
+  }
+
+  /** Makes `data` (a keyspace image) durable as the snapshot file of `meta`. */
+  async saveImage(meta: SnapshotMeta, data: Uint8Array): Promise<SnapshotStats> {
+    const t0 = performance.now();
+    const image = decodeKvImage(data);
+    const res = await this.log.snapshots.write(
+      {
+        lastIndex: meta.index,
+        lastTerm: meta.term,
+        meta: new TextEncoder().encode(String(image.appliedMs)),
+        membership: { voters: [...meta.confState.voters], learners: [...meta.confState.learners] },
+        yieldEveryMs: 2,
+      },
+      image.entries,
+    );
+    this.image = { index: meta.index, data };
+    return { lastIndex: meta.index, entries: res.entryCount, bytes: res.bodyBytes, durationMs: Math.round(performance.now() - t0), longestSliceMs: res.longestSliceMs };
+  }
+
+  async persist(p: { hardState: HardState | undefined; entries: readonly Entry[]; snapshot: Snapshot | undefined }): Promise<void> {
+    if (p.snapshot !== undefined && p.snapshot.meta.index > this.log.snapshot().meta.index) await this.saveImage(p.snapshot.meta, p.snapshot.data);
+    return this.log.persist(p);
+  }
+
+  compact(meta: SnapshotMeta): Promise<void> {
+    return this.log.compact(meta);
+  }
+
+  close(): Promise<void> {
+    return this.log.close();
+  }
+}
+
+/** Applies committed entries; the entries this node proposed answer their clients as they apply. */
+class ServingStateMachine<T> implements StateMachine<void> {
+  /** This node's proposals by index (with the term they were appended in). */
+  readonly owned = new Map<number, { term: number; p: Proposal<T> }>();
+  private readonly sink = new ReplyBuffer(1024);
+  /** Payload bytes applied since the last snapshot (the trigger of the next one). */
+  bytesSinceSnapshot = 0;
+
+  constructor(
+    readonly kv: KvRaftStateMachine,
+    private readonly host: ClusterNode<T>,
+  ) {}
+
+  apply(e: Entry): void {
+    this.bytesSinceSnapshot += recordBytesFor(e.data.length);
+    const mine = this.owned.get(e.index);
+    if (mine !== undefined && mine.term === e.term) {
+      this.owned.delete(e.index);
+      const out = this.host.replyTo(mine.p) as ReplyBuffer;
+      this.host.pendingBytesValue -= mine.p.bytes;
+      this.kv.applyInto(e, out);
+      this.host.onApplied(mine.p);
+      return;
+    }
+    this.sink.reset();
+    this.kv.applyInto(e, this.sink);
+  }
+
+  snapshot(): Uint8Array {
+    return this.kv.snapshot();
+  }
+
+  restore(s: Snapshot): void {
+    this.kv.restore(s);
+    this.bytesSinceSnapshot = 0;
+    if (this.started) log.info(`installed the leader's snapshot at index ${s.meta.index} (${this.kv.kv.db.dbsize()} keys)`);
+    this.started = true;
+  }
+
+  /** The first restore is the node's own snapshot at start; later ones come from the leader. */
+  private started = false;
+}
+
+/** Reads waiting for the state machine to reach an index. */
+interface AppliedWaiter {
+  index: number;
+  resolve: () => void;
+}
+
+export class ClusterNode<T> {
+  readonly id: NodeId;
+  readonly clusterId: string;
+  readonly fsm: KvStateMachine;
+  readonly raftSm: KvRaftStateMachine;
+  readonly view: ClusterView;
+  readonly node: RaftNode<void>;
+  recovery: RecoveryStats;
+  /** Bytes (as logged) of this node's proposals not yet applied or failed. */
+  pendingBytesValue = 0;
+  lastSnapshot: SnapshotStats | null = null;
+  lastSnapshotAtMs = 0;
+  lastSnapshotStatus: "ok" | "err" = "ok";
+  lastSnapshotError: string | null = null;
+  lastSnapshotAttemptSec = -1;
+  private snapshotRunning: Promise<SnapshotStats> | null = null;
+  private members: Map<NodeId, MemberAddress>;
+  private readonly sm: ServingStateMachine<T>;
+  private readonly storage: KvRaftStorage;
+  private readonly transport: TcpTransport;
+  private readonly ticker: Ticker;
+  private readonly links: LeaderLinks;
+  private readonly opts: ClusterNodeOptions;
+  private batch: Proposal<T>[] = [];
+  private flushScheduled = false;
+  private stampFloorMs = 0;
+  private expireInFlight = false;
+  private appliedWaiters: AppliedWaiter[] = [];
+  /** Follower reads that arrived this turn: they share one read-index request to the leader. */
+  private followerReads: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  private followerReadScheduled = false;
+  private readsWaiting = 0;
+  private closing = false;
+  private readonly lastContact = new Map<NodeId, number>();
+  /** The role and leader last logged (a change is logged once). */
+  private loggedRole = "";
+
+  // Set by the owner (the server), as for DurableLog.
+  replyTo: (p: Proposal<T>) => ReplyWriter = () => {
+    throw new AssertionError("replyTo not set");
+  };
+  onApplied: (p: Proposal<T>) => void = () => {};
+  onBatchDone: () => void = () => {};
+  onFailed: (batch: Proposal<T>[], err: Error) => void = () => {};
+  /** Called when the node stops on a storage failure or broken invariant (the process should exit). */
+  onFatal: (err: unknown) => void = (err) => {
+    throw err;
+  };
+
+  private constructor(opts: ClusterNodeOptions, log_: RaftLog, members: Members, recovery: RecoveryStats) {
+    this.opts = opts;
+    this.id = opts.id;
+    this.clusterId = members.clusterId;
+    this.members = new Map(members.members.map((m) => [m.id, m]));
+    this.recovery = recovery;
+    this.storage = new KvRaftStorage(log_);
+    this.raftSm = new KvRaftStateMachine({ scanCursorBase: 1 + Math.floor(Math.random() * 2 ** 40) });
+    this.fsm = this.raftSm.kv;
+    this.sm = new ServingStateMachine(this.raftSm, this);
+    const peers = new Map<NodeId, string>();
+    for (const m of members.members) if (m.id !== opts.id) peers.set(m.id, m.peer);
+    this.transport = new TcpTransport({
+      id: opts.id,
+      clusterId: members.clusterId,
+      listen: opts.peerListen,
+      peers,
+      onUnreachable: (id) => this.node?.rawNode.reportUnreachable(id),
+      log: logger("peer"),
+    });
+    const tickMs = Math.max(1, Math.round(opts.heartbeatMs / 5));
+    this.node = new RaftNode<void>({
+      id: opts.id,
+      storage: this.storage,
+      transport: {
+        send: (ms) => this.transport.send(ms),
+        onMessage: (h) =>
+          this.transport.onMessage((m) => {
+            this.lastContact.set(m.from, Date.now());
+            h(m);
+          }),
+        close: () => this.transport.close(),
+      },
+      stateMachine: this.sm,
+      rand: new Rand(Number(process.hrtime.bigint() % 2_147_483_647n) ^ (opts.id * 7919)),
+      raft: {
+        heartbeatTicks: Math.max(1, Math.round(opts.heartbeatMs / tickMs)),
+        electionTicks: Math.max(2, Math.round(opts.electionMs / tickMs)),
+        preVote: true,
+        checkQuorum: true,
+      },
+      saveSnapshot: async (meta, data) => {
+        const stats = await this.storage.saveImage(meta, data);
+        this.lastSnapshot = stats;
+      },
+      readCtxPrefix: `${opts.id}.${process.pid}.${Date.now()}.`,
+      onFatal: (err) => this.onFatal(err),
+      onApplied: () => this.afterApply(),
+    });
+    this.ticker = new Ticker(
+      {
+        tick: () => {
+          this.node.tick();
+          this.watchRole();
+        },
+      },
+      tickMs,
+      (err) => this.onFatal(err),
+    );
+    this.links = new LeaderLinks([["KV.PEER", members.clusterId, String(opts.id)]]);
+    this.view = this.makeView();
+    this.stampFloorMs = this.fsm.appliedMs;
+  }
+
+  /**
+   * Opens the data dir: the membership file (written from opts on first start), the Raft log
+   * (bootstrapped with the initial voters on first start, as every member does identically),
+   * and the newest snapshot. Entries are applied up to the durable commit once the node runs.
+   */
+  static async open<T>(opts: ClusterNodeOptions): Promise<ClusterNode<T>> {
+    const t0 = performance.now();
+    let members = loadMembers(opts.dataDir);
+    const log_ = await RaftLog.open({ dataDir: opts.dataDir, fsync: opts.fsync, segmentBytesMax: opts.segmentBytesMax, io: opts.io });
+    try {
+      if (members === undefined) {
+        if (log_.lastIndex() > 0 || log_.snapshot().meta.index > 0) {
+          throw new ConfigError(`${opts.dataDir} holds a log but no ${MEMBERS_FILE}: it was written by a single node (kv serve without --cluster) or is damaged`);
+        }
+        members = { clusterId: opts.clusterId, members: [...opts.members].sort((a, b) => a.id - b.id) };
+        if (!members.members.some((m) => m.id === opts.id)) throw new ConfigError(`--id ${opts.id} is not one of the members in --cluster`);
+        // Every member bootstraps the same entries: one add-voter per member at term 1, committed.
+        const entries: Entry[] = members.members.map((m, i) => ({ index: i + 1, term: 1, type: "conf-change", data: encodeConfChange({ type: "add-voter", node: m.id }) }));
+        await log_.persist({ hardState: { term: 1, vote: NONE, commit: entries.length }, entries, snapshot: undefined });
+        saveMembers(opts.dataDir, members);
+      } else if (!members.members.some((m) => m.id === opts.id)) {
+        throw new ConfigError(`${opts.dataDir} belongs to a cluster in which node ${opts.id} is not a member (members: ${members.members.map((m) => m.id).join(",")})`);
+      }
+      const snapIndex = log_.snapshot().meta.index;
+      const recovery: RecoveryStats = {
+        snapshotIndex: snapIndex,
+        snapshotEntries: 0,
+        replayedRecords: log_.initialState().hardState.commit - snapIndex,
+        lastIndex: log_.lastIndex(),
+        durationMs: 0,
+      };
+      const node = new ClusterNode<T>(opts, log_, members, recovery);
+      recovery.snapshotEntries = node.fsm.db.dbsize();
+      recovery.durationMs = Math.round(performance.now() - t0);
+      return node;
+    } catch (e) {
+      await log_.close();
+      throw e;
+    }
+  }
+
+  /** Logs a change of role or leader (checked every tick). */
+  private watchRole(): void {
+    const r = this.node.rawNode.raft;
+    const now = `${r.role}/${r.lead}/${r.role === "leader" ? r.term : 0}`;
+    if (now === this.loggedRole) return;
+    this.loggedRole = now;
+    if (r.role === "leader") log.info(`leader of term ${r.term}`);
+    else if (r.role === "follower" && r.lead !== NONE) log.info(`following node ${r.lead} (term ${r.term})`);
+    else if (r.role === "follower") log.info(`no leader known (term ${r.term})`);
+  }
+
+  /** Starts ticking (elections, heartbeats) and listening for peers. */
+  start(): void {
+    this.ticker.start();
+  }
+
+  get peerPort(): number {
+    return this.transport.port;
+  }
+
+  // ---- what the server asks ----
+
+  get pendingBytes(): number {
+    return this.pendingBytesValue;
+  }
+
+  get applied(): number {
+    return this.node.status().smApplied;
+  }
+
+  get walStats() {
+    return this.storage.log.log.stats;
+  }
+
+  get changesSinceSnapshot(): number {
+    return this.applied - this.storage.log.snapshot().meta.index;
+  }
+
+  get snapshotInProgress(): boolean {
+    return this.snapshotRunning !== null;
+  }
+
+  isLeader(): boolean {
+    return this.node.rawNode.raft.role === "leader";
+  }
+
+  /** The leader's client address, or undefined when no leader is known (or it has no address). */
+  leaderAddr(): string | undefined {
+    const lead = this.node.rawNode.raft.lead;
+    if (lead === NONE) return undefined;
+    return this.members.get(lead)?.addr;
+  }
+
+  /** The time commands run at: never before a time already used or applied (see DurableLog.now). */
+  now(wallMs: number): number {
+    let t = wallMs;
+    if (this.fsm.appliedMs > t) t = this.fsm.appliedMs;
+    if (this.stampFloorMs > t) t = this.stampFloorMs;
+    this.stampFloorMs = t;
+    return t;
+  }
+
+  /**
+   * Queues a write (leader only; the server forwards otherwise). It joins the entries proposed at
+   * the end of this turn of the event loop: one Ready, one append, one fdatasync for all.
+   */
+  propose(argv: string[], nowMs: number, owner: T, proto: 2 | 3 = 2, forwarded = false): Proposal<T> {
+    const payloadBytes = encodedCommandBytes(argv) + COMMAND_ENTRY_OVERHEAD_BYTES;
+    if (payloadBytes > RECORD_PAYLOAD_BYTES_MAX) {
+      throw new WriteRefusedError(
+        `write not accepted: the command is ${payloadBytes} bytes as a log entry, past the log's record limit of ${RECORD_PAYLOAD_BYTES_MAX} bytes (${RECORD_PAYLOAD_BYTES_MAX / 1048576} MiB) for one write`,
+      );
+    }
+    const t = this.now(nowMs);
+    const payload = encodeCommandEntry(argv, t, proto);
+    const p: Proposal<T> = { index: 0, argv, nowMs: t, owner, payload, bytes: recordBytesFor(payload.length), forwarded };
+    this.pendingBytesValue += p.bytes;
+    this.batch.push(p);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flushTask);
+    }
+    return p;
+  }
+
+  private readonly flushTask = (): void => this.flush();
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.batch;
+    if (batch.length === 0) return;
+    this.batch = [];
+    const results = this.node.proposeMany(batch.map((p) => p.payload));
+    for (let i = 0; i < batch.length; i++) {
+      const p = batch[i]!;
+      const r = results[i]!;
+      if ("error" in r) {
+        this.fail(p, r.error);
+        continue;
+      }
+      p.index = r.index;
+      const prev = this.sm.owned.get(r.index);
+      if (prev !== undefined) {
+        // A proposal of an older term at this index was overwritten before its failure was delivered.
+        this.sm.owned.delete(r.index);
+        this.fail(prev.p, new UnknownOutcomeError(r.index));
+      }
+      const mine = { term: r.term, p };
+      this.sm.owned.set(r.index, mine);
+      r.result.then(
+        () => {},
+        (err: unknown) => {
+          if (this.sm.owned.get(r.index) !== mine) return;
+          this.sm.owned.delete(r.index);
+          this.fail(p, err);
+        },
+      );
+    }
+  }
+
+  private fail(p: Proposal<T>, err: unknown): void {
+    this.pendingBytesValue -= p.bytes;
+    this.onFailed([p], writeFailure(err));
+  }
+
+  /** After a Ready applied entries: answer the server, wake reads, maybe snapshot. */
+  private afterApply(): void {
+    this.onBatchDone();
+    if (this.appliedWaiters.length > 0) {
+      const applied = this.applied;
+      const still: AppliedWaiter[] = [];
+      for (const w of this.appliedWaiters) {
+        if (w.index <= applied) w.resolve();
+        else still.push(w);
+      }
+      this.appliedWaiters = still;
+    }
+    if (this.sm.bytesSinceSnapshot >= this.opts.snapshotLogBytes && this.snapshotRunning === null && !this.closing) {
+      void this.snapshot().catch(() => {});
+    }
+  }
+
+  /** Resolves once the state machine has applied `index`. */
+  waitApplied(index: number): Promise<void> {
+    if (this.applied >= index) return Promise.resolve();
+    return new Promise((resolve) => this.appliedWaiters.push({ index, resolve }));
+  }
+
+  /**
+   * A linearizable read point: resolves once this node's state reflects every write acknowledged
+   * before the call (ReadIndex on the leader; on a follower, the leader's read index, then waits to
+   * apply it). Rejects with ClusterError (clusterdown: no leader or leadership lost; retry).
+   */
+  readBarrier(): Promise<void> {
+    if (this.opts.unsafeLocalReads) return Promise.resolve();
+    if (this.closing) return Promise.reject(new ClusterError({ kind: "clusterdown", why: "node shutting down" }));
+    if (this.readsWaiting >= READS_WAITING_MAX) return Promise.reject(new ClusterError({ kind: "tryagain", why: `${READS_WAITING_MAX} reads already wait: retry` }));
+    this.readsWaiting++;
+    const done = () => {
+      this.readsWaiting--;
+    };
+    let p: Promise<void>;
+    if (this.isLeader()) {
+      p = this.node.readIndex().then(
+        () => {},
+        (err: unknown) => {
+          throw this.readFailure(err);
+        },
+      );
+    } else {
+      p = new Promise<void>((resolve, reject) => {
+        this.followerReads.push({ resolve, reject });
+        if (!this.followerReadScheduled) {
+          this.followerReadScheduled = true;
+          setImmediate(() => this.askReadIndex());
+        }
+      });
+    }
+    return p.finally(done);
+  }
+
+  /** The leader's read index for every follower read that arrived this turn (one request). */
+  private askReadIndex(): void {
+    this.followerReadScheduled = false;
+    const waiters = this.followerReads;
+    this.followerReads = [];
+    if (waiters.length === 0) return;
+    const fail = (e: ClusterError) => {
+      for (const w of waiters) w.reject(e);
+    };
+    if (this.isLeader()) {
+      // Became the leader meanwhile: one local round for all.
+      this.node.readIndex().then(
+        () => waiters.forEach((w) => w.resolve()),
+        (err: unknown) => fail(this.readFailure(err)),
+      );
+      return;
+    }
+    const addr = this.leaderAddr();
+    if (addr === undefined) {
+      fail(new ClusterError({ kind: "clusterdown", why: "no leader elected: retry" }));
+      return;
+    }
+    this.links.request(addr, ["KV.READINDEX"]).then(
+      (reply) => {
+        const text = reply.toString("latin1");
+        if (text[0] !== ":") {
+          fail(new ClusterError({ kind: "clusterdown", why: `the leader could not confirm a read (${text.slice(1).trim()}): retry` }));
+          return;
+        }
+        const index = Number(text.slice(1).trim());
+        void this.waitApplied(index).then(() => waiters.forEach((w) => w.resolve()));
+      },
+      (err: Error) => fail(new ClusterError({ kind: "clusterdown", why: `${err.message}: retry` })),
+    );
+  }
+
+  private readFailure(err: unknown): ClusterError {
+    if (err instanceof ClusterError) return err;
+    if (err instanceof NotLeaderError) return new ClusterError({ kind: "clusterdown", why: "leadership changed during the read: retry" });
+    if (err instanceof DroppedError) return new ClusterError({ kind: "tryagain", why: `read not confirmed (${err.reason}): retry` });
+    if (err instanceof NodeClosedError) return new ClusterError({ kind: "clusterdown", why: "node shutting down" });
+    throw err;
+  }
+
+  /**
+   * Sends a write to the leader and resolves with its reply bytes (in `proto`). Rejects with
+   * ClusterError: clusterdown/tryagain when it was not sent, uncertain when the link was lost
+   * after it was.
+   */
+  async forward(argv: readonly string[], proto: 2 | 3): Promise<Buffer> {
+    const addr = this.leaderAddr();
+    if (addr === undefined) throw new ClusterError({ kind: "clusterdown", why: "no leader elected: retry" });
+    let reply: Buffer;
+    try {
+      reply = await this.links.request(addr, ["KV.FWD", String(proto), ...argv]);
+    } catch (err) {
+      throw writeFailure(err);
+    }
+    // An applied write comes back as `*2 :<index> <reply>`; anything else (an error) as itself.
+    const m = FORWARDED_HEAD.exec(reply.subarray(0, 32).toString("latin1"));
+    if (m === null) return reply;
+    const index = Number(m[1]);
+    // Answered only once applied here too: what the client sends next reads its own write on this node.
+    await this.waitApplied(index);
+    return reply.subarray(m[0].length);
+  }
+
+  /**
+   * The leader proposes the deletion of keys it sees expired (one entry of up to maxKeys keys at a
+   * time); every member deletes them when it applies. Followers do nothing: their reads hide
+   * expired keys already. Returns the keys proposed.
+   */
+  sweepExpired(nowMs: number, maxKeys: number): number {
+    if (!this.isLeader() || this.expireInFlight || this.closing) return 0;
+    const t = this.now(nowMs);
+    const keys = this.raftSm.findExpired(t, Math.min(maxKeys, EXPIRE_BATCH_KEYS_MAX));
+    if (keys.length === 0) return 0;
+    const [r] = this.node.proposeMany([encodeExpireEntry(keys, t)]);
+    if (r === undefined || "error" in r) return 0;
+    this.expireInFlight = true;
+    r.result.then(
+      () => (this.expireInFlight = false),
+      () => (this.expireInFlight = false),
+    );
+    return keys.length;
+  }
+
+  /** Snapshots the state machine at the applied index and compacts the log behind it. */
+  async snapshot(): Promise<SnapshotStats> {
+    while (this.snapshotRunning !== null) await this.snapshotRunning.catch(() => {});
+    if (this.closing) throw new Error("the node is shutting down");
+    const t0 = performance.now();
+    const run = (async () => {
+      this.sm.bytesSinceSnapshot = 0;
+      const before = this.lastSnapshot;
+      await this.node.snapshot();
+      const stats = this.lastSnapshot ?? before;
+      if (stats === null || stats === before) {
+        // Nothing new to cover: the last snapshot already holds every applied entry.
+        return before ?? { lastIndex: this.storage.log.snapshot().meta.index, entries: 0, bytes: 0, durationMs: 0, longestSliceMs: 0 };
+      }
+      this.lastSnapshotAtMs = Date.now();
+      log.info(`snapshot at index ${stats.lastIndex}: ${stats.entries} keys, ${stats.bytes} bytes in ${stats.durationMs} ms`);
+      return stats;
+    })();
+    this.snapshotRunning = run;
+    try {
+      const s = await run;
+      this.lastSnapshotStatus = "ok";
+      this.lastSnapshotError = null;
+      return s;
+    } catch (e) {
+      this.lastSnapshotStatus = "err";
+      this.lastSnapshotError = (e as Error).message;
+      log.error(`snapshot failed: ${(e as Error).message}`);
+      throw e;
+    } finally {
+      this.lastSnapshotAttemptSec = Math.round((performance.now() - t0) / 1000);
+      this.snapshotRunning = null;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    this.flush();
+    this.ticker.stop();
+    this.links.close();
+    while (this.snapshotRunning !== null) await this.snapshotRunning.catch(() => {});
+    await this.node.close();
+  }
+
+  // ---- the view for ROLE, CLUSTER *, INFO raft ----
+
+  private makeView(): ClusterView {
+    const self = this;
+    return {
+      id: this.id,
+      clusterId: this.clusterId,
+      role(): MemberRole {
+        const r = self.node.rawNode.raft.role;
+        return r === "pre-candidate" ? "pre-candidate" : r;
+      },
+      leaderId: () => this.node.rawNode.raft.lead,
+      term: () => this.node.rawNode.raft.term,
+      commitIndex: () => this.node.status().commit,
+      appliedIndex: () => this.applied,
+      lastIndex: () => this.node.status().lastIndex,
+      snapshotIndex: () => this.storage.log.snapshot().meta.index,
+      members: (): MemberStatus[] => {
+        const st = this.node.status();
+        const leader = st.role === "leader";
+        const prs = leader ? this.node.rawNode.raft.prs : undefined;
+        const ids = new Set([...st.confState.voters, ...st.confState.learners]);
+        const now = Date.now();
+        return [...ids]
+          .sort((a, b) => a - b)
+          .map((id) => {
+            const m = this.members.get(id) ?? { id, addr: "", peer: "" };
+            const match = !leader ? -1 : id === this.id ? st.lastIndex : (prs?.get(id)?.match ?? 0);
+            const seen = this.lastContact.get(id);
+            const lastContactMs = !leader ? -1 : id === this.id ? 0 : seen === undefined ? -1 : now - seen;
+            return { ...m, voter: st.confState.voters.includes(id), match, lastContactMs };
+          });
+      },
+      member: (id) => this.members.get(id),
+    };
+  }
+}
