@@ -41,7 +41,7 @@ export const FAULT_KINDS = [
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
-export const WORKLOAD_KINDS = ["propose", "read-index", "transfer", "conf-change", "snapshot"] as const;
+export const WORKLOAD_KINDS = ["propose", "propose-batch", "propose-in-apply", "read-index", "transfer", "conf-change", "snapshot"] as const;
 export type WorkloadKind = (typeof WORKLOAD_KINDS)[number];
 
 export interface SimOptions {
@@ -288,6 +288,7 @@ export class Simulator {
       },
       readCtxPrefix: `${n.id}.${n.restarts}.`,
       onFatal: (err) => this.fatal(err),
+      onApplied: () => this.onApplied(n),
     });
     this.observeRole(n);
   }
@@ -620,20 +621,17 @@ export class Simulator {
     const rn = node.rawNode;
     if (this.rand.chance(0.6)) {
       const k = 1 + this.rand.int(3);
-      for (let i = 0; i < k; i++) {
-        const value = `v${++this.counter}`;
-        this.emit({ kind: "write-invoke", value });
-        this.workload.propose++;
-        this.clientsWaiting++;
-        node.propose(enc.encode(value)).then(
-          (r) => {
-            this.clientsWaiting--;
-            this.acked++;
-            this.maxAckedIndex = Math.max(this.maxAckedIndex, r.index);
-            this.emit({ kind: "write-ack", value });
-          },
-          () => this.clientsWaiting--,
-        );
+      if (k > 1 && this.rand.chance(0.5)) {
+        // One batch sharing one persist, as the server proposes what arrived in one turn.
+        const values = Array.from({ length: k }, () => `v${++this.counter}`);
+        for (const value of values) this.emit({ kind: "write-invoke", value });
+        this.workload["propose-batch"]++;
+        const out = node.proposeMany(values.map((v) => enc.encode(v)));
+        out.forEach((o, i) => {
+          if ("result" in o) this.clientWrite(values[i] as string, o.result);
+        });
+      } else {
+        for (let i = 0; i < k; i++) this.propose(node);
       }
     }
     if (this.rand.chance(0.3)) {
@@ -676,6 +674,39 @@ export class Simulator {
       this.log(`conf-change ${cc.type} ${cc.node}: ${proposed ? "proposed" : "refused"}`);
       if (proposed) this.workload["conf-change"]++;
     }
+  }
+
+  private propose(node: RaftNode<RegisterResult>): void {
+    const value = `v${++this.counter}`;
+    this.emit({ kind: "write-invoke", value });
+    this.workload.propose++;
+    this.clientWrite(value, node.propose(enc.encode(value)));
+  }
+
+  /** Follows a client's write: acknowledged (checked against the applied log) or failed. */
+  private clientWrite(value: string, result: Promise<RegisterResult>): void {
+    this.clientsWaiting++;
+    result.then(
+      (r) => {
+        this.clientsWaiting--;
+        this.acked++;
+        this.maxAckedIndex = Math.max(this.maxAckedIndex, r.index);
+        this.emit({ kind: "write-ack", value });
+      },
+      () => this.clientsWaiting--,
+    );
+  }
+
+  /**
+   * Called by a node's runtime after a Ready applied entries, before that Ready is advanced: now and
+   * then the leader's server proposes right there (a forwarded write answered as entries apply), an
+   * input the runtime must defer until the Ready is done.
+   */
+  private onApplied(n: SimNode): void {
+    const node = n.node;
+    if (!node || this.now >= this.faultEnd || node.rawNode.raft.role !== "leader" || !this.rand.chance(0.05)) return;
+    this.workload["propose-in-apply"]++;
+    this.propose(node);
   }
 
   private maybeCompact(): void {
