@@ -11,14 +11,23 @@ import { forStream } from "./log.ts";
 const rawArgs = process.argv.slice(2);
 installFailureHandlers(rawArgs);
 
-/** The subcommand the command line names (for its usage), and its parent. */
+/** The (sub)subcommand the command line names (for its usage), and its parent. */
 async function resolveCommand(args: readonly string[]): Promise<[CommandDef<any>, CommandDef<any> | undefined]> {
-  const name = args.find((a) => !a.startsWith("-"));
-  // A subcommand is given as its definition or as a function that loads it.
-  const subs = main.subCommands as Record<string, CommandDef<any> | (() => Promise<CommandDef<any>>)>;
-  const sub = name === undefined ? undefined : subs[name];
-  if (sub === undefined) return [main, undefined];
-  return [typeof sub === "function" ? await sub() : sub, main];
+  let cmd: CommandDef<any> = main;
+  let parent: CommandDef<any> | undefined;
+  let rest = args;
+  for (;;) {
+    // A subcommand is given as its definition or as a function that loads it.
+    const subs = cmd.subCommands as Record<string, CommandDef<any> | (() => Promise<CommandDef<any>>)> | undefined;
+    const at = rest.findIndex((a) => !a.startsWith("-"));
+    const sub = subs === undefined || at < 0 || !Object.hasOwn(subs, rest[at]!) ? undefined : subs[rest[at]!];
+    if (sub === undefined) return [cmd, parent];
+    // Usage names a command by its parent's name and its own: `kv cluster up`, not `cluster up`.
+    const parentName = parent === undefined ? "" : `${(parent.meta as { name: string }).name} `;
+    parent = { ...cmd, meta: { ...(cmd.meta as object), name: `${parentName}${(cmd.meta as { name: string }).name}` } };
+    cmd = typeof sub === "function" ? await sub() : sub;
+    rest = rest.slice(at + 1);
+  }
 }
 
 async function printUsage(to: NodeJS.WriteStream): Promise<void> {

@@ -8,6 +8,7 @@ export const main = defineCommand({
   subCommands: {
     serve: () => import("./serve.ts").then((m) => m.default),
     repair: () => import("./repair.ts").then((m) => m.default),
+    cluster: () => import("./cluster.ts").then((m) => m.default),
     ...clientCommands,
   },
 });

@@ -19,7 +19,7 @@ import type { ClusterView, MemberAddress, MemberRole, MemberStatus } from "./clu
 import { type Proposal, type RecoveryStats, type SnapshotStats, WriteRefusedError } from "./durable.ts";
 import { COMMAND_ENTRY_OVERHEAD_BYTES, decodeKvImage, encodeCommandEntry, encodeExpireEntry, encodeKvImage, EXPIRE_BATCH_KEYS_MAX } from "./kv-payload.ts";
 import { KvRaftStateMachine } from "./kv-state-machine.ts";
-import { LeaderLinks, LinkLostError } from "./leader-link.ts";
+import { LeaderLinks, LINK_REQUEST_TIMEOUT_MS, LinkLostError } from "./leader-link.ts";
 import { DroppedError, NodeClosedError, NotLeaderError, RaftNode, UnknownOutcomeError } from "./raft-node.ts";
 import type { StateMachine } from "./state-machine.ts";
 import { TcpTransport } from "./tcp-transport.ts";
@@ -32,6 +32,8 @@ const FORWARDED_HEAD = /^\*2\r\n:(\d+)\r\n/;
 
 /** The membership file in a data dir: the cluster id and every member's addresses, written on first start. */
 export const MEMBERS_FILE = "raft-members.json";
+/** How long a leader stopping on purpose waits for its leadership transfer before it stops anyway. */
+export const TRANSFER_ON_CLOSE_MS = 1000;
 /** Reads waiting for a barrier at once, past which new reads are refused with CLUSTERDOWN-style errors. */
 export const READS_WAITING_MAX = 1_000_000;
 
@@ -492,7 +494,9 @@ export class ClusterNode<T> {
     const batch = this.batch;
     if (batch.length === 0) return;
     this.batch = [];
-    const results = this.node.proposeMany(batch.map((p) => p.payload));
+    const datas: Uint8Array[] = new Array(batch.length);
+    for (let i = 0; i < batch.length; i++) datas[i] = batch[i]!.payload;
+    const results = this.node.proposeBatch(datas, this.onProposalFailed);
     for (let i = 0; i < batch.length; i++) {
       const p = batch[i]!;
       const r = results[i]!;
@@ -507,18 +511,17 @@ export class ClusterNode<T> {
         this.sm.owned.delete(r.index);
         this.fail(prev.p, new UnknownOutcomeError(r.index));
       }
-      const mine = { term: r.term, p };
-      this.sm.owned.set(r.index, mine);
-      r.result.then(
-        () => {},
-        (err: unknown) => {
-          if (this.sm.owned.get(r.index) !== mine) return;
-          this.sm.owned.delete(r.index);
-          this.fail(p, err);
-        },
-      );
+      this.sm.owned.set(r.index, { term: r.term, p });
     }
   }
+
+  /** The runtime gave up on the entry this node proposed at `index` (not applied as proposed, or unknown). */
+  private readonly onProposalFailed = (index: number, err: Error): void => {
+    const mine = this.sm.owned.get(index);
+    if (mine === undefined) return; // applied under another term's entry: already answered by the state machine
+    this.sm.owned.delete(index);
+    this.fail(mine.p, err);
+  };
 
   private fail(p: Proposal<T>, err: unknown): void {
     this.pendingBytesValue -= p.bytes;
@@ -542,10 +545,27 @@ export class ClusterNode<T> {
     }
   }
 
-  /** Resolves once the state machine has applied `index`. */
-  waitApplied(index: number): Promise<void> {
-    if (this.applied >= index) return Promise.resolve();
-    return new Promise((resolve) => this.appliedWaiters.push({ index, resolve }));
+  /** Resolves true once the state machine has applied `index`; false if `timeoutMs` passes first. */
+  waitApplied(index: number, timeoutMs = Number.POSITIVE_INFINITY): Promise<boolean> {
+    if (this.applied >= index) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const w: AppliedWaiter = {
+        index,
+        resolve: () => {
+          if (timer !== undefined) clearTimeout(timer);
+          resolve(true);
+        },
+      };
+      this.appliedWaiters.push(w);
+      if (Number.isFinite(timeoutMs)) {
+        timer = setTimeout(() => {
+          const i = this.appliedWaiters.indexOf(w);
+          if (i >= 0) this.appliedWaiters.splice(i, 1);
+          resolve(false);
+        }, timeoutMs);
+      }
+    });
   }
 
   /**
@@ -561,27 +581,18 @@ export class ClusterNode<T> {
     const done = () => {
       this.readsWaiting--;
     };
-    let p: Promise<void>;
-    if (this.isLeader()) {
-      p = this.node.readIndex().then(
-        () => {},
-        (err: unknown) => {
-          throw this.readFailure(err);
-        },
-      );
-    } else {
-      p = new Promise<void>((resolve, reject) => {
-        this.followerReads.push({ resolve, reject });
-        if (!this.followerReadScheduled) {
-          this.followerReadScheduled = true;
-          setImmediate(() => this.askReadIndex());
-        }
-      });
-    }
+    // Every read of this turn of the event loop shares one read index (one round on the leader).
+    const p = new Promise<void>((resolve, reject) => {
+      this.followerReads.push({ resolve, reject });
+      if (!this.followerReadScheduled) {
+        this.followerReadScheduled = true;
+        setImmediate(() => this.askReadIndex());
+      }
+    });
     return p.finally(done);
   }
 
-  /** The leader's read index for every follower read that arrived this turn (one request). */
+  /** One read index for every read that arrived this turn: a local round on the leader, one request to it elsewhere. */
   private askReadIndex(): void {
     this.followerReadScheduled = false;
     const waiters = this.followerReads;
@@ -611,7 +622,10 @@ export class ClusterNode<T> {
           return;
         }
         const index = Number(text.slice(1).trim());
-        void this.waitApplied(index).then(() => waiters.forEach((w) => w.resolve()));
+        void this.waitApplied(index, LINK_REQUEST_TIMEOUT_MS).then((ok) => {
+          if (ok) waiters.forEach((w) => w.resolve());
+          else fail(new ClusterError({ kind: "clusterdown", why: `this node did not catch up with the leader's index ${index} within ${LINK_REQUEST_TIMEOUT_MS} ms: retry` }));
+        });
       },
       (err: Error) => fail(new ClusterError({ kind: "clusterdown", why: `${err.message}: retry` })),
     );
@@ -643,8 +657,12 @@ export class ClusterNode<T> {
     const m = FORWARDED_HEAD.exec(reply.subarray(0, 32).toString("latin1"));
     if (m === null) return reply;
     const index = Number(m[1]);
-    // Answered only once applied here too: what the client sends next reads its own write on this node.
-    await this.waitApplied(index);
+    // Answered only once applied here too: what the client sends next reads its own write on this
+    // node. A node that cannot catch up in time (cut off from the leader just after) answers that
+    // the outcome is unknown: its client's next reads here could not be promised to see the write.
+    if (!(await this.waitApplied(index, LINK_REQUEST_TIMEOUT_MS))) {
+      throw new ClusterError({ kind: "uncertain", why: `the leader applied it at index ${index}, but this node did not catch up within ${LINK_REQUEST_TIMEOUT_MS} ms` });
+    }
     return reply.subarray(m[0].length);
   }
 
@@ -703,8 +721,37 @@ export class ClusterNode<T> {
     }
   }
 
+  /**
+   * A leader that stops on purpose hands leadership to its most caught-up voter first (as etcd on a
+   * graceful stop), so writes pause for a transfer (a round trip or two) rather than an election
+   * timeout. Bounded by TRANSFER_ON_CLOSE_MS.
+   */
+  private async handOverLeadership(): Promise<void> {
+    if (!this.isLeader()) return;
+    const st = this.node.status();
+    const prs = this.node.rawNode.raft.prs;
+    let best = NONE;
+    let bestMatch = -1;
+    for (const id of st.confState.voters) {
+      if (id === this.id) continue;
+      const match = prs.get(id)?.match ?? 0;
+      const seen = this.lastContact.get(id);
+      if (seen === undefined || Date.now() - seen > this.opts.electionMs) continue; // not answering
+      if (match > bestMatch) {
+        best = id;
+        bestMatch = match;
+      }
+    }
+    if (best === NONE || this.node.transferLeadership(best) !== "ok") return;
+    const deadline = Date.now() + TRANSFER_ON_CLOSE_MS;
+    while (this.isLeader() && Date.now() < deadline) await Bun.sleep(5);
+    log.info(this.isLeader() ? `leadership transfer to node ${best} did not finish in ${TRANSFER_ON_CLOSE_MS} ms` : `handed leadership to node ${best}`);
+  }
+
   async close(): Promise<void> {
     if (this.closing) return;
+    this.flush();
+    await this.handOverLeadership().catch(() => {});
     this.closing = true;
     this.flush();
     this.ticker.stop();

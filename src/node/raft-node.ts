@@ -4,7 +4,7 @@ import type { RaftConfig } from "../raft/raft.ts";
 import type { Rand } from "../raft/rand.ts";
 import { RawNode, type Status } from "../raft/rawnode.ts";
 import type { RaftStorage } from "../raft/storage.ts";
-import { NONE, type ConfChange, type Entry, type Message, type NodeId, type Ready, type SnapshotMeta } from "../raft/types.ts";
+import { NONE, type ConfChange, type Entry, type HardState, type Message, type NodeId, type Ready, type SnapshotMeta } from "../raft/types.ts";
 import type { StateMachine } from "./state-machine.ts";
 import type { Transport } from "./transport.ts";
 
@@ -63,6 +63,13 @@ export interface RaftNodeConfig<R> {
   readonly onApplied?: () => void;
 }
 
+const ignore = (): void => {};
+
+/** ReadIndex rounds awaiting confirmation at once (each costs one heartbeat to every peer). */
+export const READ_ROUNDS_IN_FLIGHT_MAX = 8;
+/** Stands for the result of a proposeBatch entry (never awaited). */
+const NO_RESULT: Promise<unknown> = new Promise(() => {});
+
 interface PendingProposal<R> {
   readonly term: number;
   readonly resolve: (r: R) => void;
@@ -106,12 +113,14 @@ export class RaftNode<R = unknown> {
   /** Storage failed: nothing more is finished. */
   private failed: Error | undefined;
   private compactingFlag = false;
+  /** snapshot() waits for the commit index to be written before it starts. */
+  private snapshotWaiting = false;
   /** Proposals by index, all from one leadership term (`leaderTerm`). */
   private readonly proposals = new Map<number, PendingProposal<R>>();
   private leaderTerm = 0;
   /** Reads waiting for the next round; the round awaiting its ReadState; rounds waiting for apply. */
   private readQueue: Waiter[] = [];
-  private readRound: { ctx: string; term: number; waiters: Waiter[] } | undefined;
+  private readonly readRounds = new Map<string, { term: number; waiters: Waiter[] }>();
   private confirmedReads: { index: number; waiters: Waiter[] }[] = [];
   private readSeq = 0;
 
@@ -121,6 +130,9 @@ export class RaftNode<R = unknown> {
     this.storage = cfg.storage;
     this.transport = cfg.transport;
     this.sm = cfg.stateMachine;
+    const written = cfg.storage.initialState().hardState;
+    this.writtenTerm = written.term;
+    this.writtenVote = written.vote;
     const snap = cfg.storage.snapshot();
     this.sm.restore(snap);
     this.applied = snap.meta.index;
@@ -136,6 +148,7 @@ export class RaftNode<R = unknown> {
     if (this.stopped) return;
     this.rawNode.tick();
     this.pump();
+    this.saveHardState();
   }
 
   /** A message from a peer. Messages for another id are dropped (a misrouted or stale connection). */
@@ -165,6 +178,19 @@ export class RaftNode<R = unknown> {
    * DroppedError, NodeClosedError: nothing after the first refusal is appended).
    */
   proposeMany(datas: readonly Uint8Array[]): ({ index: number; term: number; result: Promise<R> } | { error: Error })[] {
+    return this.proposeEach(datas, undefined);
+  }
+
+  /**
+   * As proposeMany without a promise per entry (the hot path of a busy leader): `onFail(index, err)`
+   * is called for an appended entry that will not be applied as proposed (the reasons propose
+   * rejects with); success is seen by the state machine applying it.
+   */
+  proposeBatch(datas: readonly Uint8Array[], onFail: (index: number, err: Error) => void): ({ index: number; term: number } | { error: Error })[] {
+    return this.proposeEach(datas, onFail);
+  }
+
+  private proposeEach(datas: readonly Uint8Array[], onFail: ((index: number, err: Error) => void) | undefined): ({ index: number; term: number; result: Promise<R> } | { error: Error })[] {
     const out: ({ index: number; term: number; result: Promise<R> } | { error: Error })[] = [];
     let refused: Error | undefined = this.stopped;
     const raft = this.rawNode.raft;
@@ -185,6 +211,12 @@ export class RaftNode<R = unknown> {
         this.leaderTerm = r.term;
       }
       assert(!this.proposals.has(r.index), `two proposals at index ${r.index}`);
+      if (onFail !== undefined) {
+        const index = r.index;
+        this.proposals.set(index, { term: r.term, resolve: ignore, reject: (e) => onFail(index, e) });
+        out.push({ index, term: r.term, result: NO_RESULT as Promise<R> });
+        continue;
+      }
       const result = new Promise<R>((resolve, reject) => {
         this.proposals.set(r.index, { term: r.term, resolve, reject });
       });
@@ -226,10 +258,19 @@ export class RaftNode<R = unknown> {
     const raft = this.rawNode.raft;
     if (raft.role !== "leader") return Promise.reject(new NotLeaderError(raft.lead));
     const p = new Promise<number>((resolve, reject) => this.readQueue.push({ resolve, reject }));
-    this.startReadRound();
-    this.pump();
+    // Reads made in one run of the program (before it yields) share one round.
+    if (!this.readRoundScheduled) {
+      this.readRoundScheduled = true;
+      queueMicrotask(() => {
+        this.readRoundScheduled = false;
+        this.startReadRound();
+        this.pump();
+      });
+    }
     return p;
   }
+
+  private readRoundScheduled = false;
 
   /** Starts an election now (operator action and tests; normally the election timeout does it). */
   campaign(): void {
@@ -247,9 +288,16 @@ export class RaftNode<R = unknown> {
 
   /** Snapshots the state machine at the applied index and compacts the log up to it. */
   async snapshot(): Promise<void> {
-    if (this.stopped || this.compactingFlag) return;
+    if (this.stopped || this.compactingFlag || this.snapshotWaiting) return;
     const save = this.cfg.saveSnapshot;
     assert(save !== undefined, "snapshot() without saveSnapshot");
+    this.snapshotWaiting = true;
+    try {
+      await this.hardStateWritten();
+    } finally {
+      this.snapshotWaiting = false;
+    }
+    if (this.stopped || this.compactingFlag) return;
     const index = this.applied;
     if (index < this.storage.firstIndex()) return; // already covered by the last snapshot
     const term = this.storage.term(index);
@@ -272,7 +320,7 @@ export class RaftNode<R = unknown> {
 
   /** A persist was issued and its continuation has not run yet. */
   get persistInFlight(): boolean {
-    return this.persisting !== undefined;
+    return this.persisting !== undefined || this.savingHardState;
   }
 
   status(): NodeStatus {
@@ -281,7 +329,7 @@ export class RaftNode<R = unknown> {
       smApplied: this.applied,
       persisting: this.persisting !== undefined,
       pendingProposals: this.proposals.size,
-      pendingReads: this.readQueue.length + (this.readRound?.waiters.length ?? 0) + this.confirmedReads.reduce((n, r) => n + r.waiters.length, 0),
+      pendingReads: this.readQueue.length + [...this.readRounds.values()].reduce((n, r) => n + r.waiters.length, 0) + this.confirmedReads.reduce((n, r) => n + r.waiters.length, 0),
     };
   }
 
@@ -290,7 +338,11 @@ export class RaftNode<R = unknown> {
     if (this.stopped) return;
     this.stopped = new NodeClosedError("node closed");
     this.transport.close();
-    while (this.persisting && !this.failed) await this.persistDone;
+    while ((this.persisting || this.savingHardState) && !this.failed) await this.persistDone;
+    // A graceful stop leaves the commit index it applied up to durable: the restart applies it all.
+    const hs = this.unsavedHardState;
+    this.unsavedHardState = undefined;
+    if (hs !== undefined && !this.failed) await this.storage.persist({ hardState: hs, entries: [], snapshot: undefined }).catch((err: unknown) => this.fail(err));
     this.failAll(this.stopped);
     if (!this.failed) await this.storage.close();
   }
@@ -298,19 +350,88 @@ export class RaftNode<R = unknown> {
   // ---- the Ready loop ----
 
   private persistDone: Promise<void> = Promise.resolve();
+  /** The Ready whose messages were sent before its persist (see maySendBeforePersist). */
+  private sentEarly: Ready | undefined;
+  /** Term and vote as last written (messages of a new term or vote wait for their write). */
+  private writtenTerm = 0;
+  private writtenVote = 0;
+
+  /**
+   * A leader's messages of a Ready may go before that Ready is durable when its term and vote are
+   * already written: they carry entries and commit indexes, which followers persist themselves, and
+   * the leader never counts its own entries before they are durable. Anything else (a candidate's
+   * votes, a follower's acknowledgements, a new term) waits for the write.
+   */
+  private maySendBeforePersist(rd: Ready): boolean {
+    const r = this.rawNode.raft;
+    if (r.role !== "leader" || rd.snapshot) return false;
+    if (r.term !== this.writtenTerm || r.vote !== this.writtenVote) return false;
+    for (const m of rd.messages) if (m.term !== this.writtenTerm) return false;
+    return true;
+  }
+
+  /** A hard state whose only change was the commit index, not yet written (see pump). */
+  private unsavedHardState: HardState | undefined;
+  /** The write of an unsaved hard state alone is in flight (see saveHardState). */
+  private savingHardState = false;
+
+  /**
+   * On a tick with nothing else to write, the commit index that moved since the last write is
+   * written alone: an idle node's durable commit trails what it applied by at most a tick.
+   */
+  private saveHardState(): void {
+    const hs = this.unsavedHardState;
+    if (hs === undefined || this.stopped || this.persisting || this.savingHardState || this.pumping || this.finishing) return;
+    if (this.rawNode.hasReady()) return; // the next Ready's write carries it
+    this.unsavedHardState = undefined;
+    this.savingHardState = true;
+    this.persistDone = this.storage.persist({ hardState: hs, entries: [], snapshot: undefined }).then(
+      () => {
+        this.savingHardState = false;
+        if (this.failed) return;
+        this.pump();
+      },
+      (err: unknown) => this.fail(err),
+    );
+  }
+
+  /** Resolves once every hard state produced so far was handed to storage (a snapshot needs commit >= its index there). */
+  private async hardStateWritten(): Promise<void> {
+    for (let i = 0; (this.unsavedHardState !== undefined || this.savingHardState) && !this.stopped; i++) {
+      assert(i < 10_000, "the unsaved hard state was never written");
+      this.saveHardState();
+      await this.persistDone;
+    }
+  }
 
   private pump(): void {
     // `finishing`: an input made by a callback while a Ready is finished (a proposal or read from
     // the server as entries apply) waits for the loop, which resumes once that Ready is advanced.
-    if (this.stopped || this.persisting || this.pumping || this.finishing) return;
+    if (this.stopped || this.persisting || this.savingHardState || this.pumping || this.finishing) return;
     this.pumping = true;
     try {
       while (!this.stopped && !this.persisting && this.rawNode.hasReady()) {
         const rd = this.rawNode.ready();
+        if (rd.hardState && !rd.mustSync && !rd.snapshot && rd.entries.length === 0) {
+          // Only the commit index moved. It need not be durable before entries apply (an entry is
+          // committed once a quorum holds it; a restart learns the commit again from the leader),
+          // so it rides with the next write instead of costing an fdatasync of its own.
+          this.unsavedHardState = rd.hardState;
+          this.finish(rd);
+          continue;
+        }
         if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
+          const hardState = rd.hardState ?? this.unsavedHardState;
+          this.unsavedHardState = undefined;
+          if (rd.messages.length > 0 && this.maySendBeforePersist(rd)) {
+            // A leader's appends go out while it writes the same entries (Raft thesis 10.2.1): it
+            // counts itself toward a quorum only once its own write is durable.
+            this.transport.send(rd.messages);
+            this.sentEarly = rd;
+          }
           this.persisting = rd;
-          this.persistDone = this.storage.persist({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot }).then(
-            () => this.afterPersist(rd),
+          this.persistDone = this.storage.persist({ hardState, entries: rd.entries, snapshot: rd.snapshot }).then(
+            () => this.afterPersist(rd, hardState),
             (err: unknown) => this.fail(err),
           );
           return;
@@ -322,9 +443,13 @@ export class RaftNode<R = unknown> {
     }
   }
 
-  private afterPersist(rd: Ready): void {
+  private afterPersist(rd: Ready, written: HardState | undefined): void {
     assert(this.persisting === rd, "persist completed out of order");
     this.persisting = undefined;
+    if (written !== undefined) {
+      this.writtenTerm = written.term;
+      this.writtenVote = written.vote;
+    }
     if (this.failed) return;
     // After close() began: the write is durable; finish it (sends go nowhere, applies are harmless).
     try {
@@ -349,7 +474,8 @@ export class RaftNode<R = unknown> {
   }
 
   private finishReady(rd: Ready): void {
-    if (rd.messages.length > 0) this.transport.send(rd.messages);
+    if (rd.messages.length > 0 && this.sentEarly !== rd) this.transport.send(rd.messages);
+    if (this.sentEarly === rd) this.sentEarly = undefined;
     if (rd.snapshot) {
       const at = rd.snapshot.meta.index;
       assert(at > this.applied, `snapshot at ${at} not past applied ${this.applied}`);
@@ -365,10 +491,10 @@ export class RaftNode<R = unknown> {
     for (const e of rd.committedEntries) this.applyEntry(e);
     this.rawNode.advance(rd);
     for (const rs of rd.readStates) {
-      const round = this.readRound;
+      const round = this.readRounds.get(rs.requestCtx);
       // A round failed when leadership was seen lost may still be confirmed by a Ready built before.
-      if (round === undefined || round.ctx !== rs.requestCtx) continue;
-      this.readRound = undefined;
+      if (round === undefined) continue;
+      this.readRounds.delete(rs.requestCtx);
       this.confirmedReads.push({ index: rs.index, waiters: round.waiters });
     }
     this.serveReads();
@@ -406,9 +532,9 @@ export class RaftNode<R = unknown> {
     const leading = st.role === "leader";
     if (this.proposals.size > 0 && (!leading || st.term !== this.leaderTerm)) this.failProposals();
     // A confirmed read stays safe (its index was committed when confirmed); an unconfirmed one is lost.
-    const round = this.readRound;
-    if (round && (!leading || st.term !== round.term)) {
-      this.readRound = undefined;
+    for (const [ctx, round] of this.readRounds) {
+      if (leading && st.term === round.term) continue;
+      this.readRounds.delete(ctx);
       for (const w of round.waiters) w.reject(new NotLeaderError(st.lead));
     }
     if (!leading && this.readQueue.length > 0) {
@@ -418,14 +544,19 @@ export class RaftNode<R = unknown> {
     }
   }
 
+  /**
+   * Starts a round for the reads queued, unless READ_ROUNDS_IN_FLIGHT_MAX rounds are unconfirmed
+   * (then they join the next). Rounds overlap: a read waits for one heartbeat round trip, not for
+   * the round before it as well.
+   */
   private startReadRound(): void {
-    if (this.stopped || this.readRound || this.readQueue.length === 0) return;
+    if (this.stopped || this.readRounds.size >= READ_ROUNDS_IN_FLIGHT_MAX || this.readQueue.length === 0) return;
     const waiters = this.readQueue;
     this.readQueue = [];
     const ctx = `${this.cfg.readCtxPrefix ?? ""}${++this.readSeq}`;
     const r = this.rawNode.readIndex(ctx);
     if (r === "ok") {
-      this.readRound = { ctx, term: this.rawNode.raft.term, waiters };
+      this.readRounds.set(ctx, { term: this.rawNode.raft.term, waiters });
       return;
     }
     const err = r === "not-leader" ? new NotLeaderError(this.rawNode.raft.lead) : new DroppedError(`read ${r}`);
@@ -441,9 +572,9 @@ export class RaftNode<R = unknown> {
 
   private failAll(err: Error): void {
     this.failProposals();
-    const waiters = [...this.readQueue, ...(this.readRound?.waiters ?? []), ...this.confirmedReads.flatMap((r) => r.waiters)];
+    const waiters = [...this.readQueue, ...[...this.readRounds.values()].flatMap((r) => r.waiters), ...this.confirmedReads.flatMap((r) => r.waiters)];
     this.readQueue = [];
-    this.readRound = undefined;
+    this.readRounds.clear();
     this.confirmedReads = [];
     for (const w of waiters) w.reject(err);
   }

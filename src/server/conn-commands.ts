@@ -8,6 +8,7 @@ import type { Conn } from "./server.ts";
 import { assert } from "../errors.ts";
 import pkg from "../../package.json" with { type: "json" };
 import { allocatorDescription, gcHeapDescription } from "../allocator.ts";
+import { helloRole, infoRaftLines, infoReplicationLines, memberDownAfterMs } from "./cluster-commands.ts";
 
 const WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled.";
 
@@ -88,9 +89,9 @@ function hello(ctx: ServerCtx, argv: string[], out: ReplyWriter): void {
   out.bulk("id");
   out.int(conn.id);
   out.bulk("mode");
-  out.bulk("standalone");
+  out.bulk("cluster");
   out.bulk("role");
-  out.bulk("master");
+  out.bulk(helloRole(ctx.server.cluster));
   out.bulk("modules");
   out.array(0);
 }
@@ -255,14 +256,17 @@ const CLIENT_SUBCOMMANDS: CommandSpec<ServerCtx>[] = [
 
 // ---- INFO --------------------------------------------------------------------------------
 
-/** Redis 7's sections kv has, in Redis's order; commandstats is the one not in the default set. */
-const INFO_SECTIONS = ["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "modules", "commandstats", "errorstats", "cluster", "keyspace"] as const;
+/**
+ * Redis 7's sections kv has, in Redis's order, then kv's own `raft` (where a module's sections
+ * would go); commandstats is the one not in the default set.
+ */
+const INFO_SECTIONS = ["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "modules", "commandstats", "errorstats", "cluster", "keyspace", "raft"] as const;
 type InfoSection = (typeof INFO_SECTIONS)[number];
 const DEFAULT_SECTIONS: readonly InfoSection[] = INFO_SECTIONS.filter((s) => s !== "commandstats");
 const INFO_TITLES: Record<InfoSection, string> = {
   server: "Server", clients: "Clients", memory: "Memory", persistence: "Persistence", stats: "Stats",
   replication: "Replication", cpu: "CPU", modules: "Modules", commandstats: "Commandstats",
-  errorstats: "Errorstats", cluster: "Cluster", keyspace: "Keyspace",
+  errorstats: "Errorstats", cluster: "Cluster", keyspace: "Keyspace", raft: "Raft",
 };
 
 /** Keys with a TTL looked at for avg_ttl: exact up to this many, an estimate from the oldest ones past it. */
@@ -288,7 +292,7 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
       lines.push(
         `redis_version:${REDIS_COMPAT_VERSION}`,
         `kv_version:${pkg.version}`,
-        "redis_mode:standalone",
+        "redis_mode:cluster",
         `os:${process.platform} ${process.arch}`,
         `process_id:${process.pid}`,
         `run_id:${RUN_ID}`,
@@ -357,8 +361,7 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
       );
       break;
     case "replication":
-      // A single node: always the master of nobody.
-      lines.push("role:master", "connected_slaves:0");
+      lines.push(...infoReplicationLines(s.cluster, memberDownAfterMs(s.config)));
       break;
     case "cpu": {
       const u = process.cpuUsage();
@@ -386,13 +389,17 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
       break;
     }
     case "cluster":
-      lines.push("cluster_enabled:0");
+      // CLUSTER SLOTS and friends answer (the group is one shard): see cluster-commands.ts.
+      lines.push("cluster_enabled:1");
       break;
     case "keyspace": {
       const keys = s.db.dbsize();
       if (keys > 0) lines.push(`db0:keys=${keys},expires=${s.db.expiresCount()},avg_ttl=${s.db.avgTtlMs(ctx.nowMs, AVG_TTL_SAMPLE_KEYS)}`);
       break;
     }
+    case "raft":
+      lines.push(...infoRaftLines(s.cluster));
+      break;
   }
   return `# ${INFO_TITLES[section]}\r\n${lines.map((l) => l + "\r\n").join("")}`;
 }

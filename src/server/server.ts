@@ -13,6 +13,8 @@ import type { Db } from "../kv/db.ts";
 import { type DurableLog, type Proposal, WriteRefusedError } from "../node/durable.ts";
 import { ClusterError, ClusterNode } from "../node/cluster-node.ts";
 import { StorageIoError, WalFailedError } from "../node/errors.ts";
+import type { ClusterView } from "../node/cluster-view.ts";
+import { OneMemberView } from "./cluster-commands.ts";
 
 /** Commands one connection may have waiting behind its own unapplied writes before reading pauses. */
 export const PENDING_COMMANDS_MAX = 16 * 1024;
@@ -171,6 +173,8 @@ export class KvServer {
   readonly conns = new Map<number, Conn>();
   readonly stats: ServerStats;
   readonly dispatcher: Dispatcher;
+  /** The Raft group as ROLE, CLUSTER and INFO replication/raft show it. */
+  cluster: ClusterView;
   private listener: TCPSocketListener<Conn> | null = null;
   private readonly scratch = new ReplyBuffer(64 * 1024);
   /** Replies to closed connections go here and are dropped. */
@@ -198,6 +202,11 @@ export class KvServer {
   ) {
     this.node = durable instanceof ClusterNode ? durable : null;
     this.db = durable.fsm.db;
+    const single = durable instanceof ClusterNode ? null : durable;
+    this.cluster =
+      single === null
+        ? this.node!.view
+        : new OneMemberView(config.id, config.host, () => this.port || config.port, () => single.applied, () => single.lastSnapshot?.lastIndex ?? single.recovery.snapshotIndex);
     durable.replyTo = (p) => this.replyTo(p);
     durable.onApplied = (p) => {
       this.dispatcher.endApply(p.owner, p.argv);

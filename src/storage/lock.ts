@@ -129,7 +129,8 @@ function readOr(path: string, fallback: string): string {
   }
 }
 
-function isAlive(pid: number): boolean {
+/** Whether `pid` is a live process (not gone, not a zombie awaiting its parent). */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
   } catch (e) {

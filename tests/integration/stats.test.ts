@@ -49,7 +49,7 @@ describe("statistics through redis-cli", () => {
 
     const every = await cli("info", "everything");
     expect([...every.matchAll(/^# (\w+)/gm)].map((m) => m[1])).toEqual(
-      ["Server", "Clients", "Memory", "Persistence", "Stats", "Replication", "CPU", "Modules", "Commandstats", "Errorstats", "Cluster", "Keyspace"],
+      ["Server", "Clients", "Memory", "Persistence", "Stats", "Replication", "CPU", "Modules", "Commandstats", "Errorstats", "Cluster", "Keyspace", "Raft"],
     );
     expect(await cli("config", "resetstat")).toBe("OK\n");
     const g = fields(await cli("info", "errorstats", "stats", "commandstats"));

@@ -223,13 +223,14 @@ describe("INFO sections", () => {
   test("default, all, everything, several sections in Redis's order, unknown ones ignored", async () => {
     const server = await openServer();
     const c = connect(server);
-    const defaults = ["Server", "Clients", "Memory", "Persistence", "Stats", "Replication", "CPU", "Modules", "Errorstats", "Cluster", "Keyspace"];
+    const defaults = ["Server", "Clients", "Memory", "Persistence", "Stats", "Replication", "CPU", "Modules", "Errorstats", "Cluster", "Keyspace", "Raft"];
     expect(await sectionsOf(c)).toEqual(defaults);
     expect(await sectionsOf(c, "default")).toEqual(defaults);
-    const every = ["Server", "Clients", "Memory", "Persistence", "Stats", "Replication", "CPU", "Modules", "Commandstats", "Errorstats", "Cluster", "Keyspace"];
+    const every = ["Server", "Clients", "Memory", "Persistence", "Stats", "Replication", "CPU", "Modules", "Commandstats", "Errorstats", "Cluster", "Keyspace", "Raft"];
     expect(await sectionsOf(c, "all")).toEqual(every);
     expect(await sectionsOf(c, "EVERYTHING")).toEqual(every);
     expect(await sectionsOf(c, "keyspace", "nosuch", "CPU", "commandstats", "cpu")).toEqual(["CPU", "Commandstats", "Keyspace"]);
+    expect(await sectionsOf(c, "raft", "replication")).toEqual(["Replication", "Raft"]);
     expect(await sectionsOf(c, "default", "commandstats")).toEqual(every);
   });
 

@@ -33,6 +33,8 @@ export type SimEvent =
   | { readonly kind: "send"; readonly node: NodeId; readonly msg: Message }
   /** A node's state machine applied a committed entry; `value` is the register write ("" if none). */
   | { readonly kind: "apply"; readonly node: NodeId; readonly entry: EntryDigest; readonly value: string }
+  /** A node's commit index moved in memory, decided in (or learnt under) configuration `voters`. */
+  | { readonly kind: "commit"; readonly node: NodeId; readonly commit: number; readonly held: number; readonly voters: readonly NodeId[] }
   /** A node's state machine was restored from a snapshot at `index`. */
   | { readonly kind: "restore"; readonly node: NodeId; readonly index: number }
   | { readonly kind: "crash"; readonly node: NodeId }
@@ -95,6 +97,10 @@ class NodeModel {
   /** The voters this node reported with its last two different configurations (Durable Quorum). */
   voters: readonly NodeId[] = [];
   prevVoters: readonly NodeId[] = [];
+  /** Commit index in memory as last reported, and the configurations it was reported under. */
+  memCommit = 0;
+  cvoters: readonly NodeId[] = [];
+  cprevVoters: readonly NodeId[] = [];
   /** The vote each term's durable hard state named, and each term's granted vote (kept across crashes). */
   readonly durableVotes = new Map<number, NodeId>();
   readonly grantedVotes = new Map<number, NodeId>();
@@ -133,6 +139,8 @@ export class Checker {
   private readonly prefixByKey = new Map<number, number>();
   /** Highest commit index persisted by any node, and the committed log's prefix hashes up to it. */
   private commitIndex = 0;
+  /** The simulator reports commit indexes as they move in memory (see onMemCommit). */
+  private memCommits = false;
   private readonly committedPrefix: (number | undefined)[] = [0];
   /** Highest commit index persisted by a node whose durable term was T: committed in a term <= T. */
   private readonly commitByTerm = new Map<number, number>();
@@ -179,6 +187,8 @@ export class Checker {
         return this.onSend(ev.node, ev.msg);
       case "apply":
         return this.onApply(ev.node, ev.entry, ev.value);
+      case "commit":
+        return this.onMemCommit(ev.node, ev.commit, ev.held, ev.voters);
       case "restore": {
         const m = this.model(ev.node);
         m.lastApplied = ev.index;
@@ -187,6 +197,7 @@ export class Checker {
       case "crash": {
         const m = this.model(ev.node);
         m.leaderTerm = -1;
+        m.memCommit = 0; // the next incarnation starts from its durable commit
         return;
       }
       case "stable-start":
@@ -344,11 +355,12 @@ export class Checker {
         m.prevVoters = m.voters;
         m.voters = voters;
       }
-      this.onCommit(node, m, hs.commit, voters);
+      if (!this.memCommits && voters && voters.length > 0) this.onCommit(node, m, hs.commit, m.voters, m.prevVoters);
+      else if (!this.memCommits) this.onCommit(node, m, hs.commit, [], []);
     }
   }
 
-  private onCommit(node: NodeId, m: NodeModel, c: number, voters?: readonly NodeId[]): void {
+  private onCommit(node: NodeId, m: NodeModel, c: number, voters: readonly NodeId[], prevVoters: readonly NodeId[]): void {
     const g = this.commitIndex;
     const at = Math.min(c, g);
     if (at > 0) {
@@ -361,7 +373,7 @@ export class Checker {
     if (c > g) {
       for (let i = g + 1; i <= c; i++) this.committedPrefix[i] = m.prefixAt(i);
       this.commitIndex = c;
-      if (voters && voters.length > 0) this.checkDurableQuorum(node, g + 1, c, m.voters, m.prevVoters);
+      if (voters.length > 0) this.checkDurableQuorum(node, g + 1, c, voters, prevVoters);
     }
   }
 
@@ -371,6 +383,19 @@ export class Checker {
    * it). The commit may have been computed just before the last membership change took effect (its
    * write was in flight), so a majority of the previous voters also counts.
    */
+  /** A majority of `voters` (or of `prev`) durably holds the entry at `i` whose prefix hash is `want` (or a snapshot past it). */
+  private quorumHolds(i: number, want: number, voters: readonly NodeId[], prev: readonly NodeId[]): boolean {
+    const holders = (vs: readonly NodeId[]): number => {
+      let h = 0;
+      for (const v of vs) {
+        const vm = this.nodes.get(v);
+        if (vm && (vm.snapIndex >= i || vm.prefixAt(i) === want)) h++;
+      }
+      return h;
+    };
+    return holders(voters) > voters.length / 2 || (prev.length > 0 && holders(prev) > prev.length / 2);
+  }
+
   private checkDurableQuorum(node: NodeId, from: number, to: number, voters: readonly NodeId[], prev: readonly NodeId[]): void {
     for (let i = from; i <= to; i++) {
       const want = this.committedPrefix[i];
@@ -390,13 +415,31 @@ export class Checker {
     }
   }
 
+  /**
+   * The commit index in memory (reported by the simulator): the rules of commitment are checked on
+   * it, up to what the node durably holds. Once such reports arrive, the durable commit no longer
+   * drives them (a commit-only hard state is written later, possibly under a newer configuration).
+   */
+  private onMemCommit(node: NodeId, c: number, held: number, voters: readonly NodeId[]): void {
+    this.memCommits = true;
+    const m = this.model(node);
+    if (c > m.memCommit) m.memCommit = c;
+    if (voters.length > 0 && !sameIds(voters, m.cvoters)) {
+      m.cprevVoters = m.cvoters;
+      m.cvoters = voters;
+    }
+    // `held`: the part of the log under the commit that is durable and the same in memory.
+    if (held > 0) this.onCommit(node, m, Math.min(held, m.lastIndex()), m.cvoters, m.cprevVoters);
+  }
+
   private onApply(node: NodeId, e: EntryDigest, value: string): void {
     const m = this.model(node);
     if (e.index !== m.lastApplied + 1) {
       this.fail("State Machine Safety", `node ${node} applied ${e.index} after ${m.lastApplied}`);
     }
-    if (e.index > m.hardState.commit) {
-      this.fail("State Machine Safety", `node ${node} applied ${e.index} beyond its durable commit ${m.hardState.commit}`);
+    const commit = this.memCommits ? m.memCommit : m.hardState.commit;
+    if (e.index > commit) {
+      this.fail("State Machine Safety", `node ${node} applied ${e.index} beyond its ${this.memCommits ? "" : "durable "}commit ${commit}`);
     }
     const seen = this.appliedHash[e.index];
     if (seen === undefined) this.appliedHash[e.index] = e.hash;
@@ -433,7 +476,11 @@ export class Checker {
         return;
       case "append": {
         const last = msg.entries[msg.entries.length - 1];
-        if (last && m.termAt(last.index) !== last.term && last.index > m.snapIndex) {
+        // A leader may send entries of its own term before they are durable on its disk once that
+        // term and its vote are (Raft thesis 10.2.1: it counts itself only after its write); any
+        // other entry must be durable first.
+        const ownTerm = last !== undefined && last.term === msg.term && hs.term === msg.term && hs.vote === node;
+        if (last && !ownTerm && m.termAt(last.index) !== last.term && last.index > m.snapIndex) {
           this.fail(rule, `leader ${node} sent entry ${last.index} before persisting it`);
         }
         return;

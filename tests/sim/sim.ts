@@ -112,6 +112,8 @@ interface SimNode {
   applied: number;
   lastRole: string;
   lastTerm: number;
+  /** The commit index last reported (see observeCommit); reset when the node restarts. */
+  commitSeen: number;
   restarts: number;
   /** Paused (like SIGSTOP) until this micro-step: no ticks, messages wait. */
   pausedUntil: number;
@@ -218,6 +220,7 @@ export class Simulator {
         applied: 0,
         lastRole: "",
         lastTerm: -1,
+        commitSeen: 0,
         restarts: 0,
         pausedUntil: 0,
       };
@@ -248,9 +251,12 @@ export class Simulator {
   // ---- node lifecycle ----
 
   private start(n: SimNode): void {
+    n.commitSeen = 0;
     const sm = new RegisterStateMachine();
     sm.onApply = (e, value) => {
       n.applied = e.index;
+      // The configuration the node holds as it applies (the one its commit of this entry was decided in).
+      this.observeCommit(n);
       this.emit({ kind: "apply", node: n.id, entry: digest(e), value });
     };
     sm.onRestore = (index) => {
@@ -381,9 +387,34 @@ export class Simulator {
     return false;
   }
 
+  /**
+   * Reports a node's commit index as it moves in memory (with the configuration it was decided in):
+   * the runtime writes a commit-only change with the next write, so the durable one may trail it.
+   */
+  private observeCommit(n: SimNode): void {
+    const node = n.node;
+    if (!node) {
+      // Applying as the node starts (inside its constructor): its commit is the durable one.
+      const c = Math.max(n.disk.getHardState().commit, n.disk.snapshot().meta.index);
+      if (c <= n.commitSeen) return;
+      n.commitSeen = c;
+      this.emit({ kind: "commit", node: n.id, commit: c, held: c, voters: [] });
+      return;
+    }
+    // Only the part of the log that is durable and the same in memory (entries still unstable
+    // may replace a durable conflicting suffix): the checker's model is the durable log.
+    const log = node.rawNode.raft.log;
+    const c = log.committed;
+    if (c <= n.commitSeen) return;
+    n.commitSeen = c;
+    const held = log.unstable.snapshot ? 0 : Math.min(c, log.unstable.offset - 1);
+    this.emit({ kind: "commit", node: n.id, commit: c, held, voters: node.rawNode.raft.confState().voters });
+  }
+
   private observeRole(n: SimNode): void {
     const node = n.node;
     if (!node) return;
+    this.observeCommit(n);
     const r = node.rawNode.raft;
     if (r.role !== n.lastRole || r.term !== n.lastTerm) {
       n.lastRole = r.role;
