@@ -277,14 +277,18 @@ export const CATALOGUE: readonly Mutation[] = [
         file: NODE,
         find:
           "          this.persisting = rd;\n" +
-          "          this.persistDone = this.storage.persist({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot }).then(\n" +
-          "            () => this.afterPersist(rd),\n" +
+          "          this.persistDone = this.storage.persist({ hardState, entries: rd.entries, snapshot: rd.snapshot }).then(\n" +
+          "            () => this.afterPersist(rd, hardState),\n" +
           "            (err: unknown) => this.fail(err),\n" +
           "          );\n" +
           "          return;\n",
         replace:
-          "          const issued = this.persistDone.then(() => this.storage.persist({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot }));\n" +
-          "          this.persistDone = issued.catch((err: unknown) => this.fail(err));\n",
+          "          const issued = this.persistDone.then(() => this.storage.persist({ hardState, entries: rd.entries, snapshot: rd.snapshot }));\n" +
+          "          this.persistDone = issued.catch((err: unknown) => this.fail(err));\n" +
+          "          if (hardState !== undefined) {\n" +
+          "            this.writtenTerm = hardState.term;\n" +
+          "            this.writtenVote = hardState.vote;\n" +
+          "          }\n",
       },
     ],
   },
