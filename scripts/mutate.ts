@@ -117,12 +117,6 @@ export const CATALOGUE: readonly Mutation[] = [
     id: "leader-counts-unpersisted",
     description: "a leader counts its own unpersisted entries toward commit",
     patches: [{ file: RAFT, find: "  private selfMatch(): number {\n    return this.log.lastStableIndex();", replace: "  private selfMatch(): number {\n    return this.log.lastIndex();" }],
-    survives: {
-      kind: "equivalent",
-      why:
-        "the runtime sends a Ready's messages only after its write, so no follower can acknowledge an entry the leader has not persisted; " +
-        "a single voter's commit is written in the same write as the entries and applied after it",
-    },
   },
   {
     id: "prevote-bumps-term",

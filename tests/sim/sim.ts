@@ -41,7 +41,7 @@ export const FAULT_KINDS = [
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
-export const WORKLOAD_KINDS = ["propose", "propose-batch", "propose-in-apply", "read-index", "transfer", "conf-change", "snapshot"] as const;
+export const WORKLOAD_KINDS = ["propose", "propose-batch", "propose-server-batch", "propose-in-apply", "read-index", "transfer", "conf-change", "snapshot"] as const;
 export type WorkloadKind = (typeof WORKLOAD_KINDS)[number];
 
 export interface SimOptions {
@@ -114,9 +114,25 @@ interface SimNode {
   lastTerm: number;
   /** The commit index last reported (see observeCommit); reset when the node restarts. */
   commitSeen: number;
+  /** As leader: the commit index up to which Durable Quorum was checked at commit time (see checkLeaderCommit). */
+  leaderCommitChecked: number;
+  /** The voters of the last two configurations seen by checkLeaderCommit. */
+  commitVoters: readonly NodeId[];
+  commitPrevVoters: readonly NodeId[];
   restarts: number;
   /** Paused (like SIGSTOP) until this micro-step: no ticks, messages wait. */
   pausedUntil: number;
+  /**
+   * Entries this incarnation proposed through proposeBatch (the server's path: no promise per
+   * entry), by index: acknowledged when applied here with the same term, as the server answers.
+   */
+  owned: Map<number, { term: number; value: string }>;
+}
+
+function sameIds(a: readonly NodeId[], b: readonly NodeId[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** Key of the directed link from -> to in the set of cut links. */
@@ -221,8 +237,12 @@ export class Simulator {
         lastRole: "",
         lastTerm: -1,
         commitSeen: 0,
+        leaderCommitChecked: 0,
+        commitVoters: [],
+        commitPrevVoters: [],
         restarts: 0,
         pausedUntil: 0,
+        owned: new Map(),
       };
       this.nodes.set(id, n);
       this.nodeList.push(n);
@@ -252,12 +272,20 @@ export class Simulator {
 
   private start(n: SimNode): void {
     n.commitSeen = 0;
+    n.leaderCommitChecked = 0;
+    const owned = new Map<number, { term: number; value: string }>();
+    n.owned = owned;
     const sm = new RegisterStateMachine();
     sm.onApply = (e, value) => {
       n.applied = e.index;
       // The configuration the node holds as it applies (the one its commit of this entry was decided in).
       this.observeCommit(n);
       this.emit({ kind: "apply", node: n.id, entry: digest(e), value });
+      const mine = owned.get(e.index);
+      if (mine !== undefined) {
+        owned.delete(e.index);
+        if (mine.term === e.term) this.acknowledge(mine.value, e.index);
+      }
     };
     sm.onRestore = (index) => {
       n.applied = index;
@@ -391,6 +419,50 @@ export class Simulator {
    * Reports a node's commit index as it moves in memory (with the configuration it was decided in):
    * the runtime writes a commit-only change with the next write, so the durable one may trail it.
    */
+  /**
+   * Durable Quorum at the moment a leader commits, for the entries its own disk does not hold yet
+   * (it sends appends while it writes them): a majority of its voters must durably hold each such
+   * entry (same index and term on their disk, or a snapshot past it). The checker covers the entries
+   * the leader holds; without this, a leader that counts its unwritten entries would pass, since by
+   * the time it applies them its own write is done.
+   */
+  private checkLeaderCommit(n: SimNode): void {
+    const r = n.node?.rawNode.raft;
+    if (!r || r.role !== "leader") return;
+    const log = r.log;
+    const c = log.committed;
+    if (c <= n.leaderCommitChecked) return;
+    const stable = log.unstable.snapshot ? 0 : log.unstable.offset - 1;
+    const from = Math.max(n.leaderCommitChecked, stable) + 1;
+    n.leaderCommitChecked = c;
+    if (from > c) return;
+    const voters = r.confState().voters;
+    if (!sameIds(voters, n.commitVoters)) {
+      n.commitPrevVoters = n.commitVoters;
+      n.commitVoters = voters;
+    }
+    for (let i = from; i <= c; i++) {
+      const t = log.term(i);
+      const holders = (vs: readonly NodeId[]): number => {
+        let h = 0;
+        for (const v of vs) {
+          const d = this.nodes.get(v)?.disk;
+          if (d && (d.snapshot().meta.index >= i || (t !== undefined && d.term(i) === t))) h++;
+        }
+        return h;
+      };
+      const h = holders(voters);
+      const prev = n.commitPrevVoters;
+      if (h > voters.length / 2 || (prev.length > 0 && holders(prev) > prev.length / 2)) continue;
+      this.checker.violations.push({
+        rule: "Durable Quorum",
+        detail: `leader ${n.id} committed ${i} (term ${t}) while ${h} of voters ${voters.join(",")} durably held it`,
+        at: this.now,
+      });
+      return;
+    }
+  }
+
   private observeCommit(n: SimNode): void {
     const node = n.node;
     if (!node) {
@@ -531,6 +603,7 @@ export class Simulator {
       if (this.lateCopies.has(m) && (dst.node as RaftNode<RegisterResult>).rawNode.raft.term > m.term) this.faults["late-across-terms"]++;
       this.net.deliver(m);
       this.observeRole(dst);
+      this.checkLeaderCommit(dst);
       if (dst.node?.persistInFlight && this.continuationDue()) return i + 1;
     }
     return q.length;
@@ -656,11 +729,24 @@ export class Simulator {
         // One batch sharing one persist, as the server proposes what arrived in one turn.
         const values = Array.from({ length: k }, () => `v${++this.counter}`);
         for (const value of values) this.emit({ kind: "write-invoke", value });
-        this.workload["propose-batch"]++;
-        const out = node.proposeMany(values.map((v) => enc.encode(v)));
-        out.forEach((o, i) => {
-          if ("result" in o) this.clientWrite(values[i] as string, o.result);
-        });
+        if (this.rand.chance(0.5)) {
+          this.workload["propose-batch"]++;
+          const out = node.proposeMany(values.map((v) => enc.encode(v)));
+          out.forEach((o, i) => {
+            if ("result" in o) this.clientWrite(values[i] as string, o.result);
+          });
+        } else {
+          // The server's hot path: no promise per entry; an entry is answered when it applies.
+          this.workload["propose-server-batch"]++;
+          const owned = l.owned;
+          const out = node.proposeBatch(
+            values.map((v) => enc.encode(v)),
+            (index) => owned.delete(index),
+          );
+          out.forEach((o, i) => {
+            if ("index" in o) owned.set(o.index, { term: o.term, value: values[i] as string });
+          });
+        }
       } else {
         for (let i = 0; i < k; i++) this.propose(node);
       }
@@ -720,12 +806,16 @@ export class Simulator {
     result.then(
       (r) => {
         this.clientsWaiting--;
-        this.acked++;
-        this.maxAckedIndex = Math.max(this.maxAckedIndex, r.index);
-        this.emit({ kind: "write-ack", value });
+        this.acknowledge(value, r.index);
       },
       () => this.clientsWaiting--,
     );
+  }
+
+  private acknowledge(value: string, index: number): void {
+    this.acked++;
+    this.maxAckedIndex = Math.max(this.maxAckedIndex, index);
+    this.emit({ kind: "write-ack", value });
   }
 
   /**
