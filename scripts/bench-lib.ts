@@ -301,7 +301,8 @@ function tail(path: string, bytes = 2000): string {
 
 /**
  * Spawns a server (argv already filled in), with stdout+stderr to a log file in `dir`,
- * and waits until it answers PING with +PONG. Throws (with the log tail) if it exits or
+ * and waits until it answers PING with +PONG (or, with `ready`, until that returns null
+ * instead of a reason it is not ready yet). Throws (with the log tail) if it exits or
  * does not answer within `readyMs`. The process is killed on exit of this script.
  */
 export async function startServer(
@@ -309,14 +310,14 @@ export async function startServer(
   argv: string[],
   port: number,
   dir: string,
-  opts: { readyMs?: number; cwd?: string } = {},
+  opts: { readyMs?: number; cwd?: string; ready?: () => Promise<string | null>; env?: Record<string, string | undefined> } = {},
 ): Promise<Server> {
   const readyMs = opts.readyMs ?? 15_000;
   const logPath = join(dir, `${name}.log`);
   const logFd = openSync(logPath, "a");
   let proc: Subprocess;
   try {
-    proc = Bun.spawn(argv, { cwd: opts.cwd, stdin: "ignore", stdout: logFd, stderr: logFd });
+    proc = Bun.spawn(argv, { cwd: opts.cwd, env: opts.env, stdin: "ignore", stdout: logFd, stderr: logFd });
   } finally {
     closeSync(logFd);
   }
@@ -346,9 +347,15 @@ export async function startServer(
       throw new Error(`${name} did not answer PING within ${readyMs} ms (${lastErr}): ${argv.join(" ")}\n--- log ---\n${tail(logPath)}`);
     }
     try {
-      const r = await respCommand(port, ["PING"], 1000);
-      if (r === "+PONG") break;
-      lastErr = `PING replied ${JSON.stringify(r)}`;
+      if (opts.ready) {
+        const why = await opts.ready();
+        if (why === null) break;
+        lastErr = why;
+      } else {
+        const r = await respCommand(port, ["PING"], 1000);
+        if (r === "+PONG") break;
+        lastErr = `PING replied ${JSON.stringify(r)}`;
+      }
     } catch (e) {
       lastErr = e instanceof Error ? e.message : String(e);
     }

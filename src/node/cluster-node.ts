@@ -4,10 +4,10 @@
 // of writes to the leader, expirations decided by the leader, and snapshots.
 import { existsSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from "node:fs";
 import { join } from "node:path";
-import { assert, AssertionError, ConfigError } from "../errors.ts";
+import { assert, AssertionError, ConfigError, CorruptLogError } from "../errors.ts";
 import { logger } from "../log.ts";
 import type { KvStateMachine } from "../kv/fsm.ts";
-import type { DbEntry } from "../kv/db.ts";
+import type { DbSnapshot } from "../kv/db.ts";
 import { Rand } from "../raft/rand.ts";
 import type { RaftStorage } from "../raft/storage.ts";
 import { NONE, encodeConfChange, type ConfState, type Entry, type HardState, type NodeId, type Snapshot, type SnapshotMeta } from "../raft/types.ts";
@@ -17,21 +17,33 @@ import { RaftLog } from "../storage/raft-log.ts";
 import { RECORD_PAYLOAD_BYTES_MAX, recordBytesFor, type FsyncMode, type StorageIo } from "../storage/index.ts";
 import type { ClusterView, MemberAddress, MemberRole, MemberStatus } from "./cluster-view.ts";
 import { type Proposal, type RecoveryStats, type SnapshotStats, WriteRefusedError } from "./durable.ts";
-import { COMMAND_ENTRY_OVERHEAD_BYTES, decodeKvImage, encodeCommandEntry, encodeExpireEntry, encodeKvImage, EXPIRE_BATCH_KEYS_MAX } from "./kv-payload.ts";
+import { COMMAND_ENTRY_OVERHEAD_BYTES, decodeKvImage, encodeCommandEntry, encodeExpireEntry, EXPIRE_BATCH_KEYS_MAX } from "./kv-payload.ts";
 import { KvRaftStateMachine } from "./kv-state-machine.ts";
 import { LeaderLinks, LINK_REQUEST_TIMEOUT_MS, LinkLostError } from "./leader-link.ts";
 import { DroppedError, NodeClosedError, NotLeaderError, RaftNode, UnknownOutcomeError } from "./raft-node.ts";
 import type { StateMachine } from "./state-machine.ts";
+import { storeFiles } from "./snapshot-transfer.ts";
 import { TcpTransport } from "./tcp-transport.ts";
 import { Ticker } from "./ticker.ts";
 
 const log = logger("raft");
+
+const NO_IMAGE = new Uint8Array(0);
 
 /** The head of a forwarded write's reply: the index it was applied at. */
 const FORWARDED_HEAD = /^\*2\r\n:(\d+)\r\n/;
 
 /** The membership file in a data dir: the cluster id and every member's addresses, written on first start. */
 export const MEMBERS_FILE = "raft-members.json";
+/**
+ * Work per turn of the event loop, so that a burst never holds off the timers (heartbeats: a
+ * follower that hears nothing for an election timeout deposes the leader) for long: at most this
+ * many proposals, and this many bytes of committed entries applied per Ready (the loop yields in
+ * between). Found by a 100k-write pipelined burst that cost the leader its leadership.
+ */
+export const PROPOSALS_PER_TURN_MAX = 4096;
+export const APPLY_BYTES_PER_TURN_MAX = 1024 * 1024;
+
 /** How long a leader stopping on purpose waits for its leadership transfer before it stops anyway. */
 export const TRANSFER_ON_CLOSE_MS = 1000;
 /** Reads waiting for a barrier at once, past which new reads are refused with CLUSTERDOWN-style errors. */
@@ -123,13 +135,11 @@ function saveMembers(dataDir: string, m: Members): void {
 }
 
 /**
- * RaftLog with the state machine's image: the snapshot the leader sends holds the keyspace (read
- * from the newest snapshot file), and a snapshot received is written as a file before the log
- * takes it.
+ * RaftLog with the state machine's image in the snapshot files: a snapshot's data is empty (the
+ * transport streams its file to a peer, and writes a received one as a file before Raft hears of
+ * it), and the state machine is restored by reading the file.
  */
 class KvRaftStorage implements RaftStorage {
-  private image: { index: number; data: Uint8Array } | undefined;
-
   constructor(readonly log: RaftLog) {}
 
   initialState(): { hardState: HardState; confState: ConfState } {
@@ -149,22 +159,46 @@ class KvRaftStorage implements RaftStorage {
   }
 
   snapshot(): Snapshot {
-    const s = this.log.snapshot();
-    if (s.meta.index === 0) return s;
-    if (this.image?.index !== s.meta.index) this.image = { index: s.meta.index, data: this.readImage(s.meta.index) };
-    return { meta: s.meta, data: this.image.data };
+    return this.log.snapshot();
   }
 
-  /** The keyspace image of the snapshot file at `index` (blocks while it reads the file). */
-  private readImage(index: number): Uint8Array {
+  /** Restores `sm` from the snapshot file of `meta`, its entries streamed from the file (blocks while it reads it). */
+  restoreInto(sm: KvRaftStateMachine, meta: SnapshotMeta): void {
     const store = this.log.snapshots;
-    const found = store.list().find((s) => s.lastIndex === index);
-    assert(found !== undefined, `no snapshot file at index ${index}`);
+    const found = store.list().find((s) => s.lastIndex === meta.index);
+    assert(found !== undefined, `no snapshot file at index ${meta.index}`);
     const loaded = store.load(join(store.dir, found.name));
-    const entries: DbEntry[] = [];
-    loaded.forEach((k, v, at) => entries.push([k, v, at]));
-    const appliedMs = Number(new TextDecoder().decode(loaded.meta)) || 0;
-    return encodeKvImage(appliedMs, () => entries);
+    assert(loaded.lastTerm === meta.term, `snapshot file at ${meta.index} is of term ${loaded.lastTerm}, Raft's of ${meta.term}`);
+    const text = new TextDecoder().decode(loaded.meta);
+    const appliedMs = Number(text);
+    if (!/^\d{1,16}$/.test(text) || !Number.isSafeInteger(appliedMs)) {
+      throw new CorruptLogError(`snapshot ${found.name}: its applied time '${text.slice(0, 32)}' is not a whole number of ms`, join(store.dir, found.name), 0);
+    }
+    sm.restoreEntries(meta.index, appliedMs, loaded.entries(), loaded.entryCount);
+  }
+
+  /**
+   * Makes the copy-on-write view `view` of the keyspace (taken when the state machine was at
+   * `meta.index`) durable as the snapshot file of `meta`, streamed in chunks: the event loop yields
+   * every 2 ms and the node keeps applying meanwhile (the view does not change).
+   */
+  async saveView(meta: SnapshotMeta, view: { appliedMs: number; snapshot: DbSnapshot }): Promise<SnapshotStats> {
+    const t0 = performance.now();
+    try {
+      const res = await this.log.snapshots.write(
+        {
+          lastIndex: meta.index,
+          lastTerm: meta.term,
+          meta: new TextEncoder().encode(String(view.appliedMs)),
+          membership: { voters: [...meta.confState.voters], learners: [...meta.confState.learners] },
+          yieldEveryMs: 2,
+        },
+        view.snapshot,
+      );
+      return { lastIndex: meta.index, entries: res.entryCount, bytes: res.bodyBytes, durationMs: Math.round(performance.now() - t0), longestSliceMs: res.longestSliceMs };
+    } finally {
+      view.snapshot.close();
+    }
   }
 
   /** Makes `data` (a keyspace image) durable as the snapshot file of `meta`. */
@@ -181,12 +215,12 @@ class KvRaftStorage implements RaftStorage {
       },
       image.entries,
     );
-    this.image = { index: meta.index, data };
     return { lastIndex: meta.index, entries: res.entryCount, bytes: res.bodyBytes, durationMs: Math.round(performance.now() - t0), longestSliceMs: res.longestSliceMs };
   }
 
   async persist(p: { hardState: HardState | undefined; entries: readonly Entry[]; snapshot: Snapshot | undefined }): Promise<void> {
-    if (p.snapshot !== undefined && p.snapshot.meta.index > this.log.snapshot().meta.index) await this.saveImage(p.snapshot.meta, p.snapshot.data);
+    // A snapshot from the leader arrives as a durable file already (the transport's); one with an image is written here.
+    if (p.snapshot !== undefined && p.snapshot.data.length > 0 && p.snapshot.meta.index > this.log.snapshot().meta.index) await this.saveImage(p.snapshot.meta, p.snapshot.data);
     return this.log.persist(p);
   }
 
@@ -210,6 +244,7 @@ class ServingStateMachine<T> implements StateMachine<void> {
   constructor(
     readonly kv: KvRaftStateMachine,
     private readonly host: ClusterNode<T>,
+    private readonly storage: KvRaftStorage,
   ) {}
 
   apply(e: Entry): void {
@@ -227,12 +262,22 @@ class ServingStateMachine<T> implements StateMachine<void> {
     this.kv.applyInto(e, this.sink);
   }
 
+  /** The copy-on-write view the last snapshot() took, for saveSnapshot to write (see ClusterNode). */
+  view: { appliedMs: number; snapshot: DbSnapshot } | undefined;
+
+  /**
+   * Takes a copy-on-write view of the keyspace at the applied index (O(1)); the runtime's
+   * saveSnapshot streams it to the snapshot file. The image returned is empty: nothing is built in memory.
+   */
   snapshot(): Uint8Array {
-    return this.kv.snapshot();
+    assert(this.view === undefined, "a snapshot view is already open");
+    this.view = this.kv.kv.beginSnapshot();
+    return NO_IMAGE;
   }
 
   restore(s: Snapshot): void {
-    this.kv.restore(s);
+    if (s.data.length === 0 && s.meta.index > 0) this.storage.restoreInto(this.kv, s.meta);
+    else this.kv.restore(s);
     this.bytesSinceSnapshot = 0;
     if (this.started) log.info(`installed the leader's snapshot at index ${s.meta.index} (${this.kv.kv.db.dbsize()} keys)`);
     this.started = true;
@@ -282,6 +327,8 @@ export class ClusterNode<T> {
   private readsWaiting = 0;
   private closing = false;
   private readonly lastContact = new Map<NodeId, number>();
+  /** When the last tick ran (performance.now()), to report a stalled event loop. */
+  private lastTickAt = performance.now();
   /** The role and leader last logged (a change is logged once). */
   private loggedRole = "";
 
@@ -306,7 +353,7 @@ export class ClusterNode<T> {
     this.storage = new KvRaftStorage(log_);
     this.raftSm = new KvRaftStateMachine({ scanCursorBase: 1 + Math.floor(Math.random() * 2 ** 40) });
     this.fsm = this.raftSm.kv;
-    this.sm = new ServingStateMachine(this.raftSm, this);
+    this.sm = new ServingStateMachine(this.raftSm, this, this.storage);
     const peers = new Map<NodeId, string>();
     for (const m of members.members) if (m.id !== opts.id) peers.set(m.id, m.peer);
     this.transport = new TcpTransport({
@@ -316,6 +363,8 @@ export class ClusterNode<T> {
       peers,
       onUnreachable: (id) => this.node?.rawNode.reportUnreachable(id),
       log: logger("peer"),
+      snapshots: storeFiles(log_.snapshots),
+      onSnapshotStatus: (id, ok) => this.node?.reportSnapshot(id, ok),
     });
     const tickMs = Math.max(1, Math.round(opts.heartbeatMs / 5));
     this.node = new RaftNode<void>({
@@ -337,10 +386,15 @@ export class ClusterNode<T> {
         electionTicks: Math.max(2, Math.round(opts.electionMs / tickMs)),
         preVote: true,
         checkQuorum: true,
+        committedBytesPerReadyMax: APPLY_BYTES_PER_TURN_MAX,
       },
+      yieldAfterApply: (next) => setImmediate(next),
       saveSnapshot: async (meta, data) => {
-        const stats = await this.storage.saveImage(meta, data);
-        this.lastSnapshot = stats;
+        assert(data.length === 0, "the state machine's snapshot is a copy-on-write view, not an image");
+        const view = this.sm.view;
+        assert(view !== undefined, "saveSnapshot without a view");
+        this.sm.view = undefined;
+        this.lastSnapshot = await this.storage.saveView(meta, view);
       },
       readCtxPrefix: `${opts.id}.${process.pid}.${Date.now()}.`,
       onFatal: (err) => this.onFatal(err),
@@ -349,6 +403,12 @@ export class ClusterNode<T> {
     this.ticker = new Ticker(
       {
         tick: () => {
+          const now = performance.now();
+          const late = now - this.lastTickAt - tickMs;
+          this.lastTickAt = now;
+          // As etcd's "leader failed to send out heartbeat on time": a stalled event loop delays
+          // heartbeats, and past an election timeout the followers elect another leader.
+          if (late > opts.electionMs / 3) log.warn(`the event loop stalled ${Math.round(late)} ms (election timeout ${opts.electionMs} ms): ${this.isLeader() ? "heartbeats were late" : "this node's ticks were late"}`);
           this.node.tick();
           this.watchRole();
         },
@@ -408,6 +468,8 @@ export class ClusterNode<T> {
     const now = `${r.role}/${r.lead}/${r.role === "leader" ? r.term : 0}`;
     if (now === this.loggedRole) return;
     this.loggedRole = now;
+    // Requests waiting at a former leader are answered now (writes UNCERTAIN, reads CLUSTERDOWN: retry).
+    if (r.lead !== NONE) this.links.leaderIs(r.lead === this.id ? undefined : this.leaderAddr());
     if (r.role === "leader") log.info(`leader of term ${r.term}`);
     else if (r.role === "follower" && r.lead !== NONE) log.info(`following node ${r.lead} (term ${r.term})`);
     else if (r.role === "follower") log.info(`no leader known (term ${r.term})`);
@@ -491,9 +553,16 @@ export class ClusterNode<T> {
 
   private flush(): void {
     this.flushScheduled = false;
-    const batch = this.batch;
+    let batch = this.batch;
     if (batch.length === 0) return;
-    this.batch = [];
+    if (batch.length > PROPOSALS_PER_TURN_MAX) {
+      // A burst (deep pipelines from many clients) is proposed over several turns, so heartbeats,
+      // elections and replies run in between.
+      this.batch = batch.slice(PROPOSALS_PER_TURN_MAX);
+      batch = batch.slice(0, PROPOSALS_PER_TURN_MAX);
+      this.flushScheduled = true;
+      setImmediate(this.flushTask);
+    } else this.batch = [];
     const datas: Uint8Array[] = new Array(batch.length);
     for (let i = 0; i < batch.length; i++) datas[i] = batch[i]!.payload;
     const results = this.node.proposeBatch(datas, this.onProposalFailed);

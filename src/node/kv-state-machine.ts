@@ -1,7 +1,7 @@
 // The KV store as the runtime's StateMachine: applies committed entries (commands, expirations) to a KvStateMachine.
 import { assert } from "../errors.ts";
 import { KvStateMachine } from "../kv/fsm.ts";
-import type { DbOptions } from "../kv/db.ts";
+import type { DbEntry, DbOptions } from "../kv/db.ts";
 import type { Entry, Snapshot } from "../raft/types.ts";
 import { ReplyBuffer, type ReplyWriter } from "../resp/encode.ts";
 import { decodeKvImage, decodeKvPayload, encodeKvImage, EXPIRE_BATCH_KEYS_MAX, KvImageError, KvPayloadError } from "./kv-payload.ts";
@@ -109,6 +109,17 @@ export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
   /** The keyspace with absolute expiries and the applied time (kv-payload.ts's image). */
   snapshot(): Uint8Array {
     return encodeKvImage(this.kv.appliedMs, () => this.kv.db.entries());
+  }
+
+  /**
+   * Restores from a snapshot's entries streamed from its file (no image in memory): `count` keys
+   * as of `index`, taken at `appliedMs`.
+   */
+  restoreEntries(index: number, appliedMs: number, entries: Iterable<DbEntry>, count: number): void {
+    this.kv.restore(appliedMs, entries);
+    const held = this.kv.db.dbsize();
+    if (held !== count) throw new KvEntryError(index, new KvImageError(`snapshot of ${count} entries holds ${held} distinct keys`));
+    this.applied = index;
   }
 
   restore(s: Snapshot): void {

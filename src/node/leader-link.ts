@@ -225,6 +225,18 @@ export class LeaderLinks {
     return l.request(argv);
   }
 
+  /**
+   * The leader is now `addr` (undefined: none known): a link to another address is dropped at once,
+   * so what waits there (at a paused or cut-off old leader) is answered now, not at its timeout.
+   */
+  leaderIs(addr: string | undefined): void {
+    const l = this.link;
+    if (l !== undefined && l.addr !== addr) {
+      l.fail(addr === undefined ? `the leader at ${l.addr} is no longer the leader` : `the leader moved from ${l.addr} to ${addr}`);
+      this.link = undefined;
+    }
+  }
+
   close(): void {
     this.closed = true;
     this.link?.fail("node shutting down");

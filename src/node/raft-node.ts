@@ -61,6 +61,12 @@ export interface RaftNodeConfig<R> {
   readonly onFatal?: (err: unknown) => void;
   /** Called after each Ready that applied entries or a snapshot, once its proposals and reads are settled. */
   readonly onApplied?: () => void;
+  /**
+   * Runs `next` in a later turn of the event loop (setImmediate). When set, the loop yields after a
+   * Ready that applied entries while more work waits (see yieldAfter). Unset (tests, the simulator):
+   * the loop runs on.
+   */
+  readonly yieldAfterApply?: (next: () => void) => void;
 }
 
 const ignore = (): void => {};
@@ -286,6 +292,13 @@ export class RaftNode<R = unknown> {
     return r;
   }
 
+  /** The transport finished sending a snapshot to `id` (ok: the peer holds it) or gave up on it. */
+  reportSnapshot(id: NodeId, ok: boolean): void {
+    if (this.stopped) return;
+    this.rawNode.reportSnapshot(id, ok);
+    this.pump();
+  }
+
   /** Snapshots the state machine at the applied index and compacts the log up to it. */
   async snapshot(): Promise<void> {
     if (this.stopped || this.compactingFlag || this.snapshotWaiting) return;
@@ -293,7 +306,14 @@ export class RaftNode<R = unknown> {
     assert(save !== undefined, "snapshot() without saveSnapshot");
     this.snapshotWaiting = true;
     try {
-      await this.hardStateWritten();
+      // The snapshot's index (the applied one) must not pass the commit index handed to storage
+      // (compact asserts it). Entries may apply while this waits, on a commit not written yet:
+      // the check that nothing is unwritten runs with no await between it and reading `applied`.
+      for (let i = 0; ; i++) {
+        assert(i < 10_000, "the applied index never stayed within the written commit");
+        await this.hardStateWritten();
+        if (this.stopped || (this.unsavedHardState === undefined && !this.savingHardState)) break;
+      }
     } finally {
       this.snapshotWaiting = false;
     }
@@ -418,6 +438,7 @@ export class RaftNode<R = unknown> {
           // so it rides with the next write instead of costing an fdatasync of its own.
           this.unsavedHardState = rd.hardState;
           this.finish(rd);
+          if (this.yieldAfter(rd)) return;
           continue;
         }
         if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
@@ -437,10 +458,31 @@ export class RaftNode<R = unknown> {
           return;
         }
         this.finish(rd);
+        if (this.yieldAfter(rd)) return;
       }
     } finally {
       this.pumping = false;
     }
+  }
+
+  private yieldScheduled = false;
+
+  /**
+   * After a Ready that applied entries, with more to do: with `yieldAfterApply` set, the loop goes
+   * on in a later turn of the event loop (timers and sockets run in between: a large backlog must
+   * not hold off heartbeats and elections). Returns true when the loop should stop now.
+   */
+  private yieldAfter(rd: Ready): boolean {
+    const defer = this.cfg.yieldAfterApply;
+    if (defer === undefined || rd.committedEntries.length === 0 || !this.rawNode.hasReady()) return false;
+    if (!this.yieldScheduled) {
+      this.yieldScheduled = true;
+      defer(() => {
+        this.yieldScheduled = false;
+        this.pump();
+      });
+    }
+    return true;
   }
 
   private afterPersist(rd: Ready, written: HardState | undefined): void {
@@ -454,7 +496,7 @@ export class RaftNode<R = unknown> {
     // After close() began: the write is durable; finish it (sends go nowhere, applies are harmless).
     try {
       this.finish(rd);
-      this.pump();
+      if (!this.yieldAfter(rd)) this.pump();
     } catch (err) {
       this.fail(err);
     }

@@ -11,11 +11,26 @@ import {
   WIRE_VERSION,
   decodeHandshake,
   decodeMessage,
+  decodeSnapshotAck,
+  decodeSnapshotChunk,
   encodeHandshake,
   encodeMessage,
+  encodeSnapshotAck,
+  encodeSnapshotChunkAround,
+  frameKind,
+  type SnapshotChunk,
 } from "../raft/codec.ts";
-import type { Message, NodeId } from "../raft/types.ts";
+import type { Message, NodeId, SnapshotMsg } from "../raft/types.ts";
 import { logger } from "../log.ts";
+import {
+  InboundTransfer,
+  OutboundTransfer,
+  SNAPSHOT_ACK_TIMEOUT_MS,
+  SNAPSHOT_CHUNK_BYTES,
+  SNAPSHOT_QUEUE_BYTES_MAX,
+  chunkChecksum,
+  type SnapshotFiles,
+} from "./snapshot-transfer.ts";
 import type { Transport } from "./transport.ts";
 
 /** Messages queued for one peer (not yet written to its socket) past which new ones are dropped. */
@@ -65,6 +80,18 @@ export interface TcpTransportConfig {
   readonly handshakeTimeoutMs?: number;
   readonly writeStallMs?: number;
   readonly log?: TransportLog;
+  /**
+   * This node's snapshot files. With them, a snapshot message is not sent as one frame: the file
+   * of its snapshot is streamed in chunk frames between the peer's other frames (one transfer per
+   * peer at a time), and chunks received are written to a file that, once complete, verified and
+   * durable, is handed to the runtime as a snapshot message with empty data.
+   */
+  readonly snapshots?: SnapshotFiles;
+  /** A snapshot transfer to `id` ended: ok once the follower said it holds it (RaftNode.reportSnapshot). Called on a later turn. */
+  readonly onSnapshotStatus?: (id: NodeId, ok: boolean) => void;
+  readonly snapshotChunkBytes?: number;
+  readonly snapshotQueueBytesMax?: number;
+  readonly snapshotAckTimeoutMs?: number;
 }
 
 /** Counters for INFO. */
@@ -81,12 +108,23 @@ export interface TransportStats {
   refusedHandshakes: number;
   /** Inbound connections closed for bytes that are not valid frames (or messages not from the peer). */
   badFrames: number;
+  /** Snapshot transfers this node completed as the sender (acked by the follower) and as the receiver. */
+  snapshotsSent: number;
+  snapshotsReceived: number;
+  /** Snapshot transfers that ended without the snapshot installed (either side: cut off, refused, failed). */
+  snapshotsFailed: number;
+  /** Most bytes of snapshot chunk frames ever queued for one peer (the read-ahead's high-water mark). */
+  snapshotQueuedBytesPeak: number;
 }
 
 export interface PeerStatus {
   readonly connected: boolean;
   readonly queuedMessages: number;
   readonly queuedBytes: number;
+  /** Bytes of snapshot chunk frames read ahead and not yet written (bounded by snapshotQueueBytesMax plus one chunk). */
+  readonly snapshotQueuedBytes: number;
+  /** Index of the snapshot being sent to this peer (0: none). */
+  readonly snapshotSending: number;
 }
 
 /** "host:port" or "[v6]:port" -> parts; RangeError when it is neither. */
@@ -121,6 +159,13 @@ class Peer {
   /** When the socket last took bytes, and the timer that checks a write waiting for `drain`. */
   progressAt = 0;
   stallTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The snapshot transfer to this peer, if any; its chunk frames read ahead (written when no other frame waits). */
+  transfer: OutboundTransfer | undefined;
+  chunks: Uint8Array[] = [];
+  /** Bytes of chunk frames queued or in the write in progress (at most snapshotQueueBytesMax, one chunk past it). */
+  chunkBytes = 0;
+  /** The write in progress is a chunk frame. */
+  outChunk = false;
 
   constructor(
     readonly id: NodeId,
@@ -156,12 +201,19 @@ interface Inbound {
   peer: NodeId;
   done: boolean;
   timer: ReturnType<typeof setTimeout> | undefined;
+  /** The snapshot being received on this connection. */
+  rx: InboundTransfer | undefined;
+  /** A transfer given up on here: its later chunks are skipped. */
+  skip: number;
 }
 
 export class TcpTransport implements Transport {
   readonly id: NodeId;
-  readonly stats: TransportStats = { sent: 0, received: 0, dropped: 0, reconnects: 0, refusedHandshakes: 0, badFrames: 0 };
-  private readonly cfg: Required<Omit<TcpTransportConfig, "onUnreachable" | "peers" | "listen" | "id" | "clusterId">>;
+  readonly stats: TransportStats = { sent: 0, received: 0, dropped: 0, reconnects: 0, refusedHandshakes: 0, badFrames: 0, snapshotsSent: 0, snapshotsReceived: 0, snapshotsFailed: 0, snapshotQueuedBytesPeak: 0 };
+  private readonly cfg: Required<Omit<TcpTransportConfig, "onUnreachable" | "peers" | "listen" | "id" | "clusterId" | "snapshots" | "onSnapshotStatus">>;
+  private readonly snapshots: SnapshotFiles | undefined;
+  private readonly onSnapshotStatus: ((id: NodeId, ok: boolean) => void) | undefined;
+  private nextTransfer: number;
   private readonly clusterId: string;
   private readonly onUnreachable: ((id: NodeId) => void) | undefined;
   private readonly peers = new Map<NodeId, Peer>();
@@ -187,7 +239,13 @@ export class TcpTransport implements Transport {
       handshakeTimeoutMs: config.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
       writeStallMs: config.writeStallMs ?? WRITE_STALL_MS,
       log: config.log ?? logger("peer"),
+      snapshotChunkBytes: config.snapshotChunkBytes ?? SNAPSHOT_CHUNK_BYTES,
+      snapshotQueueBytesMax: config.snapshotQueueBytesMax ?? SNAPSHOT_QUEUE_BYTES_MAX,
+      snapshotAckTimeoutMs: config.snapshotAckTimeoutMs ?? SNAPSHOT_ACK_TIMEOUT_MS,
     };
+    this.snapshots = config.snapshots;
+    this.onSnapshotStatus = config.onSnapshotStatus;
+    this.nextTransfer = 1 + Math.floor(this.cfg.random() * 2 ** 40);
     assert(this.cfg.backoffMsMin >= 1 && this.cfg.backoffMsMax >= this.cfg.backoffMsMin, "backoff bounds");
     encodeHandshake({ clusterId: this.clusterId, from: this.id, to: this.id }); // throws RangeError for a bad id or cluster id
     const peers = new Map<NodeId, Peer>();
@@ -231,6 +289,10 @@ export class TcpTransport implements Transport {
       if (p === undefined) {
         this.stats.dropped++;
         this.cfg.log.debug(`dropped a ${m.type} message to unknown peer ${m.to}`);
+        continue;
+      }
+      if (m.type === "snapshot" && this.snapshots !== undefined) {
+        this.startTransfer(p, m, this.snapshots);
         continue;
       }
       if (p.queuedMessages >= this.cfg.queueMessagesMax) {
@@ -285,7 +347,13 @@ export class TcpTransport implements Transport {
   peerStatus(id: NodeId): PeerStatus | undefined {
     const p = this.peers.get(id);
     if (p === undefined) return undefined;
-    return { connected: p.socket !== undefined, queuedMessages: p.queuedMessages, queuedBytes: p.queuedBytes };
+    return {
+      connected: p.socket !== undefined,
+      queuedMessages: p.queuedMessages,
+      queuedBytes: p.queuedBytes,
+      snapshotQueuedBytes: p.chunkBytes,
+      snapshotSending: p.transfer?.meta.index ?? 0,
+    };
   }
 
   /** Closes the listener and every connection, drops what is queued, and stops reconnecting. */
@@ -294,7 +362,10 @@ export class TcpTransport implements Transport {
     this.closed = true;
     for (const p of this.peers.values()) this.shutPeer(p);
     this.listener.stop(true);
-    for (const s of this.inboundByPeer.values()) s.terminate();
+    for (const s of this.inboundByPeer.values()) {
+      this.abortInbound(s.data, "the node is closing");
+      s.terminate();
+    }
     this.inboundByPeer.clear();
   }
 
@@ -314,6 +385,10 @@ export class TcpTransport implements Transport {
     p.out = undefined;
     p.queuedMessages = 0;
     p.queuedBytes = 0;
+    if (p.transfer !== undefined) this.endTransfer(p, p.transfer, false, "the peer was removed or the node closed");
+    p.chunks = [];
+    p.chunkBytes = 0;
+    p.outChunk = false;
     s?.terminate();
   }
 
@@ -404,6 +479,11 @@ export class TcpTransport implements Transport {
     p.out = undefined;
     p.outOff = 0;
     p.outMessages = 0;
+    // A transfer cannot resume on another connection: the follower drops its partial file; start over.
+    p.chunks = [];
+    p.chunkBytes = 0;
+    p.outChunk = false;
+    if (p.transfer !== undefined) this.endTransfer(p, p.transfer, false, `connection lost (${why})`);
     if (lived >= CONNECTION_STABLE_MS) p.attempts = 0;
     const base = Math.min(this.cfg.backoffMsMax, this.cfg.backoffMsMin * 2 ** Math.min(p.attempts, 30));
     const delay = Math.max(1, Math.floor(base / 2 + (base / 2) * this.cfg.random()));
@@ -434,7 +514,16 @@ export class TcpTransport implements Transport {
     for (;;) {
       if (p.out === undefined) {
         const first = p.takeFrame();
-        if (first === undefined) return;
+        if (first === undefined) {
+          // Raft's frames first; a snapshot chunk when none waits (a snapshot never delays a heartbeat by more than one chunk).
+          const chunk = p.chunks.shift();
+          if (chunk === undefined) return;
+          p.out = chunk;
+          p.outOff = 0;
+          p.outMessages = 0;
+          p.outChunk = true;
+          continue;
+        }
         let batch = first;
         let n = 1;
         if (p.pendingFrames > 0 && first.length < WRITE_BATCH_BYTES_MAX) {
@@ -475,6 +564,12 @@ export class TcpTransport implements Transport {
         p.reportedFull = false;
       }
       p.out = undefined;
+      if (p.outChunk) {
+        p.outChunk = false;
+        p.chunkBytes -= out.length;
+        p.transfer?.release(out);
+        this.pumpTransfer(p);
+      }
     }
   }
 
@@ -493,7 +588,7 @@ export class TcpTransport implements Transport {
 
   private inboundOpen(s: Socket<Inbound>): void {
     const remote = `${s.remoteAddress}:${(s as unknown as { remotePort?: number }).remotePort ?? "?"}`;
-    s.data = { remote, reader: new FrameReader(HANDSHAKE_BYTES_MAX), peer: 0, done: false, timer: undefined };
+    s.data = { remote, reader: new FrameReader(HANDSHAKE_BYTES_MAX), peer: 0, done: false, timer: undefined, rx: undefined, skip: -1 };
     if (this.closed) {
       s.data.done = true;
       s.terminate();
@@ -521,6 +616,15 @@ export class TcpTransport implements Transport {
         if (body === undefined) return;
         if (c.peer === 0) {
           this.handshake(s, body);
+          continue;
+        }
+        const kind = frameKind(body);
+        if (kind === "snapshot-chunk") {
+          this.chunkIn(c, decodeSnapshotChunk(body, chunkChecksum));
+          continue;
+        }
+        if (kind === "snapshot-ack") {
+          this.ackIn(c, decodeSnapshotAck(body));
           continue;
         }
         m = decodeMessage(body);
@@ -583,10 +687,212 @@ export class TcpTransport implements Transport {
   private inboundClose(s: Socket<Inbound>): void {
     const c = s.data;
     if (c === undefined || c.done) return;
+    this.abortInbound(c, "connection closed");
     c.done = true;
     if (c.timer !== undefined) clearTimeout(c.timer);
     c.timer = undefined;
     if (c.peer === 0) this.unauthenticated--;
     else if (this.inboundByPeer.get(c.peer) === s) this.inboundByPeer.delete(c.peer);
+  }
+
+  // ------------------------------------------------------------ snapshot transfers (leader side)
+
+  /**
+   * Starts streaming the file of `m`'s snapshot to `p`. One transfer per peer: while one is under
+   * way, another snapshot message for that peer is dropped (Raft sends one again if it still needs
+   * it once this one ends): restarting a long transfer for each newer snapshot would never finish
+   * on a leader that snapshots more often than a transfer takes.
+   */
+  private startTransfer(p: Peer, m: SnapshotMsg, files: SnapshotFiles): void {
+    const meta = m.snapshot.meta;
+    const cur = p.transfer;
+    if (cur !== undefined) {
+      this.cfg.log.debug(`snapshot at ${meta.index} for peer ${p.id} not sent: the transfer of ${cur.meta.index} is under way`);
+      return;
+    }
+    if (p.socket === undefined) {
+      this.stats.dropped++;
+      this.reportSnapshotLater(p.id, false);
+      return;
+    }
+    const poolMax = Math.ceil(this.cfg.snapshotQueueBytesMax / this.cfg.snapshotChunkBytes) + 2;
+    const t = new OutboundTransfer(this.nextTransfer++, p.id, m.term, meta, this.cfg.snapshotChunkBytes, poolMax);
+    try {
+      const path = files.pathOf(meta);
+      if (path === undefined) throw new Error("no file holds it now");
+      t.open(path);
+    } catch (err) {
+      t.end();
+      this.stats.snapshotsFailed++;
+      this.cfg.log.warn(`snapshot at ${meta.index} for peer ${p.id} not sent: ${err instanceof Error ? err.message : String(err)}`);
+      this.reportSnapshotLater(p.id, false);
+      return;
+    }
+    p.transfer = t;
+    this.cfg.log.info(`sending the snapshot at index ${meta.index} (${t.totalBytes} bytes) to peer ${p.id}`);
+    this.pumpTransfer(p);
+  }
+
+  /** Reads the next chunk of `p`'s transfer if fewer than snapshotQueueBytesMax bytes of chunks wait; notes when all were written. */
+  private pumpTransfer(p: Peer): void {
+    const t = p.transfer;
+    if (t === undefined || t.state !== "sending" || t.reading || this.closed) return;
+    if (t.allRead) {
+      if (p.chunks.length === 0 && !p.outChunk) {
+        t.state = "awaiting-ack";
+        t.ackTimer = setTimeout(() => this.endTransfer(p, t, false, `no answer within ${this.cfg.snapshotAckTimeoutMs} ms of its last chunk`), this.cfg.snapshotAckTimeoutMs);
+      }
+      return;
+    }
+    if (p.chunkBytes > 0 && p.chunkBytes + Math.min(t.chunkBytes, t.totalBytes - t.offset) > this.cfg.snapshotQueueBytesMax) return;
+    t.readNext().then(
+      (r) => {
+        if (r === undefined || p.transfer !== t || t.state !== "sending" || this.closed) return;
+        const frame = encodeSnapshotChunkAround(
+          r.frame,
+          { from: this.id, to: p.id, term: t.term, transfer: t.id, meta: t.meta, offset: r.offset, totalBytes: t.totalBytes, data: r.data },
+          chunkChecksum,
+        );
+        p.chunks.push(frame);
+        p.chunkBytes += frame.length;
+        if (p.chunkBytes > this.stats.snapshotQueuedBytesPeak) this.stats.snapshotQueuedBytesPeak = p.chunkBytes;
+        if (p.socket !== undefined) this.writePeer(p);
+        this.pumpTransfer(p);
+      },
+      (err: Error) => {
+        if (p.transfer === t) this.endTransfer(p, t, false, `reading the snapshot file: ${err.message}`);
+      },
+    );
+  }
+
+  /** Ends `t` (ok: the follower holds the snapshot) and tells the runtime on a later turn. */
+  private endTransfer(p: Peer, t: OutboundTransfer, ok: boolean, why: string): void {
+    if (t.state === "done") return;
+    t.end();
+    if (p.transfer === t) {
+      p.transfer = undefined;
+      // Chunks not yet written go; one in the middle of a write finishes (the follower drops the partial file).
+      for (const f of p.chunks) p.chunkBytes -= f.length;
+      p.chunks = [];
+    }
+    const ms = Math.round(performance.now() - t.startedAt);
+    if (ok) {
+      this.stats.snapshotsSent++;
+      this.cfg.log.info(`peer ${p.id} installed the snapshot at index ${t.meta.index} (${t.totalBytes} bytes in ${ms} ms)`);
+    } else {
+      this.stats.snapshotsFailed++;
+      this.cfg.log.info(`snapshot transfer of index ${t.meta.index} to peer ${p.id} ended after ${t.offset} of ${t.totalBytes} bytes read (${ms} ms): ${why}`);
+    }
+    this.reportSnapshotLater(p.id, ok);
+  }
+
+  private reportSnapshotLater(id: NodeId, ok: boolean): void {
+    const report = this.onSnapshotStatus;
+    if (report === undefined) return;
+    setImmediate(() => {
+      if (!this.closed) report(id, ok);
+    });
+  }
+
+  /** The follower's answer to a transfer (on its connection to us). */
+  private ackIn(c: Inbound, a: ReturnType<typeof decodeSnapshotAck>): void {
+    if (a.from !== c.peer || a.to !== this.id) throw new FrameError(`a snapshot ack from ${a.from} to ${a.to} on the connection of peer ${c.peer} to ${this.id}`);
+    const p = this.peers.get(a.from);
+    const t = p?.transfer;
+    if (p === undefined || t === undefined || t.id !== a.transfer) return; // an ack of a transfer already ended
+    this.endTransfer(p, t, a.ok, a.ok ? "" : "the follower could not install it");
+  }
+
+  // ------------------------------------------------------------ snapshot transfers (follower side)
+
+  /** A chunk from the leader: written in order to the transfer's temp file; the last one installs it. */
+  private chunkIn(c: Inbound, ch: SnapshotChunk): void {
+    if (ch.from !== c.peer || ch.to !== this.id) throw new FrameError(`a snapshot chunk from ${ch.from} to ${ch.to} on the connection of peer ${c.peer} to ${this.id}`);
+    const files = this.snapshots;
+    if (files === undefined) throw new FrameError("a snapshot chunk to a node that takes snapshots in one message");
+    if (ch.offset === 0) {
+      // A new transfer: one begun before on this connection is superseded (its file goes).
+      this.abortInbound(c, `superseded by transfer ${ch.transfer}`);
+      try {
+        c.rx = new InboundTransfer(files, ch);
+      } catch (err) {
+        this.giveUpInbound(c, ch, err);
+        return;
+      }
+      this.cfg.log.info(`receiving the snapshot at index ${ch.meta.index} (${ch.totalBytes} bytes) from peer ${c.peer}`);
+    } else if (c.rx === undefined) {
+      if (ch.transfer === c.skip) return;
+      throw new FrameError(`a snapshot chunk at ${ch.offset} of transfer ${ch.transfer}, which did not begin on this connection`);
+    } else {
+      const bad = c.rx.continues(ch);
+      if (bad !== undefined) throw new FrameError(bad);
+    }
+    const rx = c.rx;
+    try {
+      rx.write(ch);
+    } catch (err) {
+      rx.abort();
+      c.rx = undefined;
+      this.giveUpInbound(c, ch, err);
+      return;
+    }
+    if (!rx.complete) return;
+    c.rx = undefined;
+    const peer = c.peer;
+    const meta = rx.first.meta;
+    rx.install().then(
+      () => {
+        if (this.closed) return;
+        this.stats.snapshotsReceived++;
+        this.cfg.log.info(`received the snapshot at index ${meta.index} (${rx.first.totalBytes} bytes) from peer ${peer}: durable, handed to Raft`);
+        const m: Message = { type: "snapshot", from: peer, to: this.id, term: rx.first.term, snapshot: { meta, data: EMPTY } };
+        if (this.handler !== undefined) {
+          this.stats.received++;
+          try {
+            this.handler(m);
+          } catch (err) {
+            queueMicrotask(() => {
+              throw err;
+            });
+            return;
+          }
+        }
+        this.sendAck(peer, rx.id, meta.index, true);
+      },
+      (err: unknown) => {
+        if (this.closed) return;
+        this.stats.snapshotsFailed++;
+        this.cfg.log.warn(`the snapshot at index ${meta.index} from peer ${peer} was not installed: ${err instanceof Error ? err.message : String(err)}`);
+        this.sendAck(peer, rx.id, meta.index, false);
+      },
+    );
+  }
+
+  /** A transfer this node cannot take (I/O error): its later chunks are skipped, and the leader told. */
+  private giveUpInbound(c: Inbound, ch: SnapshotChunk, err: unknown): void {
+    c.skip = ch.transfer;
+    this.stats.snapshotsFailed++;
+    this.cfg.log.warn(`giving up the snapshot at index ${ch.meta.index} from peer ${c.peer}: ${err instanceof Error ? err.message : String(err)}`);
+    this.sendAck(c.peer, ch.transfer, ch.meta.index, false);
+  }
+
+  /** Drops a partial transfer on this connection (its temp file is deleted). */
+  private abortInbound(c: Inbound | undefined, why: string): void {
+    const rx = c?.rx;
+    if (c === undefined || rx === undefined) return;
+    c.rx = undefined;
+    rx.abort();
+    this.stats.snapshotsFailed++;
+    this.cfg.log.info(`snapshot transfer of index ${rx.first.meta.index} from peer ${c.peer} cut off at ${rx.received} of ${rx.first.totalBytes} bytes (${why}); its partial file is deleted`);
+  }
+
+  private sendAck(peer: NodeId, transfer: number, index: number, ok: boolean): void {
+    const p = this.peers.get(peer);
+    if (p === undefined || this.closed) return;
+    const frame = encodeSnapshotAck({ from: this.id, to: peer, transfer, index, ok });
+    p.frames.push(frame);
+    p.queuedMessages++;
+    p.queuedBytes += frame.length;
+    this.scheduleFlush();
   }
 }

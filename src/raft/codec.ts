@@ -9,7 +9,7 @@
 // Decoding checks every length against the bytes present before allocating, and that the body is
 // consumed exactly, so garbage, a truncated frame or a length past the limit gives a FrameError and
 // never another exception or an allocation larger than the bytes received (or the frame limit).
-import type { Entry, EntryType, Message, MessageType, NodeId, Snapshot } from "./types.ts";
+import type { Entry, EntryType, Message, MessageType, NodeId, Snapshot, SnapshotMeta } from "./types.ts";
 
 /** Wire version in every handshake and message frame. A peer speaking another version is refused. */
 export const WIRE_VERSION = 1;
@@ -307,6 +307,13 @@ class Reader {
     this.off += n;
     return out;
   }
+  /** A view of the next n bytes (no copy). */
+  view(n: number, what: string): Uint8Array {
+    this.need(n, what);
+    const out = this.b.subarray(this.off, this.off + n);
+    this.off += n;
+    return out;
+  }
   text(n: number, what: string): string {
     this.need(n, what);
     const raw = this.b.subarray(this.off, this.off + n);
@@ -495,4 +502,198 @@ export class FrameReader {
     }
     return body;
   }
+}
+
+// ---------------------------------------------------------------- snapshot transfer frames
+//
+// A snapshot too large for one message goes as a stream of chunk frames on the leader's connection
+// to the follower, between its other frames; the follower answers on its own connection with one
+// ack frame. Both share the message envelope's first two fields (version, type), with type codes
+// no Raft message uses:
+//   chunk body: [u8 version][u8 type = 11][u32 from][u32 to][u64 term][u64 transfer]
+//               [u64 snapshot index][u64 snapshot term][u32 voters][u32 each][u32 learners][u32 each]
+//               [u64 offset][u64 totalBytes][u32 checksum of data][u32 dataBytes][data]
+//   ack body:   [u8 version][u8 type = 12][u32 from][u32 to][u64 transfer][u64 snapshot index][u8 ok]
+// `transfer` names one transfer (a new one starts at offset 0); `data` is the bytes [offset,
+// offset + dataBytes) of the snapshot file, `totalBytes` long. The checksum function is the
+// caller's (this module does no arithmetic it could get from a native library).
+
+/** Type code of a snapshot chunk frame. */
+export const SNAPSHOT_CHUNK_CODE = 11;
+/** Type code of a snapshot ack frame. */
+export const SNAPSHOT_ACK_CODE = 12;
+/** Largest data of one chunk accepted (a sender uses less: see SNAPSHOT_CHUNK_BYTES in the transport). */
+export const SNAPSHOT_CHUNK_DATA_MAX = 8 * 1024 * 1024;
+/** Largest snapshot file a transfer may announce (4 TiB): a larger total is damage. */
+export const SNAPSHOT_TOTAL_BYTES_MAX = 4 * 1024 ** 4;
+/** Voters plus learners a chunk may list. */
+export const SNAPSHOT_CHUNK_MEMBERS_MAX = 4096;
+
+/** A checksum of a chunk's data (the transport passes CRC-32). */
+export type ChunkChecksum = (data: Uint8Array) => number;
+
+export interface SnapshotChunk {
+  readonly from: NodeId;
+  readonly to: NodeId;
+  /** The leader's term when the transfer began. */
+  readonly term: number;
+  readonly transfer: number;
+  readonly meta: SnapshotMeta;
+  readonly offset: number;
+  readonly totalBytes: number;
+  readonly checksum: number;
+  /** Decoded: a view into the frame body, valid only until the reader takes more bytes. */
+  readonly data: Uint8Array;
+}
+
+export interface SnapshotAck {
+  readonly from: NodeId;
+  readonly to: NodeId;
+  readonly transfer: number;
+  readonly index: number;
+  /** The follower holds the snapshot durably and handed it to Raft (false: it gave up on it). */
+  readonly ok: boolean;
+}
+
+/** What a frame body holds, from its first two bytes (FrameError for neither). */
+export function frameKind(body: Uint8Array): "message" | "snapshot-chunk" | "snapshot-ack" {
+  if (body.length < 2) throw new FrameError(`a frame of ${body.length} bytes`);
+  if (body[0] !== WIRE_VERSION) throw new FrameError(`wire version ${body[0]} (this node speaks ${WIRE_VERSION})`);
+  if (body[1] === SNAPSHOT_CHUNK_CODE) return "snapshot-chunk";
+  if (body[1] === SNAPSHOT_ACK_CODE) return "snapshot-ack";
+  return "message";
+}
+
+function checkChunkFields(c: Omit<SnapshotChunk, "checksum">): void {
+  checkId(c.from, "from");
+  checkId(c.to, "to");
+  checkU64(c.term, "term");
+  checkU64(c.transfer, "transfer");
+  checkU64(c.meta.index, "snapshot index");
+  checkU64(c.meta.term, "snapshot term");
+  for (const id of c.meta.confState.voters) checkId(id, "voter");
+  for (const id of c.meta.confState.learners) checkId(id, "learner");
+  if (c.meta.confState.voters.length + c.meta.confState.learners.length > SNAPSHOT_CHUNK_MEMBERS_MAX) throw new RangeError(`more than ${SNAPSHOT_CHUNK_MEMBERS_MAX} members`);
+  checkU64(c.offset, "offset");
+  checkU64(c.totalBytes, "totalBytes");
+  if (c.totalBytes < 1 || c.totalBytes > SNAPSHOT_TOTAL_BYTES_MAX) throw new RangeError(`a snapshot of ${c.totalBytes} bytes (1..${SNAPSHOT_TOTAL_BYTES_MAX})`);
+  if (c.data.length < 1 || c.data.length > SNAPSHOT_CHUNK_DATA_MAX) throw new RangeError(`a chunk of ${c.data.length} bytes (1..${SNAPSHOT_CHUNK_DATA_MAX})`);
+  if (c.offset + c.data.length > c.totalBytes) throw new RangeError(`a chunk at ${c.offset} of ${c.data.length} bytes past the snapshot's ${c.totalBytes}`);
+}
+
+/** Bytes of a chunk's frame before its data (frame header included): where `encodeSnapshotChunkAround` expects the data. */
+export function snapshotChunkDataAt(meta: SnapshotMeta): number {
+  const cs = meta.confState;
+  return FRAME_HEADER_BYTES + 2 + 4 + 4 + 8 + 8 + 8 + 8 + 4 + 4 * cs.voters.length + 4 + 4 * cs.learners.length + 8 + 8 + 4 + 4;
+}
+
+/**
+ * Makes a chunk frame in `frame` around its data, already at [snapshotChunkDataAt(meta), +data.length)
+ * (`c.data` is that view): writes the fields before it and returns the frame, a view of `frame`'s
+ * first bytes. Lets a sender read the file straight into a reused frame buffer.
+ */
+export function encodeSnapshotChunkAround(frame: Uint8Array, c: Omit<SnapshotChunk, "checksum">, checksum: ChunkChecksum): Uint8Array {
+  checkChunkFields(c);
+  const at = snapshotChunkDataAt(c.meta);
+  if (c.data.buffer !== frame.buffer || c.data.byteOffset !== frame.byteOffset + at) throw new RangeError("the chunk's data is not in place in the frame");
+  const cs = c.meta.confState;
+  const out = frame.subarray(0, at + c.data.length);
+  const w = new Writer(out);
+  w.u32(out.length - FRAME_HEADER_BYTES);
+  w.u8(WIRE_VERSION);
+  w.u8(SNAPSHOT_CHUNK_CODE);
+  w.u32(c.from);
+  w.u32(c.to);
+  w.u64(c.term);
+  w.u64(c.transfer);
+  w.u64(c.meta.index);
+  w.u64(c.meta.term);
+  w.u32(cs.voters.length);
+  for (const id of cs.voters) w.u32(id);
+  w.u32(cs.learners.length);
+  for (const id of cs.learners) w.u32(id);
+  w.u64(c.offset);
+  w.u64(c.totalBytes);
+  w.u32(checksum(c.data) >>> 0);
+  w.u32(c.data.length);
+  if (w.off !== at) throw new RangeError(`encoded ${w.off} bytes before the data, expected ${at}`);
+  return out;
+}
+
+/** One chunk frame (a copy of `data`). RangeError for fields that cannot be sent (the caller's bug). */
+export function encodeSnapshotChunk(c: Omit<SnapshotChunk, "checksum">, checksum: ChunkChecksum): Uint8Array {
+  checkChunkFields(c);
+  const at = snapshotChunkDataAt(c.meta);
+  const frame = new Uint8Array(at + c.data.length);
+  frame.set(c.data, at);
+  return encodeSnapshotChunkAround(frame, { ...c, data: frame.subarray(at) }, checksum);
+}
+
+/**
+ * The chunk in a frame body. FrameError, and nothing else, for bad bytes: a wrong type, a field out
+ * of range, a chunk past its total, a member listed twice, or data whose checksum differs.
+ */
+export function decodeSnapshotChunk(body: Uint8Array, checksum: ChunkChecksum): SnapshotChunk {
+  const r = new Reader(body);
+  const version = r.u8("version");
+  if (version !== WIRE_VERSION) throw new FrameError(`wire version ${version} (this node speaks ${WIRE_VERSION})`);
+  const code = r.u8("type");
+  if (code !== SNAPSHOT_CHUNK_CODE) throw new FrameError(`type ${code} is not a snapshot chunk`);
+  const from = r.id("from");
+  const to = r.id("to");
+  const term = r.u64("term");
+  const transfer = r.u64("transfer");
+  const index = r.u64("snapshot index");
+  const sterm = r.u64("snapshot term");
+  const voters = r.ids("voters");
+  const learners = r.ids("learners");
+  const all = [...voters, ...learners];
+  if (all.length > SNAPSHOT_CHUNK_MEMBERS_MAX) throw new FrameError(`${all.length} members (at most ${SNAPSHOT_CHUNK_MEMBERS_MAX})`);
+  if (new Set(all).size !== all.length) throw new FrameError("a member is listed twice");
+  const offset = r.u64("offset");
+  const totalBytes = r.u64("totalBytes");
+  if (totalBytes < 1 || totalBytes > SNAPSHOT_TOTAL_BYTES_MAX) throw new FrameError(`a snapshot of ${totalBytes} bytes (1..${SNAPSHOT_TOTAL_BYTES_MAX})`);
+  const sum = r.u32("checksum");
+  const n = r.u32("data length");
+  if (n < 1 || n > SNAPSHOT_CHUNK_DATA_MAX) throw new FrameError(`a chunk of ${n} bytes (1..${SNAPSHOT_CHUNK_DATA_MAX})`);
+  if (offset + n > totalBytes) throw new FrameError(`a chunk at ${offset} of ${n} bytes runs past the snapshot's ${totalBytes}`);
+  const data = r.view(n, "chunk data");
+  r.end();
+  const got = checksum(data) >>> 0;
+  if (got !== sum) throw new FrameError(`chunk at ${offset}: checksum 0x${got.toString(16)}, frame says 0x${sum.toString(16)}`);
+  return { from, to, term, transfer, meta: { index, term: sterm, confState: { voters, learners } }, offset, totalBytes, checksum: sum, data };
+}
+
+const ACK_BODY_BYTES = 2 + 4 + 4 + 8 + 8 + 1;
+
+export function encodeSnapshotAck(a: SnapshotAck): Uint8Array {
+  checkId(a.from, "from");
+  checkId(a.to, "to");
+  checkU64(a.transfer, "transfer");
+  checkU64(a.index, "snapshot index");
+  const w = new Writer(new Uint8Array(FRAME_HEADER_BYTES + ACK_BODY_BYTES));
+  w.u32(ACK_BODY_BYTES);
+  w.u8(WIRE_VERSION);
+  w.u8(SNAPSHOT_ACK_CODE);
+  w.u32(a.from);
+  w.u32(a.to);
+  w.u64(a.transfer);
+  w.u64(a.index);
+  w.flag(a.ok);
+  return w.b;
+}
+
+export function decodeSnapshotAck(body: Uint8Array): SnapshotAck {
+  const r = new Reader(body);
+  const version = r.u8("version");
+  if (version !== WIRE_VERSION) throw new FrameError(`wire version ${version} (this node speaks ${WIRE_VERSION})`);
+  const code = r.u8("type");
+  if (code !== SNAPSHOT_ACK_CODE) throw new FrameError(`type ${code} is not a snapshot ack`);
+  const from = r.id("from");
+  const to = r.id("to");
+  const transfer = r.u64("transfer");
+  const index = r.u64("snapshot index");
+  const ok = r.flag("ok");
+  r.end();
+  return { from, to, transfer, index, ok };
 }

@@ -75,9 +75,13 @@ export class RaftLog {
   applied: number;
   readonly maxMsgBytes: number;
 
-  constructor(storage: LogStorage, maxMsgBytes: number) {
+  /** Byte budget of the committed entries one Ready applies (see RaftConfig.committedBytesPerReadyMax). */
+  private readonly maxApplyBytes: number;
+
+  constructor(storage: LogStorage, maxMsgBytes: number, maxApplyBytes: number = Number.MAX_SAFE_INTEGER) {
     this.storage = storage;
     this.maxMsgBytes = maxMsgBytes;
+    this.maxApplyBytes = maxApplyBytes;
     const first = storage.firstIndex();
     const last = storage.lastIndex();
     this.unstable = new Unstable(last + 1);
@@ -181,7 +185,7 @@ export class RaftLog {
     if (this.hasPendingSnapshot()) return [];
     const lo = Math.max(this.applied + 1, this.firstIndex());
     if (this.committed + 1 <= lo) return [];
-    return this.slice(lo, this.committed + 1, Number.MAX_SAFE_INTEGER);
+    return this.slice(lo, this.committed + 1, this.maxApplyBytes);
   }
 
   hasNextCommittedEntries(): boolean {

@@ -47,6 +47,11 @@ export interface RaftConfig {
   uncommittedEntriesMax?: number;
   /** Leader: refuse ReadIndex requests ("busy") while this many are waiting for confirmation. */
   pendingReadsMax?: number;
+  /**
+   * Byte budget of the committed entries one Ready hands out to apply (always at least one entry;
+   * the rest come in the next Ready): a runtime applying a large backlog can yield in between.
+   */
+  committedBytesPerReadyMax?: number;
 }
 
 export const ELECTION_TICKS_DEFAULT = 10;
@@ -172,7 +177,7 @@ export class Raft {
     this.inflightMessagesMax = c.inflightMessagesMax ?? INFLIGHT_MESSAGES_MAX_DEFAULT;
     this.uncommittedEntriesMax = c.uncommittedEntriesMax ?? UNCOMMITTED_ENTRIES_MAX_DEFAULT;
     this.pendingReadsMax = c.pendingReadsMax ?? PENDING_READS_MAX_DEFAULT;
-    this.log = new RaftLog(c.storage, c.msgBytesMax ?? MSG_BYTES_MAX_DEFAULT);
+    this.log = new RaftLog(c.storage, c.msgBytesMax ?? MSG_BYTES_MAX_DEFAULT, c.committedBytesPerReadyMax ?? Number.MAX_SAFE_INTEGER);
     const { hardState, confState } = c.storage.initialState();
     this.applyConfState(confState);
     if (!isEmptyHardState(hardState)) this.loadState(hardState);

@@ -335,8 +335,8 @@ export class SnapshotStore {
     }
   }
 
-  /** Keeps the newest two snapshots (the new one and the fallback). */
-  private async prune(): Promise<void> {
+  /** Keeps the newest two snapshots (the new one and the fallback); also after one received from a leader is in place. */
+  async prune(): Promise<void> {
     const all = this.list();
     let deleted = false;
     for (const s of all.slice(2)) {

@@ -1,6 +1,17 @@
 // A linearizability checker for key-value histories recorded from outside (black box): Wing & Gong's
 // search over the order of operations, with Lowe's memoisation of (operations linearized, state), one
 // key at a time (a history of independent registers is linearizable iff each key's sub-history is).
+// Writes with an unknown outcome stay open to the end of the history, which makes the search exponential
+// in their number on a history that is not linearizable. Two reductions keep it polynomial when their
+// values are never read (the common case: a timed-out write that did not take effect, or was overwritten
+// unseen): every value no read returned is one and the same state ("some value nobody saw": GET never
+// matches it, DEL and SET NX only see that the key exists), and such unknown writes of one kind are
+// interchangeable, so they are linearized in the order of their calls (any legal order using k of them
+// stays legal with the k called first in their places: each was called no later than the one it replaces).
+// The memo then counts how many of each kind were used, and a configuration that used more of them than
+// one already explored, with the same other operations and state, is not explored again (whatever it
+// can do, the one that used fewer can do too). So that the frugal configurations come first, each scan
+// of the candidates tries the other operations first and those interchangeable writes only after.
 // Pure: no I/O, no clock, no global randomness (tests/arch.test.ts checks); times are plain numbers.
 
 /** The commands the model knows. A GET, SET, DEL, SET NX or INCR on one key. */
@@ -37,6 +48,8 @@ export const MAX_STEPS = 2_000_000;
 export interface CheckOptions {
   /** Replaces MAX_STEPS (tests use a small one to show the limit works). */
   readonly maxSteps?: number;
+  /** false: search without the reductions for unknown writes (the plain search, a reference for tests). */
+  readonly reduce?: boolean;
 }
 
 /** Why a key's sub-history is not linearizable: the furthest the search got. */
@@ -115,7 +128,7 @@ export function checkHistory(history: readonly Operation[], options: CheckOption
   let steps = 0;
   let unknown: CheckResult | undefined;
   for (const [key, ops] of byKey) {
-    const r = checkKey(key, ops, maxSteps);
+    const r = checkKey(key, ops, maxSteps, options.reduce ?? true);
     steps += r.steps;
     if (r.result === "illegal") return { ...r, steps };
     if (r.result === "unknown") unknown ??= r;
@@ -125,9 +138,34 @@ export function checkHistory(history: readonly Operation[], options: CheckOption
 }
 
 /** Entry list for one key: a call and a return entry per operation, in time order, doubly linked. */
-function checkKey(key: string, ops: readonly Operation[], maxSteps: number): CheckResult {
-  const n = ops.length;
+function checkKey(key: string, original: readonly Operation[], maxSteps: number, reduce: boolean): CheckResult {
+  const n = original.length;
   if (n === 0) return { result: "ok", steps: 0 };
+  // Values no read returned all become `unseen` (one state); a string that no read returned either.
+  // Not on a key with INCR, whose result depends on the value.
+  const observed = new Set<string>();
+  for (const op of original) if (op.kind === "get" && op.outcome === "ok" && typeof op.result === "string") observed.add(op.result);
+  let unseen = "\u0000unseen";
+  while (observed.has(unseen)) unseen += "\u0000";
+  const merge = reduce && !original.some((op) => op.kind === "incr");
+  const ops = !merge ? original : original.map((op) => (op.arg !== undefined && (op.kind === "set" || op.kind === "setnx") && !observed.has(op.arg) ? { ...op, arg: unseen } : op));
+  // Unknown writes whose effect does not depend on their value's identity, by kind, in call order:
+  // prior[i] is the one of the same kind called just before i (it must be linearized before i is), or -1.
+  const prior = new Int32Array(n).fill(-1);
+  /** 0, 1, 2 for an interchangeable unknown SET, SET NX, DEL; -1 for the others. */
+  const classOf = new Int8Array(n).fill(-1);
+  const CLASSES = ["set", "setnx", "del"];
+  const lastOfClass = new Map<string, number>();
+  const byCall = Array.from({ length: n }, (_, i) => i).sort((a, b) => (ops[a] as Operation).call - (ops[b] as Operation).call || a - b);
+  for (const i of byCall) {
+    const op = ops[i] as Operation;
+    if (op.outcome !== "unknown" || !reduce) continue;
+    const cls = op.kind === "del" ? "del" : (op.kind === "set" || op.kind === "setnx") && op.arg === unseen ? op.kind : undefined;
+    if (cls === undefined) continue;
+    prior[i] = lastOfClass.get(cls) ?? -1;
+    lastOfClass.set(cls, i);
+    classOf[i] = CLASSES.indexOf(cls);
+  }
   // Entries 0..n-1 are calls, n..2n-1 returns; `head` is the sentinel. An unknown outcome returns at +Infinity.
   const time = (e: number): number => {
     const op = ops[e % n] as Operation;
@@ -162,15 +200,19 @@ function checkKey(key: string, ops: readonly Operation[], maxSteps: number): Che
   };
 
   // Memo of (linearized set, state) already explored: Zobrist hash of the set, buckets compared exactly.
+  // `bits` holds every operation linearized; `plain` the same without the interchangeable ones, whose
+  // number per kind is in `used` (they are taken in call order, so the number says which).
   const words = (n + 31) >>> 5;
   const bits = new Uint32Array(words);
+  const plain = new Uint32Array(words);
+  const used = new Int32Array(CLASSES.length);
   const zob = new Uint32Array(n);
   let seed = 0x9e3779b9;
   for (let i = 0; i < n; i++) {
     seed ^= seed << 13;
     seed ^= seed >>> 17;
     seed ^= seed << 5;
-    zob[i] = seed >>> 0;
+    zob[i] = classOf[i] === -1 ? seed >>> 0 : 0;
   }
   const stateIds = new Map<string | null, number>([[null, 0]]);
   const stateId = (s: string | null): number => {
@@ -178,54 +220,77 @@ function checkKey(key: string, ops: readonly Operation[], maxSteps: number): Che
     if (id === undefined) stateIds.set(s, (id = stateIds.size));
     return id;
   };
-  const memo = new Map<number, { bits: Uint32Array; state: number }[]>();
-  /** Records (bits, state) and returns true if it was new. */
+  const memo = new Map<number, { plain: Uint32Array; state: number; used: Int32Array }[]>();
+  /** Records (plain, state, used) and returns true unless it, or one that used no more of each kind, was seen. */
   const remember = (hash: number, state: number): boolean => {
     const h = (hash ^ Math.imul(state + 1, 0x85ebca77)) >>> 0;
     let bucket = memo.get(h);
     if (!bucket) memo.set(h, (bucket = []));
     outer: for (const seen of bucket) {
       if (seen.state !== state) continue;
-      for (let w = 0; w < words; w++) if (seen.bits[w] !== bits[w]) continue outer;
+      for (let w = 0; w < words; w++) if (seen.plain[w] !== plain[w]) continue outer;
+      for (let k = 0; k < used.length; k++) if ((seen.used[k] as number) > (used[k] as number)) continue outer;
       return false;
     }
-    bucket.push({ bits: bits.slice(), state });
+    bucket.push({ plain: plain.slice(), state, used: used.slice() });
     return true;
+  };
+  const mark = (i: number, on: boolean): void => {
+    const w = i >>> 5;
+    const b = 1 << (i & 31);
+    const cls = classOf[i] as number;
+    if (on) {
+      bits[w]! |= b;
+      if (cls === -1) plain[w]! |= b;
+      else used[cls]!++;
+    } else {
+      bits[w]! &= ~b;
+      if (cls === -1) plain[w]! &= ~b;
+      else used[cls]!--;
+    }
   };
 
   let knownLeft = 0;
   for (const op of ops) if (op.outcome === "ok") knownLeft++;
 
-  // The search: `stack` holds the call entries linearized so far, with the state before each.
+  // The search: `stack` holds the call entries linearized so far, with the state before each. A scan of
+  // the candidates has two passes: pass 0 tries the operations of no class, pass 1 the interchangeable ones.
   const stack: number[] = [];
+  let pass = 0;
   const stateBefore: (string | null)[] = [];
   let state: string | null = null;
   let hash = 0;
   let steps = 0;
-  let best: { linearized: number[]; state: string | null; blocking: number } | undefined;
+  let best: { linearized: number[]; state: string | null; blocking: number; knownLeft: number } | undefined;
   let entry = next[head] as number;
   while (knownLeft > 0) {
     if (steps >= maxSteps) {
       return { result: "unknown", steps, key, message: `key ${JSON.stringify(key)}: step limit ${maxSteps} reached (${n} operations); not known to be linearizable` };
     }
-    steps++;
     if (entry !== -1 && entry < n) {
+      if ((classOf[entry] === -1) !== (pass === 0)) {
+        entry = next[entry] as number;
+        continue;
+      }
+      steps++;
       const op = ops[entry] as Operation;
-      const after = step(state, op);
-      if (after !== undefined) {
-        bits[entry >>> 5]! |= 1 << (entry & 31);
+      const first = prior[entry] as number;
+      const to: string | null | undefined = first !== -1 && ((bits[first >>> 5] as number) & (1 << (first & 31))) === 0 ? undefined : step(state, op);
+      if (to !== undefined) {
+        mark(entry, true);
         const h = (hash ^ (zob[entry] as number)) >>> 0;
-        if (remember(h, stateId(after))) {
+        if (remember(h, stateId(to))) {
           stack.push(entry);
           stateBefore.push(state);
-          state = after;
+          state = to;
           hash = h;
           if (op.outcome === "ok") knownLeft--;
           lift(entry);
           entry = next[head] as number;
+          pass = 0;
           continue;
         }
-        bits[entry >>> 5]! &= ~(1 << (entry & 31));
+        mark(entry, false);
       }
       entry = next[entry] as number;
       continue;
@@ -233,18 +298,29 @@ function checkKey(key: string, ops: readonly Operation[], maxSteps: number): Che
     // A return entry: the operation it closes could not be linearized in front of it. (Known operations
     // return at finite times, before every unknown one, so the scan never runs off the end here.)
     if (entry === -1) throw new Error("linearizability search ran off the entry list with known operations left");
-    if (!best || stack.length > best.linearized.length) best = { linearized: stack.slice(), state, blocking: entry };
+    steps++;
+    // The furthest point: the most operations of known outcome linearized (the first order found that far).
+    if (!best || knownLeft < best.knownLeft) best = { linearized: stack.slice(), state, blocking: entry, knownLeft };
+    if (pass === 0) {
+      pass = 1;
+      entry = next[head] as number;
+      continue;
+    }
     if (stack.length === 0) break;
     const c = stack.pop() as number;
     state = stateBefore.pop() as string | null;
-    bits[c >>> 5]! &= ~(1 << (c & 31));
+    mark(c, false);
     hash = (hash ^ (zob[c] as number)) >>> 0;
     if ((ops[c] as Operation).outcome === "ok") knownLeft++;
     unlift(c);
     entry = next[c] as number;
+    pass = classOf[c] === -1 ? 0 : 1;
   }
   if (knownLeft === 0) return { result: "ok", steps };
-  return { result: "illegal", steps, ...explain(key, ops, n, best!) };
+  // The real value at the end of the longest order (the search's own state may be `unseen`).
+  let real: string | null = null;
+  for (const i of best!.linearized) real = step(real, original[i] as Operation) ?? real;
+  return { result: "illegal", steps, ...explain(key, original, n, { ...best!, state: real }) };
 }
 
 function explain(

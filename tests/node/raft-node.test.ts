@@ -285,6 +285,10 @@ describe("RaftNode snapshots", () => {
     expect(storage.firstIndex()).toBeGreaterThan(5);
     expect(snap.meta.index).toBe(storage.firstIndex() - 1);
     expect(new TextDecoder().decode(snap.data)).toMatch(/^v\d+$/);
+    // Two more entries, fewer than snapshotEntries: the log holds entries past the snapshot.
+    expect((await node.propose(enc("v13"))).value).toBe("v13");
+    expect((await node.propose(enc("v14"))).value).toBe("v14");
+    expect(storage.snapshot().meta.index).toBe(snap.meta.index);
     await node.close();
     // The next process restores the image, then applies the rest of the committed log on top.
     const sm = new RegisterStateMachine();
@@ -293,10 +297,10 @@ describe("RaftNode snapshots", () => {
     sm.onRestore = (index) => restored.push(index);
     sm.onApply = (e) => applied.push(e.index);
     const again = start(storage.reopen(), sm);
-    for (let i = 0; i < 5 && sm.value !== "v12"; i++) await new Promise<void>((r) => setImmediate(r));
+    for (let i = 0; i < 5 && sm.value !== "v14"; i++) await new Promise<void>((r) => setImmediate(r));
     expect(restored).toEqual([snap.meta.index]);
     expect(applied[0]).toBe(snap.meta.index + 1);
-    expect(sm.value).toBe("v12");
+    expect(sm.value).toBe("v14");
     again.campaign();
     await new Promise<void>((r) => setImmediate(r));
     expect((await again.propose(enc("v13"))).value).toBe("v13");
