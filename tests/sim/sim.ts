@@ -29,6 +29,8 @@ export const FAULT_KINDS = [
   "crash-mid-install",
   /** A snapshot message lost on its way (the stream broke): the leader must send it again. */
   "snapshot-cut",
+  /** The sender's transport reported a cut-off snapshot transfer (RaftNode.reportSnapshot(id, false)). */
+  "snapshot-cut-reported",
   "slow-write",
   "restart",
   "pause",
@@ -550,6 +552,39 @@ export class Simulator {
     }
   }
 
+  /** Callbacks due at a micro-step (a transport's reports to its node). */
+  private readonly later: { at: number; run: () => void }[] = [];
+
+  /** The sender's transport tells its node, a little later, how a snapshot transfer ended. */
+  private reportSnapshot(m: Message, ok: boolean): void {
+    const sender = this.nodes.get(m.from);
+    if (!sender) return;
+    const incarnation = sender.restarts;
+    this.later.push({
+      at: this.now + 1 + this.rand.int(this.delayMax),
+      run: () => {
+        const node = sender.node;
+        if (!sender.up || !node || sender.restarts !== incarnation) return;
+        if (!ok) this.faults["snapshot-cut-reported"]++;
+        this.log(`snapshot ${m.from} -> ${m.to} reported ${ok ? "ok" : "failed"}`);
+        node.reportSnapshot(m.to, ok);
+        this.observeRole(sender);
+      },
+    });
+  }
+
+  private runLater(): void {
+    for (let i = 0; i < this.later.length; ) {
+      const t = this.later[i] as { at: number; run: () => void };
+      if (t.at > this.now) {
+        i++;
+        continue;
+      }
+      this.later.splice(i, 1);
+      t.run();
+    }
+  }
+
   private enqueue(m: Message, delay: number): void {
     if (delay > STEPS_PER_TICK) this.faults.delay++;
     const at = this.now + delay;
@@ -596,10 +631,14 @@ export class Simulator {
         if (this.rand.chance(0.2)) {
           this.faults["snapshot-cut"]++;
           this.log(`snapshot ${m.from} -> ${m.to} at ${m.snapshot.meta.index} cut off`);
+          // Half the time the sender's transport notices (else the leader retries on its own timer).
+          if (this.rand.chance(0.5)) this.reportSnapshot(m, false);
           continue;
         }
         if (this.rand.chance(0.2)) dst.storage?.armTornCrash((steps) => this.rand.int(steps));
       }
+      // The transport reports a transfer it completed (the receiver holds the bytes), on a later turn.
+      if (m.type === "snapshot" && this.rand.chance(0.5)) this.reportSnapshot(m, true);
       if (this.lateCopies.has(m) && (dst.node as RaftNode<RegisterResult>).rawNode.raft.term > m.term) this.faults["late-across-terms"]++;
       this.net.deliver(m);
       this.observeRole(dst);
@@ -991,6 +1030,10 @@ export class Simulator {
           i = this.deliverUntilDrain(q, i);
           if (this.continuationDue()) await this.drain();
         }
+      }
+      if (this.later.length > 0) {
+        this.runLater();
+        if (this.continuationDue()) await this.drain();
       }
       this.completeWrites();
       if (this.continuationDue()) await this.drain();
