@@ -406,6 +406,8 @@ export class Simulator {
       if (i > 1_000_000) throw new Error("drain: a continuation never ran");
       await null;
     }
+    // A leader's commit also moves in a continuation (its own write done, a membership change applied).
+    for (const n of this.nodeList) if (n.up) this.checkLeaderCommit(n);
   }
 
   private continuationDue(): boolean {
@@ -431,6 +433,9 @@ export class Simulator {
   private checkLeaderCommit(n: SimNode): void {
     const r = n.node?.rawNode.raft;
     if (!r || r.role !== "leader") return;
+    // The leader reports a commit it just computed under its current configuration; left to its
+    // apply, a follower it told could report it first, under an older configuration (seed 20730).
+    this.observeCommit(n);
     const log = r.log;
     const c = log.committed;
     if (c <= n.leaderCommitChecked) return;
