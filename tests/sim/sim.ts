@@ -118,6 +118,8 @@ interface SimNode {
   commitSeen: number;
   /** As leader: the commit index up to which Durable Quorum was checked at commit time (see checkLeaderCommit). */
   leaderCommitChecked: number;
+  /** A slow write (a disk stall) started in the fault phase lasts until this micro-step. */
+  stalledUntil: number;
   /** The voters of the last two configurations seen by checkLeaderCommit. */
   commitVoters: readonly NodeId[];
   commitPrevVoters: readonly NodeId[];
@@ -240,6 +242,7 @@ export class Simulator {
         lastTerm: -1,
         commitSeen: 0,
         leaderCommitChecked: 0,
+        stalledUntil: 0,
         commitVoters: [],
         commitPrevVoters: [],
         restarts: 0,
@@ -294,7 +297,7 @@ export class Simulator {
       this.emit({ kind: "restore", node: n.id, index });
     };
     const storage = new MemoryRaftStorage(n.disk, {
-      persistSteps: () => this.persistSteps(),
+      persistSteps: () => this.persistSteps(n),
       onDurable: (p) => this.onDurable(n, p),
       onCrash: (how, p) => this.crash(n, how, p),
     });
@@ -330,10 +333,12 @@ export class Simulator {
   }
 
   /** Steps one write takes: none or a few per this seed's disk, and now and then a stall of ticks. */
-  private persistSteps(): number {
+  private persistSteps(n: SimNode): number {
     if (this.now < this.faultEnd && this.rand.chance(0.005)) {
       this.faults["slow-write"]++;
-      return STEPS_PER_TICK * (2 + this.rand.int(20));
+      const steps = STEPS_PER_TICK * (2 + this.rand.int(20));
+      n.stalledUntil = this.now + steps;
+      return steps;
     }
     return this.fsyncStepsMax > 0 ? 1 + this.rand.int(this.fsyncStepsMax) : 0;
   }
@@ -892,14 +897,18 @@ export class Simulator {
 
   /**
    * The leader `l` is settled: every voter of its configuration is up and follows it in its term, its
-   * membership changes are applied and no transfer is under way (nothing legitimate would move a term).
+   * membership changes are applied, no transfer is under way and no disk is stalled (nothing
+   * legitimate would move a term).
    */
   private settled(l: SimNode | undefined): boolean {
     const r = l?.node?.rawNode.raft;
     if (!l || !r || r.role !== "leader" || r.leadTransferee !== NONE || r.pendingConfIndex > r.log.applied) return false;
     for (const id of r.confState().voters) {
-      const f = this.nodes.get(id)?.node?.rawNode.raft;
-      if (!f || f.term !== r.term || f.lead !== l.id) return false;
+      const v = this.nodes.get(id);
+      const f = v?.node?.rawNode.raft;
+      if (!v || !f || f.term !== r.term || f.lead !== l.id) return false;
+      // A disk still stalled from the fault phase silences its node (its Ready loop waits).
+      if (v.stalledUntil > this.now) return false;
     }
     return true;
   }
