@@ -1,8 +1,9 @@
-// Mutation testing of the Raft core and runtime: each entry of the catalogue is a realistic Raft bug,
-// written as exact source patches. Each is applied, one at a time, to a temporary copy of the repository
-// (never the working tree), and the detectors run there: `bun test tests/raft tests/sim` at CI's seed
-// count. A mutation is caught when that run fails (the failing tests and the simulator's violated rules
-// say by what), or when it hangs past the per-mutation time limit (the process group is killed).
+// Mutation testing of the Raft core, runtime and Raft storage: each entry of the catalogue is a realistic
+// Raft bug, written as exact source patches. Each is applied, one at a time, to a temporary copy of the
+// repository (never the working tree), and the detectors run there: `bun test tests/raft tests/sim` at
+// CI's seed count (a storage mutation names its own: the storage tests that cut power). A mutation is
+// caught when that run fails (the failing tests and the simulator's violated rules say by what), or
+// when it hangs past the per-mutation time limit (the process group is killed).
 //
 //   bun scripts/mutate.ts                 # the whole catalogue, one mutation at a time
 //   bun scripts/mutate.ts --list          # ids and descriptions
@@ -16,7 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 interface Patch {
-  /** A file under src/raft or src/node. */
+  /** A file under src/raft, src/node or src/storage. */
   readonly file: string;
   /** Must occur exactly once in the file. */
   readonly find: string;
@@ -33,12 +34,19 @@ interface Mutation {
    * detectors miss at CI's seed count: what would catch it). A survivor without a note fails the run.
    */
   readonly survives?: { readonly kind: "equivalent" | "gap"; readonly why: string };
+  /** Test paths that should catch it (default: DETECTORS). */
+  readonly detectors?: readonly string[];
 }
+
+/** What CI runs that can catch a bug in src/raft or src/node. */
+const DETECTORS = ["tests/raft", "tests/sim"];
 
 const RAFT = "src/raft/raft.ts";
 const LOG = "src/raft/log.ts";
 const STORAGE = "src/raft/storage.ts";
 const NODE = "src/node/raft-node.ts";
+const RAFT_LOG = "src/storage/raft-log.ts";
+const WAL = "src/storage/wal.ts";
 
 export const CATALOGUE: readonly Mutation[] = [
   {
@@ -109,12 +117,6 @@ export const CATALOGUE: readonly Mutation[] = [
     id: "leader-counts-unpersisted",
     description: "a leader counts its own unpersisted entries toward commit",
     patches: [{ file: RAFT, find: "  private selfMatch(): number {\n    return this.log.lastStableIndex();", replace: "  private selfMatch(): number {\n    return this.log.lastIndex();" }],
-    survives: {
-      kind: "equivalent",
-      why:
-        "the runtime sends a Ready's messages only after its write, so no follower can acknowledge an entry the leader has not persisted; " +
-        "a single voter's commit is written in the same write as the entries and applied after it",
-    },
   },
   {
     id: "prevote-bumps-term",
@@ -217,6 +219,91 @@ export const CATALOGUE: readonly Mutation[] = [
         "the Acknowledged Write Applied check would catch a violation (none in 10,000 more runs)",
     },
   },
+  {
+    id: "prevote-off",
+    description: "pre-vote off by default (a node that times out campaigns at once with term+1)",
+    patches: [{ file: RAFT, find: "this.preVote = c.preVote ?? true;", replace: "this.preVote = c.preVote ?? false;" }],
+  },
+  {
+    id: "lease-ignores-only-votes",
+    description: "the leader lease (check-quorum) ignores real vote requests but answers pre-votes",
+    patches: [{ file: RAFT, find: 'if (m.type === "vote" || m.type === "pre-vote") {', replace: 'if (m.type === "vote") {' }],
+  },
+  {
+    id: "follower-accepts-stale-append",
+    description: "a node handles an append from an older term (a deposed leader's late message) instead of refusing it",
+    patches: [
+      {
+        file: RAFT,
+        find: "    } else if (m.term < this.term) {\n",
+        replace: '    } else if (m.term < this.term && m.type === "append" && this.role === "follower") {\n      this.handleAppend(m);\n      return;\n    } else if (m.term < this.term) {\n',
+      },
+    ],
+  },
+  {
+    id: "restart-commit-ignores-snapshot",
+    description: "on restart the commit index comes from the hard state alone, not at least the durable snapshot's index",
+    patches: [{ file: RAFT, find: "const commit = Math.max(hs.commit, this.log.committed);", replace: "const commit = hs.commit;" }],
+  },
+  {
+    id: "runtime-vote-before-persist",
+    description: "the runtime sends vote responses as soon as a Ready is taken, before its persist (the rest waits)",
+    patches: [
+      {
+        file: NODE,
+        find: "          this.persisting = rd;\n",
+        replace:
+          '          const votes = rd.messages.filter((m) => m.type === "vote-resp");\n' +
+          "          if (votes.length > 0) {\n" +
+          "            this.transport.send(votes);\n" +
+          '            const rest = rd.messages.filter((m) => m.type !== "vote-resp");\n' +
+          "            (rd.messages as Message[]).splice(0, rd.messages.length, ...rest);\n" +
+          "          }\n" +
+          "          this.persisting = rd;\n",
+      },
+    ],
+  },
+  {
+    id: "runtime-ack-before-fsync",
+    description: "the runtime finishes a Ready (sends, applies, advances) once its persist is issued, not once it is durable",
+    patches: [
+      {
+        file: NODE,
+        find:
+          "          this.persisting = rd;\n" +
+          "          this.persistDone = this.storage.persist({ hardState, entries: rd.entries, snapshot: rd.snapshot }).then(\n" +
+          "            () => this.afterPersist(rd, hardState),\n" +
+          "            (err: unknown) => this.fail(err),\n" +
+          "          );\n" +
+          "          return;\n",
+        replace:
+          "          const issued = this.persistDone.then(() => this.storage.persist({ hardState, entries: rd.entries, snapshot: rd.snapshot }));\n" +
+          "          this.persistDone = issued.catch((err: unknown) => this.fail(err));\n" +
+          "          if (hardState !== undefined) {\n" +
+          "            this.writtenTerm = hardState.term;\n" +
+          "            this.writtenVote = hardState.vote;\n" +
+          "          }\n",
+      },
+    ],
+  },
+  {
+    id: "raftlog-ack-before-fsync",
+    description: "RaftLog.persist resolves once the Ready's records are queued, before their fdatasync",
+    patches: [{ file: RAFT_LOG, find: "      });\n    }\n    return { durable: this.lastDurable };", replace: "      });\n    }\n    return { durable: Promise.resolve() };" }],
+    detectors: ["tests/storage/raft-log.test.ts"],
+  },
+  {
+    id: "wal-ack-before-fsync",
+    description: "the WAL acknowledges a batch after write(2), before its fdatasync returns (--fsync always)",
+    patches: [
+      {
+        file: WAL,
+        find: '      if (this.mode !== "always") {\n        this.ackBatch(batch);\n        continue;\n      }',
+        replace: '      this.ackBatch(batch);\n      if (this.mode !== "always") continue;',
+      },
+    ],
+    detectors: ["tests/storage/raft-log.test.ts"],
+  },
 ];
 
 // ---- running ----
@@ -233,7 +320,7 @@ function countOccurrences(hay: string, needle: string): number {
 /** Applies a mutation's patches to the files under `dir`; throws if a find string is not there exactly once. */
 function applyMutation(dir: string, m: Mutation): void {
   for (const p of m.patches) {
-    if (!/^src\/(raft|node)\//.test(p.file)) throw new Error(`${m.id}: ${p.file} is not under src/raft or src/node`);
+    if (!/^src\/(raft|node|storage)\//.test(p.file)) throw new Error(`${m.id}: ${p.file} is not under src/raft, src/node or src/storage`);
     const path = join(dir, p.file);
     const text = readFileSync(path, "utf8");
     const n = countOccurrences(text, p.find);
@@ -287,7 +374,7 @@ async function runOne(m: Mutation, limitSec: number): Promise<Outcome> {
   const started = performance.now();
   try {
     applyMutation(dir, m);
-    const child = spawn(process.execPath, ["test", "--timeout", "60000", "tests/raft", "tests/sim"], {
+    const child = spawn(process.execPath, ["test", "--timeout", "60000", ...(m.detectors ?? DETECTORS)], {
       cwd: dir,
       detached: true,
       env: detectorEnv(),

@@ -11,8 +11,8 @@ export interface MemoryRaftStorageOptions {
   persistSteps?: () => number;
   /** Sees every write when it becomes durable (whole, or the surviving part of a torn one). */
   onDurable?: (p: PersistRequest) => void;
-  /** Called when an armed crash happens: the owner must treat the process as dead. */
-  onCrash?: (how: "torn" | "after-write") => void;
+  /** Called when an armed crash happens (with the write it hit): the owner must treat the process as dead. */
+  onCrash?: (how: "torn" | "after-write", p: PersistRequest) => void;
 }
 
 interface Inflight {
@@ -22,9 +22,10 @@ interface Inflight {
 }
 
 /**
- * One process's view of a MemoryStorage (the "disk"). A crash loses the write in flight (or keeps a
- * prefix of it, for a torn crash); `reopen()` gives the next process the same disk. One persist at a
- * time: a second one before the first resolves is a runtime bug (persist never reorders).
+ * One process's view of a MemoryStorage (the "disk"). A crash loses the write in flight, or keeps a
+ * prefix of it (a torn crash: what reached the disk before the fsync); `reopen()` gives the next
+ * process the same disk. One persist at a time: a second one before the first resolves is a runtime
+ * bug (persist never reorders).
  */
 export class MemoryRaftStorage implements RaftStorage {
   private now = 0;
@@ -94,10 +95,13 @@ export class MemoryRaftStorage implements RaftStorage {
   private complete(): void {
     const w = this.inflight as Inflight;
     this.inflight = undefined;
-    if (this.tornKeep && (w.p.snapshot || w.p.entries.length > 0 || w.p.hardState)) {
-      this.writeTorn(w.p, this.tornKeep);
+    const steps = stepsOf(w.p);
+    if (this.tornKeep && steps > 0) {
+      const k = this.tornKeep(steps);
+      assert(k >= 0 && k < steps, `torn write keeps ${k} of ${steps} steps`);
+      this.writePrefix(w.p, k);
       this.crash();
-      this.opts.onCrash?.("torn");
+      this.opts.onCrash?.("torn", w.p);
       return;
     }
     this.write(w.p);
@@ -105,7 +109,7 @@ export class MemoryRaftStorage implements RaftStorage {
     if (this.crashAfterWrite) {
       // Durable, but the process dies before it learns so: nothing of this Ready is sent or applied.
       this.crash();
-      this.opts.onCrash?.("after-write");
+      this.opts.onCrash?.("after-write", w.p);
       return;
     }
     if (this.crashed) return;
@@ -118,14 +122,18 @@ export class MemoryRaftStorage implements RaftStorage {
     if (p.hardState) this.disk.setHardState(p.hardState);
   }
 
-  /** A prefix of [snapshot, entries..., hardState] survives, never the whole write. */
-  private writeTorn(p: PersistRequest, keepOf: (steps: number) => number): void {
-    const steps = (p.snapshot ? 1 : 0) + p.entries.length + (p.hardState ? 1 : 0);
-    let k = keepOf(steps);
-    assert(k >= 0 && k < steps, `torn write keeps ${k} of ${steps} steps`);
+  /** The first k of the write's steps [snapshot, entries..., hardState] reach the disk (k = all: the whole write). */
+  private writePrefix(p: PersistRequest, k: number): void {
+    const steps = stepsOf(p);
+    assert(k >= 0 && k <= steps, `a write keeps ${k} of ${steps} steps`);
+    if (k === 0) return;
+    if (k === steps) {
+      this.write(p);
+      this.opts.onDurable?.(p);
+      return;
+    }
     let snapshot: Snapshot | undefined;
     if (p.snapshot) {
-      if (k === 0) return;
       this.disk.applySnapshot(p.snapshot);
       snapshot = p.snapshot;
       k--;
@@ -145,10 +153,21 @@ export class MemoryRaftStorage implements RaftStorage {
     this.crashAfterWrite = on;
   }
 
-  /** The process dies now: the write in flight is lost whole; nothing of this instance runs again. */
-  crash(): void {
+  /**
+   * The process dies now; nothing of this instance runs again. The write in flight (issued, its fsync
+   * not returned) is lost whole, or, with `keepOf`, keeps its first keepOf(steps + 1) steps: from
+   * none to all of [snapshot, entries..., hardState] (all: written, but never known durable).
+   * Returns the write in flight, if any.
+   */
+  crash(keepOf?: (choices: number) => number): PersistRequest | undefined {
+    const w = this.inflight;
     this.crashed = true;
     this.inflight = undefined;
+    if (w && keepOf && !this.closed) {
+      const steps = stepsOf(w.p);
+      if (steps > 0) this.writePrefix(w.p, keepOf(steps + 1));
+    }
+    return w?.p;
   }
 
   /** Stores the state-machine image that a following compact(meta) at meta.index refers to. */
@@ -172,4 +191,9 @@ export class MemoryRaftStorage implements RaftStorage {
     this.closed = true;
     return Promise.resolve();
   }
+}
+
+/** The steps of one write, in the order they reach the disk: snapshot, entries..., hard state. */
+function stepsOf(p: PersistRequest): number {
+  return (p.snapshot ? 1 : 0) + p.entries.length + (p.hardState ? 1 : 0);
 }

@@ -65,6 +65,30 @@ describe("MemoryRaftStorage", () => {
     expect(durable.map((p) => [p.entries.length, p.hardState])).toEqual([[2, undefined]]);
   });
 
+  test("a crash with a write in flight keeps a chosen prefix of it: none, part, or all (written, never known durable)", async () => {
+    for (const keep of [0, 2, 4]) {
+      const durable: PersistRequest[] = [];
+      const s = new MemoryRaftStorage(new MemoryStorage(), { persistSteps: () => 5, onDurable: (p) => durable.push(p) });
+      let resolved = false;
+      void s.persist(req([ent(1), ent(2), ent(3)], 3, 3)).then(() => (resolved = true));
+      s.step();
+      let choices = 0;
+      const lost = s.crash((n) => {
+        choices = n;
+        return keep;
+      });
+      expect(choices).toBe(5); // keep 0..4 of three entries and the hard state
+      expect(lost?.entries.length).toBe(3);
+      for (let i = 0; i < 6; i++) s.step();
+      await Promise.resolve();
+      expect(resolved).toBe(false);
+      const next = s.reopen();
+      expect(next.lastIndex()).toBe(Math.min(keep, 3));
+      expect(next.initialState().hardState.term).toBe(keep === 4 ? 3 : 0);
+      expect(durable.length).toBe(keep === 0 ? 0 : 1);
+    }
+  });
+
   test("a crash after a write keeps the write but never resolves it", async () => {
     let crashed = "";
     const s = new MemoryRaftStorage(new MemoryStorage(), { onCrash: (how) => (crashed = how) });

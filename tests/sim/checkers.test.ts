@@ -82,6 +82,25 @@ describe("checkers catch known violations", () => {
     expect(changed.violations).toEqual([]);
   });
 
+  test("Disruption: a rejoining node moves the stable majority to a new term, or deposes its leader", () => {
+    const watch: SimEvent = { kind: "stable-start", nodes: [1, 2], leader: 1, term: 1 };
+    const bumped = run([...healthy(), watch, { kind: "role", node: 3, term: 5, role: "candidate" }, { kind: "role", node: 2, term: 5, role: "follower" }]);
+    expect(rules(bumped)).toEqual(["Disruption"]);
+    expect(bumped.violations[0]?.detail).toContain("node 2 of the stable majority 1,2 (leader 1, term 1) became follower in term 5");
+    const deposed = run([...healthy(), watch, { kind: "role", node: 1, term: 1, role: "follower" }]);
+    expect(rules(deposed)).toEqual(["Disruption"]);
+    // The cut-off node may campaign alone; outside the window, terms move freely.
+    const fine = run([
+      ...healthy(),
+      watch,
+      { kind: "role", node: 3, term: 1, role: "pre-candidate" },
+      { kind: "role", node: 3, term: 1, role: "follower" },
+      { kind: "stable-end" },
+      { kind: "role", node: 2, term: 2, role: "candidate" },
+    ]);
+    expect(fine.violations).toEqual([]);
+  });
+
   test("Election Safety: two leaders in one term", () => {
     const c = run([...healthy(), { kind: "role", node: 2, term: 1, role: "leader" }]);
     expect(rules(c)).toEqual(["Election Safety"]);

@@ -38,6 +38,13 @@ export type SimEvent =
   /** A node's state machine was restored from a snapshot at `index`. */
   | { readonly kind: "restore"; readonly node: NodeId; readonly index: number }
   | { readonly kind: "crash"; readonly node: NodeId }
+  /**
+   * From here until "stable-end", `nodes` (a majority of the voters, with `leader` among them) are
+   * connected and fault-free while the other voters are cut off and come back: none of `nodes` may
+   * leave `term`, and `leader` must keep leading (Disruption).
+   */
+  | { readonly kind: "stable-start"; readonly nodes: readonly NodeId[]; readonly leader: NodeId; readonly term: number }
+  | { readonly kind: "stable-end" }
   /** Register history (the client's view). */
   | { readonly kind: "write-invoke"; readonly value: string }
   | { readonly kind: "write-ack"; readonly value: string }
@@ -144,6 +151,8 @@ export class Checker {
   private ackedFrontier = 0;
   private readFrontier = 0;
   private readonly readStart = new Map<string, number>();
+  /** The stable majority under watch (Disruption), if any. */
+  private stable: { nodes: Set<NodeId>; leader: NodeId; term: number } | undefined;
 
   private model(id: NodeId): NodeModel {
     let m = this.nodes.get(id);
@@ -191,6 +200,12 @@ export class Checker {
         m.memCommit = 0; // the next incarnation starts from its durable commit
         return;
       }
+      case "stable-start":
+        this.stable = { nodes: new Set(ev.nodes), leader: ev.leader, term: ev.term };
+        return;
+      case "stable-end":
+        this.stable = undefined;
+        return;
       case "write-invoke":
         return;
       case "write-ack": {
@@ -231,6 +246,14 @@ export class Checker {
 
   private onRole(node: NodeId, term: number, role: Role): void {
     const m = this.model(node);
+    const st = this.stable;
+    if (st && st.nodes.has(node) && (term !== st.term || (node === st.leader && role !== "leader"))) {
+      this.fail(
+        "Disruption",
+        `node ${node} of the stable majority ${[...st.nodes].join(",")} (leader ${st.leader}, term ${st.term}) became ${role} in term ${term} while the other voters were cut off or rejoining`,
+      );
+      this.stable = undefined; // one report per window
+    }
     if (role !== "leader") {
       m.leaderTerm = -1;
       return;

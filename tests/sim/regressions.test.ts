@@ -12,6 +12,8 @@ const REGRESSIONS: { seed: number; nodes: 3 | 5; found: string }[] = [
   { seed: 140, nodes: 5, found: "with writes in flight, a deposed leader sent queued appends of its old term for entries it never persisted (fix: drop queued messages of an older term on term change)" },
   { seed: 597, nodes: 5, found: "checker: an acknowledgement was compared with a deposed leader's since-rewritten log (fix: compare only while it still leads that term)" },
   { seed: 171, nodes: 5, found: "checker: a vote granted in term 2 is superseded by a durable term 3; the rule now accepts a durable later term" },
+  { seed: 200374, nodes: 5, found: "simulator: a leader's disk stall begun in the fault phase outlasted the settling, so the leader went silent during the disruption probe and check-quorum deposed it (fix: settled means no disk is stalled)" },
+  { seed: 20730, nodes: 3, found: "checker: a follower reported a commit before its leader did, under the configuration before a removal the leader had applied (Durable Quorum counted 2 of 4 voters instead of 2 of 3); fix: a leader's commit is reported as soon as it moves (after each delivery and continuation)" },
 ];
 
 describe("simulator regressions", () => {

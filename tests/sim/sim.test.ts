@@ -80,6 +80,32 @@ describe("simulator properties", () => {
     expect(ok.stats.writes).toBeGreaterThan(50);
   });
 
+  test("a node cut off and coming back never moves a stable majority's term (pre-vote and check-quorum on)", async () => {
+    let probes = 0;
+    for (let seed = 1; seed <= 40; seed++) {
+      const r = await runSeed({ seed, nodes: 5 });
+      probes += r.stats.probes;
+      expect(r.violations).toEqual([]);
+    }
+    expect(probes).toBeGreaterThan(10);
+  });
+
+  test("without pre-vote, a node cut off and coming back deposes the leader (Disruption)", async () => {
+    const rules = new Set<string>();
+    for (let seed = 1; seed <= 20 && !rules.has("Disruption"); seed++) {
+      for (const v of (await runSeed({ seed, nodes: 3, raft: { preVote: false } })).violations) rules.add(v.rule);
+    }
+    expect([...rules]).toEqual(["Disruption"]);
+  });
+
+  test("without check-quorum (no leader lease), a node that lost its leader forces an election (Disruption)", async () => {
+    const rules = new Set<string>();
+    for (let seed = 1; seed <= 100 && !rules.has("Disruption"); seed++) {
+      for (const v of (await runSeed({ seed, nodes: 5, raft: { checkQuorum: false } })).violations) rules.add(v.rule);
+    }
+    expect([...rules]).toEqual(["Disruption"]);
+  });
+
   test("the simulator finds the bug when voters ignore the up-to-date rule (§5.4.1)", async () => {
     const original = RaftLog.prototype.isUpToDate;
     RaftLog.prototype.isUpToDate = () => true;

@@ -1,18 +1,20 @@
 // Deterministic cluster simulator: the runtime (src/node) over its in-memory twins, with seeded network
 // faults, crashes, restarts and workload, checked at every step.
-import { MemoryRaftStorage } from "../../src/node/memory-storage.ts";
+import { MemoryRaftStorage, type PersistRequest } from "../../src/node/memory-storage.ts";
 import { RaftNode } from "../../src/node/raft-node.ts";
 import { RegisterStateMachine, type RegisterResult } from "../../src/node/state-machine.ts";
 import { MemoryNetwork, type MemoryTransport } from "../../src/node/transport.ts";
 import { Rand } from "../../src/raft/rand.ts";
 import { MemoryStorage, bootstrapStorage } from "../../src/raft/storage.ts";
-import type { ConfChange, Entry, Message, NodeId } from "../../src/raft/types.ts";
+import { NONE, type ConfChange, type Entry, type Message, type NodeId } from "../../src/raft/types.ts";
 import { Checker, digest, type SimEvent, type Violation } from "./checkers.ts";
 
 export const FAULT_KINDS = [
   "drop",
   "duplicate",
   "replay-late",
+  /** A late copy (replay-late) reached a node already in a later term than the message's. */
+  "late-across-terms",
   "replay-acks",
   "delay",
   "partition-symmetric",
@@ -23,13 +25,25 @@ export const FAULT_KINDS = [
   "torn-crash",
   "crash-after-write",
   "crash-mid-write",
+  /** A crash (torn, or with the write in flight) hit the write that installs a received snapshot. */
+  "crash-mid-install",
+  /** A snapshot message lost on its way (the stream broke): the leader must send it again. */
+  "snapshot-cut",
+  /** The sender's transport reported a cut-off snapshot transfer (RaftNode.reportSnapshot(id, false)). */
+  "snapshot-cut-reported",
   "slow-write",
   "restart",
   "pause",
+  /** Disruption probes: a minority of followers cut off both ways, then healed. */
+  "rejoin",
+  /** Disruption probes: a minority of followers that hear nothing but can still send. */
+  "deaf",
+  /** Disruption probes: a minority of followers cut off from the leader only (a flaky link). */
+  "leader-link",
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
-export const WORKLOAD_KINDS = ["propose", "read-index", "transfer", "conf-change", "snapshot"] as const;
+export const WORKLOAD_KINDS = ["propose", "propose-batch", "propose-server-batch", "propose-in-apply", "read-index", "transfer", "conf-change", "snapshot"] as const;
 export type WorkloadKind = (typeof WORKLOAD_KINDS)[number];
 
 export interface SimOptions {
@@ -46,6 +60,10 @@ export interface SimOptions {
   /** Work budget of one run: past it the run fails (a runaway bug must not eat the machine). */
   messagesMax?: number;
   writesMax?: number;
+  /** After the liveness phase, on half the seeds, cut a minority off a stable leader and check it is not disrupted (default on). */
+  probe?: boolean;
+  /** Raft switches (tests turn them off to prove the Disruption check fires). */
+  raft?: { preVote?: boolean; checkQuorum?: boolean };
 }
 
 export interface SimResult {
@@ -65,6 +83,8 @@ export interface SimResult {
     /** Ticks after healing until a leader existed, and until every member caught up (-1: never). */
     ticksToLeader: number;
     ticksToConverge: number;
+    /** Disruption probes run (0 or 1: skipped when the configuration has no minority to cut). */
+    probes: number;
   };
   readonly trace: readonly string[];
 }
@@ -96,16 +116,37 @@ interface SimNode {
   lastTerm: number;
   /** The commit index last reported (see observeCommit); reset when the node restarts. */
   commitSeen: number;
+  /** As leader: the commit index up to which Durable Quorum was checked at commit time (see checkLeaderCommit). */
+  leaderCommitChecked: number;
+  /** A slow write (a disk stall) started in the fault phase lasts until this micro-step. */
+  stalledUntil: number;
+  /** The voters of the last two configurations seen by checkLeaderCommit. */
+  commitVoters: readonly NodeId[];
+  commitPrevVoters: readonly NodeId[];
   restarts: number;
   /** Paused (like SIGSTOP) until this micro-step: no ticks, messages wait. */
   pausedUntil: number;
+  /**
+   * Entries this incarnation proposed through proposeBatch (the server's path: no promise per
+   * entry), by index: acknowledged when applied here with the same term, as the server answers.
+   */
+  owned: Map<number, { term: number; value: string }>;
 }
+
+function sameIds(a: readonly NodeId[], b: readonly NodeId[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Key of the directed link from -> to in the set of cut links. */
+const link = (from: NodeId, to: NodeId): number => from * 1024 + to;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 export class Simulator {
-  readonly opts: Required<Omit<SimOptions, "keepTrace">> & { keepTrace: boolean };
+  readonly opts: Required<Omit<SimOptions, "keepTrace" | "raft">> & { keepTrace: boolean; raft: NonNullable<SimOptions["raft"]> };
   readonly rand: Rand;
   readonly checker = new Checker();
   readonly nodes = new Map<NodeId, SimNode>();
@@ -118,8 +159,8 @@ export class Simulator {
   /** The last acknowledgements sent to each node, for replaying them when it leads again. */
   private readonly acksTo = new Map<NodeId, Message[]>();
   private readonly net = new MemoryNetwork();
-  /** Directed links that drop everything: "from>to". */
-  private blocked = new Set<string>();
+  /** Directed links that drop everything: link(from, to). */
+  private blocked = new Set<number>();
   private partitionUntil = 0;
   private dropRate: number;
   private dupRate: number;
@@ -143,6 +184,9 @@ export class Simulator {
   private readsServed = 0;
   private readonly trace: string[] = [];
   private readonly termsWithLeader = new Set<number>();
+  /** Copies made by the replay-late fault (to see which arrive in a later term). */
+  private readonly lateCopies = new WeakSet<Message>();
+  private probes = 0;
 
   constructor(o: SimOptions) {
     this.opts = {
@@ -157,6 +201,8 @@ export class Simulator {
       keepTrace: o.keepTrace ?? false,
       messagesMax: o.messagesMax ?? SIM_MESSAGES_MAX,
       writesMax: o.writesMax ?? SIM_WRITES_MAX,
+      probe: o.probe ?? true,
+      raft: o.raft ?? {},
     };
     this.messagesMax = this.opts.messagesMax;
     this.writesMax = this.opts.writesMax;
@@ -195,8 +241,13 @@ export class Simulator {
         lastRole: "",
         lastTerm: -1,
         commitSeen: 0,
+        leaderCommitChecked: 0,
+        stalledUntil: 0,
+        commitVoters: [],
+        commitPrevVoters: [],
         restarts: 0,
         pausedUntil: 0,
+        owned: new Map(),
       };
       this.nodes.set(id, n);
       this.nodeList.push(n);
@@ -226,21 +277,29 @@ export class Simulator {
 
   private start(n: SimNode): void {
     n.commitSeen = 0;
+    n.leaderCommitChecked = 0;
+    const owned = new Map<number, { term: number; value: string }>();
+    n.owned = owned;
     const sm = new RegisterStateMachine();
     sm.onApply = (e, value) => {
       n.applied = e.index;
       // The configuration the node holds as it applies (the one its commit of this entry was decided in).
       this.observeCommit(n);
       this.emit({ kind: "apply", node: n.id, entry: digest(e), value });
+      const mine = owned.get(e.index);
+      if (mine !== undefined) {
+        owned.delete(e.index);
+        if (mine.term === e.term) this.acknowledge(mine.value, e.index);
+      }
     };
     sm.onRestore = (index) => {
       n.applied = index;
       this.emit({ kind: "restore", node: n.id, index });
     };
     const storage = new MemoryRaftStorage(n.disk, {
-      persistSteps: () => this.persistSteps(),
+      persistSteps: () => this.persistSteps(n),
       onDurable: (p) => this.onDurable(n, p),
-      onCrash: (how) => this.crash(n, how),
+      onCrash: (how, p) => this.crash(n, how, p),
     });
     const transport = this.net.attach(n.id);
     n.sm = sm;
@@ -260,6 +319,7 @@ export class Simulator {
         heartbeatTicks: 1,
         msgBytesMax: this.msgBytesMax,
         inflightMessagesMax: this.inflightMessagesMax,
+        ...this.opts.raft,
       },
       saveSnapshot: (meta, data) => {
         storage.saveImage(meta.index, data);
@@ -267,15 +327,18 @@ export class Simulator {
       },
       readCtxPrefix: `${n.id}.${n.restarts}.`,
       onFatal: (err) => this.fatal(err),
+      onApplied: () => this.onApplied(n),
     });
     this.observeRole(n);
   }
 
   /** Steps one write takes: none or a few per this seed's disk, and now and then a stall of ticks. */
-  private persistSteps(): number {
+  private persistSteps(n: SimNode): number {
     if (this.now < this.faultEnd && this.rand.chance(0.005)) {
       this.faults["slow-write"]++;
-      return STEPS_PER_TICK * (2 + this.rand.int(20));
+      const steps = STEPS_PER_TICK * (2 + this.rand.int(20));
+      n.stalledUntil = this.now + steps;
+      return steps;
     }
     return this.fsyncStepsMax > 0 ? 1 + this.rand.int(this.fsyncStepsMax) : 0;
   }
@@ -317,12 +380,20 @@ export class Simulator {
     this.checker.violations.push({ rule: "Work Budget", detail: `seed ${this.opts.seed} (${this.opts.nodes} nodes): ${what}`, at: this.now });
   }
 
-  private crash(n: SimNode, how: "torn" | "after-write" | false): void {
+  /**
+   * The process dies. An armed crash ("torn", "after-write") already decided the fate of the write it
+   * hit (`hit`); a crash from outside keeps a seeded prefix of the write in flight (none to all of it:
+   * what reached the disk before its fsync returned).
+   */
+  private crash(n: SimNode, how: "torn" | "after-write" | false, hit?: PersistRequest): void {
     this.log(`crash ${n.id}${how ? ` (${how})` : ""}`);
     this.faults[how === "torn" ? "torn-crash" : how === "after-write" ? "crash-after-write" : "crash"]++;
-    if (!how && n.storage?.writing) this.faults["crash-mid-write"]++;
     n.up = false;
-    n.storage?.crash();
+    if (!how) {
+      if (n.storage?.writing) this.faults["crash-mid-write"]++;
+      hit = n.storage?.crash((choices) => this.rand.int(choices));
+    } else n.storage?.crash();
+    if (how !== "after-write" && hit?.snapshot) this.faults["crash-mid-install"]++;
     n.transport?.close();
     n.node = undefined;
     n.sm = undefined;
@@ -340,6 +411,8 @@ export class Simulator {
       if (i > 1_000_000) throw new Error("drain: a continuation never ran");
       await null;
     }
+    // A leader's commit also moves in a continuation (its own write done, a membership change applied).
+    for (const n of this.nodeList) if (n.up) this.checkLeaderCommit(n);
   }
 
   private continuationDue(): boolean {
@@ -355,6 +428,53 @@ export class Simulator {
    * Reports a node's commit index as it moves in memory (with the configuration it was decided in):
    * the runtime writes a commit-only change with the next write, so the durable one may trail it.
    */
+  /**
+   * Durable Quorum at the moment a leader commits, for the entries its own disk does not hold yet
+   * (it sends appends while it writes them): a majority of its voters must durably hold each such
+   * entry (same index and term on their disk, or a snapshot past it). The checker covers the entries
+   * the leader holds; without this, a leader that counts its unwritten entries would pass, since by
+   * the time it applies them its own write is done.
+   */
+  private checkLeaderCommit(n: SimNode): void {
+    const r = n.node?.rawNode.raft;
+    if (!r || r.role !== "leader") return;
+    // The leader reports a commit it just computed under its current configuration; left to its
+    // apply, a follower it told could report it first, under an older configuration (seed 20730).
+    this.observeCommit(n);
+    const log = r.log;
+    const c = log.committed;
+    if (c <= n.leaderCommitChecked) return;
+    const stable = log.unstable.snapshot ? 0 : log.unstable.offset - 1;
+    const from = Math.max(n.leaderCommitChecked, stable) + 1;
+    n.leaderCommitChecked = c;
+    if (from > c) return;
+    const voters = r.confState().voters;
+    if (!sameIds(voters, n.commitVoters)) {
+      n.commitPrevVoters = n.commitVoters;
+      n.commitVoters = voters;
+    }
+    for (let i = from; i <= c; i++) {
+      const t = log.term(i);
+      const holders = (vs: readonly NodeId[]): number => {
+        let h = 0;
+        for (const v of vs) {
+          const d = this.nodes.get(v)?.disk;
+          if (d && (d.snapshot().meta.index >= i || (t !== undefined && d.term(i) === t))) h++;
+        }
+        return h;
+      };
+      const h = holders(voters);
+      const prev = n.commitPrevVoters;
+      if (h > voters.length / 2 || (prev.length > 0 && holders(prev) > prev.length / 2)) continue;
+      this.checker.violations.push({
+        rule: "Durable Quorum",
+        detail: `leader ${n.id} committed ${i} (term ${t}) while ${h} of voters ${voters.join(",")} durably held it`,
+        at: this.now,
+      });
+      return;
+    }
+  }
+
   private observeCommit(n: SimNode): void {
     const node = n.node;
     if (!node) {
@@ -422,7 +542,9 @@ export class Simulator {
     if (this.now < this.faultEnd && this.rand.chance(0.002)) {
       // A copy surfaces much later (a stale connection's buffer): after elections, in a later term.
       this.faults["replay-late"]++;
-      this.enqueue(m, STEPS_PER_TICK * (20 + this.rand.int(300)));
+      const copy = { ...m };
+      this.lateCopies.add(copy);
+      this.enqueue(copy, STEPS_PER_TICK * (20 + this.rand.int(300)));
     }
   }
 
@@ -437,6 +559,39 @@ export class Simulator {
       if (m.term >= term) continue;
       this.faults["replay-acks"]++;
       this.enqueue(m, 1 + this.rand.int(STEPS_PER_TICK * 5));
+    }
+  }
+
+  /** Callbacks due at a micro-step (a transport's reports to its node). */
+  private readonly later: { at: number; run: () => void }[] = [];
+
+  /** The sender's transport tells its node, a little later, how a snapshot transfer ended. */
+  private reportSnapshot(m: Message, ok: boolean): void {
+    const sender = this.nodes.get(m.from);
+    if (!sender) return;
+    const incarnation = sender.restarts;
+    this.later.push({
+      at: this.now + 1 + this.rand.int(this.delayMax),
+      run: () => {
+        const node = sender.node;
+        if (!sender.up || !node || sender.restarts !== incarnation) return;
+        if (!ok) this.faults["snapshot-cut-reported"]++;
+        this.log(`snapshot ${m.from} -> ${m.to} reported ${ok ? "ok" : "failed"}`);
+        node.reportSnapshot(m.to, ok);
+        this.observeRole(sender);
+      },
+    });
+  }
+
+  private runLater(): void {
+    for (let i = 0; i < this.later.length; ) {
+      const t = this.later[i] as { at: number; run: () => void };
+      if (t.at > this.now) {
+        i++;
+        continue;
+      }
+      this.later.splice(i, 1);
+      t.run();
     }
   }
 
@@ -472,7 +627,7 @@ export class Simulator {
       const m = q[i] as Message;
       const dst = this.nodes.get(m.to);
       if (!dst || !dst.up || !dst.node) continue;
-      if (this.blocked.size > 0 && this.blocked.has(`${m.from}>${m.to}`)) continue;
+      if (this.blocked.size > 0 && this.blocked.has(link(m.from, m.to))) continue;
       if (dst.pausedUntil > this.now) {
         this.enqueue(m, dst.pausedUntil - this.now + this.rand.int(3));
         continue;
@@ -481,8 +636,23 @@ export class Simulator {
         this.faults.drop++;
         continue;
       }
+      if (m.type === "snapshot" && this.now < this.faultEnd) {
+        // A snapshot transfer is long: its stream breaks, or the receiver dies while installing it.
+        if (this.rand.chance(0.2)) {
+          this.faults["snapshot-cut"]++;
+          this.log(`snapshot ${m.from} -> ${m.to} at ${m.snapshot.meta.index} cut off`);
+          // Half the time the sender's transport notices (else the leader retries on its own timer).
+          if (this.rand.chance(0.5)) this.reportSnapshot(m, false);
+          continue;
+        }
+        if (this.rand.chance(0.2)) dst.storage?.armTornCrash((steps) => this.rand.int(steps));
+      }
+      // The transport reports a transfer it completed (the receiver holds the bytes), on a later turn.
+      if (m.type === "snapshot" && this.rand.chance(0.5)) this.reportSnapshot(m, true);
+      if (this.lateCopies.has(m) && (dst.node as RaftNode<RegisterResult>).rawNode.raft.term > m.term) this.faults["late-across-terms"]++;
       this.net.deliver(m);
       this.observeRole(dst);
+      this.checkLeaderCommit(dst);
       if (dst.node?.persistInFlight && this.continuationDue()) return i + 1;
     }
     return q.length;
@@ -520,8 +690,8 @@ export class Simulator {
         [shuffled[i], shuffled[j]] = [shuffled[j] as NodeId, shuffled[i] as NodeId];
       }
       const cut = (a: NodeId, b: NodeId): void => {
-        this.blocked.add(`${a}>${b}`);
-        this.blocked.add(`${b}>${a}`);
+        this.blocked.add(link(a, b));
+        this.blocked.add(link(b, a));
       };
       switch (kind) {
         case "partition-symmetric": {
@@ -537,7 +707,7 @@ export class Simulator {
           for (let i = 0; i < links; i++) {
             const a = this.rand.pick(ids);
             const b = this.rand.pick(ids);
-            if (a !== b) this.blocked.add(`${a}>${b}`);
+            if (a !== b) this.blocked.add(link(a, b));
           }
           break;
         }
@@ -558,7 +728,7 @@ export class Simulator {
       }
       this.faults[kind]++;
       this.partitionUntil = tick + 10 + this.rand.int(80);
-      this.log(`${kind} ${[...this.blocked].join(",")} until ${this.partitionUntil}`);
+      this.log(`${kind} ${[...this.blocked].map((k) => `${Math.floor(k / 1024)}>${k % 1024}`).join(",")} until ${this.partitionUntil}`);
     }
     if (this.rand.chance(0.015)) {
       const up = [...this.nodes.values()].filter((n) => n.up);
@@ -592,7 +762,8 @@ export class Simulator {
 
   // ---- workload ----
 
-  private runWorkload(): void {
+  /** Client requests to a node that believes it leads; `changes`: also transfers and membership changes. */
+  private runWorkload(changes = true): void {
     // Clients talk to any node that believes it leads (a deposed leader may not know yet).
     const leaders = [...this.nodes.values()].filter((n) => n.up && n.node && n.pausedUntil <= this.now && n.node.rawNode.raft.role === "leader");
     if (leaders.length === 0) return;
@@ -603,20 +774,30 @@ export class Simulator {
     const rn = node.rawNode;
     if (this.rand.chance(0.6)) {
       const k = 1 + this.rand.int(3);
-      for (let i = 0; i < k; i++) {
-        const value = `v${++this.counter}`;
-        this.emit({ kind: "write-invoke", value });
-        this.workload.propose++;
-        this.clientsWaiting++;
-        node.propose(enc.encode(value)).then(
-          (r) => {
-            this.clientsWaiting--;
-            this.acked++;
-            this.maxAckedIndex = Math.max(this.maxAckedIndex, r.index);
-            this.emit({ kind: "write-ack", value });
-          },
-          () => this.clientsWaiting--,
-        );
+      if (k > 1 && this.rand.chance(0.5)) {
+        // One batch sharing one persist, as the server proposes what arrived in one turn.
+        const values = Array.from({ length: k }, () => `v${++this.counter}`);
+        for (const value of values) this.emit({ kind: "write-invoke", value });
+        if (this.rand.chance(0.5)) {
+          this.workload["propose-batch"]++;
+          const out = node.proposeMany(values.map((v) => enc.encode(v)));
+          out.forEach((o, i) => {
+            if ("result" in o) this.clientWrite(values[i] as string, o.result);
+          });
+        } else {
+          // The server's hot path: no promise per entry; an entry is answered when it applies.
+          this.workload["propose-server-batch"]++;
+          const owned = l.owned;
+          const out = node.proposeBatch(
+            values.map((v) => enc.encode(v)),
+            (index) => owned.delete(index),
+          );
+          out.forEach((o, i) => {
+            if ("index" in o) owned.set(o.index, { term: o.term, value: values[i] as string });
+          });
+        }
+      } else {
+        for (let i = 0; i < k; i++) this.propose(node);
       }
     }
     if (this.rand.chance(0.3)) {
@@ -633,6 +814,7 @@ export class Simulator {
         () => this.clientsWaiting--,
       );
     }
+    if (!changes) return;
     if (this.rand.chance(0.01)) {
       const voters = rn.raft.confState().voters.filter((v) => v !== l.id);
       if (voters.length > 0) {
@@ -660,6 +842,43 @@ export class Simulator {
     }
   }
 
+  private propose(node: RaftNode<RegisterResult>): void {
+    const value = `v${++this.counter}`;
+    this.emit({ kind: "write-invoke", value });
+    this.workload.propose++;
+    this.clientWrite(value, node.propose(enc.encode(value)));
+  }
+
+  /** Follows a client's write: acknowledged (checked against the applied log) or failed. */
+  private clientWrite(value: string, result: Promise<RegisterResult>): void {
+    this.clientsWaiting++;
+    result.then(
+      (r) => {
+        this.clientsWaiting--;
+        this.acknowledge(value, r.index);
+      },
+      () => this.clientsWaiting--,
+    );
+  }
+
+  private acknowledge(value: string, index: number): void {
+    this.acked++;
+    this.maxAckedIndex = Math.max(this.maxAckedIndex, index);
+    this.emit({ kind: "write-ack", value });
+  }
+
+  /**
+   * Called by a node's runtime after a Ready applied entries, before that Ready is advanced: now and
+   * then the leader's server proposes right there (a forwarded write answered as entries apply), an
+   * input the runtime must defer until the Ready is done.
+   */
+  private onApplied(n: SimNode): void {
+    const node = n.node;
+    if (!node || this.now >= this.faultEnd || node.rawNode.raft.role !== "leader" || !this.rand.chance(0.05)) return;
+    this.workload["propose-in-apply"]++;
+    this.propose(node);
+  }
+
   private maybeCompact(): void {
     if (!this.rand.chance(0.08)) return;
     const up = [...this.nodes.values()].filter((n) => n.up && n.node && n.storage);
@@ -673,6 +892,120 @@ export class Simulator {
     this.log(`snapshot ${n.id} at ${n.applied}`);
   }
 
+
+  // ---- disruption probe ----
+
+  /**
+   * The leader `l` is settled: every voter of its configuration is up and follows it in its term, its
+   * membership changes are applied, no transfer is under way and no disk is stalled (nothing
+   * legitimate would move a term).
+   */
+  private settled(l: SimNode | undefined): boolean {
+    const r = l?.node?.rawNode.raft;
+    if (!l || !r || r.role !== "leader" || r.leadTransferee !== NONE || r.pendingConfIndex > r.log.applied) return false;
+    for (const id of r.confState().voters) {
+      const v = this.nodes.get(id);
+      const f = v?.node?.rawNode.raft;
+      if (!v || !f || f.term !== r.term || f.lead !== l.id) return false;
+      // A disk still stalled from the fault phase silences its node (its Ready loop waits).
+      if (v.stalledUntil > this.now) return false;
+    }
+    return true;
+  }
+
+  /**
+   * A partitioned node that comes back must not depose a healthy leader (what pre-vote and
+   * check-quorum are for). Once the cluster is settled under one leader, a minority of its followers
+   * is cut off, both ways ("rejoin"), inbound only ("deaf": they hear nothing and keep asking for
+   * votes) or from the leader only ("leader-link": they still reach the other followers, whose lease
+   * must refuse them), for 2-4 election timeouts, then healed; clients keep writing and snapshotting
+   * on some probes. Until 2 election timeouts after healing, the majority must keep its leader and term
+   * (Disruption), and then everyone must catch up (Liveness). Late copies of fault-phase messages still
+   * in flight are dropped first: the probe judges a network with no fault but the cut. Returns the
+   * next tick.
+   */
+  private async probeDisruption(tick: number): Promise<number> {
+    for (const id of this.leftDown) {
+      const n = this.nodes.get(id) as SimNode;
+      if (n.up) continue;
+      n.restarts++;
+      this.log(`restart ${n.id} for the disruption probe`);
+      this.start(n);
+      if (this.continuationDue()) await this.drain();
+    }
+    this.leftDown.clear();
+    for (const [at, q] of this.queue) {
+      const kept = q.filter((m) => !this.lateCopies.has(m));
+      if (kept.length === 0) this.queue.delete(at);
+      else if (kept.length < q.length) this.queue.set(at, kept);
+    }
+    const e = this.opts.electionTicks;
+    const settleMax = 40 * e;
+    let key = "";
+    let settledFor = 0;
+    const settleFrom = tick;
+    for (let i = 0; i < settleMax && settledFor < e && this.checker.ok; i++) {
+      await this.runTick(tick++, "quiet");
+      const l = this.leaderNode();
+      if (this.settled(l)) {
+        const k = `${l?.id}@${l?.node?.rawNode.raft.term}`;
+        settledFor = k === key ? settledFor + 1 : 1;
+        key = k;
+      } else settledFor = 0;
+    }
+    if (!this.checker.ok) return tick;
+    this.log(`settled after ${tick - settleFrom} ticks`);
+    const l = this.leaderNode();
+    if (settledFor < e || !l?.node) {
+      this.checker.violations.push({ rule: "Liveness", detail: `no settled leader within ${settleMax} fault-free ticks with every node up`, at: this.now });
+      return tick;
+    }
+    const r = l.node.rawNode.raft;
+    const voters = r.confState().voters;
+    const spare = voters.length - (Math.floor(voters.length / 2) + 1);
+    if (spare < 1) return tick; // two voters: no minority to cut off
+    const followers = voters.filter((v) => v !== l.id);
+    for (let i = followers.length - 1; i > 0; i--) {
+      const j = this.rand.int(i + 1);
+      [followers[i], followers[j]] = [followers[j] as NodeId, followers[i] as NodeId];
+    }
+    const cut = followers.slice(0, 1 + this.rand.int(spare));
+    const stable = voters.filter((v) => !cut.includes(v));
+    const kind = this.rand.pick(["rejoin", "deaf", "leader-link"] as const);
+    const clients = this.rand.chance(0.5);
+    this.faults[kind]++;
+    this.probes++;
+    this.blocked = new Set();
+    for (const c of cut) {
+      for (const o of kind === "leader-link" ? [l.id] : this.universe) {
+        if (o === c) continue;
+        this.blocked.add(link(o, c));
+        if (kind !== "deaf") this.blocked.add(link(c, o));
+      }
+    }
+    // At least two election timeouts: every cut-off node times out at least once.
+    const cutTicks = e * (2 + this.rand.int(3));
+    this.log(`disruption probe: ${kind} ${cut.join(",")} for ${cutTicks} ticks; leader ${l.id}, term ${r.term}, stable ${stable.join(",")}${clients ? ", with clients" : ""}`);
+    this.emit({ kind: "stable-start", nodes: stable, leader: l.id, term: r.term });
+    for (let i = 0; i < cutTicks && this.checker.ok; i++) await this.runTick(tick++, clients ? "clients" : "quiet");
+    this.blocked = new Set();
+    this.log("disruption probe: healed");
+    for (let i = 0; i < 2 * e && this.checker.ok; i++) await this.runTick(tick++, clients ? "clients" : "quiet");
+    this.emit({ kind: "stable-end" });
+    for (let i = 0; i < this.opts.livenessTicks && this.checker.ok; i++) {
+      if (this.converged()) return tick;
+      await this.runTick(tick++, "quiet");
+    }
+    if (this.checker.ok && !this.converged()) {
+      this.checker.violations.push({
+        rule: "Liveness",
+        detail: `after the disruption probe (${kind} ${cut.join(",")}), acknowledged writes up to ${this.maxAckedIndex} not applied on every member within ${this.opts.livenessTicks} ticks`,
+        at: this.now,
+      });
+    }
+    return tick;
+  }
+
   // ---- main loop ----
 
   private tickAll(): void {
@@ -683,14 +1016,18 @@ export class Simulator {
     }
   }
 
-  private async runTick(tick: number, faults: boolean): Promise<void> {
+  /** One tick: "faults" (faults and the whole workload), "quiet" (nothing but Raft), "clients" (writes, reads, snapshots). */
+  private async runTick(tick: number, mode: "faults" | "quiet" | "clients"): Promise<void> {
     this.checker.now = this.now;
     // Each phase runs synchronously; the runtime's continuations due (a persist done) run after it,
     // so every phase sees the nodes as processes would between two events.
-    if (faults) {
+    if (mode === "faults") {
       this.injectFaults(tick);
       if (this.continuationDue()) await this.drain();
-      this.runWorkload();
+    }
+    // Clients during a disruption probe come at a third of the rate (enough to leave a cut-off node behind).
+    if (mode === "faults" || (mode === "clients" && this.rand.chance(0.33))) {
+      this.runWorkload(mode === "faults");
       if (this.continuationDue()) await this.drain();
       this.maybeCompact();
       if (this.continuationDue()) await this.drain();
@@ -707,6 +1044,10 @@ export class Simulator {
           i = this.deliverUntilDrain(q, i);
           if (this.continuationDue()) await this.drain();
         }
+      }
+      if (this.later.length > 0) {
+        this.runLater();
+        if (this.continuationDue()) await this.drain();
       }
       this.completeWrites();
       if (this.continuationDue()) await this.drain();
@@ -768,12 +1109,12 @@ export class Simulator {
     let ticksToLeader = -1;
     let ticksToConverge = -1;
     await this.startAll();
-    for (; tick < this.opts.faultTicks && this.checker.ok; tick++) await this.runTick(tick, true);
+    for (; tick < this.opts.faultTicks && this.checker.ok; tick++) await this.runTick(tick, "faults");
     if (this.checker.ok) {
       await this.healAll();
       let ok = false;
       for (let i = 0; i < this.opts.livenessTicks && this.checker.ok; i++, tick++) {
-        await this.runTick(tick, false);
+        await this.runTick(tick, "quiet");
         if (ticksToLeader < 0 && this.leaderNode()) ticksToLeader = i + 1;
         if (ticksToLeader < 0 && i + 1 >= this.opts.leaderTicks) break;
         if (this.converged()) {
@@ -792,6 +1133,8 @@ export class Simulator {
           at: this.now,
         });
       }
+      // Half the seeds (the probe costs about a fifth of a run).
+      if (ok && this.opts.probe && this.rand.chance(0.5)) tick = await this.probeDisruption(tick);
     }
     return {
       seed: this.opts.seed,
@@ -809,6 +1152,7 @@ export class Simulator {
         maxCommit: this.checker.maxCommit,
         ticksToLeader,
         ticksToConverge,
+        probes: this.probes,
       },
       trace: this.trace,
     };
@@ -829,7 +1173,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
       violations: sim.checker.violations,
       faults: sim.faults,
       workload: sim.workload,
-      stats: { ticks: 0, messages: 0, writes: 0, acked: 0, readsServed: 0, leaders: 0, maxCommit: sim.checker.maxCommit, ticksToLeader: -1, ticksToConverge: -1 },
+      stats: { ticks: 0, messages: 0, writes: 0, acked: 0, readsServed: 0, leaders: 0, maxCommit: sim.checker.maxCommit, ticksToLeader: -1, ticksToConverge: -1, probes: 0 },
       trace: [],
     };
   }
