@@ -377,39 +377,28 @@ export class Checker {
     }
   }
 
+  /** How many of `voters` durably hold the entry at `i` whose prefix hash is `want` (or a snapshot past it). */
+  private holders(i: number, want: number, voters: readonly NodeId[]): number {
+    let h = 0;
+    for (const v of voters) {
+      const vm = this.nodes.get(v);
+      if (vm && (vm.snapIndex >= i || vm.prefixAt(i) === want)) h++;
+    }
+    return h;
+  }
+
   /**
    * Durable Quorum: when an index is first durably committed (by its leader, before anyone else can
    * learn it), a majority of the committing node's voters durably hold that entry (or a snapshot past
    * it). The commit may have been computed just before the last membership change took effect (its
    * write was in flight), so a majority of the previous voters also counts.
    */
-  /** A majority of `voters` (or of `prev`) durably holds the entry at `i` whose prefix hash is `want` (or a snapshot past it). */
-  private quorumHolds(i: number, want: number, voters: readonly NodeId[], prev: readonly NodeId[]): boolean {
-    const holders = (vs: readonly NodeId[]): number => {
-      let h = 0;
-      for (const v of vs) {
-        const vm = this.nodes.get(v);
-        if (vm && (vm.snapIndex >= i || vm.prefixAt(i) === want)) h++;
-      }
-      return h;
-    };
-    return holders(voters) > voters.length / 2 || (prev.length > 0 && holders(prev) > prev.length / 2);
-  }
-
   private checkDurableQuorum(node: NodeId, from: number, to: number, voters: readonly NodeId[], prev: readonly NodeId[]): void {
     for (let i = from; i <= to; i++) {
       const want = this.committedPrefix[i];
       if (want === undefined) continue;
-      const holders = (vs: readonly NodeId[]): number => {
-        let h = 0;
-        for (const v of vs) {
-          const vm = this.nodes.get(v);
-          if (vm && (vm.snapIndex >= i || vm.prefixAt(i) === want)) h++;
-        }
-        return h;
-      };
-      const h = holders(voters);
-      if (h > voters.length / 2 || (prev.length > 0 && holders(prev) > prev.length / 2)) continue;
+      const h = this.holders(i, want, voters);
+      if (h > voters.length / 2 || (prev.length > 0 && this.holders(i, want, prev) > prev.length / 2)) continue;
       this.fail("Durable Quorum", `node ${node} committed ${i} while ${h} of voters ${voters.join(",")} durably held it`);
       return;
     }
