@@ -520,3 +520,42 @@ export async function bulkLoad(
     }).catch((e) => finish(e instanceof Error ? e : new Error(String(e))));
   });
 }
+
+/**
+ * A time budget split evenly over a benchmark's rounds: once a round has used its share, no more
+ * reruns and only short waits for idle in that round, so a busy machine cannot stretch the run
+ * without bound (and the first round cannot use up the whole budget).
+ */
+export class RoundBudget {
+  private roundStart = performance.now();
+  private noted = false;
+
+  constructor(
+    private readonly budgetMs: number,
+    private readonly rounds: number,
+    private readonly idleMaxMs: number,
+  ) {}
+
+  startRound(): void {
+    this.roundStart = performance.now();
+    this.noted = false;
+  }
+
+  /** Whether this round is still within its share of the budget (notes once when it is not). */
+  within(): boolean {
+    const share = this.budgetMs / this.rounds;
+    const ok = performance.now() - this.roundStart < share;
+    if (!ok && !this.noted) {
+      this.noted = true;
+      console.log(`  note: this round's time budget (${(share / 1000).toFixed(0)} s) is used: no more reruns, waits for idle cut to 1 s`);
+    }
+    return ok;
+  }
+
+  /** Waits (bounded) for the machine to be idle before a run; returns how busy it still was. */
+  async idleGate(label: string): Promise<number> {
+    const r = await waitForIdle(0.1, this.within() ? this.idleMaxMs : 1000);
+    if (!r.idle) console.log(`  warning: machine still ${(r.busy * 100).toFixed(0)}% busy after ${(r.waitedMs / 1000).toFixed(0)} s; running ${label} anyway`);
+    return r.busy;
+  }
+}

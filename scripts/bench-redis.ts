@@ -34,7 +34,7 @@ import {
   sleep,
   splitCommandLine,
   startServer,
-  waitForIdle,
+  RoundBudget,
   type Server,
 } from "./bench-lib.ts";
 
@@ -300,27 +300,10 @@ async function runBenchmark(server: Server, pipeline: number, test: string, requ
 // only short waits for idle in that round, so a busy machine cannot stretch the run without bound
 // (and the first round cannot use up the whole budget).
 const budgetMs = intOpt("budget", opt.budget, quick ? 60 : 300, 0) * 1000;
-let roundStart = performance.now();
-let budgetNoted = false;
-function startRoundBudget(): void {
-  roundStart = performance.now();
-  budgetNoted = false;
-}
-function withinBudget(): boolean {
-  const share = budgetMs / rounds;
-  const ok = performance.now() - roundStart < share;
-  if (!ok && !budgetNoted) {
-    budgetNoted = true;
-    console.log(`  note: this round's time budget (${(share / 1000).toFixed(0)} s) is used: no more reruns, waits for idle cut to 1 s`);
-  }
-  return ok;
-}
-
-async function idleGate(label: string): Promise<number> {
-  const r = await waitForIdle(0.1, withinBudget() ? idleMaxMs : 1000);
-  if (!r.idle) console.log(`  warning: machine still ${(r.busy * 100).toFixed(0)}% busy after ${(r.waitedMs / 1000).toFixed(0)} s; running ${label} anyway`);
-  return r.busy;
-}
+const roundBudget = new RoundBudget(budgetMs, rounds, idleMaxMs);
+const startRoundBudget = (): void => roundBudget.startRound();
+const withinBudget = (): boolean => roundBudget.within();
+const idleGate = (label: string): Promise<number> => roundBudget.idleGate(label);
 
 async function startNamed(name: ServerName, tmp: string, tag: string): Promise<Server> {
   const dir = join(tmp, `${name}-${tag}`);
