@@ -637,17 +637,27 @@ export class TcpTransport implements Transport {
         return;
       }
       if (this.closed || this.handler === undefined) continue;
-      this.stats.received++;
-      try {
-        this.handler(m);
-      } catch (err) {
-        // A throw from the runtime is a broken invariant of this node, not the peer's fault: Bun would
-        // hand it to the socket's error handler, so rethrow it where it crashes the process.
-        queueMicrotask(() => {
-          throw err;
-        });
-        return;
-      }
+      if (!this.deliver(m)) return;
+    }
+  }
+
+  /**
+   * Hands `m` to the runtime; false when the runtime threw. A throw is a broken invariant of this
+   * node, not the peer's fault: Bun would hand it to the socket's error handler, so it is rethrown
+   * where it crashes the process.
+   */
+  private deliver(m: Message): boolean {
+    const handler = this.handler;
+    if (handler === undefined) return true;
+    this.stats.received++;
+    try {
+      handler(m);
+      return true;
+    } catch (err) {
+      queueMicrotask(() => {
+        throw err;
+      });
+      return false;
     }
   }
 
@@ -846,17 +856,7 @@ export class TcpTransport implements Transport {
         this.stats.snapshotsReceived++;
         this.cfg.log.info(`received the snapshot at index ${meta.index} (${rx.first.totalBytes} bytes) from peer ${peer}: durable, handed to Raft`);
         const m: Message = { type: "snapshot", from: peer, to: this.id, term: rx.first.term, snapshot: { meta, data: EMPTY } };
-        if (this.handler !== undefined) {
-          this.stats.received++;
-          try {
-            this.handler(m);
-          } catch (err) {
-            queueMicrotask(() => {
-              throw err;
-            });
-            return;
-          }
-        }
+        if (!this.deliver(m)) return;
         this.sendAck(peer, rx.id, meta.index, true);
       },
       (err: unknown) => {
