@@ -17,7 +17,7 @@ import { RaftLog } from "../storage/raft-log.ts";
 import { RECORD_PAYLOAD_BYTES_MAX, recordBytesFor, type FsyncMode, type StorageIo } from "../storage/index.ts";
 import type { ClusterView, MemberAddress, MemberRole, MemberStatus } from "./cluster-view.ts";
 import { type Proposal, type RecoveryStats, type SnapshotStats, WriteRefusedError } from "./durable.ts";
-import { COMMAND_ENTRY_OVERHEAD_BYTES, decodeKvImage, encodeCommandEntry, encodeExpireEntry, EXPIRE_BATCH_KEYS_MAX } from "./kv-payload.ts";
+import { COMMAND_ENTRY_OVERHEAD_BYTES, encodeCommandEntry, encodeExpireEntry, EXPIRE_BATCH_KEYS_MAX } from "./kv-payload.ts";
 import { KvRaftStateMachine } from "./kv-state-machine.ts";
 import { LeaderLinks, LINK_REQUEST_TIMEOUT_MS, LinkLostError } from "./leader-link.ts";
 import { DroppedError, NodeClosedError, NotLeaderError, RaftNode, UnknownOutcomeError } from "./raft-node.ts";
@@ -201,26 +201,9 @@ class KvRaftStorage implements RaftStorage {
     }
   }
 
-  /** Makes `data` (a keyspace image) durable as the snapshot file of `meta`. */
-  async saveImage(meta: SnapshotMeta, data: Uint8Array): Promise<SnapshotStats> {
-    const t0 = performance.now();
-    const image = decodeKvImage(data);
-    const res = await this.log.snapshots.write(
-      {
-        lastIndex: meta.index,
-        lastTerm: meta.term,
-        meta: new TextEncoder().encode(String(image.appliedMs)),
-        membership: { voters: [...meta.confState.voters], learners: [...meta.confState.learners] },
-        yieldEveryMs: 2,
-      },
-      image.entries,
-    );
-    return { lastIndex: meta.index, entries: res.entryCount, bytes: res.bodyBytes, durationMs: Math.round(performance.now() - t0), longestSliceMs: res.longestSliceMs };
-  }
-
   async persist(p: { hardState: HardState | undefined; entries: readonly Entry[]; snapshot: Snapshot | undefined }): Promise<void> {
-    // A snapshot from the leader arrives as a durable file already (the transport's); one with an image is written here.
-    if (p.snapshot !== undefined && p.snapshot.data.length > 0 && p.snapshot.meta.index > this.log.snapshot().meta.index) await this.saveImage(p.snapshot.meta, p.snapshot.data);
+    // A snapshot from the leader arrives as a file made durable by the transport (RaftLog checks it is there).
+    assert(p.snapshot === undefined || p.snapshot.data.length === 0, "a snapshot message carrying an image: the transport streams files");
     return this.log.persist(p);
   }
 
@@ -321,9 +304,9 @@ export class ClusterNode<T> {
   private stampFloorMs = 0;
   private expireInFlight = false;
   private appliedWaiters: AppliedWaiter[] = [];
-  /** Follower reads that arrived this turn: they share one read-index request to the leader. */
-  private followerReads: { resolve: () => void; reject: (e: Error) => void }[] = [];
-  private followerReadScheduled = false;
+  /** Reads that arrived this turn of the event loop: they share one read index (see askReadIndex). */
+  private turnReads: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  private turnReadsScheduled = false;
   private readsWaiting = 0;
   private closing = false;
   private readonly lastContact = new Map<NodeId, number>();
@@ -652,9 +635,9 @@ export class ClusterNode<T> {
     };
     // Every read of this turn of the event loop shares one read index (one round on the leader).
     const p = new Promise<void>((resolve, reject) => {
-      this.followerReads.push({ resolve, reject });
-      if (!this.followerReadScheduled) {
-        this.followerReadScheduled = true;
+      this.turnReads.push({ resolve, reject });
+      if (!this.turnReadsScheduled) {
+        this.turnReadsScheduled = true;
         setImmediate(() => this.askReadIndex());
       }
     });
@@ -663,9 +646,9 @@ export class ClusterNode<T> {
 
   /** One read index for every read that arrived this turn: a local round on the leader, one request to it elsewhere. */
   private askReadIndex(): void {
-    this.followerReadScheduled = false;
-    const waiters = this.followerReads;
-    this.followerReads = [];
+    this.turnReadsScheduled = false;
+    const waiters = this.turnReads;
+    this.turnReads = [];
     if (waiters.length === 0) return;
     const fail = (e: ClusterError) => {
       for (const w of waiters) w.reject(e);
