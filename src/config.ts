@@ -51,8 +51,8 @@ export interface ClusterMemberSpec {
 export interface ClusterConfig {
   members: ClusterMemberSpec[];
   clusterId: string;
-  /** The port this node listens on for peers. */
-  peerPort: number;
+  /** The port this node listens on for peers; null: no peer listener (a one-member group started without --peer-port). */
+  peerPort: number | null;
   heartbeatMs: number;
   electionMs: number;
 }

@@ -16,7 +16,8 @@ import {
 } from "../config.ts";
 import { ClusterNode } from "../node/cluster-node.ts";
 import { ConfigError, CorruptLogError } from "../errors.ts";
-import { DurableLog, slowDiskIoFromEnv } from "../node/durable.ts";
+import { slowDiskIoFromEnv } from "../node/proposal.ts";
+import { assert } from "../errors.ts";
 import { DataDirError, FSYNC_MODES, type FsyncMode, SEGMENT_BYTES_MIN } from "../storage/index.ts";
 import type { Conn } from "../server/server.ts";
 import { log, setLogLevel, type LogLevelName } from "../log.ts";
@@ -82,21 +83,38 @@ export default defineCommand({
       walSegmentBytes: parseBytes(args["wal-segment-bytes"], "--wal-segment-bytes"),
     };
     if (config.walSegmentBytes < SEGMENT_BYTES_MIN) throw new ConfigError(`--wal-segment-bytes: ${config.walSegmentBytes} is below the minimum, ${SEGMENT_BYTES_MIN}`);
-    if (args.cluster !== undefined) config.cluster = clusterConfig(args, config.id);
-    else if (args["peer-port"] !== undefined || args["cluster-id"] !== undefined) throw new ConfigError("--peer-port and --cluster-id need --cluster");
+    config.cluster = args.cluster !== undefined ? clusterConfig(args, config.id) : oneMemberConfig(args, config);
     validateConfig(config);
     await serve(config);
   },
 });
+
+/**
+ * Without --cluster: a one-member group, this node its only voter. It listens for peers only when
+ * --peer-port is given (nobody dials a group of one; a free port is not taken for nothing).
+ */
+function oneMemberConfig(args: Record<string, unknown>, config: ServerConfig): ClusterConfig {
+  const peerPort = args["peer-port"] !== undefined ? parseInteger(String(args["peer-port"]), "--peer-port", 1, 65535) : null;
+  const self = { id: config.id, addr: `${config.host}:${config.port}`, peer: `${config.host}:${peerPort ?? 0}` };
+  const { heartbeatMs, electionMs } = timing(args);
+  const clusterId = args["cluster-id"] !== undefined ? String(args["cluster-id"]) : `kv-${fnv1a(`${self.id}=${self.addr}@${self.peer}`)}`;
+  if (clusterId === "" || new TextEncoder().encode(clusterId).length > 128) throw new ConfigError("--cluster-id: 1 to 128 bytes");
+  return { members: [self], clusterId, peerPort, heartbeatMs, electionMs };
+}
+
+function timing(args: Record<string, unknown>): { heartbeatMs: number; electionMs: number } {
+  const heartbeatMs = parseInteger(String(args["heartbeat-interval"]), "--heartbeat-interval", 1, 60_000);
+  const electionMs = parseInteger(String(args["election-timeout"]), "--election-timeout", 2, 600_000);
+  if (electionMs < 2 * heartbeatMs) throw new ConfigError(`--election-timeout (${electionMs} ms) must be at least twice --heartbeat-interval (${heartbeatMs} ms)`);
+  return { heartbeatMs, electionMs };
+}
 
 function clusterConfig(args: Record<string, unknown>, id: number): ClusterConfig {
   const members = parseClusterSpec(String(args.cluster));
   const self = members.find((m) => m.id === id);
   if (self === undefined) throw new ConfigError(`--cluster does not name this node (--id ${id})`);
   const peerPort = args["peer-port"] !== undefined ? parseInteger(String(args["peer-port"]), "--peer-port", 1, 65535) : Number(self.peer.slice(self.peer.lastIndexOf(":") + 1));
-  const heartbeatMs = parseInteger(String(args["heartbeat-interval"]), "--heartbeat-interval", 1, 60_000);
-  const electionMs = parseInteger(String(args["election-timeout"]), "--election-timeout", 2, 600_000);
-  if (electionMs < 2 * heartbeatMs) throw new ConfigError(`--election-timeout (${electionMs} ms) must be at least twice --heartbeat-interval (${heartbeatMs} ms)`);
+  const { heartbeatMs, electionMs } = timing(args);
   const clusterId = args["cluster-id"] !== undefined ? String(args["cluster-id"]) : `kv-${fnv1a(members.map((m) => `${m.id}=${m.addr}@${m.peer}`).join(","))}`;
   if (clusterId === "" || new TextEncoder().encode(clusterId).length > 128) throw new ConfigError("--cluster-id: 1 to 128 bytes");
   return { members, clusterId, peerPort, heartbeatMs, electionMs };
@@ -112,12 +130,13 @@ function fnv1a(text: string): string {
   return h.toString(16).padStart(8, "0");
 }
 
-async function openNode(config: ServerConfig): Promise<DurableLog<Conn> | ClusterNode<Conn>> {
+/** A one-member group that makes no progress toward serving for this long at start is reported, not waited for. */
+const SERVING_STALL_MS = 10_000;
+
+async function openNode(config: ServerConfig): Promise<ClusterNode<Conn>> {
   const io = slowDiskIoFromEnv(process.env);
   const c = config.cluster;
-  if (c === undefined) {
-    return DurableLog.open<Conn>({ dataDir: config.dataDir, fsync: config.fsync, segmentBytesMax: config.walSegmentBytes, snapshotLogBytes: config.snapshotLogBytes, io });
-  }
+  assert(c !== undefined, "serve without a group configuration");
   const self = c.members.find((m) => m.id === config.id)!;
   const peerHost = self.peer.slice(0, self.peer.lastIndexOf(":"));
   const unsafeLocalReads = process.env.KV_TEST_UNSAFE_LOCAL_READS === "1";
@@ -130,7 +149,7 @@ async function openNode(config: ServerConfig): Promise<DurableLog<Conn> | Cluste
     snapshotLogBytes: config.snapshotLogBytes,
     members: c.members,
     clusterId: c.clusterId,
-    peerListen: { host: peerHost, port: c.peerPort },
+    peerListen: c.peerPort === null ? undefined : { host: peerHost, port: c.peerPort },
     heartbeatMs: c.heartbeatMs,
     electionMs: c.electionMs,
     io,
@@ -144,7 +163,7 @@ async function openNode(config: ServerConfig): Promise<DurableLog<Conn> | Cluste
 }
 
 export async function serve(config: ServerConfig): Promise<void> {
-  let durable: DurableLog<Conn> | ClusterNode<Conn>;
+  let durable: ClusterNode<Conn>;
   try {
     mkdirSync(config.dataDir, { recursive: true });
     durable = await openNode(config);
@@ -160,19 +179,28 @@ export async function serve(config: ServerConfig): Promise<void> {
   }
   const r = durable.recovery;
   log.info(
-    `loaded ${config.dataDir}: snapshot at index ${r.snapshotIndex} (${r.snapshotEntries} keys) + ${r.replayedRecords} log records, ` +
+    `loaded ${config.dataDir}: snapshot at index ${r.snapshotIndex} + ${r.replayedRecords} log entries up to the durable commit, ` +
       `last index ${r.lastIndex}, ${durable.fsm.db.dbsize()} keys in ${r.durationMs} ms`,
   );
   const server = new KvServer(config, durable);
+  const sole = durable.soleVoter();
+  if (sole) {
+    // The only voter elects itself and applies its log before clients connect: nothing it serves is from before its restart.
+    durable.start();
+    if (!(await durable.whenServing(SERVING_STALL_MS))) {
+      throw new StartupError(`node ${config.id} did not become able to serve (leader of its one-member group, log applied): no progress in ${SERVING_STALL_MS / 1000} s`, {});
+    }
+  }
   try {
     server.start();
   } catch (e) {
     throw new StartupError(`cannot listen on ${config.host}:${config.port}: ${listenFailure(e)}`, {}, e);
   }
-  if (durable instanceof ClusterNode) {
-    durable.start();
-    log.info(`kv node ${config.id} of cluster ${durable.clusterId} listening on ${config.host}:${server.port}, peers on ${durable.peerPort} (data dir ${config.dataDir}, pid ${process.pid})`);
-  } else log.info(`kv node ${config.id} listening on ${config.host}:${server.port} (data dir ${config.dataDir}, pid ${process.pid})`);
+  durable.advertise(`${config.host}:${server.port}`);
+  if (!sole) durable.start();
+  const peers = durable.peerPort === 0 ? "no peer port" : `peers on ${durable.peerPort}`;
+  const keys = sole ? `, ${durable.fsm.db.dbsize()} keys at index ${durable.applied}` : "";
+  log.info(`kv node ${config.id} of cluster ${durable.clusterId} listening on ${config.host}:${server.port}, ${peers}${keys} (data dir ${config.dataDir}, pid ${process.pid})`);
 
   let signals = 0;
   const onSignal = (sig: string) => {

@@ -16,7 +16,7 @@ import { encodedCommandBytes } from "../resp/request-parser.ts";
 import { RaftLog } from "../storage/raft-log.ts";
 import { RECORD_PAYLOAD_BYTES_MAX, recordBytesFor, type FsyncMode, type StorageIo } from "../storage/index.ts";
 import type { ClusterView, MemberAddress, MemberRole, MemberStatus } from "./cluster-view.ts";
-import { type Proposal, type RecoveryStats, type SnapshotStats, WriteRefusedError } from "./durable.ts";
+import { type Proposal, type RecoveryStats, type SnapshotStats, WriteRefusedError } from "./proposal.ts";
 import { COMMAND_ENTRY_OVERHEAD_BYTES, encodeCommandEntry, encodeExpireEntry, EXPIRE_BATCH_KEYS_MAX } from "./kv-payload.ts";
 import { KvRaftStateMachine } from "./kv-state-machine.ts";
 import { LeaderLinks, LINK_REQUEST_TIMEOUT_MS, LinkLostError } from "./leader-link.ts";
@@ -59,8 +59,8 @@ export interface ClusterNodeOptions {
   /** Initial members (ignored when the data dir already holds a cluster). */
   members: readonly MemberAddress[];
   clusterId: string;
-  /** Address this node listens on for peers. */
-  peerListen: { host: string; port: number };
+  /** Address this node listens on for peers; absent: none (a one-member group nobody dials). */
+  peerListen?: { host: string; port: number };
   heartbeatMs: number;
   electionMs: number;
   io?: StorageIo;
@@ -458,9 +458,61 @@ export class ClusterNode<T> {
     else if (r.role === "follower") log.info(`no leader known (term ${r.term})`);
   }
 
-  /** Starts ticking (elections, heartbeats) and listening for peers. */
+  /**
+   * Starts ticking (elections, heartbeats). The only voter of its group campaigns at once rather
+   * than after an election timeout: nobody else can lead, so a single node serves as it starts.
+   */
   start(): void {
     this.ticker.start();
+    if (this.soleVoter() && !this.isLeader()) this.node.campaign();
+  }
+
+  /** This node is the group's only voter (a one-member group, or what remains of one). */
+  soleVoter(): boolean {
+    const voters = this.node.rawNode.raft.voters;
+    return voters.size === 1 && voters.has(this.id);
+  }
+
+  /**
+   * Reads may be served from this node's state with no read barrier: it is the only voter and
+   * leads, and it has applied an entry of its own term, so everything committed before it became
+   * leader is applied (a restart may hold committed entries its durable commit index did not yet
+   * cover) and every write acknowledged since was applied before its reply. No other node can be
+   * elected while it is the only voter, so its state cannot be stale.
+   */
+  readsLocal(): boolean {
+    if (this.closing) return false;
+    const r = this.node.rawNode.raft;
+    if (r.role !== "leader" || !this.soleVoter()) return false;
+    return this.storage.log.term(this.applied) === r.term;
+  }
+
+  /**
+   * Resolves true once reads may be served locally (see readsLocal) for a sole voter, or at once
+   * for a member of a larger group (which serves with a barrier, or forwards, from the start);
+   * false once `stallMs` pass with the applied index not moving.
+   */
+  async whenServing(stallMs: number): Promise<boolean> {
+    let applied = this.applied;
+    let since = performance.now();
+    for (let i = 0; this.soleVoter() && !this.readsLocal(); i++) {
+      assert(i < 100_000_000, "whenServing looped without bound");
+      if (this.applied !== applied) {
+        applied = this.applied;
+        since = performance.now();
+      } else if (performance.now() - since >= stallMs) return false;
+      await Bun.sleep(1);
+    }
+    return true;
+  }
+
+  /**
+   * The address clients reach this node at, as the server listens (with --port 0, the port the
+   * system chose): ROLE and CLUSTER describe this node with it.
+   */
+  advertise(addr: string): void {
+    const m = this.members.get(this.id);
+    if (m !== undefined) this.members.set(this.id, { ...m, addr });
   }
 
   get peerPort(): number {

@@ -64,8 +64,11 @@ export interface TcpTransportConfig {
   readonly id: NodeId;
   /** Every member of one cluster shares it; a handshake with another is refused. At most 128 UTF-8 bytes. */
   readonly clusterId: string;
-  /** This node's peer address; port 0 picks a free port (read it back from `port`). */
-  readonly listen: { readonly host: string; readonly port: number };
+  /**
+   * This node's peer address; port 0 picks a free port (read it back from `port`). Absent: no
+   * listener (a one-member group started without a peer port: nobody dials it).
+   */
+  readonly listen?: { readonly host: string; readonly port: number };
   /** The other members' peer addresses, "host:port" (or "[v6]:port"). This node's own id is ignored. */
   readonly peers: ReadonlyMap<NodeId, string>;
   /** A connection to this peer failed or was lost, or a message to it was dropped: RawNode.reportUnreachable. */
@@ -217,7 +220,7 @@ export class TcpTransport implements Transport {
   private readonly clusterId: string;
   private readonly onUnreachable: ((id: NodeId) => void) | undefined;
   private readonly peers = new Map<NodeId, Peer>();
-  private readonly listener: TCPSocketListener<Inbound>;
+  private readonly listener: TCPSocketListener<Inbound> | undefined;
   /** Authenticated inbound connection per peer (a newer one replaces an older). */
   private readonly inboundByPeer = new Map<NodeId, Socket<Inbound>>();
   private unauthenticated = 0;
@@ -254,7 +257,7 @@ export class TcpTransport implements Transport {
       const { host, port } = parsePeerAddress(addr);
       peers.set(id, new Peer(id, host, port));
     }
-    this.listener = Bun.listen<Inbound>({
+    this.listener = config.listen === undefined ? undefined : Bun.listen<Inbound>({
       hostname: config.listen.host,
       port: config.listen.port,
       socket: {
@@ -270,9 +273,9 @@ export class TcpTransport implements Transport {
     }
   }
 
-  /** The port this node listens on for peers. */
+  /** The port this node listens on for peers (0: no listener). */
   get port(): number {
-    return this.listener.port;
+    return this.listener?.port ?? 0;
   }
 
   onMessage(handler: (m: Message) => void): void {
@@ -361,7 +364,7 @@ export class TcpTransport implements Transport {
     if (this.closed) return;
     this.closed = true;
     for (const p of this.peers.values()) this.shutPeer(p);
-    this.listener.stop(true);
+    this.listener?.stop(true);
     for (const s of this.inboundByPeer.values()) {
       this.abortInbound(s.data, "the node is closing");
       s.terminate();

@@ -394,6 +394,8 @@ export class KvServer {
     const limit = this.config.clientOutputBufferLimit;
     let gate: ReadGate | undefined;
     let handled = 0;
+    // Reads wait behind a read barrier unless this node may answer from its own state (readsLocal).
+    const readsGated = this.node !== null && !this.node.readsLocal();
     for (;;) {
       out.reset();
       out.proto = conn.proto;
@@ -440,7 +442,7 @@ export class KvServer {
             }
             if (conn.blockers > 0) conn.pend({ kind: "queued", argv: fwdProto === undefined ? argv : ["KV.FWD", String(fwdProto), ...argv], write: true });
             else this.startClusterWrite(conn, spec, argv, out, nowMs, fwdProto, false);
-          } else if (this.node !== null && spec !== undefined && spec.flags.includes("readonly") && arityOk(spec.arity, argv.length)) {
+          } else if (readsGated && spec !== undefined && spec.flags.includes("readonly") && arityOk(spec.arity, argv.length)) {
             conn.pend({ kind: "read", argv, gate: (gate ??= this.readGate()) });
             gate.conns.add(conn);
           } else if (this.dispatcher.isLoggedWrite(spec, argv.length)) {
