@@ -16,7 +16,7 @@ import { encodedCommandBytes } from "../resp/request-parser.ts";
 import { RaftLog } from "../storage/raft-log.ts";
 import { RECORD_PAYLOAD_BYTES_MAX, recordBytesFor, type FsyncMode, type StorageIo } from "../storage/index.ts";
 import type { ClusterView, MemberAddress, MemberRole, MemberStatus } from "./cluster-view.ts";
-import { type Proposal, type RecoveryStats, type SnapshotStats, WriteRefusedError } from "./proposal.ts";
+import { type Proposal, type RecoveryStats, type SnapshotStats, SYNCS_IN_FLIGHT, WriteRefusedError } from "./proposal.ts";
 import { COMMAND_ENTRY_OVERHEAD_BYTES, encodeCommandEntry, encodeExpireEntry, EXPIRE_BATCH_KEYS_MAX } from "./kv-payload.ts";
 import { KvRaftStateMachine } from "./kv-state-machine.ts";
 import { LeaderLinks, LINK_REQUEST_TIMEOUT_MS, LinkLostError } from "./leader-link.ts";
@@ -218,8 +218,6 @@ class KvRaftStorage implements RaftStorage {
 
 /** Applies committed entries; the entries this node proposed answer their clients as they apply. */
 class ServingStateMachine<T> implements StateMachine<void> {
-  /** This node's proposals by index (with the term they were appended in). */
-  readonly owned = new Map<number, { term: number; p: Proposal<T> }>();
   private readonly sink = new ReplyBuffer(1024);
   /** Payload bytes applied since the last snapshot (the trigger of the next one). */
   bytesSinceSnapshot = 0;
@@ -230,15 +228,17 @@ class ServingStateMachine<T> implements StateMachine<void> {
     private readonly storage: KvRaftStorage,
   ) {}
 
-  apply(e: Entry): void {
+  /** `ctx`: this node's proposal, when the entry is the one it proposed (RaftNode.proposeBatch). */
+  apply(e: Entry, ctx?: unknown): void {
     this.bytesSinceSnapshot += recordBytesFor(e.data.length);
-    const mine = this.owned.get(e.index);
-    if (mine !== undefined && mine.term === e.term) {
-      this.owned.delete(e.index);
-      const out = this.host.replyTo(mine.p) as ReplyBuffer;
-      this.host.pendingBytesValue -= mine.p.bytes;
-      this.kv.applyInto(e, out);
-      this.host.onApplied(mine.p);
+    if (ctx !== undefined) {
+      const p = ctx as Proposal<T>;
+      const out = this.host.replyTo(p) as ReplyBuffer;
+      this.host.pendingBytesValue -= p.bytes;
+      // The entry at (index, term) is the one this node proposed (Log Matching): it runs from the
+      // proposal's arguments, not decoded back from its payload.
+      this.kv.applyCommand(e.index, p.argv, p.nowMs, p.proto ?? 2, out);
+      this.host.onApplied(p);
       return;
     }
     this.sink.reset();
@@ -412,7 +412,7 @@ export class ClusterNode<T> {
   static async open<T>(opts: ClusterNodeOptions): Promise<ClusterNode<T>> {
     const t0 = performance.now();
     let members = loadMembers(opts.dataDir);
-    const log_ = await RaftLog.open({ dataDir: opts.dataDir, fsync: opts.fsync, segmentBytesMax: opts.segmentBytesMax, io: opts.io });
+    const log_ = await RaftLog.open({ dataDir: opts.dataDir, fsync: opts.fsync, segmentBytesMax: opts.segmentBytesMax, io: opts.io, wal: { syncsInFlightMax: SYNCS_IN_FLIGHT } });
     try {
       if (members === undefined) {
         if (log_.lastIndex() > 0 || log_.snapshot().meta.index > 0) {
@@ -484,8 +484,14 @@ export class ClusterNode<T> {
     if (this.closing) return false;
     const r = this.node.rawNode.raft;
     if (r.role !== "leader" || !this.soleVoter()) return false;
-    return this.storage.log.term(this.applied) === r.term;
+    if (r.term === this.localReadsTerm) return true;
+    if (this.storage.log.term(this.applied) !== r.term) return false;
+    this.localReadsTerm = r.term; // stays true while it leads this term (applied only moves on)
+    return true;
   }
+
+  /** The term in which readsLocal() last found an entry of the term applied. */
+  private localReadsTerm = 0;
 
   /**
    * Resolves true once reads may be served locally (see readsLocal) for a sole voter, or at once
@@ -526,7 +532,7 @@ export class ClusterNode<T> {
   }
 
   get applied(): number {
-    return this.node.status().smApplied;
+    return this.node.appliedIndex;
   }
 
   get walStats() {
@@ -566,15 +572,16 @@ export class ClusterNode<T> {
    * the end of this turn of the event loop: one Ready, one append, one fdatasync for all.
    */
   propose(argv: string[], nowMs: number, owner: T, proto: 2 | 3 = 2, forwarded = false): Proposal<T> {
-    const payloadBytes = encodedCommandBytes(argv) + COMMAND_ENTRY_OVERHEAD_BYTES;
+    const commandBytes = encodedCommandBytes(argv);
+    const payloadBytes = commandBytes + COMMAND_ENTRY_OVERHEAD_BYTES;
     if (payloadBytes > RECORD_PAYLOAD_BYTES_MAX) {
       throw new WriteRefusedError(
         `write not accepted: the command is ${payloadBytes} bytes as a log entry, past the log's record limit of ${RECORD_PAYLOAD_BYTES_MAX} bytes (${RECORD_PAYLOAD_BYTES_MAX / 1048576} MiB) for one write`,
       );
     }
     const t = this.now(nowMs);
-    const payload = encodeCommandEntry(argv, t, proto);
-    const p: Proposal<T> = { index: 0, argv, nowMs: t, owner, payload, bytes: recordBytesFor(payload.length), forwarded };
+    const payload = encodeCommandEntry(argv, t, proto, commandBytes);
+    const p: Proposal<T> = { index: 0, argv, nowMs: t, proto, owner, payload, bytes: recordBytesFor(payload.length), forwarded };
     this.pendingBytesValue += p.bytes;
     this.batch.push(p);
     if (!this.flushScheduled) {
@@ -600,31 +607,19 @@ export class ClusterNode<T> {
     } else this.batch = [];
     const datas: Uint8Array[] = new Array(batch.length);
     for (let i = 0; i < batch.length; i++) datas[i] = batch[i]!.payload;
-    const results = this.node.proposeBatch(datas, this.onProposalFailed);
+    // Each proposal rides with its entry: the state machine answers it when the entry applies as
+    // proposed; otherwise the runtime reports it failed (onProposalFailed).
+    const results = this.node.proposeBatch(datas, batch, this.onProposalFailed);
     for (let i = 0; i < batch.length; i++) {
-      const p = batch[i]!;
       const r = results[i]!;
-      if ("error" in r) {
-        this.fail(p, r.error);
-        continue;
-      }
-      p.index = r.index;
-      const prev = this.sm.owned.get(r.index);
-      if (prev !== undefined) {
-        // A proposal of an older term at this index was overwritten before its failure was delivered.
-        this.sm.owned.delete(r.index);
-        this.fail(prev.p, new UnknownOutcomeError(r.index));
-      }
-      this.sm.owned.set(r.index, { term: r.term, p });
+      if ("error" in r) this.fail(batch[i]!, r.error);
+      else batch[i]!.index = r.index;
     }
   }
 
   /** The runtime gave up on the entry this node proposed at `index` (not applied as proposed, or unknown). */
-  private readonly onProposalFailed = (index: number, err: Error): void => {
-    const mine = this.sm.owned.get(index);
-    if (mine === undefined) return; // applied under another term's entry: already answered by the state machine
-    this.sm.owned.delete(index);
-    this.fail(mine.p, err);
+  private readonly onProposalFailed = (_index: number, err: Error, p: Proposal<T>): void => {
+    this.fail(p, err);
   };
 
   private fail(p: Proposal<T>, err: unknown): void {
