@@ -431,8 +431,9 @@ export class KvServer {
           }
           let spec = this.dispatcher.lookup(argv[0]!);
           if (this.node?.removedWhy !== undefined && (spec === undefined || !SERVED_WHEN_REMOVED.has(spec.name))) {
-            // Removed from the cluster: nothing this node says about the data is current any more.
-            this.replyInOrder(conn, out, `REMOVED ${this.node.removedWhy}: it serves no more; use another member`);
+            // Removed from the cluster: nothing this node says about the data is current any more. A
+            // member that forwarded a request here took it for the leader: not carried out, retry.
+            this.replyInOrder(conn, out, conn.peerOf !== 0 ? `TRYAGAIN ${this.node.removedWhy}: retry` : `REMOVED ${this.node.removedWhy}: it serves no more; use another member`);
             continue;
           }
           let fwdProto: 2 | 3 | undefined;
