@@ -13,6 +13,11 @@ import { type Member, parseMembers } from "../../src/cli/cluster-members.ts";
 import { isAlive, lockPid, portProblem } from "../../src/cli/cluster-proc.ts";
 import { type Client, createClient, OutcomeUnknownError, ServerError } from "../../src/client/index.ts";
 import { KV_BIN } from "../helpers/server.ts";
+import { ProcCluster } from "../helpers/proc-cluster.ts";
+import { tempDirs } from "../helpers/tmp.ts";
+
+const tempDir = tempDirs("kv-membership-proxy-");
+afterAll(() => ProcCluster.stopAll());
 
 const tempRoots: string[] = [];
 const clusterDirs: string[] = [];
@@ -281,5 +286,37 @@ describe("membership with the compiled binary", () => {
     const again = Bun.spawnSync(readClusterFile(dir)!.nodes[1]!.start, { stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
     expect(again.exitCode).not.toBe(0);
     expect(again.stderr.toString()).toContain("node 2 was removed from cluster");
+  }, 60_000);
+
+  test("a follower cut off while it is removed learns of it from a member, and does not disturb the leader", async () => {
+    const cluster = await ProcCluster.start({ dir: tempDir(), nodes: 3 });
+    try {
+      const leader = await cluster.waitLeader(10_000);
+      const f = [1, 2, 3].find((id) => id !== leader)!;
+      const port = (id: number) => cluster.node(id).port;
+      // Cut off: it never receives the entry that removes it, nor its commit.
+      cluster.isolate(f);
+      expect(await ask(`127.0.0.1:${port(leader)}`, ["RAFT.REMOVE", String(f)])).toBe("OK");
+      const term = (await cluster.info(leader))!.raft_term;
+      cluster.heal();
+      // The leader no longer sends to it: it learns of its removal by asking a member (KV.PEER -> REMOVED).
+      const why = await until("the removed node refusing clients", 15_000, async () => {
+        try {
+          await ask(`127.0.0.1:${port(f)}`, ["GET", "k"]);
+        } catch (e) {
+          if (e instanceof ServerError && e.prefix === "REMOVED") return e.message;
+        }
+        return undefined;
+      });
+      expect(why).toMatch(new RegExp(`^REMOVED node ${f} was removed from cluster \\S+ at log index \\d+`));
+      const log = readFileSync(cluster.node(f).logFile, "utf8");
+      expect(log).toMatch(/node \d+ says this node was removed/);
+      // It disturbed nobody: same leader, same term, and the two members go on.
+      const info = (await cluster.info(leader))!;
+      expect([info.raft_role, info.raft_term, info.raft_voters]).toEqual(["leader", term, [1, 2, 3].filter((id) => id !== f).join(",")]);
+      expect(await ask(`127.0.0.1:${port(leader)}`, ["SET", "k", "v"])).toBe("OK");
+    } finally {
+      await cluster.stop();
+    }
   }, 60_000);
 });
