@@ -716,6 +716,9 @@ export class ClusterNode<T> {
     const commit = r.log.committed;
     if (pr === undefined) return `node ${id} is not a member`;
     const behind = Math.max(0, commit - pr.match);
+    const seen = this.lastContact.get(id);
+    const silentMs = seen === undefined ? -1 : Date.now() - seen;
+    if (pr.match > 0 && (silentMs < 0 || silentMs > this.opts.electionMs)) return `node ${id} is ${behind} entries behind: its log matches up to index ${pr.match} of the leader's commit index ${commit}, but this node has not heard from it ${silentMs < 0 ? "at all" : `for ${silentMs} ms`} (is it running?)`;
     if (pr.state !== "replicate") return `node ${id} is ${behind} entries behind: its log matches up to index ${pr.match} of the leader's commit index ${commit}, and it is still ${pr.state === "snapshot" ? "receiving a snapshot" : "being probed (it has not acknowledged the leader's log)"}`;
     if (behind > PROMOTE_LAG_ENTRIES_MAX) return `node ${id} is ${behind} entries behind: its log matches up to index ${pr.match} of the leader's commit index ${commit} (promotion needs at most ${PROMOTE_LAG_ENTRIES_MAX})`;
     return undefined;
