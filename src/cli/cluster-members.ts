@@ -8,7 +8,7 @@ import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseInteger } from "../config.ts";
 import { ConfigError } from "../errors.ts";
-import { createClient, ServerError, type RespValue } from "../client/index.ts";
+import { ConnectionError, createClient, ServerError, type RespValue } from "../client/index.ts";
 import {
   type ClusterFile,
   type ClusterNode,
@@ -63,15 +63,26 @@ export function parseMembers(reply: RespValue): Member[] {
   });
 }
 
-/** Sends `argv` to the first of `addrs` that answers (a membership command is forwarded to the leader by any node). */
+/**
+ * Sends `argv` to the first of `addrs` that is a member and answers (any member forwards a
+ * membership command to the leader). A node that refuses the connection, or answers REMOVED (it
+ * was removed and still runs), is skipped; an error reply from a member is thrown as ServerError.
+ */
 async function call(addrs: readonly string[], argv: readonly string[], timeoutMs = CALL_TIMEOUT_MS): Promise<RespValue> {
-  if (addrs.length === 0) throw new StartupError("no running node to ask", { hint: "start the cluster first (kv cluster up)" });
-  const client = createClient({ addrs: [...addrs], timeoutMs, connectTimeoutMs: 1000, failFast: true, readRetriesMax: 0 });
-  try {
-    return await client.command([...argv]);
-  } finally {
-    client.destroy();
+  const skipped: string[] = [];
+  for (const addr of addrs) {
+    const client = createClient({ addrs: addr, timeoutMs, connectTimeoutMs: 1000, failFast: true, readRetriesMax: 0 });
+    try {
+      return await client.command([...argv]);
+    } catch (e) {
+      if (e instanceof ConnectionError) skipped.push(`${addr}: ${e.message}`);
+      else if (e instanceof ServerError && e.prefix === "REMOVED") skipped.push(`${addr}: ${e.message}`);
+      else throw e;
+    } finally {
+      client.destroy();
+    }
   }
+  throw new StartupError(`no member of the cluster answered ${argv[0]}${skipped.length > 0 ? ` (${skipped.join("; ")})` : ""}`, { hint: "start the cluster first (kv cluster up)" });
 }
 
 function load(dataDir: string): { dir: string; file: ClusterFile } {
@@ -88,7 +99,29 @@ function liveAddrs(file: ClusterFile, except = 0): string[] {
 
 // ---- add ----
 
-export async function add(rawArgs: readonly string[], args: { "data-dir"?: string; timeout?: string }): Promise<void> {
+/** The cluster's error reply as the command's failure (not an internal error). */
+async function answered<T>(what: string, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    if (e instanceof ServerError) throw new StartupError(`${what}: ${e.message}`, {});
+    throw e;
+  }
+}
+
+export function add(rawArgs: readonly string[], args: { "data-dir"?: string; timeout?: string }): Promise<void> {
+  return answered("kv cluster add", () => addNode(rawArgs, args));
+}
+
+export function remove(rawArgs: readonly string[], args: { id: string; "data-dir"?: string }): Promise<void> {
+  return answered(`kv cluster remove ${args.id}`, () => removeNode(rawArgs, args));
+}
+
+export function transfer(rawArgs: readonly string[], args: { id: string; "data-dir"?: string }): Promise<void> {
+  return answered(`kv cluster transfer ${args.id}`, () => transferTo(rawArgs, args));
+}
+
+async function addNode(rawArgs: readonly string[], args: { "data-dir"?: string; timeout?: string }): Promise<void> {
   refuseBadArgs(rawArgs, addArgs);
   const timeoutMs = (args.timeout === undefined ? ADD_TIMEOUT_S_DEFAULT : parseInteger(args.timeout, "--timeout", 1, 3600)) * 1000;
   const { dir, file } = load(args["data-dir"] ?? DEFAULT_CLUSTER_DIR);
@@ -154,7 +187,7 @@ export async function add(rawArgs: readonly string[], args: { "data-dir"?: strin
 
 // ---- remove ----
 
-export async function remove(rawArgs: readonly string[], args: { id: string; "data-dir"?: string }): Promise<void> {
+async function removeNode(rawArgs: readonly string[], args: { id: string; "data-dir"?: string }): Promise<void> {
   refuseBadArgs(rawArgs, memberArgs);
   const id = parseInteger(args.id, "ID", 1, 2 ** 31 - 1);
   const { dir, file } = load(args["data-dir"] ?? DEFAULT_CLUSTER_DIR);
@@ -176,7 +209,7 @@ export async function remove(rawArgs: readonly string[], args: { id: string; "da
 
 // ---- transfer ----
 
-export async function transfer(rawArgs: readonly string[], args: { id: string; "data-dir"?: string }): Promise<void> {
+async function transferTo(rawArgs: readonly string[], args: { id: string; "data-dir"?: string }): Promise<void> {
   refuseBadArgs(rawArgs, memberArgs);
   const id = parseInteger(args.id, "ID", 1, 2 ** 31 - 1);
   const { file } = load(args["data-dir"] ?? DEFAULT_CLUSTER_DIR);

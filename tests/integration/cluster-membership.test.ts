@@ -279,6 +279,18 @@ describe("membership with the compiled binary", () => {
       return undefined;
     });
 
+    // ---- kv cluster remove: the member goes, its process is stopped, cluster.json forgets it
+    const pid5 = readClusterFile(dir)!.nodes.find((n) => n.id === 5)!.pid;
+    const rm = await kv("cluster", "remove", "5", "--data-dir", dir);
+    expect(rm.stderr).toBe("");
+    expect(rm.code).toBe(0);
+    expect(rm.stdout).toContain("removed node 5 from the cluster");
+    expect(isAlive(pid5)).toBe(false);
+    expect(readClusterFile(dir)!.nodes.map((n) => n.id)).toEqual([1, 2, 3, 4]);
+    expect(readClusterFile(dir)!.removed).toEqual([5]);
+    expect((await members(addr(3))).map((m) => [m.id, m.voter])).toEqual([[3, true], [4, true]]);
+    expect(await ask(addr(4), ["SET", "after-remove", "1"])).toBe("OK");
+
     // ---- a removed node does not start again on its data, and says why
     // (Its log is closed once it stopped taking part, so its LOCK no longer names it: the pid `up` recorded.)
     const pid2 = readClusterFile(dir)!.nodes[1]!.pid;
