@@ -215,7 +215,9 @@ export interface ServerStats {
  * they themselves have run: SAVE answers later (a deferred reply), and writes behind it must not
  * be applied before it; QUIT closes the connection, so nothing sent after it may run.
  */
-const BARRIER_COMMANDS: ReadonlySet<string> = new Set(["save", "quit", "kv.readindex"]);
+const BARRIER_COMMANDS: ReadonlySet<string> = new Set(["save", "quit", "kv.readindex", "raft.members", "raft.add", "raft.promote", "raft.remove", "raft.transfer"]);
+/** What a node removed from its cluster still answers (every other command gets REMOVED). */
+const SERVED_WHEN_REMOVED: ReadonlySet<string> = new Set(["hello", "quit", "info"]);
 
 export class KvServer {
   readonly db: Db;
@@ -428,6 +430,12 @@ export class KvServer {
             }
           }
           let spec = this.dispatcher.lookup(argv[0]!);
+          if (this.node?.removedWhy !== undefined && (spec === undefined || !SERVED_WHEN_REMOVED.has(spec.name))) {
+            // Removed from the cluster: nothing this node says about the data is current any more. A
+            // member that forwarded a request here took it for the leader: not carried out, retry.
+            this.replyInOrder(conn, out, conn.peerOf !== 0 ? `TRYAGAIN ${this.node.removedWhy}: retry` : `REMOVED ${this.node.removedWhy}: it serves no more; use another member`);
+            continue;
+          }
           let fwdProto: 2 | 3 | undefined;
           if (spec === undefined && conn.peerOf !== 0 && argv.length >= 3 && argv[0]!.toUpperCase() === "KV.FWD") {
             // A write another member forwarded: `KV.FWD <proto> <command...>`, answered in that protocol.
