@@ -15,6 +15,7 @@ import { ReplyBuffer, type ReplyWriter } from "../resp/encode.ts";
 import { encodedCommandBytes } from "../resp/request-parser.ts";
 import { RaftLog } from "../storage/raft-log.ts";
 import { RECORD_PAYLOAD_BYTES_MAX, recordBytesFor, type FsyncMode, type StorageIo } from "../storage/index.ts";
+import { StorageIoError, WalFailedError } from "../storage/errors.ts";
 import type { ClusterView, MemberAddress, MemberRole, MemberStatus } from "./cluster-view.ts";
 import { type Proposal, type RecoveryStats, type SnapshotStats, WriteRefusedError } from "./proposal.ts";
 import { COMMAND_ENTRY_OVERHEAD_BYTES, encodeCommandEntry, encodeExpireEntry, EXPIRE_BATCH_KEYS_MAX } from "./kv-payload.ts";
@@ -108,6 +109,20 @@ export function writeFailure(err: unknown): ClusterError {
   throw err;
 }
 
+/**
+ * The failed write behind a storage error (a full disk, a read-only file system, EIO), or
+ * undefined when `err` is something else (a broken invariant).
+ */
+export function storageFailureOf(err: unknown): StorageIoError | undefined {
+  if (err instanceof StorageIoError) return err;
+  if (err instanceof WalFailedError) return err.first;
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (err instanceof Error && typeof code === "string" && /^E[A-Z0-9]+$/.test(code)) {
+    return new StorageIoError("write", (err as { path?: string }).path ?? "the data dir", err);
+  }
+  return undefined;
+}
+
 interface Members {
   clusterId: string;
   members: MemberAddress[];
@@ -141,6 +156,16 @@ function saveMembers(dataDir: string, m: Members): void {
  */
 class KvRaftStorage implements RaftStorage {
   constructor(readonly log: RaftLog) {}
+
+  /** Hears of a write to the log that failed, before the runtime does (see ClusterNode.storageFailed). */
+  onWriteFailed: (err: unknown) => void = () => {};
+
+  private watched(p: Promise<void>): Promise<void> {
+    return p.catch((err: unknown) => {
+      this.onWriteFailed(err);
+      throw err;
+    });
+  }
 
   initialState(): { hardState: HardState; confState: ConfState } {
     return this.log.initialState();
@@ -204,11 +229,11 @@ class KvRaftStorage implements RaftStorage {
   async persist(p: { hardState: HardState | undefined; entries: readonly Entry[]; snapshot: Snapshot | undefined }): Promise<void> {
     // A snapshot from the leader arrives as a file made durable by the transport (RaftLog checks it is there).
     assert(p.snapshot === undefined || p.snapshot.data.length === 0, "a snapshot message carrying an image: the transport streams files");
-    return this.log.persist(p);
+    return this.watched(this.log.persist(p));
   }
 
   compact(meta: SnapshotMeta): Promise<void> {
-    return this.log.compact(meta);
+    return this.watched(this.log.compact(meta));
   }
 
   close(): Promise<void> {
@@ -322,10 +347,23 @@ export class ClusterNode<T> {
   onApplied: (p: Proposal<T>) => void = () => {};
   onBatchDone: () => void = () => {};
   onFailed: (batch: Proposal<T>[], err: Error) => void = () => {};
-  /** Called when the node stops on a storage failure or broken invariant (the process should exit). */
+  /**
+   * Called when the node stops on a broken invariant, or on a storage failure while other voters
+   * can carry on without it (the process should exit). The only voter of its group does not stop
+   * on a storage failure: see storageFailed.
+   */
   onFatal: (err: unknown) => void = (err) => {
     throw err;
   };
+  /**
+   * The failed write that stopped this node's log, once one did. A node that is the only voter of
+   * its group then refuses writes (WalFailedError: MISCONF) and answers the writes in flight with an
+   * unknown outcome, but keeps serving reads from what it applied: nothing can commit any more, so
+   * that state stays the latest. A restart recovers every acknowledged write.
+   */
+  storageFailed: StorageIoError | undefined;
+  /** The state reflected every write acknowledged so far at least once (see readsLocal). */
+  private servedLocally = false;
 
   private constructor(opts: ClusterNodeOptions, log_: RaftLog, members: Members, recovery: RecoveryStats) {
     this.opts = opts;
@@ -337,6 +375,13 @@ export class ClusterNode<T> {
     this.raftSm = new KvRaftStateMachine({ scanCursorBase: 1 + Math.floor(Math.random() * 2 ** 40) });
     this.fsm = this.raftSm.kv;
     this.sm = new ServingStateMachine(this.raftSm, this, this.storage);
+    this.storage.onWriteFailed = (err) => {
+      const cause = storageFailureOf(err);
+      if (cause !== undefined && this.storageFailed === undefined) {
+        this.storageFailed = cause;
+        log.error(`the log write failed (${cause.message}): ${this.soleVoter() ? "writes are refused until the node restarts; reads are served from the state applied so far" : "this node stops"}`);
+      }
+    };
     const peers = new Map<NodeId, string>();
     for (const m of members.members) if (m.id !== opts.id) peers.set(m.id, m.peer);
     this.transport = new TcpTransport({
@@ -380,7 +425,7 @@ export class ClusterNode<T> {
         this.lastSnapshot = await this.storage.saveView(meta, view);
       },
       readCtxPrefix: `${opts.id}.${process.pid}.${Date.now()}.`,
-      onFatal: (err) => this.onFatal(err),
+      onFatal: (err) => this.stopped(err),
       onApplied: () => this.afterApply(),
     });
     this.ticker = new Ticker(
@@ -445,6 +490,21 @@ export class ClusterNode<T> {
     }
   }
 
+  /**
+   * The runtime stopped (RaftNode's onFatal). A storage failure of the only voter leaves the node
+   * serving reads with writes refused (see storageFailed); anything else, or a member of a larger
+   * group (whose peers elect another leader and carry on once it is gone), is fatal.
+   */
+  private stopped(err: unknown): void {
+    if (this.storageFailed !== undefined && storageFailureOf(err) !== undefined && this.soleVoter() && this.servedLocally) {
+      // The transport is closed and nothing is stepped any more: this node stays the only voter
+      // and the leader of its term, and its applied state is final until a restart.
+      this.links.close();
+      return;
+    }
+    this.onFatal(err);
+  }
+
   /** Logs a change of role or leader (checked every tick). */
   private watchRole(): void {
     const r = this.node.rawNode.raft;
@@ -484,7 +544,11 @@ export class ClusterNode<T> {
     if (this.closing) return false;
     const r = this.node.rawNode.raft;
     if (r.role !== "leader" || !this.soleVoter()) return false;
-    return this.storage.log.term(this.applied) === r.term;
+    // After a storage failure nothing commits any more (see storageFailed): the state is the latest.
+    if (this.storageFailed !== undefined) return this.servedLocally;
+    if (this.storage.log.term(this.applied) !== r.term) return false;
+    this.servedLocally = true;
+    return true;
   }
 
   /**
@@ -497,6 +561,7 @@ export class ClusterNode<T> {
     let since = performance.now();
     for (let i = 0; this.soleVoter() && !this.readsLocal(); i++) {
       assert(i < 100_000_000, "whenServing looped without bound");
+      if (this.storageFailed !== undefined) return false;
       if (this.applied !== applied) {
         applied = this.applied;
         since = performance.now();
@@ -590,6 +655,12 @@ export class ClusterNode<T> {
     this.flushScheduled = false;
     let batch = this.batch;
     if (batch.length === 0) return;
+    if (this.storageFailed !== undefined) {
+      // The log takes nothing more: refused (MISCONF), certainly not logged.
+      this.batch = [];
+      for (const p of batch) this.fail(p, undefined, false);
+      return;
+    }
     if (batch.length > PROPOSALS_PER_TURN_MAX) {
       // A burst (deep pipelines from many clients) is proposed over several turns, so heartbeats,
       // elections and replies run in between.
@@ -605,7 +676,7 @@ export class ClusterNode<T> {
       const p = batch[i]!;
       const r = results[i]!;
       if ("error" in r) {
-        this.fail(p, r.error);
+        this.fail(p, r.error, false);
         continue;
       }
       p.index = r.index;
@@ -613,7 +684,7 @@ export class ClusterNode<T> {
       if (prev !== undefined) {
         // A proposal of an older term at this index was overwritten before its failure was delivered.
         this.sm.owned.delete(r.index);
-        this.fail(prev.p, new UnknownOutcomeError(r.index));
+        this.fail(prev.p, new UnknownOutcomeError(r.index), true);
       }
       this.sm.owned.set(r.index, { term: r.term, p });
     }
@@ -624,12 +695,16 @@ export class ClusterNode<T> {
     const mine = this.sm.owned.get(index);
     if (mine === undefined) return; // applied under another term's entry: already answered by the state machine
     this.sm.owned.delete(index);
-    this.fail(mine.p, err);
+    this.fail(mine.p, err, true);
   };
 
-  private fail(p: Proposal<T>, err: unknown): void {
+  /** `appended`: the write reached the runtime's log (in memory at least), so its outcome may be unknown. */
+  private fail(p: Proposal<T>, err: unknown, appended: boolean): void {
     this.pendingBytesValue -= p.bytes;
-    this.onFailed([p], writeFailure(err));
+    const failed = this.storageFailed;
+    if (failed === undefined) this.onFailed([p], writeFailure(err));
+    else if (!appended) this.onFailed([p], new WalFailedError(failed));
+    else this.onFailed([p], new ClusterError({ kind: "uncertain", why: `the log write failed (${failed.message}); it may or may not be applied after a restart` }));
   }
 
   /** After a Ready applied entries: answer the server, wake reads, maybe snapshot. */
@@ -702,6 +777,11 @@ export class ClusterNode<T> {
     const waiters = this.turnReads;
     this.turnReads = [];
     if (waiters.length === 0) return;
+    if (this.storageFailed !== undefined && this.readsLocal()) {
+      // Nothing commits any more: the applied state is the latest.
+      for (const w of waiters) w.resolve();
+      return;
+    }
     const fail = (e: ClusterError) => {
       for (const w of waiters) w.reject(e);
     };
@@ -776,7 +856,7 @@ export class ClusterNode<T> {
    * expired keys already. Returns the keys proposed.
    */
   sweepExpired(nowMs: number, maxKeys: number): number {
-    if (!this.isLeader() || this.expireInFlight || this.closing) return 0;
+    if (!this.isLeader() || this.expireInFlight || this.closing || this.storageFailed !== undefined) return 0;
     const t = this.now(nowMs);
     const keys = this.raftSm.findExpired(t, Math.min(maxKeys, EXPIRE_BATCH_KEYS_MAX));
     if (keys.length === 0) return 0;
@@ -794,6 +874,7 @@ export class ClusterNode<T> {
   async snapshot(): Promise<SnapshotStats> {
     while (this.snapshotRunning !== null) await this.snapshotRunning.catch(() => {});
     if (this.closing) throw new Error("the node is shutting down");
+    if (this.storageFailed !== undefined) throw new Error(`the log cannot be written since an earlier failure (${this.storageFailed.message}); restart the node`);
     const t0 = performance.now();
     const run = (async () => {
       this.sm.bytesSinceSnapshot = 0;
@@ -862,6 +943,8 @@ export class ClusterNode<T> {
     this.links.close();
     while (this.snapshotRunning !== null) await this.snapshotRunning.catch(() => {});
     await this.node.close();
+    // A node stopped by a storage failure left its files open (nothing more is written to them).
+    if (this.storageFailed !== undefined) await this.storage.close().catch(() => {});
   }
 
   // ---- the view for ROLE, CLUSTER *, INFO raft ----

@@ -110,7 +110,7 @@ async function startNsKv(script: string, timeoutMs = 10_000): Promise<NsKv> {
   const deadline = Date.now() + timeoutMs;
   let m: RegExpExecArray | null = null;
   while (Date.now() < deadline) {
-    m = /listening on 127\.0\.0\.1:(\d+) \(.*pid (\d+)\)/.exec(text());
+    m = /listening on 127\.0\.0\.1:(\d+)\b.*\(.*pid (\d+)\)/.exec(text());
     if (m || proc.exitCode !== null) break;
     await Bun.sleep(10);
   }
@@ -354,6 +354,10 @@ test("full disk (4 MB tmpfs): failed writes get UNCERTAIN/MISCONF, reads keep wo
   expect(kv.output()).toMatch(/ENOSPC/);
 
   await checkStillServing(conns, log);
+  // INFO persistence names the failure (Redis's aof_last_write_status).
+  const info = String(await conns[0]!.cmd("INFO", "persistence"));
+  expect(info).toContain("aof_last_write_status:err");
+  expect(info).toMatch(/kv_log_error:.*ENOSPC/);
   await checkData(conns[0]!, log, false); // unapplied while running: uncertain writes are not visible
   for (const c of conns) c.close();
 
@@ -427,6 +431,7 @@ test("data dir turns read-only while kv runs (ext4 aborted): UNCERTAIN/MISCONF, 
   for (const [k, v] of before.acked) log.acked.set(k, v);
 
   await checkStillServing(conns, log);
+  expect(String(await conns[0]!.cmd("INFO", "persistence"))).toMatch(/aof_last_write_status:err\r\nkv_log_error:.*(EROFS|read-only)/i);
   await checkData(conns[0]!, log, false);
   for (const c of conns) c.close();
 
