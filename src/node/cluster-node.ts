@@ -23,6 +23,7 @@ import { KvRaftStateMachine } from "./kv-state-machine.ts";
 import { LeaderLinks, LINK_REQUEST_TIMEOUT_MS, LinkLostError } from "./leader-link.ts";
 import { DroppedError, NodeClosedError, NotLeaderError, RaftNode, UnknownOutcomeError } from "./raft-node.ts";
 import type { StateMachine } from "./state-machine.ts";
+import { convertSingleNodeDir } from "./single-node-format.ts";
 import { storeFiles } from "./snapshot-transfer.ts";
 import { TcpTransport } from "./tcp-transport.ts";
 import { Ticker } from "./ticker.ts";
@@ -457,11 +458,25 @@ export class ClusterNode<T> {
   static async open<T>(opts: ClusterNodeOptions): Promise<ClusterNode<T>> {
     const t0 = performance.now();
     let members = loadMembers(opts.dataDir);
+    if (members === undefined) {
+      // A data dir of kv from before the single node ran as a one-member group is converted once.
+      const fresh: Members = { clusterId: opts.clusterId, members: [...opts.members].sort((a, b) => a.id - b.id) };
+      const converted = await convertSingleNodeDir({
+        id: opts.id,
+        dataDir: opts.dataDir,
+        fsync: opts.fsync,
+        segmentBytesMax: opts.segmentBytesMax,
+        io: opts.io,
+        memberIds: fresh.members.map((m) => m.id),
+        commit: () => saveMembers(opts.dataDir, fresh),
+      });
+      if (converted !== undefined) members = loadMembers(opts.dataDir);
+    }
     const log_ = await RaftLog.open({ dataDir: opts.dataDir, fsync: opts.fsync, segmentBytesMax: opts.segmentBytesMax, io: opts.io });
     try {
       if (members === undefined) {
         if (log_.lastIndex() > 0 || log_.snapshot().meta.index > 0) {
-          throw new ConfigError(`${opts.dataDir} holds a log but no ${MEMBERS_FILE}: it was written by a single node (kv serve without --cluster) or is damaged`);
+          throw new ConfigError(`${opts.dataDir} holds a Raft log but no ${MEMBERS_FILE}: the membership file is gone (restore it from a backup, or restore this node's data dir from a replica)`);
         }
         members = { clusterId: opts.clusterId, members: [...opts.members].sort((a, b) => a.id - b.id) };
         if (!members.members.some((m) => m.id === opts.id)) throw new ConfigError(`--id ${opts.id} is not one of the members in --cluster`);
