@@ -10,16 +10,19 @@ import type { KvStateMachine } from "../kv/fsm.ts";
 import type { DbSnapshot } from "../kv/db.ts";
 import { Rand } from "../raft/rand.ts";
 import type { RaftStorage } from "../raft/storage.ts";
+import { entryBytes } from "../raft/storage.ts";
 import { NONE, encodeConfChange, type ConfState, type Entry, type HardState, type NodeId, type Snapshot, type SnapshotMeta } from "../raft/types.ts";
 import { ReplyBuffer, type ReplyWriter } from "../resp/encode.ts";
 import { encodedCommandBytes } from "../resp/request-parser.ts";
 import { RaftLog } from "../storage/raft-log.ts";
-import { RECORD_PAYLOAD_BYTES_MAX, recordBytesFor, type FsyncMode, type StorageIo } from "../storage/index.ts";
+import { RECORD_PAYLOAD_BYTES_MAX, recordBytesFor, RecordType, type FsyncMode, type StorageIo } from "../storage/index.ts";
 import { StorageIoError, WalFailedError } from "../storage/errors.ts";
 import type { ClusterView, MemberAddress, MemberRole, MemberStatus } from "./cluster-view.ts";
 import { type Proposal, type RecoveryStats, type SnapshotStats, WriteRefusedError } from "./proposal.ts";
 import { COMMAND_ENTRY_OVERHEAD_BYTES, encodeCommandEntry, encodeExpireEntry, EXPIRE_BATCH_KEYS_MAX } from "./kv-payload.ts";
-import { KvRaftStateMachine } from "./kv-state-machine.ts";
+import { KvEntryError, KvRaftStateMachine } from "./kv-state-machine.ts";
+import { KvImageError } from "./kv-payload.ts";
+import { MappedRestore } from "./mapped-restore.ts";
 import { LeaderLinks, LINK_REQUEST_TIMEOUT_MS, LinkLostError } from "./leader-link.ts";
 import { DroppedError, NodeClosedError, NotLeaderError, RaftNode, UnknownOutcomeError } from "./raft-node.ts";
 import type { StateMachine } from "./state-machine.ts";
@@ -181,7 +184,37 @@ class KvRaftStorage implements RaftStorage {
     return this.log.term(i);
   }
   entries(lo: number, hi: number, maxBytes: number): Entry[] {
+    const st = this.startup;
+    if (st !== undefined && st.active && lo <= st.through) {
+      // Entries applied at start are views of their mapped segments (see MappedRestore); a batch
+      // that goes past them is cut short there (a short batch is one cut for size: the rest follows).
+      const got = this.log.log.mappedEntries(lo, Math.min(hi, st.through + 1), maxBytes);
+      if (got !== undefined) {
+        st.noteSegments(got.maps);
+        const out: Entry[] = [];
+        let bytes = 0;
+        for (const r of got.records) {
+          const e: Entry = { index: r.index, term: r.term, type: r.type === RecordType.Config ? "conf-change" : "normal", data: r.payload };
+          bytes += entryBytes(e);
+          if (out.length > 0 && bytes > maxBytes) break;
+          out.push(e);
+        }
+        return out;
+      }
+    }
     return this.log.entries(lo, hi, maxBytes);
+  }
+
+  /** The restart's restore by reference (until it ends), and the keys the snapshot restored held. */
+  startup: MappedRestore | undefined;
+  restoredKeys = 0;
+
+  /** The restart's restore by reference is over (see MappedRestore). */
+  endStartup(): void {
+    if (this.startup === undefined) return;
+    this.startup.end();
+    this.startup = undefined;
+    this.log.log.endMapped();
   }
 
   snapshot(): Snapshot {
@@ -193,14 +226,27 @@ class KvRaftStorage implements RaftStorage {
     const store = this.log.snapshots;
     const found = store.list().find((s) => s.lastIndex === meta.index);
     assert(found !== undefined, `no snapshot file at index ${meta.index}`);
-    const loaded = store.load(join(store.dir, found.name));
+    // The body's checksum is checked as it is read (RaftLog.open checked it too, for the newest).
+    const loaded = store.load(join(store.dir, found.name), { checkBodyWhileReading: true });
     assert(loaded.lastTerm === meta.term, `snapshot file at ${meta.index} is of term ${loaded.lastTerm}, Raft's of ${meta.term}`);
     const text = new TextDecoder().decode(loaded.meta);
     const appliedMs = Number(text);
     if (!/^\d{1,16}$/.test(text) || !Number.isSafeInteger(appliedMs)) {
       throw new CorruptLogError(`snapshot ${found.name}: its applied time '${text.slice(0, 32)}' is not a whole number of ms`, join(store.dir, found.name), 0);
     }
-    sm.restoreEntries(meta.index, appliedMs, loaded.entries(), loaded.entryCount);
+    const mapped = this.startup?.active ? loaded.mapped() : undefined;
+    if (mapped !== undefined) {
+      // The node's own snapshot at start: values stay in the mapped file.
+      const n = this.startup!.restoreSnapshot(meta.index, appliedMs, mapped);
+      if (n !== loaded.entryCount || sm.kv.db.dbsize() !== n) {
+        throw new KvEntryError(meta.index, new KvImageError(`snapshot of ${loaded.entryCount} entries holds ${sm.kv.db.dbsize()} distinct keys`));
+      }
+    } else {
+      this.endStartup();
+      sm.restoreEntries(meta.index, appliedMs, loaded.entries(), loaded.entryCount);
+    }
+    this.restoredKeys = loaded.entryCount;
+    if (this.startup !== undefined && this.startup.through <= meta.index) this.endStartup();
   }
 
   /**
@@ -267,6 +313,12 @@ class ServingStateMachine<T> implements StateMachine<void> {
       this.host.onApplied(mine.p);
       return;
     }
+    const st = this.storage.startup;
+    if (st !== undefined) {
+      const done = st.applyMapped(e);
+      if (e.index >= st.through) this.storage.endStartup();
+      if (done) return;
+    }
     this.sink.reset();
     this.kv.applyInto(e, this.sink);
   }
@@ -280,11 +332,13 @@ class ServingStateMachine<T> implements StateMachine<void> {
    */
   snapshot(): Uint8Array {
     assert(this.view === undefined, "a snapshot view is already open");
+    this.storage.endStartup(); // no refs are handed out once a snapshot may read them
     this.view = this.kv.kv.beginSnapshot();
     return NO_IMAGE;
   }
 
   restore(s: Snapshot): void {
+    if (this.started) this.storage.endStartup(); // the leader's snapshot: copied, as the keyspace is replaced
     if (s.data.length === 0 && s.meta.index > 0) this.storage.restoreInto(this.kv, s.meta);
     else this.kv.restore(s);
     this.bytesSinceSnapshot = 0;
@@ -363,6 +417,8 @@ export class ClusterNode<T> {
    * that state stays the latest. A restart recovers every acknowledged write.
    */
   storageFailed: StorageIoError | undefined;
+  /** When open() began (whenServing counts the recovery time from it). */
+  private openedAt = performance.now();
   /** The state reflected every write acknowledged so far at least once (see readsLocal). */
   private servedLocally = false;
 
@@ -374,6 +430,10 @@ export class ClusterNode<T> {
     this.recovery = recovery;
     this.storage = new KvRaftStorage(log_);
     this.raftSm = new KvRaftStateMachine({ scanCursorBase: 1 + Math.floor(Math.random() * 2 ** 40) });
+    // The restart restores by reference what it applies before serving: the snapshot and the entries up to the durable commit.
+    const through = log_.initialState().hardState.commit;
+    this.storage.startup = new MappedRestore(this.raftSm, through);
+    if (through === 0) this.storage.endStartup();
     this.fsm = this.raftSm.kv;
     this.sm = new ServingStateMachine(this.raftSm, this, this.storage);
     this.storage.onWriteFailed = (err) => {
@@ -496,8 +556,9 @@ export class ClusterNode<T> {
         durationMs: 0,
       };
       const node = new ClusterNode<T>(opts, log_, members, recovery);
-      recovery.snapshotEntries = node.fsm.db.dbsize();
+      recovery.snapshotEntries = node.storage.restoredKeys;
       recovery.durationMs = Math.round(performance.now() - t0);
+      node.openedAt = t0;
       return node;
     } catch (e) {
       await log_.close();
@@ -583,6 +644,8 @@ export class ClusterNode<T> {
       } else if (performance.now() - since >= stallMs) return false;
       await Bun.sleep(1);
     }
+    // Recovery ends once the log is applied and reads are served (a sole voter; see serve).
+    if (this.soleVoter()) this.recovery.durationMs = Math.round(performance.now() - this.openedAt);
     return true;
   }
 

@@ -139,3 +139,52 @@ test("a member of a three-node group whose log write fails stops (onFatal); the 
   expect(get(next.node, "k1")).toBe("v1");
   for (const n of rest) await n.node.close();
 }, 30_000);
+
+test("a restart keeps values in the files it applies (the snapshot's, and plain SETs of the log up to the durable commit); reads and the next snapshot copy them", async () => {
+  const dir = newDir();
+  const self = [{ id: 1, addr: "127.0.0.1:1", peer: "127.0.0.1:2" }];
+  const value = (i: number, tag: string) => `${tag}${i}:` + String.fromCharCode(i % 256, 0, 13, 10) + "x".repeat(i % 40);
+  const want = new Map<string, string>();
+  const first = await openNode(1, dir, undefined, self);
+  first.node.start();
+  expect(await first.node.whenServing(5_000)).toBe(true);
+  const write = async (n: ClusterNode<string>, out: Outcomes, argv: string[]) => {
+    const tag = `${argv.join(" ")}#${out.applied.size}`;
+    n.propose(argv, Date.now(), tag);
+    await until(tag, () => out.applied.has(tag));
+  };
+  for (let i = 0; i < 50; i++) {
+    await write(first.node, first.out, ["SET", `k${i}`, value(i, "snap")]);
+    want.set(`k${i}`, value(i, "snap"));
+  }
+  await first.node.snapshot();
+  for (let i = 40; i < 80; i++) {
+    await write(first.node, first.out, ["SET", `k${i}`, value(i, "log")]); // 30 new keys, 10 overwritten
+    want.set(`k${i}`, value(i, "log"));
+  }
+  await write(first.node, first.out, ["SET", "ttl", "t", "PX", "100000000"]); // not a plain SET: applied as usual
+  want.set("ttl", "t");
+  await write(first.node, first.out, ["APPEND", "k0", "+"]);
+  want.set("k0", want.get("k0")! + "+");
+  await first.node.close();
+
+  const again = await openNode(1, dir, undefined, self);
+  const db = again.node.fsm.db;
+  again.node.start();
+  expect(await again.node.whenServing(5_000)).toBe(true);
+  expect(again.node.recovery.snapshotEntries).toBe(50);
+  expect(db.hasLazyValues()).toBe(true);
+  // By reference: 39 snapshot values not overwritten (k0 was appended to, k40..k49 overwritten)
+  // plus the 40 plain SETs of the log.
+  expect(db.lazyRefCount()).toBe(39 + 40);
+  for (const [k, v] of want) {
+    const out = new ReplyBuffer(64);
+    again.node.fsm.read(["GET", k], Date.now(), out);
+    expect(Buffer.from(out.view()).toString("latin1")).toBe(`$${Buffer.byteLength(v, "latin1")}\r\n${v}\r\n`);
+  }
+  expect(db.lazyRefCount()).toBe(0); // every value read is a string now
+  await write(again.node, again.out, ["SET", "after", "1"]);
+  await again.node.snapshot();
+  expect(db.hasLazyValues()).toBe(false);
+  await again.node.close();
+});
