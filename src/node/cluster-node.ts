@@ -431,7 +431,7 @@ export class ClusterNode<T> {
     this.storage = new KvRaftStorage(log_);
     this.raftSm = new KvRaftStateMachine({ scanCursorBase: 1 + Math.floor(Math.random() * 2 ** 40) });
     // The restart restores by reference what it applies before serving: the snapshot and the entries up to the durable commit.
-    const through = log_.initialState().hardState.commit;
+    const through = Math.max(log_.initialState().hardState.commit, log_.snapshot().meta.index);
     this.storage.startup = new MappedRestore(this.raftSm, through);
     if (through === 0) this.storage.endStartup();
     this.fsm = this.raftSm.kv;
@@ -551,7 +551,7 @@ export class ClusterNode<T> {
       const recovery: RecoveryStats = {
         snapshotIndex: snapIndex,
         snapshotEntries: 0,
-        replayedRecords: log_.initialState().hardState.commit - snapIndex,
+        replayedRecords: Math.max(0, log_.initialState().hardState.commit - snapIndex),
         lastIndex: log_.lastIndex(),
         durationMs: 0,
       };

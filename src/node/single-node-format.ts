@@ -18,7 +18,8 @@ import { ConfigError, CorruptLogError } from "../errors.ts";
 import { KvStateMachine } from "../kv/fsm.ts";
 import { logger } from "../log.ts";
 import { ReplyBuffer } from "../resp/encode.ts";
-import { decodeCommand } from "../resp/request-parser.ts";
+import { decodeCommand, decodePlainSet, plainSet } from "../resp/request-parser.ts";
+import { MappedValues } from "./mapped-values.ts";
 import type { NodeId } from "../raft/types.ts";
 import { openStorage, RecordType, type FsyncMode, type SnapshotMembership, type StorageIo } from "../storage/index.ts";
 import { existsSync } from "node:fs";
@@ -68,6 +69,25 @@ function soleVoter(m: SnapshotMembership | undefined, id: NodeId): boolean {
  */
 export async function convertSingleNodeDir(opts: ConvertOptions): Promise<Conversion | undefined> {
   if (existsSync(join(opts.dataDir, "hardstate"))) return undefined; // Raft wrote here
+  const result = await rebuild(opts);
+  if (result === undefined) return undefined;
+  // The rebuilt keyspace (every value a string once the snapshot read it) is garbage now (it lived
+  // in rebuild's frame): collect it before the node restores the same keyspace from the new snapshot.
+  Bun.gc(true);
+  // Tests stop the process here, as a crash between steps 2 and 3 would.
+  if (process.env.KV_TEST_KILL_IN_CONVERSION === "1") process.kill(process.pid, "SIGKILL");
+  // 3. The membership file, last: until it is there, the next start converts again.
+  opts.commit();
+  log.info(
+    `converted ${opts.dataDir} from the single-node format: snapshot at index ${result.fromSnapshotIndex} (${result.fromSnapshotKeys} keys) + ` +
+      `${result.records} log records -> a one-member group (node ${opts.id} the only voter) from a snapshot at index ${result.index} (${result.keys} keys)` +
+      (result.wroteSnapshot ? "" : "; that snapshot was written by an interrupted conversion"),
+  );
+  return result;
+}
+
+/** Steps 1 and 2 (see the top of this file); undefined when the dir holds no single node's data. */
+async function rebuild(opts: ConvertOptions): Promise<Conversion | undefined> {
   const st = await openStorage({ dataDir: opts.dataDir, fsync: opts.fsync, segmentBytesMax: opts.segmentBytesMax, io: opts.io });
   let result: Conversion;
   try {
@@ -95,20 +115,40 @@ export async function convertSingleNodeDir(opts: ConvertOptions): Promise<Conver
       );
     }
 
-    // 1. The state, as the single node rebuilt it at start.
+    // 1. The state, as the single node rebuilt it at start: values stay in the mapped files
+    // (snapshot entries, plain SETs of the log) until the snapshot below copies them.
     const fsm = new KvStateMachine();
     const db = fsm.db;
+    const source = new MappedValues();
+    db.loadLazy(source);
     let fromSnapshotKeys = 0;
     if (snap !== undefined) {
-      snap.forEach((k, v, at) => {
-        db.load(k, v, at);
-        fromSnapshotKeys++;
-      });
+      const mapped = snap.mapped();
+      if (mapped !== undefined) {
+        source.setSnapshot(mapped.values);
+        mapped.forEach((k, offset, at) => {
+          const ref = source.snapshotRef(offset);
+          db.load(k, ref >= 0 ? ref : mapped.values.value(offset), at);
+          fromSnapshotKeys++;
+        });
+      } else {
+        snap.forEach((k, v, at) => {
+          db.load(k, v, at);
+          fromSnapshotKeys++;
+        });
+      }
       fsm.appliedMs = Number(new TextDecoder().decode(snap.meta)) || 0;
     }
     const sink = new ReplyBuffer(1024);
     const names = new Map<number, string>();
-    const records = wal.replayEach(st.replayFrom, (index, _term, _type, timestampMs, buf, start, end) => {
+    const records = wal.replayEach(st.replayFrom, (index, _term, _type, timestampMs, buf, start, end, isMapped) => {
+      if (isMapped && decodePlainSet(buf, start, end)) {
+        const ref = source.segmentRef(buf, plainSet.valueAt);
+        if (ref >= 0) {
+          fsm.applyPlainSetRef(buf.latin1Slice(plainSet.keyStart, plainSet.keyEnd), ref, timestampMs);
+          return;
+        }
+      }
       const argv = decodeCommand(buf, start, end, names);
       if (argv === null) {
         const at = wal.locate(index);
@@ -122,7 +162,8 @@ export async function convertSingleNodeDir(opts: ConvertOptions): Promise<Conver
       }
       fsm.apply(argv, timestampMs, sink);
       sink.reset();
-    });
+    }, { map: true });
+    db.endLazyLoad();
 
     // 2. The runtime's snapshot at the old last index (unless an interrupted conversion wrote it).
     const wroteSnapshot = !(snap !== undefined && !oldSnapshot && snap.lastIndex === last);
@@ -141,14 +182,5 @@ export async function convertSingleNodeDir(opts: ConvertOptions): Promise<Conver
   } finally {
     await st.close();
   }
-  // Tests stop the process here, as a crash between steps 2 and 3 would.
-  if (process.env.KV_TEST_KILL_IN_CONVERSION === "1") process.kill(process.pid, "SIGKILL");
-  // 3. The membership file, last: until it is there, the next start converts again.
-  opts.commit();
-  log.info(
-    `converted ${opts.dataDir} from the single-node format: snapshot at index ${result.fromSnapshotIndex} (${result.fromSnapshotKeys} keys) + ` +
-      `${result.records} log records -> a one-member group (node ${opts.id} the only voter) from a snapshot at index ${result.index} (${result.keys} keys)` +
-      (result.wroteSnapshot ? "" : "; that snapshot was written by an interrupted conversion"),
-  );
   return result;
 }
