@@ -313,6 +313,7 @@ class ServingStateMachine<T> implements StateMachine<void> {
       this.host.onApplied(mine.p);
       return;
     }
+    if (e.index <= this.startThrough && e.data.length > 0 && e.type === "normal") this.startCommands++;
     const st = this.storage.startup;
     if (st !== undefined) {
       const done = st.applyMapped(e);
@@ -322,6 +323,10 @@ class ServingStateMachine<T> implements StateMachine<void> {
     this.sink.reset();
     this.kv.applyInto(e, this.sink);
   }
+
+  /** The durable commit index at open, and the entries with a command (or expiration) applied up to it. */
+  startThrough = 0;
+  startCommands = 0;
 
   /** The copy-on-write view the last snapshot() took, for saveSnapshot to write (see ClusterNode). */
   view: { appliedMs: number; snapshot: DbSnapshot } | undefined;
@@ -436,6 +441,7 @@ export class ClusterNode<T> {
     if (through === 0) this.storage.endStartup();
     this.fsm = this.raftSm.kv;
     this.sm = new ServingStateMachine(this.raftSm, this, this.storage);
+    this.sm.startThrough = through;
     this.storage.onWriteFailed = (err) => {
       const cause = storageFailureOf(err);
       if (cause !== undefined && this.storageFailed === undefined) {
@@ -645,7 +651,10 @@ export class ClusterNode<T> {
       await Bun.sleep(1);
     }
     // Recovery ends once the log is applied and reads are served (a sole voter; see serve).
-    if (this.soleVoter()) this.recovery.durationMs = Math.round(performance.now() - this.openedAt);
+    if (this.soleVoter()) {
+      this.recovery.durationMs = Math.round(performance.now() - this.openedAt);
+      this.recovery.replayedRecords = this.sm.startCommands; // as the single node counted: records holding a write
+    }
     return true;
   }
 
