@@ -447,6 +447,9 @@ export class ClusterNode<T> {
       if (cause !== undefined && this.storageFailed === undefined) {
         this.storageFailed = cause;
         log.error(`the log write failed (${cause.message}): ${this.soleVoter() ? "writes are refused until the node restarts; reads are served from the state applied so far" : "this node stops"}`);
+        // A failed compaction does not stop the runtime by itself; a member of a larger group must
+        // not stay on as a leader that commits nothing: it stops now.
+        if (!this.soleVoter()) this.fatal(err);
       }
     };
     const peers = new Map<NodeId, string>();
@@ -509,7 +512,7 @@ export class ClusterNode<T> {
         },
       },
       tickMs,
-      (err) => this.onFatal(err),
+      (err) => this.fatal(err),
     );
     this.links = new LeaderLinks([["KV.PEER", members.clusterId, String(opts.id)]]);
     this.view = this.makeView();
@@ -584,6 +587,15 @@ export class ClusterNode<T> {
       this.links.close();
       return;
     }
+    this.fatal(err);
+  }
+
+  private fatalSent = false;
+
+  /** onFatal, once. */
+  private fatal(err: unknown): void {
+    if (this.fatalSent) return;
+    this.fatalSent = true;
     this.onFatal(err);
   }
 
