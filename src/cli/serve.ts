@@ -183,6 +183,8 @@ export async function serve(config: ServerConfig): Promise<void> {
     // The only voter elects itself and applies its log before clients connect: nothing it serves is from before its restart.
     durable.start();
     if (!(await durable.whenServing(SERVING_STALL_MS))) {
+      const failed = durable.storageFailed;
+      if (failed !== undefined) throw new StartupError(`cannot use data dir ${config.dataDir}: writing its log failed at start (${failed.message})`, {}, failed);
       throw new StartupError(`node ${config.id} did not become able to serve (leader of its one-member group, log applied): no progress in ${SERVING_STALL_MS / 1000} s`, {});
     }
   }
