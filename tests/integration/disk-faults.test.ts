@@ -316,6 +316,23 @@ async function checkStillServing(conns: Conn[], log: WriteLog): Promise<void> {
   }
 }
 
+/** Waits (bounded) until kv's log takes no write for 300 ms (INFO persistence kv_wal_batches stays put). */
+async function logIdle(c: Conn): Promise<void> {
+  const batches = async () => /kv_wal_batches:(\d+)/.exec(String(await c.cmd("INFO", "persistence")))![1];
+  let last = await batches();
+  let sameSince = Date.now();
+  const deadline = Date.now() + 5_000;
+  while (Date.now() - sameSince < 300) {
+    if (Date.now() > deadline) throw new Error("kv's log kept being written for 5 s with no client writing");
+    await Bun.sleep(25);
+    const now = await batches();
+    if (now !== last) {
+      last = now;
+      sameSince = Date.now();
+    }
+  }
+}
+
 /** Starts a normal kv on the host copy of the data dir and checks the data there. */
 async function checkAfterRestart(copyDataDir: string, log: WriteLog): Promise<void> {
   const kv = await startKv([], { dataDir: copyDataDir });
@@ -418,6 +435,10 @@ test("data dir turns read-only while kv runs (ext4 aborted): UNCERTAIN/MISCONF, 
   const before = await writeUntilRefused(conns, { valueBytes: 100, batch: 10, maxPerClient: 50, maxMs: 5_000, prefix: "pre" });
   expect(before.bad).toEqual([]);
   expect(before.acked.size).toBe(150);
+  // Let the log settle first: a Raft node writes its commit index alone on a tick after the last
+  // writes, and that write must not be the one that meets the read-only fs (it carries no client
+  // write, so no outcome would be uncertain).
+  await logIdle(conns[0]!);
 
   // The fs goes read-only under kv (as after a disk error with errors=remount-ro).
   const abort = Bun.spawnSync(["nsenter", "-t", String(kv.pid), "-m", "mount", "-o", "remount,abort", mnt], { stderr: "pipe" });
