@@ -155,11 +155,19 @@ async function openNode(config: ServerConfig): Promise<ClusterNode<Conn>> {
     io,
     unsafeLocalReads,
   });
-  node.onFatal = (err) => {
-    log.fatal(`raft node stopped: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    process.exit(70);
-  };
   return node;
+}
+
+/** Damage found while opening the data dir or applying its log, as the report an operator acts on (exit 2). */
+function startupFailure(e: unknown, config: ServerConfig): unknown {
+  if (e instanceof CorruptLogError) {
+    const hint = e.hint ?? `to cut the log at the damage and see exactly what is dropped: kv repair --data-dir ${config.dataDir}`;
+    return new StartupError(`the data in ${config.dataDir} is damaged; kv will not start on it: ${e.message}`, { file: e.file, offset: e.offset, hint, exitCode: 2 }, e);
+  }
+  if (e instanceof DataDirError || (e as { code?: string }).code !== undefined) {
+    return new StartupError(`cannot use data dir ${config.dataDir}: ${(e as Error).message}`, {}, e);
+  }
+  return e;
 }
 
 export async function serve(config: ServerConfig): Promise<void> {
@@ -168,18 +176,19 @@ export async function serve(config: ServerConfig): Promise<void> {
     mkdirSync(config.dataDir, { recursive: true });
     durable = await openNode(config);
   } catch (e) {
-    if (e instanceof CorruptLogError) {
-      const hint = e.hint ?? `to cut the log at the damage and see exactly what is dropped: kv repair --data-dir ${config.dataDir}`;
-      throw new StartupError(`the data in ${config.dataDir} is damaged; kv will not start on it: ${e.message}`, { file: e.file, offset: e.offset, hint, exitCode: 2 }, e);
-    }
-    if (e instanceof DataDirError || (e as { code?: string }).code !== undefined) {
-      throw new StartupError(`cannot use data dir ${config.dataDir}: ${(e as Error).message}`, {}, e);
-    }
-    throw e;
+    throw startupFailure(e, config);
   }
+  // Until the node serves, a stop (an entry it cannot apply) is a startup failure, reported by
+  // whenServing; after, the process exits as on any crash.
+  let serving = false;
+  durable.onFatal = (err) => {
+    if (!serving) return;
+    log.fatal(`raft node stopped: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    process.exit(70);
+  };
   const r = durable.recovery;
   log.info(
-    `loaded ${config.dataDir}: snapshot at index ${r.snapshotIndex} + ${r.replayedRecords} log entries up to the durable commit, ` +
+    `loaded ${config.dataDir}: snapshot at index ${r.snapshotIndex} (${r.snapshotEntries} keys) + ${r.replayedRecords} log records up to the durable commit, ` +
       `last index ${r.lastIndex}, ${durable.fsm.db.dbsize()} keys in ${r.durationMs} ms`,
   );
   const server = new KvServer(config, durable);
@@ -187,10 +196,18 @@ export async function serve(config: ServerConfig): Promise<void> {
   if (sole) {
     // The only voter elects itself and applies its log before clients connect: nothing it serves is from before its restart.
     durable.start();
-    if (!(await durable.whenServing(SERVING_STALL_MS))) {
+    let ready: boolean;
+    try {
+      ready = await durable.whenServing(SERVING_STALL_MS);
+    } catch (e) {
+      await durable.close().catch(() => {});
+      throw startupFailure(e, config);
+    }
+    if (!ready) {
       throw new StartupError(`node ${config.id} did not become able to serve (leader of its one-member group, log applied): no progress in ${SERVING_STALL_MS / 1000} s`, {});
     }
   }
+  serving = true;
   try {
     server.start();
   } catch (e) {

@@ -18,7 +18,8 @@ import { RECORD_PAYLOAD_BYTES_MAX, recordBytesFor, type FsyncMode, type StorageI
 import type { ClusterView, MemberAddress, MemberRole, MemberStatus } from "./cluster-view.ts";
 import { type Proposal, type RecoveryStats, type SnapshotStats, WriteRefusedError } from "./proposal.ts";
 import { COMMAND_ENTRY_OVERHEAD_BYTES, encodeCommandEntry, encodeExpireEntry, EXPIRE_BATCH_KEYS_MAX } from "./kv-payload.ts";
-import { KvRaftStateMachine } from "./kv-state-machine.ts";
+import { KvEntryError, KvRaftStateMachine } from "./kv-state-machine.ts";
+import { KvPayloadError } from "./kv-payload.ts";
 import { LeaderLinks, LINK_REQUEST_TIMEOUT_MS, LinkLostError } from "./leader-link.ts";
 import { DroppedError, NodeClosedError, NotLeaderError, RaftNode, UnknownOutcomeError } from "./raft-node.ts";
 import type { StateMachine } from "./state-machine.ts";
@@ -223,6 +224,17 @@ class ServingStateMachine<T> implements StateMachine<void> {
   private readonly sink = new ReplyBuffer(1024);
   /** Payload bytes applied since the last snapshot (the trigger of the next one). */
   bytesSinceSnapshot = 0;
+  /**
+   * Writes applied (command and expiration entries; not the group's own no-op and membership
+   * entries), counted from the snapshot restored at start: INFO's rdb_changes_since_last_save is
+   * this less `savedChanges`, the count the last snapshot written or installed covers.
+   */
+  changes = 0;
+  savedChanges = 0;
+  /** `changes` when the open view was taken (see snapshot). */
+  viewChanges = 0;
+  /** Keys the snapshot restored at start held (recovery's figure, before the log is applied). */
+  restoredKeys = 0;
 
   constructor(
     readonly kv: KvRaftStateMachine,
@@ -232,6 +244,7 @@ class ServingStateMachine<T> implements StateMachine<void> {
 
   apply(e: Entry): void {
     this.bytesSinceSnapshot += recordBytesFor(e.data.length);
+    if (e.type === "normal" && e.data.length > 0) this.changes++;
     const mine = this.owned.get(e.index);
     if (mine !== undefined && mine.term === e.term) {
       this.owned.delete(e.index);
@@ -255,6 +268,7 @@ class ServingStateMachine<T> implements StateMachine<void> {
   snapshot(): Uint8Array {
     assert(this.view === undefined, "a snapshot view is already open");
     this.view = this.kv.kv.beginSnapshot();
+    this.viewChanges = this.changes;
     return NO_IMAGE;
   }
 
@@ -262,6 +276,8 @@ class ServingStateMachine<T> implements StateMachine<void> {
     if (s.data.length === 0 && s.meta.index > 0) this.storage.restoreInto(this.kv, s.meta);
     else this.kv.restore(s);
     this.bytesSinceSnapshot = 0;
+    this.savedChanges = this.changes;
+    if (!this.started) this.restoredKeys = this.kv.kv.db.dbsize();
     if (this.started) log.info(`installed the leader's snapshot at index ${s.meta.index} (${this.kv.kv.db.dbsize()} keys)`);
     this.started = true;
   }
@@ -326,6 +342,32 @@ export class ClusterNode<T> {
   onFatal: (err: unknown) => void = (err) => {
     throw err;
   };
+  /** Why the node stopped (what onFatal was given), once it has. */
+  fatal: unknown = undefined;
+
+  /** The runtime stopped: a committed entry this node cannot read is reported as damage at its place in the log. */
+  private stop(err: unknown): void {
+    const e = this.asDamage(err);
+    if (this.fatal === undefined) this.fatal = e;
+    this.onFatal(e);
+  }
+
+  /**
+   * A committed entry whose payload is not one kv writes (its checksum was good: damage the
+   * checksum did not catch, or a newer kv's entry) as a CorruptLogError naming its file and offset.
+   * Every member holds the same bytes, so no member can apply past it.
+   */
+  private asDamage(err: unknown): unknown {
+    if (!(err instanceof KvEntryError) || !(err.reason instanceof KvPayloadError)) return err;
+    const at = this.storage.log.log.locate(err.index);
+    return new CorruptLogError(
+      `log entry ${err.index} has a good checksum but is not a kv entry (${err.reason.message})`,
+      at?.file ?? this.storage.log.log.dir,
+      at?.offset ?? 0,
+      "kv repair cuts the log only at checksum damage, so it keeps this entry; to drop it and every entry after it, " +
+        "back up the data dir, truncate this file to the offset above (truncate -s OFFSET FILE) and delete the later segments of wal/",
+    );
+  }
 
   private constructor(opts: ClusterNodeOptions, log_: RaftLog, members: Members, recovery: RecoveryStats) {
     this.opts = opts;
@@ -377,10 +419,12 @@ export class ClusterNode<T> {
         const view = this.sm.view;
         assert(view !== undefined, "saveSnapshot without a view");
         this.sm.view = undefined;
+        const changes = this.sm.viewChanges;
         this.lastSnapshot = await this.storage.saveView(meta, view);
+        this.sm.savedChanges = changes;
       },
       readCtxPrefix: `${opts.id}.${process.pid}.${Date.now()}.`,
-      onFatal: (err) => this.onFatal(err),
+      onFatal: (err) => this.stop(err),
       onApplied: () => this.afterApply(),
     });
     this.ticker = new Ticker(
@@ -397,7 +441,7 @@ export class ClusterNode<T> {
         },
       },
       tickMs,
-      (err) => this.onFatal(err),
+      (err) => this.stop(err),
     );
     this.links = new LeaderLinks([["KV.PEER", members.clusterId, String(opts.id)]]);
     this.view = this.makeView();
@@ -436,7 +480,7 @@ export class ClusterNode<T> {
         durationMs: 0,
       };
       const node = new ClusterNode<T>(opts, log_, members, recovery);
-      recovery.snapshotEntries = node.fsm.db.dbsize();
+      recovery.snapshotEntries = node.sm.restoredKeys;
       recovery.durationMs = Math.round(performance.now() - t0);
       return node;
     } catch (e) {
@@ -490,13 +534,15 @@ export class ClusterNode<T> {
   /**
    * Resolves true once reads may be served locally (see readsLocal) for a sole voter, or at once
    * for a member of a larger group (which serves with a barrier, or forwards, from the start);
-   * false once `stallMs` pass with the applied index not moving.
+   * false once `stallMs` pass with the applied index not moving. Rejects with what stopped the
+   * node if it stops meanwhile (a log entry it cannot apply: CorruptLogError).
    */
   async whenServing(stallMs: number): Promise<boolean> {
     let applied = this.applied;
     let since = performance.now();
     for (let i = 0; this.soleVoter() && !this.readsLocal(); i++) {
       assert(i < 100_000_000, "whenServing looped without bound");
+      if (this.fatal !== undefined) throw this.fatal;
       if (this.applied !== applied) {
         applied = this.applied;
         since = performance.now();
@@ -533,8 +579,9 @@ export class ClusterNode<T> {
     return this.storage.log.log.stats;
   }
 
+  /** Writes applied since the last snapshot (Redis's rdb_changes_since_last_save; see ServingStateMachine.changes). */
   get changesSinceSnapshot(): number {
-    return this.applied - this.storage.log.snapshot().meta.index;
+    return this.sm.changes - this.sm.savedChanges;
   }
 
   get snapshotInProgress(): boolean {
@@ -635,6 +682,9 @@ export class ClusterNode<T> {
   /** After a Ready applied entries: answer the server, wake reads, maybe snapshot. */
   private afterApply(): void {
     this.onBatchDone();
+    // No other member will ask for the applied entries: their copies in memory go.
+    const raft = this.node?.rawNode.raft; // unset while the constructor applies the committed log
+    if (raft !== undefined && raft.voters.size + raft.learners.size === 1) this.storage.log.forgetRecentThrough(this.applied);
     if (this.appliedWaiters.length > 0) {
       const applied = this.applied;
       const still: AppliedWaiter[] = [];
@@ -795,6 +845,7 @@ export class ClusterNode<T> {
     while (this.snapshotRunning !== null) await this.snapshotRunning.catch(() => {});
     if (this.closing) throw new Error("the node is shutting down");
     const t0 = performance.now();
+    const index = this.applied;
     const run = (async () => {
       this.sm.bytesSinceSnapshot = 0;
       const before = this.lastSnapshot;
@@ -817,7 +868,7 @@ export class ClusterNode<T> {
     } catch (e) {
       this.lastSnapshotStatus = "err";
       this.lastSnapshotError = (e as Error).message;
-      log.error(`snapshot failed: ${(e as Error).message}`);
+      log.error(`snapshot at index ${index} failed: ${(e as Error).message}`);
       throw e;
     } finally {
       this.lastSnapshotAttemptSec = Math.round((performance.now() - t0) / 1000);
