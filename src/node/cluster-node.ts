@@ -694,8 +694,18 @@ export class ClusterNode<T> {
       }
       this.appliedWaiters = still;
     }
-    if (this.sm.bytesSinceSnapshot >= this.opts.snapshotLogBytes && this.snapshotRunning === null && !this.closing) {
-      void this.snapshot().catch(() => {});
+    this.maybeSnapshot();
+  }
+
+  /**
+   * A snapshot once the entries applied since the last one pass --snapshot-log-bytes, checked after
+   * each apply and when a snapshot ends (the log may have passed it again meanwhile). `> 0`: with
+   * --snapshot-log-bytes 0 a snapshot follows each batch of writes, not each snapshot.
+   */
+  private maybeSnapshot(): void {
+    const bytes = this.sm.bytesSinceSnapshot;
+    if (bytes > 0 && bytes >= this.opts.snapshotLogBytes && this.snapshotRunning === null && !this.closing) {
+      void this.snapshot().catch(() => {}); // logged and shown in INFO persistence by snapshot()
     }
   }
 
@@ -864,15 +874,18 @@ export class ClusterNode<T> {
       const s = await run;
       this.lastSnapshotStatus = "ok";
       this.lastSnapshotError = null;
+      this.lastSnapshotAttemptSec = Math.round((performance.now() - t0) / 1000);
+      this.snapshotRunning = null;
+      // The log may have passed the threshold again while this one was written.
+      this.maybeSnapshot();
       return s;
     } catch (e) {
       this.lastSnapshotStatus = "err";
       this.lastSnapshotError = (e as Error).message;
       log.error(`snapshot at index ${index} failed: ${(e as Error).message}`);
-      throw e;
-    } finally {
       this.lastSnapshotAttemptSec = Math.round((performance.now() - t0) / 1000);
       this.snapshotRunning = null;
+      throw e;
     }
   }
 
