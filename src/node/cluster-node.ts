@@ -2,7 +2,6 @@
 // the KV state machine, with what the server needs on top: proposals that answer their client in
 // log order, linearizable read barriers (ReadIndex, asked of the leader by a follower), forwarding
 // of writes to the leader, expirations decided by the leader, and snapshots.
-import { existsSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from "node:fs";
 import { join } from "node:path";
 import { assert, AssertionError, ConfigError, CorruptLogError } from "../errors.ts";
 import { logger } from "../log.ts";
@@ -14,7 +13,7 @@ import { NONE, encodeConfChange, type ConfState, type Entry, type HardState, typ
 import { ReplyBuffer, type ReplyWriter } from "../resp/encode.ts";
 import { encodedCommandBytes } from "../resp/request-parser.ts";
 import { RaftLog } from "../storage/raft-log.ts";
-import { RECORD_PAYLOAD_BYTES_MAX, recordBytesFor, type FsyncMode, type StorageIo } from "../storage/index.ts";
+import { nodeIo, RECORD_PAYLOAD_BYTES_MAX, recordBytesFor, type FsyncMode, type StorageIo } from "../storage/index.ts";
 import type { ClusterView, MemberAddress, MemberRole, MemberStatus } from "./cluster-view.ts";
 import { type Proposal, type RecoveryStats, type SnapshotStats, WriteRefusedError } from "./proposal.ts";
 import { COMMAND_ENTRY_OVERHEAD_BYTES, encodeCommandEntry, encodeExpireEntry, EXPIRE_BATCH_KEYS_MAX } from "./kv-payload.ts";
@@ -114,25 +113,36 @@ interface Members {
   members: MemberAddress[];
 }
 
-function loadMembers(dataDir: string): Members | undefined {
+function loadMembers(io: StorageIo, dataDir: string): Members | undefined {
   const path = join(dataDir, MEMBERS_FILE);
-  if (!existsSync(path)) return undefined;
-  const m = JSON.parse(readFileSync(path, "utf8")) as Members;
+  if (!io.readdir(dataDir).includes(MEMBERS_FILE)) return undefined;
+  const fd = io.openRead(path);
+  let text: string;
+  try {
+    const b = new Uint8Array(io.fileSize(fd));
+    io.read(fd, b, 0, b.length, 0);
+    text = new TextDecoder().decode(b);
+  } finally {
+    io.close(fd);
+  }
+  const m = JSON.parse(text) as Members;
   if (typeof m.clusterId !== "string" || !Array.isArray(m.members) || m.members.length === 0) throw new Error(`${path}: not a membership file`);
   return m;
 }
 
-function saveMembers(dataDir: string, m: Members): void {
+/** Writes the membership file durably (temp file, fsync, rename, fsync of the dir) through the storage's file layer. */
+function saveMembers(io: StorageIo, dataDir: string, m: Members): void {
   const path = join(dataDir, MEMBERS_FILE);
   const tmp = `${path}.tmp`;
-  writeFileSync(tmp, JSON.stringify(m, null, 2) + "\n");
-  const fd = openSync(tmp, "r");
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(tmp, path);
-  const dfd = openSync(dataDir, "r");
-  fsyncSync(dfd);
-  closeSync(dfd);
+  const fd = io.openWrite(tmp);
+  try {
+    io.write(fd, new TextEncoder().encode(JSON.stringify(m, null, 2) + "\n"), 0);
+    io.fsyncSync(fd);
+  } finally {
+    io.close(fd);
+  }
+  io.rename(tmp, path);
+  io.fsyncDir(dataDir);
 }
 
 /**
@@ -455,20 +465,28 @@ export class ClusterNode<T> {
    */
   static async open<T>(opts: ClusterNodeOptions): Promise<ClusterNode<T>> {
     const t0 = performance.now();
-    let members = loadMembers(opts.dataDir);
+    const io = opts.io ?? nodeIo;
     const log_ = await RaftLog.open({ dataDir: opts.dataDir, fsync: opts.fsync, segmentBytesMax: opts.segmentBytesMax, io: opts.io });
     try {
+      let members = loadMembers(io, opts.dataDir);
+      const fresh = log_.lastIndex() === 0 && log_.snapshot().meta.index === 0 && log_.initialState().hardState.term === 0;
+      if (members === undefined && !fresh) {
+        throw new ConfigError(`${opts.dataDir} holds a log but no ${MEMBERS_FILE}: it was written by a single node (kv serve without --cluster) or is damaged`);
+      }
       if (members === undefined) {
-        if (log_.lastIndex() > 0 || log_.snapshot().meta.index > 0) {
-          throw new ConfigError(`${opts.dataDir} holds a log but no ${MEMBERS_FILE}: it was written by a single node (kv serve without --cluster) or is damaged`);
-        }
         members = { clusterId: opts.clusterId, members: [...opts.members].sort((a, b) => a.id - b.id) };
         if (!members.members.some((m) => m.id === opts.id)) throw new ConfigError(`--id ${opts.id} is not one of the members in --cluster`);
+        // First the membership, then the log that starts with it: a crash in between leaves a
+        // membership file and an empty log, which the next start bootstraps (the other order left
+        // a log that no start would take).
+        saveMembers(io, opts.dataDir, members);
+      }
+      if (fresh) {
         // Every member bootstraps the same entries: one add-voter per member at term 1, committed.
         const entries: Entry[] = members.members.map((m, i) => ({ index: i + 1, term: 1, type: "conf-change", data: encodeConfChange({ type: "add-voter", node: m.id }) }));
         await log_.persist({ hardState: { term: 1, vote: NONE, commit: entries.length }, entries, snapshot: undefined });
-        saveMembers(opts.dataDir, members);
-      } else if (!members.members.some((m) => m.id === opts.id)) {
+      }
+      if (!members.members.some((m) => m.id === opts.id)) {
         throw new ConfigError(`${opts.dataDir} belongs to a cluster in which node ${opts.id} is not a member (members: ${members.members.map((m) => m.id).join(",")})`);
       }
       const snapIndex = log_.snapshot().meta.index;
