@@ -47,7 +47,7 @@ const serveArgs = {
   "snapshot-log-bytes": { type: "string", description: "Log growth since the last snapshot that triggers a new one (e.g. 64mb)", default: "64mb" },
   cluster: {
     type: "string",
-    description: "Initial members, id=host:port[@peerport],... (peer port: client port + 10000 by default); omit for a one-node store",
+    description: "Initial members, id=host:port[@peerport],... (peer port: client port + 10000 by default); omit for a one-member group (a single node)",
   },
   "peer-port": { type: "string", description: "Port this node listens on for its peers (default: its --cluster entry's peer port)" },
   "cluster-id": { type: "string", description: "Token every member shares (default: derived from --cluster); a peer with another is refused" },

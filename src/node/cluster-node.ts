@@ -341,7 +341,9 @@ export class ClusterNode<T> {
   /** The role and leader last logged (a change is logged once). */
   private loggedRole = "";
 
-  // Set by the owner (the server), as for DurableLog.
+  // Set by the owner (the server): where a proposal's reply goes (called just before it is
+  // applied), after it was applied, after each batch of applies (flush replies), and a proposal
+  // that failed (ClusterError: refused, or outcome unknown).
   replyTo: (p: Proposal<T>) => ReplyWriter = () => {
     throw new AssertionError("replyTo not set");
   };
@@ -617,7 +619,11 @@ export class ClusterNode<T> {
     return this.members.get(lead)?.addr;
   }
 
-  /** The time commands run at: never before a time already used or applied (see DurableLog.now). */
+  /**
+   * The time commands run at, from the wall clock: never earlier than a time already used or
+   * applied, so a clock stepped back neither brings an expired key back for reads nor stamps a
+   * write before one already logged.
+   */
   now(wallMs: number): number {
     let t = wallMs;
     if (this.fsm.appliedMs > t) t = this.fsm.appliedMs;

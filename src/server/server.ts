@@ -116,7 +116,7 @@ export class Conn {
    */
   readonly pending: PendingCommand[] = [];
   /**
-   * Items in `pending` that a new write must wait behind in cluster mode (see blocksWrites): a
+   * Items in `pending` that a new write must wait behind (see blocksWrites): a
    * count, so that the check costs O(1) per write (a scan per write stalled a leader 400 ms on a
    * burst of 13k pipelined writes, and cost it its leadership).
    */
