@@ -153,8 +153,20 @@ function saveMembers(io: StorageIo, dataDir: string, m: Members): void {
 class KvRaftStorage implements RaftStorage {
   constructor(readonly log: RaftLog) {}
 
+  /**
+   * The stored hard state, its term raised to the log's last term if it is below it: the hard
+   * state written with those entries was lost and they were not (an append torn after its
+   * entries, before its hard state record; with --fsync everysec or no, a segment whose unsynced
+   * tail was lost while a later one's data survived). A node's term is never below a term in its
+   * log (a sole voter would otherwise elect itself in an older term and append below it). No vote
+   * anyone saw is forgotten: a vote is sent only once its hard state is durable.
+   */
   initialState(): { hardState: HardState; confState: ConfState } {
-    return this.log.initialState();
+    const st = this.log.initialState();
+    const last = this.log.lastIndex();
+    const lastTerm = last > 0 ? (this.log.term(last) ?? 0) : 0;
+    if (lastTerm <= st.hardState.term) return st;
+    return { hardState: { term: lastTerm, vote: NONE, commit: st.hardState.commit }, confState: st.confState };
   }
   firstIndex(): number {
     return this.log.firstIndex();

@@ -16,7 +16,7 @@
 //   before it calls compact() or persists a Ready carrying that snapshot.
 import { assert } from "../errors.ts";
 import { entryBytes, type RaftStorage } from "../raft/storage.ts";
-import { NONE, type ConfState, type Entry, type HardState, type Snapshot, type SnapshotMeta } from "../raft/types.ts";
+import type { ConfState, Entry, HardState, Snapshot, SnapshotMeta } from "../raft/types.ts";
 import { decodeHardStatePayload, encodeHardStatePayload, type LogRecord, RecordType } from "./codec.ts";
 import { CorruptLogError } from "./errors.ts";
 import { HardStateStore } from "./hard-state.ts";
@@ -117,16 +117,7 @@ export class RaftLog implements RaftStorage {
     try {
       const inLog = logHardState(st.wal);
       const inSide = side.load();
-      let hs = inLog === undefined ? inSide : newest(inLog, inSide);
-      const lastTerm = st.wal.lastIndex() > 0 ? (st.wal.term(st.wal.lastIndex()) ?? 0) : 0;
-      if (lastTerm > hs.term) {
-        // The hard state written with these entries was lost and they were not (an append torn
-        // after its entries, before its hard state record; or with --fsync everysec or no, a
-        // segment whose unsynced tail was lost while a later one's data survived). A node's term is
-        // never below its log's: it takes the entries' term. No vote in it can have been lost that
-        // anyone saw: a vote is sent only once its hard state is durable.
-        hs = { term: lastTerm, vote: NONE, commit: hs.commit };
-      }
+      const hs = inLog === undefined ? inSide : newest(inLog, inSide);
       let hsIndex = inLog !== undefined && !hardStateOlder(inLog, inSide) ? st.wal.lastHardState()!.index : undefined;
       const snap = st.snapshot;
       if (snap !== undefined && st.wal.firstIndex() <= snap.lastIndex && st.wal.term(snap.lastIndex) !== snap.lastTerm) {
