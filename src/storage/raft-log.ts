@@ -304,9 +304,6 @@ export class RaftLog implements RaftStorage {
       this.hsIndex = index;
       this.lastDurable = durable;
       await durable;
-      // With --fsync everysec or no, an append is not yet on disk when it resolves: the segment
-      // deleted below held the only durable copy of the hard state.
-      if (this.wal.mode !== "always") await this.wal.sync();
     }
     this.snap = meta;
     await this.wal.deleteThrough(through);
