@@ -55,6 +55,8 @@ export interface ClusterConfig {
   peerPort: number | null;
   heartbeatMs: number;
   electionMs: number;
+  /** --join: a fresh data dir joins the running cluster `members` name (no bootstrap; the leader adds it). */
+  join?: boolean;
 }
 
 /** A member's peer port is its client port plus this, unless --cluster says otherwise (as Redis Cluster's bus port). */

@@ -42,7 +42,10 @@ export interface ClusterFile {
   basePort: number;
   /** `kv serve` flags passed through by the last `up` that gave any. */
   serveFlags: string[];
+  /** The members, by id (ids grow: `kv cluster add` takes the next one, `remove` leaves a gap). */
   nodes: ClusterNode[];
+  /** Ids of nodes `kv cluster remove` removed (never given again). */
+  removed?: number[];
 }
 
 /** What `up` was asked; count and basePort are undefined when not given. */
@@ -229,12 +232,15 @@ export function readClusterFile(dir: string): ClusterFile | undefined {
   if (!Number.isInteger(f.basePort)) throw damaged(path, "no basePort");
   if (!Array.isArray(f.serveFlags) || !f.serveFlags.every((s) => typeof s === "string")) throw damaged(path, "serveFlags is not a list of strings");
   if (!Array.isArray(f.nodes) || f.nodes.length === 0 || f.nodes.length > NODES_MAX) throw damaged(path, "nodes is not a list of 1 to 32 nodes");
+  if (f.removed !== undefined && (!Array.isArray(f.removed) || !f.removed.every((id) => Number.isInteger(id) && id > 0))) throw damaged(path, "removed is not a list of node ids");
   f.nodes.forEach((n, i) => {
+    const prev = i === 0 ? 0 : (f.nodes![i - 1]!.id as number);
     const ok =
       typeof n === "object" &&
       n !== null &&
-      n.id === i + 1 &&
-      n.name === `n${i + 1}` &&
+      Number.isInteger(n.id) &&
+      n.id > prev &&
+      n.name === `n${n.id}` &&
       typeof n.addr === "string" &&
       Number.isInteger(portOf(n.addr)) &&
       typeof n.peer === "string" &&
@@ -245,7 +251,7 @@ export function readClusterFile(dir: string): ClusterFile | undefined {
       typeof n.cwd === "string" &&
       typeof n.log === "string" &&
       typeof n.dataDir === "string";
-    if (!ok) throw damaged(path, `node ${i + 1} is not {name: "n${i + 1}", id: ${i + 1}, addr, peer, pid, start, cwd, log, dataDir}`);
+    if (!ok) throw damaged(path, `node ${i + 1} is not {name: "n<id>", id (above the one before), addr, peer, pid, start, cwd, log, dataDir}`);
   });
   // Where the nodes' data is now: DIR/n<i>, wherever DIR was when the file was written.
   for (const n of f.nodes) {

@@ -26,6 +26,7 @@ import {
 import { isAlive, nodePids, portProblem, STOP_TIMEOUT_S_DEFAULT, type StopTarget, stopAll } from "./cluster-proc.ts";
 import { type ClusterStatus, formatStatus, formatUpTable, gather, askNode, statusJson, stateOf, type Target } from "./cluster-status.ts";
 import { StartupError } from "./fatal.ts";
+import { add, addArgs, memberArgs, remove, transfer } from "./cluster-members.ts";
 import { refuseBadArgs } from "./strict.ts";
 
 /** Exit code of `status` when no node answers (as the client commands' "no answer"). */
@@ -390,7 +391,7 @@ async function down(rawArgs: readonly string[], args: { "data-dir"?: string; tim
 // ---- the command ----
 
 export default defineCommand({
-  meta: { name: "cluster", description: "Run a local cluster: kv cluster up N | status | down" },
+  meta: { name: "cluster", description: "Run a local cluster: kv cluster up N | status | down | add | remove ID | transfer ID" },
   subCommands: {
     up: defineCommand({
       meta: { name: "up", description: "Start N kv serve nodes on 127.0.0.1 (or restart the cluster in --data-dir); other flags go to every kv serve" },
@@ -406,6 +407,21 @@ export default defineCommand({
       meta: { name: "down", description: "Stop every node running on the cluster's data dirs (SIGTERM, then SIGKILL after --timeout)" },
       args: downArgs,
       run: ({ rawArgs, args }) => down(rawArgs, args),
+    }),
+    add: defineCommand({
+      meta: { name: "add", description: "Start a new node (next id and port), add it as a learner, wait until it has caught up, promote it to voter" },
+      args: addArgs,
+      run: ({ rawArgs, args }) => add(rawArgs, args),
+    }),
+    remove: defineCommand({
+      meta: { name: "remove", description: "Remove member ID from the cluster (a leader steps down first) and stop its process" },
+      args: memberArgs,
+      run: ({ rawArgs, args }) => remove(rawArgs, args),
+    }),
+    transfer: defineCommand({
+      meta: { name: "transfer", description: "Hand leadership to voter ID; returns once it leads" },
+      args: memberArgs,
+      run: ({ rawArgs, args }) => transfer(rawArgs, args),
     }),
   },
 });

@@ -49,6 +49,11 @@ const serveArgs = {
     type: "string",
     description: "Initial members, id=host:port[@peerport],... (peer port: client port + 10000 by default); omit for a one-member group (a single node)",
   },
+  join: {
+    type: "boolean",
+    description:
+      "Join the running cluster --cluster names (its members and this node): a fresh data dir is not bootstrapped; the node waits until a member adds it (RAFT.ADD, or kv cluster add). Needs --cluster-id. Ignored once the data dir holds a cluster",
+  },
   "peer-port": { type: "string", description: "Port this node listens on for its peers (default: its --cluster entry's peer port)" },
   "cluster-id": { type: "string", description: "Token every member shares (default: derived from --cluster); a peer with another is refused" },
   "heartbeat-interval": { type: "string", description: "Leader heartbeat interval in ms", default: String(HEARTBEAT_MS_DEFAULT) },
@@ -83,7 +88,11 @@ export default defineCommand({
       walSegmentBytes: parseBytes(args["wal-segment-bytes"], "--wal-segment-bytes"),
     };
     if (config.walSegmentBytes < SEGMENT_BYTES_MIN) throw new ConfigError(`--wal-segment-bytes: ${config.walSegmentBytes} is below the minimum, ${SEGMENT_BYTES_MIN}`);
+    if (args.join === true && (args.cluster === undefined || args["cluster-id"] === undefined)) {
+      throw new ConfigError("--join needs --cluster (the running members and this node) and --cluster-id (the running cluster's)");
+    }
     config.cluster = args.cluster !== undefined ? clusterConfig(args, config.id) : oneMemberConfig(args, config);
+    if (args.join === true) config.cluster.join = true;
     validateConfig(config);
     await serve(config);
   },
@@ -152,6 +161,7 @@ async function openNode(config: ServerConfig): Promise<ClusterNode<Conn>> {
     peerListen: c.peerPort === null ? undefined : { host: peerHost, port: c.peerPort },
     heartbeatMs: c.heartbeatMs,
     electionMs: c.electionMs,
+    join: c.join === true,
     io,
     unsafeLocalReads,
   });

@@ -9,13 +9,13 @@ import type { KvStateMachine } from "../kv/fsm.ts";
 import type { DbSnapshot } from "../kv/db.ts";
 import { Rand } from "../raft/rand.ts";
 import type { RaftStorage } from "../raft/storage.ts";
-import { NONE, encodeConfChange, type ConfState, type Entry, type HardState, type NodeId, type Snapshot, type SnapshotMeta } from "../raft/types.ts";
+import { NONE, decodeConfChange, encodeConfChange, type ConfChange, type ConfState, type Entry, type HardState, type NodeId, type Snapshot, type SnapshotMeta } from "../raft/types.ts";
 import { ReplyBuffer, type ReplyWriter } from "../resp/encode.ts";
 import { encodedCommandBytes } from "../resp/request-parser.ts";
 import { RaftLog } from "../storage/raft-log.ts";
 import { nodeIo, RECORD_PAYLOAD_BYTES_MAX, recordBytesFor, type FsyncMode, type StorageIo } from "../storage/index.ts";
 import type { ClusterView, MemberAddress, MemberRole, MemberStatus } from "./cluster-view.ts";
-import { type Proposal, type RecoveryStats, type SnapshotStats, WriteRefusedError } from "./proposal.ts";
+import { type Proposal, type RecoveryStats, type SnapshotStats, SYNCS_IN_FLIGHT, WriteRefusedError } from "./proposal.ts";
 import { COMMAND_ENTRY_OVERHEAD_BYTES, encodeCommandEntry, encodeExpireEntry, EXPIRE_BATCH_KEYS_MAX } from "./kv-payload.ts";
 import { KvEntryError, KvRaftStateMachine } from "./kv-state-machine.ts";
 import { KvPayloadError } from "./kv-payload.ts";
@@ -44,6 +44,39 @@ export const MEMBERS_FILE = "raft-members.json";
 export const PROPOSALS_PER_TURN_MAX = 4096;
 export const APPLY_BYTES_PER_TURN_MAX = 1024 * 1024;
 
+/** A learner within this many entries of the leader's commit index (and acknowledging its log) may be promoted. */
+export const PROMOTE_LAG_ENTRIES_MAX = 1000;
+/** A transfer of leadership that has not finished within this many election timeouts is reported failed. */
+export const TRANSFER_WAIT_ELECTIONS = 4;
+/** A member that has not heard from a leader for this many election timeouts asks the others whether it was removed. */
+export const REMOVAL_PROBE_AFTER_ELECTIONS = 3;
+
+/** A membership request that could not be carried out: `code` is the RESP error's first word. */
+export class MembershipError extends Error {
+  override name = "MembershipError";
+  constructor(
+    message: string,
+    readonly code: "ERR" | "TRYAGAIN" | "UNCERTAIN" | "NOTREADY" = "ERR",
+  ) {
+    super(message);
+  }
+  get reply(): string {
+    return `${this.code} ${this.message}`;
+  }
+}
+
+/** A new member's addresses as a conf change's context: JSON {"addr","peer"}. */
+export function memberContext(m: MemberAddress): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify({ addr: m.addr, peer: m.peer }));
+}
+
+/** The addresses in a conf change's context (a committed entry: damage here is a broken invariant). */
+export function parseMemberContext(context: Uint8Array, id: NodeId): MemberAddress {
+  const v = JSON.parse(new TextDecoder().decode(context)) as { addr?: unknown; peer?: unknown };
+  assert(typeof v.addr === "string" && typeof v.peer === "string", `conf change context of node ${id} holds no addresses`);
+  return { id, addr: v.addr, peer: v.peer };
+}
+
 /** How long a leader stopping on purpose waits for its leadership transfer before it stops anyway. */
 export const TRANSFER_ON_CLOSE_MS = 1000;
 /** Reads waiting for a barrier at once, past which new reads are refused with CLUSTERDOWN-style errors. */
@@ -58,6 +91,12 @@ export interface ClusterNodeOptions {
   snapshotLogBytes: number;
   /** Initial members (ignored when the data dir already holds a cluster). */
   members: readonly MemberAddress[];
+  /**
+   * Joining a running cluster (`kv serve --join`): a fresh data dir is not bootstrapped with
+   * `members` as voters; the node waits, a member of nothing, until the leader adds it as a
+   * learner and sends it the log (or a snapshot). `members` then only gives the others' addresses.
+   */
+  join?: boolean;
   clusterId: string;
   /** Address this node listens on for peers; absent: none (a one-member group nobody dials). */
   peerListen?: { host: string; port: number };
@@ -111,6 +150,8 @@ export function writeFailure(err: unknown): ClusterError {
 interface Members {
   clusterId: string;
   members: MemberAddress[];
+  /** Members removed from the cluster, with the log index of their removal (ids are never reused). */
+  removed?: { id: NodeId; index: number }[];
 }
 
 function loadMembers(io: StorageIo, dataDir: string): Members | undefined {
@@ -127,7 +168,15 @@ function loadMembers(io: StorageIo, dataDir: string): Members | undefined {
   }
   const m = JSON.parse(text) as Members;
   if (typeof m.clusterId !== "string" || !Array.isArray(m.members) || m.members.length === 0) throw new Error(`${path}: not a membership file`);
+  if (m.removed !== undefined && (!Array.isArray(m.removed) || !m.removed.every((r) => Number.isSafeInteger(r.id) && Number.isSafeInteger(r.index)))) throw new Error(`${path}: 'removed' is not a list of {id, index}`);
   return m;
+}
+
+/** The log holds exactly `entries` from index 1 (no snapshot, nothing else). */
+function holdsExactly(log_: RaftLog, entries: readonly Entry[]): boolean {
+  if (log_.snapshot().meta.index !== 0 || log_.lastIndex() !== entries.length) return false;
+  const held = log_.entries(1, entries.length + 1, Number.MAX_SAFE_INTEGER);
+  return held.length === entries.length && held.every((e, i) => e.term === entries[i]!.term && e.type === entries[i]!.type && Buffer.from(e.data).equals(entries[i]!.data));
 }
 
 /** Writes the membership file durably (temp file, fsync, rename, fsync of the dir) through the storage's file layer. */
@@ -241,8 +290,6 @@ class KvRaftStorage implements RaftStorage {
 
 /** Applies committed entries; the entries this node proposed answer their clients as they apply. */
 class ServingStateMachine<T> implements StateMachine<void> {
-  /** This node's proposals by index (with the term they were appended in). */
-  readonly owned = new Map<number, { term: number; p: Proposal<T> }>();
   private readonly sink = new ReplyBuffer(1024);
   /** Payload bytes applied since the last snapshot (the trigger of the next one). */
   bytesSinceSnapshot = 0;
@@ -264,16 +311,19 @@ class ServingStateMachine<T> implements StateMachine<void> {
     private readonly storage: KvRaftStorage,
   ) {}
 
-  apply(e: Entry): void {
+  /** `ctx`: this node's proposal, when the entry is the one it proposed (RaftNode.proposeBatch). */
+  apply(e: Entry, ctx?: unknown): void {
     this.bytesSinceSnapshot += recordBytesFor(e.data.length);
     if (e.type === "normal" && e.data.length > 0) this.changes++;
-    const mine = this.owned.get(e.index);
-    if (mine !== undefined && mine.term === e.term) {
-      this.owned.delete(e.index);
-      const out = this.host.replyTo(mine.p) as ReplyBuffer;
-      this.host.pendingBytesValue -= mine.p.bytes;
-      this.kv.applyInto(e, out);
-      this.host.onApplied(mine.p);
+    if (e.type === "conf-change") this.host.membershipApplied(e.index, decodeConfChange(e.data));
+    if (ctx !== undefined) {
+      const p = ctx as Proposal<T>;
+      const out = this.host.replyTo(p) as ReplyBuffer;
+      this.host.pendingBytesValue -= p.bytes;
+      // The entry at (index, term) is the one this node proposed (Log Matching): it runs from the
+      // proposal's arguments, not decoded back from its payload.
+      this.kv.applyCommand(e.index, p.argv, p.nowMs, p.proto ?? 2, out);
+      this.host.onApplied(p);
       return;
     }
     this.sink.reset();
@@ -331,6 +381,14 @@ export class ClusterNode<T> {
   lastSnapshotAttemptSec = -1;
   private snapshotRunning: Promise<SnapshotStats> | null = null;
   private members: Map<NodeId, MemberAddress>;
+  /** Members removed, by the log index of their removal (KV.PEER tells a removed node so). */
+  private readonly removedAt = new Map<NodeId, number>();
+  /** Set once this node applied (or was told of) its own removal: why it serves no more. */
+  removedWhy: string | undefined;
+  /** A removal probe is in flight; when the last one started (performance.now()); whom it asked last. */
+  private probing = false;
+  private lastProbeAt = 0;
+  private probeTurn = 0;
   private readonly sm: ServingStateMachine<T>;
   private readonly storage: KvRaftStorage;
   private readonly transport: TcpTransport;
@@ -398,6 +456,7 @@ export class ClusterNode<T> {
     this.id = opts.id;
     this.clusterId = members.clusterId;
     this.members = new Map(members.members.map((m) => [m.id, m]));
+    for (const r of members.removed ?? []) this.removedAt.set(r.id, r.index);
     this.recovery = recovery;
     this.storage = new KvRaftStorage(log_);
     this.raftSm = new KvRaftStateMachine({ scanCursorBase: 1 + Math.floor(Math.random() * 2 ** 40) });
@@ -462,6 +521,7 @@ export class ClusterNode<T> {
           if (late > opts.electionMs / 3) log.warn(`the event loop stalled ${Math.round(late)} ms (election timeout ${opts.electionMs} ms): ${this.isLeader() ? "heartbeats were late" : "this node's ticks were late"}`);
           this.node.tick();
           this.watchRole();
+          this.watchRemoval();
         },
       },
       tickMs,
@@ -480,27 +540,32 @@ export class ClusterNode<T> {
   static async open<T>(opts: ClusterNodeOptions): Promise<ClusterNode<T>> {
     const t0 = performance.now();
     const io = opts.io ?? nodeIo;
-    const log_ = await RaftLog.open({ dataDir: opts.dataDir, fsync: opts.fsync, segmentBytesMax: opts.segmentBytesMax, io: opts.io });
+    const log_ = await RaftLog.open({ dataDir: opts.dataDir, fsync: opts.fsync, segmentBytesMax: opts.segmentBytesMax, io: opts.io, wal: { syncsInFlightMax: SYNCS_IN_FLIGHT } });
     try {
       let members = loadMembers(io, opts.dataDir);
-      const fresh = log_.lastIndex() === 0 && log_.snapshot().meta.index === 0 && log_.initialState().hardState.term === 0;
-      if (members === undefined && !fresh) {
-        throw new ConfigError(`${opts.dataDir} holds a log but no ${MEMBERS_FILE}: it was written by a single node (kv serve without --cluster) or is damaged`);
-      }
       if (members === undefined) {
-        members = { clusterId: opts.clusterId, members: [...opts.members].sort((a, b) => a.id - b.id) };
-        if (!members.members.some((m) => m.id === opts.id)) throw new ConfigError(`--id ${opts.id} is not one of the members in --cluster`);
-        // First the membership, then the log that starts with it: a crash in between leaves a
-        // membership file and an empty log, which the next start bootstraps (the other order left
-        // a log that no start would take).
-        saveMembers(io, opts.dataDir, members);
-      }
-      if (fresh) {
+        const initial: Members = { clusterId: opts.clusterId, members: [...opts.members].sort((a, b) => a.id - b.id) };
+        if (!initial.members.some((m) => m.id === opts.id)) throw new ConfigError(`--id ${opts.id} is not one of the members in --cluster`);
         // Every member bootstraps the same entries: one add-voter per member at term 1, committed.
-        const entries: Entry[] = members.members.map((m, i) => ({ index: i + 1, term: 1, type: "conf-change", data: encodeConfChange({ type: "add-voter", node: m.id }) }));
-        await log_.persist({ hardState: { term: 1, vote: NONE, commit: entries.length }, entries, snapshot: undefined });
-      }
-      if (!members.members.some((m) => m.id === opts.id)) {
+        const entries: Entry[] = initial.members.map((m, i) => ({ index: i + 1, term: 1, type: "conf-change", data: encodeConfChange({ type: "add-voter", node: m.id }) }));
+        const fresh = log_.lastIndex() === 0 && log_.snapshot().meta.index === 0;
+        // The log is written first, then the membership file: a crash in between leaves exactly
+        // these entries (or their append torn after them, before its hard state) and no file.
+        // That start is finished here; any other log without the file is refused.
+        const bootstrapOnly = !fresh && !opts.join && holdsExactly(log_, entries);
+        if (!fresh && !bootstrapOnly) {
+          throw new ConfigError(`${opts.dataDir} holds a log but no ${MEMBERS_FILE}: it was written by a single node (kv serve without --cluster) or is damaged`);
+        }
+        const hs = log_.initialState().hardState;
+        if (!opts.join && hs.commit < entries.length) {
+          await log_.persist({ hardState: { term: Math.max(1, hs.term), vote: hs.vote, commit: entries.length }, entries: fresh ? entries : [], snapshot: undefined });
+        }
+        members = initial;
+        saveMembers(io, opts.dataDir, members);
+      } else if (members.removed?.some((r) => r.id === opts.id)) {
+        const at = members.removed.find((r) => r.id === opts.id)!.index;
+        throw new ConfigError(`node ${opts.id} was removed from cluster ${members.clusterId} at log index ${at}: it cannot serve on ${opts.dataDir} again (to rejoin, start it with a new data dir and a new id, then add it)`);
+      } else if (!members.members.some((m) => m.id === opts.id)) {
         throw new ConfigError(`${opts.dataDir} belongs to a cluster in which node ${opts.id} is not a member (members: ${members.members.map((m) => m.id).join(",")})`);
       }
       const snapIndex = log_.snapshot().meta.index;
@@ -560,8 +625,14 @@ export class ClusterNode<T> {
     if (this.closing) return false;
     const r = this.node.rawNode.raft;
     if (r.role !== "leader" || !this.soleVoter()) return false;
-    return this.storage.log.term(this.applied) === r.term;
+    if (r.term === this.localReadsTerm) return true;
+    if (this.storage.log.term(this.applied) !== r.term) return false;
+    this.localReadsTerm = r.term; // stays true while it leads this term (applied only moves on)
+    return true;
   }
+
+  /** The term in which readsLocal() last found an entry of the term applied. */
+  private localReadsTerm = 0;
 
   /**
    * Resolves true once reads may be served locally (see readsLocal) for a sole voter, or at once
@@ -597,6 +668,213 @@ export class ClusterNode<T> {
     return this.transport.port;
   }
 
+  // ---- membership: addresses through the log, changes asked by operators ----
+
+  /**
+   * A committed conf change is being applied (in log order, on every member, and again on replay
+   * after a restart): the member map, the transport's peers and raft-members.json follow it. A new
+   * member's addresses travel in the entry's context (see memberContext). Raft's own membership
+   * changes when the entry's Ready is advanced, right after.
+   */
+  membershipApplied(index: number, cc: ConfChange): void {
+    let changed = false;
+    if (cc.type === "remove-node") {
+      if (this.members.has(cc.node)) {
+        this.members.delete(cc.node);
+        changed = true;
+      }
+      if (!this.removedAt.has(cc.node)) {
+        this.removedAt.set(cc.node, index);
+        changed = true;
+      }
+      if (cc.node !== this.id) this.transport.removePeer(cc.node);
+    } else if (cc.context !== undefined) {
+      const a = parseMemberContext(cc.context, cc.node);
+      const old = this.members.get(cc.node);
+      if (old === undefined || old.addr !== a.addr || old.peer !== a.peer) {
+        // This node's own client address is the one it listens on (advertise), not the one it was added with.
+        this.members.set(cc.node, cc.node === this.id && old !== undefined ? { ...a, addr: old.addr } : a);
+        if (cc.node !== this.id && old?.peer !== a.peer) this.transport.addPeer(cc.node, a.peer);
+        changed = true;
+      }
+    }
+    if (changed) this.saveMembersFile();
+    if (cc.type === "remove-node" && cc.node === this.id) this.removed(index);
+  }
+
+  private saveMembersFile(): void {
+    const removed = [...this.removedAt].map(([id, index]) => ({ id, index }));
+    saveMembers(this.opts.io ?? nodeIo, this.opts.dataDir, { clusterId: this.clusterId, members: [...this.members.values()].sort((a, b) => a.id - b.id), ...(removed.length > 0 ? { removed } : {}) });
+  }
+
+  /** The log index at which member `id` was removed, if it was. */
+  removedIndex(id: NodeId): number | undefined {
+    return this.removedAt.get(id);
+  }
+
+  /**
+   * This node is no longer a member: it says so once, answers every client with REMOVED (see the
+   * server), and after an election timeout (its last messages, a leader's commit among them, go out
+   * first) stops taking part: no ticks, no peers, its log closed. Its peers refuse its connections.
+   */
+  private removed(index: number): void {
+    if (this.removedWhy !== undefined) return;
+    this.removedWhy = `node ${this.id} was removed from cluster ${this.clusterId} at log index ${index}`;
+    log.warn(`${this.removedWhy}: it serves no more (clients get REMOVED errors); stop it, its data dir can be deleted`);
+    setTimeout(() => {
+      if (this.closing) return;
+      this.ticker.stop();
+      this.links.close();
+      void this.node.close().catch((err: unknown) => this.onFatal(err));
+    }, this.opts.electionMs);
+  }
+
+  /**
+   * A member cut off from the leader for a while asks another member whether it was removed (the
+   * leader stops sending to a removed member, so it may never see the commit of its own removal):
+   * a member that applied the removal refuses its KV.PEER with REMOVED and the log index.
+   */
+  private watchRemoval(): void {
+    if (this.removedWhy !== undefined || this.closing || this.probing) return;
+    const r = this.node.rawNode.raft;
+    if (r.role === "leader" || (!r.voters.has(this.id) && !r.learners.has(this.id))) return;
+    const tickMs = Math.max(1, Math.round(this.opts.heartbeatMs / 5));
+    const now = performance.now();
+    if (r.leaderContactElapsed * tickMs < REMOVAL_PROBE_AFTER_ELECTIONS * this.opts.electionMs || now - this.lastProbeAt < this.opts.electionMs) return;
+    const others = [...this.members.values()].filter((m) => m.id !== this.id && m.addr !== "");
+    if (others.length === 0) return;
+    const m = others[this.probeTurn++ % others.length]!;
+    this.probing = true;
+    this.lastProbeAt = now;
+    const link = new LeaderLinks([["KV.PEER", this.clusterId, String(this.id)]]);
+    link.request(m.addr, ["PING"]).then(
+      () => undefined,
+      (err: Error) => {
+        const found = /REMOVED node \d+ was removed from cluster \S+ at log index (\d+)/.exec(err.message);
+        if (found !== null && !this.closing) {
+          log.warn(`node ${m.id} says this node was removed`);
+          this.removedAt.set(this.id, Number(found[1]));
+          this.members.delete(this.id);
+          this.saveMembersFile();
+          this.removed(Number(found[1]));
+        }
+      },
+    ).finally(() => {
+      link.close();
+      this.probing = false;
+    });
+  }
+
+  /** Refuses a membership request on a node that does not lead (the server forwards it). */
+  private leaderOnly(): void {
+    if (this.closing || this.removedWhy !== undefined) throw new MembershipError(this.removedWhy ?? "node shutting down");
+    if (!this.isLeader()) throw new MembershipError("this node is not the leader");
+  }
+
+  /** Proposes `cc` and resolves once it is applied here (Raft refuses a second change while one is pending). */
+  private async changeMembership(cc: ConfChange): Promise<number> {
+    const before = this.node.status().lastIndex;
+    try {
+      await this.node.proposeMembershipChange(cc);
+    } catch (err) {
+      if (err instanceof DroppedError && err.reason === "pending-conf-change") throw new MembershipError("another membership change is in progress: retry once it is applied", "TRYAGAIN");
+      if (err instanceof DroppedError && err.reason === "invalid-conf-change") throw new MembershipError(`the change (${cc.type} ${cc.node}) does not fit the current membership`);
+      if (err instanceof NotLeaderError) throw new MembershipError("this node is no longer the leader: retry", "TRYAGAIN");
+      throw new MembershipError(writeFailure(err).reply.replace(/^\S+ /, ""), writeFailure(err).failure.kind === "uncertain" ? "UNCERTAIN" : "TRYAGAIN");
+    }
+    return Math.max(before + 1, this.applied);
+  }
+
+  /** Adds node `id` as a learner with its client and peer addresses (they travel in the entry). Resolves with the log index it applied at. */
+  async addLearner(id: NodeId, addr: string, peer: string): Promise<number> {
+    this.leaderOnly();
+    const r = this.node.rawNode.raft;
+    if (this.removedAt.has(id)) throw new MembershipError(`node ${id} was removed at log index ${this.removedAt.get(id)}: ids are not reused, add it under a new id`);
+    if (r.voters.has(id) || r.learners.has(id)) throw new MembershipError(`node ${id} is already a ${r.voters.has(id) ? "voter" : "learner"}`);
+    for (const m of this.members.values()) {
+      if (m.addr === addr || m.peer === peer) throw new MembershipError(`node ${m.id} already uses ${m.addr === addr ? `client address ${addr}` : `peer address ${peer}`}`);
+    }
+    return this.changeMembership({ type: "add-learner", node: id, context: memberContext({ id, addr, peer }) });
+  }
+
+  /**
+   * How far learner `id` trails the leader: undefined when it has caught up (it acknowledged the
+   * log and its match index is within PROMOTE_LAG_ENTRIES_MAX of the commit index), else why not.
+   */
+  learnerLag(id: NodeId): string | undefined {
+    const r = this.node.rawNode.raft;
+    const pr = r.prs.get(id);
+    const commit = r.log.committed;
+    if (pr === undefined) return `node ${id} is not a member`;
+    const behind = Math.max(0, commit - pr.match);
+    const seen = this.lastContact.get(id);
+    const silentMs = seen === undefined ? -1 : Date.now() - seen;
+    if (pr.match > 0 && (silentMs < 0 || silentMs > this.opts.electionMs)) return `node ${id} is ${behind} entries behind: its log matches up to index ${pr.match} of the leader's commit index ${commit}, but this node has not heard from it ${silentMs < 0 ? "at all" : `for ${silentMs} ms`} (is it running?)`;
+    if (pr.state !== "replicate") return `node ${id} is ${behind} entries behind: its log matches up to index ${pr.match} of the leader's commit index ${commit}, and it is still ${pr.state === "snapshot" ? "receiving a snapshot" : "being probed (it has not acknowledged the leader's log)"}`;
+    if (behind > PROMOTE_LAG_ENTRIES_MAX) return `node ${id} is ${behind} entries behind: its log matches up to index ${pr.match} of the leader's commit index ${commit} (promotion needs at most ${PROMOTE_LAG_ENTRIES_MAX})`;
+    return undefined;
+  }
+
+  /** Makes learner `id` a voter; refused, saying how far behind, until it has caught up. */
+  async promote(id: NodeId): Promise<number> {
+    this.leaderOnly();
+    const r = this.node.rawNode.raft;
+    if (r.voters.has(id)) throw new MembershipError(`node ${id} is already a voter`);
+    if (!r.learners.has(id)) throw new MembershipError(`node ${id} is not a learner of this cluster`);
+    const lag = this.learnerLag(id);
+    if (lag !== undefined) throw new MembershipError(`${lag}; retry once it has caught up`, "NOTREADY");
+    return this.changeMembership({ type: "add-voter", node: id });
+  }
+
+  /** Removes member `id` (a voter or a learner). A leader removing itself steps down once the change commits. */
+  async remove(id: NodeId): Promise<number> {
+    this.leaderOnly();
+    const r = this.node.rawNode.raft;
+    if (!r.voters.has(id) && !r.learners.has(id)) throw new MembershipError(`node ${id} is not a member of this cluster`);
+    if (r.voters.has(id) && r.voters.size === 1) throw new MembershipError(`node ${id} is the only voter: a cluster cannot remove its last voter`);
+    return this.changeMembership({ type: "remove-node", node: id });
+  }
+
+  /**
+   * Hands leadership to voter `to` and resolves once this node sees `to` lead (catching it up
+   * first if needed); rejects if it did not happen within TRANSFER_WAIT_ELECTIONS election timeouts.
+   */
+  async transfer(to: NodeId): Promise<void> {
+    this.leaderOnly();
+    if (to === this.id) return;
+    const r = this.node.rawNode.raft;
+    if (!r.voters.has(to)) throw new MembershipError(r.learners.has(to) ? `node ${to} is a learner: promote it first` : `node ${to} is not a member of this cluster`);
+    const res = this.node.transferLeadership(to);
+    if (res === "not-leader") throw new MembershipError("this node is no longer the leader: retry", "TRYAGAIN");
+    if (res !== "ok") throw new MembershipError(`cannot transfer leadership to node ${to}: ${res}`);
+    if (!(await this.waitLeader(to, TRANSFER_WAIT_ELECTIONS * this.opts.electionMs))) {
+      throw new MembershipError(`node ${to} did not take over within ${TRANSFER_WAIT_ELECTIONS * this.opts.electionMs} ms (is it up and caught up?)`, "TRYAGAIN");
+    }
+  }
+
+  /** Resolves true once this node knows `id` as the leader; false after `timeoutMs`. */
+  async waitLeader(id: NodeId, timeoutMs: number): Promise<boolean> {
+    const deadline = performance.now() + timeoutMs;
+    for (let i = 0; performance.now() < deadline && !this.closing; i++) {
+      assert(i < 10_000_000, "waitLeader looped without bound");
+      const r = this.node.rawNode.raft;
+      if (r.lead === id && (id === this.id) === (r.role === "leader")) return true;
+      await Bun.sleep(5);
+    }
+    return false;
+  }
+
+  /** Sends a membership request to the leader (any node accepts them) and resolves with its reply bytes. */
+  async forwardAdmin(argv: readonly string[]): Promise<Buffer> {
+    const addr = this.leaderAddr();
+    if (addr === undefined) throw new ClusterError({ kind: "clusterdown", why: "no leader elected: retry" });
+    try {
+      return await this.links.request(addr, argv);
+    } catch (err) {
+      throw writeFailure(err);
+    }
+  }
+
   // ---- what the server asks ----
 
   get pendingBytes(): number {
@@ -604,7 +882,7 @@ export class ClusterNode<T> {
   }
 
   get applied(): number {
-    return this.node.status().smApplied;
+    return this.node.appliedIndex;
   }
 
   get walStats() {
@@ -649,15 +927,16 @@ export class ClusterNode<T> {
    * the end of this turn of the event loop: one Ready, one append, one fdatasync for all.
    */
   propose(argv: string[], nowMs: number, owner: T, proto: 2 | 3 = 2, forwarded = false): Proposal<T> {
-    const payloadBytes = encodedCommandBytes(argv) + COMMAND_ENTRY_OVERHEAD_BYTES;
+    const commandBytes = encodedCommandBytes(argv);
+    const payloadBytes = commandBytes + COMMAND_ENTRY_OVERHEAD_BYTES;
     if (payloadBytes > RECORD_PAYLOAD_BYTES_MAX) {
       throw new WriteRefusedError(
         `write not accepted: the command is ${payloadBytes} bytes as a log entry, past the log's record limit of ${RECORD_PAYLOAD_BYTES_MAX} bytes (${RECORD_PAYLOAD_BYTES_MAX / 1048576} MiB) for one write`,
       );
     }
     const t = this.now(nowMs);
-    const payload = encodeCommandEntry(argv, t, proto);
-    const p: Proposal<T> = { index: 0, argv, nowMs: t, owner, payload, bytes: recordBytesFor(payload.length), forwarded };
+    const payload = encodeCommandEntry(argv, t, proto, commandBytes);
+    const p: Proposal<T> = { index: 0, argv, nowMs: t, proto, owner, payload, bytes: recordBytesFor(payload.length), forwarded };
     this.pendingBytesValue += p.bytes;
     this.batch.push(p);
     if (!this.flushScheduled) {
@@ -683,31 +962,19 @@ export class ClusterNode<T> {
     } else this.batch = [];
     const datas: Uint8Array[] = new Array(batch.length);
     for (let i = 0; i < batch.length; i++) datas[i] = batch[i]!.payload;
-    const results = this.node.proposeBatch(datas, this.onProposalFailed);
+    // Each proposal rides with its entry: the state machine answers it when the entry applies as
+    // proposed; otherwise the runtime reports it failed (onProposalFailed).
+    const results = this.node.proposeBatch(datas, batch, this.onProposalFailed);
     for (let i = 0; i < batch.length; i++) {
-      const p = batch[i]!;
       const r = results[i]!;
-      if ("error" in r) {
-        this.fail(p, r.error);
-        continue;
-      }
-      p.index = r.index;
-      const prev = this.sm.owned.get(r.index);
-      if (prev !== undefined) {
-        // A proposal of an older term at this index was overwritten before its failure was delivered.
-        this.sm.owned.delete(r.index);
-        this.fail(prev.p, new UnknownOutcomeError(r.index));
-      }
-      this.sm.owned.set(r.index, { term: r.term, p });
+      if ("error" in r) this.fail(batch[i]!, r.error);
+      else batch[i]!.index = r.index;
     }
   }
 
   /** The runtime gave up on the entry this node proposed at `index` (not applied as proposed, or unknown). */
-  private readonly onProposalFailed = (index: number, err: Error): void => {
-    const mine = this.sm.owned.get(index);
-    if (mine === undefined) return; // applied under another term's entry: already answered by the state machine
-    this.sm.owned.delete(index);
-    this.fail(mine.p, err);
+  private readonly onProposalFailed = (_index: number, err: Error, p: Proposal<T>): void => {
+    this.fail(p, err);
   };
 
   private fail(p: Proposal<T>, err: unknown): void {

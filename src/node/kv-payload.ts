@@ -15,7 +15,7 @@
 import { assert } from "../errors.ts";
 import { toExpiry, type DbEntry, type Expiry } from "../kv/db.ts";
 import type { Proto } from "../resp/encode.ts";
-import { decodeCommand, encodeCommand } from "../resp/request-parser.ts";
+import { decodeCommand, encodeCommand, encodeCommandInto, encodedCommandBytes } from "../resp/request-parser.ts";
 
 export const KV_PAYLOAD_VERSION = 1;
 export const KV_IMAGE_VERSION = 1;
@@ -65,11 +65,20 @@ function header(kind: number, timeMs: number, body: Buffer, extra: number): Buff
   return b;
 }
 
-/** The payload of a command entry: `argv` run at the leader's `timeMs`, its reply in `proto`. */
-export function encodeCommandEntry(argv: readonly string[], timeMs: number, proto: Proto = 2): Buffer {
+/**
+ * The payload of a command entry: `argv` run at the leader's `timeMs`, its reply in `proto`.
+ * `commandBytes`: encodedCommandBytes(argv) when the caller has it (one buffer, one pass).
+ */
+export function encodeCommandEntry(argv: readonly string[], timeMs: number, proto: Proto = 2, commandBytes = encodedCommandBytes(argv)): Buffer {
   assert(argv.length > 0, "a command entry without a command");
-  const b = header(KIND_COMMAND, timeMs, encodeCommand(argv), 1);
+  const size = HEADER_BYTES + 1 + commandBytes;
+  const b = Buffer.allocUnsafe(size);
+  b[0] = KV_PAYLOAD_VERSION;
+  b[1] = KIND_COMMAND;
+  putTime(b, 2, timeMs);
   b[HEADER_BYTES] = proto;
+  const end = encodeCommandInto(argv, b, HEADER_BYTES + 1);
+  assert(end === size, `command entry of ${end} bytes, ${size} expected`);
   return b;
 }
 

@@ -88,6 +88,17 @@ export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
   }
 
   /**
+   * Applies the command entry at `index` whose payload encodes exactly (argv, timeMs, proto): the
+   * proposer's own entry, run from its arguments rather than decoded back from its bytes.
+   */
+  applyCommand(index: number, argv: string[], timeMs: number, proto: 2 | 3, out: ReplyBuffer): void {
+    if (index !== this.applied + 1) assert(false, `kv applied ${index} after ${this.applied} (applied moves by one)`);
+    this.applied = index;
+    out.proto = proto;
+    this.kv.apply(argv, timeMs, out);
+  }
+
+  /**
    * A read-only command on local state (after a ReadIndex round), at the local clock `wallMs`:
    * keys whose expiry passed are absent, and the replicated state (the applied time) is unchanged.
    */

@@ -22,14 +22,15 @@ interface Inflight {
 }
 
 /**
- * One process's view of a MemoryStorage (the "disk"). A crash loses the write in flight, or keeps a
- * prefix of it (a torn crash: what reached the disk before the fsync); `reopen()` gives the next
- * process the same disk. One persist at a time: a second one before the first resolves is a runtime
- * bug (persist never reorders).
+ * One process's view of a MemoryStorage (the "disk"). Writes become durable in the order issued (a
+ * later one never before an earlier one: several may be in flight, as a leader pipelines its
+ * appends). A crash loses the writes in flight, or keeps a prefix of the oldest (a torn crash:
+ * what reached the disk before the fsync); `reopen()` gives the next process the same disk.
  */
 export class MemoryRaftStorage implements RaftStorage {
   private now = 0;
-  private inflight: Inflight | undefined;
+  /** Writes issued and not yet durable, oldest first; each completes no earlier than the one before. */
+  private inflight: Inflight[] = [];
   private crashed = false;
   private closed = false;
   /** Next write's fate: keep this many of its steps [snapshot, entries..., hardState] (the last is lost), then crash. */
@@ -72,29 +73,29 @@ export class MemoryRaftStorage implements RaftStorage {
   // ---- RaftStorage ----
   persist(p: PersistRequest): Promise<void> {
     assert(!this.closed, "persist after close");
-    assert(this.inflight === undefined, "persist while another persist is in flight (persist never reorders)");
     this.persists++;
     return new Promise<void>((resolve) => {
       if (this.crashed) return; // a dead process: never completes
       const steps = this.opts.persistSteps?.() ?? 0;
-      this.inflight = { p, doneAt: this.now + steps, resolve };
-      if (steps === 0) this.complete();
+      const prev = this.inflight[this.inflight.length - 1];
+      this.inflight.push({ p, doneAt: Math.max(this.now + steps, prev?.doneAt ?? 0), resolve });
+      if (steps === 0 && this.inflight.length === 1) this.complete();
     });
   }
 
   /** Advances this disk's clock by one step, completing the write in flight when its time has come. */
   step(): void {
     this.now++;
-    if (this.inflight && this.inflight.doneAt <= this.now) this.complete();
+    while (!this.crashed && this.inflight.length > 0 && this.inflight[0]!.doneAt <= this.now) this.complete();
   }
 
   get writing(): boolean {
-    return this.inflight !== undefined;
+    return this.inflight.length > 0;
   }
 
+  /** The oldest write in flight becomes durable (or is torn, or durable and then the process dies). */
   private complete(): void {
-    const w = this.inflight as Inflight;
-    this.inflight = undefined;
+    const w = this.inflight.shift()!;
     const steps = stepsOf(w.p);
     if (this.tornKeep && steps > 0) {
       const k = this.tornKeep(steps);
@@ -154,15 +155,15 @@ export class MemoryRaftStorage implements RaftStorage {
   }
 
   /**
-   * The process dies now; nothing of this instance runs again. The write in flight (issued, its fsync
-   * not returned) is lost whole, or, with `keepOf`, keeps its first keepOf(steps + 1) steps: from
-   * none to all of [snapshot, entries..., hardState] (all: written, but never known durable).
-   * Returns the write in flight, if any.
+   * The process dies now; nothing of this instance runs again. The writes in flight (issued, their
+   * fsync not returned) are lost whole, except that with `keepOf` the oldest keeps its first
+   * keepOf(steps + 1) steps: from none to all of [snapshot, entries..., hardState] (all: written,
+   * but never known durable). Returns the oldest write in flight, if any.
    */
   crash(keepOf?: (choices: number) => number): PersistRequest | undefined {
-    const w = this.inflight;
+    const w = this.inflight[0];
     this.crashed = true;
-    this.inflight = undefined;
+    this.inflight = [];
     if (w && keepOf && !this.closed) {
       const steps = stepsOf(w.p);
       if (steps > 0) this.writePrefix(w.p, keepOf(steps + 1));
@@ -187,7 +188,7 @@ export class MemoryRaftStorage implements RaftStorage {
   }
 
   close(): Promise<void> {
-    assert(this.inflight === undefined, "close with a persist in flight");
+    assert(this.inflight.length === 0, "close with a persist in flight");
     this.closed = true;
     return Promise.resolve();
   }

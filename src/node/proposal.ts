@@ -33,6 +33,8 @@ export interface Proposal<T> {
   index: number;
   argv: string[];
   nowMs: number;
+  /** The protocol its reply is written in (the proposing client's, or the forwarding member's client's). */
+  proto?: 2 | 3;
   owner: T;
   /** The command RESP-encoded: the log record's payload (encoded when proposed, see propose). */
   payload: Buffer;

@@ -67,6 +67,11 @@ export interface RaftNodeConfig<R> {
    * the loop runs on.
    */
   readonly yieldAfterApply?: (next: () => void) => void;
+  /**
+   * A leader writes its own entries while the loop goes on (default true): the next Ready's append
+   * starts while the previous one's fdatasync runs. False: every persist finishes before the next Ready.
+   */
+  readonly pipelineAppends?: boolean;
 }
 
 const ignore = (): void => {};
@@ -80,6 +85,8 @@ interface PendingProposal<R> {
   readonly term: number;
   readonly resolve: (r: R) => void;
   readonly reject: (e: Error) => void;
+  /** Given to the state machine with the entry, when the entry applied is this proposal's (proposeBatch). */
+  readonly ctx?: unknown;
 }
 
 interface Waiter {
@@ -97,9 +104,11 @@ export interface NodeStatus extends Status {
 
 /**
  * One member. Inputs: tick() (from a driver's interval), step(msg) (from the transport), propose,
- * readIndex. The Ready loop runs after each input: persist (one write in flight; meanwhile the node
- * keeps stepping and ticking, and the next Ready waits) -> send -> restore/apply -> advance. Nothing
- * of a Ready is sent before its persist resolves.
+ * readIndex. The Ready loop runs after each input: persist -> send -> restore/apply -> advance.
+ * A persist holds the loop until it is durable, except a leader's append of its own entries in a
+ * term and vote already durable: that write runs while the loop goes on (its messages go out at
+ * once, later Readies are taken and their appends queue behind it), and the leader counts those
+ * entries toward a quorum only once the write is durable (RawNode.persisted).
  */
 export class RaftNode<R = unknown> {
   readonly id: NodeId;
@@ -111,8 +120,10 @@ export class RaftNode<R = unknown> {
   private readonly cfg: RaftNodeConfig<R>;
   /** Index the state machine reflects. */
   private applied: number;
-  /** The Ready whose persist is in flight. */
+  /** The Ready whose persist is in flight, finished once it is durable (see pump). */
   private persisting: Ready | undefined;
+  /** Leader appends being written, their Readies already finished (see mayPipeline). */
+  private pipelined = 0;
   private pumping = false;
   /** Set by close() or a storage failure: inputs are refused. */
   private stopped: Error | undefined;
@@ -184,23 +195,52 @@ export class RaftNode<R = unknown> {
    * DroppedError, NodeClosedError: nothing after the first refusal is appended).
    */
   proposeMany(datas: readonly Uint8Array[]): ({ index: number; term: number; result: Promise<R> } | { error: Error })[] {
-    return this.proposeEach(datas, undefined);
+    return this.proposeEach(datas);
   }
 
   /**
-   * As proposeMany without a promise per entry (the hot path of a busy leader): `onFail(index, err)`
-   * is called for an appended entry that will not be applied as proposed (the reasons propose
-   * rejects with); success is seen by the state machine applying it.
+   * As proposeMany without a promise per entry (the hot path of a busy leader): `ctxs[i]` goes to
+   * the state machine with entry i when it applies as proposed (StateMachine.apply's ctx), and
+   * `onFail(index, err, ctx)` is called instead for an appended entry that will not (the reasons
+   * propose rejects with).
    */
-  proposeBatch(datas: readonly Uint8Array[], onFail: (index: number, err: Error) => void): ({ index: number; term: number } | { error: Error })[] {
-    return this.proposeEach(datas, onFail);
+  proposeBatch<C>(datas: readonly Uint8Array[], ctxs: readonly C[], onFail: (index: number, err: Error, ctx: C) => void): ({ index: number; term: number } | { error: Error })[] {
+    assert(ctxs.length === datas.length, "one context per proposal");
+    return this.proposeEach(datas, ctxs, onFail as (index: number, err: Error, ctx: unknown) => void);
   }
 
-  private proposeEach(datas: readonly Uint8Array[], onFail: ((index: number, err: Error) => void) | undefined): ({ index: number; term: number; result: Promise<R> } | { error: Error })[] {
+  private readonly failWith = (index: number, onFail: (index: number, err: Error, ctx: unknown) => void, ctx: unknown) => (e: Error) => onFail(index, e, ctx);
+
+  private proposeEach(
+    datas: readonly Uint8Array[],
+    ctxs?: readonly unknown[],
+    onFail?: (index: number, err: Error, ctx: unknown) => void,
+  ): ({ index: number; term: number; result: Promise<R> } | { error: Error })[] {
     const out: ({ index: number; term: number; result: Promise<R> } | { error: Error })[] = [];
     let refused: Error | undefined = this.stopped;
     const raft = this.rawNode.raft;
     if (refused === undefined && raft.role !== "leader") refused = new NotLeaderError(raft.lead);
+    if (refused === undefined && onFail !== undefined && datas.length > 1) {
+      // The server's batch: appended as one (all or none); refused, it goes one by one below (a
+      // prefix may still fit under the uncommitted-entries bound).
+      const r = this.rawNode.proposeBatch(datas);
+      if (r.ok) {
+        if (r.term !== this.leaderTerm) {
+          this.failProposals();
+          this.leaderTerm = r.term;
+        }
+        const first = r.index - datas.length + 1;
+        for (let i = 0; i < datas.length; i++) {
+          const index = first + i;
+          assert(!this.proposals.has(index), `two proposals at index ${index}`);
+          const ctx = ctxs![i];
+          this.proposals.set(index, { term: r.term, resolve: ignore, reject: this.failWith(index, onFail, ctx), ctx });
+          out.push({ index, term: r.term, result: NO_RESULT as Promise<R> });
+        }
+        this.pump();
+        return out;
+      }
+    }
     for (const data of datas) {
       if (refused !== undefined) {
         out.push({ error: refused });
@@ -219,7 +259,8 @@ export class RaftNode<R = unknown> {
       assert(!this.proposals.has(r.index), `two proposals at index ${r.index}`);
       if (onFail !== undefined) {
         const index = r.index;
-        this.proposals.set(index, { term: r.term, resolve: ignore, reject: (e) => onFail(index, e) });
+        const ctx = ctxs![out.length];
+        this.proposals.set(index, { term: r.term, resolve: ignore, reject: this.failWith(index, onFail, ctx), ctx });
         out.push({ index, term: r.term, result: NO_RESULT as Promise<R> });
         continue;
       }
@@ -340,14 +381,19 @@ export class RaftNode<R = unknown> {
 
   /** A persist was issued and its continuation has not run yet. */
   get persistInFlight(): boolean {
-    return this.persisting !== undefined || this.savingHardState;
+    return this.persisting !== undefined || this.pipelined > 0 || this.savingHardState;
+  }
+
+  /** Index the state machine reflects (status().smApplied, without building the status). */
+  get appliedIndex(): number {
+    return this.applied;
   }
 
   status(): NodeStatus {
     return {
       ...this.rawNode.status(),
       smApplied: this.applied,
-      persisting: this.persisting !== undefined,
+      persisting: this.persisting !== undefined || this.pipelined > 0,
       pendingProposals: this.proposals.size,
       pendingReads: this.readQueue.length + [...this.readRounds.values()].reduce((n, r) => n + r.waiters.length, 0) + this.confirmedReads.reduce((n, r) => n + r.waiters.length, 0),
     };
@@ -358,7 +404,7 @@ export class RaftNode<R = unknown> {
     if (this.stopped) return;
     this.stopped = new NodeClosedError("node closed");
     this.transport.close();
-    while ((this.persisting || this.savingHardState) && !this.failed) await this.persistDone;
+    while ((this.persisting || this.pipelined > 0 || this.savingHardState) && !this.failed) await this.persistDone;
     // A graceful stop leaves the commit index it applied up to durable: the restart applies it all.
     const hs = this.unsavedHardState;
     this.unsavedHardState = undefined;
@@ -401,7 +447,7 @@ export class RaftNode<R = unknown> {
    */
   private saveHardState(): void {
     const hs = this.unsavedHardState;
-    if (hs === undefined || this.stopped || this.persisting || this.savingHardState || this.pumping || this.finishing) return;
+    if (hs === undefined || this.stopped || this.persisting || this.pipelined > 0 || this.savingHardState || this.pumping || this.finishing) return;
     if (this.rawNode.hasReady()) return; // the next Ready's write carries it
     this.unsavedHardState = undefined;
     this.savingHardState = true;
@@ -444,6 +490,23 @@ export class RaftNode<R = unknown> {
         if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
           const hardState = rd.hardState ?? this.unsavedHardState;
           this.unsavedHardState = undefined;
+          if (this.mayPipeline(rd)) {
+            // A leader's own entries: written while it goes on (sends them, applies what is
+            // committed, takes the next Ready); it counts them toward a quorum once durable.
+            if (rd.messages.length > 0) {
+              this.transport.send(rd.messages);
+              this.sentEarly = rd;
+            }
+            const last = rd.entries[rd.entries.length - 1]!;
+            this.pipelined++;
+            this.persistDone = this.storage.persist({ hardState, entries: rd.entries, snapshot: undefined }).then(
+              () => this.afterPipelined(last.index, last.term),
+              (err: unknown) => this.fail(err),
+            );
+            this.finish(rd, false);
+            if (this.yieldAfter(rd)) return;
+            continue;
+          }
           if (rd.messages.length > 0 && this.maySendBeforePersist(rd)) {
             // A leader's appends go out while it writes the same entries (Raft thesis 10.2.1): it
             // counts itself toward a quorum only once its own write is durable.
@@ -489,6 +552,30 @@ export class RaftNode<R = unknown> {
     return true;
   }
 
+  /**
+   * A Ready whose persist may run while the loop goes on: a leader appending entries in a term and
+   * vote already durable (as for maySendBeforePersist), with no classic persist in flight (its
+   * Ready finishes only when durable, so later Readies wait for it anyway).
+   */
+  private mayPipeline(rd: Ready): boolean {
+    if (this.cfg.pipelineAppends === false || this.persisting !== undefined) return false;
+    if (rd.entries.length === 0 || rd.snapshot !== undefined) return false;
+    return this.maySendBeforePersist(rd);
+  }
+
+  /** A pipelined append is durable: the leader counts its entries (in the order the Readies were taken). */
+  private afterPipelined(index: number, term: number): void {
+    this.pipelined--;
+    assert(this.pipelined >= 0, "more pipelined appends completed than issued");
+    if (this.failed) return;
+    try {
+      this.rawNode.persisted(index, term);
+      this.pump();
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
   private afterPersist(rd: Ready, written: HardState | undefined): void {
     assert(this.persisting === rd, "persist completed out of order");
     this.persisting = undefined;
@@ -508,18 +595,18 @@ export class RaftNode<R = unknown> {
 
   private finishing = false;
 
-  /** Send, restore, apply, advance, then settle proposals and reads. */
-  private finish(rd: Ready): void {
+  /** Send, restore, apply, advance, then settle proposals and reads. `entriesPersisted` false: see RawNode.advance. */
+  private finish(rd: Ready, entriesPersisted = true): void {
     assert(!this.finishing, "finish() re-entered");
     this.finishing = true;
     try {
-      this.finishReady(rd);
+      this.finishReady(rd, entriesPersisted);
     } finally {
       this.finishing = false;
     }
   }
 
-  private finishReady(rd: Ready): void {
+  private finishReady(rd: Ready, entriesPersisted: boolean): void {
     if (rd.messages.length > 0 && this.sentEarly !== rd) this.transport.send(rd.messages);
     if (this.sentEarly === rd) this.sentEarly = undefined;
     if (rd.snapshot) {
@@ -535,7 +622,7 @@ export class RaftNode<R = unknown> {
       }
     }
     for (const e of rd.committedEntries) this.applyEntry(e);
-    this.rawNode.advance(rd);
+    this.rawNode.advance(rd, entriesPersisted);
     for (const rs of rd.readStates) {
       const round = this.readRounds.get(rs.requestCtx);
       // A round failed when leadership was seen lost may still be confirmed by a Ready built before.
@@ -553,12 +640,13 @@ export class RaftNode<R = unknown> {
 
   private applyEntry(e: Entry): void {
     if (e.index !== this.applied + 1) assert(false, `applying ${e.index} after ${this.applied} (applied moves by one)`);
-    const result = this.sm.apply(e);
-    this.applied = e.index;
     const p = this.proposals.get(e.index);
-    if (!p) return;
+    const mine = p !== undefined && p.term === e.term;
+    const result = this.sm.apply(e, mine ? p.ctx : undefined);
+    this.applied = e.index;
+    if (p === undefined) return;
     this.proposals.delete(e.index);
-    if (p.term === e.term) p.resolve(result);
+    if (mine) p.resolve(result);
     else p.reject(new DroppedError(`overwritten by an entry of term ${e.term}`));
   }
 

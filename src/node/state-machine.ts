@@ -9,7 +9,11 @@ import type { Entry, Snapshot } from "../raft/types.ts";
  * It must be deterministic: every member computes the same state from the same entries.
  */
 export interface StateMachine<R = unknown> {
-  apply(entry: Entry): R;
+  /**
+   * `ctx`: what this node's proposer attached to the entry (RaftNode.proposeBatch), given only
+   * when the entry applied is the one proposed (same index and term); undefined otherwise.
+   */
+  apply(entry: Entry, ctx?: unknown): R;
   /** An image of the state after the last applied entry. */
   snapshot(): Uint8Array;
   /** Replaces the whole state by the snapshot's (at start, and when the leader sends one). */
@@ -33,15 +37,15 @@ export class RegisterStateMachine implements StateMachine<RegisterResult> {
   value = "";
   applied = 0;
   /** Observers (the simulator's checkers). */
-  onApply: ((e: Entry, value: string) => void) | undefined;
+  onApply: ((e: Entry, value: string, ctx: unknown) => void) | undefined;
   onRestore: ((index: number) => void) | undefined;
 
-  apply(e: Entry): RegisterResult {
+  apply(e: Entry, ctx?: unknown): RegisterResult {
     if (e.index !== this.applied + 1) assert(false, `register applied ${e.index} after ${this.applied}`);
     const value = e.type === "normal" ? dec.decode(e.data) : "";
     if (value !== "") this.value = value;
     this.applied = e.index;
-    this.onApply?.(e, value);
+    this.onApply?.(e, value, ctx);
     return { index: e.index, value: this.value };
   }
 

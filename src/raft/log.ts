@@ -10,9 +10,27 @@ class Unstable {
   entries: Entry[] = [];
   /** Index of entries[0]. */
   offset: number;
+  /**
+   * Entries below this index were handed to the runtime to persist (by RawNode.ready) and are not
+   * yet acknowledged durable; offset <= offsetInProgress <= offset + entries.length. A runtime may
+   * persist the next entries while earlier ones are still being written (a leader's pipeline).
+   */
+  offsetInProgress: number;
 
   constructor(offset: number) {
     this.offset = offset;
+    this.offsetInProgress = offset;
+  }
+
+  /** Entries not yet handed to the runtime to persist. */
+  toPersist(): readonly Entry[] {
+    const from = this.offsetInProgress - this.offset;
+    return from === 0 ? this.entries : this.entries.slice(from);
+  }
+
+  /** Every unstable entry was handed to the runtime to persist. */
+  acceptInProgress(): void {
+    this.offsetInProgress = this.offset + this.entries.length;
   }
 
   maybeFirstIndex(): number | undefined {
@@ -39,6 +57,7 @@ class Unstable {
     if (gt === t && i >= this.offset) {
       this.entries = this.entries.slice(i + 1 - this.offset);
       this.offset = i + 1;
+      if (this.offsetInProgress < this.offset) this.offsetInProgress = this.offset;
     }
   }
 
@@ -48,6 +67,7 @@ class Unstable {
 
   restore(s: Snapshot): void {
     this.offset = s.meta.index + 1;
+    this.offsetInProgress = this.offset;
     this.entries = [];
     this.snapshot = s;
   }
@@ -59,9 +79,12 @@ class Unstable {
     } else if (after <= this.offset) {
       // Replaces everything unstable; the runtime truncates storage when it persists these.
       this.offset = after;
+      this.offsetInProgress = after;
       this.entries = ents.slice();
     } else {
       this.entries = this.entries.slice(0, after - this.offset).concat(ents);
+      // Entries from `after` are new: they must be persisted again even if older ones there were in progress.
+      if (this.offsetInProgress > after) this.offsetInProgress = after;
     }
   }
 }
@@ -176,21 +199,37 @@ export class RaftLog {
     return this.unstable.entries;
   }
 
+  /** Unstable entries not yet handed to the runtime to persist (see Unstable.offsetInProgress). */
+  entriesToPersist(): readonly Entry[] {
+    return this.unstable.toPersist();
+  }
+
   hasPendingSnapshot(): boolean {
     return this.unstable.snapshot !== undefined;
+  }
+
+  /**
+   * The highest index the application may apply: committed, and durable on this node too. A
+   * leader may learn an entry committed (from its followers) while its own write of it is still in
+   * flight; it applies the entry once that write is durable, so a node never holds in its state
+   * (or a snapshot of it) an entry its own log may not.
+   */
+  private applicableTo(): number {
+    return Math.min(this.committed, this.lastStableIndex());
   }
 
   /** Committed entries not yet applied (none while a snapshot waits to be installed). */
   nextCommittedEntries(): Entry[] {
     if (this.hasPendingSnapshot()) return [];
     const lo = Math.max(this.applied + 1, this.firstIndex());
-    if (this.committed + 1 <= lo) return [];
-    return this.slice(lo, this.committed + 1, this.maxApplyBytes);
+    const hi = this.applicableTo();
+    if (hi + 1 <= lo) return [];
+    return this.slice(lo, hi + 1, this.maxApplyBytes);
   }
 
   hasNextCommittedEntries(): boolean {
     if (this.hasPendingSnapshot()) return false;
-    return this.committed > Math.max(this.applied, this.firstIndex() - 1);
+    return this.applicableTo() > Math.max(this.applied, this.firstIndex() - 1);
   }
 
   /** Entries from lo to the end (bounded by maxBytes), or undefined if lo - 1 is compacted. */

@@ -132,7 +132,7 @@ export class RawNode {
     const r = this.raft;
     if (r.bcastPending && r.role === "leader") return true;
     if (r.msgs.length > 0 || r.readStates.length > 0) return true;
-    if (r.log.unstableEntries().length > 0 || r.log.hasPendingSnapshot()) return true;
+    if (r.log.entriesToPersist().length > 0 || r.log.hasPendingSnapshot()) return true;
     if (r.log.hasNextCommittedEntries()) return true;
     if (r.lead !== this.prevSoft.lead || r.role !== this.prevSoft.role) return true;
     const hs = r.hardState();
@@ -151,7 +151,8 @@ export class RawNode {
     const softChanged = soft.lead !== this.prevSoft.lead || soft.role !== this.prevSoft.role;
     const hs = r.hardState();
     const hardChanged = !hardStateEqual(hs, this.prevHard);
-    const entries = r.log.unstableEntries().slice();
+    const entries = r.log.entriesToPersist().slice();
+    r.log.unstable.acceptInProgress();
     const snapshot = r.log.unstable.snapshot;
     const rd: Ready = {
       softState: softChanged ? soft : undefined,
@@ -171,14 +172,23 @@ export class RawNode {
     return rd;
   }
 
-  /** The runtime persisted, sent and applied `rd`. */
-  advance(rd: Ready): void {
+  /**
+   * The runtime persisted, sent and applied `rd`. With `entriesPersisted` false, its entries are
+   * still being written (a leader persisting its entries while it goes on): the runtime calls
+   * persisted() for them once their write is durable, in the order the Readies were taken.
+   */
+  advance(rd: Ready, entriesPersisted = true): void {
     assert(this.outstanding, "advance() without ready()");
     this.outstanding = false;
     const r = this.raft;
     if (rd.snapshot) r.onSnapshotInstalled(rd.snapshot.meta.index);
     const last = rd.entries[rd.entries.length - 1] as Entry | undefined;
-    if (last) r.onPersisted(last.index, last.term);
+    if (last && entriesPersisted) r.onPersisted(last.index, last.term);
     if (rd.committedEntries.length > 0) r.onApplied(rd.committedEntries);
+  }
+
+  /** Entries up to (index, term), handed out by an earlier ready() and advanced unpersisted, are durable. */
+  persisted(index: number, term: number): void {
+    this.raft.onPersisted(index, term);
   }
 }

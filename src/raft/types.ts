@@ -63,11 +63,19 @@ export interface ReadState {
 
 export type ConfChangeType = "add-voter" | "add-learner" | "remove-node";
 
-/** A single-server membership change (one pending at a time; see docs/raft.md). */
+/**
+ * A single-server membership change (one pending at a time; see docs/raft.md). `context` is opaque
+ * to Raft and travels with the entry (the runtime puts a new member's addresses there, so every
+ * member learns them through the log).
+ */
 export interface ConfChange {
   readonly type: ConfChangeType;
   readonly node: NodeId;
+  readonly context?: Uint8Array;
 }
+
+/** Largest conf-change context: addresses, not data. */
+export const CONF_CHANGE_CONTEXT_BYTES_MAX = 4096;
 
 interface Envelope {
   readonly from: NodeId;
@@ -193,25 +201,25 @@ export function hardStateEqual(a: HardState, b: HardState): boolean {
 
 const CC_CODE: Record<ConfChangeType, number> = { "add-voter": 1, "add-learner": 2, "remove-node": 3 };
 
-/** Conf-change entry payload: [kind u8][node u32 big-endian]. */
+/** Conf-change entry payload: [kind u8][node u32 big-endian][context: the rest, possibly empty]. */
 export function encodeConfChange(cc: ConfChange): Uint8Array {
-  const out = new Uint8Array(5);
+  const ctx = cc.context ?? EMPTY_CONTEXT;
+  if (ctx.length > CONF_CHANGE_CONTEXT_BYTES_MAX) throw new RangeError(`conf change context of ${ctx.length} bytes (at most ${CONF_CHANGE_CONTEXT_BYTES_MAX})`);
+  const out = new Uint8Array(5 + ctx.length);
   out[0] = CC_CODE[cc.type];
   new DataView(out.buffer).setUint32(1, cc.node, false);
+  out.set(ctx, 5);
   return out;
 }
 
+const EMPTY_CONTEXT = new Uint8Array(0);
+
 export function decodeConfChange(data: Uint8Array): ConfChange {
-  if (data.length !== 5) throw new Error(`conf change payload of ${data.length} bytes`);
+  if (data.length < 5 || data.length > 5 + CONF_CHANGE_CONTEXT_BYTES_MAX) throw new Error(`conf change payload of ${data.length} bytes`);
   const node = new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(1, false);
-  switch (data[0]) {
-    case 1:
-      return { type: "add-voter", node };
-    case 2:
-      return { type: "add-learner", node };
-    case 3:
-      return { type: "remove-node", node };
-    default:
-      throw new Error(`unknown conf change kind ${data[0]}`);
-  }
+  const type = CC_TYPES[data[0]!];
+  if (type === undefined) throw new Error(`unknown conf change kind ${data[0]}`);
+  return data.length === 5 ? { type, node } : { type, node, context: data.subarray(5) };
 }
+
+const CC_TYPES: Record<number, ConfChangeType | undefined> = { 1: "add-voter", 2: "add-learner", 3: "remove-node" };

@@ -401,15 +401,21 @@ export function encodedCommandBytes(argv: readonly { readonly length: number }[]
 export function encodeCommand(argv: readonly string[]): Buffer {
   const size = encodedCommandBytes(argv);
   const b = Buffer.allocUnsafe(size);
-  let o = putHeader(b, 0, STAR, argv.length);
+  const o = encodeCommandInto(argv, b, 0);
+  assert(o === size, "encodeCommand size");
+  return b;
+}
+
+/** Writes argv's RESP multibulk frame into `b` at `off` (room for encodedCommandBytes(argv)); returns the offset after it. */
+export function encodeCommandInto(argv: readonly string[], b: Buffer, off: number): number {
+  let o = putHeader(b, off, STAR, argv.length);
   for (const a of argv) {
     o = putHeader(b, o, DOLLAR, a.length);
     if (a.length > 0) o += b.latin1Write(a, o, a.length);
     b[o++] = CR;
     b[o++] = LF;
   }
-  assert(o === size, "encodeCommand size");
-  return b;
+  return o;
 }
 
 /** Where readHeader stopped: the offset after the header's CRLF. */

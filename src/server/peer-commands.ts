@@ -20,6 +20,12 @@ export const PEER_COMMANDS: readonly CommandSpec<ServerCtx>[] = [
         out.error(`ERR cluster id mismatch: this node belongs to '${node.clusterId}'`);
         return;
       }
+      const removedAt = Number.isSafeInteger(from) ? node.removedIndex(from) : undefined;
+      if (removedAt !== undefined) {
+        // The removed member learns it here if it missed the commit of its own removal (see ClusterNode.watchRemoval).
+        out.error(`REMOVED node ${from} was removed from cluster ${node.clusterId} at log index ${removedAt}`);
+        return;
+      }
       if (!Number.isSafeInteger(from) || from < 1 || node.view.member(from) === undefined) {
         out.error(`ERR node ${argv[2]!.slice(0, 32)} is not a member of this cluster`);
         return;

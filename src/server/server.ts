@@ -206,7 +206,9 @@ export interface ServerStats {
  * they themselves have run: SAVE answers later (a deferred reply), and writes behind it must not
  * be applied before it; QUIT closes the connection, so nothing sent after it may run.
  */
-const BARRIER_COMMANDS: ReadonlySet<string> = new Set(["save", "quit", "kv.readindex"]);
+const BARRIER_COMMANDS: ReadonlySet<string> = new Set(["save", "quit", "kv.readindex", "raft.members", "raft.add", "raft.promote", "raft.remove", "raft.transfer"]);
+/** What a node removed from its cluster still answers (every other command gets REMOVED). */
+const SERVED_WHEN_REMOVED: ReadonlySet<string> = new Set(["hello", "quit", "info"]);
 
 export class KvServer {
   readonly db: Db;
@@ -411,6 +413,12 @@ export class KvServer {
             }
           }
           let spec = this.dispatcher.lookup(argv[0]!);
+          if (this.node.removedWhy !== undefined && (spec === undefined || !SERVED_WHEN_REMOVED.has(spec.name))) {
+            // Removed from the cluster: nothing this node says about the data is current any more. A
+            // member that forwarded a request here took it for the leader: not carried out, retry.
+            this.replyInOrder(conn, out, conn.peerOf !== 0 ? `TRYAGAIN ${this.node.removedWhy}: retry` : `REMOVED ${this.node.removedWhy}: it serves no more; use another member`);
+            continue;
+          }
           let fwdProto: 2 | 3 | undefined;
           if (spec === undefined && conn.peerOf !== 0 && argv.length >= 3 && argv[0]!.toUpperCase() === "KV.FWD") {
             // A write another member forwarded: `KV.FWD <proto> <command...>`, answered in that protocol.
@@ -598,6 +606,12 @@ export class KvServer {
     conn.inputClosed = true;
     if (conn.pending.length === 0) conn.closing = true;
     else conn.pend({ kind: "later", reply: () => void (conn.closing = true) });
+  }
+
+  /** An error reply for this connection, after every reply it is already owed. */
+  private replyInOrder(conn: Conn, out: ReplyBuffer, text: string): void {
+    if (conn.pending.length === 0) out.error(text);
+    else conn.pend({ kind: "later", reply: (o) => o.error(text) });
   }
 
   /**

@@ -255,10 +255,10 @@ export class RaftLog implements RaftStorage {
         // A conflicting suffix goes. Never a committed entry: it may be applied, and the values of
         // applied records may be mapped from the segment (src/node/mapped-values.ts).
         assert(first - 1 >= this.hs.commit, `truncating the log after ${first - 1}, below the durable commit ${this.hs.commit}`);
-        if (this.hsIndex === undefined || this.hsIndex > first - 1) {
-          await this.lastDurable;
-          this.saveSide();
-        }
+        // Appends still being written (a leader's pipeline, before it stepped down) finish first:
+        // the log is cut only with no write of it in flight.
+        await this.lastDurable;
+        if (this.hsIndex === undefined || this.hsIndex > first - 1) this.saveSide();
         await wal.truncateAfter(first - 1);
         if (this.hsIndex !== undefined && this.hsIndex > first - 1) this.hsIndex = undefined;
       }

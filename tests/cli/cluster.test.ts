@@ -117,7 +117,7 @@ describe("layout", () => {
       [101, ["/bin/kv", "serve", "--id", "2"], join(dir, "n2"), join(dir, "n2", "kv.log")],
     ]);
     const path = join(dir, "cluster.json");
-    for (const bad of ["{", "[]", JSON.stringify({ ...file, clusterId: "" }), JSON.stringify({ ...file, nodes: [nodes[1]] }), JSON.stringify({ ...file, nodes: [{ ...nodes[0], start: "kv" }] })]) {
+    for (const bad of ["{", "[]", JSON.stringify({ ...file, clusterId: "" }), JSON.stringify({ ...file, nodes: [nodes[1], nodes[0]] }), JSON.stringify({ ...file, nodes: [{ ...nodes[0], name: "n2" }] }), JSON.stringify({ ...file, nodes: [{ ...nodes[0], start: "kv" }] })]) {
       writeFileSync(path, bad);
       let err: unknown;
       try {
@@ -128,6 +128,10 @@ describe("layout", () => {
       expect(err).toBeInstanceOf(StartupError);
       expect((err as StartupError).message).toContain(`${path} is damaged`);
     }
+    // After `kv cluster remove 1`: a gap in the ids, the removed id recorded.
+    writeClusterFile(dir, { ...file, nodes: [nodes[1]!], removed: [1] });
+    expect(readClusterFile(dir)!.nodes.map((n) => n.id)).toEqual([2]);
+    expect(readClusterFile(dir)!.removed).toEqual([1]);
   });
 });
 

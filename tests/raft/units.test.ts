@@ -155,6 +155,14 @@ describe("codec and randomness", () => {
       expect(decodeConfChange(encodeConfChange(cc))).toEqual(cc);
     }
     expect(() => decodeConfChange(new Uint8Array([9, 0, 0, 0, 1]))).toThrow();
+    // A context (a new member's addresses) travels after the fixed part; 5 bytes alone mean none.
+    const context = new TextEncoder().encode('{"addr":"127.0.0.1:7004"}');
+    const back = decodeConfChange(encodeConfChange({ type: "add-learner", node: 4, context }));
+    expect(back.type).toBe("add-learner");
+    expect(back.node).toBe(4);
+    expect(new TextDecoder().decode(back.context)).toBe('{"addr":"127.0.0.1:7004"}');
+    expect(() => encodeConfChange({ type: "add-learner", node: 4, context: new Uint8Array(4097) })).toThrow(RangeError);
+    expect(() => decodeConfChange(new Uint8Array([2, 0, 0]))).toThrow();
   });
 
   test("Rand is deterministic per seed and roughly uniform", () => {

@@ -1,5 +1,6 @@
 // Deterministic cluster simulator: the runtime (src/node) over its in-memory twins, with seeded network
 // faults, crashes, restarts and workload, checked at every step.
+import { assert } from "../../src/errors.ts";
 import { MemoryRaftStorage, type PersistRequest } from "../../src/node/memory-storage.ts";
 import { RaftNode } from "../../src/node/raft-node.ts";
 import { RegisterStateMachine, type RegisterResult } from "../../src/node/state-machine.ts";
@@ -126,11 +127,6 @@ interface SimNode {
   restarts: number;
   /** Paused (like SIGSTOP) until this micro-step: no ticks, messages wait. */
   pausedUntil: number;
-  /**
-   * Entries this incarnation proposed through proposeBatch (the server's path: no promise per
-   * entry), by index: acknowledged when applied here with the same term, as the server answers.
-   */
-  owned: Map<number, { term: number; value: string }>;
 }
 
 function sameIds(a: readonly NodeId[], b: readonly NodeId[]): boolean {
@@ -247,7 +243,6 @@ export class Simulator {
         commitPrevVoters: [],
         restarts: 0,
         pausedUntil: 0,
-        owned: new Map(),
       };
       this.nodes.set(id, n);
       this.nodeList.push(n);
@@ -278,18 +273,15 @@ export class Simulator {
   private start(n: SimNode): void {
     n.commitSeen = 0;
     n.leaderCommitChecked = 0;
-    const owned = new Map<number, { term: number; value: string }>();
-    n.owned = owned;
     const sm = new RegisterStateMachine();
-    sm.onApply = (e, value) => {
+    sm.onApply = (e, value, ctx) => {
       n.applied = e.index;
       // The configuration the node holds as it applies (the one its commit of this entry was decided in).
       this.observeCommit(n);
       this.emit({ kind: "apply", node: n.id, entry: digest(e), value });
-      const mine = owned.get(e.index);
-      if (mine !== undefined) {
-        owned.delete(e.index);
-        if (mine.term === e.term) this.acknowledge(mine.value, e.index);
+      if (ctx !== undefined) {
+        assert(ctx === value, `entry ${e.index} applied with the context of another proposal (${String(ctx)} for ${value})`);
+        this.acknowledge(value, e.index);
       }
     };
     sm.onRestore = (index) => {
@@ -787,14 +779,13 @@ export class Simulator {
         } else {
           // The server's hot path: no promise per entry; an entry is answered when it applies.
           this.workload["propose-server-batch"]++;
-          const owned = l.owned;
-          const out = node.proposeBatch(
+          // Each value rides with its entry as the proposal's context: the register hands it back
+          // when the entry applies as proposed (acknowledged then), never otherwise.
+          node.proposeBatch(
             values.map((v) => enc.encode(v)),
-            (index) => owned.delete(index),
+            values,
+            () => {},
           );
-          out.forEach((o, i) => {
-            if ("index" in o) owned.set(o.index, { term: o.term, value: values[i] as string });
-          });
         }
       } else {
         for (let i = 0; i < k; i++) this.propose(node);
