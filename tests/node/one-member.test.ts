@@ -7,7 +7,7 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ClusterError, ClusterNode } from "../../src/node/cluster-node.ts";
-import { RecordingIo, snapshotName, type StorageIo } from "../../src/storage/index.ts";
+import { RecordingIo, SnapshotStore, snapshotName, type StorageIo } from "../../src/storage/index.ts";
 import { collectReplies, openOneMember } from "../helpers/one-member.ts";
 import { tempDirs } from "../helpers/tmp.ts";
 
@@ -303,11 +303,12 @@ describe("recovery with a corrupt newest snapshot", () => {
 
     o = await open(new RecordingIo(), dir, 1 << 30, small);
     expect(o.d.recovery.snapshotIndex).toBe(at100);
+    expect(readdirSync(join(dir, "snap")).sort()).toEqual([snapshotName(at100), `${snapshotName(at200)}.corrupt`]);
     for (let i = 200; i < 300; i++) o.d.propose(["SET", `k${i}`, `v${i}`], 1, `b${i}`);
     await settle(o.replies, 100);
     const at300 = (await o.d.snapshot()).lastIndex; // the fallback is the good one at100, and the log after it stays
     await o.d.close();
-    expect(readdirSync(join(dir, "snap")).filter((f) => f.endsWith(".snap")).sort()).toEqual([snapshotName(at100), snapshotName(at300)]);
+    expect(readdirSync(join(dir, "snap")).sort()).toEqual([snapshotName(at100), `${snapshotName(at200)}.corrupt`, snapshotName(at300)]);
 
     // The new snapshot is damaged too: the good one plus the log still give everything.
     flipBodyByte(join(dir, "snap", snapshotName(at300)));
@@ -318,6 +319,33 @@ describe("recovery with a corrupt newest snapshot", () => {
     await again.d.close();
   });
 });
+
+describe("recovery with a corrupt snapshot past the end of the log", () => {
+  test("the log is not reset: the snapshot's body is checked before that decision", async () => {
+    const { d, dir, replies } = await open(new RecordingIo());
+    await setRange(d, replies, 0, 10);
+    const good = (await d.snapshot()).lastIndex;
+    await setRange(d, replies, 10, 20);
+    const last = d.applied;
+    await d.close();
+    // A newer snapshot at index 50 (beyond the log's last index), then damaged.
+    await SnapshotStore.open(dir).write({ lastIndex: last + 30, lastTerm: 9, meta: new TextEncoder().encode("1"), membership: { voters: [1], learners: [] } }, [["zz", "from-50", undefined]]);
+    flipByte(join(dir, "snap", snapshotName(last + 30)));
+
+    const again = await open(new RecordingIo(), dir);
+    expect(again.d.recovery.snapshotIndex).toBe(good);
+    expect(again.d.applied).toBeGreaterThan(last);
+    for (let i = 0; i < 20; i++) expect(again.d.fsm.db.get(`k${i}`, 10)).toBe(`v${i}`);
+    expect(again.d.fsm.db.get("zz", 10)).toBeUndefined();
+    await again.d.close();
+  });
+});
+
+function flipByte(path: string): void {
+  const b = readFileSync(path);
+  b[b.length - 3]! ^= 0x10;
+  writeFileSync(path, b);
+}
 
 /** Holds the first `holds` snapshot fsyncs until released (one release each); counts every snapshot started. */
 function holdSnapshots(io: RecordingIo, holds = Infinity) {
