@@ -97,13 +97,13 @@ export function parseClusterSpec(text: string): ClusterMemberSpec[] {
 }
 
 /**
- * The request limits and the log's record limit agree. Every write is logged as one record whose
- * payload is the command RESP-encoded, at most RECORD_PAYLOAD_BYTES_MAX (513 MiB, in
- * storage/codec.ts). `--proto-max-bulk-len` may not pass PROTO_MAX_BULK_LEN_MAX (512 MiB, the
+ * The request limits and the log's record limit agree. Every write is logged as one entry whose
+ * payload is the command RESP-encoded behind a small header (COMMAND_ENTRY_OVERHEAD_BYTES), at
+ * most RECORD_PAYLOAD_BYTES_MAX (513 MiB, in storage/codec.ts). `--proto-max-bulk-len` may not pass PROTO_MAX_BULK_LEN_MAX (512 MiB, the
  * longest string kv holds: STRING_BYTES_MAX), so a write of one maximal string with up to 1 MiB
  * of command name, key and options always fits. A write carrying more than the record limit in
  * several arguments (MSET a <300mb> b <300mb>) is refused with an error reply when proposed
- * (DurableLog.propose), before it joins a batch; the server keeps serving everyone else.
+ * (ClusterNode.propose), before it joins a batch; the server keeps serving everyone else.
  */
 export const PROTO_MAX_BULK_LEN_MAX = 512 * 1024 * 1024;
 

@@ -47,7 +47,7 @@ const serveArgs = {
   "snapshot-log-bytes": { type: "string", description: "Log growth since the last snapshot that triggers a new one (e.g. 64mb)", default: "64mb" },
   cluster: {
     type: "string",
-    description: "Initial members, id=host:port[@peerport],... (peer port: client port + 10000 by default); omit for a one-node store",
+    description: "Initial members, id=host:port[@peerport],... (peer port: client port + 10000 by default); omit for a one-member group (a single node)",
   },
   join: {
     type: "boolean",
@@ -165,11 +165,19 @@ async function openNode(config: ServerConfig): Promise<ClusterNode<Conn>> {
     io,
     unsafeLocalReads,
   });
-  node.onFatal = (err) => {
-    log.fatal(`raft node stopped: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    process.exit(70);
-  };
   return node;
+}
+
+/** Damage found while opening the data dir or applying its log, as the report an operator acts on (exit 2). */
+function startupFailure(e: unknown, config: ServerConfig): unknown {
+  if (e instanceof CorruptLogError) {
+    const hint = e.hint ?? `to cut the log at the damage and see exactly what is dropped: kv repair --data-dir ${config.dataDir}`;
+    return new StartupError(`the data in ${config.dataDir} is damaged; kv will not start on it: ${e.message}`, { file: e.file, offset: e.offset, hint, exitCode: 2 }, e);
+  }
+  if (e instanceof DataDirError || (e as { code?: string }).code !== undefined) {
+    return new StartupError(`cannot use data dir ${config.dataDir}: ${(e as Error).message}`, {}, e);
+  }
+  return e;
 }
 
 export async function serve(config: ServerConfig): Promise<void> {
@@ -178,26 +186,35 @@ export async function serve(config: ServerConfig): Promise<void> {
     mkdirSync(config.dataDir, { recursive: true });
     durable = await openNode(config);
   } catch (e) {
-    if (e instanceof CorruptLogError) {
-      const hint = e.hint ?? `to cut the log at the damage and see exactly what is dropped: kv repair --data-dir ${config.dataDir}`;
-      throw new StartupError(`the data in ${config.dataDir} is damaged; kv will not start on it: ${e.message}`, { file: e.file, offset: e.offset, hint, exitCode: 2 }, e);
-    }
-    if (e instanceof DataDirError || (e as { code?: string }).code !== undefined) {
-      throw new StartupError(`cannot use data dir ${config.dataDir}: ${(e as Error).message}`, {}, e);
-    }
-    throw e;
+    throw startupFailure(e, config);
   }
+  // Until the node serves, a stop (an entry it cannot apply) is a startup failure, reported by
+  // whenServing; after, the process exits as on any crash.
+  let serving = false;
+  durable.onFatal = (err) => {
+    if (!serving) return;
+    log.fatal(`raft node stopped: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    process.exit(70);
+  };
   const server = new KvServer(config, durable);
   const sole = durable.soleVoter();
   if (sole) {
     // The only voter elects itself and applies its log before clients connect: nothing it serves is from before its restart.
     durable.start();
-    if (!(await durable.whenServing(SERVING_STALL_MS))) {
+    let ready: boolean;
+    try {
+      ready = await durable.whenServing(SERVING_STALL_MS);
+    } catch (e) {
+      await durable.close().catch(() => {});
+      throw startupFailure(e, config);
+    }
+    if (!ready) {
       const failed = durable.storageFailed;
       if (failed !== undefined) throw new StartupError(`cannot use data dir ${config.dataDir}: writing its log failed at start (${failed.message})`, {}, failed);
       throw new StartupError(`node ${config.id} did not become able to serve (leader of its one-member group, log applied): no progress in ${SERVING_STALL_MS / 1000} s`, {});
     }
   }
+  serving = true;
   // The time includes applying the log for the only voter (whenServing), as the single node's replay did.
   const r = durable.recovery;
   log.info(

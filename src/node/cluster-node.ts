@@ -2,7 +2,6 @@
 // the KV state machine, with what the server needs on top: proposals that answer their client in
 // log order, linearizable read barriers (ReadIndex, asked of the leader by a follower), forwarding
 // of writes to the leader, expirations decided by the leader, and snapshots.
-import { existsSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from "node:fs";
 import { join } from "node:path";
 import { assert, AssertionError, ConfigError, CorruptLogError } from "../errors.ts";
 import { logger } from "../log.ts";
@@ -15,13 +14,13 @@ import { NONE, decodeConfChange, encodeConfChange, type ConfChange, type ConfSta
 import { ReplyBuffer, type ReplyWriter } from "../resp/encode.ts";
 import { encodedCommandBytes } from "../resp/request-parser.ts";
 import { RaftLog } from "../storage/raft-log.ts";
-import { RECORD_PAYLOAD_BYTES_MAX, recordBytesFor, RecordType, type FsyncMode, type StorageIo } from "../storage/index.ts";
+import { nodeIo, RECORD_PAYLOAD_BYTES_MAX, recordBytesFor, RecordType, type FsyncMode, type StorageIo } from "../storage/index.ts";
 import { StorageIoError, WalFailedError } from "../storage/errors.ts";
 import type { ClusterView, MemberAddress, MemberRole, MemberStatus } from "./cluster-view.ts";
 import { type Proposal, type RecoveryStats, type SnapshotStats, SYNCS_IN_FLIGHT, WriteRefusedError } from "./proposal.ts";
 import { COMMAND_ENTRY_OVERHEAD_BYTES, encodeCommandEntry, encodeExpireEntry, EXPIRE_BATCH_KEYS_MAX } from "./kv-payload.ts";
 import { KvEntryError, KvRaftStateMachine } from "./kv-state-machine.ts";
-import { KvImageError } from "./kv-payload.ts";
+import { KvImageError, KvPayloadError } from "./kv-payload.ts";
 import { MappedRestore } from "./mapped-restore.ts";
 import { LeaderLinks, LINK_REQUEST_TIMEOUT_MS, LinkLostError } from "./leader-link.ts";
 import { DroppedError, NodeClosedError, NotLeaderError, RaftNode, UnknownOutcomeError } from "./raft-node.ts";
@@ -173,26 +172,44 @@ interface Members {
   removed?: { id: NodeId; index: number }[];
 }
 
-function loadMembers(dataDir: string): Members | undefined {
+function loadMembers(io: StorageIo, dataDir: string): Members | undefined {
   const path = join(dataDir, MEMBERS_FILE);
-  if (!existsSync(path)) return undefined;
-  const m = JSON.parse(readFileSync(path, "utf8")) as Members;
+  if (!io.readdir(dataDir).includes(MEMBERS_FILE)) return undefined;
+  const fd = io.openRead(path);
+  let text: string;
+  try {
+    const b = new Uint8Array(io.fileSize(fd));
+    io.read(fd, b, 0, b.length, 0);
+    text = new TextDecoder().decode(b);
+  } finally {
+    io.close(fd);
+  }
+  const m = JSON.parse(text) as Members;
   if (typeof m.clusterId !== "string" || !Array.isArray(m.members) || m.members.length === 0) throw new Error(`${path}: not a membership file`);
   if (m.removed !== undefined && (!Array.isArray(m.removed) || !m.removed.every((r) => Number.isSafeInteger(r.id) && Number.isSafeInteger(r.index)))) throw new Error(`${path}: 'removed' is not a list of {id, index}`);
   return m;
 }
 
-function saveMembers(dataDir: string, m: Members): void {
+/** The log holds exactly `entries` from index 1 (no snapshot, nothing else). */
+function holdsExactly(log_: RaftLog, entries: readonly Entry[]): boolean {
+  if (log_.snapshot().meta.index !== 0 || log_.lastIndex() !== entries.length) return false;
+  const held = log_.entries(1, entries.length + 1, Number.MAX_SAFE_INTEGER);
+  return held.length === entries.length && held.every((e, i) => e.term === entries[i]!.term && e.type === entries[i]!.type && Buffer.from(e.data).equals(entries[i]!.data));
+}
+
+/** Writes the membership file durably (temp file, fsync, rename, fsync of the dir) through the storage's file layer. */
+function saveMembers(io: StorageIo, dataDir: string, m: Members): void {
   const path = join(dataDir, MEMBERS_FILE);
   const tmp = `${path}.tmp`;
-  writeFileSync(tmp, JSON.stringify(m, null, 2) + "\n");
-  const fd = openSync(tmp, "r");
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(tmp, path);
-  const dfd = openSync(dataDir, "r");
-  fsyncSync(dfd);
-  closeSync(dfd);
+  const fd = io.openWrite(tmp);
+  try {
+    io.write(fd, new TextEncoder().encode(JSON.stringify(m, null, 2) + "\n"), 0);
+    io.fsyncSync(fd);
+  } finally {
+    io.close(fd);
+  }
+  io.rename(tmp, path);
+  io.fsyncDir(dataDir);
 }
 
 /**
@@ -213,8 +230,20 @@ class KvRaftStorage implements RaftStorage {
     });
   }
 
+  /**
+   * The stored hard state, its term raised to the log's last term if it is below it: the hard
+   * state written with those entries was lost and they were not (an append torn after its
+   * entries, before its hard state record; with --fsync everysec or no, a segment whose unsynced
+   * tail was lost while a later one's data survived). A node's term is never below a term in its
+   * log (a sole voter would otherwise elect itself in an older term and append below it). No vote
+   * anyone saw is forgotten: a vote is sent only once its hard state is durable.
+   */
   initialState(): { hardState: HardState; confState: ConfState } {
-    return this.log.initialState();
+    const st = this.log.initialState();
+    const last = this.log.lastIndex();
+    const lastTerm = last > 0 ? (this.log.term(last) ?? 0) : 0;
+    if (lastTerm <= st.hardState.term) return st;
+    return { hardState: { term: lastTerm, vote: NONE, commit: st.hardState.commit }, confState: st.confState };
   }
   firstIndex(): number {
     return this.log.firstIndex();
@@ -335,6 +364,15 @@ class ServingStateMachine<T> implements StateMachine<void> {
   private readonly sink = new ReplyBuffer(1024);
   /** Payload bytes applied since the last snapshot (the trigger of the next one). */
   bytesSinceSnapshot = 0;
+  /**
+   * Writes applied (command and expiration entries; not the group's own no-op and membership
+   * entries), counted from the snapshot restored at start: INFO's rdb_changes_since_last_save is
+   * this less `savedChanges`, the count the last snapshot written or installed covers.
+   */
+  changes = 0;
+  savedChanges = 0;
+  /** `changes` when the open view was taken (see snapshot). */
+  viewChanges = 0;
 
   constructor(
     readonly kv: KvRaftStateMachine,
@@ -345,6 +383,7 @@ class ServingStateMachine<T> implements StateMachine<void> {
   /** `ctx`: this node's proposal, when the entry is the one it proposed (RaftNode.proposeBatch). */
   apply(e: Entry, ctx?: unknown): void {
     this.bytesSinceSnapshot += recordBytesFor(e.data.length);
+    if (e.type === "normal" && e.data.length > 0) this.changes++;
     if (e.type === "conf-change") this.host.membershipApplied(e.index, decodeConfChange(e.data));
     if (ctx !== undefined) {
       const p = ctx as Proposal<T>;
@@ -382,6 +421,7 @@ class ServingStateMachine<T> implements StateMachine<void> {
     assert(this.view === undefined, "a snapshot view is already open");
     this.storage.endStartup(); // no refs are handed out once a snapshot may read them
     this.view = this.kv.kv.beginSnapshot();
+    this.viewChanges = this.changes;
     return NO_IMAGE;
   }
 
@@ -390,6 +430,7 @@ class ServingStateMachine<T> implements StateMachine<void> {
     if (s.data.length === 0 && s.meta.index > 0) this.storage.restoreInto(this.kv, s.meta);
     else this.kv.restore(s);
     this.bytesSinceSnapshot = 0;
+    this.savedChanges = this.changes;
     if (this.started) log.info(`installed the leader's snapshot at index ${s.meta.index} (${this.kv.kv.db.dbsize()} keys)`);
     this.started = true;
   }
@@ -451,7 +492,9 @@ export class ClusterNode<T> {
   /** The role and leader last logged (a change is logged once). */
   private loggedRole = "";
 
-  // Set by the owner (the server), as for DurableLog.
+  // Set by the owner (the server): where a proposal's reply goes (called just before it is
+  // applied), after it was applied, after each batch of applies (flush replies), and a proposal
+  // that failed (ClusterError: refused, or outcome unknown).
   replyTo: (p: Proposal<T>) => ReplyWriter = () => {
     throw new AssertionError("replyTo not set");
   };
@@ -477,6 +520,25 @@ export class ClusterNode<T> {
   private openedAt = performance.now();
   /** The state reflected every write acknowledged so far at least once (see readsLocal). */
   private servedLocally = false;
+  /** Why the node stopped (what onFatal was given), once it has. */
+  fatalError: unknown = undefined;
+
+  /**
+   * A committed entry whose payload is not one kv writes (its checksum was good: damage the
+   * checksum did not catch, or a newer kv's entry) as a CorruptLogError naming its file and offset.
+   * Every member holds the same bytes, so no member can apply past it.
+   */
+  private asDamage(err: unknown): unknown {
+    if (!(err instanceof KvEntryError) || !(err.reason instanceof KvPayloadError)) return err;
+    const at = this.storage.log.log.locate(err.index);
+    return new CorruptLogError(
+      `log entry ${err.index} has a good checksum but is not a kv entry (${err.reason.message})`,
+      at?.file ?? this.storage.log.log.dir,
+      at?.offset ?? 0,
+      "kv repair cuts the log only at checksum damage, so it keeps this entry; to drop it and every entry after it, " +
+        "back up the data dir, truncate this file to the offset above (truncate -s OFFSET FILE) and delete the later segments of wal/",
+    );
+  }
 
   private constructor(opts: ClusterNodeOptions, log_: RaftLog, members: Members, recovery: RecoveryStats) {
     this.opts = opts;
@@ -544,7 +606,9 @@ export class ClusterNode<T> {
         const view = this.sm.view;
         assert(view !== undefined, "saveSnapshot without a view");
         this.sm.view = undefined;
+        const changes = this.sm.viewChanges;
         this.lastSnapshot = await this.storage.saveView(meta, view);
+        this.sm.savedChanges = changes;
       },
       readCtxPrefix: `${opts.id}.${process.pid}.${Date.now()}.`,
       onFatal: (err) => this.stopped(err),
@@ -579,35 +643,42 @@ export class ClusterNode<T> {
    */
   static async open<T>(opts: ClusterNodeOptions): Promise<ClusterNode<T>> {
     const t0 = performance.now();
-    let members = loadMembers(opts.dataDir);
-    if (members === undefined) {
+    const io = opts.io ?? nodeIo;
+    if (loadMembers(io, opts.dataDir) === undefined) {
       // A data dir of kv from before the single node ran as a one-member group is converted once.
       const fresh: Members = { clusterId: opts.clusterId, members: [...opts.members].sort((a, b) => a.id - b.id) };
-      const converted = await convertSingleNodeDir({
+      await convertSingleNodeDir({
         id: opts.id,
         dataDir: opts.dataDir,
         fsync: opts.fsync,
         segmentBytesMax: opts.segmentBytesMax,
         io: opts.io,
         memberIds: fresh.members.map((m) => m.id),
-        commit: () => saveMembers(opts.dataDir, fresh),
+        commit: () => saveMembers(io, opts.dataDir, fresh),
       });
-      if (converted !== undefined) members = loadMembers(opts.dataDir);
     }
     const log_ = await RaftLog.open({ dataDir: opts.dataDir, fsync: opts.fsync, segmentBytesMax: opts.segmentBytesMax, io: opts.io, wal: { syncsInFlightMax: SYNCS_IN_FLIGHT } });
     try {
+      let members = loadMembers(io, opts.dataDir);
       if (members === undefined) {
-        if (log_.lastIndex() > 0 || log_.snapshot().meta.index > 0) {
+        const initial: Members = { clusterId: opts.clusterId, members: [...opts.members].sort((a, b) => a.id - b.id) };
+        if (!initial.members.some((m) => m.id === opts.id)) throw new ConfigError(`--id ${opts.id} is not one of the members in --cluster`);
+        // Every member bootstraps the same entries: one add-voter per member at term 1, committed.
+        const entries: Entry[] = initial.members.map((m, i) => ({ index: i + 1, term: 1, type: "conf-change", data: encodeConfChange({ type: "add-voter", node: m.id }) }));
+        const fresh = log_.lastIndex() === 0 && log_.snapshot().meta.index === 0;
+        // The log is written first, then the membership file: a crash in between leaves exactly
+        // these entries (or their append torn after them, before its hard state) and no file.
+        // That start is finished here; any other log without the file is refused.
+        const bootstrapOnly = !fresh && !opts.join && holdsExactly(log_, entries);
+        if (!fresh && !bootstrapOnly) {
           throw new ConfigError(`${opts.dataDir} holds a Raft log but no ${MEMBERS_FILE}: the membership file is gone (restore it from a backup, or restore this node's data dir from a replica)`);
         }
-        members = { clusterId: opts.clusterId, members: [...opts.members].sort((a, b) => a.id - b.id) };
-        if (!members.members.some((m) => m.id === opts.id)) throw new ConfigError(`--id ${opts.id} is not one of the members in --cluster`);
-        if (!opts.join) {
-          // Every member bootstraps the same entries: one add-voter per member at term 1, committed.
-          const entries: Entry[] = members.members.map((m, i) => ({ index: i + 1, term: 1, type: "conf-change", data: encodeConfChange({ type: "add-voter", node: m.id }) }));
-          await log_.persist({ hardState: { term: 1, vote: NONE, commit: entries.length }, entries, snapshot: undefined });
+        const hs = log_.initialState().hardState;
+        if (!opts.join && hs.commit < entries.length) {
+          await log_.persist({ hardState: { term: Math.max(1, hs.term), vote: hs.vote, commit: entries.length }, entries: fresh ? entries : [], snapshot: undefined });
         }
-        saveMembers(opts.dataDir, members);
+        members = initial;
+        saveMembers(io, opts.dataDir, members);
       } else if (members.removed?.some((r) => r.id === opts.id)) {
         const at = members.removed.find((r) => r.id === opts.id)!.index;
         throw new ConfigError(`node ${opts.id} was removed from cluster ${members.clusterId} at log index ${at}: it cannot serve on ${opts.dataDir} again (to rejoin, start it with a new data dir and a new id, then add it)`);
@@ -654,7 +725,10 @@ export class ClusterNode<T> {
   private fatal(err: unknown): void {
     if (this.fatalSent) return;
     this.fatalSent = true;
-    this.onFatal(err);
+    // A committed entry this node cannot read is reported as damage at its place in the log.
+    const e = this.asDamage(err);
+    this.fatalError = e;
+    this.onFatal(e);
   }
 
   /** Logs a change of role or leader (checked every tick). */
@@ -711,13 +785,15 @@ export class ClusterNode<T> {
   /**
    * Resolves true once reads may be served locally (see readsLocal) for a sole voter, or at once
    * for a member of a larger group (which serves with a barrier, or forwards, from the start);
-   * false once `stallMs` pass with the applied index not moving.
+   * false once `stallMs` pass with the applied index not moving. Rejects with what stopped the
+   * node if it stops meanwhile (a log entry it cannot apply: CorruptLogError).
    */
   async whenServing(stallMs: number): Promise<boolean> {
     let applied = this.applied;
     let since = performance.now();
     for (let i = 0; this.soleVoter() && !this.readsLocal(); i++) {
       assert(i < 100_000_000, "whenServing looped without bound");
+      if (this.fatalError !== undefined) throw this.fatalError;
       if (this.storageFailed !== undefined) return false;
       if (this.applied !== applied) {
         applied = this.applied;
@@ -782,7 +858,7 @@ export class ClusterNode<T> {
 
   private saveMembersFile(): void {
     const removed = [...this.removedAt].map(([id, index]) => ({ id, index }));
-    saveMembers(this.opts.dataDir, { clusterId: this.clusterId, members: [...this.members.values()].sort((a, b) => a.id - b.id), ...(removed.length > 0 ? { removed } : {}) });
+    saveMembers(this.opts.io ?? nodeIo, this.opts.dataDir, { clusterId: this.clusterId, members: [...this.members.values()].sort((a, b) => a.id - b.id), ...(removed.length > 0 ? { removed } : {}) });
   }
 
   /** The log index at which member `id` was removed, if it was. */
@@ -967,8 +1043,9 @@ export class ClusterNode<T> {
     return this.storage.log.log.stats;
   }
 
+  /** Writes applied since the last snapshot (Redis's rdb_changes_since_last_save; see ServingStateMachine.changes). */
   get changesSinceSnapshot(): number {
-    return this.applied - this.storage.log.snapshot().meta.index;
+    return this.sm.changes - this.sm.savedChanges;
   }
 
   get snapshotInProgress(): boolean {
@@ -986,7 +1063,11 @@ export class ClusterNode<T> {
     return this.members.get(lead)?.addr;
   }
 
-  /** The time commands run at: never before a time already used or applied (see DurableLog.now). */
+  /**
+   * The time commands run at, from the wall clock: never earlier than a time already used or
+   * applied, so a clock stepped back neither brings an expired key back for reads nor stamps a
+   * write before one already logged.
+   */
   now(wallMs: number): number {
     let t = wallMs;
     if (this.fsm.appliedMs > t) t = this.fsm.appliedMs;
@@ -1068,6 +1149,9 @@ export class ClusterNode<T> {
   /** After a Ready applied entries: answer the server, wake reads, maybe snapshot. */
   private afterApply(): void {
     this.onBatchDone();
+    // No other member will ask for the applied entries: their copies in memory go.
+    const raft = this.node?.rawNode.raft; // unset while the constructor applies the committed log
+    if (raft !== undefined && raft.voters.size + raft.learners.size === 1) this.storage.log.forgetRecentThrough(this.applied);
     if (this.appliedWaiters.length > 0) {
       const applied = this.applied;
       const still: AppliedWaiter[] = [];
@@ -1077,8 +1161,18 @@ export class ClusterNode<T> {
       }
       this.appliedWaiters = still;
     }
-    if (this.sm.bytesSinceSnapshot >= this.opts.snapshotLogBytes && this.snapshotRunning === null && !this.closing) {
-      void this.snapshot().catch(() => {});
+    this.maybeSnapshot();
+  }
+
+  /**
+   * A snapshot once the entries applied since the last one pass --snapshot-log-bytes, checked after
+   * each apply and when a snapshot ends (the log may have passed it again meanwhile). `> 0`: with
+   * --snapshot-log-bytes 0 a snapshot follows each batch of writes, not each snapshot.
+   */
+  private maybeSnapshot(): void {
+    const bytes = this.sm.bytesSinceSnapshot;
+    if (bytes > 0 && bytes >= this.opts.snapshotLogBytes && this.snapshotRunning === null && !this.closing) {
+      void this.snapshot().catch(() => {}); // logged and shown in INFO persistence by snapshot()
     }
   }
 
@@ -1234,6 +1328,7 @@ export class ClusterNode<T> {
     if (this.closing) throw new Error("the node is shutting down");
     if (this.storageFailed !== undefined) throw new Error(`the log cannot be written since an earlier failure (${this.storageFailed.message}); restart the node`);
     const t0 = performance.now();
+    const index = this.applied;
     const run = (async () => {
       this.sm.bytesSinceSnapshot = 0;
       const before = this.lastSnapshot;
@@ -1252,15 +1347,18 @@ export class ClusterNode<T> {
       const s = await run;
       this.lastSnapshotStatus = "ok";
       this.lastSnapshotError = null;
+      this.lastSnapshotAttemptSec = Math.round((performance.now() - t0) / 1000);
+      this.snapshotRunning = null;
+      // The log may have passed the threshold again while this one was written.
+      this.maybeSnapshot();
       return s;
     } catch (e) {
       this.lastSnapshotStatus = "err";
       this.lastSnapshotError = (e as Error).message;
-      log.error(`snapshot failed: ${(e as Error).message}`);
-      throw e;
-    } finally {
+      log.error(`snapshot at index ${index} failed: ${(e as Error).message}`);
       this.lastSnapshotAttemptSec = Math.round((performance.now() - t0) / 1000);
       this.snapshotRunning = null;
+      throw e;
     }
   }
 

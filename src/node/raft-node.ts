@@ -527,6 +527,10 @@ export class RaftNode<R = unknown> {
         this.finish(rd);
         if (this.yieldAfter(rd)) return;
       }
+    } catch (err) {
+      // An entry the state machine cannot apply (or a broken invariant) stops the node, as a
+      // failure after a persist does, whichever input drove the loop.
+      this.fail(err);
     } finally {
       this.pumping = false;
     }

@@ -7,11 +7,11 @@
 // after a ReadIndex round. Each reply is rendered by a function of a ClusterView and the time.
 import type { CommandFlag, CommandSpec } from "../kv/command.ts";
 import type { ReplyWriter } from "../resp/encode.ts";
-import type { ClusterView, MemberAddress, MemberRole, MemberStatus } from "../node/cluster-view.ts";
+import type { ClusterView, MemberAddress, MemberStatus } from "../node/cluster-view.ts";
 import type { ServerCtx } from "./dispatch.ts";
 import type { ContainerSpec } from "./conn-commands.ts";
 import { assert } from "../errors.ts";
-import { PEER_PORT_OFFSET, type ServerConfig } from "../config.ts";
+import type { ServerConfig } from "../config.ts";
 
 type NodeId = ClusterView["id"];
 
@@ -339,65 +339,6 @@ export function infoReplicationLines(view: ClusterView, downAfterMs = MEMBER_DOW
 /** HELLO's `role` field: `master` on the leader, `replica` elsewhere (as a Redis replica says). */
 export function helloRole(view: ClusterView): string {
   return view.role() === "leader" ? "master" : "replica";
-}
-
-// ---- the one-member view -----------------------------------------------------------------
-
-/**
- * The view of a node that is alone in its group (`kv serve` without `--cluster`): always the
- * leader, term 1, every index the applied one. Addresses come from the configuration; the peer
- * port is the client port + 10000, as `--cluster` assumes by default.
- */
-export class OneMemberView implements ClusterView {
-  readonly clusterId: string;
-
-  constructor(
-    readonly id: NodeId,
-    private readonly host: string,
-    /** The listening port (known once the server listens; the configured one before). */
-    private readonly port: () => number,
-    private readonly applied: () => number,
-    private readonly snapshot: () => number,
-    clusterId?: string,
-  ) {
-    // As --cluster-id's default: derived from the membership, here `<id>=<host>:<port>`.
-    this.clusterId = clusterId ?? hex(`${id}=${host}:${port()}`).slice(0, 16);
-  }
-
-  private self(): MemberStatus {
-    const port = this.port();
-    // A client port above 55535 has no default peer port: shown as 0.
-    const peer = port + PEER_PORT_OFFSET <= 65535 ? port + PEER_PORT_OFFSET : 0;
-    return { id: this.id, addr: `${this.host}:${port}`, peer: `${this.host}:${peer}`, voter: true, match: this.applied(), lastContactMs: 0 };
-  }
-
-  role(): MemberRole {
-    return "leader";
-  }
-  leaderId(): NodeId {
-    return this.id;
-  }
-  term(): number {
-    return 1;
-  }
-  commitIndex(): number {
-    return this.applied();
-  }
-  appliedIndex(): number {
-    return this.applied();
-  }
-  lastIndex(): number {
-    return this.applied();
-  }
-  snapshotIndex(): number {
-    return this.snapshot();
-  }
-  members(): MemberStatus[] {
-    return [this.self()];
-  }
-  member(id: NodeId): MemberAddress | undefined {
-    return id === this.id ? this.self() : undefined;
-  }
 }
 
 // ---- the commands ------------------------------------------------------------------------

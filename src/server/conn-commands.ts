@@ -280,7 +280,7 @@ const RUN_ID = Array.from(crypto.getRandomValues(new Uint8Array(20)), (b) => b.t
  * leaves everything it loaded on disk, so at startup the data counts as saved).
  */
 function lastSaveSeconds(ctx: ServerCtx): number {
-  const d = ctx.server.durable;
+  const d = ctx.server.node;
   return Math.floor((d.lastSnapshotAtMs === 0 ? ctx.server.stats.startedAtMs : d.lastSnapshotAtMs) / 1000);
 }
 
@@ -318,7 +318,7 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
       break;
     }
     case "persistence": {
-      const d = s.durable;
+      const d = s.node;
       const w = d.walStats;
       lines.push(
         // Clients connect only once recovery is done: nobody can see kv loading.
@@ -605,17 +605,17 @@ export const CONN_COMMANDS: readonly ContainerSpec[] = [
   // Redis's blocking SAVE); BGSAVE answers at once.
   spec("save", 1, ["admin"], (ctx, _argv, _out) => {
     const settle = ctx.server.defer(ctx.conn);
-    ctx.server.durable.snapshot().then(
+    ctx.server.node.snapshot().then(
       () => settle((out) => out.ok()),
       (e: Error) => settle((out) => ctx.server.dispatcher.failedLater("save", out, `ERR snapshot failed: ${e.message}`)),
     );
   }),
   spec("bgsave", -1, ["admin"], (ctx, _argv, out) => {
-    if (ctx.server.durable.snapshotInProgress) {
+    if (ctx.server.node.snapshotInProgress) {
       out.error("ERR Background save already in progress");
       return;
     }
-    void ctx.server.durable.snapshot().catch(() => {}); // logged and shown in INFO persistence by snapshot()
+    void ctx.server.node.snapshot().catch(() => {}); // logged and shown in INFO persistence by snapshot()
     out.simple("Background saving started");
   }),
   spec("lastsave", 1, ["fast"], (ctx, _argv, out) => {

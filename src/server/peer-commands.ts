@@ -15,10 +15,6 @@ export const PEER_COMMANDS: readonly CommandSpec<ServerCtx>[] = [
     keyStep: 0,
     exec(ctx, argv, out) {
       const node = ctx.server.node;
-      if (node === null) {
-        out.error("ERR this node is not a cluster member");
-        return;
-      }
       const from = Number(argv[2]);
       if (argv[1] !== node.clusterId) {
         out.error(`ERR cluster id mismatch: this node belongs to '${node.clusterId}'`);
@@ -47,7 +43,7 @@ export const PEER_COMMANDS: readonly CommandSpec<ServerCtx>[] = [
     keyStep: 0,
     exec(ctx, _argv, out) {
       const node = ctx.server.node;
-      if (node === null || ctx.conn.peerOf === 0) {
+      if (ctx.conn.peerOf === 0) {
         out.error("ERR KV.READINDEX is for cluster members (send KV.PEER first)");
         return;
       }

@@ -10,9 +10,10 @@ import type { ClusterNode } from "../node/cluster-node.ts";
 import { ClusterError, MembershipError } from "../node/cluster-node.ts";
 import type { MemberStatus } from "../node/cluster-view.ts";
 import type { ServerCtx } from "./dispatch.ts";
+import type { Conn } from "./server.ts";
 import { splitAddr } from "./cluster-commands.ts";
 
-type Node = ClusterNode<unknown>;
+type Node = ClusterNode<Conn>;
 /** What a command does on the leader: resolves with its reply. */
 type OnLeader = (node: Node, argv: string[]) => Promise<(out: ReplyWriter) => void>;
 
@@ -65,11 +66,7 @@ function spec(name: string, arity: number, onLeader: OnLeader, afterForward?: (n
     lastKey: 0,
     keyStep: 0,
     exec(ctx, argv, out) {
-      const node = ctx.server.node as Node | null;
-      if (node === null) {
-        out.error("ERR this node runs no Raft group");
-        return;
-      }
+      const node = ctx.server.node;
       const settle = ctx.server.defer(ctx.conn);
       const fail = (e: unknown) => {
         if (e instanceof MembershipError || e instanceof ClusterError) settle((o) => o.error(e.reply));

@@ -10,11 +10,10 @@ import type { ServerCtx } from "./dispatch.ts";
 import type { ServerConfig } from "../config.ts";
 import { Dispatcher } from "./dispatch.ts";
 import type { Db } from "../kv/db.ts";
-import { type DurableLog, type Proposal, WriteRefusedError } from "../node/durable.ts";
-import { ClusterError, ClusterNode } from "../node/cluster-node.ts";
+import { type Proposal, WriteRefusedError } from "../node/proposal.ts";
+import { ClusterError, type ClusterNode } from "../node/cluster-node.ts";
 import { StorageIoError, WalFailedError } from "../node/errors.ts";
 import type { ClusterView } from "../node/cluster-view.ts";
-import { OneMemberView } from "./cluster-commands.ts";
 
 /** Commands one connection may have waiting behind its own unapplied writes before reading pauses. */
 export const PENDING_COMMANDS_MAX = 16 * 1024;
@@ -55,11 +54,6 @@ export const IDLE_GC_KEYS_MIN = 10_000;
 export const IDLE_GC_LIVE_KEYS_MAX = 1_000_000;
 
 /**
- * A command of this connection that waits for an earlier write of the same connection:
- * index > 0 is a proposed write (answered when applied), 0 a command to run after the writes
- * before it, -1 a deferred reply (SAVE, a protocol error) that is written once `reply` is set.
- */
-/**
  * What a connection is owed, in reply order, while one of its writes is not yet applied: the
  * write itself (answered when the log applies it), a command queued behind it (run then), or a
  * reply made later (an error kept in its place, SAVE's deferred reply, the close after QUIT or a
@@ -72,7 +66,7 @@ export type PendingCommand =
   | { readonly kind: "read"; readonly argv: string[]; readonly gate: ReadGate };
 
 /**
- * A linearizable read point shared by the reads of one batch (cluster mode): reads wait in their
+ * A linearizable read point shared by the reads of one batch (where reads are not local): reads wait in their
  * connection's queue until it opens (the node's state then reflects every write acknowledged
  * before they arrived), or answer its error.
  */
@@ -82,13 +76,10 @@ export interface ReadGate {
   readonly conns: Set<Conn>;
 }
 
-/** What the server runs on: the single-node log or a Raft member (same surface). */
-export type LogNode = DurableLog<Conn> | ClusterNode<Conn>;
-
 const log = logger("server");
 
 /**
- * In cluster mode a write is proposed (or forwarded) only when nothing ahead of it on its
+ * A write is proposed (or forwarded) only when nothing ahead of it on its
  * connection could be answered after it: a read waiting for its read point, a reply still to
  * come (a forwarded write, SAVE), or a write queued behind those.
  */
@@ -125,7 +116,7 @@ export class Conn {
    */
   readonly pending: PendingCommand[] = [];
   /**
-   * Items in `pending` that a new write must wait behind in cluster mode (see blocksWrites): a
+   * Items in `pending` that a new write must wait behind (see blocksWrites): a
    * count, so that the check costs O(1) per write (a scan per write stalled a leader 400 ms on a
    * burst of 13k pipelined writes, and cost it its leadership).
    */
@@ -225,7 +216,7 @@ export class KvServer {
   readonly stats: ServerStats;
   readonly dispatcher: Dispatcher;
   /** The Raft group as ROLE, CLUSTER and INFO replication/raft show it. */
-  cluster: ClusterView;
+  readonly cluster: ClusterView;
   private listener: TCPSocketListener<Conn> | null = null;
   private readonly scratch = new ReplyBuffer(64 * 1024);
   /** Replies to closed connections go here and are dropped. */
@@ -244,35 +235,28 @@ export class KvServer {
   /** Connections holding a write until the writes not yet durable are under --pending-writes-limit, oldest first. */
   readonly pendingWritesWaiters = new Set<Conn>();
 
-  /** The Raft member this server runs on, or null for the single-node log. */
-  readonly node: ClusterNode<Conn> | null;
-
   constructor(
     readonly config: ServerConfig,
-    readonly durable: LogNode,
+    /** The member of a Raft group this server runs on (`kv serve` without --cluster: the only one). */
+    readonly node: ClusterNode<Conn>,
   ) {
-    this.node = durable instanceof ClusterNode ? durable : null;
-    this.db = durable.fsm.db;
-    const single = durable instanceof ClusterNode ? null : durable;
-    this.cluster =
-      single === null
-        ? this.node!.view
-        : new OneMemberView(config.id, config.host, () => this.port || config.port, () => single.applied, () => single.lastSnapshot?.lastIndex ?? single.recovery.snapshotIndex);
-    durable.replyTo = (p) => this.replyTo(p);
-    durable.onApplied = (p) => {
+    this.db = node.fsm.db;
+    this.cluster = node.view;
+    node.replyTo = (p) => this.replyTo(p);
+    node.onApplied = (p) => {
       this.dispatcher.endApply(p.owner, p.argv);
       const out = this.replyOut(p.owner);
       p.owner.lastReplyBytes = out.len - p.owner.replyMark;
       this.drainPending(p.owner, out);
     };
-    durable.onBatchDone = () => {
+    node.onBatchDone = () => {
       // The idle collection compares against the most keys held since its last run.
       const keys = this.db.dbsize();
       if (keys > this.keysPeak) this.keysPeak = keys;
       this.flushTouched();
       this.resumePendingWritesWaiters();
     };
-    durable.onFailed = (batch, err) => this.onWriteFailed(batch, err);
+    node.onFailed = (batch, err) => this.onWriteFailed(batch, err);
     this.stats = {
       startedAtMs: Date.now(),
       connectionsReceived: 0,
@@ -321,20 +305,19 @@ export class KvServer {
         },
       },
     });
-    // Single node: the sweep only reclaims memory (reads already hide expired keys), outside
-    // the log; DurableLog.sweepExpired keeps it from deleting a key a pending write may still
-    // see live, so replay gives the same visible state. (Raft will log expiry instead.)
+    // Reads already hide expired keys; the sweep reclaims their memory. The leader logs the
+    // deletions (ClusterNode.sweepExpired), so every member, and a replay, deletes them alike.
     this.sweepTimer = setInterval(() => {
-      this.durable.sweepExpired(this.now(), this.config.expireSweepKeysMax);
+      this.node.sweepExpired(this.now(), this.config.expireSweepKeysMax);
     }, this.config.expireSweepIntervalMs);
     this.keysPeak = this.db.dbsize(); // what recovery loaded
     this.idleGcTimer = setInterval(() => this.idleGcCheck(), IDLE_GC_CHECK_MS);
     this.idleGcTimer.unref();
   }
 
-  /** The time commands run at: the wall clock, never going back (see DurableLog.now). */
+  /** The time commands run at: the wall clock, never going back (see ClusterNode.now). */
   now(): number {
-    return this.durable.now(Date.now());
+    return this.node.now(Date.now());
   }
 
   /** One look of the idle collection (see IDLE_GC_CHECK_MS). */
@@ -397,7 +380,7 @@ export class KvServer {
     let gate: ReadGate | undefined;
     let handled = 0;
     // Reads wait behind a read barrier unless this node may answer from its own state (readsLocal).
-    const readsGated = this.node !== null && !this.node.readsLocal();
+    const readsGated = !this.node.readsLocal();
     for (;;) {
       out.reset();
       out.proto = conn.proto;
@@ -430,7 +413,7 @@ export class KvServer {
             }
           }
           let spec = this.dispatcher.lookup(argv[0]!);
-          if (this.node?.removedWhy !== undefined && (spec === undefined || !SERVED_WHEN_REMOVED.has(spec.name))) {
+          if (this.node.removedWhy !== undefined && (spec === undefined || !SERVED_WHEN_REMOVED.has(spec.name))) {
             // Removed from the cluster: nothing this node says about the data is current any more. A
             // member that forwarded a request here took it for the leader: not carried out, retry.
             this.replyInOrder(conn, out, conn.peerOf !== 0 ? `TRYAGAIN ${this.node.removedWhy}: retry` : `REMOVED ${this.node.removedWhy}: it serves no more; use another member`);
@@ -443,8 +426,8 @@ export class KvServer {
             argv = argv.slice(2);
             spec = this.dispatcher.lookup(argv[0]!);
           }
-          if (this.node !== null && (fwdProto !== undefined || this.dispatcher.isLoggedWrite(spec, argv.length))) {
-            if (fwdProto === undefined && this.dispatcher.isLoggedWrite(spec, argv.length) && this.durable.pendingBytes >= this.config.pendingWritesLimit) {
+          if (fwdProto !== undefined || this.dispatcher.isLoggedWrite(spec, argv.length)) {
+            if (fwdProto === undefined && this.node.pendingBytes >= this.config.pendingWritesLimit) {
               this.holdForPendingWrites(conn, argv);
               break;
             }
@@ -453,31 +436,6 @@ export class KvServer {
           } else if (readsGated && spec !== undefined && spec.flags.includes("readonly") && arityOk(spec.arity, argv.length)) {
             conn.pend({ kind: "read", argv, gate: (gate ??= this.readGate()) });
             gate.conns.add(conn);
-          } else if (this.dispatcher.isLoggedWrite(spec, argv.length)) {
-            if (this.durable.pendingBytes >= this.config.pendingWritesLimit) {
-              this.holdForPendingWrites(conn, argv);
-              break;
-            }
-            // Logged first, applied and answered once durable; later commands of this
-            // connection wait behind it so its replies keep their order. A write past the
-            // server's limits, or too large for one log record, is never logged: its error is
-            // answered in the same order.
-            const refused = this.dispatcher.refusal(spec!, argv);
-            if (refused !== null) {
-              this.replyInOrder(conn, out, refused);
-              continue;
-            }
-            let p: Proposal<Conn>;
-            try {
-              p = (this.durable as DurableLog<Conn>).propose(argv, nowMs, conn);
-            } catch (e) {
-              if (!(e instanceof WriteRefusedError)) throw e;
-              log.warn(`client ${conn.id} (${conn.addr}): ${e.message}`);
-              this.dispatcher.rejectLogged(argv);
-              this.replyInOrder(conn, out, `ERR ${e.message}`);
-              continue;
-            }
-            conn.pend({ kind: "write", proposal: p });
           } else if (conn.pending.length > 0) {
             conn.pend({ kind: "queued", argv });
           } else {
@@ -502,16 +460,16 @@ export class KvServer {
     }
   }
 
-  // ---- cluster mode: writes through the leader, reads behind a read barrier ----------------
+  // ---- writes through the leader, reads behind a read barrier ----------------------------
 
   /**
-   * A write in cluster mode: proposed here on the leader (answered when applied), forwarded to the
+   * A write: proposed here on the leader (answered when applied), forwarded to the
    * leader elsewhere (answered with the leader's reply bytes). `fwdProto`: it was forwarded to this
    * node by another member (never forwarded again). `atFront`: called while draining, at the head
    * of the connection's queue (its reply or place goes first); else at the end.
    */
   private startClusterWrite(conn: Conn, spec: CommandSpec<ServerCtx> | undefined, argv: string[], out: ReplyBuffer, nowMs: number, fwdProto: 2 | 3 | undefined, atFront: boolean): void {
-    const node = this.node!;
+    const node = this.node;
     if (!this.dispatcher.isLoggedWrite(spec, argv.length)) {
       // A forwarded command that is not a write here: run it in place (unknown names, bad arity answer themselves).
       if (atFront || conn.pending.length === 0) this.dispatcher.run(conn, spec, argv, out, nowMs);
@@ -577,7 +535,7 @@ export class KvServer {
   /** A read point for the reads of one batch: asked now (after the reads arrived), opened when confirmed. */
   private readGate(): ReadGate {
     const gate: ReadGate = { open: false, error: null, conns: new Set() };
-    this.node!.readBarrier().then(
+    this.node.readBarrier().then(
       () => this.openGate(gate, null),
       (e: unknown) => {
         if (!(e instanceof ClusterError)) throw crash(e);
@@ -623,7 +581,7 @@ export class KvServer {
   /** After writes were applied or failed: waiting clients resume, oldest first, while under the limit. */
   private resumePendingWritesWaiters(): void {
     for (const conn of this.pendingWritesWaiters) {
-      if (this.durable.pendingBytes >= this.config.pendingWritesLimit) return;
+      if (this.node.pendingBytes >= this.config.pendingWritesLimit) return;
       this.pendingWritesWaiters.delete(conn);
       conn.pausedForPendingWrites = false;
       if (conn.closed) continue;
@@ -989,7 +947,7 @@ export class KvServer {
     const clean = this.conns.size === 0;
     for (const conn of this.conns.values()) conn.socket.terminate();
     this.listener?.stop(true);
-    await this.durable.close();
+    await this.node.close();
     return clean;
   }
 }

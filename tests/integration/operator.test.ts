@@ -5,7 +5,8 @@ import { describe, expect, test } from "bun:test";
 import { cpSync, mkdirSync, readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describeFailure, formatFailure } from "../../src/cli/fatal.ts";
-import { encodeRecords, RecordType } from "../../src/storage/codec.ts";
+import { decodeAt, encodeRecords, RecordType } from "../../src/storage/codec.ts";
+import { decodeKvPayload } from "../../src/node/kv-payload.ts";
 import { startFake } from "../client/_fake.ts";
 import { KV_BIN, startKv } from "../helpers/server.ts";
 import { tempDirs } from "../helpers/tmp.ts";
@@ -59,36 +60,61 @@ function expectShortReport(text: string): void {
   expect(text).not.toMatch(/^\s+at /m); // a stack frame
 }
 
-const SET_A_B = new TextEncoder().encode("*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\nb\r\n");
-const FIRST_RECORD_BYTES = encodeRecords([{ index: 1, term: 1, type: RecordType.Command, timestampMs: 1_700_000_000_000, payload: SET_A_B }]).length;
-
-/** A data dir whose log holds a record with a good checksum whose payload is not a RESP command. */
-function logWithForeignRecord(): string {
+/**
+ * A data dir written by kv (SET a b, then SET x 1) whose entry of SET x 1 is replaced by one with
+ * a good checksum whose payload is not a kv entry (an unknown payload version: damage the checksum
+ * did not catch, or a newer kv's entry). Returns the dir, the damaged entry's index and offset.
+ */
+async function logWithForeignEntry(): Promise<{ dir: string; seg: string; index: number; offset: number }> {
   const dir = tempDir();
-  mkdirSync(join(dir, "wal"));
-  const set = SET_A_B;
-  const records = [set, new TextEncoder().encode("not a RESP command"), set].map((payload, i) => ({ index: i + 1, term: 1, type: RecordType.Command, timestampMs: 1_700_000_000_000, payload }));
-  writeFileSync(join(dir, "wal", "00000000000000000001.seg"), encodeRecords(records));
-  return dir;
+  const kv = await startKv(["--fsync", "always"], { dataDir: dir });
+  for (const argv of [["set", "a", "b"], ["set", "x", "1"]]) {
+    const r = await run([...argv, "--addr", `127.0.0.1:${kv.port}`]);
+    expect(r.stdout.trim()).toBe("OK");
+  }
+  expect(await kv.stop({ keepData: true })).toBe(0);
+  const segs = readdirSync(join(dir, "wal")).filter((f) => f.endsWith(".seg")).sort();
+  const seg = join(dir, "wal", segs[segs.length - 1]!);
+  const bytes = new Uint8Array(readFileSync(seg));
+  for (let off = 0; off < bytes.length; ) {
+    const d = decodeAt(bytes, off);
+    if (d.kind !== "ok") break;
+    const r = d.record;
+    if (r.type === RecordType.Command) {
+      const p = decodeKvPayload(r.payload);
+      if (p.kind === "command" && p.argv[1] === "x") {
+        const payload = Uint8Array.from(r.payload);
+        payload[0] = 99; // the payload's version byte
+        const rec = encodeRecords([{ ...r, payload }]);
+        expect(rec.length).toBe(d.next - off);
+        bytes.set(rec, off);
+        writeFileSync(seg, bytes);
+        return { dir, seg, index: r.index, offset: off };
+      }
+    }
+    off = d.next;
+  }
+  throw new Error(`no entry of SET x 1 in ${seg}`);
 }
 
 describe("startup failures", () => {
-  test("a log record with a good checksum that is not a command: named with its file and offset, a hint that works (kv repair would keep it), exit 2; the stack at --log-level debug", async () => {
-    const dir = logWithForeignRecord();
+  test("a log entry with a good checksum that is not a kv entry: named with its file and offset, a hint that works (kv repair would keep it), exit 2; the stack at --log-level debug", async () => {
+    const { dir, seg, index, offset } = await logWithForeignEntry();
     const r = await run(["serve", "--port", "0", "--data-dir", dir]);
-    expect(r.code).toBe(2);
+    expect(r.code, r.stderr).toBe(2);
     expectShortReport(r.stdout + r.stderr);
-    expect(r.stderr).toMatch(/^error: the data in .* is damaged; kv will not start on it: record 2 has a good checksum but is not one RESP command$/m);
-    // Record 2 starts where record 1 ends.
-    expect(r.stderr).toContain(`file: ${join(dir, "wal", "00000000000000000001.seg")}, offset ${FIRST_RECORD_BYTES}`);
-    // kv repair cuts only at checksum damage and would keep this record: the hint says what does work.
-    expect(r.stderr).toMatch(/^ {2}hint: kv repair cuts the log only at checksum damage, so it keeps this record; .*truncate -s OFFSET FILE/m);
+    expect(r.stderr).toMatch(
+      new RegExp(`^error: the data in .* is damaged; kv will not start on it: log entry ${index} has a good checksum but is not a kv entry \\(entry payload version 99 \\(this node reads 1\\)\\)$`, "m"),
+    );
+    expect(r.stderr).toContain(`file: ${seg}, offset ${offset}`);
+    // kv repair cuts only at checksum damage and would keep this entry: the hint says what does work.
+    expect(r.stderr).toMatch(/^ {2}hint: kv repair cuts the log only at checksum damage, so it keeps this entry; .*truncate -s OFFSET FILE/m);
     const repair = await run(["repair", "--data-dir", dir]);
     expect(repair.stdout + repair.stderr).toMatch(/clean/);
     // Following the hint on a copy: the node starts with what came before the record.
     const copy = tempDir();
     cpSync(dir, copy, { recursive: true });
-    truncateSync(join(copy, "wal", "00000000000000000001.seg"), FIRST_RECORD_BYTES);
+    truncateSync(join(copy, "wal", seg.slice(seg.lastIndexOf("/") + 1)), offset);
     const kv = await startKv([], { dataDir: copy });
     const got = await run(["get", "a", "--addr", `127.0.0.1:${kv.port}`]);
     expect(got.stdout.trim()).toBe("b");
@@ -96,7 +122,7 @@ describe("startup failures", () => {
 
     const d = await run(["serve", "--port", "0", "--data-dir", dir, "--log-level", "debug"]);
     expect(d.code).toBe(2);
-    expect(d.stderr).toMatch(/^error: .*record 2 has a good checksum/m);
+    expect(d.stderr).toMatch(new RegExp(`^error: .*log entry ${index} has a good checksum`, "m"));
     expect(d.stderr).toMatch(/^\s+at /m);
     expect(d.stderr).not.toMatch(/^\s*\d+ \| /m);
   });

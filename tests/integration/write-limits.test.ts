@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startKv, type KvProcess } from "../helpers/server.ts";
 import { RECORD_PAYLOAD_BYTES_MAX } from "../../src/storage/index.ts";
+import { COMMAND_ENTRY_OVERHEAD_BYTES } from "../../src/node/kv-payload.ts";
 
 const MB = 1024 * 1024;
 
@@ -69,7 +70,8 @@ describe("writes at and past the log's record limit (default flags)", () => {
     big.send(Buffer.concat([Buffer.from("SET first 1\r\n"), command(["MSET", "a", 300 * MB, "b", 300 * MB]), Buffer.from("GET first\r\nEXISTS a b\r\n")]));
     // Another client writes while the big command arrives and after it is refused.
     for (let i = 0; i < 20; i++) other.send(`SET o${i} ${i}\r\n`);
-    const want = `+OK\r\n-ERR write not accepted: the command is ${600 * MB + 56} bytes RESP-encoded, past the log's record limit of ${RECORD_PAYLOAD_BYTES_MAX} bytes (513 MiB) for one write\r\n$1\r\n1\r\n:0\r\n`;
+    // The size is the log entry's: the RESP-encoded command (600 MB + 56 bytes) and the entry's header.
+    const want = `+OK\r\n-ERR write not accepted: the command is ${600 * MB + 56 + COMMAND_ENTRY_OVERHEAD_BYTES} bytes as a log entry, past the log's record limit of ${RECORD_PAYLOAD_BYTES_MAX} bytes (513 MiB) for one write\r\n$1\r\n1\r\n:0\r\n`;
     expect(await big.waitFor((s) => s.length >= want.length, 30_000)).toBe(want);
     expect(await other.waitFor((s) => s.length >= 20 * 5, 10_000)).toBe("+OK\r\n".repeat(20));
     other.send("MGET o0 o19\r\nDBSIZE\r\n");

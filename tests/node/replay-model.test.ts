@@ -1,5 +1,5 @@
-// Replay equals the live state, in process: random write sequences run through the real
-// DurableLog on real files (tiny segments and snapshot thresholds, SAVE and background
+// Replay equals the live state, in process: random write sequences run through a one-member
+// Raft group (what `kv serve` runs) on real files (tiny segments and snapshot thresholds, SAVE and background
 // snapshots interleaved, clean restarts), each reply checked against the model, and after every
 // restart the whole keyspace compared with the state before the stop and with the model.
 // A failing sequence is shrunk and printed with its seed: SEED=<n> bun test tests/node/replay-model.test.ts
@@ -9,10 +9,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setLogLevel } from "../../src/log.ts";
-import { DurableLog } from "../../src/node/durable.ts";
+import type { ClusterNode } from "../../src/node/cluster-node.ts";
 import { RecordingIo } from "../../src/storage/index.ts";
 import { diffKeyspaces, formatOps, genSequence, type Keyspace, Model, type Op, prng, shrink } from "../helpers/replay-model.ts";
-import { collectReplies } from "../helpers/durable.ts";
+import { collectReplies, openOneMember } from "../helpers/one-member.ts";
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -49,12 +49,12 @@ function configFor(seed: number): RunConfig {
 }
 
 async function openLog(dir: string, cfg: RunConfig) {
-  const d = await DurableLog.open<number>({ dataDir: dir, fsync: "always", segmentBytesMax: cfg.segmentBytesMax, snapshotLogBytes: cfg.snapshotLogBytes, io: cfg.map ? undefined : new NoMapIo() });
+  const { node: d, fatal } = await openOneMember<number>({ dataDir: dir, segmentBytesMax: cfg.segmentBytesMax, snapshotLogBytes: cfg.snapshotLogBytes, io: cfg.map ? undefined : new NoMapIo() });
   const replies = collectReplies(d, { failed: (e) => `(failed: ${e.message})` });
-  return { d, replies };
+  return { d, replies, fatal };
 }
 
-function dump(d: DurableLog<number>, nowMs: number): Keyspace {
+function dump(d: ClusterNode<number>, nowMs: number): Keyspace {
   const ks: Keyspace = new Map();
   for (const [k, v, at] of d.fsm.db.entries()) if (at === undefined || at > nowMs) ks.set(k, { v, at: at === undefined ? undefined : BigInt(at), rel: false });
   return ks;
@@ -64,7 +64,7 @@ function dump(d: DurableLog<number>, nowMs: number): Keyspace {
 async function run(ops: readonly Op[], cfg: RunConfig): Promise<string | null> {
   const dir = mkdtempSync(join(tmpdir(), "kv-replay-"));
   dirs.push(dir);
-  let { d, replies } = await openLog(dir, cfg);
+  let { d, replies, fatal } = await openLog(dir, cfg);
   const model = new Model();
   let now = T0;
   let owner = 0;
@@ -72,7 +72,8 @@ async function run(ops: readonly Op[], cfg: RunConfig): Promise<string | null> {
   const restart = async (where: string): Promise<string | null> => {
     const before = dump(d, now);
     await d.close();
-    ({ d, replies } = await openLog(dir, cfg));
+    if (fatal.length > 0) return `${where}: the node stopped: ${String(fatal[0])}`;
+    ({ d, replies, fatal } = await openLog(dir, cfg));
     const after = dump(d, now);
     const vsLive = diffKeyspaces(before, after, 0);
     if (vsLive.length > 0) return `${where}: the keyspace after the restart differs from the one before the stop:\n    ${vsLive.join("\n    ")}`;

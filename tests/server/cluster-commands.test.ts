@@ -9,7 +9,6 @@ import type { ClusterView, MemberAddress, MemberRole, MemberStatus } from "../..
 import {
   CLUSTER_SLOTS,
   MEMBER_DOWN_AFTER_MS,
-  OneMemberView,
   memberDownAfterMs,
   clusterInfoText,
   clusterNodeName,
@@ -22,6 +21,10 @@ import {
   renderRole,
   replicationId,
 } from "../../src/server/cluster-commands.ts";
+import { openOneMember } from "../helpers/one-member.ts";
+import { tempDirs } from "../helpers/tmp.ts";
+
+const tempDir = tempDirs("kv-view-");
 
 interface FakeMember {
   id: number;
@@ -176,11 +179,6 @@ describe("ROLE", () => {
     expect(decode((o) => renderRole(candidate3(), o))).toEqual(["slave", "", 0, "connect", 120]);
     const pre = new FakeView(2, { role: "pre-candidate", leader: 0, term: 5, commit: 1, applied: 1, last: 1, members: [{ id: 1 }, { id: 2 }, { id: 3 }] });
     expect(decode((o) => renderRole(pre, o))).toEqual(["slave", "", 0, "connect", 1]);
-  });
-
-  test("a one-member group: master with no replicas", () => {
-    const v = new OneMemberView(1, "127.0.0.1", () => 6379, () => 42, () => 40, "solo");
-    expect(decode((o) => renderRole(v, o))).toEqual(["master", 42, []]);
   });
 
   test("HELLO's role", () => {
@@ -443,33 +441,24 @@ describe("INFO replication", () => {
   });
 });
 
-describe("the one-member view", () => {
-  test("leader of itself, term 1, indexes from the log, peer port = client port + 10000", () => {
-    let applied = 7;
-    let port = 0;
-    const v = new OneMemberView(4, "127.0.0.1", () => port, () => applied, () => 5, "solo");
-    port = 6400;
-    applied = 9;
-    expect([v.role(), v.leaderId(), v.term(), v.commitIndex(), v.appliedIndex(), v.lastIndex(), v.snapshotIndex()]).toEqual(["leader", 4, 1, 9, 9, 9, 5]);
-    expect(v.members()).toEqual([{ id: 4, addr: "127.0.0.1:6400", peer: "127.0.0.1:16400", voter: true, match: 9, lastContactMs: 0 }]);
-    expect(v.member(4)?.addr).toBe("127.0.0.1:6400");
-    expect(v.member(1)).toBeUndefined();
-    expect(decode((o) => renderClusterSlots(v, o))).toEqual([[0, 16383, ["127.0.0.1", 6400, clusterNodeName("solo", 4), []]]]);
-    expect(clusterNodesText(v, NOW)).toBe(`${clusterNodeName("solo", 4)} 127.0.0.1:6400@16400 myself,master - 0 0 1 connected 0-16383\n`);
-    expect(infoReplicationLines(v).slice(0, 2)).toEqual(["role:master", "connected_slaves:0"]);
-  });
-
-  test("a client port above 55535 has no default peer port", () => {
-    const v = new OneMemberView(1, "127.0.0.1", () => 60001, () => 0, () => 0, "solo");
-    expect(v.members()[0]!.peer).toBe("127.0.0.1:0");
-    expect(clusterNodesText(v, NOW)).toBe(`${clusterNodeName("solo", 1)} 127.0.0.1:60001@0 myself,master - 0 0 1 connected 0-16383\n`);
-  });
-
-  test("its default cluster id is derived from its membership", () => {
-    const a = new OneMemberView(1, "127.0.0.1", () => 6379, () => 0, () => 0);
-    const b = new OneMemberView(1, "127.0.0.1", () => 6380, () => 0, () => 0);
-    expect(a.clusterId).toMatch(/^[0-9a-f]{16}$/);
-    expect(a.clusterId).toBe(new OneMemberView(1, "127.0.0.1", () => 6379, () => 0, () => 0).clusterId);
-    expect(b.clusterId).not.toBe(a.clusterId);
+describe("the view of a one-member group (kv serve without --cluster)", () => {
+  test("leader of itself at the term it elected itself in; indexes from its log; its peer port 0 when it listens for none", async () => {
+    const { node } = await openOneMember<number>({ dataDir: tempDir() });
+    try {
+      node.advertise("127.0.0.1:6400");
+      const v = node.view;
+      const applied = node.applied;
+      expect(applied).toBe(2); // its first membership entry, its no-op as leader
+      expect([v.role(), v.leaderId(), v.term(), v.commitIndex(), v.appliedIndex(), v.lastIndex(), v.snapshotIndex()]).toEqual(["leader", 1, 2, 2, 2, 2, 0]);
+      expect(v.members()).toEqual([{ id: 1, addr: "127.0.0.1:6400", peer: "127.0.0.1:0", voter: true, match: 2, lastContactMs: 0 }]);
+      expect(v.member(1)?.addr).toBe("127.0.0.1:6400");
+      expect(v.member(2)).toBeUndefined();
+      expect(decode((o) => renderRole(v, o))).toEqual(["master", 2, []]);
+      expect(decode((o) => renderClusterSlots(v, o))).toEqual([[0, 16383, ["127.0.0.1", 6400, clusterNodeName(v.clusterId, 1), []]]]);
+      expect(clusterNodesText(v, NOW)).toBe(`${clusterNodeName(v.clusterId, 1)} 127.0.0.1:6400@0 myself,master - 0 0 2 connected 0-16383\n`);
+      expect(infoReplicationLines(v).slice(0, 2)).toEqual(["role:master", "connected_slaves:0"]);
+    } finally {
+      await node.close();
+    }
   });
 });

@@ -2,26 +2,21 @@
 // over a storage layer whose fsyncs are held: the bytes held stay under the limit plus one write,
 // writers stop being read while reads are still answered, and every write is acknowledged once
 // the disk catches up.
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { describe, expect, test } from "bun:test";
 import { DEFAULT_CONFIG, type ServerConfig } from "../../src/config.ts";
-import { DurableLog } from "../../src/node/durable.ts";
+import { encodeCommandEntry } from "../../src/node/kv-payload.ts";
 import { encodeCommand } from "../../src/resp/request-parser.ts";
 import { type Conn, KvServer } from "../../src/server/server.ts";
 import { RecordingIo, recordBytesFor } from "../../src/storage/index.ts";
+import { openOneMember } from "../helpers/one-member.ts";
 import { rawConnect, type RawClient } from "../helpers/server.ts";
+import { tempDirs } from "../helpers/tmp.ts";
 
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const tempDir = tempDirs("kv-pending-");
 
 async function startInProcess(io: RecordingIo, overrides: Partial<ServerConfig>) {
-  const dir = mkdtempSync(join(tmpdir(), "kv-pending-"));
-  dirs.push(dir);
-  const durable = await DurableLog.open<Conn>({ dataDir: dir, fsync: "always", segmentBytesMax: 64 << 20, snapshotLogBytes: 1 << 30, io });
+  const dir = tempDir();
+  const { node: durable } = await openOneMember<Conn>({ dataDir: dir, segmentBytesMax: 64 << 20, io });
   const server = new KvServer({ ...DEFAULT_CONFIG, host: "127.0.0.1", port: 0, dataDir: dir, shutdownTimeoutMs: 2_000, ...overrides }, durable);
   server.start();
   return { server, durable };
@@ -37,24 +32,25 @@ async function until(cond: () => boolean, ms: number): Promise<boolean> {
 describe("--pending-writes-limit", () => {
   test("held fsyncs: bytes not yet durable stay under the limit plus one write; reads go on; every write is acknowledged after", async () => {
     const io = new RecordingIo();
+    const limit = 256 * 1024;
+    const { server, durable } = await startInProcess(io, { pendingWritesLimit: limit });
+    // The node serves (its election and log are on disk); from now on every fsync is held.
     let diskHeld = true;
     io.beforeDatasync = async () => {
       for (let i = 0; i < 2_000 && diskHeld; i++) await Bun.sleep(5);
     };
-    const limit = 256 * 1024;
-    const { server, durable } = await startInProcess(io, { pendingWritesLimit: limit });
     // The most ever held, read right after each write is accepted (where it peaks).
     let peak = 0;
     const propose = durable.propose.bind(durable);
-    durable.propose = (argv, nowMs, owner) => {
-      const p = propose(argv, nowMs, owner);
+    durable.propose = (...args) => {
+      const p = propose(...args);
       peak = Math.max(peak, durable.pendingBytes);
       return p;
     };
     const clients = 8;
     const writes = 300; // per client: 8 x 300 x 1 KiB = 2.4 MB, ten times the limit
     const value = "v".repeat(1024);
-    const oneWrite = recordBytesFor(encodeCommand(["SET", `k${clients - 1}-${writes - 1}`, value]).length);
+    const oneWrite = recordBytesFor(encodeCommandEntry(["SET", `k${clients - 1}-${writes - 1}`, value], Date.now()).length);
     const conns: RawClient[] = [];
     for (let c = 0; c < clients; c++) {
       const rc = await rawConnect(server.port);
