@@ -2,7 +2,7 @@
 // the KV state machine, with what the server needs on top: proposals that answer their client in
 // log order, linearizable read barriers (ReadIndex, asked of the leader by a follower), forwarding
 // of writes to the leader, expirations decided by the leader, and snapshots.
-import { existsSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync, fstatSync } from "node:fs";
 import { join } from "node:path";
 import { assert, AssertionError, ConfigError, CorruptLogError } from "../errors.ts";
 import { logger } from "../log.ts";
@@ -14,6 +14,7 @@ import { NONE, decodeConfChange, encodeConfChange, type ConfChange, type ConfSta
 import { ReplyBuffer, type ReplyWriter } from "../resp/encode.ts";
 import { encodedCommandBytes } from "../resp/request-parser.ts";
 import { RaftLog } from "../storage/raft-log.ts";
+import { snapshotName } from "../storage/snapshot-store.ts";
 import { RECORD_PAYLOAD_BYTES_MAX, recordBytesFor, type FsyncMode, type StorageIo } from "../storage/index.ts";
 import type { ClusterView, MemberAddress, MemberRole, MemberStatus } from "./cluster-view.ts";
 import { type Proposal, type RecoveryStats, type SnapshotStats, SYNCS_IN_FLIGHT, WriteRefusedError } from "./proposal.ts";
@@ -147,14 +148,14 @@ export function writeFailure(err: unknown): ClusterError {
   throw err;
 }
 
-interface Members {
+export interface Members {
   clusterId: string;
   members: MemberAddress[];
   /** Members removed from the cluster, with the log index of their removal (ids are never reused). */
   removed?: { id: NodeId; index: number }[];
 }
 
-function loadMembers(dataDir: string): Members | undefined {
+export function loadMembers(dataDir: string): Members | undefined {
   const path = join(dataDir, MEMBERS_FILE);
   if (!existsSync(path)) return undefined;
   const m = JSON.parse(readFileSync(path, "utf8")) as Members;
@@ -163,7 +164,7 @@ function loadMembers(dataDir: string): Members | undefined {
   return m;
 }
 
-function saveMembers(dataDir: string, m: Members): void {
+export function saveMembers(dataDir: string, m: Members): void {
   const path = join(dataDir, MEMBERS_FILE);
   const tmp = `${path}.tmp`;
   writeFileSync(tmp, JSON.stringify(m, null, 2) + "\n");
@@ -1048,6 +1049,22 @@ export class ClusterNode<T> {
       () => (this.expireInFlight = false),
     );
     return keys.length;
+  }
+
+  /**
+   * For a backup (KV.BACKUP): after a read barrier (every write acknowledged before the call is
+   * applied here), a snapshot at the applied index (or the newest one, when it already covers every
+   * applied entry), its file opened for reading. The descriptor stays valid if the file is pruned
+   * meanwhile; the caller closes it.
+   */
+  async openBackup(): Promise<{ fd: number; bytes: number; index: number; term: number; clusterId: string; members: MemberAddress[] }> {
+    await this.readBarrier();
+    const atLeast = this.applied;
+    await this.snapshot();
+    const meta = this.storage.log.snapshot().meta;
+    assert(meta.index >= atLeast, `the snapshot for a backup is at ${meta.index}, before the read index ${atLeast}`);
+    const fd = openSync(join(this.storage.log.snapshots.dir, snapshotName(meta.index)), "r");
+    return { fd, bytes: fstatSync(fd).size, index: meta.index, term: meta.term, clusterId: this.clusterId, members: [...this.members.values()].sort((a, b) => a.id - b.id) };
   }
 
   /** Snapshots the state machine at the applied index and compacts the log behind it. */
