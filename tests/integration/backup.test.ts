@@ -321,7 +321,10 @@ describe("disaster recovery", () => {
     closeSync(ofd);
     old.unref();
     started.push(old.pid);
-    await Bun.sleep(1500);
+    // It dials the survivor with the old cluster id and is refused at the handshake.
+    await until("the old member refused", 10_000, async () =>
+      readFileSync(sn.log, "utf8").includes(`peer ${lost.id} is of cluster "${oldId}", this node of "${members.clusterId}"`) ? true : undefined,
+    );
     expect(await ask(addr(survivor), ["SET", "with-old-back", "1"])).toBe("OK");
     expect((await info(addr(survivor))).raft_role).toBe("leader");
     expect(parseMembers((await ask(addr(survivor), ["RAFT.MEMBERS"])) as never).map((m) => m.id).sort()).toEqual([survivor, 4].sort());
