@@ -146,6 +146,8 @@ export interface RestoreOptions {
 export async function restoreBackup(o: RestoreOptions): Promise<{ header: BackupHeader; keys: number; clusterId: string }> {
   if (existsSync(o.dataDir) && readdirSync(o.dataDir).length > 0) throw new ConfigError(`${o.dataDir} is not empty: kv restore seeds a new node's data dir only (give a new or empty one)`);
   if (!o.members.some((m) => m.id === o.id)) throw new ConfigError(`--id ${o.id} is not one of the members (${o.members.map((m) => m.id).join(",")})`);
+  readBackupHeader(o.file); // a file that is not a backup is refused before anything is made
+  const created = !existsSync(o.dataDir);
   mkdirSync(join(o.dataDir, SNAP_DIR), { recursive: true });
   const tmp = join(o.dataDir, SNAP_DIR, "backup.restoring");
   try {
@@ -166,8 +168,9 @@ export async function restoreBackup(o: RestoreOptions): Promise<{ header: Backup
     const keys = await seed(o.dataDir, { index: h.index, term: h.term, appliedMs: Number(text), conf: { voters: members.map((m) => m.id), learners: [] } }, loaded.entries(), { clusterId, members });
     return { header: h, keys, clusterId };
   } catch (e) {
-    // Nothing half-made stays: the dir is empty again (it was empty or absent before).
-    for (const name of existsSync(o.dataDir) ? readdirSync(o.dataDir) : []) rmSync(join(o.dataDir, name), { recursive: true, force: true });
+    // Nothing half-made stays: the dir is as before (absent, or empty).
+    if (created) rmSync(o.dataDir, { recursive: true, force: true });
+    else for (const name of readdirSync(o.dataDir)) rmSync(join(o.dataDir, name), { recursive: true, force: true });
     throw e;
   } finally {
     rmSync(tmp, { force: true });

@@ -5,7 +5,7 @@
 // (it serves every acknowledged write, reads and writes), grown again with `kv cluster add`, and
 // not disturbed by an old member coming back.
 import { afterAll, describe, expect, test } from "bun:test";
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ClusterFile, readClusterFile } from "../../src/cli/cluster-layout.ts";
@@ -231,7 +231,7 @@ describe("backup and restore", () => {
     expect(again.code).not.toBe(0);
     expect(again.stderr).toContain("is not empty: kv restore seeds a new node's data dir only");
 
-    // ---- refused: damaged backups, with the dir left empty
+    // ---- refused: damaged backups; the dir is left as it was (absent, or empty)
     const bytes = readFileSync(file);
     const damaged: [string, Buffer, string][] = [];
     const body = Buffer.from(bytes);
@@ -250,8 +250,13 @@ describe("backup and restore", () => {
       const res = await kv("restore", f, "--data-dir", d);
       expect(res.code).toBe(2);
       expect(res.stderr).toContain(`kv restore: ${f} ${message}`);
-      expect(readdirSync(d)).toEqual([]);
+      expect(existsSync(d)).toBe(false);
     }
+    const empty = join(root, "empty");
+    mkdirSync(empty);
+    const res = await kv("restore", join(root, "damaged-body.kvb"), "--data-dir", empty);
+    expect(res.code).toBe(2);
+    expect(readdirSync(empty)).toEqual([]);
   }, 60_000);
 });
 
