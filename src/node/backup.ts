@@ -7,7 +7,7 @@
 //   then:   the node's snapshot file (src/storage/snapshot-store.ts: its own header and body
 //           checksums, its index, term and membership), header.snapshotBytes bytes whose CRC-32
 //           is header.snapshotCrc32.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import { ConfigError, CorruptLogError } from "../errors.ts";
@@ -258,15 +258,3 @@ function fnv1a(text: string): string {
   return h.toString(16).padStart(8, "0");
 }
 
-/** Writes `data` to `path` durably via a temp file and a rename. */
-export function writeFileDurably(path: string, fill: (fd: number) => void): void {
-  const tmp = `${path}.partial`;
-  const fd = openSync(tmp, "w");
-  try {
-    fill(fd);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-}
