@@ -127,6 +127,13 @@ async function addNode(rawArgs: readonly string[], args: { "data-dir"?: string; 
   const { dir, file } = load(args["data-dir"] ?? DEFAULT_CLUSTER_DIR);
   const addrs = liveAddrs(file);
   const members = parseMembers(await call(addrs, ["RAFT.MEMBERS"]));
+  // The running cluster's id: a cluster restarted with --force-new-cluster has a new one.
+  const info = String(await call(addrs, ["INFO", "raft"]));
+  const liveId = /^raft_cluster_id:(.+?)\r?$/m.exec(info)?.[1];
+  if (liveId !== undefined && liveId !== file.clusterId) {
+    say(`the cluster's id is now ${liveId} (was ${file.clusterId} in cluster.json)`);
+    file.clusterId = liveId;
+  }
   const id = Math.max(...file.nodes.map((n) => n.id), ...members.map((m) => m.id), ...(file.removed ?? [0])) + 1;
   const port = file.basePort + id - 1;
   if (port + PEER_PORT_OFFSET > 65535) throw new ConfigError(`node ${id} would get port ${port}, whose peer port (+${PEER_PORT_OFFSET}) is past 65535`);

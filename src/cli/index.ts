@@ -9,6 +9,8 @@ export const main = defineCommand({
     serve: () => import("./serve.ts").then((m) => m.default),
     repair: () => import("./repair.ts").then((m) => m.default),
     cluster: () => import("./cluster.ts").then((m) => m.default),
+    backup: () => import("./backup.ts").then((m) => m.backup),
+    restore: () => import("./backup.ts").then((m) => m.restore),
     ...clientCommands,
   },
 });

@@ -15,6 +15,7 @@ import {
   validateConfig,
 } from "../config.ts";
 import { ClusterNode } from "../node/cluster-node.ts";
+import { forceNewCluster } from "../node/backup.ts";
 import { ConfigError, CorruptLogError } from "../errors.ts";
 import { slowDiskIoFromEnv } from "../node/proposal.ts";
 import { assert } from "../errors.ts";
@@ -53,6 +54,11 @@ const serveArgs = {
     type: "boolean",
     description:
       "Join the running cluster --cluster names (its members and this node): a fresh data dir is not bootstrapped; the node waits until a member adds it (RAFT.ADD, or kv cluster add). Needs --cluster-id. Ignored once the data dir holds a cluster",
+  },
+  "force-new-cluster": {
+    type: "boolean",
+    description:
+      "Disaster recovery: make this surviving member of a cluster that lost its majority a one-member cluster with a new cluster id, keeping its data (its snapshot and every entry of its log); the other members are marked removed. Use once, then restart without it",
   },
   "peer-port": { type: "string", description: "Port this node listens on for its peers (default: its --cluster entry's peer port)" },
   "cluster-id": { type: "string", description: "Token every member shares (default: derived from --cluster); a peer with another is refused" },
@@ -94,6 +100,10 @@ export default defineCommand({
     config.cluster = args.cluster !== undefined ? clusterConfig(args, config.id) : oneMemberConfig(args, config);
     if (args.join === true) config.cluster.join = true;
     validateConfig(config);
+    if (args["force-new-cluster"] === true) {
+      if (args.join === true) throw new ConfigError("--force-new-cluster and --join do not go together");
+      await forceNew(config);
+    }
     await serve(config);
   },
 });
@@ -137,6 +147,22 @@ function fnv1a(text: string): string {
     h = Math.imul(h, 0x01000193) >>> 0;
   }
   return h.toString(16).padStart(8, "0");
+}
+
+/** --force-new-cluster: rewrites the data dir before the node opens it (src/node/backup.ts). */
+async function forceNew(config: ServerConfig): Promise<void> {
+  let r;
+  try {
+    r = await forceNewCluster(config.dataDir, config.id);
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    throw new StartupError(`--force-new-cluster on ${config.dataDir} failed: ${(e as Error).message}`, {}, e);
+  }
+  log.warn(
+    `--force-new-cluster: node ${config.id} left cluster ${r.previousClusterId} and is now the only member of new cluster ${r.clusterId}, ` +
+      `at log index ${r.index} (term ${r.term}, ${r.keys} keys; ${r.keptPastCommit} entries past its durable commit index kept); ` +
+      `members ${r.dropped.join(",") || "(none)"} dropped and marked removed. Restart it without --force-new-cluster from now on; add members with kv cluster add or RAFT.ADD`,
+  );
 }
 
 /** A one-member group that makes no progress toward serving for this long at start is reported, not waited for. */

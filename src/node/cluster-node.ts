@@ -2,6 +2,7 @@
 // the KV state machine, with what the server needs on top: proposals that answer their client in
 // log order, linearizable read barriers (ReadIndex, asked of the leader by a follower), forwarding
 // of writes to the leader, expirations decided by the leader, and snapshots.
+import { closeSync, fstatSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { assert, AssertionError, ConfigError, CorruptLogError } from "../errors.ts";
 import { logger } from "../log.ts";
@@ -14,6 +15,7 @@ import { NONE, decodeConfChange, encodeConfChange, type ConfChange, type ConfSta
 import { ReplyBuffer, type ReplyWriter } from "../resp/encode.ts";
 import { encodedCommandBytes } from "../resp/request-parser.ts";
 import { RaftLog } from "../storage/raft-log.ts";
+import { snapshotName } from "../storage/snapshot-store.ts";
 import { nodeIo, RECORD_PAYLOAD_BYTES_MAX, recordBytesFor, RecordType, type FsyncMode, type StorageIo } from "../storage/index.ts";
 import { StorageIoError, WalFailedError } from "../storage/errors.ts";
 import type { ClusterView, MemberAddress, MemberRole, MemberStatus } from "./cluster-view.ts";
@@ -165,14 +167,14 @@ export function storageFailureOf(err: unknown): StorageIoError | undefined {
   return undefined;
 }
 
-interface Members {
+export interface Members {
   clusterId: string;
   members: MemberAddress[];
   /** Members removed from the cluster, with the log index of their removal (ids are never reused). */
   removed?: { id: NodeId; index: number }[];
 }
 
-function loadMembers(io: StorageIo, dataDir: string): Members | undefined {
+export function loadMembers(io: StorageIo, dataDir: string): Members | undefined {
   const path = join(dataDir, MEMBERS_FILE);
   if (!io.readdir(dataDir).includes(MEMBERS_FILE)) return undefined;
   const fd = io.openRead(path);
@@ -198,7 +200,7 @@ function holdsExactly(log_: RaftLog, entries: readonly Entry[]): boolean {
 }
 
 /** Writes the membership file durably (temp file, fsync, rename, fsync of the dir) through the storage's file layer. */
-function saveMembers(io: StorageIo, dataDir: string, m: Members): void {
+export function saveMembers(io: StorageIo, dataDir: string, m: Members): void {
   const path = join(dataDir, MEMBERS_FILE);
   const tmp = `${path}.tmp`;
   const fd = io.openWrite(tmp);
@@ -1320,6 +1322,22 @@ export class ClusterNode<T> {
       () => (this.expireInFlight = false),
     );
     return keys.length;
+  }
+
+  /**
+   * For a backup (KV.BACKUP): after a read barrier (every write acknowledged before the call is
+   * applied here), a snapshot at the applied index (or the newest one, when it already covers every
+   * applied entry), its file opened for reading. The descriptor stays valid if the file is pruned
+   * meanwhile; the caller closes it.
+   */
+  async openBackup(): Promise<{ fd: number; bytes: number; index: number; term: number; clusterId: string; members: MemberAddress[] }> {
+    await this.readBarrier();
+    const atLeast = this.applied;
+    await this.snapshot();
+    const meta = this.storage.log.snapshot().meta;
+    assert(meta.index >= atLeast, `the snapshot for a backup is at ${meta.index}, before the read index ${atLeast}`);
+    const fd = openSync(join(this.storage.log.snapshots.dir, snapshotName(meta.index)), "r");
+    return { fd, bytes: fstatSync(fd).size, index: meta.index, term: meta.term, clusterId: this.clusterId, members: [...this.members.values()].sort((a, b) => a.id - b.id) };
   }
 
   /** Snapshots the state machine at the applied index and compacts the log behind it. */

@@ -90,6 +90,7 @@ export const ACL_CATEGORIES: Readonly<Record<string, string>> = {
   "raft.promote": "@admin @slow @dangerous",
   "raft.remove": "@admin @slow @dangerous",
   "raft.transfer": "@admin @slow @dangerous",
+  "kv.backup": "@admin @slow @dangerous",
   "bgsave": "@admin @slow @dangerous",
   "lastsave": "@admin @fast @dangerous",
   "time": "@fast",

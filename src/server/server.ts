@@ -206,7 +206,7 @@ export interface ServerStats {
  * they themselves have run: SAVE answers later (a deferred reply), and writes behind it must not
  * be applied before it; QUIT closes the connection, so nothing sent after it may run.
  */
-const BARRIER_COMMANDS: ReadonlySet<string> = new Set(["save", "quit", "kv.readindex", "raft.members", "raft.add", "raft.promote", "raft.remove", "raft.transfer"]);
+const BARRIER_COMMANDS: ReadonlySet<string> = new Set(["save", "quit", "kv.readindex", "raft.members", "raft.add", "raft.promote", "raft.remove", "raft.transfer", "kv.backup"]);
 /** What a node removed from its cluster still answers (every other command gets REMOVED). */
 const SERVED_WHEN_REMOVED: ReadonlySet<string> = new Set(["hello", "quit", "info"]);
 
