@@ -89,7 +89,7 @@ async function transferAway(nodes: readonly ClusterNode[], from: ClusterNode, in
   return to.id;
 }
 
-/** Restarts one node and waits until it has caught up. Returns a line of progress. */
+/** Restarts one node and waits until it has caught up, printing its progress; throws StartupError when it does not come back. */
 async function restartOne(dir: string, nodes: readonly ClusterNode[], n: ClusterNode, timeoutMs: number, stopTimeoutMs: number): Promise<void> {
   if (n.start.length === 0) throw new StartupError(`${n.name} has no recorded command line in ${clusterFilePath(dir)}`, { hint: "start the cluster with kv cluster up, which records it" });
   // Leading now (at the start, or since): leadership goes to another voter first.

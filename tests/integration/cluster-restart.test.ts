@@ -4,12 +4,13 @@
 // client (an UNCERTAIN or a connection lost after a write was sent counts: the client library
 // surfaces those and never retries them), no acknowledged write lost (each key holds its last
 // acknowledged value on every node; the counter equals the acknowledged INCRs), reads never went
-// back. Then `kv cluster status`'s verdict: healthy, one node down (degraded), two down (no quorum).
+// back. Then `kv cluster status`'s verdict: healthy, one node down (degraded), two down (no quorum);
+// a restart refused while nodes are down; a node that does not come back within --timeout.
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type ClusterFile, readClusterFile } from "../../src/cli/cluster-layout.ts";
+import { type ClusterFile, readClusterFile, writeClusterFile } from "../../src/cli/cluster-layout.ts";
 import { isAlive, lockPid, portProblem } from "../../src/cli/cluster-proc.ts";
 import { type Client, createClient, OutcomeUnknownError } from "../../src/client/index.ts";
 import { KV_BIN } from "../helpers/server.ts";
@@ -87,7 +88,9 @@ const KEYS = ["rk:a", "rk:b", "rk:c"];
 const COUNTER = "rk:counter";
 /** Bounds of each worker loop: count and time. */
 const OPS_MAX = 200_000;
-const RUN_MS_MAX = 35_000;
+/** KV_RESTART_ROUNDS=N: N rolling restarts in a row under the same load (a longer run; default 1). */
+const ROUNDS = Math.max(1, Number(process.env.KV_RESTART_ROUNDS ?? "1") || 1);
+const RUN_MS_MAX = 35_000 + (ROUNDS - 1) * 15_000;
 
 function record(t: Tally, what: string, e: unknown): void {
   if (e instanceof OutcomeUnknownError) t.uncertain.push(`${what}: ${e.message}`);
@@ -98,8 +101,10 @@ function record(t: Tally, what: string, e: unknown): void {
 function load(addrs: string[]) {
   const t: Tally = { lastSet: new Map(), incrs: 0, reads: 0, uncertain: [], errors: [], wentBack: [] };
   const clients: Client[] = [];
+  // Each client's seeds rotated: some are connected to each node when it restarts.
   const client = () => {
-    const c = createClient({ addrs, timeoutMs: 15_000 });
+    const k = clients.length % addrs.length;
+    const c = createClient({ addrs: [...addrs.slice(k), ...addrs.slice(0, k)], timeoutMs: 15_000 });
     clients.push(c);
     return c;
   };
@@ -202,30 +207,36 @@ describe("kv cluster restart with the compiled binary", () => {
     for (const n of before.nodes) started.push(n.pid);
     const healthy = await waitStatus(dir, (s) => s.health === "healthy");
     expect(healthy.verdict).toMatch(/^healthy: 3\/3 voters up, leader \d, max lag \d+ entries/);
-    const firstLeader = healthy.leader!;
+    let leaderBefore = healthy.leader!;
 
     const w = load(addrs);
     const warm = Date.now() + 10_000;
     while (w.t.incrs < 100 && Date.now() < warm) await Bun.sleep(20);
     const incrsBefore = w.t.incrs;
 
-    const r = await kv("cluster", "restart", "--data-dir", dir, "--timeout", "20");
-    if (process.env.KV_TEST_VERBOSE) console.log(r.stdout, JSON.stringify({ incrs: w.t.incrs, reads: w.t.reads, sets: [...w.t.lastSet] }));
-    const after = readClusterFile(dir)!;
-    for (const n of after.nodes) started.push(n.pid);
-    expect(r.stderr).toBe("");
-    expect(r.code).toBe(0);
-    // The leader went last, after handing leadership away; every node came back with a new process.
-    const lines = r.stdout.split("\n");
-    const backOrder = lines.flatMap((l) => /^n(\d): back \(pid \d+\)/.exec(l)?.[1] ?? []).map(Number);
-    expect(backOrder.length).toBe(3);
-    expect(backOrder[2]).toBe(firstLeader);
-    expect(r.stdout).toMatch(new RegExp(`^n${firstLeader}: leader; handed leadership to node \\d`, "m"));
-    for (const n of after.nodes) {
-      const old = before.nodes.find((x) => x.id === n.id)!;
-      expect(n.pid).not.toBe(old.pid);
-      expect(isAlive(old.pid)).toBe(false);
-      expect(isAlive(n.pid)).toBe(true);
+    let prev = before;
+    let after = before;
+    for (let round = 0; round < ROUNDS; round++) {
+      const r = await kv("cluster", "restart", "--data-dir", dir, "--timeout", "20");
+      after = readClusterFile(dir)!;
+      for (const n of after.nodes) started.push(n.pid);
+      if (process.env.KV_TEST_VERBOSE) console.log(r.stdout, JSON.stringify({ incrs: w.t.incrs, reads: w.t.reads, uncertain: w.t.uncertain.length, errors: w.t.errors.length }));
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      // The leader went last, after handing leadership away; every node came back with a new process.
+      const lines = r.stdout.split("\n");
+      const backOrder = lines.flatMap((l) => /^n(\d): back \(pid \d+\)/.exec(l)?.[1] ?? []).map(Number);
+      expect(backOrder.length).toBe(3);
+      expect(backOrder[2]).toBe(leaderBefore);
+      expect(r.stdout).toMatch(new RegExp(`^n${leaderBefore}: leader; handed leadership to node \\d`, "m"));
+      for (const n of after.nodes) {
+        const old = prev.nodes.find((x) => x.id === n.id)!;
+        expect(n.pid).not.toBe(old.pid);
+        expect(isAlive(old.pid)).toBe(false);
+        expect(isAlive(n.pid)).toBe(true);
+      }
+      prev = after;
+      leaderBefore = Number(/; leader (\d+) \(term/.exec(r.stdout)?.[1]);
     }
 
     // Writes went on after the restart, then stop.
@@ -267,7 +278,29 @@ describe("kv cluster restart with the compiled binary", () => {
     const down = await waitStatus(dir, (s) => s.health === "down");
     expect(down.verdict).toBe(`down: no quorum: 1/3 voters up, 2 needed (down: ${followers.map((n) => n.id).join(", ")})`);
     expect((await status(dir)).code).toBe(2);
+
+    // A restart of a degraded cluster is refused before anything is stopped.
+    const refused = await kv("cluster", "restart", "--data-dir", dir);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`not every node is up: ${followers.map((n) => `${n.name} (not running)`).join(", ")}`);
+    expect(isAlive(after.nodes.find((n) => n.id === h.leader)!.pid)).toBe(true);
+
+    // A node that does not come back within --timeout: a non-zero exit naming it; the next are left alone.
+    const again = await kv("cluster", "up", "--data-dir", dir, "--detach");
+    expect(again.code).toBe(0);
+    for (const n of readClusterFile(dir)!.nodes) started.push(n.pid);
+    await waitStatus(dir, (s) => s.health === "healthy");
+    const file = readClusterFile(dir)!;
+    const leaderNow = (await status(dir)).s.leader;
+    const first = file.nodes.find((n) => n.id !== leaderNow)!;
+    first.start = ["sleep", "30"];
+    writeClusterFile(dir, file);
+    const stuck = await kv("cluster", "restart", "--data-dir", dir, "--timeout", "2");
+    for (const n of readClusterFile(dir)!.nodes) started.push(n.pid);
+    expect(stuck.code).toBe(1);
+    expect(stuck.stderr).toContain(`${first.name} did not come back within 2 s of its restart: it does not answer`);
+    expect(stuck.stdout).not.toContain(": back (pid");
     const stop = await kv("cluster", "down", "--data-dir", dir);
     expect(stop.code).toBe(0);
-  }, 60_000);
+  }, 60_000 + (ROUNDS - 1) * 15_000);
 });
