@@ -208,16 +208,32 @@ export const CATALOGUE: readonly Mutation[] = [
   },
   {
     id: "runtime-proposal-by-index",
-    description: "the runtime acknowledges a proposal when its index is applied, whatever the entry's term",
-    patches: [{ file: NODE, find: "    if (p.term === e.term) p.resolve(result);", replace: "    if (p.term > 0) p.resolve(result);" }],
+    description: "the runtime takes the entry applied at a proposal's index as that proposal, whatever the entry's term",
+    patches: [{ file: NODE, find: "    const mine = p !== undefined && p.term === e.term;", replace: "    const mine = p !== undefined && p.term > 0;" }],
     survives: {
       kind: "equivalent",
       why:
         "a deposed leader fails its pending proposals in the same finish() that sends its first message of the new term, and no leader " +
         "can commit an entry overwriting ours before hearing that message (its first append carries a commit below its no-op; " +
         "Log Matching forbids accepting an append that skips our divergent entry); argued, not proved: the term check stays, and " +
-        "the Acknowledged Write Applied check would catch a violation (none in 10,000 more runs)",
+        "the simulator's check that an entry applies with its own proposal's context (and Acknowledged Write Applied) would catch a violation",
     },
+  },
+  {
+    id: "pipelined-append-counted-early",
+    description: "a leader counts its pipelined append toward a quorum as soon as it is issued, before it is durable",
+    patches: [
+      {
+        file: NODE,
+        find: "            this.finish(rd, false);\n",
+        replace: "            this.finish(rd, false);\n            this.rawNode.persisted(last.index, last.term);\n",
+      },
+    ],
+  },
+  {
+    id: "apply-before-durable-locally",
+    description: "a leader applies entries its followers made committed before its own write of them is durable",
+    patches: [{ file: LOG, find: "    return Math.min(this.committed, this.lastStableIndex());", replace: "    return this.committed;" }],
   },
   {
     id: "prevote-off",

@@ -187,20 +187,23 @@ export async function serve(config: ServerConfig): Promise<void> {
     }
     throw e;
   }
-  const r = durable.recovery;
-  log.info(
-    `loaded ${config.dataDir}: snapshot at index ${r.snapshotIndex} + ${r.replayedRecords} log entries up to the durable commit, ` +
-      `last index ${r.lastIndex}, ${durable.fsm.db.dbsize()} keys in ${r.durationMs} ms`,
-  );
   const server = new KvServer(config, durable);
   const sole = durable.soleVoter();
   if (sole) {
     // The only voter elects itself and applies its log before clients connect: nothing it serves is from before its restart.
     durable.start();
     if (!(await durable.whenServing(SERVING_STALL_MS))) {
+      const failed = durable.storageFailed;
+      if (failed !== undefined) throw new StartupError(`cannot use data dir ${config.dataDir}: writing its log failed at start (${failed.message})`, {}, failed);
       throw new StartupError(`node ${config.id} did not become able to serve (leader of its one-member group, log applied): no progress in ${SERVING_STALL_MS / 1000} s`, {});
     }
   }
+  // The time includes applying the log for the only voter (whenServing), as the single node's replay did.
+  const r = durable.recovery;
+  log.info(
+    `loaded ${config.dataDir}: snapshot at index ${r.snapshotIndex} (${r.snapshotEntries} keys) + ${r.replayedRecords} log records, ` +
+      `last index ${r.lastIndex}, ${durable.fsm.db.dbsize()} keys in ${r.durationMs} ms`,
+  );
   try {
     server.start();
   } catch (e) {

@@ -10,18 +10,23 @@ import type { KvStateMachine } from "../kv/fsm.ts";
 import type { DbSnapshot } from "../kv/db.ts";
 import { Rand } from "../raft/rand.ts";
 import type { RaftStorage } from "../raft/storage.ts";
+import { entryBytes } from "../raft/storage.ts";
 import { NONE, decodeConfChange, encodeConfChange, type ConfChange, type ConfState, type Entry, type HardState, type NodeId, type Snapshot, type SnapshotMeta } from "../raft/types.ts";
 import { ReplyBuffer, type ReplyWriter } from "../resp/encode.ts";
 import { encodedCommandBytes } from "../resp/request-parser.ts";
 import { RaftLog } from "../storage/raft-log.ts";
-import { RECORD_PAYLOAD_BYTES_MAX, recordBytesFor, type FsyncMode, type StorageIo } from "../storage/index.ts";
+import { RECORD_PAYLOAD_BYTES_MAX, recordBytesFor, RecordType, type FsyncMode, type StorageIo } from "../storage/index.ts";
+import { StorageIoError, WalFailedError } from "../storage/errors.ts";
 import type { ClusterView, MemberAddress, MemberRole, MemberStatus } from "./cluster-view.ts";
 import { type Proposal, type RecoveryStats, type SnapshotStats, SYNCS_IN_FLIGHT, WriteRefusedError } from "./proposal.ts";
 import { COMMAND_ENTRY_OVERHEAD_BYTES, encodeCommandEntry, encodeExpireEntry, EXPIRE_BATCH_KEYS_MAX } from "./kv-payload.ts";
-import { KvRaftStateMachine } from "./kv-state-machine.ts";
+import { KvEntryError, KvRaftStateMachine } from "./kv-state-machine.ts";
+import { KvImageError } from "./kv-payload.ts";
+import { MappedRestore } from "./mapped-restore.ts";
 import { LeaderLinks, LINK_REQUEST_TIMEOUT_MS, LinkLostError } from "./leader-link.ts";
 import { DroppedError, NodeClosedError, NotLeaderError, RaftNode, UnknownOutcomeError } from "./raft-node.ts";
 import type { StateMachine } from "./state-machine.ts";
+import { convertSingleNodeDir } from "./single-node-format.ts";
 import { storeFiles } from "./snapshot-transfer.ts";
 import { TcpTransport } from "./tcp-transport.ts";
 import { Ticker } from "./ticker.ts";
@@ -147,6 +152,20 @@ export function writeFailure(err: unknown): ClusterError {
   throw err;
 }
 
+/**
+ * The failed write behind a storage error (a full disk, a read-only file system, EIO), or
+ * undefined when `err` is something else (a broken invariant).
+ */
+export function storageFailureOf(err: unknown): StorageIoError | undefined {
+  if (err instanceof StorageIoError) return err;
+  if (err instanceof WalFailedError) return err.first;
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (err instanceof Error && typeof code === "string" && /^E[A-Z0-9]+$/.test(code)) {
+    return new StorageIoError("write", (err as { path?: string }).path ?? "the data dir", err);
+  }
+  return undefined;
+}
+
 interface Members {
   clusterId: string;
   members: MemberAddress[];
@@ -184,6 +203,16 @@ function saveMembers(dataDir: string, m: Members): void {
 class KvRaftStorage implements RaftStorage {
   constructor(readonly log: RaftLog) {}
 
+  /** Hears of a write to the log that failed, before the runtime does (see ClusterNode.storageFailed). */
+  onWriteFailed: (err: unknown) => void = () => {};
+
+  private watched(p: Promise<void>): Promise<void> {
+    return p.catch((err: unknown) => {
+      this.onWriteFailed(err);
+      throw err;
+    });
+  }
+
   initialState(): { hardState: HardState; confState: ConfState } {
     return this.log.initialState();
   }
@@ -197,7 +226,37 @@ class KvRaftStorage implements RaftStorage {
     return this.log.term(i);
   }
   entries(lo: number, hi: number, maxBytes: number): Entry[] {
+    const st = this.startup;
+    if (st !== undefined && st.active && lo <= st.through) {
+      // Entries applied at start are views of their mapped segments (see MappedRestore); a batch
+      // that goes past them is cut short there (a short batch is one cut for size: the rest follows).
+      const got = this.log.log.mappedEntries(lo, Math.min(hi, st.through + 1), maxBytes);
+      if (got !== undefined) {
+        st.noteSegments(got.maps);
+        const out: Entry[] = [];
+        let bytes = 0;
+        for (const r of got.records) {
+          const e: Entry = { index: r.index, term: r.term, type: r.type === RecordType.Config ? "conf-change" : "normal", data: r.payload };
+          bytes += entryBytes(e);
+          if (out.length > 0 && bytes > maxBytes) break;
+          out.push(e);
+        }
+        return out;
+      }
+    }
     return this.log.entries(lo, hi, maxBytes);
+  }
+
+  /** The restart's restore by reference (until it ends), and the keys the snapshot restored held. */
+  startup: MappedRestore | undefined;
+  restoredKeys = 0;
+
+  /** The restart's restore by reference is over (see MappedRestore). */
+  endStartup(): void {
+    if (this.startup === undefined) return;
+    this.startup.end();
+    this.startup = undefined;
+    this.log.log.endMapped();
   }
 
   snapshot(): Snapshot {
@@ -209,14 +268,27 @@ class KvRaftStorage implements RaftStorage {
     const store = this.log.snapshots;
     const found = store.list().find((s) => s.lastIndex === meta.index);
     assert(found !== undefined, `no snapshot file at index ${meta.index}`);
-    const loaded = store.load(join(store.dir, found.name));
+    // The body's checksum is checked as it is read (RaftLog.open checked it too, for the newest).
+    const loaded = store.load(join(store.dir, found.name), { checkBodyWhileReading: true });
     assert(loaded.lastTerm === meta.term, `snapshot file at ${meta.index} is of term ${loaded.lastTerm}, Raft's of ${meta.term}`);
     const text = new TextDecoder().decode(loaded.meta);
     const appliedMs = Number(text);
     if (!/^\d{1,16}$/.test(text) || !Number.isSafeInteger(appliedMs)) {
       throw new CorruptLogError(`snapshot ${found.name}: its applied time '${text.slice(0, 32)}' is not a whole number of ms`, join(store.dir, found.name), 0);
     }
-    sm.restoreEntries(meta.index, appliedMs, loaded.entries(), loaded.entryCount);
+    const mapped = this.startup?.active ? loaded.mapped() : undefined;
+    if (mapped !== undefined) {
+      // The node's own snapshot at start: values stay in the mapped file.
+      const n = this.startup!.restoreSnapshot(meta.index, appliedMs, mapped);
+      if (n !== loaded.entryCount || sm.kv.db.dbsize() !== n) {
+        throw new KvEntryError(meta.index, new KvImageError(`snapshot of ${loaded.entryCount} entries holds ${sm.kv.db.dbsize()} distinct keys`));
+      }
+    } else {
+      this.endStartup();
+      sm.restoreEntries(meta.index, appliedMs, loaded.entries(), loaded.entryCount);
+    }
+    this.restoredKeys = loaded.entryCount;
+    if (this.startup !== undefined && this.startup.through <= meta.index) this.endStartup();
   }
 
   /**
@@ -246,11 +318,11 @@ class KvRaftStorage implements RaftStorage {
   async persist(p: { hardState: HardState | undefined; entries: readonly Entry[]; snapshot: Snapshot | undefined }): Promise<void> {
     // A snapshot from the leader arrives as a file made durable by the transport (RaftLog checks it is there).
     assert(p.snapshot === undefined || p.snapshot.data.length === 0, "a snapshot message carrying an image: the transport streams files");
-    return this.log.persist(p);
+    return this.watched(this.log.persist(p));
   }
 
   compact(meta: SnapshotMeta): Promise<void> {
-    return this.log.compact(meta);
+    return this.watched(this.log.compact(meta));
   }
 
   close(): Promise<void> {
@@ -284,9 +356,20 @@ class ServingStateMachine<T> implements StateMachine<void> {
       this.host.onApplied(p);
       return;
     }
+    if (e.index <= this.startThrough && e.data.length > 0 && e.type === "normal") this.startCommands++;
+    const st = this.storage.startup;
+    if (st !== undefined) {
+      const done = st.applyMapped(e);
+      if (e.index >= st.through) this.storage.endStartup();
+      if (done) return;
+    }
     this.sink.reset();
     this.kv.applyInto(e, this.sink);
   }
+
+  /** The durable commit index at open, and the entries with a command (or expiration) applied up to it. */
+  startThrough = 0;
+  startCommands = 0;
 
   /** The copy-on-write view the last snapshot() took, for saveSnapshot to write (see ClusterNode). */
   view: { appliedMs: number; snapshot: DbSnapshot } | undefined;
@@ -297,11 +380,13 @@ class ServingStateMachine<T> implements StateMachine<void> {
    */
   snapshot(): Uint8Array {
     assert(this.view === undefined, "a snapshot view is already open");
+    this.storage.endStartup(); // no refs are handed out once a snapshot may read them
     this.view = this.kv.kv.beginSnapshot();
     return NO_IMAGE;
   }
 
   restore(s: Snapshot): void {
+    if (this.started) this.storage.endStartup(); // the leader's snapshot: copied, as the keyspace is replaced
     if (s.data.length === 0 && s.meta.index > 0) this.storage.restoreInto(this.kv, s.meta);
     else this.kv.restore(s);
     this.bytesSinceSnapshot = 0;
@@ -373,10 +458,25 @@ export class ClusterNode<T> {
   onApplied: (p: Proposal<T>) => void = () => {};
   onBatchDone: () => void = () => {};
   onFailed: (batch: Proposal<T>[], err: Error) => void = () => {};
-  /** Called when the node stops on a storage failure or broken invariant (the process should exit). */
+  /**
+   * Called when the node stops on a broken invariant, or on a storage failure while other voters
+   * can carry on without it (the process should exit). The only voter of its group does not stop
+   * on a storage failure: see storageFailed.
+   */
   onFatal: (err: unknown) => void = (err) => {
     throw err;
   };
+  /**
+   * The failed write that stopped this node's log, once one did. A node that is the only voter of
+   * its group then refuses writes (WalFailedError: MISCONF) and answers the writes in flight with an
+   * unknown outcome, but keeps serving reads from what it applied: nothing can commit any more, so
+   * that state stays the latest. A restart recovers every acknowledged write.
+   */
+  storageFailed: StorageIoError | undefined;
+  /** When open() began (whenServing counts the recovery time from it). */
+  private openedAt = performance.now();
+  /** The state reflected every write acknowledged so far at least once (see readsLocal). */
+  private servedLocally = false;
 
   private constructor(opts: ClusterNodeOptions, log_: RaftLog, members: Members, recovery: RecoveryStats) {
     this.opts = opts;
@@ -387,8 +487,23 @@ export class ClusterNode<T> {
     this.recovery = recovery;
     this.storage = new KvRaftStorage(log_);
     this.raftSm = new KvRaftStateMachine({ scanCursorBase: 1 + Math.floor(Math.random() * 2 ** 40) });
+    // The restart restores by reference what it applies before serving: the snapshot and the entries up to the durable commit.
+    const through = Math.max(log_.initialState().hardState.commit, log_.snapshot().meta.index);
+    this.storage.startup = new MappedRestore(this.raftSm, through);
+    if (through === 0) this.storage.endStartup();
     this.fsm = this.raftSm.kv;
     this.sm = new ServingStateMachine(this.raftSm, this, this.storage);
+    this.sm.startThrough = through;
+    this.storage.onWriteFailed = (err) => {
+      const cause = storageFailureOf(err);
+      if (cause !== undefined && this.storageFailed === undefined) {
+        this.storageFailed = cause;
+        log.error(`the log write failed (${cause.message}): ${this.soleVoter() ? "writes are refused until the node restarts; reads are served from the state applied so far" : "this node stops"}`);
+        // A failed compaction does not stop the runtime by itself; a member of a larger group must
+        // not stay on as a leader that commits nothing: it stops now.
+        if (!this.soleVoter()) this.fatal(err);
+      }
+    };
     const peers = new Map<NodeId, string>();
     for (const m of members.members) if (m.id !== opts.id) peers.set(m.id, m.peer);
     this.transport = new TcpTransport({
@@ -432,7 +547,7 @@ export class ClusterNode<T> {
         this.lastSnapshot = await this.storage.saveView(meta, view);
       },
       readCtxPrefix: `${opts.id}.${process.pid}.${Date.now()}.`,
-      onFatal: (err) => this.onFatal(err),
+      onFatal: (err) => this.stopped(err),
       onApplied: () => this.afterApply(),
     });
     this.ticker = new Ticker(
@@ -450,7 +565,7 @@ export class ClusterNode<T> {
         },
       },
       tickMs,
-      (err) => this.onFatal(err),
+      (err) => this.fatal(err),
     );
     this.links = new LeaderLinks([["KV.PEER", members.clusterId, String(opts.id)]]);
     this.view = this.makeView();
@@ -465,11 +580,25 @@ export class ClusterNode<T> {
   static async open<T>(opts: ClusterNodeOptions): Promise<ClusterNode<T>> {
     const t0 = performance.now();
     let members = loadMembers(opts.dataDir);
+    if (members === undefined) {
+      // A data dir of kv from before the single node ran as a one-member group is converted once.
+      const fresh: Members = { clusterId: opts.clusterId, members: [...opts.members].sort((a, b) => a.id - b.id) };
+      const converted = await convertSingleNodeDir({
+        id: opts.id,
+        dataDir: opts.dataDir,
+        fsync: opts.fsync,
+        segmentBytesMax: opts.segmentBytesMax,
+        io: opts.io,
+        memberIds: fresh.members.map((m) => m.id),
+        commit: () => saveMembers(opts.dataDir, fresh),
+      });
+      if (converted !== undefined) members = loadMembers(opts.dataDir);
+    }
     const log_ = await RaftLog.open({ dataDir: opts.dataDir, fsync: opts.fsync, segmentBytesMax: opts.segmentBytesMax, io: opts.io, wal: { syncsInFlightMax: SYNCS_IN_FLIGHT } });
     try {
       if (members === undefined) {
         if (log_.lastIndex() > 0 || log_.snapshot().meta.index > 0) {
-          throw new ConfigError(`${opts.dataDir} holds a log but no ${MEMBERS_FILE}: it was written by a single node (kv serve without --cluster) or is damaged`);
+          throw new ConfigError(`${opts.dataDir} holds a Raft log but no ${MEMBERS_FILE}: the membership file is gone (restore it from a backup, or restore this node's data dir from a replica)`);
         }
         members = { clusterId: opts.clusterId, members: [...opts.members].sort((a, b) => a.id - b.id) };
         if (!members.members.some((m) => m.id === opts.id)) throw new ConfigError(`--id ${opts.id} is not one of the members in --cluster`);
@@ -489,18 +618,43 @@ export class ClusterNode<T> {
       const recovery: RecoveryStats = {
         snapshotIndex: snapIndex,
         snapshotEntries: 0,
-        replayedRecords: log_.initialState().hardState.commit - snapIndex,
+        replayedRecords: Math.max(0, log_.initialState().hardState.commit - snapIndex),
         lastIndex: log_.lastIndex(),
         durationMs: 0,
       };
       const node = new ClusterNode<T>(opts, log_, members, recovery);
-      recovery.snapshotEntries = node.fsm.db.dbsize();
+      recovery.snapshotEntries = node.storage.restoredKeys;
       recovery.durationMs = Math.round(performance.now() - t0);
+      node.openedAt = t0;
       return node;
     } catch (e) {
       await log_.close();
       throw e;
     }
+  }
+
+  /**
+   * The runtime stopped (RaftNode's onFatal). A storage failure of the only voter leaves the node
+   * serving reads with writes refused (see storageFailed); anything else, or a member of a larger
+   * group (whose peers elect another leader and carry on once it is gone), is fatal.
+   */
+  private stopped(err: unknown): void {
+    if (this.storageFailed !== undefined && storageFailureOf(err) !== undefined && this.soleVoter() && this.servedLocally) {
+      // The transport is closed and nothing is stepped any more: this node stays the only voter
+      // and the leader of its term, and its applied state is final until a restart.
+      this.links.close();
+      return;
+    }
+    this.fatal(err);
+  }
+
+  private fatalSent = false;
+
+  /** onFatal, once. */
+  private fatal(err: unknown): void {
+    if (this.fatalSent) return;
+    this.fatalSent = true;
+    this.onFatal(err);
   }
 
   /** Logs a change of role or leader (checked every tick). */
@@ -542,9 +696,12 @@ export class ClusterNode<T> {
     if (this.closing) return false;
     const r = this.node.rawNode.raft;
     if (r.role !== "leader" || !this.soleVoter()) return false;
+    // After a storage failure nothing commits any more (see storageFailed): the state is the latest.
+    if (this.storageFailed !== undefined) return this.servedLocally;
     if (r.term === this.localReadsTerm) return true;
     if (this.storage.log.term(this.applied) !== r.term) return false;
     this.localReadsTerm = r.term; // stays true while it leads this term (applied only moves on)
+    this.servedLocally = true;
     return true;
   }
 
@@ -561,11 +718,17 @@ export class ClusterNode<T> {
     let since = performance.now();
     for (let i = 0; this.soleVoter() && !this.readsLocal(); i++) {
       assert(i < 100_000_000, "whenServing looped without bound");
+      if (this.storageFailed !== undefined) return false;
       if (this.applied !== applied) {
         applied = this.applied;
         since = performance.now();
       } else if (performance.now() - since >= stallMs) return false;
       await Bun.sleep(1);
+    }
+    // Recovery ends once the log is applied and reads are served (a sole voter; see serve).
+    if (this.soleVoter()) {
+      this.recovery.durationMs = Math.round(performance.now() - this.openedAt);
+      this.recovery.replayedRecords = this.sm.startCommands; // as the single node counted: records holding a write
     }
     return true;
   }
@@ -862,6 +1025,12 @@ export class ClusterNode<T> {
     this.flushScheduled = false;
     let batch = this.batch;
     if (batch.length === 0) return;
+    if (this.storageFailed !== undefined) {
+      // The log takes nothing more: refused (MISCONF), certainly not logged.
+      this.batch = [];
+      for (const p of batch) this.fail(p, undefined, false);
+      return;
+    }
     if (batch.length > PROPOSALS_PER_TURN_MAX) {
       // A burst (deep pipelines from many clients) is proposed over several turns, so heartbeats,
       // elections and replies run in between.
@@ -877,19 +1046,23 @@ export class ClusterNode<T> {
     const results = this.node.proposeBatch(datas, batch, this.onProposalFailed);
     for (let i = 0; i < batch.length; i++) {
       const r = results[i]!;
-      if ("error" in r) this.fail(batch[i]!, r.error);
+      if ("error" in r) this.fail(batch[i]!, r.error, false);
       else batch[i]!.index = r.index;
     }
   }
 
   /** The runtime gave up on the entry this node proposed at `index` (not applied as proposed, or unknown). */
   private readonly onProposalFailed = (_index: number, err: Error, p: Proposal<T>): void => {
-    this.fail(p, err);
+    this.fail(p, err, true);
   };
 
-  private fail(p: Proposal<T>, err: unknown): void {
+  /** `appended`: the write reached the runtime's log (in memory at least), so its outcome may be unknown. */
+  private fail(p: Proposal<T>, err: unknown, appended: boolean): void {
     this.pendingBytesValue -= p.bytes;
-    this.onFailed([p], writeFailure(err));
+    const failed = this.storageFailed;
+    if (failed === undefined) this.onFailed([p], writeFailure(err));
+    else if (!appended) this.onFailed([p], new WalFailedError(failed));
+    else this.onFailed([p], new ClusterError({ kind: "uncertain", why: `the log write failed (${failed.message}); it may or may not be applied after a restart` }));
   }
 
   /** After a Ready applied entries: answer the server, wake reads, maybe snapshot. */
@@ -962,6 +1135,11 @@ export class ClusterNode<T> {
     const waiters = this.turnReads;
     this.turnReads = [];
     if (waiters.length === 0) return;
+    if (this.storageFailed !== undefined && this.readsLocal()) {
+      // Nothing commits any more: the applied state is the latest.
+      for (const w of waiters) w.resolve();
+      return;
+    }
     const fail = (e: ClusterError) => {
       for (const w of waiters) w.reject(e);
     };
@@ -1036,7 +1214,7 @@ export class ClusterNode<T> {
    * expired keys already. Returns the keys proposed.
    */
   sweepExpired(nowMs: number, maxKeys: number): number {
-    if (!this.isLeader() || this.expireInFlight || this.closing) return 0;
+    if (!this.isLeader() || this.expireInFlight || this.closing || this.storageFailed !== undefined) return 0;
     const t = this.now(nowMs);
     const keys = this.raftSm.findExpired(t, Math.min(maxKeys, EXPIRE_BATCH_KEYS_MAX));
     if (keys.length === 0) return 0;
@@ -1054,6 +1232,7 @@ export class ClusterNode<T> {
   async snapshot(): Promise<SnapshotStats> {
     while (this.snapshotRunning !== null) await this.snapshotRunning.catch(() => {});
     if (this.closing) throw new Error("the node is shutting down");
+    if (this.storageFailed !== undefined) throw new Error(`the log cannot be written since an earlier failure (${this.storageFailed.message}); restart the node`);
     const t0 = performance.now();
     const run = (async () => {
       this.sm.bytesSinceSnapshot = 0;
@@ -1122,6 +1301,8 @@ export class ClusterNode<T> {
     this.links.close();
     while (this.snapshotRunning !== null) await this.snapshotRunning.catch(() => {});
     await this.node.close();
+    // A node stopped by a storage failure left its files open (nothing more is written to them).
+    if (this.storageFailed !== undefined) await this.storage.close().catch(() => {});
   }
 
   // ---- the view for ROLE, CLUSTER *, INFO raft ----

@@ -74,19 +74,25 @@ export interface RaftNodeConfig<R> {
   readonly pipelineAppends?: boolean;
 }
 
-const ignore = (): void => {};
-
 /** ReadIndex rounds awaiting confirmation at once (each costs one heartbeat to every peer). */
 export const READ_ROUNDS_IN_FLIGHT_MAX = 8;
 /** Stands for the result of a proposeBatch entry (never awaited). */
 const NO_RESULT: Promise<unknown> = new Promise(() => {});
 
+/** A proposal awaiting its entry: a promise's (resolve, reject), or proposeBatch's (ctx, onFail). */
 interface PendingProposal<R> {
   readonly term: number;
-  readonly resolve: (r: R) => void;
-  readonly reject: (e: Error) => void;
+  readonly resolve: ((r: R) => void) | undefined;
+  readonly reject: ((e: Error) => void) | undefined;
   /** Given to the state machine with the entry, when the entry applied is this proposal's (proposeBatch). */
   readonly ctx?: unknown;
+  readonly onFail?: (index: number, err: Error, ctx: unknown) => void;
+}
+
+/** The proposal at `index` will not apply as proposed (or its outcome is unknown). */
+function rejectProposal<R>(index: number, p: PendingProposal<R>, err: Error): void {
+  if (p.onFail !== undefined) p.onFail(index, err, p.ctx);
+  else p.reject!(err);
 }
 
 interface Waiter {
@@ -211,8 +217,6 @@ export class RaftNode<R = unknown> {
     return this.proposeEach(datas, ctxs, onFail as (index: number, err: Error, ctx: unknown) => void);
   }
 
-  private readonly failWith = (index: number, onFail: (index: number, err: Error, ctx: unknown) => void, ctx: unknown) => (e: Error) => onFail(index, e, ctx);
-
   private proposeEach(
     datas: readonly Uint8Array[],
     ctxs?: readonly unknown[],
@@ -236,7 +240,7 @@ export class RaftNode<R = unknown> {
           const index = first + i;
           assert(!this.proposals.has(index), `two proposals at index ${index}`);
           const ctx = ctxs![i];
-          this.proposals.set(index, { term: r.term, resolve: ignore, reject: this.failWith(index, onFail, ctx), ctx });
+          this.proposals.set(index, { term: r.term, resolve: undefined, reject: undefined, ctx, onFail });
           out.push({ index, term: r.term, result: NO_RESULT as Promise<R> });
         }
         this.pump();
@@ -262,7 +266,7 @@ export class RaftNode<R = unknown> {
       if (onFail !== undefined) {
         const index = r.index;
         const ctx = ctxs![out.length];
-        this.proposals.set(index, { term: r.term, resolve: ignore, reject: this.failWith(index, onFail, ctx), ctx });
+        this.proposals.set(index, { term: r.term, resolve: undefined, reject: undefined, ctx, onFail });
         out.push({ index, term: r.term, result: NO_RESULT as Promise<R> });
         continue;
       }
@@ -615,7 +619,7 @@ export class RaftNode<R = unknown> {
       for (const [index, p] of this.proposals) {
         if (index <= at) {
           this.proposals.delete(index);
-          p.reject(new UnknownOutcomeError(index));
+          rejectProposal(index, p, new UnknownOutcomeError(index));
         }
       }
     }
@@ -644,8 +648,8 @@ export class RaftNode<R = unknown> {
     this.applied = e.index;
     if (p === undefined) return;
     this.proposals.delete(e.index);
-    if (mine) p.resolve(result);
-    else p.reject(new DroppedError(`overwritten by an entry of term ${e.term}`));
+    if (mine) p.resolve?.(result);
+    else rejectProposal(e.index, p, new DroppedError(`overwritten by an entry of term ${e.term}`));
   }
 
   private serveReads(): void {
@@ -707,7 +711,7 @@ export class RaftNode<R = unknown> {
     const ps = [...this.proposals].filter(([index]) => index > keepThrough);
     for (const [index, p] of ps) {
       this.proposals.delete(index);
-      p.reject(new UnknownOutcomeError(index));
+      rejectProposal(index, p, new UnknownOutcomeError(index));
     }
   }
 

@@ -330,6 +330,9 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
         `rdb_last_bgsave_status:${d.lastSnapshotStatus}`,
         `rdb_last_bgsave_time_sec:${d.lastSnapshotAttemptSec}`,
         `aof_enabled:1`,
+        // As Redis's aof_last_write_status: err once a write to the log failed (writes are refused until a restart).
+        `aof_last_write_status:${s.node?.storageFailed === undefined ? "ok" : "err"}`,
+        ...(s.node?.storageFailed === undefined ? [] : [`kv_log_error:${s.node.storageFailed.message.replace(/[\r\n]+/g, " ")}`]),
         `kv_fsync:${s.config.fsync}`,
         `kv_pending_writes_bytes:${d.pendingBytes}`,
         `kv_pending_writes_limit:${s.config.pendingWritesLimit}`,

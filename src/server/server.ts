@@ -526,11 +526,6 @@ export class KvServer {
    */
   private startClusterWrite(conn: Conn, spec: CommandSpec<ServerCtx> | undefined, argv: string[], out: ReplyBuffer, nowMs: number, fwdProto: 2 | 3 | undefined, atFront: boolean): void {
     const node = this.node!;
-    const place = (item: PendingCommand) => (atFront ? conn.pendFront(item) : conn.pend(item));
-    const answer = (text: string) => {
-      if (atFront || conn.pending.length === 0) out.error(text);
-      else conn.pend({ kind: "later", reply: (o) => o.error(text) });
-    };
     if (!this.dispatcher.isLoggedWrite(spec, argv.length)) {
       // A forwarded command that is not a write here: run it in place (unknown names, bad arity answer themselves).
       if (atFront || conn.pending.length === 0) this.dispatcher.run(conn, spec, argv, out, nowMs);
@@ -539,7 +534,7 @@ export class KvServer {
     }
     const refused = this.dispatcher.refusal(spec!, argv);
     if (refused !== null) {
-      answer(refused);
+      this.answerInOrder(conn, out, atFront, refused);
       return;
     }
     if (node.isLeader()) {
@@ -550,19 +545,19 @@ export class KvServer {
         if (!(e instanceof WriteRefusedError)) throw e;
         log.warn(`client ${conn.id} (${conn.addr}): ${e.message}`);
         this.dispatcher.rejectLogged(argv);
-        answer(`ERR ${e.message}`);
+        this.answerInOrder(conn, out, atFront, `ERR ${e.message}`);
         return;
       }
-      place({ kind: "write", proposal: p });
+      this.place(conn, atFront, { kind: "write", proposal: p });
       return;
     }
     if (fwdProto !== undefined) {
       // Another member sent it here as the leader; this node is not (any more): certainly not logged.
-      answer("TRYAGAIN this node is no longer the leader: retry");
+      this.answerInOrder(conn, out, atFront, "TRYAGAIN this node is no longer the leader: retry");
       return;
     }
     const item: PendingCommand & { kind: "later" } = { kind: "later", reply: undefined };
-    place(item);
+    this.place(conn, atFront, item);
     node.forward(argv, conn.proto).then(
       (bytes) => this.settle(conn, item, (o) => o.raw(bytes)),
       (e: unknown) => {
@@ -570,6 +565,18 @@ export class KvServer {
         this.settle(conn, item, (o) => o.error(e.reply));
       },
     );
+  }
+
+  /** Queues `item` in the connection's reply order: at the head while draining (`atFront`), else at the end. */
+  private place(conn: Conn, atFront: boolean, item: PendingCommand): void {
+    if (atFront) conn.pendFront(item);
+    else conn.pend(item);
+  }
+
+  /** An error reply in the connection's order: now if nothing is owed before it, else queued. */
+  private answerInOrder(conn: Conn, out: ReplyBuffer, atFront: boolean, text: string): void {
+    if (atFront || conn.pending.length === 0) out.error(text);
+    else conn.pend({ kind: "later", reply: (o) => o.error(text) });
   }
 
   /** Sets the reply of a pending "later" item; answers it (and what follows) if it heads the queue. */

@@ -524,6 +524,51 @@ export class Wal implements LogStore {
    * Wal.open verified moments before (recovery, with the data dir locked) gets its records'
    * lengths and indexes checked, not their checksums again.
    */
+  /** Segments mapped for mappedEntries, each checked once (dropped by endMapped). */
+  private mappedSegments = new Map<Segment, Buffer | null>();
+
+  /**
+   * Written records [lo, hi) as mappedEntries found them: payloads are views of their segment
+   * files mapped in memory (valid for as long as the caller holds them: a written record is never
+   * rewritten in place, and a mapped file is only ever deleted whole), at least one record, then
+   * up to maxBytes of payload. Each segment is mapped and checked once until endMapped. Undefined
+   * when a segment cannot be mapped or a record is not written yet: read them with entries().
+   * Recovery uses it so that the values of the records it applies may stay in the files.
+   */
+  mappedEntries(lo: number, hi: number, maxBytes = Infinity): { records: LogRecord[]; maps: Buffer[] } | undefined {
+    if (!(lo >= this.firstIndex() && hi <= this.written + 1 && lo < hi)) return undefined;
+    const records: LogRecord[] = [];
+    const maps: Buffer[] = [];
+    let payloadBytes = 0;
+    let i = lo;
+    while (i < hi) {
+      const seg = this.segmentFor(i);
+      if (seg === undefined) return undefined;
+      let m = this.mappedSegments.get(seg);
+      if (m === undefined) {
+        m = this.mapChecked(seg, 0) ?? null;
+        this.mappedSegments.set(seg, m);
+      }
+      if (m === null) return undefined;
+      maps.push(m);
+      const kEnd = Math.min(hi, seg.firstIndex + seg.offsets.length) - seg.firstIndex;
+      for (let k = i - seg.firstIndex; k < kEnd; k++) {
+        const off = seg.offsets.at(k)!;
+        const payload = m.subarray(off + RECORD_HEADER_BYTES + RECORD_FIXED_BODY_BYTES, off + RECORD_HEADER_BYTES + getU32(m, off));
+        if (records.length > 0 && payloadBytes + payload.length > maxBytes) return { records, maps };
+        payloadBytes += payload.length;
+        records.push({ index: seg.firstIndex + k, term: peekTerm(m, off), type: peekType(m, off), timestampMs: peekTimestamp(m, off), payload });
+      }
+      i = seg.firstIndex + kEnd;
+    }
+    return { records, maps };
+  }
+
+  /** Drops the mappings mappedEntries keeps (records handed out keep theirs alive). */
+  endMapped(): void {
+    this.mappedSegments.clear();
+  }
+
   private mapChecked(seg: Segment, k0: number): Buffer | undefined {
     let u: Uint8Array;
     try {

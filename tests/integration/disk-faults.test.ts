@@ -110,7 +110,7 @@ async function startNsKv(script: string, timeoutMs = 10_000): Promise<NsKv> {
   const deadline = Date.now() + timeoutMs;
   let m: RegExpExecArray | null = null;
   while (Date.now() < deadline) {
-    m = /listening on 127\.0\.0\.1:(\d+) \(.*pid (\d+)\)/.exec(text());
+    m = /listening on 127\.0\.0\.1:(\d+)\b.*\(.*pid (\d+)\)/.exec(text());
     if (m || proc.exitCode !== null) break;
     await Bun.sleep(10);
   }
@@ -316,6 +316,23 @@ async function checkStillServing(conns: Conn[], log: WriteLog): Promise<void> {
   }
 }
 
+/** Waits (bounded) until kv's log takes no write for 300 ms (INFO persistence kv_wal_batches stays put). */
+async function logIdle(c: Conn): Promise<void> {
+  const batches = async () => /kv_wal_batches:(\d+)/.exec(String(await c.cmd("INFO", "persistence")))![1];
+  let last = await batches();
+  let sameSince = Date.now();
+  const deadline = Date.now() + 5_000;
+  while (Date.now() - sameSince < 300) {
+    if (Date.now() > deadline) throw new Error("kv's log kept being written for 5 s with no client writing");
+    await Bun.sleep(25);
+    const now = await batches();
+    if (now !== last) {
+      last = now;
+      sameSince = Date.now();
+    }
+  }
+}
+
 /** Starts a normal kv on the host copy of the data dir and checks the data there. */
 async function checkAfterRestart(copyDataDir: string, log: WriteLog): Promise<void> {
   const kv = await startKv([], { dataDir: copyDataDir });
@@ -354,6 +371,10 @@ test("full disk (4 MB tmpfs): failed writes get UNCERTAIN/MISCONF, reads keep wo
   expect(kv.output()).toMatch(/ENOSPC/);
 
   await checkStillServing(conns, log);
+  // INFO persistence names the failure (Redis's aof_last_write_status).
+  const info = String(await conns[0]!.cmd("INFO", "persistence"));
+  expect(info).toContain("aof_last_write_status:err");
+  expect(info).toMatch(/kv_log_error:.*ENOSPC/);
   await checkData(conns[0]!, log, false); // unapplied while running: uncertain writes are not visible
   for (const c of conns) c.close();
 
@@ -414,6 +435,10 @@ test("data dir turns read-only while kv runs (ext4 aborted): UNCERTAIN/MISCONF, 
   const before = await writeUntilRefused(conns, { valueBytes: 100, batch: 10, maxPerClient: 50, maxMs: 5_000, prefix: "pre" });
   expect(before.bad).toEqual([]);
   expect(before.acked.size).toBe(150);
+  // Let the log settle first: a Raft node writes its commit index alone on a tick after the last
+  // writes, and that write must not be the one that meets the read-only fs (it carries no client
+  // write, so no outcome would be uncertain).
+  await logIdle(conns[0]!);
 
   // The fs goes read-only under kv (as after a disk error with errors=remount-ro).
   const abort = Bun.spawnSync(["nsenter", "-t", String(kv.pid), "-m", "mount", "-o", "remount,abort", mnt], { stderr: "pipe" });
@@ -427,6 +452,7 @@ test("data dir turns read-only while kv runs (ext4 aborted): UNCERTAIN/MISCONF, 
   for (const [k, v] of before.acked) log.acked.set(k, v);
 
   await checkStillServing(conns, log);
+  expect(String(await conns[0]!.cmd("INFO", "persistence"))).toMatch(/aof_last_write_status:err\r\nkv_log_error:.*(EROFS|read-only)/i);
   await checkData(conns[0]!, log, false);
   for (const c of conns) c.close();
 
