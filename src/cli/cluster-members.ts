@@ -68,7 +68,7 @@ export function parseMembers(reply: RespValue): Member[] {
  * membership command to the leader). A node that refuses the connection, or answers REMOVED (it
  * was removed and still runs), is skipped; an error reply from a member is thrown as ServerError.
  */
-async function call(addrs: readonly string[], argv: readonly string[], timeoutMs = CALL_TIMEOUT_MS): Promise<RespValue> {
+export async function call(addrs: readonly string[], argv: readonly string[], timeoutMs = CALL_TIMEOUT_MS): Promise<RespValue> {
   const skipped: string[] = [];
   for (const addr of addrs) {
     const client = createClient({ addrs: addr, timeoutMs, connectTimeoutMs: 1000, failFast: true, readRetriesMax: 0 });
@@ -93,7 +93,7 @@ function load(dataDir: string): { dir: string; file: ClusterFile } {
 }
 
 /** Client addresses of the nodes whose process runs, `except` left out. */
-function liveAddrs(file: ClusterFile, except = 0): string[] {
+export function liveAddrs(file: ClusterFile, except = 0): string[] {
   return file.nodes.filter((n) => n.id !== except && nodePids(n.dataDir, n.pid).length > 0).map((n) => n.addr);
 }
 

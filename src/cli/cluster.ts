@@ -27,13 +27,18 @@ import { isAlive, nodePids, portProblem, STOP_TIMEOUT_S_DEFAULT, type StopTarget
 import { type ClusterStatus, formatStatus, formatUpTable, gather, askNode, statusJson, stateOf, type Target } from "./cluster-status.ts";
 import { StartupError } from "./fatal.ts";
 import { add, addArgs, memberArgs, remove, transfer } from "./cluster-members.ts";
+import { restart, restartArgs } from "./cluster-restart.ts";
 import { refuseBadArgs } from "./strict.ts";
 
 /** Exit code of `status` when no node answers (as the client commands' "no answer"). */
 const EXIT_NO_ANSWER = 3;
+/** Exit code of `status` when the verdict is down (no leader, or no quorum) but some node answers. */
+const EXIT_DOWN = 2;
 /** Per-node INFO deadline while `up` waits, and in the live view (refreshed each second). */
 const POLL_ASK_MS = 800;
 const LIVE_REFRESH_MS = 1000;
+/** The live view measures time lags up to this bound (it refreshes each second). */
+const LIVE_LAG_BOUND_MS = 500;
 const READY_POLL_MS = 100;
 /** Lines of a failed node's log shown when `up` gives up. */
 const LOG_TAIL_LINES = 15;
@@ -240,7 +245,7 @@ async function waitReady(
 
 /** Whether anything shown by the live view changed besides the indexes (for output that is not a terminal). */
 function shapeOf(s: ClusterStatus): string {
-  return JSON.stringify([s.leader, s.term, s.nodes.map((n) => [n.role, stateOf(n), n.pid])]);
+  return JSON.stringify([s.health, s.leader, s.term, s.nodes.map((n) => [n.id, n.role, n.voter, stateOf(n), n.pid])]);
 }
 
 const STOP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
@@ -278,14 +283,23 @@ function stopOnSignals(which: () => StopTarget[], dir: string): { stopping(): bo
   };
 }
 
-/** The foreground view: status each second until a signal (see stopOnSignals) stops every node. */
+/**
+ * The foreground view: status each second until a signal (see stopOnSignals) stops every node.
+ * cluster.json is read again at each refresh, so nodes added (or removed) meanwhile are shown.
+ */
 async function liveView(nodes: readonly ClusterNode[], pidOf: (n: ClusterNode) => number | null, dir: string, stopping: () => boolean): Promise<never> {
   const tty = process.stdout.isTTY === true;
   let lastShape = "";
   let lastLines = 0;
+  let shown: readonly ClusterNode[] = nodes;
   while (!stopping()) {
     const started = Date.now();
-    const status = await gather(targetsOf(nodes, pidOf), POLL_ASK_MS);
+    try {
+      shown = readClusterFile(dir)?.nodes ?? shown;
+    } catch {
+      // Being rewritten or damaged: the last good list.
+    }
+    const status = await gather(targetsOf(shown, pidOf), POLL_ASK_MS, LIVE_LAG_BOUND_MS);
     if (stopping()) break;
     const time = new Date().toISOString().slice(11, 19);
     if (tty) {
@@ -336,6 +350,7 @@ async function status(rawArgs: readonly string[], args: { "data-dir"?: string; a
   const s = await gather(targets, timeoutMs);
   out(args.json === true ? statusJson(s) : formatStatus(s));
   if (!s.nodes.some((n) => n.up)) process.exitCode = EXIT_NO_ANSWER;
+  else if (s.health === "down") process.exitCode = EXIT_DOWN;
 }
 
 // ---- down ----
@@ -391,7 +406,7 @@ async function down(rawArgs: readonly string[], args: { "data-dir"?: string; tim
 // ---- the command ----
 
 export default defineCommand({
-  meta: { name: "cluster", description: "Run a local cluster: kv cluster up N | status | down | add | remove ID | transfer ID" },
+  meta: { name: "cluster", description: "Run a local cluster: kv cluster up N | status | down | restart | add | remove ID | transfer ID" },
   subCommands: {
     up: defineCommand({
       meta: { name: "up", description: "Start N kv serve nodes on 127.0.0.1 (or restart the cluster in --data-dir); other flags go to every kv serve" },
@@ -417,6 +432,11 @@ export default defineCommand({
       meta: { name: "remove", description: "Remove member ID from the cluster (a leader steps down first) and stop its process" },
       args: memberArgs,
       run: ({ rawArgs, args }) => remove(rawArgs, args),
+    }),
+    restart: defineCommand({
+      meta: { name: "restart", description: "Rolling restart: each node in turn (the leader last, leadership handed away first), SIGTERM, started again with its recorded argv, caught up before the next" },
+      args: restartArgs,
+      run: ({ rawArgs, args }) => restart(rawArgs, args),
     }),
     transfer: defineCommand({
       meta: { name: "transfer", description: "Hand leadership to voter ID; returns once it leads" },

@@ -10,7 +10,8 @@
 // - read-only and sent: re-sent on the next connection (bounded);
 // - a write that was sent: rejected with OutcomeUnknownError, never re-sent;
 // - -MOVED: the server refused it, so it is re-sent to the named node (bounded hops);
-// - -TRYAGAIN/-CLUSTERDOWN/-LOADING: refused, re-sent after a backoff within the deadline.
+// - -TRYAGAIN/-CLUSTERDOWN/-LOADING: refused, re-sent after a backoff within the deadline;
+//   `-TRYAGAIN node shutting down`: also, nothing more is sent on that connection (next seed).
 import type { Socket } from "bun";
 import { type BulkMode, ErrorReply, NEED_MORE, PushReply, ReplyParser, type RespValue } from "../resp/reply-parser.ts";
 import { type Addr, formatAddr, parseAddr, parseUrl } from "./addr.ts";
@@ -100,6 +101,9 @@ export interface CommandOptions {
   /** Whether the call may be re-sent after a broken connection. Default: known read-only commands. */
   readonly?: boolean;
 }
+
+/** The start of a node's refusal while it shuts down (src/server/server.ts SHUTTING_DOWN_REPLY). */
+const SHUTTING_DOWN = "TRYAGAIN node shutting down";
 
 /** Commands that never change the keyspace: safe to re-send after a broken connection. */
 const READONLY_COMMANDS = new Set([
@@ -869,6 +873,9 @@ Pick<ClientOptions, "stallMs" | "connectTimeoutMs" | "backoffMsMin" | "backoffMs
         return;
       }
     } else if (this.retryPrefixes.has(err.prefix)) {
+      // The node is going away (SHUTTING_DOWN_REPLY): nothing more is sent on this connection,
+      // and the retry goes to the next seed.
+      if (err.prefix === "TRYAGAIN" && v.message.startsWith(SHUTTING_DOWN)) this.leave(conn);
       const delay = jitter(Math.min(this.opts.backoffMsMax, this.opts.backoffMsMin * 2 ** Math.min(req.retries, 20)));
       if (performance.now() + delay < req.deadline) {
         req.retries++;
@@ -886,6 +893,15 @@ Pick<ClientOptions, "stallMs" | "connectTimeoutMs" | "backoffMsMin" | "backoffMs
       return;
     }
     this.fail(req, err);
+  }
+
+  /** Stops sending on `conn` (closed once its replies are in); new calls go to the next seed. */
+  private leave(conn: Connection): void {
+    if (this.preferred === conn.addr) this.preferred = null;
+    if (formatAddr(this.seeds[this.seedIndex % this.seeds.length]!) === conn.addr) this.seedIndex++;
+    if (this.current === conn) this.current = null;
+    conn.retired = true;
+    if (conn.inflightCount === 0) conn.close();
   }
 
   /** Follows -MOVED: the node named becomes the preferred address and the call is re-sent there. */

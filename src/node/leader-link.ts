@@ -43,6 +43,8 @@ class Link {
   private socket: Socket<undefined> | undefined;
   private opened = false;
   closed = false;
+  /** Why it was retired (see retire), once it was. */
+  private retiring: string | undefined;
   /** Bytes to write once open (requests made before the connection opened). */
   private pendingOut: Buffer[] = [];
   private pendingReqs: Request[] = [];
@@ -97,7 +99,7 @@ class Link {
   }
 
   request(argv: readonly string[]): Promise<Buffer> {
-    if (this.closed) return Promise.reject(new LinkRefusedError(`no link to the leader at ${this.addr}`));
+    if (this.closed || this.retiring !== undefined) return Promise.reject(new LinkRefusedError(`no link to the leader at ${this.addr}`));
     if (this.inFlight.length + this.pendingReqs.length >= LINK_IN_FLIGHT_MAX) {
       return Promise.reject(new LinkRefusedError(`${LINK_IN_FLIGHT_MAX} requests already wait for the leader at ${this.addr}`));
     }
@@ -177,8 +179,24 @@ class Link {
       }
       r.resolve(reply);
     }
+    if (this.retiring !== undefined && this.inFlight.length === 0) {
+      this.fail(this.retiring);
+      return;
+    }
     this.buf = at === this.buf.length ? Buffer.alloc(0) : this.buf.subarray(at);
     if (this.buf.length > LINK_REPLY_BYTES_MAX) this.fail(`a reply from the leader at ${this.addr} passed ${LINK_REPLY_BYTES_MAX} bytes`);
+  }
+
+  /**
+   * No longer the leader's link: nothing new is sent on it; requests not yet sent are refused;
+   * those in flight keep their chance of an answer (a former leader answers a write once it has
+   * applied it, or says it was dropped), up to LINK_REQUEST_TIMEOUT_MS, then it closes.
+   */
+  retire(why: string): void {
+    if (this.closed) return;
+    this.retiring = why;
+    for (const r of this.pendingReqs.splice(0)) r.reject(new LinkRefusedError(why));
+    if (this.inFlight.length === 0) this.fail(why);
   }
 
   fail(why: string): void {
@@ -214,32 +232,45 @@ export class LeaderLinks {
     if (this.closed) return Promise.reject(new LinkRefusedError("node shutting down"));
     let l = this.link;
     if (l !== undefined && l.addr !== addr) {
-      l.fail(`the leader moved from ${l.addr} to ${addr}`);
+      this.retire(l, `the leader moved from ${l.addr} to ${addr}`);
       l = undefined;
     }
     if (l === undefined || l.closed) {
       l = this.link = new Link(addr, this.hello, (gone) => {
         if (this.link === gone) this.link = undefined;
+        this.retired.delete(gone);
       });
     }
     return l.request(argv);
   }
 
   /**
-   * The leader is now `addr` (undefined: none known): a link to another address is dropped at once,
-   * so what waits there (at a paused or cut-off old leader) is answered now, not at its timeout.
+   * The leader is now `addr` (undefined: this node): a link to another address is retired. What
+   * was sent there is still answered by the former leader when it can be (a write it had
+   * committed, as after a leadership transfer, gets its real reply); a paused or cut-off one
+   * leaves it unanswered until LINK_REQUEST_TIMEOUT_MS (outcome unknown).
    */
   leaderIs(addr: string | undefined): void {
     const l = this.link;
     if (l !== undefined && l.addr !== addr) {
-      l.fail(addr === undefined ? `the leader at ${l.addr} is no longer the leader` : `the leader moved from ${l.addr} to ${addr}`);
+      this.retire(l, addr === undefined ? `the leader at ${l.addr} is no longer the leader` : `the leader moved from ${l.addr} to ${addr}`);
       this.link = undefined;
     }
+  }
+
+  private readonly retired = new Set<Link>();
+
+  private retire(l: Link, why: string): void {
+    this.retired.add(l);
+    l.retire(why);
+    if (l.closed) this.retired.delete(l);
   }
 
   close(): void {
     this.closed = true;
     this.link?.fail("node shutting down");
     this.link = undefined;
+    for (const l of this.retired) l.fail("node shutting down");
+    this.retired.clear();
   }
 }

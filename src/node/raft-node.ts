@@ -141,6 +141,8 @@ export class RaftNode<R = unknown> {
   /** Proposals by index, all from one leadership term (`leaderTerm`). */
   private readonly proposals = new Map<number, PendingProposal<R>>();
   private leaderTerm = 0;
+  /** As last seen leading: a leadership transfer was under way. */
+  private transferring = false;
   /** Reads waiting for the next round; the round awaiting its ReadState; rounds waiting for apply. */
   private readQueue: Waiter[] = [];
   private readonly readRounds = new Map<string, { term: number; waiters: Waiter[] }>();
@@ -668,7 +670,14 @@ export class RaftNode<R = unknown> {
   private settleLeadership(): void {
     const st = this.rawNode.raft;
     const leading = st.role === "leader";
-    if (this.proposals.size > 0 && (!leading || st.term !== this.leaderTerm)) this.failProposals();
+    if (this.proposals.size > 0 && (!leading || st.term !== this.leaderTerm)) {
+      // Kept, and answered when applied here in any role (applyEntry checks the term: an entry
+      // overwritten by another leader's is DroppedError, not applied): entries known committed,
+      // and after a transfer this node asked for, all of them (the target had them all when it
+      // was told to campaign, so it leads with them). The others may or may not be applied later.
+      this.failProposals(this.transferring ? Number.MAX_SAFE_INTEGER : st.log.committed);
+    }
+    this.transferring = leading && st.leadTransferee !== NONE;
     // A confirmed read stays safe (its index was committed when confirmed); an unconfirmed one is lost.
     for (const [ctx, round] of this.readRounds) {
       if (leading && st.term === round.term) continue;
@@ -701,11 +710,13 @@ export class RaftNode<R = unknown> {
     for (const w of waiters) w.reject(err);
   }
 
-  /** Each pending proposal may or may not be applied later. */
-  private failProposals(): void {
-    const ps = [...this.proposals];
-    this.proposals.clear();
-    for (const [index, p] of ps) rejectProposal(index, p, new UnknownOutcomeError(index));
+  /** Each pending proposal past `keepThrough` (committed: answered when applied) may or may not be applied later. */
+  private failProposals(keepThrough = 0): void {
+    const ps = [...this.proposals].filter(([index]) => index > keepThrough);
+    for (const [index, p] of ps) {
+      this.proposals.delete(index);
+      rejectProposal(index, p, new UnknownOutcomeError(index));
+    }
   }
 
   private failAll(err: Error): void {

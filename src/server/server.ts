@@ -27,6 +27,14 @@ export const PROCESS_COMMANDS_PER_CALL_MAX = 2048;
 
 /** On shutdown, a client is closed once it has sent nothing for this long and has all its replies. */
 export const SHUTDOWN_QUIET_MS = 100;
+/**
+ * On shutdown, a client's commands read within SHUTDOWN_QUIET_MS of the signal are carried out
+ * (they were sent before it, or at the same moment); later ones are refused with this reply,
+ * never carried out, so a client retries them on another node (the project's client leaves the
+ * connection at once) instead of keeping the node from going quiet until the shutdown timeout
+ * cuts it off with writes in flight. Links of other members are served until they go quiet.
+ */
+export const SHUTTING_DOWN_REPLY = "TRYAGAIN node shutting down: retry on another node";
 
 /**
  * After the last reply to a connection kv closes (QUIT, a protocol error, a half-close), kv sends
@@ -229,6 +237,8 @@ export class KvServer {
   private commandsAtLastCheck = 0;
   private quietChecks = 0;
   private shuttingDown = false;
+  /** When shutdown() began (ms, this.now()). */
+  private shutdownAtMs = 0;
 
   /** Connections that got replies while writes were applied; flushed once per applied batch. */
   private touched = new Set<Conn>();
@@ -417,6 +427,10 @@ export class KvServer {
             // Removed from the cluster: nothing this node says about the data is current any more. A
             // member that forwarded a request here took it for the leader: not carried out, retry.
             this.replyInOrder(conn, out, conn.peerOf !== 0 ? `TRYAGAIN ${this.node.removedWhy}: retry` : `REMOVED ${this.node.removedWhy}: it serves no more; use another member`);
+            continue;
+          }
+          if (this.shuttingDown && conn.peerOf === 0 && nowMs - this.shutdownAtMs >= SHUTDOWN_QUIET_MS) {
+            this.replyInOrder(conn, out, SHUTTING_DOWN_REPLY);
             continue;
           }
           let fwdProto: 2 | 3 | undefined;
@@ -925,6 +939,7 @@ export class KvServer {
   async shutdown(): Promise<boolean> {
     if (this.shuttingDown) return false;
     this.shuttingDown = true;
+    this.shutdownAtMs = this.now();
     this.listener?.stop(false);
     if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
     if (this.idleGcTimer !== null) clearInterval(this.idleGcTimer);

@@ -190,6 +190,7 @@ describe("INFO raft", () => {
         { id: 2, addr: "127.0.0.1:7002", peer: "127.0.0.1:17002" },
         { id: 3, addr: "127.0.0.1:7003", peer: "127.0.0.1:17003" },
       ],
+      peers: new Map([[2, { match: 41, lastContactMs: 3 }]]),
     });
     expect(parseRaftInfo("# Server\r\nredis_version:7.2.0\r\n")).toBeNull();
     expect(parseMembers("1=[::1]:7001@[::1]:17001, junk ,2=h:1@h:2")).toEqual([
@@ -216,12 +217,13 @@ describe("INFO raft", () => {
     ]);
     expect(formatStatus(s)).toBe(
       [
+        "degraded: 2/3 voters up (down: 3), leader 1, max lag 5 entries (0 ms)",
         "leader: node 1 (term 4)",
-        "ID  ADDRESS         ROLE      TERM  COMMIT  APPLIED  LAG  STATE      PID",
-        "1   127.0.0.1:7001  leader    4     50      50       0    up         11",
-        "2   127.0.0.1:7002  follower  4     48      45       5    up         12",
-        "3   127.0.0.1:7003  -         -     -       -        -    down       -",
-        "4   127.0.0.1:7004  -         -     -       -        -    no answer  14",
+        "ID  ADDRESS         ROLE      MEMBER  TERM  COMMIT  APPLIED  SNAPSHOT  LAG  LAG MS  CONTACT MS  STATE      PID",
+        "1   127.0.0.1:7001  leader    voter   4     50      50       0         0    0       0           up         11",
+        "2   127.0.0.1:7002  follower  voter   4     48      45       0         5    -       -           up         12",
+        "3   127.0.0.1:7003  -         voter   -     -       -        -         -    -       -           down       -",
+        "4   127.0.0.1:7004  -         -       -     -       -        -         -    -       -           no answer  14",
         "",
       ].join("\n"),
     );
@@ -251,7 +253,48 @@ describe("INFO raft", () => {
       [true, null, null],
       [true, null, "no INFO raft section (not a cluster node)"],
     ]);
-    expect(formatStatus(none).split("\n")[0]).toBe("no leader");
+    expect(formatStatus(none).split("\n").slice(0, 2)).toEqual(["down: no quorum: 1/3 voters up, 2 needed (down: 2, 3)", "no leader"]);
+  });
+});
+
+describe("the health verdict", () => {
+  const peers = "raft_peer_2:addr=127.0.0.1:7002,match=50,last_contact_ms=12\r\nraft_peer_3:addr=127.0.0.1:7003,match=50,last_contact_ms=2400";
+  const leader = (extra = peers) => ({ info: info({ id: 1, role: "leader", term: 4, commit: 50, applied: 50, leader: 1, extra }) });
+  const follower = (id: number, applied = 50) => ({ info: info({ id, role: "follower", term: 4, commit: 50, applied, leader: 1 }) });
+  const t3 = [target(1), target(2), target(3)];
+
+  test("healthy: every voter up, lag measured in entries and ms", () => {
+    const s = summarize(t3, [leader(), follower(2, 48), follower(3)], new Map([[2, { ms: 40, over: null }]]));
+    expect([s.health, s.verdict]).toEqual(["healthy", "healthy: 3/3 voters up, leader 1, max lag 2 entries (40 ms)"]);
+    expect(s.nodes.map((n) => [n.voter, n.lag, n.lagMs, n.lastContactMs, n.snapshotIndex])).toEqual([
+      [true, 0, 0, 0, 0],
+      [true, 2, 40, 12, 0],
+      [true, 0, 0, 2400, 0],
+    ]);
+  });
+
+  test("degraded: one voter down, or a node not caught up within the bound", () => {
+    const one = summarize(t3, [leader(), follower(2), { error: "could not connect" }]);
+    expect([one.health, one.verdict]).toEqual(["degraded", "degraded: 2/3 voters up (down: 3), leader 1, max lag 0 entries (0 ms)"]);
+    const slow = summarize(t3, [leader(), follower(2, 10), follower(3)], new Map([[2, { ms: null, over: 1000 }]]));
+    expect([slow.health, slow.verdict]).toEqual(["degraded", "degraded: 3/3 voters up, leader 1, max lag 40 entries (> 1000 ms); behind: 2"]);
+    expect(formatStatus(slow).split("\n")[4]).toMatch(/^2 .* 40 +>1000 +12 +up$/);
+  });
+
+  test("down: no quorum (two of three voters down), or no leader with a quorum; learners counted apart", () => {
+    const nq = summarize(t3, [{ info: info({ id: 1, role: "follower", term: 5, commit: 50, applied: 50, leader: 0 }) }, { error: "x" }, { error: "y" }]);
+    expect([nq.health, nq.verdict, nq.leader]).toEqual(["down", "down: no quorum: 1/3 voters up, 2 needed (down: 2, 3)", null]);
+    // A deposed leader that still says so, cut off from both others: no quorum either.
+    const stale = summarize(t3, [leader(), { error: "x" }, { error: "y" }]);
+    expect([stale.health, stale.verdict]).toEqual(["down", "down: no quorum: 1/3 voters up, 2 needed (down: 2, 3)"]);
+    const electing = summarize(t3, [follower(1), { info: info({ id: 2, role: "candidate", term: 6, commit: 50, applied: 50, leader: 0 }) }, { error: "x" }]);
+    expect(electing.health).toBe("down");
+    expect(electing.verdict).toBe("down: no leader: 2/3 voters up (down: 3) (an election is under way, or the voters cannot reach each other)");
+    const withLearner = (t: string) => t.replace("raft_voters:1,2,3\r\nraft_learners:", "raft_voters:1,2,3\r\nraft_learners:4");
+    const l = parseRaftInfo(withLearner(infoText({ id: 1, role: "leader", term: 4, commit: 50, applied: 50, leader: 1 })))!;
+    const s = summarize([...t3, target(4)], [{ info: l }, follower(2), follower(3), { error: "z" }]);
+    expect([s.health, s.verdict]).toEqual(["degraded", "degraded: 3/3 voters up, 0/1 learners up (down: 4), leader 1, max lag 0 entries (0 ms)"]);
+    expect(s.nodes.map((n) => n.voter)).toEqual([true, true, true, false]);
   });
 });
 
@@ -269,7 +312,9 @@ function fakeNode(text: () => string): FakeServer {
 describe("status over RESP (fake nodes)", () => {
   test("gather asks each node INFO raft with the client library; a closed port is down", async () => {
     const a = fakeNode(() => infoText({ id: 1, role: "leader", term: 2, commit: 10, applied: 10, leader: 1 }));
-    const b = fakeNode(() => infoText({ id: 2, role: "follower", term: 2, commit: 10, applied: 8, leader: 1 }));
+    // Behind at the first ask, caught up at the next: its time lag is measured by asking again.
+    let asked = 0;
+    const b = fakeNode(() => infoText({ id: 2, role: "follower", term: 2, commit: 10, applied: asked++ === 0 ? 8 : 10, leader: 1 }));
     const c = fakeNode(() => "");
     c.stop();
     const s = await gather([target(1, { addr: a.addr }), target(2, { addr: b.addr }), target(3, { addr: c.addr })], 1000);
@@ -279,6 +324,13 @@ describe("status over RESP (fake nodes)", () => {
       [false, null, null],
     ]);
     expect(a.log.map((e) => e.argv)).toEqual([["INFO", "raft"]]);
+    expect(b.log.map((e) => e.argv)).toEqual([
+      ["INFO", "raft"],
+      ["INFO", "raft"],
+    ]);
+    expect(s.nodes[1]!.lagMs).toBeGreaterThanOrEqual(0);
+    expect(s.nodes[1]!.lagMsOver).toBeNull();
+    expect(s.verdict).toMatch(/^degraded: 2\/3 voters up \(down: 3\), leader 1, max lag 2 entries \(\d+ ms\)$/);
   });
 });
 
@@ -434,11 +486,13 @@ describe("kv cluster down and status (from source)", () => {
     const byAddr = await kvCluster(["status", "--addr", servers[1]!.s!.addr]);
     expect([byAddr.code, byAddr.stderr]).toEqual([0, ""]);
     const lines = byAddr.stdout.split("\n");
-    expect(lines[0]).toBe("leader: node 1 (term 3)");
-    expect(lines[1]).toMatch(/^ID +ADDRESS +ROLE +TERM +COMMIT +APPLIED +LAG +STATE$/);
-    expect(lines[2]).toMatch(new RegExp(`^1 +${servers[0]!.s!.addr} +leader +3 +20 +20 +0 +up$`));
-    expect(lines[3]).toMatch(new RegExp(`^2 +${servers[1]!.s!.addr} +follower +3 +20 +17 +3 +up$`));
-    expect(lines[4]).toMatch(new RegExp(`^3 +${servers[2]!.s!.addr} +- +- +- +- +- +down$`));
+    // Node 2 never gets past applied 17 (the fake's answer): not caught up within --timeout (1000 ms).
+    expect(lines[0]).toBe("degraded: 2/3 voters up (down: 3), leader 1, max lag 3 entries (> 1000 ms); behind: 2");
+    expect(lines[1]).toBe("leader: node 1 (term 3)");
+    expect(lines[2]).toMatch(/^ID +ADDRESS +ROLE +MEMBER +TERM +COMMIT +APPLIED +SNAPSHOT +LAG +LAG MS +CONTACT MS +STATE$/);
+    expect(lines[3]).toMatch(new RegExp(`^1 +${servers[0]!.s!.addr} +leader +voter +3 +20 +20 +0 +0 +0 +0 +up$`));
+    expect(lines[4]).toMatch(new RegExp(`^2 +${servers[1]!.s!.addr} +follower +voter +3 +20 +17 +0 +3 +>1000 +- +up$`));
+    expect(lines[5]).toMatch(new RegExp(`^3 +${servers[2]!.s!.addr} +- +voter +- +- +- +- +- +- +- +down$`));
 
     const none = await kvCluster(["status", "--data-dir", join(c, "nope")]);
     expect(none.code).toBe(1);

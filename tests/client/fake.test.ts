@@ -107,6 +107,19 @@ describe("retryable refusals", () => {
     });
   }
 
+  test("-TRYAGAIN node shutting down: the connection is left at once, the retry goes to the next seed", async () => {
+    const s = store();
+    const going = fake(() => "-TRYAGAIN node shutting down: retry on another node\r\n");
+    const other = fake(s);
+    const kv = client({ addrs: [going.addr, other.addr], timeoutMs: 3000, backoffMsMin: 5 });
+    expect(await kv.set("k", "v")).toBe(true);
+    expect(await kv.get("k")).toBe("v");
+    // One refusal, nothing more sent to the node going away.
+    expect(going.log.map((e) => e.argv[0])).toEqual(["SET"]);
+    expect(other.log.map((e) => e.argv[0])).toEqual(["SET", "GET"]);
+    expect(kv.connectedAddr).toBe(other.addr);
+  });
+
   test("other errors are not retried and carry their prefix", async () => {
     const f = fake(() => "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n");
     const kv = client({ addrs: f.addr, timeoutMs: 1000 });

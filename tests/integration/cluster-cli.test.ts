@@ -245,12 +245,13 @@ describe("kv cluster up in the foreground", () => {
     };
     try {
       // The up table, then the view (printed when it changes, output not being a terminal).
-      await waitFor(/started\n(.|\n)*leader: node \d \(term \d+\)\nID +ADDRESS/);
+      await waitFor(/started\n(.|\n)*healthy: 3\/3 voters up, leader \d, max lag \d+ entries \(\d+ ms\)\nleader: node \d \(term \d+\)\nID +ADDRESS/);
       const file = readClusterFile(dir)!;
       for (const n of file.nodes) started.push(n.pid);
       const n3 = file.nodes[2]!;
       process.kill(n3.pid, "SIGKILL");
-      await waitFor(new RegExp(`^3 +${n3.addr} +- +- +- +- +- +down +-$`, "m"));
+      await waitFor(new RegExp(`^3 +${n3.addr} +- +voter +- +- +- +- +- +- +\\d+ +down +-$`, "m"));
+      expect(text).toMatch(/degraded: 2\/3 voters up \(down: 3\), leader \d/);
       await Bun.sleep(1_500);
       expect(lockPid(n3.dataDir)).toBe(n3.pid); // its stale LOCK: nothing restarted it
       expect(isAlive(n3.pid)).toBe(false);

@@ -42,6 +42,34 @@ describe("shutdown", () => {
     });
   }
 
+  test("a client that keeps sending is refused with -TRYAGAIN node shutting down (never carried out); once it stops, shutdown completes", async () => {
+    const kv = await startKv(["--shutdown-timeout", "30"]);
+    const c = await rawConnect(kv.port);
+    c.write("PING\r\n");
+    await c.waitFor((r) => r === "+PONG\r\n");
+    c.clear();
+    kv.proc.kill("SIGTERM");
+    // INCR every 10 ms (bounded: 300 times, 5 s) until refused.
+    const deadline = Date.now() + 5_000;
+    let sent = 0;
+    const refused = "-TRYAGAIN node shutting down: retry on another node\r\n";
+    while (!c.received().includes(refused) && !c.isClosed() && sent < 300 && Date.now() < deadline) {
+      c.write("INCR n\r\n");
+      sent++;
+      await Bun.sleep(10);
+    }
+    const got = await c.waitFor((r, closed) => closed || r.split("\r\n").length - 1 === sent, 5_000);
+    const replies = got.split("\r\n").slice(0, -1);
+    const done = replies.filter((r) => r.startsWith(":"));
+    // The INCRs carried out answered 1, 2, 3...; every one after the first refusal was refused too.
+    expect(done).toEqual(done.map((_, i) => `:${i + 1}`));
+    expect(replies.length).toBeGreaterThan(done.length);
+    expect(replies.slice(done.length).every((r) => `${r}\r\n` === refused)).toBe(true);
+    expect(await kv.proc.exited).toBe(0);
+    await kv.stop();
+    expect(kv.output()).toMatch(/shutdown complete in \d+ ms/);
+  });
+
   test("after the signal, new connections are refused", async () => {
     const kv = await startKv(["--shutdown-timeout", "5"]);
     const slow = await holdShutdownOpen(kv.port);
