@@ -569,6 +569,7 @@ export const CONN_COMMANDS: readonly ContainerSpec[] = [
   spec("reset", 1, ["fast"], (ctx, _argv, out) => {
     ctx.conn.proto = 2;
     ctx.conn.name = null;
+    ctx.conn.readOnly = false; // as Redis: READWRITE
     clientModes.delete(ctx.conn);
     (out as { proto: 2 | 3 }).proto = 2;
     out.simple("RESET");
