@@ -1221,6 +1221,11 @@ export class ClusterNode<T> {
       if (last.commit === commit) last.at = at;
       return;
     }
+    // Contacts older than the newest one already applied can never be the one a read is judged by.
+    const applied = this.applied;
+    let drop = 0;
+    while (drop + 1 < this.contacts.length && this.contacts[drop + 1]!.commit <= applied) drop++;
+    if (drop > 0) this.contacts.splice(0, drop);
     if (this.contacts.length >= LEADER_CONTACTS_MAX) this.contacts.shift();
     this.contacts.push({ at, commit });
   }
@@ -1246,9 +1251,9 @@ export class ClusterNode<T> {
     if (served !== undefined && now - served.at <= maxMs) return null;
     const newest = cs[cs.length - 1];
     if (newest === undefined) return `STALE not heard from a leader that has committed an entry of its term (max staleness ${maxMs} ms)`;
-    const heardMs = Math.round(now - newest.at);
-    if (heardMs > maxMs) return `STALE last heard from the leader ${heardMs} ms ago (max staleness ${maxMs} ms)`;
-    return `STALE applied index ${applied} is behind the leader's commit index ${newest.commit} reported ${heardMs} ms ago (max staleness ${maxMs} ms)`;
+    const heardMs = now - newest.at;
+    if (newest === served || heardMs > maxMs) return `STALE last heard from the leader ${Math.ceil(heardMs)} ms ago (max staleness ${maxMs} ms)`;
+    return `STALE applied index ${applied} is behind the leader's commit index ${newest.commit} reported ${Math.round(heardMs)} ms ago (max staleness ${maxMs} ms)`;
   }
 
   private readFailure(err: unknown): ClusterError {

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { ProcCluster, parseInfo } from "../helpers/proc-cluster.ts";
 import { RawResp } from "../helpers/resp-raw.ts";
 import { startKv } from "../helpers/server.ts";
+import { startCluster, type TestCluster } from "../helpers/cluster.ts";
 import { tempDirs } from "../helpers/tmp.ts";
 
 const tempDir = tempDirs("kv-reads-");
@@ -175,9 +176,14 @@ describe("read modes on a 3-node cluster", () => {
           acked.push({ value: i, at: performance.now() });
         }
       })();
-      // Healthy: reads are served (a value, no error).
-      await Bun.sleep(200);
-      expect(await one(r, ["GET", "stale:n"])).toMatch(/^\$\d+\r\n\d+\r\n$/);
+      // Healthy, under a stream of writes (the leader's reported commit index is then mostly a little
+      // ahead of what the follower has applied): every read is served, none refused.
+      let healthyReads = 0;
+      for (const t0 = performance.now(); performance.now() - t0 < 400 && healthyReads < 10_000; healthyReads++) {
+        expect(await one(r, ["GET", "stale:n"])).toMatch(/^(\$\d+\r\n\d+\r\n|\$-1\r\n)$/);
+        await Bun.sleep(1);
+      }
+      expect(acked.length).toBeGreaterThan(10);
 
       const reads: { at: number; reply: string }[] = [];
       cluster.isolate(f1);
@@ -264,6 +270,60 @@ describe("read modes on a 3-node cluster", () => {
       r.close();
     }
   }, 30_000);
+});
+
+describe("a follower slow to apply (its log fsyncs take 300 ms)", () => {
+  const FSYNC_DELAY_MS = 300;
+  let c: TestCluster | null = null;
+  afterAll(() => c?.stopAll());
+
+  test("READONLY reads there are refused while it trails the leader by more than the bound; KV.WAITINDEX waits for the write", async () => {
+    c = await startCluster(3, ["--max-staleness", "100"]);
+    const l = await c.leader();
+    const x = [1, 2, 3].find((id) => id !== l)!;
+    await c.stop(x);
+    await c.start(x, { KV_TEST_FSYNC_DELAY_MS: String(FSYNC_DELAY_MS) });
+    const w = await RawResp.connect(c.nodes[l - 1]!.port);
+    const r = await RawResp.connect(c.nodes[x - 1]!.port);
+    try {
+      expect(await one(w, ["SET", "slow:k", "old"])).toBe("+OK\r\n");
+      expect(await one(r, ["READONLY"])).toBe("+OK\r\n");
+      // Caught up once writes pause: served.
+      const deadline = performance.now() + 10_000;
+      let got = "";
+      while (performance.now() < deadline && got !== "$3\r\nold\r\n") {
+        got = await one(r, ["GET", "slow:k"]);
+        await Bun.sleep(20);
+      }
+      expect(got).toBe("$3\r\nold\r\n");
+
+      // A stream of writes: the leader commits with the other follower; this one applies each batch
+      // 300 ms after it arrives, more than the bound behind what the leader reports.
+      let refusedBehind = "";
+      for (let i = 0; i < 200 && refusedBehind === ""; i++) {
+        expect(await one(w, ["SET", "slow:n", String(i)])).toBe("+OK\r\n");
+        const reply = await one(r, ["GET", "slow:k"]);
+        if (reply.startsWith("-")) refusedBehind = reply;
+        else expect(reply).toBe("$3\r\nold\r\n");
+      }
+      expect(refusedBehind).toMatch(/^-STALE applied index \d+ is behind the leader's commit index \d+ reported \d+ ms ago \(max staleness 100 ms\)\r\n$/);
+
+      // A write's index, waited for there: the read behind the wait sees it.
+      const [set, last] = await w.call([["SET", "slow:k", "new"], ["KV.LASTINDEX"]]);
+      expect(set).toBe("+OK\r\n");
+      const index = Number(last!.slice(1));
+      const t0 = performance.now();
+      const [waited, read] = await r.call([["KV.WAITINDEX", String(index)], ["GET", "slow:k"]], 10_000);
+      const tookMs = performance.now() - t0;
+      expect(Number(waited!.slice(1))).toBeGreaterThanOrEqual(index);
+      expect(read).toBe("$3\r\nnew\r\n");
+      // It did wait: the write was not applied there when the wait began (a fsync of 300 ms stood between).
+      expect(tookMs).toBeGreaterThanOrEqual(FSYNC_DELAY_MS / 3);
+    } finally {
+      w.close();
+      r.close();
+    }
+  }, 40_000);
 });
 
 describe("read modes on a single node", () => {
