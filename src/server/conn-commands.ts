@@ -128,6 +128,7 @@ function clientInfoLine(ctx: ServerCtx, c: Conn, running: readonly string[] | nu
   const modes = clientModes.get(c);
   let flags = "";
   if (c.closing) flags += "c";
+  if (c.readOnly) flags += "r";
   if (modes?.noEvict) flags += "e";
   if (modes?.noTouch) flags += "T";
   if (flags === "") flags = "N";

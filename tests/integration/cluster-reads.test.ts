@@ -64,7 +64,9 @@ describe("read modes on a 3-node cluster", () => {
     const r = await RawResp.connect(cluster.node(f1).port);
     try {
       expect(await one(w, ["SET", "ro:k", "v1"])).toBe("+OK\r\n");
+      expect(await one(r, ["CLIENT", "INFO"])).toContain(" flags=N ");
       expect(await one(r, ["READONLY"])).toBe("+OK\r\n");
+      expect(await one(r, ["CLIENT", "INFO"])).toContain(" flags=r ");
       // Served from the follower's own state: the value, once applied there (bounded wait), never an error.
       const deadline = performance.now() + 3000;
       let got = "";
@@ -83,6 +85,7 @@ describe("read modes on a 3-node cluster", () => {
       expect(afterLocal - before).toBe(1); // only the KV.READ LINEARIZABLE
 
       expect(await one(r, ["READWRITE"])).toBe("+OK\r\n");
+      expect(await one(r, ["CLIENT", "INFO"])).toContain(" flags=N ");
       for (let i = 0; i < 5; i++) expect(await one(r, ["GET", "ro:k"])).toBe("$2\r\nv1\r\n");
       const afterBarrier = await readIndexCalls(cluster.node(leader).port);
       expect(afterBarrier - afterLocal).toBe(5); // one read index per (sequential) read
