@@ -35,6 +35,12 @@ export interface ServerConfig {
   snapshotLogBytes: number;
   /** A WAL segment is closed and a new one started past this size. */
   walSegmentBytes: number;
+  /**
+   * --max-staleness: a follower answers a READONLY read from its own state only while it heard,
+   * within this many ms, from its leader a message whose reported commit index it has applied
+   * (docs/cluster.md, "Read modes"); otherwise `-STALE ...`.
+   */
+  maxStalenessMs: number;
   /** Set with --cluster: this node is a member of a Raft group. */
   cluster?: ClusterConfig;
 }
@@ -63,6 +69,9 @@ export interface ClusterConfig {
 export const PEER_PORT_OFFSET = 10000;
 export const HEARTBEAT_MS_DEFAULT = 50;
 export const ELECTION_MS_DEFAULT = 300;
+/** --max-staleness: default and bounds (ms). */
+export const MAX_STALENESS_MS_DEFAULT = 1000;
+export const MAX_STALENESS_MS_MAX = 3_600_000;
 /** Most members --cluster may name. */
 export const CLUSTER_MEMBERS_MAX = 64;
 
@@ -146,6 +155,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   fsync: "always",
   snapshotLogBytes: 64 * 1024 * 1024,
   walSegmentBytes: 64 * 1024 * 1024,
+  maxStalenessMs: MAX_STALENESS_MS_DEFAULT,
 };
 
 const UNITS: Record<string, number> = {

@@ -7,6 +7,8 @@ import {
   DEFAULT_PORT,
   ELECTION_MS_DEFAULT,
   HEARTBEAT_MS_DEFAULT,
+  MAX_STALENESS_MS_DEFAULT,
+  MAX_STALENESS_MS_MAX,
   parseBytes,
   parseClusterSpec,
   parseInteger,
@@ -64,6 +66,11 @@ const serveArgs = {
   "cluster-id": { type: "string", description: "Token every member shares (default: derived from --cluster); a peer with another is refused" },
   "heartbeat-interval": { type: "string", description: "Leader heartbeat interval in ms", default: String(HEARTBEAT_MS_DEFAULT) },
   "election-timeout": { type: "string", description: "Election timeout in ms (randomised in [t, 2t))", default: String(ELECTION_MS_DEFAULT) },
+  "max-staleness": {
+    type: "string",
+    description: "Most ms a follower's READONLY reads may lag its leader (heard from it and applied its reported commit index within this); past it they answer -STALE",
+    default: String(MAX_STALENESS_MS_DEFAULT),
+  },
   "wal-segment-bytes": { type: "string", description: "Size at which a log segment is closed and a new one started", default: "64mb" },
 } as const satisfies ArgsDef;
 
@@ -92,6 +99,7 @@ export default defineCommand({
       fsync: args.fsync as FsyncMode,
       snapshotLogBytes: parseBytes(args["snapshot-log-bytes"], "--snapshot-log-bytes"),
       walSegmentBytes: parseBytes(args["wal-segment-bytes"], "--wal-segment-bytes"),
+      maxStalenessMs: parseInteger(args["max-staleness"], "--max-staleness", 1, MAX_STALENESS_MS_MAX),
     };
     if (config.walSegmentBytes < SEGMENT_BYTES_MIN) throw new ConfigError(`--wal-segment-bytes: ${config.walSegmentBytes} is below the minimum, ${SEGMENT_BYTES_MIN}`);
     if (args.join === true && (args.cluster === undefined || args["cluster-id"] === undefined)) {

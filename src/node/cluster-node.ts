@@ -88,6 +88,20 @@ export const TRANSFER_ON_CLOSE_MS = 1000;
 /** Reads waiting for a barrier at once, past which new reads are refused with CLUSTERDOWN-style errors. */
 export const READS_WAITING_MAX = 1_000_000;
 
+/**
+ * Contacts with the leader a follower keeps for bounded-staleness reads (see staleReadRefusal); past
+ * it the oldest is dropped, which can only make a read be refused, never served staler.
+ */
+export const LEADER_CONTACTS_MAX = 1024;
+
+/** A message from the leader, as a follower's bounded-staleness reads use it. */
+interface LeaderContact {
+  /** When this node stepped it (performance.now()). */
+  at: number;
+  /** The leader's commit index as of that message (the highest it reported in its term so far). */
+  commit: number;
+}
+
 export interface ClusterNodeOptions {
   id: NodeId;
   dataDir: string;
@@ -489,6 +503,15 @@ export class ClusterNode<T> {
   private readsWaiting = 0;
   private closing = false;
   private readonly lastContact = new Map<NodeId, number>();
+  /**
+   * Messages from a leader while this node followed it, oldest first, with strictly increasing
+   * commit indexes (a later contact reporting the same commit replaces the last one). Only those
+   * sent once their leader had committed an entry of its own term count (see noteLeaderContact);
+   * they stay valid across terms: each tells what some leader had committed when it sent it.
+   */
+  private contacts: LeaderContact[] = [];
+  /** The term in which this node saw its leader's commit index reach an entry of the term. */
+  private committedOwnTerm = 0;
   /** When the last tick ran (performance.now()), to report a stalled event loop. */
   private lastTickAt = performance.now();
   /** The role and leader last logged (a change is logged once). */
@@ -590,6 +613,7 @@ export class ClusterNode<T> {
           this.transport.onMessage((m) => {
             this.lastContact.set(m.from, Date.now());
             h(m);
+            if (m.type === "append" || m.type === "heartbeat") this.noteLeaderContact(m.from, m.term);
           }),
         close: () => this.transport.close(),
       },
@@ -1269,6 +1293,65 @@ export class ClusterNode<T> {
     );
   }
 
+  /**
+   * An append or heartbeat was just stepped. If it came from this follower's leader of the current
+   * term, and that leader has committed an entry of its term (this node's commit index, which the
+   * leader only ever moves to a committed index, holds an entry of the term: so the leader's commit
+   * index covers every write any earlier leader acknowledged), remember when it arrived and the
+   * leader's commit index it reported (Raft keeps the highest of the term: heartbeats carry the
+   * leader's own commit index, appends their commit field, which is the leader's commit index).
+   */
+  private noteLeaderContact(from: NodeId, term: number): void {
+    const r = this.node.rawNode.raft;
+    if (r.role !== "follower" || r.lead !== from || r.term !== term) return;
+    if (this.committedOwnTerm !== r.term) {
+      if (r.log.term(r.log.committed) !== r.term) return;
+      this.committedOwnTerm = r.term; // stays so for the term: the commit index only moves on
+    }
+    const at = performance.now();
+    const commit = r.leaderCommit;
+    const last = this.contacts[this.contacts.length - 1];
+    if (last !== undefined && last.commit >= commit) {
+      // The same commit index heard again (a lower one is older news: a later leader's commit index
+      // covers every earlier leader's once it committed an entry of its term).
+      if (last.commit === commit) last.at = at;
+      return;
+    }
+    // Contacts older than the newest one already applied can never be the one a read is judged by.
+    const applied = this.applied;
+    let drop = 0;
+    while (drop + 1 < this.contacts.length && this.contacts[drop + 1]!.commit <= applied) drop++;
+    if (drop > 0) this.contacts.splice(0, drop);
+    if (this.contacts.length >= LEADER_CONTACTS_MAX) this.contacts.shift();
+    this.contacts.push({ at, commit });
+  }
+
+  /**
+   * Null when this node may answer a read from its own state with staleness at most `maxMs`:
+   * within the last `maxMs` ms it received, while following, a message from its leader (sent once
+   * that leader had committed an entry of its term) whose reported commit index this node has
+   * applied. The state then reflects every write that leader had committed when it sent that
+   * message. Otherwise the reason, as a `STALE ...` error reply. Asked on a node that does not
+   * lead (the leader's reads stay linearizable); it may have lost its leader since (a candidate
+   * still serves within the bound).
+   */
+  staleReadRefusal(maxMs: number): string | null {
+    if (this.closing) return "STALE this node is shutting down";
+    const now = performance.now();
+    const applied = this.applied;
+    const cs = this.contacts;
+    let i = cs.length - 1;
+    while (i >= 0 && cs[i]!.commit > applied) i--;
+    if (i > 0) cs.splice(0, i); // older contacts can no longer be the newest one applied
+    const served = i >= 0 ? cs[0]! : undefined;
+    if (served !== undefined && now - served.at <= maxMs) return null;
+    const newest = cs[cs.length - 1];
+    if (newest === undefined) return `STALE not heard from a leader that has committed an entry of its term (max staleness ${maxMs} ms)`;
+    const heardMs = now - newest.at;
+    if (newest === served || heardMs > maxMs) return `STALE last heard from the leader ${Math.ceil(heardMs)} ms ago (max staleness ${maxMs} ms)`;
+    return `STALE applied index ${applied} is behind the leader's commit index ${newest.commit} reported ${Math.round(heardMs)} ms ago (max staleness ${maxMs} ms)`;
+  }
+
   private readFailure(err: unknown): ClusterError {
     if (err instanceof ClusterError) return err;
     if (err instanceof NotLeaderError) return new ClusterError({ kind: "clusterdown", why: "leadership changed during the read: retry" });
@@ -1278,11 +1361,12 @@ export class ClusterNode<T> {
   }
 
   /**
-   * Sends a write to the leader and resolves with its reply bytes (in `proto`). Rejects with
+   * Sends a write to the leader and resolves with its reply bytes (in `proto`) and the log index the
+   * leader applied it at (0 for a reply that is not an applied write: an error). Rejects with
    * ClusterError: clusterdown/tryagain when it was not sent, uncertain when the link was lost
    * after it was.
    */
-  async forward(argv: readonly string[], proto: 2 | 3): Promise<Buffer> {
+  async forward(argv: readonly string[], proto: 2 | 3): Promise<{ bytes: Buffer; index: number }> {
     const addr = this.leaderAddr();
     if (addr === undefined) throw new ClusterError({ kind: "clusterdown", why: "no leader elected: retry" });
     let reply: Buffer;
@@ -1293,7 +1377,7 @@ export class ClusterNode<T> {
     }
     // An applied write comes back as `*2 :<index> <reply>`; anything else (an error) as itself.
     const m = FORWARDED_HEAD.exec(reply.subarray(0, 32).toString("latin1"));
-    if (m === null) return reply;
+    if (m === null) return { bytes: reply, index: 0 };
     const index = Number(m[1]);
     // Answered only once applied here too: what the client sends next reads its own write on this
     // node. A node that cannot catch up in time (cut off from the leader just after) answers that
@@ -1301,7 +1385,7 @@ export class ClusterNode<T> {
     if (!(await this.waitApplied(index, LINK_REQUEST_TIMEOUT_MS))) {
       throw new ClusterError({ kind: "uncertain", why: `the leader applied it at index ${index}, but this node did not catch up within ${LINK_REQUEST_TIMEOUT_MS} ms` });
     }
-    return reply.subarray(m[0].length);
+    return { bytes: reply.subarray(m[0].length), index };
   }
 
   /**

@@ -50,10 +50,6 @@ export const BACKUP_COMMANDS: readonly CommandSpec<ServerCtx>[] = [
     keyStep: 0,
     exec(ctx, argv, out) {
       const node = ctx.server.node;
-      if (node === null) {
-        out.error("ERR this node runs no Raft group");
-        return;
-      }
       const sub = argv[1]!.toLowerCase();
       if (sub === "begin" && argv.length === 2) {
         if (open.size >= BACKUPS_OPEN_MAX) {

@@ -1,4 +1,4 @@
-// ROLE, CLUSTER SLOTS|SHARDS|NODES|INFO|MYID|HELP, READONLY/READWRITE, and the INFO replication
+// ROLE, CLUSTER SLOTS|SHARDS|NODES|INFO|MYID|HELP, and the INFO replication
 // and raft sections: what the Raft group looks like, told in Redis Cluster's and Redis
 // replication's words. The leader is the master of all 16384 slots and every other member one of
 // its replicas, so clients that route by slot (ioredis's Cluster, node-redis's cluster client)
@@ -380,8 +380,4 @@ export const CLUSTER_COMMANDS: readonly ContainerSpec[] = [
     ...spec("cluster", -2, [], () => assert(false, "CLUSTER ran without its subcommand")),
     subcommands: CLUSTER_SUBCOMMANDS,
   },
-  // Cluster clients send READONLY to replicas: every kv node serves linearizable reads, so both
-  // are accepted and change nothing.
-  spec("readonly", 1, ["fast"], (_ctx, _argv, out) => out.ok()),
-  spec("readwrite", 1, ["fast"], (_ctx, _argv, out) => out.ok()),
 ];

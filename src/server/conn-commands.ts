@@ -128,6 +128,7 @@ function clientInfoLine(ctx: ServerCtx, c: Conn, running: readonly string[] | nu
   const modes = clientModes.get(c);
   let flags = "";
   if (c.closing) flags += "c";
+  if (c.readOnly) flags += "r";
   if (modes?.noEvict) flags += "e";
   if (modes?.noTouch) flags += "T";
   if (flags === "") flags = "N";
@@ -569,6 +570,7 @@ export const CONN_COMMANDS: readonly ContainerSpec[] = [
   spec("reset", 1, ["fast"], (ctx, _argv, out) => {
     ctx.conn.proto = 2;
     ctx.conn.name = null;
+    ctx.conn.readOnly = false; // as Redis: READWRITE
     clientModes.delete(ctx.conn);
     (out as { proto: 2 | 3 }).proto = 2;
     out.simple("RESET");

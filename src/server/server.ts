@@ -14,6 +14,7 @@ import { type Proposal, WriteRefusedError } from "../node/proposal.ts";
 import { ClusterError, type ClusterNode } from "../node/cluster-node.ts";
 import { StorageIoError, WalFailedError } from "../node/errors.ts";
 import type { ClusterView } from "../node/cluster-view.ts";
+import { unwrapRead } from "./read-commands.ts";
 
 /** Commands one connection may have waiting behind its own unapplied writes before reading pauses. */
 export const PENDING_COMMANDS_MAX = 16 * 1024;
@@ -69,7 +70,7 @@ export const IDLE_GC_LIVE_KEYS_MAX = 1_000_000;
  */
 export type PendingCommand =
   | { readonly kind: "write"; readonly proposal: Proposal<Conn> }
-  | { readonly kind: "queued"; readonly argv: string[]; readonly write?: boolean }
+  | { readonly kind: "queued"; readonly argv: string[]; readonly write?: boolean; readonly stale?: boolean }
   | { readonly kind: "later"; reply: ((out: ReplyBuffer) => void) | undefined }
   | { readonly kind: "read"; readonly argv: string[]; readonly gate: ReadGate };
 
@@ -170,6 +171,10 @@ export class Conn {
    */
   pausedForPendingWrites = false;
   heldWrite: string[] | null = null;
+  /** READONLY: on a follower, reads are answered from its own state within --max-staleness (READWRITE: linearizable). */
+  readOnly = false;
+  /** The log index of this connection's last write answered (KV.LASTINDEX), 0 before any. */
+  lastWriteIndex = 0;
   /** Set by KV.PEER: this connection is another member's link (forwarded writes, read-index requests). */
   peerOf = 0;
   /** process() will run again in a later turn (it stopped at PROCESS_COMMANDS_PER_CALL_MAX). */
@@ -214,7 +219,7 @@ export interface ServerStats {
  * they themselves have run: SAVE answers later (a deferred reply), and writes behind it must not
  * be applied before it; QUIT closes the connection, so nothing sent after it may run.
  */
-const BARRIER_COMMANDS: ReadonlySet<string> = new Set(["save", "quit", "kv.readindex", "raft.members", "raft.add", "raft.promote", "raft.remove", "raft.transfer", "kv.backup"]);
+const BARRIER_COMMANDS: ReadonlySet<string> = new Set(["save", "quit", "kv.readindex", "kv.waitindex", "readonly", "readwrite", "reset", "raft.members", "raft.add", "raft.promote", "raft.remove", "raft.transfer", "kv.backup"]);
 /** What a node removed from its cluster still answers (every other command gets REMOVED). */
 const SERVED_WHEN_REMOVED: ReadonlySet<string> = new Set(["hello", "quit", "info"]);
 
@@ -423,6 +428,16 @@ export class KvServer {
             }
           }
           let spec = this.dispatcher.lookup(argv[0]!);
+          let stale = conn.readOnly;
+          if (spec?.name === "kv.read") {
+            // `KV.READ <mode> <read command...>`: that read in that mode (KV.READ answers a malformed one).
+            const r = unwrapRead(argv, this.isRead);
+            if (r !== null) {
+              argv = r.argv;
+              spec = this.dispatcher.lookup(argv[0]!);
+              stale = r.mode === "stale";
+            }
+          }
           if (this.node.removedWhy !== undefined && (spec === undefined || !SERVED_WHEN_REMOVED.has(spec.name))) {
             // Removed from the cluster: nothing this node says about the data is current any more. A
             // member that forwarded a request here took it for the leader: not carried out, retry.
@@ -448,8 +463,11 @@ export class KvServer {
             if (conn.blockers > 0) conn.pend({ kind: "queued", argv: fwdProto === undefined ? argv : ["KV.FWD", String(fwdProto), ...argv], write: true });
             else this.startClusterWrite(conn, spec, argv, out, nowMs, fwdProto, false);
           } else if (readsGated && spec !== undefined && spec.flags.includes("readonly") && arityOk(spec.arity, argv.length)) {
-            conn.pend({ kind: "read", argv, gate: (gate ??= this.readGate()) });
-            gate.conns.add(conn);
+            if (stale && !this.node.isLeader()) this.staleRead(conn, spec, argv, out, nowMs);
+            else {
+              conn.pend({ kind: "read", argv, gate: (gate ??= this.readGate()) });
+              gate.conns.add(conn);
+            }
           } else if (conn.pending.length > 0) {
             conn.pend({ kind: "queued", argv });
           } else {
@@ -517,7 +535,10 @@ export class KvServer {
     const item: PendingCommand & { kind: "later" } = { kind: "later", reply: undefined };
     this.place(conn, atFront, item);
     node.forward(argv, conn.proto).then(
-      (bytes) => this.settle(conn, item, (o) => o.raw(bytes)),
+      (r) => {
+        if (r.index > 0) conn.lastWriteIndex = r.index;
+        this.settle(conn, item, (o) => o.raw(r.bytes));
+      },
       (e: unknown) => {
         if (!(e instanceof ClusterError)) throw crash(e);
         this.settle(conn, item, (o) => o.error(e.reply));
@@ -545,6 +566,27 @@ export class KvServer {
       this.flushTouched();
     }
   }
+
+  /**
+   * A READONLY read on a follower: answered from this node's state if it is within
+   * --max-staleness of its leader (ClusterNode.staleReadRefusal), else `-STALE <why>`; checked when
+   * it runs (behind this connection's earlier commands, if any).
+   */
+  private staleRead(conn: Conn, spec: CommandSpec<ServerCtx>, argv: string[], out: ReplyBuffer, nowMs: number): void {
+    if (conn.pending.length > 0) {
+      conn.pend({ kind: "queued", argv, stale: true });
+      return;
+    }
+    const refused = this.node!.staleReadRefusal(this.config.maxStalenessMs);
+    if (refused !== null) out.error(refused);
+    else this.dispatcher.run(conn, spec, argv, out, nowMs);
+  }
+
+  /** A known read command with a valid word count (KV.READ takes only those). */
+  private readonly isRead = (name: string, argc: number): boolean => {
+    const spec = this.dispatcher.lookup(name);
+    return spec !== undefined && spec.flags.includes("readonly") && arityOk(spec.arity, argc);
+  };
 
   /** A read point for the reads of one batch: asked now (after the reads arrived), opened when confirmed. */
   private readGate(): ReadGate {
@@ -735,6 +777,7 @@ export class KvServer {
     if (!this.withinOutputLimit(conn, out)) out = this.replyOut(conn); // closed: the sink
     conn.replyMark = out.len;
     if (p.forwarded) out.raw(Buffer.from(`*2\r\n:${p.index}\r\n`, "latin1"));
+    else conn.lastWriteIndex = p.index;
     this.dispatcher.beginApply();
     return out;
   }
@@ -793,6 +836,13 @@ export class KvServer {
         this.startClusterWrite(conn, this.dispatcher.lookup(argv[0]!), argv, out, nowMs === 0 ? (nowMs = this.now()) : nowMs, fwd, true);
         continue;
       }
+      if (item.kind === "queued" && item.stale === true && !conn.closed && this.node!.isLeader()) {
+        // Became the leader meanwhile: its reads are linearizable (a read point is asked now).
+        const gate = this.readGate();
+        gate.conns.add(conn);
+        conn.replacePending(0, { kind: "read", argv: item.argv, gate });
+        return;
+      }
       conn.unpend();
       if (item.kind === "later") item.reply!(out);
       else if (item.kind === "read" && item.gate.error !== null) {
@@ -806,7 +856,9 @@ export class KvServer {
           continue;
         }
         const before = out.len;
-        this.dispatcher.dispatch(conn, item.argv, out, nowMs === 0 ? (nowMs = this.now()) : nowMs);
+        const refused = item.kind === "queued" && item.stale === true ? this.node!.staleReadRefusal(this.config.maxStalenessMs) : null;
+        if (refused !== null) out.error(refused);
+        else this.dispatcher.dispatch(conn, item.argv, out, nowMs === 0 ? (nowMs = this.now()) : nowMs);
         conn.lastReplyBytes = out.len - before;
       }
     }
