@@ -194,6 +194,13 @@ export const CATALOGUE: readonly Mutation[] = [
         replace: "  private applyEntry(e: Entry): void {\n    if (e.index <= this.applied) return;\n",
       },
     ],
+    survives: {
+      kind: "equivalent",
+      why:
+        "the Raft log hands out committed entries only up to the node's last durable index (RaftLog.applicableTo), so a Ready's " +
+        "committed entries are never among the entries its persist writes, and its snapshot comes with no committed entries: " +
+        "applying them before that persist applies only entries already durable here; the bound itself is caught (apply-before-durable-locally)",
+    },
   },
   {
     id: "runtime-send-before-persist",
