@@ -186,7 +186,7 @@ describe("startup failures", () => {
 describe("colour", () => {
   test("help, usage errors and failure reports carry no colour codes when piped", async () => {
     const cases: [string[], number, RegExp][] = [
-      [["--help"], 0, /USAGE kv serve\|repair\|cluster\|get/],
+      [["--help"], 0, /USAGE kv serve\|repair\|cluster\|backup\|restore\|get/],
       [["cluster", "up", "--help"], 0, /USAGE kv cluster up \[OPTIONS\] \[NODES\][\s\S]*--base-port/],
       [["serve", "--help"], 0, /USAGE kv serve \[OPTIONS\][\s\S]*--wal-segment-bytes/],
       [["get", "-h"], 0, /USAGE kv get \[OPTIONS\] <KEY>/],
