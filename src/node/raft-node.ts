@@ -1,4 +1,5 @@
 // The Raft runtime: drives a RawNode over RaftStorage, Transport and a StateMachine (no timers, no clock).
+import { ProposalBook } from "./proposal-book.ts";
 import { assert } from "../errors.ts";
 import type { RaftConfig } from "../raft/raft.ts";
 import type { Rand } from "../raft/rand.ts";
@@ -139,7 +140,7 @@ export class RaftNode<R = unknown> {
   /** snapshot() waits for the commit index to be written before it starts. */
   private snapshotWaiting = false;
   /** Proposals by index, all from one leadership term (`leaderTerm`). */
-  private readonly proposals = new Map<number, PendingProposal<R>>();
+  private readonly proposals = new ProposalBook<PendingProposal<R>>();
   private leaderTerm = 0;
   /** As last seen leading: a leadership transfer was under way. */
   private transferring = false;
@@ -620,7 +621,7 @@ export class RaftNode<R = unknown> {
       assert(at > this.applied, `snapshot at ${at} not past applied ${this.applied}`);
       this.sm.restore(rd.snapshot);
       this.applied = at;
-      for (const [index, p] of this.proposals) {
+      for (const [index, p] of [...this.proposals]) {
         if (index <= at) {
           this.proposals.delete(index);
           rejectProposal(index, p, new UnknownOutcomeError(index));
