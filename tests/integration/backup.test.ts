@@ -4,70 +4,18 @@
 // 3-node cluster that loses two nodes for good, its survivor restarted with --force-new-cluster
 // (it serves every acknowledged write, reads and writes), grown again with `kv cluster add`, and
 // not disturbed by an old member coming back.
-import { afterAll, describe, expect, test } from "bun:test";
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type ClusterFile, readClusterFile } from "../../src/cli/cluster-layout.ts";
+import { readClusterFile } from "../../src/cli/cluster-layout.ts";
 import { parseMembers } from "../../src/cli/cluster-members.ts";
-import { isAlive, lockPid, portProblem } from "../../src/cli/cluster-proc.ts";
+import { isAlive, lockPid } from "../../src/cli/cluster-proc.ts";
 import { type Client, createClient, OutcomeUnknownError, ServerError } from "../../src/client/index.ts";
 import { KV_BIN } from "../helpers/server.ts";
 import { parseInfo, reservePorts } from "../helpers/proc-cluster.ts";
+import { clusterCliHarness, freeBasePort } from "../helpers/cluster-cli.ts";
 
-const tempRoots: string[] = [];
-const clusterDirs: string[] = [];
-const started: number[] = [];
-afterAll(async () => {
-  const pids = new Set(started);
-  for (const dir of clusterDirs) {
-    let file: ClusterFile | undefined;
-    try {
-      file = readClusterFile(dir);
-    } catch {}
-    for (const n of file?.nodes ?? []) pids.add(n.pid);
-    for (const name of existsSync(dir) ? readdirSync(dir) : []) {
-      const pid = lockPid(join(dir, name));
-      if (pid !== undefined) pids.add(pid);
-    }
-  }
-  for (const pid of pids) {
-    if (pid > 0 && pid !== process.pid && isAlive(pid)) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {}
-    }
-  }
-  const deadline = Date.now() + 5_000;
-  while ([...pids].some((pid) => pid > 0 && pid !== process.pid && isAlive(pid)) && Date.now() < deadline) await Bun.sleep(20);
-  for (const d of tempRoots) rmSync(d, { recursive: true, force: true });
-});
-
-function tempRoot(): string {
-  const root = mkdtempSync(join(tmpdir(), "kv-backup-it-"));
-  tempRoots.push(root);
-  return root;
-}
-
-/** A base port with `count` client ports and their peer ports (+10000) free, below the ephemeral range. */
-function freeBasePort(count: number): number {
-  for (let tries = 0; tries < 200; tries++) {
-    const base = 12_000 + Math.floor(Math.random() * (32_768 - 10_000 - 12_000 - count));
-    let ok = true;
-    for (let i = 0; i < count && ok; i++) ok = portProblem(base + i) === null && portProblem(base + i + 10_000) === null;
-    if (ok) return base;
-  }
-  throw new Error("no free port range found in 200 tries");
-}
-
-async function kv(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const p = Bun.spawn([KV_BIN, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
-  started.push(p.pid);
-  const killer = setTimeout(() => p.kill("SIGKILL"), 60_000);
-  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  clearTimeout(killer);
-  return { code, stdout, stderr };
-}
+const { started, clusterDir, tempRoot, kv } = clusterCliHarness("kv-backup-it-");
 
 /** Starts `kv serve` (its output to `log`); resolves once it answers PING. */
 async function serve(argv: string[], log: string, addr: string): Promise<number> {
@@ -263,9 +211,8 @@ describe("backup and restore", () => {
 
 describe("disaster recovery", () => {
   test("a 3-node cluster loses two nodes for good; the third, restarted with --force-new-cluster, serves every acknowledged write and grows again", async () => {
-    const root = tempRoot();
-    const dir = join(root, "cluster");
-    clusterDirs.push(dir);
+    const dir = clusterDir();
+
     const base = freeBasePort(4);
     const addr = (id: number) => `127.0.0.1:${base + id - 1}`;
     const t0 = Date.now();

@@ -1,81 +1,18 @@
 // kv cluster up/status/down with the compiled ./kv: a 3-node cluster on free loopback ports, a node
 // killed -9 and restarted by hand from cluster.json's `start` (down still finds it through its
 // LOCK), down twice, and up again on the same dir keeping the data. Also `up` run from source.
-import { afterAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import type { Subprocess } from "bun";
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { closeSync, existsSync, openSync } from "node:fs";
 import { join } from "node:path";
-import { type ClusterFile, readClusterFile } from "../../src/cli/cluster-layout.ts";
-import { isAlive, lockPid, portProblem } from "../../src/cli/cluster-proc.ts";
+import { readClusterFile } from "../../src/cli/cluster-layout.ts";
+import { isAlive, lockPid } from "../../src/cli/cluster-proc.ts";
 import { createClient } from "../../src/client/index.ts";
 import { KV_BIN, ROOT } from "../helpers/server.ts";
+import { clusterCliHarness, freeBasePort } from "../helpers/cluster-cli.ts";
 
 /** Every cluster dir used here: whatever runs on it is killed after the file, even when a test failed, then the dir removed. */
-const tempRoots: string[] = [];
-const clusterDirs: string[] = [];
-const started: number[] = [];
-afterAll(async () => {
-  const pids = new Set(started);
-  for (const dir of clusterDirs) {
-    let file: ClusterFile | undefined;
-    try {
-      file = readClusterFile(dir);
-    } catch {}
-    for (const n of file?.nodes ?? []) pids.add(n.pid);
-    for (const name of existsSync(dir) ? readdirSync(dir) : []) {
-      const pid = lockPid(join(dir, name));
-      if (pid !== undefined) pids.add(pid);
-    }
-  }
-  for (const pid of pids) {
-    if (pid > 0 && pid !== process.pid && isAlive(pid)) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {}
-    }
-  }
-  const deadline = Date.now() + 5_000;
-  while ([...pids].some((pid) => pid > 0 && pid !== process.pid && isAlive(pid)) && Date.now() < deadline) await Bun.sleep(20);
-  for (const d of tempRoots) rmSync(d, { recursive: true, force: true });
-});
-
-function clusterDir(): string {
-  const root = mkdtempSync(join(tmpdir(), "kv-cluster-it-"));
-  tempRoots.push(root);
-  const d = join(root, "cluster");
-  clusterDirs.push(d);
-  return d;
-}
-
-/** A base port with `count` client ports and their peer ports (+10000) free. */
-function freeBasePort(count: number): number {
-  for (let tries = 0; tries < 200; tries++) {
-    const base = 20_000 + Math.floor(Math.random() * 25_000);
-    let ok = true;
-    for (let i = 0; i < count && ok; i++) ok = portProblem(base + i) === null && portProblem(base + i + 10_000) === null;
-    if (ok) return base;
-  }
-  throw new Error("no free port range found in 200 tries");
-}
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `argv` (bounded: killed after 60 s). */
-async function run(argv: string[]): Promise<Run> {
-  const p = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
-  started.push(p.pid);
-  const killer = setTimeout(() => p.kill("SIGKILL"), 60_000);
-  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  clearTimeout(killer);
-  return { code, stdout, stderr };
-}
-
-const kv = (...args: string[]) => run([KV_BIN, ...args]);
+const { started, clusterDir, run, kv } = clusterCliHarness("kv-cluster-it-");
 
 interface StatusJson {
   leader: number | null;

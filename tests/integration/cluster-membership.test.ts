@@ -5,79 +5,21 @@
 // removal of a follower (it stops serving and says why) and of the leader (it steps down, the rest
 // elect, writes go on), and a removed node refusing to start again on its data.
 import { afterAll, describe, expect, test } from "bun:test";
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { type ClusterFile, readClusterFile } from "../../src/cli/cluster-layout.ts";
+import { readClusterFile } from "../../src/cli/cluster-layout.ts";
 import { type Member, parseMembers } from "../../src/cli/cluster-members.ts";
-import { isAlive, lockPid, portProblem } from "../../src/cli/cluster-proc.ts";
+import { isAlive, lockPid } from "../../src/cli/cluster-proc.ts";
 import { type Client, createClient, OutcomeUnknownError, ServerError } from "../../src/client/index.ts";
 import { KV_BIN } from "../helpers/server.ts";
 import { ProcCluster } from "../helpers/proc-cluster.ts";
 import { tempDirs } from "../helpers/tmp.ts";
+import { clusterCliHarness, freeBasePort } from "../helpers/cluster-cli.ts";
 
 const tempDir = tempDirs("kv-membership-proxy-");
 afterAll(() => ProcCluster.stopAll());
 
-const tempRoots: string[] = [];
-const clusterDirs: string[] = [];
-const started: number[] = [];
-afterAll(async () => {
-  const pids = new Set(started);
-  for (const dir of clusterDirs) {
-    let file: ClusterFile | undefined;
-    try {
-      file = readClusterFile(dir);
-    } catch {}
-    for (const n of file?.nodes ?? []) pids.add(n.pid);
-    for (const name of existsSync(dir) ? readdirSync(dir) : []) {
-      const pid = lockPid(join(dir, name));
-      if (pid !== undefined) pids.add(pid);
-    }
-  }
-  for (const pid of pids) {
-    if (pid > 0 && pid !== process.pid && isAlive(pid)) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {}
-    }
-  }
-  const deadline = Date.now() + 5_000;
-  while ([...pids].some((pid) => pid > 0 && pid !== process.pid && isAlive(pid)) && Date.now() < deadline) await Bun.sleep(20);
-  for (const d of tempRoots) rmSync(d, { recursive: true, force: true });
-});
-
-function clusterDir(): string {
-  const root = mkdtempSync(join(tmpdir(), "kv-membership-it-"));
-  tempRoots.push(root);
-  const d = join(root, "cluster");
-  clusterDirs.push(d);
-  return d;
-}
-
-/**
- * A base port with `count` client ports and their peer ports (+10000) free, all below Linux's
- * ephemeral range (32768 up): `kv cluster add` binds ports later, when the cluster's own outgoing
- * connections may have taken any port of that range.
- */
-function freeBasePort(count: number): number {
-  for (let tries = 0; tries < 200; tries++) {
-    const base = 12_000 + Math.floor(Math.random() * (32_768 - 10_000 - 12_000 - count));
-    let ok = true;
-    for (let i = 0; i < count && ok; i++) ok = portProblem(base + i) === null && portProblem(base + i + 10_000) === null;
-    if (ok) return base;
-  }
-  throw new Error("no free port range found in 200 tries");
-}
-
-async function kv(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const p = Bun.spawn([KV_BIN, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
-  started.push(p.pid);
-  const killer = setTimeout(() => p.kill("SIGKILL"), 60_000);
-  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  clearTimeout(killer);
-  return { code, stdout, stderr };
-}
+const { started, clusterDir, kv } = clusterCliHarness("kv-membership-it-");
 
 /** One call to one node (no retries elsewhere). */
 async function ask(addr: string, argv: string[]): Promise<unknown> {

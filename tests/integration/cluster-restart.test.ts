@@ -6,70 +6,15 @@
 // acknowledged value on every node; the counter equals the acknowledged INCRs), reads never went
 // back. Then `kv cluster status`'s verdict: healthy, one node down (degraded), two down (no quorum);
 // a restart refused while nodes are down; a node that does not come back within --timeout.
-import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { type ClusterFile, readClusterFile, writeClusterFile } from "../../src/cli/cluster-layout.ts";
-import { isAlive, lockPid, portProblem } from "../../src/cli/cluster-proc.ts";
+import { describe, expect, test } from "bun:test";
+import { existsSync } from "node:fs";
+import { readClusterFile, writeClusterFile } from "../../src/cli/cluster-layout.ts";
+import { isAlive } from "../../src/cli/cluster-proc.ts";
 import { type Client, createClient, OutcomeUnknownError } from "../../src/client/index.ts";
 import { KV_BIN } from "../helpers/server.ts";
+import { clusterCliHarness, freeBasePort } from "../helpers/cluster-cli.ts";
 
-const tempRoots: string[] = [];
-const clusterDirs: string[] = [];
-const started: number[] = [];
-afterAll(async () => {
-  const pids = new Set(started);
-  for (const dir of clusterDirs) {
-    let file: ClusterFile | undefined;
-    try {
-      file = readClusterFile(dir);
-    } catch {}
-    for (const n of file?.nodes ?? []) pids.add(n.pid);
-    for (const name of existsSync(dir) ? readdirSync(dir) : []) {
-      const pid = lockPid(join(dir, name));
-      if (pid !== undefined) pids.add(pid);
-    }
-  }
-  for (const pid of pids) {
-    if (pid > 0 && pid !== process.pid && isAlive(pid)) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {}
-    }
-  }
-  const deadline = Date.now() + 5_000;
-  while ([...pids].some((pid) => pid > 0 && pid !== process.pid && isAlive(pid)) && Date.now() < deadline) await Bun.sleep(20);
-  for (const d of tempRoots) rmSync(d, { recursive: true, force: true });
-});
-
-function clusterDir(): string {
-  const root = mkdtempSync(join(tmpdir(), "kv-restart-it-"));
-  tempRoots.push(root);
-  const d = join(root, "cluster");
-  clusterDirs.push(d);
-  return d;
-}
-
-/** A base port with `count` client ports and their peer ports (+10000) free, below the ephemeral range. */
-function freeBasePort(count: number): number {
-  for (let tries = 0; tries < 200; tries++) {
-    const base = 12_000 + Math.floor(Math.random() * (32_768 - 10_000 - 12_000 - count));
-    let ok = true;
-    for (let i = 0; i < count && ok; i++) ok = portProblem(base + i) === null && portProblem(base + i + 10_000) === null;
-    if (ok) return base;
-  }
-  throw new Error("no free port range found in 200 tries");
-}
-
-async function kv(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const p = Bun.spawn([KV_BIN, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
-  started.push(p.pid);
-  const killer = setTimeout(() => p.kill("SIGKILL"), 60_000);
-  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  clearTimeout(killer);
-  return { code, stdout, stderr };
-}
+const { started, clusterDir, kv } = clusterCliHarness("kv-restart-it-");
 
 /** What the clients saw. */
 interface Tally {

@@ -1,0 +1,99 @@
+// For tests that drive `kv cluster ...` and `kv serve` processes through the compiled binary: temp
+// cluster dirs, free port ranges, bounded runs, and a cleanup after the file that kills whatever runs
+// on those dirs (recorded in cluster.json or holding a node's LOCK), even when a test failed.
+import { afterAll } from "bun:test";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type ClusterFile, readClusterFile } from "../../src/cli/cluster-layout.ts";
+import { isAlive, lockPid, portProblem } from "../../src/cli/cluster-proc.ts";
+import { KV_BIN } from "./server.ts";
+
+export interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface ClusterCliHarness {
+  /** Pids to kill after the file (the harness adds the ones it starts). */
+  readonly started: number[];
+  /** A new temp root (removed after the file). */
+  tempRoot(): string;
+  /** `<new temp root>/cluster`, whose nodes are killed after the file. */
+  clusterDir(): string;
+  /** Runs `argv` (killed after 60 s). */
+  run(argv: string[]): Promise<Run>;
+  /** Runs `./kv <args>`. */
+  kv(...args: string[]): Promise<Run>;
+}
+
+/** Registers the cleanup (afterAll) of the calling test file; temp dirs are named `<prefix>XXXXXX`. */
+export function clusterCliHarness(prefix: string): ClusterCliHarness {
+  const tempRoots: string[] = [];
+  const clusterDirs: string[] = [];
+  const started: number[] = [];
+  afterAll(async () => {
+    const pids = new Set(started);
+    for (const dir of clusterDirs) {
+      let file: ClusterFile | undefined;
+      try {
+        file = readClusterFile(dir);
+      } catch {}
+      for (const n of file?.nodes ?? []) pids.add(n.pid);
+      for (const name of existsSync(dir) ? readdirSync(dir) : []) {
+        const pid = lockPid(join(dir, name));
+        if (pid !== undefined) pids.add(pid);
+      }
+    }
+    for (const pid of pids) {
+      if (pid > 0 && pid !== process.pid && isAlive(pid)) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {}
+      }
+    }
+    const deadline = Date.now() + 5_000;
+    while ([...pids].some((pid) => pid > 0 && pid !== process.pid && isAlive(pid)) && Date.now() < deadline) await Bun.sleep(20);
+    for (const d of tempRoots) rmSync(d, { recursive: true, force: true });
+  });
+  const tempRoot = () => {
+    const root = mkdtempSync(join(tmpdir(), prefix));
+    tempRoots.push(root);
+    return root;
+  };
+  const run = async (argv: string[]): Promise<Run> => {
+    const p = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
+    started.push(p.pid);
+    const killer = setTimeout(() => p.kill("SIGKILL"), 60_000);
+    const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+    clearTimeout(killer);
+    return { code, stdout, stderr };
+  };
+  return {
+    started,
+    tempRoot,
+    clusterDir() {
+      const d = join(tempRoot(), "cluster");
+      clusterDirs.push(d);
+      return d;
+    },
+    run,
+    kv: (...args: string[]) => run([KV_BIN, ...args]),
+  };
+}
+
+/**
+ * A base port with `count` client ports and their peer ports (+10000) free, all below Linux's
+ * ephemeral range (32768 up): a node started later (a restart, `kv cluster add`) binds its ports
+ * when the cluster's own outgoing connections may have taken any port of that range.
+ */
+export function freeBasePort(count: number): number {
+  for (let tries = 0; tries < 200; tries++) {
+    const base = 12_000 + Math.floor(Math.random() * (32_768 - 10_000 - 12_000 - count));
+    let ok = true;
+    for (let i = 0; i < count && ok; i++) ok = portProblem(base + i) === null && portProblem(base + i + 10_000) === null;
+    if (ok) return base;
+  }
+  throw new Error("no free port range found in 200 tries");
+}
