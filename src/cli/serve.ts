@@ -21,6 +21,7 @@ import { forceNewCluster } from "../node/backup.ts";
 import { ConfigError, CorruptLogError } from "../errors.ts";
 import { slowDiskIoFromEnv } from "../node/proposal.ts";
 import { assert } from "../errors.ts";
+import { fnv1a } from "../config.ts";
 import { DataDirError, FSYNC_MODES, type FsyncMode, SEGMENT_BYTES_MIN } from "../storage/index.ts";
 import type { Conn } from "../server/server.ts";
 import { log, setLogLevel, type LogLevelName } from "../log.ts";
@@ -145,16 +146,6 @@ function clusterConfig(args: Record<string, unknown>, id: number): ClusterConfig
   const clusterId = args["cluster-id"] !== undefined ? String(args["cluster-id"]) : `kv-${fnv1a(members.map((m) => `${m.id}=${m.addr}@${m.peer}`).join(","))}`;
   if (clusterId === "" || new TextEncoder().encode(clusterId).length > 128) throw new ConfigError("--cluster-id: 1 to 128 bytes");
   return { members, clusterId, peerPort, heartbeatMs, electionMs };
-}
-
-/** 32-bit FNV-1a as 8 hex digits: a default cluster id that every member derives alike from --cluster. */
-function fnv1a(text: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h.toString(16).padStart(8, "0");
 }
 
 /** --force-new-cluster: rewrites the data dir before the node opens it (src/node/backup.ts). */

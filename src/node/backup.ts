@@ -18,6 +18,7 @@ import { SNAP_DIR, SnapshotStore, type SnapshotSource } from "../storage/snapsho
 import type { MemberAddress } from "./cluster-view.ts";
 import { loadMembers, MEMBERS_FILE, saveMembers, type Members } from "./cluster-node.ts";
 import { nodeIo } from "../storage/index.ts";
+import { fnv1a } from "../config.ts";
 import { KvRaftStateMachine } from "./kv-state-machine.ts";
 
 export const BACKUP_MAGIC = "KVBACKUP";
@@ -249,13 +250,4 @@ export async function forceNewCluster(dataDir: string, id: NodeId): Promise<Forc
   }
 }
 
-/** 32-bit FNV-1a as 8 hex digits. */
-function fnv1a(text: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h.toString(16).padStart(8, "0");
-}
 
