@@ -268,8 +268,11 @@ export class RaftLog implements RaftStorage {
     if (hs !== undefined && !(hs.term === this.hs.term && hs.vote === this.hs.vote && hs.commit === this.hs.commit)) {
       assert(!hardStateOlder(hs, this.hs), `hard state ${JSON.stringify(hs)} is older than ${JSON.stringify(this.hs)}`);
       const last = entries.length > 0 ? entries[entries.length - 1]! : undefined;
-      const index = (last?.index ?? wal.lastIndex()) + 1;
-      const term = last?.term ?? wal.term(wal.lastIndex()) ?? this.snap.term;
+      const lastIndex = wal.lastIndex();
+      const index = (last?.index ?? lastIndex) + 1;
+      // With no entry after the snapshot, the log's last term is the snapshot's (a WAL reopened with
+      // only hard-state records after its base knows no term for it).
+      const term = last?.term ?? (lastIndex <= this.snap.index ? this.snap.term : (wal.term(lastIndex) ?? this.snap.term));
       records.push({ index, term, type: RecordType.HardState, timestampMs: 0, payload: encodeHardStatePayload(hs) });
       this.hs = hs;
       this.hsIndex = index;

@@ -375,6 +375,12 @@ export class Wal implements LogStore {
       const r = decodeAt(buf, 0, n);
       if (r.kind !== "ok") throw changedAfterValidation(seg, seg.firstIndex, seg.lastHardState, r.kind);
       this.hardState = { seg, offset: seg.lastHardState, index: r.record.index, payload: r.record.payload.slice() };
+      // A log that holds no entry after its base (a reset, then only hard states) keeps the base's
+      // term in its hard-state records (written with the log's last term): without it a reopened
+      // log would take 0 for its last term and refuse the next record of the real one.
+      if (this.last === this.base && this.baseTerm === undefined && r.record.index === this.base + 1) {
+        this.baseTerm = this.lastTermValue = r.record.term;
+      }
     }
     let records = 0;
     for (const s of this.segments) records += s.offsets.length;

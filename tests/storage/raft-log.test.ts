@@ -335,3 +335,27 @@ test("a hard-state-only persist on an empty log, then entries: one segment, and 
   expect(log.entries(1, 2, 100)[0]!.type).toBe("conf-change");
   await log.close();
 });
+
+test("a log holding only hard states after an installed snapshot keeps the snapshot's term across restarts", async () => {
+  // A restored data dir (kv restore), or a follower's install followed by nothing but votes: the
+  // WAL's records after its base are all hard states, whose term field is the snapshot's term.
+  const dir = tempDir();
+  const conf: ConfState = { voters: [1, 2, 3], learners: [] };
+  const meta: SnapshotMeta = { index: 214, term: 5, confState: conf };
+  let log = await open(dir);
+  await log.snapshots.write({ lastIndex: 214, lastTerm: 5, membership: conf }, []);
+  await log.persist({ hardState: { term: 5, vote: 0, commit: 214 }, entries: [], snapshot: { meta, data: new Uint8Array(0) } });
+  await log.close();
+  log = await open(dir);
+  await log.persist({ hardState: { term: 6, vote: 2, commit: 214 }, entries: [], snapshot: undefined });
+  await log.close();
+  log = await open(dir); // refused before ("term 0 ... is below the previous term 5")
+  expect(log.initialState().hardState).toEqual({ term: 6, vote: 2, commit: 214 });
+  await log.persist({ hardState: { term: 6, vote: 2, commit: 215 }, entries: [{ index: 215, term: 6, type: "normal", data: new Uint8Array([1]) }], snapshot: undefined });
+  await log.close();
+  log = await open(dir);
+  expect(log.lastIndex()).toBe(215);
+  expect(log.term(214)).toBe(5);
+  expect(log.term(215)).toBe(6);
+  await log.close();
+});
