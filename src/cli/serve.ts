@@ -16,7 +16,8 @@ import {
   type ServerConfig,
   validateConfig,
 } from "../config.ts";
-import { ClusterNode } from "../node/cluster-node.ts";
+import { ClusterNode, loadMembers } from "../node/cluster-node.ts";
+import { nodeIo } from "../storage/index.ts";
 import { forceNewCluster } from "../node/backup.ts";
 import { ConfigError, CorruptLogError } from "../errors.ts";
 import { slowDiskIoFromEnv } from "../node/proposal.ts";
@@ -167,6 +168,25 @@ async function forceNew(config: ServerConfig): Promise<void> {
 /** A one-member group that makes no progress toward serving for this long at start is reported, not waited for. */
 const SERVING_STALL_MS = 10_000;
 
+/**
+ * Started without --cluster and --peer-port on a data dir that already holds a group in which this
+ * node has a peer address (a cluster member restarted by hand): it listens there, as its peers
+ * expect. Nothing for a fresh dir or a group of one started without a peer port.
+ */
+function heldPeerAddress(dataDir: string, id: number): { host: string; port: number } | undefined {
+  let held;
+  try {
+    held = loadMembers(nodeIo, dataDir);
+  } catch {
+    return undefined; // a damaged file is reported when the node opens the dir
+  }
+  const me = held?.members.find((m) => m.id === id);
+  if (me === undefined) return undefined;
+  const at = me.peer.lastIndexOf(":");
+  const port = Number(me.peer.slice(at + 1));
+  return Number.isInteger(port) && port > 0 && port <= 65535 ? { host: me.peer.slice(0, at), port } : undefined;
+}
+
 async function openNode(config: ServerConfig): Promise<ClusterNode<Conn>> {
   const io = slowDiskIoFromEnv(process.env);
   const c = config.cluster;
@@ -183,7 +203,7 @@ async function openNode(config: ServerConfig): Promise<ClusterNode<Conn>> {
     snapshotLogBytes: config.snapshotLogBytes,
     members: c.members,
     clusterId: c.clusterId,
-    peerListen: c.peerPort === null ? undefined : { host: peerHost, port: c.peerPort },
+    peerListen: c.peerPort === null ? heldPeerAddress(config.dataDir, config.id) : { host: peerHost, port: c.peerPort },
     heartbeatMs: c.heartbeatMs,
     electionMs: c.electionMs,
     join: c.join === true,
