@@ -22,7 +22,7 @@ import { forceNewCluster } from "../node/backup.ts";
 import { ConfigError, CorruptLogError } from "../errors.ts";
 import { slowDiskIoFromEnv } from "../node/proposal.ts";
 import { assert } from "../errors.ts";
-import { fnv1a } from "../config.ts";
+import { fnv1a } from "../node/cluster-id.ts";
 import { DataDirError, FSYNC_MODES, type FsyncMode, SEGMENT_BYTES_MIN } from "../storage/index.ts";
 import type { Conn } from "../server/server.ts";
 import { log, setLogLevel, type LogLevelName } from "../log.ts";

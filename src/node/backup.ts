@@ -18,7 +18,7 @@ import { SNAP_DIR, SnapshotStore, type SnapshotSource } from "../storage/snapsho
 import type { MemberAddress } from "./cluster-view.ts";
 import { loadMembers, MEMBERS_FILE, saveMembers, type Members } from "./cluster-node.ts";
 import { nodeIo } from "../storage/index.ts";
-import { fnv1a } from "../config.ts";
+import { fnv1a } from "./cluster-id.ts";
 import { KvRaftStateMachine } from "./kv-state-machine.ts";
 
 export const BACKUP_MAGIC = "KVBACKUP";

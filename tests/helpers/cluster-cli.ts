@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ClusterFile, readClusterFile } from "../../src/cli/cluster-layout.ts";
 import { isAlive, lockPid, portProblem } from "../../src/cli/cluster-proc.ts";
+import { type Client, createClient, OutcomeUnknownError, ServerError } from "../../src/client/index.ts";
 import { KV_BIN } from "./server.ts";
 
 export interface Run {
@@ -96,4 +97,51 @@ export function freeBasePort(count: number): number {
     if (ok) return base;
   }
   throw new Error("no free port range found in 200 tries");
+}
+
+export interface SetWriter {
+  /** i of every `SET <prefix>:<i>` acknowledged, in order. */
+  readonly acked: number[];
+  readonly errors: string[];
+  stop(): Promise<void>;
+}
+
+/**
+ * One client of the project's library writing `SET <prefix>:<i> <i>` (with `EX ttl(i)` when given),
+ * one at a time, until stopped, or `maxWrites`, or `maxMs`. `retryUncertain`: a write whose outcome
+ * is unknown is sent again (the same SET: idempotent) and not counted as an error; otherwise every
+ * error, and every reply but OK, is recorded.
+ */
+export function setWriter(addrs: string[], prefix: string, o: { retryUncertain: boolean; ttl?: (i: number) => number; maxWrites: number; maxMs: number }): SetWriter {
+  const client: Client = createClient({ addrs, timeoutMs: 10_000 });
+  const acked: number[] = [];
+  const errors: string[] = [];
+  let stop = false;
+  const done = (async () => {
+    const deadline = Date.now() + o.maxMs;
+    for (let i = 0; i < o.maxWrites && !stop && Date.now() < deadline; i++) {
+      const argv = ["SET", `${prefix}:${i}`, String(i), ...(o.ttl === undefined ? [] : ["EX", String(o.ttl(i))])];
+      for (let attempt = 0; attempt < 20; attempt++) {
+        try {
+          const reply = await client.command(argv);
+          if (reply === "OK") acked.push(i);
+          else errors.push(`${prefix}:${i}: replied ${String(reply)}`);
+          break;
+        } catch (e) {
+          if (o.retryUncertain && (e instanceof OutcomeUnknownError || (e instanceof ServerError && e.prefix === "UNCERTAIN"))) continue;
+          errors.push(`${prefix}:${i}: ${(e as Error).message}`);
+          break;
+        }
+      }
+    }
+  })();
+  return {
+    acked,
+    errors,
+    async stop(): Promise<void> {
+      stop = true;
+      await done;
+      client.destroy();
+    },
+  };
 }

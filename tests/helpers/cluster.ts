@@ -5,10 +5,14 @@ import { tempDirs } from "./tmp.ts";
 
 const newDir = tempDirs("kv-cluster-");
 
-/** A base port such that base..base+n-1 and each +10000 are free now (retried a few times). */
+/**
+ * A base port such that base..base+n-1 and each +10000 are free now (retried a few times), all below
+ * Linux's ephemeral range (32768 up): a node restarted later binds its ports again, when any port of
+ * that range may have been taken by an outgoing connection meanwhile.
+ */
 export async function freePortRange(n: number): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20000 + Math.floor(Math.random() * 20000);
+    const base = 12_000 + Math.floor(Math.random() * (32_768 - 10_000 - 12_000 - n));
     const held: TCPSocketListener<undefined>[] = [];
     let ok = true;
     for (let i = 0; i < n && ok; i++) {

@@ -10,10 +10,10 @@ import { join } from "node:path";
 import { readClusterFile } from "../../src/cli/cluster-layout.ts";
 import { parseMembers } from "../../src/cli/cluster-members.ts";
 import { isAlive, lockPid } from "../../src/cli/cluster-proc.ts";
-import { type Client, createClient, OutcomeUnknownError, ServerError } from "../../src/client/index.ts";
+import { createClient } from "../../src/client/index.ts";
 import { KV_BIN } from "../helpers/server.ts";
 import { parseInfo, reservePorts } from "../helpers/proc-cluster.ts";
-import { clusterCliHarness, freeBasePort } from "../helpers/cluster-cli.ts";
+import { clusterCliHarness, freeBasePort, setWriter } from "../helpers/cluster-cli.ts";
 
 const { started, clusterDir, tempRoot, kv } = clusterCliHarness("kv-backup-it-");
 
@@ -51,43 +51,6 @@ async function until<T>(what: string, ms: number, f: () => Promise<T | undefined
     if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
     await Bun.sleep(50);
   }
-}
-
-/**
- * One client writing `SET <prefix>:<i> <i> EX <ttl(i)>` in order, one at a time, until stopped (or
- * 20 000 writes, or 30 s). A write whose outcome is unknown is sent again (the same SET) and not
- * counted as an error.
- */
-function writer(addrs: string[], prefix: string, ttl: (i: number) => number) {
-  const client: Client = createClient({ addrs, timeoutMs: 10_000 });
-  const acked: number[] = [];
-  const errors: string[] = [];
-  let stop = false;
-  const done = (async () => {
-    const deadline = Date.now() + 30_000;
-    for (let i = 0; i < 20_000 && !stop && Date.now() < deadline; i++) {
-      for (let attempt = 0; attempt < 20; attempt++) {
-        try {
-          expect(await client.command(["SET", `${prefix}:${i}`, String(i), "EX", String(ttl(i))])).toBe("OK");
-          acked.push(i);
-          break;
-        } catch (e) {
-          if (e instanceof OutcomeUnknownError || (e instanceof ServerError && e.prefix === "UNCERTAIN")) continue;
-          errors.push(`${prefix}:${i}: ${(e as Error).message}`);
-          break;
-        }
-      }
-    }
-  })();
-  return {
-    acked,
-    errors,
-    async stop(): Promise<void> {
-      stop = true;
-      await done;
-      client.destroy();
-    },
-  };
 }
 
 const ttlOf = (i: number) => 10_000 + (i % 1000);
@@ -128,7 +91,7 @@ describe("backup and restore", () => {
     // The writes' log indexes follow the applied index now: one entry per SET, nothing else in between.
     const base = Number((await info(a1)).raft_applied_index);
 
-    const w = writer([a1], "w", ttlOf);
+    const w = setWriter([a1], "w", { retryUncertain: true, ttl: ttlOf, maxWrites: 20_000, maxMs: 30_000 });
     await until("writes before the backup", 20_000, async () => (w.acked.length >= 300 ? true : undefined));
     const ackedBefore = w.acked.length;
     const file = join(root, "b.kvb");
@@ -222,7 +185,7 @@ describe("disaster recovery", () => {
     for (const n of readClusterFile(dir)!.nodes) started.push(n.pid);
     const oldId = readClusterFile(dir)!.clusterId;
 
-    const w = writer([addr(1), addr(2), addr(3)], "d", ttlOf);
+    const w = setWriter([addr(1), addr(2), addr(3)], "d", { retryUncertain: true, ttl: ttlOf, maxWrites: 20_000, maxMs: 30_000 });
     await until("writes", 20_000, async () => (w.acked.length >= 500 ? true : undefined));
     await w.stop();
     expect(w.errors).toEqual([]);

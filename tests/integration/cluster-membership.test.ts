@@ -10,11 +10,11 @@ import { join } from "node:path";
 import { readClusterFile } from "../../src/cli/cluster-layout.ts";
 import { type Member, parseMembers } from "../../src/cli/cluster-members.ts";
 import { isAlive, lockPid } from "../../src/cli/cluster-proc.ts";
-import { type Client, createClient, OutcomeUnknownError, ServerError } from "../../src/client/index.ts";
+import { createClient, ServerError } from "../../src/client/index.ts";
 import { KV_BIN } from "../helpers/server.ts";
 import { ProcCluster } from "../helpers/proc-cluster.ts";
 import { tempDirs } from "../helpers/tmp.ts";
-import { clusterCliHarness, freeBasePort } from "../helpers/cluster-cli.ts";
+import { clusterCliHarness, freeBasePort, setWriter } from "../helpers/cluster-cli.ts";
 
 const tempDir = tempDirs("kv-membership-proxy-");
 afterAll(() => ProcCluster.stopAll());
@@ -49,43 +49,6 @@ async function until<T>(what: string, ms: number, f: () => Promise<T | undefined
   }
 }
 
-/**
- * A client writing `SET <prefix>:<i> <i>`, one at a time, until stopped (or 40 000 writes, or 40 s).
- * `retryUncertain`: a write whose outcome is unknown is sent again (SET is idempotent) and not
- * counted as an error; otherwise every error is recorded.
- */
-function writer(addrs: string[], prefix: string, retryUncertain: boolean) {
-  const client: Client = createClient({ addrs, timeoutMs: 10_000 });
-  const acked: number[] = [];
-  const errors: string[] = [];
-  let stop = false;
-  const done = (async () => {
-    const deadline = Date.now() + 40_000;
-    for (let i = 0; i < 40_000 && !stop && Date.now() < deadline; i++) {
-      for (let attempt = 0; attempt < 20; attempt++) {
-        try {
-          await client.set(`${prefix}:${i}`, String(i));
-          acked.push(i);
-          break;
-        } catch (e) {
-          if (retryUncertain && (e instanceof OutcomeUnknownError || (e instanceof ServerError && e.prefix === "UNCERTAIN"))) continue;
-          errors.push(`${prefix}:${i}: ${(e as Error).message}`);
-          break;
-        }
-      }
-    }
-  })();
-  return {
-    acked,
-    errors,
-    async stop(): Promise<void> {
-      stop = true;
-      await done;
-      client.destroy();
-    },
-  };
-}
-
 /** Every acknowledged write of `w` reads back on `addr`. */
 async function expectAllThere(addr: string, prefix: string, acked: readonly number[]): Promise<void> {
   const c = createClient({ addrs: addr, timeoutMs: 10_000 });
@@ -114,7 +77,7 @@ describe("membership with the compiled binary", () => {
     for (const n of readClusterFile(dir)!.nodes) started.push(n.pid);
 
     // ---- grow under writes: no error, no lost write
-    const w1 = writer([addr(1), addr(2), addr(3)], "grow", false);
+    const w1 = setWriter([addr(1), addr(2), addr(3)], "grow", { retryUncertain: false, maxWrites: 40_000, maxMs: 40_000 });
     await until("first writes", 20_000, async () => (w1.acked.length >= 400 ? true : undefined));
     for (const id of [4, 5]) {
       const r = await kv("cluster", "add", "--data-dir", dir);
@@ -198,7 +161,7 @@ describe("membership with the compiled binary", () => {
     expect(readFileSync(join(dir, "n2", "kv.log"), "utf8")).toMatch(/node 2 was removed from cluster .* at log index \d+: it serves no more/);
 
     // ---- remove the leader (node 1) while writes go through nodes 3, 4 and 5
-    const w2 = writer([addr(3), addr(4), addr(5)], "shrink", true);
+    const w2 = setWriter([addr(3), addr(4), addr(5)], "shrink", { retryUncertain: true, maxWrites: 40_000, maxMs: 40_000 });
     await until("writes before the removal", 10_000, async () => (w2.acked.length >= 20 ? true : undefined));
     expect(await ask(addr(1), ["RAFT.REMOVE", "1"])).toBe("OK");
     const leader = await until("a new leader", 10_000, async () => {
