@@ -10,6 +10,11 @@ import { forStream } from "./log.ts";
 // with every failure sent to one report (src/cli/fatal.ts).
 const rawArgs = process.argv.slice(2);
 installFailureHandlers(rawArgs);
+// A reader that closed our stdout (`kv cluster restart | head -1`) must not stop the work under
+// way (a rolling restart left half done): what is written after that is dropped.
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code !== "EPIPE") exitWithFailure(e, rawArgs);
+});
 
 /** The (sub)subcommand the command line names (for its usage), and its parent. */
 async function resolveCommand(args: readonly string[]): Promise<[CommandDef<any>, CommandDef<any> | undefined]> {

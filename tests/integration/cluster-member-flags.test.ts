@@ -9,7 +9,7 @@ import { KV_BIN } from "../helpers/server.ts";
 import { RawResp } from "../helpers/resp-raw.ts";
 import { clusterCliHarness, freeBasePort } from "../helpers/cluster-cli.ts";
 
-const { started, clusterDir, kv } = clusterCliHarness("kv-member-flags-it-");
+const { started, clusterDir, kv, run } = clusterCliHarness("kv-member-flags-it-");
 
 test("two members restarted without --cluster or --peer-port rejoin their group on their peer ports", async () => {
   const dir = clusterDir();
@@ -59,3 +59,22 @@ function isRunning(pid: number): boolean {
     return false;
   }
 }
+
+test("kv cluster restart whose output is cut off (| head -1) still restarts every node and exits 0", async () => {
+  const dir = clusterDir();
+  const base = freeBasePort(3);
+  expect((await kv("cluster", "up", "3", "--base-port", String(base), "--data-dir", dir, "--detach")).code).toBe(0);
+  for (const n of readClusterFile(dir)!.nodes) started.push(n.pid);
+  const before = readClusterFile(dir)!.nodes.map((n) => n.pid);
+  // bash reports the exit code of kv (the first command of the pipe) after head closed the pipe.
+  const r = await run(["bash", "-c", `"${KV_BIN}" cluster restart --data-dir "${dir}" | head -1; exit \${PIPESTATUS[0]}`]);
+  expect(r.stdout.split("\n").filter((l) => l !== "").length).toBe(1);
+  expect(r.stderr).toBe("");
+  expect(r.code).toBe(0);
+  const after = readClusterFile(dir)!.nodes;
+  for (const n of after) started.push(n.pid);
+  expect(after.every((n) => !before.includes(n.pid))).toBe(true);
+  const status = await kv("cluster", "status", "--data-dir", dir);
+  expect(status.stdout).toStartWith("healthy: 3/3 voters up");
+  expect((await kv("cluster", "down", "--data-dir", dir)).code).toBe(0);
+}, 60_000);
