@@ -5,7 +5,7 @@
 //   bun run build && bun scripts/chaos.ts [--duration 600] [--seed N] [--nodes 3] [--clients 8]
 //                                        [--keys 6] [--failover-kills 10] [--snapshot-kb 64] [--keep]
 //                                        [--heartbeat-ms 50] [--election-ms 300] [--unsafe-local-reads]
-//                                        [--faults kill=3,crash=1,...]  (only these kinds, with these weights)
+//                                        [--faults kill=3,crash=1,transfer=2,...]  (only these kinds, with these weights)
 //                                        [--fsync-delay-ms N]  (every node's fdatasync waits N ms: a slow disk)
 //                                        [--reads 50]  (percent of GETs; the rest SET 25 : DEL 10 : SET NX 15)
 // Nodes snapshot every --snapshot-kb of log (small, so snapshots, compaction and catch-up from a
@@ -48,7 +48,7 @@ const env: Record<string, string> = {
 };
 const electionMs = flag("election-ms", 300);
 const faultsArg = process.argv.indexOf("--faults");
-const KINDS = ["kill", "pause", "isolate", "bridge", "split", "oneway", "slow", "crash"];
+const KINDS = ["kill", "pause", "isolate", "bridge", "split", "oneway", "slow", "crash", "transfer"];
 let weights: Record<string, number> | undefined;
 if (faultsArg >= 0) {
   weights = Object.fromEntries(KINDS.map((k) => [k, 0]));

@@ -5,15 +5,16 @@
 // side (split; with 3 nodes the same as isolate), the links out of one node cut or the links into it
 // (oneway: it hears and cannot speak, or the reverse), every link of one node slowed (slow), or a majority
 // killed at once, the target among them, and restarted (crash; every acknowledged write must come back
-// from the disks of the restarted nodes). Each fault lasts
+// from the disks of the restarted nodes), or leadership handed by the leader to a follower
+// (transfer: RAFT.TRANSFER, writes in flight on it must still be answered truly). Each fault lasts
 // a random while, then is healed, then a quiet while; the whole run is bounded by a count and a time.
 import type { ProcCluster } from "./proc-cluster.ts";
 
-export type FaultKind = "kill" | "pause" | "isolate" | "bridge" | "split" | "oneway" | "slow" | "crash";
+export type FaultKind = "kill" | "pause" | "isolate" | "bridge" | "split" | "oneway" | "slow" | "crash" | "transfer";
 
 export interface FaultRecord {
   readonly kind: FaultKind;
-  /** The node faulted (for bridge: the leader; the other end is in `peer`). */
+  /** The node faulted (for bridge: the leader; the other end is in `peer`; for transfer: the leader, the new one in `peer`). */
   readonly target: number;
   readonly peer?: number;
   /** oneway: "out" (the target's own connections cut) or "in" (the others' connections to it cut). */
@@ -37,7 +38,7 @@ export interface NemesisOptions {
   readonly faultMs?: readonly [number, number];
   /** Calm between faults: uniform in [min, max) ms. */
   readonly quietMs?: readonly [number, number];
-  /** Weights of the kinds. Default kill 3, pause 2, isolate 2, bridge 1, split 1, oneway 1, slow 1, crash 1. */
+  /** Weights of the kinds. Default kill 3, pause 2, isolate 2, bridge 1, split 1, oneway 1, slow 1, crash 1, transfer 1. */
   readonly weights?: Partial<Record<FaultKind, number>>;
   /** Chance that a fault aims at the leader rather than a random follower. Default 0.7. */
   readonly leaderBias?: number;
@@ -45,7 +46,7 @@ export interface NemesisOptions {
   readonly log?: (line: string) => void;
 }
 
-const DEFAULT_WEIGHTS: Record<FaultKind, number> = { kill: 3, pause: 2, isolate: 2, bridge: 1, split: 1, oneway: 1, slow: 1, crash: 1 };
+const DEFAULT_WEIGHTS: Record<FaultKind, number> = { kill: 3, pause: 2, isolate: 2, bridge: 1, split: 1, oneway: 1, slow: 1, crash: 1, transfer: 1 };
 
 /** The node that says it is the leader (the highest term wins if two do), or 0. */
 export async function currentLeader(cluster: ProcCluster): Promise<number> {
@@ -143,10 +144,16 @@ export async function runNemesis(opts: NemesisOptions): Promise<FaultRecord[]> {
         for (const id of ids) if (id !== target) cluster.setLink(target, id, { kind: "delay", ms });
         break;
       }
+      case "transfer": {
+        // Asked of whichever node the target is; it reaches the leader (forwarded if need be).
+        peer = choose(ids.filter((id) => id !== leader && id !== 0));
+        await cluster.command(target, ["RAFT.TRANSFER", String(peer)]);
+        break;
+      }
     }
     const rec: FaultRecord = { kind, target, ...(peer === undefined ? {} : { peer }), ...(killed ? { killed } : {}), ...(direction ? { direction } : {}), wasLeader, start, end: start };
     records.push(rec);
-    log(`fault ${records.length}: ${kind} node ${target}${peer ? ` (link to ${peer})` : ""}${killed ? ` (nodes ${killed.join(",")} killed)` : ""}${direction ? ` (${direction}bound links cut)` : ""}${wasLeader ? " (leader)" : ""} for ${Math.round(lasting)} ms`);
+    log(`fault ${records.length}: ${kind} node ${target}${peer ? (kind === "transfer" ? ` (to node ${peer})` : ` (link to ${peer})`) : ""}${killed ? ` (nodes ${killed.join(",")} killed)` : ""}${direction ? ` (${direction}bound links cut)` : ""}${wasLeader ? " (leader)" : ""} for ${Math.round(lasting)} ms`);
     await hold(lasting);
     switch (kind) {
       case "kill":

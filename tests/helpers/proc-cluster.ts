@@ -213,6 +213,22 @@ export class ProcCluster {
     }
   }
 
+  /** One command to a node; its raw reply, or null if it does not answer within timeoutMs. */
+  async command(id: number, argv: string[], timeoutMs = 2000): Promise<string | null> {
+    const node = this.node(id);
+    if (node.state !== "up") return null;
+    let c: RawResp | null = null;
+    try {
+      c = await RawResp.connect(node.port);
+      const [r] = await c.call([argv], timeoutMs);
+      return r ?? null;
+    } catch {
+      return null;
+    } finally {
+      c?.close();
+    }
+  }
+
   private roleFromLog(node: ProcNode): RaftInfo {
     let text = "";
     try {
