@@ -145,3 +145,30 @@ export function setWriter(addrs: string[], prefix: string, o: { retryUncertain: 
     },
   };
 }
+
+/** Polls `f` (a throw counts as not yet) every 50 ms until it returns a value that is not undefined; fails after `ms`. */
+export async function until<T>(what: string, ms: number, f: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    let v: T | undefined;
+    try {
+      v = await f();
+    } catch {}
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+    await Bun.sleep(50);
+  }
+}
+
+/**
+ * `kv cluster up <n> --detach` on a new cluster dir and a free port range below the ephemeral
+ * range; its nodes are killed after the file. Fails the test unless it started cleanly.
+ */
+export async function upDetached(h: ClusterCliHarness, n: number): Promise<{ dir: string; base: number; addrs: string[] }> {
+  const dir = h.clusterDir();
+  const base = freeBasePort(n);
+  const up = await h.kv("cluster", "up", String(n), "--base-port", String(base), "--data-dir", dir, "--detach");
+  if (up.code !== 0 || up.stderr !== "") throw new Error(`kv cluster up ${n} failed (exit ${up.code}): ${up.stderr}${up.stdout}`);
+  for (const node of readClusterFile(dir)!.nodes) h.started.push(node.pid);
+  return { dir, base, addrs: Array.from({ length: n }, (_, i) => `127.0.0.1:${base + i}`) };
+}

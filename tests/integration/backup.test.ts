@@ -13,7 +13,7 @@ import { isAlive, lockPid } from "../../src/cli/cluster-proc.ts";
 import { createClient } from "../../src/client/index.ts";
 import { KV_BIN } from "../helpers/server.ts";
 import { parseInfo, reservePorts } from "../helpers/proc-cluster.ts";
-import { clusterCliHarness, freeBasePort, setWriter } from "../helpers/cluster-cli.ts";
+import { clusterCliHarness, freeBasePort, setWriter, until } from "../helpers/cluster-cli.ts";
 
 const { started, clusterDir, tempRoot, kv } = clusterCliHarness("kv-backup-it-");
 
@@ -38,19 +38,6 @@ async function ask(addr: string, argv: string[]): Promise<unknown> {
 
 async function info(addr: string): Promise<Record<string, string>> {
   return parseInfo(String(await ask(addr, ["INFO", "raft"])));
-}
-
-async function until<T>(what: string, ms: number, f: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    let v: T | undefined;
-    try {
-      v = await f();
-    } catch {}
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await Bun.sleep(50);
-  }
 }
 
 const ttlOf = (i: number) => 10_000 + (i % 1000);

@@ -7,17 +7,14 @@ import { join } from "node:path";
 import { readClusterFile } from "../../src/cli/cluster-layout.ts";
 import { KV_BIN } from "../helpers/server.ts";
 import { RawResp } from "../helpers/resp-raw.ts";
-import { clusterCliHarness, freeBasePort } from "../helpers/cluster-cli.ts";
+import { clusterCliHarness, upDetached } from "../helpers/cluster-cli.ts";
 
-const { started, clusterDir, kv, run } = clusterCliHarness("kv-member-flags-it-");
+const harness = clusterCliHarness("kv-member-flags-it-");
+const { started, kv, run } = harness;
 
 test("two members restarted without --cluster or --peer-port rejoin their group on their peer ports", async () => {
-  const dir = clusterDir();
-  const base = freeBasePort(3);
-  const up = await kv("cluster", "up", "3", "--base-port", String(base), "--data-dir", dir, "--detach");
-  expect(up.code).toBe(0);
+  const { dir, base } = await upDetached(harness, 3);
   const file = readClusterFile(dir)!;
-  for (const n of file.nodes) started.push(n.pid);
   expect(await call(base, ["SET", "k", "before"])).toEqual(["+OK\r\n"]);
   // Stop two of the three (no quorum left), then start them again with the bare minimum of flags.
   for (const id of [2, 3]) process.kill(file.nodes.find((n) => n.id === id)!.pid, "SIGTERM");
@@ -61,10 +58,7 @@ function isRunning(pid: number): boolean {
 }
 
 test("kv cluster restart whose output is cut off (| head -1) still restarts every node and exits 0", async () => {
-  const dir = clusterDir();
-  const base = freeBasePort(3);
-  expect((await kv("cluster", "up", "3", "--base-port", String(base), "--data-dir", dir, "--detach")).code).toBe(0);
-  for (const n of readClusterFile(dir)!.nodes) started.push(n.pid);
+  const { dir } = await upDetached(harness, 3);
   const before = readClusterFile(dir)!.nodes.map((n) => n.pid);
   // bash reports the exit code of kv (the first command of the pipe) after head closed the pipe.
   const r = await run(["bash", "-c", `"${KV_BIN}" cluster restart --data-dir "${dir}" | head -1; exit \${PIPESTATUS[0]}`]);

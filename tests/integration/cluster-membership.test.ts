@@ -14,7 +14,7 @@ import { createClient, ServerError } from "../../src/client/index.ts";
 import { KV_BIN } from "../helpers/server.ts";
 import { ProcCluster } from "../helpers/proc-cluster.ts";
 import { tempDirs } from "../helpers/tmp.ts";
-import { clusterCliHarness, freeBasePort, setWriter } from "../helpers/cluster-cli.ts";
+import { clusterCliHarness, freeBasePort, setWriter, until } from "../helpers/cluster-cli.ts";
 
 const tempDir = tempDirs("kv-membership-proxy-");
 afterAll(() => ProcCluster.stopAll());
@@ -33,20 +33,6 @@ async function ask(addr: string, argv: string[]): Promise<unknown> {
 
 async function members(addr: string): Promise<Member[]> {
   return parseMembers((await ask(addr, ["RAFT.MEMBERS"])) as never);
-}
-
-/** Polls `f` until it returns a value that is not undefined (bounded by `ms`). */
-async function until<T>(what: string, ms: number, f: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    let v: T | undefined;
-    try {
-      v = await f();
-    } catch {}
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await Bun.sleep(50);
-  }
 }
 
 /** Every acknowledged write of `w` reads back on `addr`. */

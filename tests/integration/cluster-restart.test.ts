@@ -12,9 +12,10 @@ import { readClusterFile, writeClusterFile } from "../../src/cli/cluster-layout.
 import { isAlive } from "../../src/cli/cluster-proc.ts";
 import { type Client, createClient, OutcomeUnknownError } from "../../src/client/index.ts";
 import { KV_BIN } from "../helpers/server.ts";
-import { clusterCliHarness, freeBasePort } from "../helpers/cluster-cli.ts";
+import { clusterCliHarness, upDetached } from "../helpers/cluster-cli.ts";
 
-const { started, clusterDir, kv } = clusterCliHarness("kv-restart-it-");
+const harness = clusterCliHarness("kv-restart-it-");
+const { started, kv } = harness;
 
 /** What the clients saw. */
 interface Tally {
@@ -142,14 +143,8 @@ async function waitStatus(dir: string, ok: (s: StatusJson) => boolean): Promise<
 describe("kv cluster restart with the compiled binary", () => {
   test("a rolling restart under writes and reads: no error, no lost write; then status: healthy, degraded, no quorum", async () => {
     expect(existsSync(KV_BIN)).toBe(true);
-    const dir = clusterDir();
-    const base = freeBasePort(3);
-    const addrs = [0, 1, 2].map((i) => `127.0.0.1:${base + i}`);
-    const up = await kv("cluster", "up", "3", "--base-port", String(base), "--data-dir", dir, "--detach");
-    expect(up.stderr).toBe("");
-    expect(up.code).toBe(0);
+    const { dir, addrs } = await upDetached(harness, 3);
     const before = readClusterFile(dir)!;
-    for (const n of before.nodes) started.push(n.pid);
     const healthy = await waitStatus(dir, (s) => s.health === "healthy");
     expect(healthy.verdict).toMatch(/^healthy: 3\/3 voters up, leader \d, max lag \d+ entries/);
     let leaderBefore = healthy.leader!;
