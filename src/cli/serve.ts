@@ -28,6 +28,7 @@ import type { Conn } from "../server/server.ts";
 import { log, setLogLevel, type LogLevelName } from "../log.ts";
 import { refuseBadArgs } from "./strict.ts";
 import { StartupError } from "./fatal.ts";
+import { authArgs, authConfig, configuredUsers, linkAuth } from "./serve-auth.ts";
 import { KvServer } from "../server/server.ts";
 
 const LOG_LEVELS = ["silent", "error", "warn", "info", "debug", "trace"] as const;
@@ -74,6 +75,7 @@ const serveArgs = {
     default: String(MAX_STALENESS_MS_DEFAULT),
   },
   "wal-segment-bytes": { type: "string", description: "Size at which a log segment is closed and a new one started", default: "64mb" },
+  ...authArgs,
 } as const satisfies ArgsDef;
 
 export default defineCommand({
@@ -109,6 +111,7 @@ export default defineCommand({
     }
     config.cluster = args.cluster !== undefined ? clusterConfig(args, config.id) : oneMemberConfig(args, config);
     if (args.join === true) config.cluster.join = true;
+    authConfig(args, config);
     validateConfig(config);
     if (args["force-new-cluster"] === true) {
       if (args.join === true) throw new ConfigError("--force-new-cluster and --join do not go together");
@@ -209,6 +212,8 @@ async function openNode(config: ServerConfig): Promise<ClusterNode<Conn>> {
     join: c.join === true,
     io,
     unsafeLocalReads,
+    linkAuth: linkAuth(config),
+    aclUsers: configuredUsers(config),
   });
   return node;
 }

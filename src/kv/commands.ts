@@ -7,9 +7,13 @@ import type { ReplyWriter } from "../resp/encode.ts";
 import { commandLookup, type CommandSpec } from "./command.ts";
 import { Db, type Expiry, toExpiry, typeName, type Value } from "./db.ts";
 import { INT64_MAX, INT64_MIN, isScanCursor, normInt, parseInt64 } from "./int64.ts";
+import type { AclState } from "./acl.ts";
+import { ACL_KV_COMMANDS } from "./acl-commands.ts";
 
 export interface KvCtx {
   db: Db;
+  /** The replicated ACL users (KV.ACL changes them); absent where no users are kept. */
+  acl?: AclState;
   /** Unix time in integer milliseconds at which the command takes effect. */
   nowMs: number;
 }
@@ -865,6 +869,7 @@ export const KV_COMMANDS: readonly Spec[] = [
   cmd("flushdb", -1, ["write"], 0, 0, 0, flushallCmd),
   cmd("expiretime", 2, ["readonly", "fast"], 1, 1, 1, expiretimeCmd),
   cmd("pexpiretime", 2, ["readonly", "fast"], 1, 1, 1, pexpiretimeCmd),
+  ...ACL_KV_COMMANDS,
 ];
 
 export const lookupKvCommand = commandLookup(KV_COMMANDS);

@@ -6,6 +6,7 @@ import type { ReplyWriter } from "../resp/encode.ts";
 import { arityOk, unknownCommandError, type CommandSpec } from "./command.ts";
 import { type KvCtx, lookupKvCommand } from "./commands.ts";
 import { Db, type DbEntry, type DbOptions, type DbSnapshot } from "./db.ts";
+import { AclState } from "./acl.ts";
 
 export class KvStateMachine {
   readonly db: Db;
@@ -14,11 +15,13 @@ export class KvStateMachine {
    * (a new leader's clock may lag the old one's), so a key that expired stays expired.
    */
   appliedMs = 0;
+  /** ACL users, replicated through KV.ACL entries (src/kv/acl-commands.ts). */
+  readonly acl = new AclState();
   private readonly ctx: KvCtx;
 
   constructor(opts: DbOptions = {}) {
     this.db = new Db(opts);
-    this.ctx = { db: this.db, nowMs: 0 };
+    this.ctx = { db: this.db, nowMs: 0, acl: this.acl };
   }
 
   /**
@@ -99,8 +102,8 @@ export class KvStateMachine {
    * read it in chunks with `snapshot.next(n)` while entries keep being applied, and close it
    * if abandoned (one at a time). Entries keep their absolute expiry, expired ones included.
    */
-  beginSnapshot(): { appliedMs: number; snapshot: DbSnapshot } {
-    return { appliedMs: this.appliedMs, snapshot: this.db.beginSnapshot() };
+  beginSnapshot(): { appliedMs: number; snapshot: DbSnapshot; acl: string[] | null } {
+    return { appliedMs: this.appliedMs, snapshot: this.db.beginSnapshot(), acl: this.acl.replicated ? this.acl.lines() : null };
   }
 
   /**

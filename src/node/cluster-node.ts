@@ -2,6 +2,7 @@
 // the KV state machine, with what the server needs on top: proposals that answer their client in
 // log order, linearizable read barriers (ReadIndex, asked of the leader by a follower), forwarding
 // of writes to the leader, expirations decided by the leader, and snapshots.
+import { decodeSnapshotMeta, encodeSnapshotMeta, restoreAcl, SnapshotMetaError } from "./snapshot-meta.ts";
 import { closeSync, fstatSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { assert, AssertionError, ConfigError, CorruptLogError } from "../errors.ts";
@@ -125,6 +126,19 @@ export interface ClusterNodeOptions {
   io?: StorageIo;
   /** Testing only: reads are served from local state without a barrier (not linearizable). */
   unsafeLocalReads?: boolean;
+  /**
+   * User and password this node's links to the leader's client port authenticate with (AUTH before
+   * KV.PEER), when the cluster requires authentication (--masteruser/--masterauth, or --requirepass).
+   */
+  linkAuth?: readonly [user: string, password: string];
+  /** ACL users from --requirepass/--aclfile (`user <name> <rules>` lines, passwords hashed): the state before any ACL entry. */
+  aclUsers?: readonly string[];
+}
+
+/** The handshake of a link to the leader's client port: AUTH (when configured), then KV.PEER. */
+function linkHello(clusterId: string, id: NodeId, auth: readonly [string, string] | undefined): string[][] {
+  const peer = ["KV.PEER", clusterId, String(id)];
+  return auth === undefined ? [peer] : [["AUTH", auth[0], auth[1]], peer];
 }
 
 /** Why a request failed, as the client sees it. */
@@ -316,11 +330,15 @@ class KvRaftStorage implements RaftStorage {
     // The body's checksum is checked as it is read (RaftLog.open checked it too, for the newest).
     const loaded = store.load(join(store.dir, found.name), { checkBodyWhileReading: true });
     assert(loaded.lastTerm === meta.term, `snapshot file at ${meta.index} is of term ${loaded.lastTerm}, Raft's of ${meta.term}`);
-    const text = new TextDecoder().decode(loaded.meta);
-    const appliedMs = Number(text);
-    if (!/^\d{1,16}$/.test(text) || !Number.isSafeInteger(appliedMs)) {
-      throw new CorruptLogError(`snapshot ${found.name}: its applied time '${text.slice(0, 32)}' is not a whole number of ms`, join(store.dir, found.name), 0);
+    let fields;
+    try {
+      fields = decodeSnapshotMeta(loaded.meta);
+    } catch (e) {
+      if (!(e instanceof SnapshotMetaError)) throw e;
+      throw new CorruptLogError(`snapshot ${found.name}: ${e.message}`, join(store.dir, found.name), 0);
     }
+    const appliedMs = fields.appliedMs;
+    restoreAcl(sm.kv, fields.acl);
     const mapped = this.startup?.active ? loaded.mapped() : undefined;
     if (mapped !== undefined) {
       // The node's own snapshot at start: values stay in the mapped file.
@@ -341,14 +359,14 @@ class KvRaftStorage implements RaftStorage {
    * `meta.index`) durable as the snapshot file of `meta`, streamed in chunks: the event loop yields
    * every 2 ms and the node keeps applying meanwhile (the view does not change).
    */
-  async saveView(meta: SnapshotMeta, view: { appliedMs: number; snapshot: DbSnapshot }): Promise<SnapshotStats> {
+  async saveView(meta: SnapshotMeta, view: { appliedMs: number; snapshot: DbSnapshot; acl: string[] | null }): Promise<SnapshotStats> {
     const t0 = performance.now();
     try {
       const res = await this.log.snapshots.write(
         {
           lastIndex: meta.index,
           lastTerm: meta.term,
-          meta: new TextEncoder().encode(String(view.appliedMs)),
+          meta: encodeSnapshotMeta(view),
           membership: { voters: [...meta.confState.voters], learners: [...meta.confState.learners] },
           yieldEveryMs: 2,
         },
@@ -427,7 +445,7 @@ class ServingStateMachine<T> implements StateMachine<void> {
   startCommands = 0;
 
   /** The copy-on-write view the last snapshot() took, for saveSnapshot to write (see ClusterNode). */
-  view: { appliedMs: number; snapshot: DbSnapshot } | undefined;
+  view: { appliedMs: number; snapshot: DbSnapshot; acl: string[] | null } | undefined;
 
   /**
    * Takes a copy-on-write view of the keyspace at the applied index (O(1)); the runtime's
@@ -579,6 +597,8 @@ export class ClusterNode<T> {
     this.storage.startup = new MappedRestore(this.raftSm, through);
     if (through === 0) this.storage.endStartup();
     this.fsm = this.raftSm.kv;
+    // The users the node's flags give, before any snapshot or KV.ACL entry is applied over them.
+    if (opts.aclUsers !== undefined) this.fsm.acl.configure(opts.aclUsers, null);
     this.sm = new ServingStateMachine(this.raftSm, this, this.storage);
     this.sm.startThrough = through;
     this.storage.onWriteFailed = (err) => {
@@ -657,7 +677,7 @@ export class ClusterNode<T> {
       tickMs,
       (err) => this.fatal(err),
     );
-    this.links = new LeaderLinks([["KV.PEER", members.clusterId, String(opts.id)]]);
+    this.links = new LeaderLinks(linkHello(members.clusterId, opts.id, opts.linkAuth));
     this.view = this.makeView();
     this.stampFloorMs = this.fsm.appliedMs;
   }
@@ -926,7 +946,7 @@ export class ClusterNode<T> {
     const m = others[this.probeTurn++ % others.length]!;
     this.probing = true;
     this.lastProbeAt = now;
-    const link = new LeaderLinks([["KV.PEER", this.clusterId, String(this.id)]]);
+    const link = new LeaderLinks(linkHello(this.clusterId, this.id, this.opts.linkAuth));
     link.request(m.addr, ["PING"]).then(
       () => undefined,
       (err: Error) => {

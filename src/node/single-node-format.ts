@@ -14,6 +14,7 @@
 // the Raft log goes on at L + 1. A crash before step 3 leaves a dir without a membership file whose
 // newest snapshot is either an old one or the one step 2 wrote (this node the only voter, at L):
 // the next start converts again, and step 2 is skipped when its snapshot is there already.
+import { encodeSnapshotMeta } from "./snapshot-meta.ts";
 import { ConfigError, CorruptLogError } from "../errors.ts";
 import { KvStateMachine } from "../kv/fsm.ts";
 import { logger } from "../log.ts";
@@ -137,7 +138,7 @@ async function rebuild(opts: ConvertOptions): Promise<Conversion | undefined> {
           fromSnapshotKeys++;
         });
       }
-      fsm.appliedMs = Number(new TextDecoder().decode(snap.meta)) || 0;
+      fsm.appliedMs = Number(new TextDecoder().decode(snap.meta)) || 0; // the old single-node format: no sections
     }
     const sink = new ReplyBuffer(1024);
     const names = new Map<number, string>();
@@ -168,10 +169,10 @@ async function rebuild(opts: ConvertOptions): Promise<Conversion | undefined> {
     // 2. The runtime's snapshot at the old last index (unless an interrupted conversion wrote it).
     const wroteSnapshot = !(snap !== undefined && !oldSnapshot && snap.lastIndex === last);
     if (wroteSnapshot) {
-      const { appliedMs, snapshot } = fsm.beginSnapshot();
+      const { appliedMs, snapshot, acl } = fsm.beginSnapshot();
       try {
         await st.snapshots.write(
-          { lastIndex: last, lastTerm: SINGLE_NODE_TERM, meta: new TextEncoder().encode(String(appliedMs)), membership: { voters: [opts.id], learners: [] } },
+          { lastIndex: last, lastTerm: SINGLE_NODE_TERM, meta: encodeSnapshotMeta({ appliedMs, acl }), membership: { voters: [opts.id], learners: [] } },
           snapshot,
         );
       } finally {

@@ -1,0 +1,321 @@
+// ACL users in Redis's rule syntax (`user alice on #<sha256> ~app:* +@read -flushall`): parsing,
+// the canonical text (ACL LIST, the ACL file, the snapshot section) and the permission checks.
+// Pure: passwords arrive here already hashed (`#<sha256 hex>`); the server hashes `>password`
+// before a rule reaches the log, so a clear password is never logged, replicated or snapshotted.
+import { globMatch } from "./glob.ts";
+
+/** Users a node holds at most (ACL SETUSER past it is refused): the table is checked per command. */
+export const ACL_USERS_MAX = 10_000;
+/** Passwords, key patterns and command rules one user holds at most. */
+export const ACL_USER_RULES_MAX = 1_000;
+/** Bytes of a user name at most. */
+export const ACL_USER_NAME_BYTES_MAX = 256;
+
+export interface KeyPattern {
+  readonly pattern: string;
+  readonly read: boolean;
+  readonly write: boolean;
+}
+
+export interface AclUser {
+  readonly name: string;
+  enabled: boolean;
+  nopass: boolean;
+  /** SHA-256 of each password, lower-case hex. */
+  passwords: string[];
+  keys: KeyPattern[];
+  /** Channel patterns (`&pat`), kept and shown; `allchannels` is `&*`. */
+  channels: string[];
+  /** Command rules in order (`+@all`, `-flushall`, `+client|id`); the last one that matches decides. */
+  commands: string[];
+}
+
+/** A rule that is not one Redis's syntax knows, or names no command or category. */
+export class AclRuleError extends Error {
+  override name = "AclRuleError";
+  constructor(
+    readonly rule: string,
+    readonly why: string,
+  ) {
+    super(`Error in ACL SETUSER modifier '${rule}': ${why}`);
+  }
+}
+
+/** Tells a command rule's name (`get`, `client|list`) or category (`read`) apart from an unknown one. */
+export interface AclNames {
+  isCommand(fullName: string): boolean;
+  isCategory(name: string): boolean;
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/** A new user as ACL SETUSER creates one: off, no passwords, no keys, no commands. */
+export function newUser(name: string): AclUser {
+  return { name, enabled: false, nopass: false, passwords: [], keys: [], channels: [], commands: ["-@all"] };
+}
+
+/** The `default` user of a node with no ACL file: on, no password (or the --requirepass one), every key and command. */
+export function defaultUser(passwordSha256: string | null): AclUser {
+  const u = newUser("default");
+  u.enabled = true;
+  u.nopass = passwordSha256 === null;
+  if (passwordSha256 !== null) u.passwords = [passwordSha256];
+  u.keys = [{ pattern: "*", read: true, write: true }];
+  u.channels = ["*"];
+  u.commands = ["+@all"];
+  return u;
+}
+
+function cloneUser(u: AclUser): AclUser {
+  return { ...u, passwords: [...u.passwords], keys: [...u.keys], channels: [...u.channels], commands: [...u.commands] };
+}
+
+/**
+ * Applies rules to (a copy of) `user`, left to right, as ACL SETUSER does; throws AclRuleError on
+ * the first bad rule and then `user` is unchanged. `>password` and `<password` must have been
+ * turned into `#hash` / `!hash` by the caller (hashRules in the server).
+ */
+export function applyRules(user: AclUser, rules: readonly string[], names: AclNames | null): AclUser {
+  const u = cloneUser(user);
+  for (const rule of rules) applyRule(u, rule, names);
+  if (u.passwords.length + u.keys.length + u.channels.length + u.commands.length > ACL_USER_RULES_MAX) {
+    throw new AclRuleError(rules[rules.length - 1] ?? "", `a user holds at most ${ACL_USER_RULES_MAX} passwords, patterns and command rules`);
+  }
+  return u;
+}
+
+function applyRule(u: AclUser, rule: string, names: AclNames | null): void {
+  const low = rule.toLowerCase();
+  switch (low) {
+    case "on":
+      u.enabled = true;
+      return;
+    case "off":
+      u.enabled = false;
+      return;
+    case "nopass":
+      u.nopass = true;
+      u.passwords = [];
+      return;
+    case "resetpass":
+      u.nopass = false;
+      u.passwords = [];
+      return;
+    case "allkeys":
+      u.keys = [{ pattern: "*", read: true, write: true }];
+      return;
+    case "resetkeys":
+      u.keys = [];
+      return;
+    case "allchannels":
+      u.channels = ["*"];
+      return;
+    case "resetchannels":
+      u.channels = [];
+      return;
+    case "allcommands":
+      u.commands = ["+@all"];
+      return;
+    case "nocommands":
+      u.commands = ["-@all"];
+      return;
+    case "reset": {
+      const fresh = newUser(u.name);
+      Object.assign(u, fresh);
+      return;
+    }
+  }
+  const c = rule[0];
+  const rest = rule.slice(1);
+  if (c === "#" || c === "!") {
+    const hash = rest.toLowerCase();
+    if (!HEX64.test(hash)) throw new AclRuleError(rule, "The password hash must be exactly 64 characters and contain only lowercase hexadecimal characters");
+    if (c === "#") {
+      if (!u.passwords.includes(hash)) u.passwords.push(hash);
+      u.nopass = false;
+    } else {
+      const at = u.passwords.indexOf(hash);
+      if (at < 0) throw new AclRuleError(rule, "no such password");
+      u.passwords.splice(at, 1);
+    }
+    return;
+  }
+  if (c === ">" || c === "<") throw new AclRuleError(rule, "a clear password reached the rules unhashed");
+  if (c === "~") {
+    if (rest.length === 0) throw new AclRuleError(rule, "Syntax error");
+    addKeyPattern(u, { pattern: rest, read: true, write: true });
+    return;
+  }
+  if (c === "%") {
+    const tilde = rest.indexOf("~");
+    const perm = tilde < 0 ? "" : rest.slice(0, tilde).toUpperCase();
+    if (tilde <= 0 || !/^[RW]+$/.test(perm) || rest.length === tilde + 1) throw new AclRuleError(rule, "Syntax error");
+    addKeyPattern(u, { pattern: rest.slice(tilde + 1), read: perm.includes("R"), write: perm.includes("W") });
+    return;
+  }
+  if (c === "&") {
+    if (!u.channels.includes(rest)) u.channels.push(rest);
+    return;
+  }
+  if (c === "+" || c === "-") {
+    if (rest.length === 0) throw new AclRuleError(rule, "Syntax error");
+    if (rest[0] === "@") {
+      const cat = rest.slice(1).toLowerCase();
+      if (cat === "all") {
+        u.commands = [c + "@all"];
+        return;
+      }
+      if (names !== null && !names.isCategory(cat)) throw new AclRuleError(rule, "Unknown command or category name in ACL");
+      u.commands.push(c + "@" + cat);
+      return;
+    }
+    const cmd = rest.toLowerCase();
+    if (names !== null && !names.isCommand(cmd)) throw new AclRuleError(rule, "Unknown command or category name in ACL");
+    u.commands.push(c + cmd);
+    return;
+  }
+  throw new AclRuleError(rule, "Syntax error");
+}
+
+function addKeyPattern(u: AclUser, p: KeyPattern): void {
+  const same = u.keys.findIndex((k) => k.pattern === p.pattern);
+  if (same >= 0) u.keys[same] = { pattern: p.pattern, read: u.keys[same]!.read || p.read, write: u.keys[same]!.write || p.write };
+  else u.keys.push(p);
+}
+
+/** The user as one ACL LIST line (also its line in an ACL file and in the snapshot). */
+export function describeUser(u: AclUser): string {
+  const parts = ["user", u.name, u.enabled ? "on" : "off"];
+  if (u.nopass) parts.push("nopass");
+  for (const h of u.passwords) parts.push("#" + h);
+  for (const k of u.keys) parts.push(k.read && k.write ? "~" + k.pattern : `%${k.read ? "R" : ""}${k.write ? "W" : ""}~${k.pattern}`);
+  if (u.channels.length === 0) parts.push("resetchannels");
+  else for (const ch of u.channels) parts.push("&" + ch);
+  parts.push(...u.commands);
+  return parts.join(" ");
+}
+
+/** The rules of describeUser's output (what follows `user <name>`), to apply to a new user. */
+export function parseUserLine(line: string): { name: string; rules: string[] } | null {
+  const words = line.trim().split(/\s+/);
+  if (words.length < 2 || words[0] !== "user") return null;
+  return { name: words[1]!, rules: words.slice(2) };
+}
+
+/** The user's command rules as ACL GETUSER shows them. */
+export function describeCommands(u: AclUser): string {
+  return u.commands.join(" ");
+}
+
+/** May `u` run the command `fullName` (`get`, `client|list`) of these categories (`@read`...)? The last matching rule decides. */
+export function commandAllowed(u: AclUser, fullName: string, categories: readonly string[]): boolean {
+  const bar = fullName.indexOf("|");
+  const parent = bar < 0 ? fullName : fullName.slice(0, bar);
+  for (let i = u.commands.length - 1; i >= 0; i--) {
+    const r = u.commands[i]!;
+    const allow = r[0] === "+";
+    const what = r.slice(1);
+    if (what === "@all") return allow;
+    if (what[0] === "@") {
+      if (categories.includes(what)) return allow;
+    } else if (what === fullName || what === parent) {
+      return allow;
+    }
+  }
+  return false;
+}
+
+/** May `u` read (and/or write) `key`? */
+export function keyAllowed(u: AclUser, key: string, read: boolean, write: boolean): boolean {
+  for (const k of u.keys) {
+    if ((read && !k.read) || (write && !k.write)) continue;
+    if (k.pattern === "*" || globMatch(k.pattern, key)) return true;
+  }
+  // A key needing both may be covered by a read pattern and a write pattern.
+  if (read && write) return keyAllowed(u, key, true, false) && keyAllowed(u, key, false, true);
+  return false;
+}
+
+/**
+ * The replicated user table: every member applies the same KV.ACL entries in log order, so all
+ * agree. `default` always exists.
+ */
+export class AclState {
+  readonly users = new Map<string, AclUser>();
+  /**
+   * Set once a KV.ACL entry applied (or a snapshot held users): the users are then the replicated
+   * ones, written into snapshots; until then they are what this node's flags (--requirepass,
+   * --aclfile) made, and a snapshot carries none.
+   */
+  replicated = false;
+
+  /** The users this node's flags give (--requirepass, --aclfile): the state before any KV.ACL entry. */
+  private configured: string[] = [describeUser(defaultUser(null))];
+
+  constructor() {
+    this.restoreConfigured();
+  }
+
+  /** Sets the users a node starts from (its flags); they apply at once and after restoring a snapshot without users. */
+  configure(lines: readonly string[], names: AclNames | null): void {
+    const before = this.configured;
+    this.configured = [...lines];
+    try {
+      this.restoreConfigured(names);
+    } catch (e) {
+      this.configured = before;
+      throw e;
+    }
+  }
+
+  /** Back to the configured users, as before any KV.ACL entry applied. */
+  restoreConfigured(names: AclNames | null = null): void {
+    this.users.clear();
+    this.users.set("default", defaultUser(null));
+    this.load(this.configured, names);
+    this.replicated = false;
+  }
+
+  /** Users other than an unprotected default exist: clients must authenticate (and protected mode is off). */
+  get authRequired(): boolean {
+    const d = this.users.get("default");
+    return d === undefined || !d.enabled || !d.nopass;
+  }
+
+  get(name: string): AclUser | undefined {
+    return this.users.get(name);
+  }
+
+  /** Creates or changes a user; all rules or none. */
+  setUser(name: string, rules: readonly string[], names: AclNames | null): void {
+    if (!this.users.has(name) && this.users.size >= ACL_USERS_MAX) throw new AclRuleError(rules[0] ?? name, `at most ${ACL_USERS_MAX} users`);
+    this.users.set(name, applyRules(this.users.get(name) ?? newUser(name), rules, names));
+  }
+
+  /** Deletes users (never `default`): the count deleted. */
+  delUsers(names: readonly string[]): number {
+    let n = 0;
+    for (const name of names) if (name !== "default" && this.users.delete(name)) n++;
+    return n;
+  }
+
+  /** Every user as its ACL LIST line, by name. */
+  lines(): string[] {
+    return [...this.users.keys()].sort().map((n) => describeUser(this.users.get(n)!));
+  }
+
+  /** Replaces every user with the ones these lines describe (an ACL file's, a snapshot's); `default` is kept if absent. */
+  load(lines: readonly string[], names: AclNames | null): void {
+    const next = new Map<string, AclUser>();
+    for (const line of lines) {
+      const p = parseUserLine(line);
+      if (p === null) throw new AclRuleError(line.slice(0, 64), "not a 'user <name> <rules...>' line");
+      if (next.has(p.name)) throw new AclRuleError(p.name, `user '${p.name}' is defined twice`);
+      next.set(p.name, applyRules(newUser(p.name), p.rules, names));
+    }
+    if (next.size > ACL_USERS_MAX) throw new AclRuleError("", `at most ${ACL_USERS_MAX} users`);
+    if (!next.has("default")) next.set("default", this.users.get("default") ?? defaultUser(null));
+    this.users.clear();
+    for (const [k, v] of next) this.users.set(k, v);
+  }
+}
