@@ -9,6 +9,7 @@ import { join, resolve } from "node:path";
 import { parseInteger } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 import { ConnectionError, createClient, ServerError, type RespValue } from "../client/index.ts";
+import { cliAuth, redactArgv } from "./cli-auth.ts";
 import {
   type ClusterFile,
   type ClusterNode,
@@ -71,7 +72,7 @@ export function parseMembers(reply: RespValue): Member[] {
 export async function call(addrs: readonly string[], argv: readonly string[], timeoutMs = CALL_TIMEOUT_MS): Promise<RespValue> {
   const skipped: string[] = [];
   for (const addr of addrs) {
-    const client = createClient({ addrs: addr, timeoutMs, connectTimeoutMs: 1000, failFast: true, readRetriesMax: 0 });
+    const client = createClient({ addrs: addr, timeoutMs, connectTimeoutMs: 1000, failFast: true, readRetriesMax: 0, ...cliAuth() });
     try {
       return await client.command([...argv]);
     } catch (e) {
@@ -150,7 +151,7 @@ async function addNode(rawArgs: readonly string[], args: { "data-dir"?: string; 
   const fd = openSync(node.log, "a");
   let pid: number;
   try {
-    writeSync(fd, `--- ${new Date().toISOString()} kv cluster add: ${node.start.join(" ")}\n`);
+    writeSync(fd, `--- ${new Date().toISOString()} kv cluster add: ${redactArgv(node.start).join(" ")}\n`);
     const proc = Bun.spawn(node.start, { cwd: dir, stdin: "ignore", stdout: fd, stderr: fd, detached: true, env: process.env });
     proc.unref();
     pid = proc.pid;

@@ -1,5 +1,6 @@
 // `kv cluster up|status|down`: a local cluster of N `kv serve` processes of this same program on
 // loopback (layout in cluster-layout.ts, processes in cluster-proc.ts, INFO raft in cluster-status.ts).
+import { redactArgv } from "./cli-auth.ts";
 import type { Subprocess } from "bun";
 import { type ArgsDef, defineCommand } from "citty";
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeSync } from "node:fs";
@@ -148,7 +149,7 @@ async function up(rawArgs: readonly string[]): Promise<void> {
     n.cwd = dir;
     const fd = openSync(n.log, "a");
     try {
-      writeSync(fd, `--- ${new Date().toISOString()} kv cluster up: ${shellLine(n.start)}\n`);
+      writeSync(fd, `--- ${new Date().toISOString()} kv cluster up: ${shellLine(redactArgv(n.start))}\n`);
       // Its own session (setsid): Ctrl-C at the launcher's terminal reaches the launcher alone,
       // which stops the nodes in order, and --detach leaves them running after it exits.
       const proc = Bun.spawn(n.start, { cwd: n.cwd, stdin: "ignore", stdout: fd, stderr: fd, detached: true, env: process.env });

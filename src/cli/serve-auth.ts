@@ -9,7 +9,7 @@ import { ACL_CATEGORY_NAMES } from "../server/acl-categories.ts";
 import { ALL_COMMANDS } from "../server/dispatch.ts";
 
 export const authArgs = {
-  requirepass: { type: "string", description: "Password of the default user: clients must AUTH (shown nowhere; CONFIG GET gives its SHA-256)" },
+  requirepass: { type: "string", description: "Password of the default user: clients must AUTH (env KV_REQUIREPASS keeps it out of the process list; shown nowhere, CONFIG GET gives its SHA-256)" },
   aclfile: { type: "string", description: "ACL users in Redis's ACL file syntax (user alice on >pw ~app:* +@read), read at start and by ACL LOAD, written by ACL SAVE" },
   "protected-mode": { type: "enum", options: ["yes", "no"] as string[], description: "With no password for the default user, serve only loopback clients (Redis's protected mode)", default: "yes" },
   masteruser: { type: "string", description: "User this node's links to the leader's client port authenticate as (default: default)" },
@@ -19,11 +19,12 @@ export const authArgs = {
 /** Reads the authentication flags into the config. */
 export function authConfig(args: Record<string, unknown>, config: ServerConfig): void {
   const str = (k: string) => (args[k] === undefined ? undefined : String(args[k]));
-  config.requirepass = str("requirepass");
+  // From the environment too: a value there is not in the process list, as a flag's is.
+  config.requirepass = str("requirepass") ?? process.env.KV_REQUIREPASS;
   config.aclFile = str("aclfile");
   config.protectedMode = args["protected-mode"] !== "no";
   config.masterUser = str("masteruser");
-  config.masterAuth = str("masterauth");
+  config.masterAuth = str("masterauth") ?? process.env.KV_MASTERAUTH;
   if (config.requirepass !== undefined && config.aclFile !== undefined) {
     throw new ConfigError("--requirepass and --aclfile do not go together: give the default user its password in the ACL file (user default on >password ~* &* +@all)");
   }
