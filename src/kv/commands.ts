@@ -869,10 +869,10 @@ export const KV_COMMANDS: readonly Spec[] = [
   cmd("flushdb", -1, ["write"], 0, 0, 0, flushallCmd),
   cmd("expiretime", 2, ["readonly", "fast"], 1, 1, 1, expiretimeCmd),
   cmd("pexpiretime", 2, ["readonly", "fast"], 1, 1, 1, pexpiretimeCmd),
-  ...ACL_KV_COMMANDS,
 ];
 
-export const lookupKvCommand = commandLookup(KV_COMMANDS);
+/** The commands a log entry may hold: Redis's (KV_COMMANDS) and KV.ACL, the logged form of ACL SETUSER/DELUSER/LOAD. */
+export const lookupKvCommand = commandLookup<KvCtx>([...KV_COMMANDS, ...ACL_KV_COMMANDS]);
 
 /** True for commands that change the keyspace: they go through the log. */
 export function isWriteCommand(spec: { readonly flags: readonly string[] }): boolean {

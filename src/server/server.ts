@@ -536,6 +536,7 @@ export class KvServer {
       cmd = sub;
     }
     if (!arityOk(cmd.arity, argv.length)) return argv;
+    conn.lastCommand = cmd.fullName; // as the ACL LOG's client-info shows it
     const denied = this.acl.check(conn, cmd, argv, nowMs, () => clientInfoLine({ server: this, conn, db: this.db, nowMs }, conn, argv));
     if (denied !== null) return denied;
     if (cmd.name === "kv.acl") return "ERR KV.ACL is the logged form of ACL SETUSER, DELUSER and LOAD: send those";
