@@ -32,8 +32,8 @@ export const ACL_LOG_MAX = 128;
 /** Bytes of an ACL file read at most. */
 export const ACL_FILE_BYTES_MAX = 16 * 1024 * 1024;
 
-/** Commands an unauthenticated connection may send, and that every user may run. */
-const NO_AUTH_COMMANDS: ReadonlySet<string> = new Set(["auth", "hello", "quit"]);
+/** Commands an unauthenticated connection may send, and that every user may run (Redis 7's no-auth commands). */
+const NO_AUTH_COMMANDS: ReadonlySet<string> = new Set(["auth", "hello", "quit", "reset"]);
 
 export function sha256Hex(text: string): string {
   return createHash("sha256").update(Buffer.from(text, "latin1")).digest("hex");

@@ -184,7 +184,7 @@ export const ACL_SUBCOMMANDS: CommandSpec<ServerCtx>[] = [
     for (const l of lines) out.bulk(l);
   }),
   spec("getuser", 3, ["admin"], getuser),
-  spec("cat", -2, [], (ctx, argv, out) => (argv.length > 3 ? out.error("ERR wrong number of arguments for 'acl|cat' command") : cat(ctx, argv, out))),
+  spec("cat", -2, [], (ctx, argv, out) => (argv.length > 3 ? out.error("ERR unknown subcommand or wrong number of arguments for 'CAT'. Try ACL HELP.") : cat(ctx, argv, out))),
   spec("log", -2, ["admin"], aclLog),
   spec("save", 2, ["admin"], save),
   spec("setuser", -3, ["admin"], viaLogOnly),
