@@ -119,5 +119,5 @@ export const ACL_CATEGORIES: Readonly<Record<string, string>> = {
   "acl|setuser": "@admin @slow @dangerous",
   "acl|users": "@admin @slow @dangerous",
   "acl|whoami": "@slow",
-  "kv.acl": "@admin @slow @dangerous",
+  "kv.acl": "@write @admin @slow @dangerous",
 };

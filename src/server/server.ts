@@ -198,6 +198,7 @@ export class Conn {
     nowMs: number,
   ) {
     this.parser = new RequestParser(server.config.limits);
+    server.acl.initConn(this);
     this.createdAtMs = nowMs;
     this.lastActiveMs = nowMs;
   }
@@ -380,7 +381,6 @@ export class KvServer {
       return;
     }
     const conn = new Conn(this.nextConnId++, socket, this, Date.now());
-    this.acl.initConn(conn);
     socket.data = conn;
     this.conns.set(conn.id, conn);
     this.stats.connectionsReceived++;
