@@ -8,7 +8,6 @@ import { join, resolve } from "node:path";
 import { parseInteger } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 import { StartupError } from "./fatal.ts";
-import { setClusterAuth } from "./cli-auth.ts";
 
 export const CLUSTER_FILE = "cluster.json";
 export const DEFAULT_CLUSTER_DIR = "./cluster";
@@ -139,7 +138,6 @@ export function parseUpArgs(rawArgs: readonly string[], serveDef: ArgsDef): UpOp
   const to = own.get("timeout");
   const timeoutS = typeof to === "string" ? parseInteger(to, "--timeout", 1, 3600) : UP_TIMEOUT_S_DEFAULT;
   const dd = own.get("data-dir");
-  setClusterAuth(serveFlags);
   return {
     count,
     basePort,
@@ -260,7 +258,6 @@ export function readClusterFile(dir: string): ClusterFile | undefined {
     n.dataDir = join(dir, n.name);
     n.log = join(n.dataDir, "kv.log");
   }
-  setClusterAuth(f.serveFlags);
   return f as ClusterFile;
 }
 

@@ -36,8 +36,10 @@ export class AclRuleError extends Error {
   constructor(
     readonly rule: string,
     readonly why: string,
+    /** The message is `why` alone (an error about the user name, not a rule). */
+    plain = false,
   ) {
-    super(`Error in ACL SETUSER modifier '${rule}': ${why}`);
+    super(plain ? why : `Error in ACL SETUSER modifier '${rule}': ${why}`);
   }
 }
 
@@ -84,7 +86,17 @@ export function applyRules(user: AclUser, rules: readonly string[], names: AclNa
   return u;
 }
 
+/** Whitespace or control bytes: a rule or name holding one could not be written as one line of words. */
+const UNSPACED = /^[^\x00-\x20\x7f]+$/;
+
+/** A user name is one word of at most ACL_USER_NAME_BYTES_MAX bytes (its ACL file line is words). */
+export function checkUserName(name: string): void {
+  if (!UNSPACED.test(name)) throw new AclRuleError(name, "Usernames can't contain spaces or null characters", true);
+  if (name.length > ACL_USER_NAME_BYTES_MAX) throw new AclRuleError(name.slice(0, 32), `a user name is at most ${ACL_USER_NAME_BYTES_MAX} bytes`, true);
+}
+
 function applyRule(u: AclUser, rule: string, names: AclNames | null): void {
+  if (!UNSPACED.test(rule)) throw new AclRuleError(rule, "Syntax error");
   const low = rule.toLowerCase();
   switch (low) {
     case "on":
@@ -288,6 +300,7 @@ export class AclState {
 
   /** Creates or changes a user; all rules or none. */
   setUser(name: string, rules: readonly string[], names: AclNames | null): void {
+    checkUserName(name);
     if (!this.users.has(name) && this.users.size >= ACL_USERS_MAX) throw new AclRuleError(rules[0] ?? name, `at most ${ACL_USERS_MAX} users`);
     this.users.set(name, applyRules(this.users.get(name) ?? newUser(name), rules, names));
   }
@@ -310,6 +323,7 @@ export class AclState {
     for (const line of lines) {
       const p = parseUserLine(line);
       if (p === null) throw new AclRuleError(line.slice(0, 64), "not a 'user <name> <rules...>' line");
+      checkUserName(p.name);
       if (next.has(p.name)) throw new AclRuleError(p.name, `user '${p.name}' is defined twice`);
       next.set(p.name, applyRules(newUser(p.name), p.rules, names));
     }

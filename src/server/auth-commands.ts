@@ -2,7 +2,7 @@
 // reach the log as KV.ACL entries, see rewriteAclWrite) with Redis 7's replies and error texts.
 import { renameSync, writeFileSync } from "node:fs";
 import type { CommandFlag, CommandSpec } from "../kv/command.ts";
-import { AclRuleError, newUser, applyRules } from "../kv/acl.ts";
+import { AclRuleError, checkUserName, newUser, applyRules } from "../kv/acl.ts";
 import type { ReplyWriter } from "../resp/encode.ts";
 import { hashRules, NOAUTH_HELLO } from "./acl.ts";
 import { ACL_CATEGORY_NAMES } from "./acl-categories.ts";
@@ -214,6 +214,7 @@ export function rewriteAclWrite(ctx: Pick<ServerCtx, "server">, argv: readonly s
     const name = argv[2]!;
     const rules = hashRules(argv.slice(3));
     try {
+      checkUserName(name);
       applyRules(gate.users.get(name) ?? newUser(name), rules, gate.names);
     } catch (e) {
       if (!(e instanceof AclRuleError)) throw e;

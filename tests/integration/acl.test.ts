@@ -100,7 +100,7 @@ describe("replies as redis-server 7 gives them", () => {
     ],
     "default: ACL commands and their errors": [
       ["AUTH", "pw"], ["ACL", "WHOAMI"], ["ACL", "USERS"], ["ACL", "GETUSER", "nobody"], ["ACL", "CAT", "nosuch"], ["ACL", "CAT", "a", "b"],
-      ["ACL", "SETUSER", "dora", "bogus"], ["ACL", "SETUSER", "dora", "+nosuch"], ["ACL", "SETUSER", "dora", "+@nosuch"], ["ACL", "SETUSER", "dora", "%X~k"],
+      ["ACL", "SETUSER", "dora", "bogus"], ["ACL", "SETUSER", "dora", "+nosuch"], ["ACL", "SETUSER", "dora", "+@nosuch"], ["ACL", "SETUSER", "dora", "%X~k"], ["ACL", "SETUSER", "a b", "on"], ["ACL", "SETUSER", "dora", "~a b"],
       ["ACL", "DELUSER", "default"], ["ACL", "NOSUCH"], ["ACL"],
       ["ACL", "SETUSER", "dora", "on", ">d1", "~d*", "+get", "+@keyspace", "-del"], ["ACL", "USERS"],
       ["AUTH", "dora", "d1"], ["ACL", "WHOAMI"], ["GET", "dx"], ["GET", "x"], ["SET", "dx", "1"], ["EXISTS", "dx"], ["DEL", "dx"], ["TYPE", "dx"],
