@@ -47,8 +47,9 @@ export interface ClusterOptions {
   readonly electionMs?: number;
   /** More `kv serve` flags for every node. */
   readonly extraArgs?: readonly string[];
-  /** The default user's password (the nodes' --requirepass): the helpers' own connections AUTH with it. */
+  /** The password (of `user`, else of the default user) the helpers' own connections AUTH with. */
   readonly password?: string;
+  readonly user?: string;
 }
 
 export interface RaftInfo {
@@ -166,7 +167,7 @@ export class ProcCluster {
   private async connect(port: number): Promise<RawResp> {
     const c = await RawResp.connect(port);
     if (this.opts.password !== undefined) {
-      const [r] = await c.call([["AUTH", this.opts.password]], 1000);
+      const [r] = await c.call([this.opts.user === undefined ? ["AUTH", this.opts.password] : ["AUTH", this.opts.user, this.opts.password]], 1000);
       if (r !== "+OK\r\n") {
         c.close();
         throw new Error(`AUTH to port ${port} answered ${r}`);

@@ -5,7 +5,7 @@
 // commands (status, restart, add) authenticate.
 import { afterAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readClusterFile } from "../../src/cli/cluster-layout.ts";
@@ -113,6 +113,38 @@ describe("ACL on a 3-node process cluster", () => {
     const snapLines = readFileSync(cluster.node(1).logFile, "latin1");
     expect(snapLines).toMatch(/snapshot at index [1-9]\d*/);
   });
+});
+
+describe("members' links authenticate", () => {
+  const dir = mkdtempSync(join(tmpdir(), "kv-acl-links-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const users = join(dir, "users.acl");
+  writeFileSync(users, "user default off\nuser admin on >apw ~* &* +@all\nuser app on >app-pw ~* +@all -@admin\n");
+
+  for (const [name, extra, expected] of [
+    ["without --masteruser/--masterauth a follower's link is refused: its writes fail, certainly not applied", [], "refused"],
+    ["a link as a user without kv.peer (@admin) is refused too", ["--masteruser", "app", "--masterauth", "app-pw"], "refused"],
+    ["with --masteruser/--masterauth a follower forwards writes", ["--masteruser", "admin", "--masterauth", "apw"], "ok"],
+  ] as const) {
+    test(name, async () => {
+      const c = await ProcCluster.start({ dir: join(dir, String(extra.length) + String(extra[1] ?? "")), extraArgs: ["--aclfile", users, ...extra], user: "admin", password: "apw" });
+      try {
+        const leader = await c.waitLeader();
+        const follower = [1, 2, 3].find((i) => i !== leader)!;
+        const [, r] = await as(c.node(follower).port, "admin", "apw", [["SET", "k", "v"]]);
+        const [, onLeader] = await as(c.node(leader).port, "admin", "apw", [["GET", "k"]]);
+        if (expected === "ok") {
+          expect([r, onLeader]).toEqual(["+OK\r\n", "$1\r\nv\r\n"]);
+        } else {
+          // Refused, never carried out: TRYAGAIN or CLUSTERDOWN (not UNCERTAIN).
+          expect(r).toMatch(/^-(TRYAGAIN|CLUSTERDOWN) the leader at 127\.0\.0\.1:\d+ refused this node: -(NOAUTH Authentication required\.|NOPERM this user has no permissions to run the 'kv\.peer' command): retry\r\n$/);
+          expect(onLeader).toBe("$-1\r\n");
+        }
+      } finally {
+        await c.stop();
+      }
+    });
+  }
 });
 
 describe("kv cluster up --requirepass", () => {
