@@ -106,10 +106,11 @@ export class AclGate {
   }
 
   /**
-   * AUTH/HELLO AUTH: null on success (the connection is then `user`), else the error reply. Past
-   * the failed-login limit for the client's address the password is not even checked.
+   * AUTH/HELLO AUTH (`command`, as sent: the ACL LOG's object): null on success (the connection is
+   * then `user`), else the error reply. Past the failed-login limit for the client's address the
+   * password is not even checked.
    */
-  authenticate(conn: Conn, user: string, password: string, nowMs: number, clientInfo: () => string): string | null {
+  authenticate(conn: Conn, command: string, user: string, password: string, nowMs: number, clientInfo: () => string): string | null {
     const ip = conn.socket.remoteAddress ?? "";
     const f = this.failures.get(ip);
     if (f !== undefined && f.refusedUntilMs > nowMs) {
@@ -124,7 +125,7 @@ export class AclGate {
       return null;
     }
     this.stats.deniedAuth++;
-    this.addLog("auth", "toplevel", "AUTH", user, nowMs, clientInfo);
+    this.addLog("auth", "toplevel", command, user, nowMs, clientInfo);
     const n = (f?.count ?? 0) + 1;
     let until = 0;
     if (n >= AUTH_FAILURES_FREE) {

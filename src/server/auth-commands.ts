@@ -20,8 +20,8 @@ const NO_ACL_FILE =
   "ERR This Redis instance is not configured to use an ACL file. You may want to specify users via the ACL SETUSER command and then issue a CONFIG REWRITE (assuming you have a Redis configuration file set) in order to store users in the Redis configuration.";
 
 /** AUTH/HELLO AUTH for this connection: null on success, else the error reply. */
-export function login(ctx: ServerCtx, user: string, password: string): string | null {
-  return ctx.server.acl.authenticate(ctx.conn, user, password, Date.now(), () => clientInfoLine(ctx, ctx.conn, null));
+export function login(ctx: ServerCtx, command: string, user: string, password: string): string | null {
+  return ctx.server.acl.authenticate(ctx.conn, command, user, password, Date.now(), () => clientInfoLine(ctx, ctx.conn, null));
 }
 
 /** HELLO without AUTH on a connection that has not authenticated. */
@@ -39,7 +39,7 @@ function auth(ctx: ServerCtx, argv: string[], out: ReplyWriter): void {
       return;
     }
   }
-  const err = argv.length === 3 ? login(ctx, argv[1]!, argv[2]!) : login(ctx, "default", argv[1]!);
+  const err = argv.length === 3 ? login(ctx, argv[0]!, argv[1]!, argv[2]!) : login(ctx, argv[0]!, "default", argv[1]!);
   if (err === null) out.ok();
   else out.error(err);
 }

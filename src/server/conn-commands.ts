@@ -61,7 +61,7 @@ function hello(ctx: ServerCtx, argv: string[], out: ReplyWriter): void {
   for (; i < argv.length; i++) {
     const opt = upper(argv[i]!);
     if (opt === "AUTH" && i + 2 < argv.length) {
-      const err = login(ctx, argv[i + 1]!, argv[i + 2]!);
+      const err = login(ctx, argv[0]!, argv[i + 1]!, argv[i + 2]!);
       if (err !== null) {
         out.error(err);
         return;
