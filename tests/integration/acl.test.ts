@@ -212,8 +212,8 @@ describe("clients authenticate", () => {
     await c.quit();
   });
   test("kv get/set/cli with --user/--pass, -a, and KV_PASSWORD", () => {
-    const run = (args: string[], env: Record<string, string> = {}) => {
-      const p = Bun.spawnSync([KV_BIN, ...args, "--addr", `127.0.0.1:${kv.port}`], { stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1", ...env } });
+    const run = (args: string[], env: Record<string, string> = {}, stdin?: string) => {
+      const p = Bun.spawnSync([KV_BIN, ...args, "--addr", `127.0.0.1:${kv.port}`], { stdin: stdin === undefined ? "ignore" : Buffer.from(stdin), stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1", ...env } });
       return { code: p.exitCode, out: p.stdout.toString(), err: p.stderr.toString() };
     };
     expect(run(["set", "app:kv", "hello", "--user", "alice", "--pass", "secret"])).toMatchObject({ code: 0, out: "OK\n" });
@@ -221,6 +221,8 @@ describe("clients authenticate", () => {
     expect(run(["get", "app:kv", "--user", "alice", "-a", "secret"]).out).toStartWith("hello");
     expect(run(["cli", "ACL", "WHOAMI"], { KV_PASSWORD: "pw" })).toMatchObject({ code: 0, out: '"default"\n' });
     expect(run(["get", "app:kv"])).toMatchObject({ code: 2, err: "(error) NOAUTH Authentication required.\n" });
+    // --askpass reads the password from stdin (the terminal, not echoed, when there is one).
+    expect(run(["get", "app:kv", "--user", "alice", "--askpass"], {}, "secret\n")).toMatchObject({ code: 0, out: "hello" });
     expect(run(["set", "x", "1", "--user", "alice", "--pass", "secret"])).toMatchObject({ code: 2, err: "(error) NOPERM this user has no permissions to access one of the keys used as arguments\n" });
   });
 });
