@@ -10,6 +10,11 @@ export const ACL_USERS_MAX = 10_000;
 export const ACL_USER_RULES_MAX = 1_000;
 /** Bytes of a user name at most. */
 export const ACL_USER_NAME_BYTES_MAX = 256;
+/**
+ * Bytes of every user's ACL LIST line together at most: the users travel in a snapshot file's
+ * header (src/node/snapshot-meta.ts), read whole up to 16 MiB.
+ */
+export const ACL_STATE_BYTES_MAX = 8 * 1024 * 1024;
 
 export interface KeyPattern {
   readonly pattern: string;
@@ -36,10 +41,10 @@ export class AclRuleError extends Error {
   constructor(
     readonly rule: string,
     readonly why: string,
-    /** The message is `why` alone (an error about the user name, not a rule). */
+    /** `rule` is the whole message (an error about the user name or the table, not a rule). */
     plain = false,
   ) {
-    super(plain ? why : `Error in ACL SETUSER modifier '${rule}': ${why}`);
+    super(plain ? rule : `Error in ACL SETUSER modifier '${rule}': ${why}`);
   }
 }
 
@@ -68,6 +73,10 @@ export function defaultUser(passwordSha256: string | null): AclUser {
   return u;
 }
 
+function lineBytes(u: AclUser): number {
+  return describeUser(u).length + 1;
+}
+
 function cloneUser(u: AclUser): AclUser {
   return { ...u, passwords: [...u.passwords], keys: [...u.keys], channels: [...u.channels], commands: [...u.commands] };
 }
@@ -81,7 +90,7 @@ export function applyRules(user: AclUser, rules: readonly string[], names: AclNa
   const u = cloneUser(user);
   for (const rule of rules) applyRule(u, rule, names);
   if (u.passwords.length + u.keys.length + u.channels.length + u.commands.length > ACL_USER_RULES_MAX) {
-    throw new AclRuleError(rules[rules.length - 1] ?? "", `a user holds at most ${ACL_USER_RULES_MAX} passwords, patterns and command rules`);
+    throw new AclRuleError(`a user holds at most ${ACL_USER_RULES_MAX} passwords, patterns and command rules`, "", true);
   }
   return u;
 }
@@ -91,8 +100,8 @@ const UNSPACED = /^[^\x00-\x20\x7f]+$/;
 
 /** A user name is one word of at most ACL_USER_NAME_BYTES_MAX bytes (its ACL file line is words). */
 export function checkUserName(name: string): void {
-  if (!UNSPACED.test(name)) throw new AclRuleError(name, "Usernames can't contain spaces or null characters", true);
-  if (name.length > ACL_USER_NAME_BYTES_MAX) throw new AclRuleError(name.slice(0, 32), `a user name is at most ${ACL_USER_NAME_BYTES_MAX} bytes`, true);
+  if (!UNSPACED.test(name)) throw new AclRuleError("Usernames can't contain spaces or null characters", "", true);
+  if (name.length > ACL_USER_NAME_BYTES_MAX) throw new AclRuleError(`a user name is at most ${ACL_USER_NAME_BYTES_MAX} bytes`, "", true);
 }
 
 function applyRule(u: AclUser, rule: string, names: AclNames | null): void {
@@ -284,6 +293,7 @@ export class AclState {
   restoreConfigured(names: AclNames | null = null): void {
     this.users.clear();
     this.users.set("default", defaultUser(null));
+    this.totalBytes = lineBytes(this.users.get("default")!);
     this.load(this.configured, names);
     this.replicated = false;
   }
@@ -301,14 +311,28 @@ export class AclState {
   /** Creates or changes a user; all rules or none. */
   setUser(name: string, rules: readonly string[], names: AclNames | null): void {
     checkUserName(name);
-    if (!this.users.has(name) && this.users.size >= ACL_USERS_MAX) throw new AclRuleError(rules[0] ?? name, `at most ${ACL_USERS_MAX} users`);
-    this.users.set(name, applyRules(this.users.get(name) ?? newUser(name), rules, names));
+    if (!this.users.has(name) && this.users.size >= ACL_USERS_MAX) throw new AclRuleError(`at most ${ACL_USERS_MAX} users`, "", true);
+    const next = applyRules(this.users.get(name) ?? newUser(name), rules, names);
+    const old = this.users.get(name);
+    const bytes = this.totalBytes - (old === undefined ? 0 : lineBytes(old)) + lineBytes(next);
+    if (bytes > ACL_STATE_BYTES_MAX) throw new AclRuleError(`the users would take ${bytes} bytes, past ${ACL_STATE_BYTES_MAX}`, "", true);
+    this.users.set(name, next);
+    this.totalBytes = bytes;
   }
+
+  /** Bytes of every user's ACL LIST line, with its newline (kept up to date by every change). */
+  private totalBytes = 0;
 
   /** Deletes users (never `default`): the count deleted. */
   delUsers(names: readonly string[]): number {
     let n = 0;
-    for (const name of names) if (name !== "default" && this.users.delete(name)) n++;
+    for (const name of names) {
+      const u = this.users.get(name);
+      if (name === "default" || u === undefined) continue;
+      this.users.delete(name);
+      this.totalBytes -= lineBytes(u);
+      n++;
+    }
     return n;
   }
 
@@ -322,14 +346,18 @@ export class AclState {
     const next = new Map<string, AclUser>();
     for (const line of lines) {
       const p = parseUserLine(line);
-      if (p === null) throw new AclRuleError(line.slice(0, 64), "not a 'user <name> <rules...>' line");
+      if (p === null) throw new AclRuleError(`'${line.slice(0, 64)}' is not a 'user <name> <rules...>' line`, "", true);
       checkUserName(p.name);
-      if (next.has(p.name)) throw new AclRuleError(p.name, `user '${p.name}' is defined twice`);
+      if (next.has(p.name)) throw new AclRuleError(`user '${p.name}' is defined twice`, "", true);
       next.set(p.name, applyRules(newUser(p.name), p.rules, names));
     }
-    if (next.size > ACL_USERS_MAX) throw new AclRuleError("", `at most ${ACL_USERS_MAX} users`);
+    if (next.size > ACL_USERS_MAX) throw new AclRuleError(`at most ${ACL_USERS_MAX} users`, "", true);
     if (!next.has("default")) next.set("default", this.users.get("default") ?? defaultUser(null));
+    let bytes = 0;
+    for (const u of next.values()) bytes += lineBytes(u);
+    if (bytes > ACL_STATE_BYTES_MAX) throw new AclRuleError(`the users would take ${bytes} bytes, past ${ACL_STATE_BYTES_MAX}`, "", true);
     this.users.clear();
     for (const [k, v] of next) this.users.set(k, v);
+    this.totalBytes = bytes;
   }
 }

@@ -199,7 +199,7 @@ export class AclGate {
   readAclFile(): string[] {
     if (this.aclFile === undefined) throw new Error("no ACL file");
     const text = readFileSync(this.aclFile, "latin1");
-    if (text.length > ACL_FILE_BYTES_MAX) throw new AclRuleError(this.aclFile, `larger than ${ACL_FILE_BYTES_MAX} bytes`);
+    if (text.length > ACL_FILE_BYTES_MAX) throw new AclRuleError(`${this.aclFile} is larger than ${ACL_FILE_BYTES_MAX} bytes`, "", true);
     return parseAclFile(text, this.names);
   }
 }
@@ -213,7 +213,7 @@ export function parseAclFile(text: string, names: AclNames | null): string[] {
     const line = raw.trim();
     if (line === "" || line.startsWith("#")) continue;
     const words = line.split(/\s+/);
-    if (words[0] !== "user" || words.length < 2) throw new AclRuleError(line.slice(0, 64), `line ${n} should start with user keyword`);
+    if (words[0] !== "user" || words.length < 2) throw new AclRuleError(`line ${n} should start with user keyword followed by the username`, "", true);
     lines.push(["user", words[1]!, ...hashRules(words.slice(2))].join(" "));
   }
   // Every line is checked by applying it to a throwaway user.

@@ -235,7 +235,7 @@ export function rewriteAclWrite(ctx: Pick<ServerCtx, "server">, argv: readonly s
     const seen = new Set<string>();
     for (const l of lines) {
       const words = l.split(" ");
-      if (seen.has(words[1]!)) throw new AclRuleError(words[1]!, `user '${words[1]!}' is defined twice`);
+      if (seen.has(words[1]!)) throw new AclRuleError(`user '${words[1]!}' is defined twice`, "", true);
       seen.add(words[1]!);
       applyRules(newUser(words[1]!), words.slice(2), gate.names);
     }

@@ -257,6 +257,37 @@ describe("ACL SAVE and ACL LOAD", () => {
   });
 });
 
+describe("a large user table", () => {
+  test("users past the 64 KiB a snapshot header read used to take survive SAVE and a restart", async () => {
+    const node = await startKv(["--requirepass", "pw"]);
+    const users = 600;
+    try {
+      const c = await RawResp.connect(node.port);
+      const cmds: string[][] = [["AUTH", "pw"]];
+      for (let i = 0; i < users; i++) cmds.push(["ACL", "SETUSER", `user-${i}`, "on", `>pw-${i}`, `~app:${i}:*`, `%R~shared:${i}:*`, "+@read", "+@write", "-@dangerous", "+client|id", "-getdel"]);
+      cmds.push(["SAVE"]);
+      const r = await c.call(cmds, 30_000);
+      c.close();
+      expect(r.filter((x) => x !== "+OK\r\n")).toEqual([]);
+      await node.stop({ keepData: true });
+      const again = await startKv(["--requirepass", "pw"], { dataDir: node.dataDir });
+      try {
+        const d = await RawResp.connect(again.port);
+        const [, list, auth, set] = await d.call([["AUTH", "pw"], ["ACL", "LIST"], ["AUTH", "user-599", "pw-599"], ["SET", "app:599:x", "1"]]);
+        d.close();
+        expect(list!.length).toBeGreaterThan(64 * 1024);
+        expect(list!.startsWith(`*${users + 1}\r\n`)).toBe(true);
+        expect([auth, set]).toEqual(["+OK\r\n", "+OK\r\n"]);
+        expect(again.output()).toMatch(/snapshot at index [1-9]/);
+      } finally {
+        await again.stop();
+      }
+    } finally {
+      rmSync(node.dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("the failed-login limit", () => {
   test("after 5 failures from an address its AUTH is refused, counted in INFO, and a success later clears it", async () => {
     const node = await startKv(["--requirepass", "right"]);
