@@ -99,7 +99,7 @@ describe("replies as redis-server 7 gives them", () => {
       ["AUTH", "carl", "c2"], ["AUTH", "carl", "c1"], ["SET", "k", "v"], ["GET", "k"], ["DEL", "k"], ["CLIENT", "ID"], ["CLIENT", "GETNAME"], ["ACL", "WHOAMI"],
     ],
     "default: ACL commands and their errors": [
-      ["AUTH", "pw"], ["ACL", "WHOAMI"], ["ACL", "USERS"], ["ACL", "GETUSER", "nobody"], ["ACL", "CAT", "nosuch"], ["ACL", "CAT", "a", "b"],
+      ["AUTH", "pw"], ["ACL", "WHOAMI"], ["ACL", "USERS"], ["ACL", "GETUSER", "nobody"], ["ACL", "GETUSER", "default"], ["ACL", "CAT"], ["ACL", "GETUSER", "bob"], ["ACL", "CAT", "nosuch"], ["ACL", "CAT", "a", "b"],
       ["ACL", "SETUSER", "dora", "bogus"], ["ACL", "SETUSER", "dora", "+nosuch"], ["ACL", "SETUSER", "dora", "+@nosuch"], ["ACL", "SETUSER", "dora", "%X~k"], ["ACL", "SETUSER", "a b", "on"], ["ACL", "SETUSER", "dora", "~a b"],
       ["ACL", "DELUSER", "default"], ["ACL", "NOSUCH"], ["ACL"],
       ["ACL", "SETUSER", "dora", "on", ">d1", "~d*", "+get", "+@keyspace", "-del"], ["ACL", "USERS"],
