@@ -310,14 +310,20 @@ export class AclState {
 
   /** Creates or changes a user; all rules or none. */
   setUser(name: string, rules: readonly string[], names: AclNames | null): void {
+    const { user, bytes } = this.checkSetUser(name, rules, names);
+    this.users.set(name, user);
+    this.totalBytes = bytes;
+  }
+
+  /** What setUser would make, without making it: throws AclRuleError as setUser would. */
+  checkSetUser(name: string, rules: readonly string[], names: AclNames | null): { user: AclUser; bytes: number } {
     checkUserName(name);
     if (!this.users.has(name) && this.users.size >= ACL_USERS_MAX) throw new AclRuleError(`at most ${ACL_USERS_MAX} users`, "", true);
-    const next = applyRules(this.users.get(name) ?? newUser(name), rules, names);
+    const user = applyRules(this.users.get(name) ?? newUser(name), rules, names);
     const old = this.users.get(name);
-    const bytes = this.totalBytes - (old === undefined ? 0 : lineBytes(old)) + lineBytes(next);
+    const bytes = this.totalBytes - (old === undefined ? 0 : lineBytes(old)) + lineBytes(user);
     if (bytes > ACL_STATE_BYTES_MAX) throw new AclRuleError(`the users would take ${bytes} bytes, past ${ACL_STATE_BYTES_MAX}`, "", true);
-    this.users.set(name, next);
-    this.totalBytes = bytes;
+    return { user, bytes };
   }
 
   /** Bytes of every user's ACL LIST line, with its newline (kept up to date by every change). */

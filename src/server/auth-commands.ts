@@ -2,7 +2,7 @@
 // reach the log as KV.ACL entries, see rewriteAclWrite) with Redis 7's replies and error texts.
 import { renameSync, writeFileSync } from "node:fs";
 import type { CommandFlag, CommandSpec } from "../kv/command.ts";
-import { AclRuleError, checkUserName, newUser, applyRules } from "../kv/acl.ts";
+import { AclRuleError, AclState } from "../kv/acl.ts";
 import type { ReplyWriter } from "../resp/encode.ts";
 import { hashRules, NOAUTH_HELLO } from "./acl.ts";
 import { ACL_CATEGORY_NAMES } from "./acl-categories.ts";
@@ -214,8 +214,7 @@ export function rewriteAclWrite(ctx: Pick<ServerCtx, "server">, argv: readonly s
     const name = argv[2]!;
     const rules = hashRules(argv.slice(3));
     try {
-      checkUserName(name);
-      applyRules(gate.users.get(name) ?? newUser(name), rules, gate.names);
+      gate.users.checkSetUser(name, rules, gate.names);
     } catch (e) {
       if (!(e instanceof AclRuleError)) throw e;
       return { error: `ERR ${e.message}` };
@@ -231,14 +230,8 @@ export function rewriteAclWrite(ctx: Pick<ServerCtx, "server">, argv: readonly s
   let lines: string[];
   try {
     lines = gate.readAclFile();
-    // Every line checked (command and category names too) before anything is logged.
-    const seen = new Set<string>();
-    for (const l of lines) {
-      const words = l.split(" ");
-      if (seen.has(words[1]!)) throw new AclRuleError(`user '${words[1]!}' is defined twice`, "", true);
-      seen.add(words[1]!);
-      applyRules(newUser(words[1]!), words.slice(2), gate.names);
-    }
+    // Every line checked (names, limits, command and category names) before anything is logged.
+    new AclState().load(lines, gate.names);
   } catch (e) {
     return { error: `ERR Error loading ACLs, aborting: ${(e as Error).message}` };
   }

@@ -2,7 +2,7 @@
 // KV.ACL applied through the state machine, and the snapshot meta's ACL section (old files readable).
 import { describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { AclRuleError, AclState, applyRules, commandAllowed, describeUser, keyAllowed, newUser, type AclNames } from "../../src/kv/acl.ts";
+import { ACL_STATE_BYTES_MAX, ACL_USERS_MAX, AclRuleError, AclState, applyRules, commandAllowed, describeUser, keyAllowed, newUser, type AclNames } from "../../src/kv/acl.ts";
 import { KvStateMachine } from "../../src/kv/fsm.ts";
 import { ReplyBuffer } from "../../src/resp/encode.ts";
 import { decodeSnapshotMeta, encodeSnapshotMeta, restoreAcl, SnapshotMetaError } from "../../src/node/snapshot-meta.ts";
@@ -146,6 +146,31 @@ function apply(fsm: KvStateMachine, argv: string[]): string {
   fsm.apply(argv, 1, out);
   return out.view().toString("latin1");
 }
+
+describe("limits", () => {
+  test("past ACL_USERS_MAX users, or ACL_STATE_BYTES_MAX bytes of lines, SETUSER is refused and nothing changes", () => {
+    const st = new AclState();
+    for (let i = 1; i < ACL_USERS_MAX; i++) st.setUser(`u${i}`, ["on"], NAMES);
+    expect(() => st.setUser("one-more", ["on"], NAMES)).toThrow(`at most ${ACL_USERS_MAX} users`);
+    st.setUser("u1", ["+get"], NAMES); // changing an existing user is fine
+    const big = new AclState();
+    const pattern = "~" + "p".repeat(1024 * 1024);
+    let made = 0;
+    expect(() => {
+      for (; made < 10; made++) big.setUser(`b${made}`, [pattern], NAMES);
+    }).toThrow(`past ${ACL_STATE_BYTES_MAX}`);
+    expect(made).toBe(7);
+    expect(big.get(`b${made}`)).toBeUndefined();
+    expect(big.delUsers(["b0"])).toBe(1);
+    big.setUser("b7", [pattern], NAMES); // room again after a DELUSER
+  });
+  test("names and rules are single words", () => {
+    const st = new AclState();
+    expect(() => st.setUser("a b", ["on"], NAMES)).toThrow("Usernames can't contain spaces or null characters");
+    expect(() => st.setUser("ab", ["~a b"], NAMES)).toThrow("Error in ACL SETUSER modifier '~a b': Syntax error");
+    expect(() => st.setUser("x".repeat(257), ["on"], NAMES)).toThrow("a user name is at most 256 bytes");
+  });
+});
 
 describe("KV.ACL through the state machine", () => {
   test("SETUSER, DELUSER and LOAD change the users the same way on every replica", () => {
