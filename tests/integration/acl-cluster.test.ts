@@ -48,12 +48,15 @@ describe("ACL on a 3-node process cluster", () => {
       ["ACL", "SETUSER", "carl", "on", "nopass", "allkeys", "+@all", "-flushall"],
       ["ACL", "SETUSER", "dave", "off", ">d", "allkeys", "+@all"],
       ["ACL", "SETUSER", "erin", "on", ">e", "allkeys", "resetkeys", "~e:*", "nocommands", "+get", "+set"],
+      ["ACL", "SETUSER", "frank", "on", `#${sha("f")}`, "%W~w:*", "%R~r:*", "allcommands", "-@dangerous"],
+      ["ACL", "SETUSER", "gina", "reset", "on", ">g1", ">g2", "<g1", "~*", "+@all", "-@all", "+ping"],
+      ["ACL", "SETUSER", "hank", "on", ">h1", "resetpass", `#${sha("h2")}`, `!${sha("h2")}`, ">h3", "~*", "+@read"],
     ]);
-    expect(set.slice(1)).toEqual(["+OK\r\n", "+OK\r\n", "+OK\r\n", "+OK\r\n"]);
+    expect(set.slice(1)).toEqual(Array(7).fill("+OK\r\n"));
     for (const i of [1, 2, 3]) {
       await until(`node ${i} holds the users`, 10_000, async () => {
         const [, users] = await as(port(i), "default", "pw", [["ACL", "USERS"]]);
-        return users === "*5\r\n$5\r\nalice\r\n$4\r\ncarl\r\n$4\r\ndave\r\n$7\r\ndefault\r\n$4\r\nerin\r\n" ? true : undefined;
+        return users === "*8\r\n$5\r\nalice\r\n$4\r\ncarl\r\n$4\r\ndave\r\n$7\r\ndefault\r\n$4\r\nerin\r\n$5\r\nfrank\r\n$4\r\ngina\r\n$4\r\nhank\r\n" ? true : undefined;
       });
       const [, line] = await as(port(i), "default", "pw", [["ACL", "GETUSER", "alice"]]);
       expect(line).toContain(sha("secret"));
@@ -81,11 +84,20 @@ describe("ACL on a 3-node process cluster", () => {
       expect({ role, dave: await as(port(i), "dave", "d", [["GET", "x"]]) }).toEqual({ role, dave: [WRONGPASS, "-NOAUTH Authentication required.\r\n"] });
       const erin = await as(port(i), "erin", "e", [["SET", `e:${k}`, "1"], ["SET", `a:${k}`, "1"], ["DEL", `e:${k}`], ["GET", `e:${k}`]]);
       expect({ role, erin }).toEqual({ role, erin: ["+OK\r\n", "+OK\r\n", NOPERM_KEY, noPermCmd("del"), "$1\r\n1\r\n"] });
+      // #hash password; %W~ write-only and %R~ read-only patterns; allcommands then -@dangerous.
+      const frank = await as(port(i), "frank", "f", [["SET", `w:${k}`, "1"], ["GET", `w:${k}`], ["GET", `r:${k}`], ["SET", `r:${k}`, "1"], ["FLUSHALL"], ["ACL", "WHOAMI"]]);
+      expect({ role, frank }).toEqual({ role, frank: ["+OK\r\n", "+OK\r\n", NOPERM_KEY, "$-1\r\n", NOPERM_KEY, noPermCmd("flushall"), "$5\r\nfrank\r\n"] });
+      // reset, then <password removes one of two; +@all then -@all then +ping.
+      const gina = await as(port(i), "gina", "g2", [["PING"], ["GET", "x"], ["AUTH", "gina", "g1"]]);
+      expect({ role, gina }).toEqual({ role, gina: ["+OK\r\n", "+PONG\r\n", noPermCmd("get"), WRONGPASS] });
+      // resetpass drops >h1; !hash drops #hash; only h3 is left. +@read alone: no writes.
+      const hank = await as(port(i), "hank", "h3", [["GET", "x"], ["SET", "x", "1"], ["AUTH", "hank", "h1"], ["AUTH", "hank", "h2"]]);
+      expect({ role, hank }).toEqual({ role, hank: ["+OK\r\n", "$-1\r\n", noPermCmd("set"), WRONGPASS, WRONGPASS] });
     }
 
     // The follower refused alice's denied writes itself: they reached neither the log nor the leader's ACL LOG.
-    const [, leaderLog] = await as(port(leader), "default", "pw", [["ACL", "LOG"]]);
-    const [, followerLog] = await as(port(follower), "default", "pw", [["ACL", "LOG"]]);
+    const [, leaderLog] = await as(port(leader), "default", "pw", [["ACL", "LOG", "128"]]);
+    const [, followerLog] = await as(port(follower), "default", "pw", [["ACL", "LOG", "128"]]);
     expect(followerLog).toContain("other:follower");
     expect(leaderLog).not.toContain("other:follower");
     expect(leaderLog).toContain("other:leader");
