@@ -20,6 +20,8 @@ export interface KeyPattern {
   readonly pattern: string;
   readonly read: boolean;
   readonly write: boolean;
+  /** `app:` for `app:*` (a literal prefix then one `*`), matched without the glob matcher; set by settle. */
+  readonly prefix?: string | null;
 }
 
 export interface AclUser {
@@ -33,6 +35,10 @@ export interface AclUser {
   channels: string[];
   /** Command rules in order (`+@all`, `-flushall`, `+client|id`); the last one that matches decides. */
   commands: string[];
+  /** On, every command, every key for reading and writing: no check is needed (see settle). */
+  unrestricted: boolean;
+  /** commandAllowed's answers by command full name (a user is never changed in place once settled). */
+  decided?: Map<string, boolean>;
 }
 
 /** A rule that is not one Redis's syntax knows, or names no command or category. */
@@ -55,11 +61,24 @@ export interface AclNames {
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
+const PLUS = 43;
+const AT = 64;
 
 /** A new user as ACL SETUSER creates one: off, no passwords, no keys, no commands. */
 export function newUser(name: string): AclUser {
-  return { name, enabled: false, nopass: false, passwords: [], keys: [], channels: [], commands: ["-@all"] };
+  return { name, enabled: false, nopass: false, passwords: [], keys: [], channels: [], commands: ["-@all"], unrestricted: false };
 }
+
+/** Sets the derived `unrestricted` flag once a user's rules are final. */
+function settle(u: AclUser): AclUser {
+  u.unrestricted = u.enabled && u.commands.length === 1 && u.commands[0] === "+@all" && u.keys.some((k) => k.pattern === "*" && k.read && k.write);
+  u.decided = new Map();
+  u.keys = u.keys.map((k) => ({ pattern: k.pattern, read: k.read, write: k.write, prefix: isPrefixPattern(k.pattern) ? k.pattern.slice(0, -1) : null }));
+  return u;
+}
+
+/** Commands a user's decision cache holds at most (the table has ~150; odd names never reach it). */
+const DECIDED_MAX = 1024;
 
 /** The `default` user of a node with no ACL file: on, no password (or the --requirepass one), every key and command. */
 export function defaultUser(passwordSha256: string | null): AclUser {
@@ -70,7 +89,7 @@ export function defaultUser(passwordSha256: string | null): AclUser {
   u.keys = [{ pattern: "*", read: true, write: true }];
   u.channels = ["*"];
   u.commands = ["+@all"];
-  return u;
+  return settle(u);
 }
 
 function lineBytes(u: AclUser): number {
@@ -78,7 +97,7 @@ function lineBytes(u: AclUser): number {
 }
 
 function cloneUser(u: AclUser): AclUser {
-  return { ...u, passwords: [...u.passwords], keys: [...u.keys], channels: [...u.channels], commands: [...u.commands] };
+  return { ...u, passwords: [...u.passwords], keys: [...u.keys], channels: [...u.channels], commands: [...u.commands], decided: undefined };
 }
 
 /**
@@ -92,7 +111,7 @@ export function applyRules(user: AclUser, rules: readonly string[], names: AclNa
   if (u.passwords.length + u.keys.length + u.channels.length + u.commands.length > ACL_USER_RULES_MAX) {
     throw new AclRuleError(`a user holds at most ${ACL_USER_RULES_MAX} passwords, patterns and command rules`, "", true);
   }
-  return u;
+  return settle(u);
 }
 
 /** Whitespace or control bytes: a rule or name holding one could not be written as one line of words. */
@@ -230,16 +249,23 @@ export function describeCommands(u: AclUser): string {
 
 /** May `u` run the command `fullName` (`get`, `client|list`) of these categories (`@read`...)? The last matching rule decides. */
 export function commandAllowed(u: AclUser, fullName: string, categories: readonly string[]): boolean {
+  const known = u.decided?.get(fullName);
+  if (known !== undefined) return known;
+  const allow = decide(u, fullName, categories);
+  if (u.decided !== undefined && u.decided.size < DECIDED_MAX) u.decided.set(fullName, allow);
+  return allow;
+}
+
+function decide(u: AclUser, fullName: string, categories: readonly string[]): boolean {
   const bar = fullName.indexOf("|");
-  const parent = bar < 0 ? fullName : fullName.slice(0, bar);
   for (let i = u.commands.length - 1; i >= 0; i--) {
     const r = u.commands[i]!;
-    const allow = r[0] === "+";
-    const what = r.slice(1);
-    if (what === "@all") return allow;
-    if (what[0] === "@") {
-      if (categories.includes(what)) return allow;
-    } else if (what === fullName || what === parent) {
+    const allow = r.charCodeAt(0) === PLUS;
+    if (r.charCodeAt(1) === AT) {
+      if (r.length === 5 && r.endsWith("@all")) return allow;
+      // `+@read` against `@read`: the rule without its sign.
+      for (const c of categories) if (c.length === r.length - 1 && r.endsWith(c)) return allow;
+    } else if ((r.length === fullName.length + 1 && r.endsWith(fullName)) || (bar > 0 && r.length === bar + 1 && r.startsWith(fullName.slice(0, bar), 1))) {
       return allow;
     }
   }
@@ -247,10 +273,20 @@ export function commandAllowed(u: AclUser, fullName: string, categories: readonl
 }
 
 /** May `u` read (and/or write) `key`? */
+/** `app:*`: a literal prefix then one `*` (the common case), matched without the glob matcher. */
+function isPrefixPattern(p: string): boolean {
+  if (p.charCodeAt(p.length - 1) !== 42) return false;
+  for (let i = 0; i < p.length - 1; i++) {
+    const c = p.charCodeAt(i);
+    if (c === 42 || c === 63 || c === 91 || c === 92) return false; // * ? [ \
+  }
+  return true;
+}
+
 export function keyAllowed(u: AclUser, key: string, read: boolean, write: boolean): boolean {
   for (const k of u.keys) {
     if ((read && !k.read) || (write && !k.write)) continue;
-    if (k.pattern === "*" || globMatch(k.pattern, key)) return true;
+    if (k.prefix != null ? key.startsWith(k.prefix) : globMatch(k.pattern, key)) return true;
   }
   // A key needing both may be covered by a read pattern and a write pattern.
   if (read && write) return keyAllowed(u, key, true, false) && keyAllowed(u, key, false, true);

@@ -90,7 +90,17 @@ export class AclGate {
     readonly names: AclNames,
     /** --aclfile, for ACL LOAD and ACL SAVE. */
     readonly aclFile: string | undefined,
+    /** A connection's CLIENT LIST line (the ACL LOG's client-info), `argv` the command it runs. */
+    private readonly clientInfo: (conn: Conn, argv: readonly string[] | null) => string,
   ) {}
+
+  /**
+   * The fast path, taken for almost every command: the connection's user may run every command
+   * on every key (`on`, `+@all`, `~*`), so nothing else needs checking.
+   */
+  unrestricted(conn: Conn): boolean {
+    return conn.authenticated && this.users.get(conn.user)?.unrestricted === true;
+  }
 
   /** A new connection starts as `default`, authenticated when that user is on and needs no password. */
   initConn(conn: Conn): void {
@@ -110,7 +120,7 @@ export class AclGate {
    * then `user`), else the error reply. Past the failed-login limit for the client's address the
    * password is not even checked.
    */
-  authenticate(conn: Conn, command: string, user: string, password: string, nowMs: number, clientInfo: () => string): string | null {
+  authenticate(conn: Conn, command: string, user: string, password: string, nowMs: number): string | null {
     const ip = conn.socket.remoteAddress ?? "";
     const f = this.failures.get(ip);
     if (f !== undefined && f.refusedUntilMs > nowMs) {
@@ -125,7 +135,7 @@ export class AclGate {
       return null;
     }
     this.stats.deniedAuth++;
-    this.addLog("auth", "toplevel", command, user, nowMs, clientInfo);
+    this.addLog("auth", "toplevel", command, user, nowMs, conn, null);
     const n = (f?.count ?? 0) + 1;
     let until = 0;
     if (n >= AUTH_FAILURES_FREE) {
@@ -147,8 +157,8 @@ export class AclGate {
    * May this connection run `cmd` (resolved to its subcommand) with these arguments? null, or the
    * error reply (the denial is counted and logged).
    */
-  check(conn: Conn, cmd: ServerCommand, argv: readonly string[], nowMs: number, clientInfo: () => string): string | null {
-    if (NO_AUTH_COMMANDS.has(cmd.name) && !cmd.fullName.includes("|")) return null;
+  check(conn: Conn, cmd: ServerCommand, argv: readonly string[], nowMs: number): string | null {
+    if (NO_AUTH_COMMANDS.has(cmd.fullName)) return null;
     if (!conn.authenticated) return NOAUTH;
     const u = this.users.get(conn.user);
     if (u === undefined || !u.enabled) {
@@ -158,21 +168,22 @@ export class AclGate {
     }
     if (!commandAllowed(u, cmd.fullName, cmd.categories)) {
       this.stats.deniedCmd++;
-      this.addLog("command", "toplevel", cmd.fullName, u.name, nowMs, clientInfo);
+      this.addLog("command", "toplevel", cmd.fullName, u.name, nowMs, conn, argv);
       return `NOPERM this user has no permissions to run the '${cmd.fullName}' command`;
     }
     if (cmd.firstKey > 0) {
       const denied = deniedKey(u, cmd, argv);
       if (denied !== null) {
         this.stats.deniedKey++;
-        this.addLog("key", "toplevel", denied, u.name, nowMs, clientInfo);
+        this.addLog("key", "toplevel", denied, u.name, nowMs, conn, argv);
         return "NOPERM this user has no permissions to access one of the keys used as arguments";
       }
     }
     return null;
   }
 
-  private addLog(reason: LogEntry["reason"], context: string, object: string, username: string, nowMs: number, clientInfo: () => string): void {
+  private addLog(reason: LogEntry["reason"], context: string, object: string, username: string, nowMs: number, conn: Conn, argv: readonly string[] | null): void {
+    const clientInfo = () => this.clientInfo(conn, argv);
     const same = this.entries.find((e) => e.reason === reason && e.context === context && e.object === object && e.username === username);
     if (same !== undefined) {
       same.count++;

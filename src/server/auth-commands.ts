@@ -7,7 +7,7 @@ import type { ReplyWriter } from "../resp/encode.ts";
 import { hashRules, NOAUTH_HELLO } from "./acl.ts";
 import { ACL_CATEGORY_NAMES } from "./acl-categories.ts";
 import type { ServerCtx } from "./dispatch.ts";
-import { clientInfoLine, type ContainerSpec } from "./conn-commands.ts";
+import type { ContainerSpec } from "./conn-commands.ts";
 import { assert } from "../errors.ts";
 
 type Exec = (ctx: ServerCtx, argv: string[], out: ReplyWriter) => void;
@@ -21,7 +21,7 @@ const NO_ACL_FILE =
 
 /** AUTH/HELLO AUTH for this connection: null on success, else the error reply. */
 export function login(ctx: ServerCtx, command: string, user: string, password: string): string | null {
-  return ctx.server.acl.authenticate(ctx.conn, command, user, password, Date.now(), () => clientInfoLine(ctx, ctx.conn, null));
+  return ctx.server.acl.authenticate(ctx.conn, command, user, password, Date.now());
 }
 
 /** HELLO without AUTH on a connection that has not authenticated. */

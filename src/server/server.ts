@@ -293,7 +293,9 @@ export class KvServer {
       pendingWritesPauses: 0,
     };
     this.dispatcher = new Dispatcher(this);
-    this.acl = new AclGate(node.fsm.acl, aclNames((n) => this.dispatcher.lookupFullName(n)), config.aclFile);
+    this.acl = new AclGate(node.fsm.acl, aclNames((n) => this.dispatcher.lookupFullName(n)), config.aclFile, (conn, argv) =>
+      clientInfoLine({ server: this, conn, db: this.db, nowMs: this.now() }, conn, argv),
+    );
     // Every error reply is counted (INFO errorstats): each reply buffer reports its errors.
     this.scratch.onError = this.discard.onError = this.dispatcher.stats.countError;
   }
@@ -529,6 +531,7 @@ export class KvServer {
    * bad arity pass: dispatch answers them, as Redis does before it checks authentication.
    */
   private aclCheck(conn: Conn, spec: CommandSpec<ServerCtx>, argv: string[], nowMs: number): string | string[] {
+    if (spec.name !== "acl" && spec.name !== "kv.acl" && this.acl.unrestricted(conn)) return argv;
     let cmd = spec as ServerCommand;
     if (cmd.subcommand !== null && argv.length >= 2) {
       const sub = cmd.subcommand(argv[1]!);
@@ -537,7 +540,7 @@ export class KvServer {
     }
     if (!arityOk(cmd.arity, argv.length)) return argv;
     conn.lastCommand = cmd.fullName; // as the ACL LOG's client-info shows it
-    const denied = this.acl.check(conn, cmd, argv, nowMs, () => clientInfoLine({ server: this, conn, db: this.db, nowMs }, conn, argv));
+    const denied = this.acl.check(conn, cmd, argv, nowMs);
     if (denied !== null) return denied;
     if (cmd.name === "kv.acl") return "ERR KV.ACL is the logged form of ACL SETUSER, DELUSER and LOAD: send those";
     if (cmd.fullName === "acl|setuser" || cmd.fullName === "acl|deluser" || cmd.fullName === "acl|load") {
