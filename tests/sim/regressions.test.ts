@@ -14,6 +14,7 @@ const REGRESSIONS: { seed: number; nodes: 3 | 5; found: string }[] = [
   { seed: 171, nodes: 5, found: "checker: a vote granted in term 2 is superseded by a durable term 3; the rule now accepts a durable later term" },
   { seed: 200374, nodes: 5, found: "simulator: a leader's disk stall begun in the fault phase outlasted the settling, so the leader went silent during the disruption probe and check-quorum deposed it (fix: settled means no disk is stalled)" },
   { seed: 20730, nodes: 3, found: "checker: a follower reported a commit before its leader did, under the configuration before a removal the leader had applied (Durable Quorum counted 2 of 4 voters instead of 2 of 3); fix: a leader's commit is reported as soon as it moves (after each delivery and continuation)" },
+  { seed: 2491, nodes: 5, found: "checker: a follower reported commit 191, learnt from its leader, before the leader could (its own write of 189-191 in flight), under the configuration before a removal the leader had applied: Durable Quorum counted 2 of voters 1,3,4,5 where the leader had counted 2 of 1,3,5, correctly (fix: a majority of one of the committed log's latest two memberships also backs a commit)" },
 ];
 
 describe("simulator regressions", () => {
