@@ -145,7 +145,7 @@ describe("membership changes under load (kv cluster ..., the history checked)", 
     // Writes were acknowledged while the new node caught up and while leadership moved.
     expect(r.during[0]).toBeGreaterThan(0);
     // Node 4 answered clients (as a learner or a voter) during the run.
-    expect(r.history.some((o) => o.port === r.base + 3 && o.outcome === "ok" && o.client < 1000)).toBe(true);
+    expect(r.history.some((o) => o.port === r.base + 3 && o.outcome === "ok" && Number(o.client) < 1000)).toBe(true);
   }, 120_000);
 
   test(`the leader removed during writes (seed ${SEED})`, async () => {
