@@ -34,7 +34,8 @@ export const PEER_COMMANDS: readonly CommandSpec<ServerCtx>[] = [
         return;
       }
       // With peer TLS, only a member's own certificate opens its link (src/server/tls.ts).
-      const refused = ctx.server.tls?.memberRefusal(ctx.conn.socket, ctx.conn.tls, from) ?? (ctx.server.node.peerTlsOn ? "peer TLS is on: members' links use the TLS port" : undefined);
+      const tls = ctx.server.tls;
+      const refused = tls !== undefined ? tls.memberRefusal(ctx.conn.socket, ctx.conn.tls, from) : ctx.server.node.peerTlsOn ? "peer TLS is on: members' links use the TLS port" : undefined;
       if (refused !== undefined) {
         log.warn(`refused KV.PEER from ${ctx.conn.addr}: ${refused}`);
         out.error(`ERR KV.PEER refused: ${refused}`);
