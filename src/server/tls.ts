@@ -24,7 +24,7 @@ export class ClientTls {
   /** Times the material was re-read, and when last (ms), for INFO. */
   reloads = 0;
   reloadedAtMs = 0;
-  /** Connections refused for their certificate (INFO: tls_refused_clients). */
+  /** Connections refused for their certificate. */
   refused = 0;
 
   constructor(
