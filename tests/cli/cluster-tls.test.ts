@@ -20,6 +20,8 @@ let base: number;
 let clusterId: string;
 const addrs: string[] = [];
 const clients: Client[] = [];
+/** The node the failover test killed. */
+let killed = 0;
 
 function client(addr: string): Client {
   const c = createClient({
@@ -56,20 +58,20 @@ afterAll(() => {
   for (const c of clients) c.destroy();
 });
 
-/** Dials node 1's peer port as node `from` with `cert` and sends it a vote request for `term`; closes after `ms`. */
-async function rogueVote(cert: { cert: string; key: string }, from: number, term: number, ms = 800): Promise<void> {
+/** Dials node `to`'s peer port as node `from` with `cert` and sends it a vote request for `term`; closes after `ms`. */
+async function rogueVote(cert: { cert: string; key: string } | null, from: number, term: number, ms = 800, to = 1): Promise<void> {
   const t = new TcpTransport({
     id: from,
     clusterId,
-    peers: new Map([[1, `127.0.0.1:${base + 10_000}`]]),
-    tls: new PeerTls({ certFile: cert.cert, keyFile: cert.key, caFile: join(tlsDir, "ca.crt") }),
+    peers: new Map([[to, `127.0.0.1:${base + to - 1 + 10_000}`]]),
+    ...(cert !== null ? { tls: new PeerTls({ certFile: cert.cert, keyFile: cert.key, caFile: join(tlsDir, "ca.crt") }) } : {}),
     log: { info() {}, warn() {}, debug() {} },
   });
   t.onMessage(() => {});
   // Repeated: the message waits in the queue until a connection is accepted, then goes at once.
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
-    t.send([{ type: "vote", from, to: 1, term, lastIndex: 1_000_000, lastTerm: term, transfer: true }]);
+    t.send([{ type: "vote", from, to, term, lastIndex: 1_000_000, lastTerm: term, transfer: true }]);
     await Bun.sleep(100);
   }
   t.close();
@@ -105,16 +107,29 @@ describe("kv cluster up 3 --tls", () => {
     const wrongId = makeLeaf(rogueDir, "wrong-id", { cert: join(tlsDir, "ca.crt"), key: join(tlsDir, "ca.key") }, { cn: "kv node 5", nodeId: 5 });
     await rogueVote(wrongId, 2, termBefore + 2000);
     await until("the refusal of the wrong node id in n1's log", 5000, async () => (readFileSync(log1, "utf8").includes("peer says it is node 2 but its certificate names node 5") ? true : undefined));
+    // A peer speaking plaintext never gets past the TLS handshake.
+    await rogueVote(null, 2, termBefore + 3000);
     for (const a of addrs) expect(Number(await raftField(a, "raft_term"))).toBe(termBefore);
     expect(Number(await raftField(addrs[0]!, "raft_commit_index"))).toBeGreaterThanOrEqual(commitBefore);
     expect(await client(addrs[2]!).set("after-rogue", "still serving")).toBe(true);
   }, 30_000);
+
+  test("SIGHUP re-reads a node's certificates; it stays a member and serves", async () => {
+    const file = readClusterFile(dir)!;
+    const n3 = file.nodes.find((n) => n.id === 3)!;
+    process.kill(n3.pid, "SIGHUP");
+    await until("the reload line in n3's log", 5000, async () => (readFileSync(join(dir, "n3", "kv.log"), "utf8").includes("TLS certificates re-read: CN=kv node 3") ? true : undefined));
+    expect(await client(addrs[2]!).set("after-hup", "ok")).toBe(true);
+    const st = await h.kv("cluster", "status", "--data-dir", dir);
+    expect(st.stdout).toContain("healthy: 3/3 voters up");
+  }, 20_000);
 
   test("the leader fails: another is elected and writes go on over TLS", async () => {
     const file = readClusterFile(dir)!;
     const leaderId = Number(await raftField(addrs[0]!, "raft_leader_id"));
     const leader = file.nodes.find((n) => n.id === leaderId)!;
     process.kill(leader.pid, "SIGKILL");
+    killed = leaderId;
     const others = addrs.filter((a) => a !== leader.addr);
     const newLeader = await until("a new leader", 15_000, async () => {
       const id = Number(await raftField(others[0]!, "raft_leader_id"));
@@ -128,11 +143,12 @@ describe("kv cluster up 3 --tls", () => {
     expect(await client(others[1]!).get("after-failover-0")).toBe("ok");
   }, 40_000);
 
-  test("control: the same vote with a member's real certificate does reach node 1 (its term jumps)", async () => {
-    const termBefore = Number(await raftField(addrs[0]!, "raft_term"));
-    await rogueVote({ cert: join(tlsDir, "node2.crt"), key: join(tlsDir, "node2.key") }, 2, termBefore + 500, 1500);
-    const after = await until("node 1's term to move", 5000, async () => {
-      const t = Number(await raftField(addrs[0]!, "raft_term"));
+  test("control: the same vote with a member's real certificate does reach the node (its term jumps)", async () => {
+    const [to, from] = [1, 2, 3].filter((id) => id !== killed) as [number, number];
+    const termBefore = Number(await raftField(addrs[to - 1]!, "raft_term"));
+    await rogueVote({ cert: join(tlsDir, `node${from}.crt`), key: join(tlsDir, `node${from}.key`) }, from, termBefore + 500, 1500, to);
+    const after = await until(`node ${to}'s term to move`, 5000, async () => {
+      const t = Number(await raftField(addrs[to - 1]!, "raft_term"));
       return t >= termBefore + 500 ? t : undefined;
     });
     expect(after).toBeGreaterThanOrEqual(termBefore + 500);
