@@ -44,7 +44,7 @@ async function raftField(addr: string, field: string): Promise<string> {
 beforeAll(async () => {
   dir = h.clusterDir();
   tlsDir = join(dir, "tls");
-  base = freeBasePort(3);
+  base = freeBasePort(4); // the fourth for kv cluster add
   const up = await h.kv("cluster", "up", "3", "--tls", "--base-port", String(base), "--data-dir", dir, "--detach");
   if (up.code !== 0) throw new Error(`kv cluster up 3 --tls failed (exit ${up.code}): ${up.stderr}${up.stdout}`);
   const file = readClusterFile(dir)!;
@@ -124,13 +124,23 @@ describe("kv cluster up 3 --tls", () => {
     expect(st.stdout).toContain("healthy: 3/3 voters up");
   }, 20_000);
 
+  test("kv cluster add: the new node (its certificate made) joins over the secured links and catches up", async () => {
+    const add = await h.kv("cluster", "add", "--data-dir", dir);
+    for (const n of readClusterFile(dir)!.nodes) h.started.push(n.pid);
+    expect(add.stdout).toContain("node 4 is a voter: 4 voters");
+    expect(add.code).toBe(0);
+    const c4 = client(`127.0.0.1:${base + 3}`);
+    expect(await c4.get("k0")).toBe("v0");
+    expect(await c4.set("via-n4", "ok")).toBe(true);
+  }, 60_000);
+
   test("the leader fails: another is elected and writes go on over TLS", async () => {
     const file = readClusterFile(dir)!;
     const leaderId = Number(await raftField(addrs[0]!, "raft_leader_id"));
     const leader = file.nodes.find((n) => n.id === leaderId)!;
     process.kill(leader.pid, "SIGKILL");
     killed = leaderId;
-    const others = addrs.filter((a) => a !== leader.addr);
+    const others = [...addrs, `127.0.0.1:${base + 3}`].filter((a) => a !== leader.addr);
     const newLeader = await until("a new leader", 15_000, async () => {
       const id = Number(await raftField(others[0]!, "raft_leader_id"));
       return id !== 0 && id !== leaderId ? id : undefined;
