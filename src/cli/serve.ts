@@ -12,6 +12,7 @@ import {
   parseBytes,
   parseClusterSpec,
   parseInteger,
+  parseOutputLimit,
   type ClusterConfig,
   type ServerConfig,
   validateConfig,
@@ -74,6 +75,13 @@ const serveArgs = {
     default: String(MAX_STALENESS_MS_DEFAULT),
   },
   "wal-segment-bytes": { type: "string", description: "Size at which a log segment is closed and a new one started", default: "64mb" },
+  "client-output-buffer-limit-pubsub": {
+    type: "string",
+    description: "Redis's client-output-buffer-limit pubsub: '<hard> <soft> <seconds>'; a subscriber whose unsent output passes hard, or soft for that long, is closed",
+    default: "32mb 8mb 60",
+  },
+  "watch-history": { type: "string", description: "Latest change records kept for KV.WATCH ... FROM (0: none; a watch then starts at the next change)", default: "100000" },
+  "watch-history-bytes": { type: "string", description: "Most bytes of change records kept for KV.WATCH ... FROM", default: "64mb" },
 } as const satisfies ArgsDef;
 
 export default defineCommand({
@@ -102,6 +110,9 @@ export default defineCommand({
       snapshotLogBytes: parseBytes(args["snapshot-log-bytes"], "--snapshot-log-bytes"),
       walSegmentBytes: parseBytes(args["wal-segment-bytes"], "--wal-segment-bytes"),
       maxStalenessMs: parseInteger(args["max-staleness"], "--max-staleness", 1, MAX_STALENESS_MS_MAX),
+      pubsubOutputLimit: parseOutputLimit(args["client-output-buffer-limit-pubsub"], "--client-output-buffer-limit-pubsub"),
+      watchHistoryRecords: parseInteger(args["watch-history"], "--watch-history", 0, 100_000_000),
+      watchHistoryBytes: parseBytes(args["watch-history-bytes"], "--watch-history-bytes"),
     };
     if (config.walSegmentBytes < SEGMENT_BYTES_MIN) throw new ConfigError(`--wal-segment-bytes: ${config.walSegmentBytes} is below the minimum, ${SEGMENT_BYTES_MIN}`);
     if (args.join === true && (args.cluster === undefined || args["cluster-id"] === undefined)) {

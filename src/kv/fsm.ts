@@ -6,6 +6,7 @@ import type { ReplyWriter } from "../resp/encode.ts";
 import { arityOk, unknownCommandError, type CommandSpec } from "./command.ts";
 import { type KvCtx, lookupKvCommand } from "./commands.ts";
 import { Db, type DbEntry, type DbOptions, type DbSnapshot } from "./db.ts";
+import { type KvEvents, NOTIFY_EXPIRED } from "./events.ts";
 
 export class KvStateMachine {
   readonly db: Db;
@@ -15,6 +16,8 @@ export class KvStateMachine {
    */
   appliedMs = 0;
   private readonly ctx: KvCtx;
+  /** Where applied changes are reported (see events.ts); null: nowhere. Reads never report. */
+  events: KvEvents | null = null;
 
   constructor(opts: DbOptions = {}) {
     this.db = new Db(opts);
@@ -38,8 +41,28 @@ export class KvStateMachine {
       return undefined;
     }
     this.ctx.nowMs = this.appliedMs;
+    this.ctx.events = this.events;
+    if (this.events !== null && spec.firstKey > 0 && this.db.expiresCount() > 0) this.expireTouched(spec, argv);
     spec.exec(this.ctx, argv, out);
+    this.ctx.events = null;
     return spec;
+  }
+
+  /**
+   * Before a write runs: its keys already expired at the entry's time are reclaimed and reported
+   * `expired`, as Redis's lookupKeyWrite does (the command would reclaim or overwrite them anyway;
+   * the state after the command is the same). The entry's time decides, so every member agrees.
+   */
+  private expireTouched(spec: CommandSpec<KvCtx>, argv: string[]): void {
+    const last = spec.lastKey < 0 ? argv.length + spec.lastKey : spec.lastKey;
+    const db = this.db;
+    for (let i = spec.firstKey; i <= last && i < argv.length; i += spec.keyStep) {
+      const key = argv[i]!;
+      const at = db.expireAt(key);
+      if (at === undefined || at > this.appliedMs || db.get(key, Number.NEGATIVE_INFINITY) === undefined) continue;
+      db.getForWrite(key, this.appliedMs);
+      this.events!.keyEvent(NOTIFY_EXPIRED, "expired", key);
+    }
   }
 
   /**
@@ -82,7 +105,11 @@ export class KvStateMachine {
   applyExpire(keys: readonly string[], nowMs: number): number {
     if (nowMs > this.appliedMs) this.appliedMs = nowMs;
     let deleted = 0;
-    for (const k of keys) if (this.db.deleteIfExpired(k, nowMs)) deleted++;
+    for (const k of keys) {
+      if (!this.db.deleteIfExpired(k, nowMs)) continue;
+      deleted++;
+      this.events?.keyEvent(NOTIFY_EXPIRED, "expired", k);
+    }
     return deleted;
   }
 

@@ -6,6 +6,9 @@ import type { Entry, Snapshot } from "../raft/types.ts";
 import { ReplyBuffer, type ReplyWriter } from "../resp/encode.ts";
 import { decodeKvImage, decodeKvPayload, encodeKvImage, EXPIRE_BATCH_KEYS_MAX, KvImageError, KvPayloadError } from "./kv-payload.ts";
 import type { StateMachine } from "./state-machine.ts";
+import type { ChangeSink } from "./change-events.ts";
+import type { KvEvents } from "../kv/events.ts";
+import { NOTIFY_STRING } from "../kv/events.ts";
 
 /** What a proposer gets back: a command's RESP reply; nothing for no-op, membership and expiration entries. */
 export type KvApplyResult = Uint8Array | undefined;
@@ -43,6 +46,28 @@ export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
 
   constructor(opts: DbOptions = {}) {
     this.kv = new KvStateMachine(opts);
+  }
+
+  /** Hears every change with the index of the entry that made it (live, and replaying at start); null: nobody. */
+  private sink: ChangeSink | null = null;
+  private readonly events: KvEvents = {
+    keyEvent: (cls, event, key) => this.sink!.keyEvent(this.applied, cls, event, key, undefined),
+    publish: (channel, message, sharded) => this.sink!.publish(this.applied, channel, message, sharded),
+  };
+
+  setChangeSink(sink: ChangeSink | null): void {
+    this.sink = sink;
+    this.kv.events = sink === null ? null : this.events;
+  }
+
+  /** A plain SET applied by reference at start (MappedRestore): `value` copies it out only if wanted. */
+  mappedSet(key: string, value: () => string): void {
+    this.sink?.keyEvent(this.applied, NOTIFY_STRING, "set", key, value);
+  }
+
+  /** The keyspace was replaced by a snapshot's at `index`: changes before it are not reported. */
+  restoredAt(index: number): void {
+    this.sink?.restored(index);
   }
 
   /**
@@ -131,6 +156,7 @@ export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
     const held = this.kv.db.dbsize();
     if (held !== count) throw new KvEntryError(index, new KvImageError(`snapshot of ${count} entries holds ${held} distinct keys`));
     this.applied = index;
+    this.restoredAt(index);
   }
 
   restore(s: Snapshot): void {
@@ -145,5 +171,6 @@ export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
     const held = this.kv.db.dbsize();
     if (held !== image.count) throw new KvEntryError(s.meta.index, new KvImageError(`snapshot image of ${image.count} entries holds ${held} distinct keys`));
     this.applied = s.meta.index;
+    this.restoredAt(s.meta.index);
   }
 }

@@ -1,0 +1,17 @@
+// What a node reports of the entries it applies (KvRaftStateMachine.setChangeSink): every key
+// change and every published message, with the log index of the entry, on every member, live and
+// while replaying its log at start. The server turns them into pub/sub deliveries, keyspace
+// notifications and KV.WATCH records.
+
+export interface ChangeSink {
+  /**
+   * `key` changed at `index` (cls and event as Redis's notifyKeyspaceEvent; see src/kv/events.ts).
+   * `value`: the key's new value when the node applied it by reference at start (copy it only if
+   * needed); undefined: read the keyspace, which holds the change already.
+   */
+  keyEvent(index: number, cls: number, event: string, key: string, value: (() => string) | undefined): void;
+  /** A PUBLISH (sharded: SPUBLISH) applied at `index`: deliver to local subscribers; returns how many got it. */
+  publish(index: number, channel: string, message: string, sharded: boolean): number;
+  /** The keyspace was replaced by a snapshot's at `index`: changes up to it are not reported. */
+  restored(index: number): void;
+}
