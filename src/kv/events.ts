@@ -69,10 +69,12 @@ export function parseNotifyFlags(text: string): number | null {
 export function notifyFlagsToString(flags: number): string {
   let s = "";
   if ((flags & NOTIFY_ALL) === NOTIFY_ALL) s += "A";
-  else for (const [c, bit] of FLAG_CLASSES) if (flags & bit) s += c;
+  else {
+    for (const [c, bit] of FLAG_CLASSES) if (flags & bit) s += c;
+    if (flags & NOTIFY_NEW) s += "n"; // only here, as Redis 7.0 (A hides it)
+  }
   if (flags & NOTIFY_KEYSPACE) s += "K";
   if (flags & NOTIFY_KEYEVENT) s += "E";
   if (flags & NOTIFY_KEY_MISS) s += "m";
-  if (flags & NOTIFY_NEW) s += "n";
   return s;
 }
