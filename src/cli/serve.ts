@@ -17,6 +17,7 @@ import {
   type ServerConfig,
   validateConfig,
 } from "../config.ts";
+import { PubSubHub } from "../server/pubsub.ts";
 import { ClusterNode, loadMembers } from "../node/cluster-node.ts";
 import { nodeIo } from "../storage/index.ts";
 import { forceNewCluster } from "../node/backup.ts";
@@ -198,7 +199,7 @@ function heldPeerAddress(dataDir: string, id: number): { host: string; port: num
   return Number.isInteger(port) && port > 0 && port <= 65535 ? { host: me.peer.slice(0, at), port } : undefined;
 }
 
-async function openNode(config: ServerConfig): Promise<ClusterNode<Conn>> {
+async function openNode(config: ServerConfig, changeSink: PubSubHub): Promise<ClusterNode<Conn>> {
   const io = slowDiskIoFromEnv(process.env);
   const c = config.cluster;
   assert(c !== undefined, "serve without a group configuration");
@@ -220,6 +221,7 @@ async function openNode(config: ServerConfig): Promise<ClusterNode<Conn>> {
     join: c.join === true,
     io,
     unsafeLocalReads,
+    changeSink,
   });
   return node;
 }
@@ -238,9 +240,11 @@ function startupFailure(e: unknown, config: ServerConfig): unknown {
 
 export async function serve(config: ServerConfig): Promise<void> {
   let durable: ClusterNode<Conn>;
+  // Listens from the open on: the log's replay fills KV.WATCH's history.
+  const hub = new PubSubHub(config.watchHistoryRecords, config.watchHistoryBytes);
   try {
     mkdirSync(config.dataDir, { recursive: true });
-    durable = await openNode(config);
+    durable = await openNode(config, hub);
   } catch (e) {
     throw startupFailure(e, config);
   }
@@ -252,7 +256,7 @@ export async function serve(config: ServerConfig): Promise<void> {
     log.fatal(`raft node stopped: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     process.exit(70);
   };
-  const server = new KvServer(config, durable);
+  const server = new KvServer(config, durable, hub);
   const sole = durable.soleVoter();
   if (sole) {
     // The only voter elects itself and applies its log before clients connect: nothing it serves is from before its restart.

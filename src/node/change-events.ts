@@ -6,10 +6,10 @@
 export interface ChangeSink {
   /**
    * `key` changed at `index` (cls and event as Redis's notifyKeyspaceEvent; see src/kv/events.ts).
-   * `value`: the key's new value when the node applied it by reference at start (copy it only if
-   * needed); undefined: read the keyspace, which holds the change already.
+   * `value`: the key's value after the change (undefined: removed), read only if called, and only
+   * during this call.
    */
-  keyEvent(index: number, cls: number, event: string, key: string, value: (() => string) | undefined): void;
+  keyEvent(index: number, cls: number, event: string, key: string, value: () => string | undefined): void;
   /** A PUBLISH (sharded: SPUBLISH) applied at `index`: deliver to local subscribers; returns how many got it. */
   publish(index: number, channel: string, message: string, sharded: boolean): number;
   /** The keyspace was replaced by a snapshot's at `index`: changes up to it are not reported. */

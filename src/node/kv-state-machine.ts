@@ -51,7 +51,7 @@ export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
   /** Hears every change with the index of the entry that made it (live, and replaying at start); null: nobody. */
   private sink: ChangeSink | null = null;
   private readonly events: KvEvents = {
-    keyEvent: (cls, event, key) => this.sink!.keyEvent(this.applied, cls, event, key, undefined),
+    keyEvent: (cls, event, key) => this.sink!.keyEvent(this.applied, cls, event, key, () => this.kv.db.get(key, Number.NEGATIVE_INFINITY)),
     publish: (channel, message, sharded) => this.sink!.publish(this.applied, channel, message, sharded),
   };
 

@@ -6,7 +6,6 @@
 import type { CommandFlag, CommandSpec } from "../kv/command.ts";
 import { NOTIFY_FLUSH, NOTIFY_KEYEVENT, NOTIFY_KEYSPACE } from "../kv/events.ts";
 import { globMatch } from "../kv/glob.ts";
-import type { Db } from "../kv/db.ts";
 import { type ChangeRecord, WatchHistory } from "../kv/watch-history.ts";
 import { ReplyBuffer, type ReplyWriter } from "../resp/encode.ts";
 import type { ChangeSink } from "../node/change-events.ts";
@@ -46,7 +45,6 @@ export class ConnSubs {
 
 /** What the hub needs of the server. */
 export interface PushHost {
-  readonly db: Db;
   /** Appends out-of-band bytes to a subscriber's output (sent with the batch being applied); enforces the limits. */
   push(conn: Conn, bytes: Uint8Array): void;
   /** Closes a watcher that can no longer be served (a snapshot replaced the keyspace under it). */
@@ -107,13 +105,15 @@ export class PubSubHub implements ChangeSink {
   });
   private readonly changeFrame = new Frame((o) => changeRecord(o, this.pat, this.rec!));
 
-  constructor(
-    private readonly host: PushHost,
-    historyRecords: number,
-    historyBytes: number,
-    startIndex: number,
-  ) {
+  /** Until the server attaches, nobody listens (the node replays its log at open before it serves). */
+  private host: PushHost = { push: () => {}, drop: () => {}, appliedIndex: () => 0 };
+
+  constructor(historyRecords: number, historyBytes: number, startIndex = 1) {
     this.history = new WatchHistory(historyRecords, historyBytes, startIndex);
+  }
+
+  attach(host: PushHost): void {
+    this.host = host;
   }
 
   // ---- ChangeSink ----
@@ -122,7 +122,7 @@ export class PubSubHub implements ChangeSink {
     return this.publishLocal(channel, message, sharded);
   }
 
-  keyEvent(index: number, cls: number, event: string, key: string, value: (() => string) | undefined): void {
+  keyEvent(index: number, cls: number, event: string, key: string, value: () => string | undefined): void {
     const flags = this.notifyFlags;
     if ((flags & cls) !== 0) {
       if (flags & NOTIFY_KEYSPACE) this.publishLocal(`__keyspace@0__:${key}`, event, false);
@@ -133,7 +133,7 @@ export class PubSubHub implements ChangeSink {
       if (index >= this.history.startIndex) this.history.startIndex = index + 1;
       return;
     }
-    const v = cls === NOTIFY_FLUSH ? undefined : value !== undefined ? value() : this.host.db.get(key, Number.NEGATIVE_INFINITY);
+    const v = cls === NOTIFY_FLUSH ? undefined : value();
     const rec: ChangeRecord = { index, event, key, value: v ?? null };
     this.history.add(rec);
     if (this.watchers.size === 0) return;

@@ -260,6 +260,8 @@ export class KvServer {
     readonly config: ServerConfig,
     /** The member of a Raft group this server runs on (`kv serve` without --cluster: the only one). */
     readonly node: ClusterNode<Conn>,
+    /** The hub the node reported to since it opened (ClusterNodeOptions.changeSink); else a new one, from now. */
+    hub?: PubSubHub,
   ) {
     this.db = node.fsm.db;
     this.cluster = node.view;
@@ -289,12 +291,8 @@ export class KvServer {
       pendingWritesPauses: 0,
     };
     this.dispatcher = new Dispatcher(this);
-    this.pubsub = new PubSubHub(
-      { db: this.db, push: (c, b) => this.pushTo(c, b), drop: (c, why) => this.dropSubscriber(c, why), appliedIndex: () => node.raftSm.applied },
-      config.watchHistoryRecords,
-      config.watchHistoryBytes,
-      node.raftSm.applied + 1,
-    );
+    this.pubsub = hub ?? new PubSubHub(config.watchHistoryRecords, config.watchHistoryBytes, node.raftSm.applied + 1);
+    this.pubsub.attach({ push: (c, b) => this.pushTo(c, b), drop: (c, why) => this.dropSubscriber(c, why), appliedIndex: () => node.raftSm.applied });
     node.raftSm.setChangeSink(this.pubsub);
     // Every error reply is counted (INFO errorstats): each reply buffer reports its errors.
     this.scratch.onError = this.discard.onError = this.dispatcher.stats.countError;

@@ -6,7 +6,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { encodeArgv, RawResp, replyEnd } from "../helpers/resp-raw.ts";
+import { RawResp } from "../helpers/resp-raw.ts";
+import { Stream } from "./_stream.ts";
 import { type KvProcess, startKv } from "../helpers/server.ts";
 
 const REDIS = Bun.which("redis-server");
@@ -56,55 +57,6 @@ afterAll(async () => {
   if (redisDir !== "") rmSync(redisDir, { recursive: true, force: true });
   await kv?.stop();
 });
-
-/** A raw connection that collects every frame it receives, replies and pushes alike. */
-class Stream {
-  private buf = "";
-  frames: string[] = [];
-  private constructor(private readonly sock: import("bun").Socket<undefined>) {}
-  static async open(port: number): Promise<Stream> {
-    let s: Stream | null = null;
-    const sock = await Bun.connect({
-      hostname: "127.0.0.1",
-      port,
-      socket: {
-        data: (_x, chunk) => s!.feed(Buffer.from(chunk).toString("latin1")),
-      },
-    });
-    s = new Stream(sock);
-    return s;
-  }
-  private feed(text: string): void {
-    this.buf += text;
-    let p = 0;
-    for (;;) {
-      const e = this.buf.length > p ? replyEnd(this.buf, p) : -1;
-      if (e < 0) break;
-      this.frames.push(this.buf.slice(p, e));
-      p = e;
-    }
-    this.buf = this.buf.slice(p);
-  }
-  send(...cmds: string[][]): void {
-    this.sock.write(Buffer.from(cmds.map(encodeArgv).join(""), "latin1"));
-  }
-  /** Waits until at least n frames arrived (bounded), then until none arrives for quietMs. */
-  async settle(n: number, quietMs = 150, timeoutMs = 5000): Promise<string[]> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.frames.length < n && Date.now() < deadline) await Bun.sleep(5);
-    let seen = -1;
-    while (seen !== this.frames.length && Date.now() < deadline) {
-      seen = this.frames.length;
-      await Bun.sleep(quietMs);
-    }
-    const out = this.frames;
-    this.frames = [];
-    return out;
-  }
-  close(): void {
-    this.sock.end();
-  }
-}
 
 /** Runs `script` against a fresh pair of connections on each server; returns the frames each saw. */
 async function both(script: (sub: Stream, pub: Stream) => Promise<string[]>): Promise<[string[], string[]]> {
