@@ -8,7 +8,6 @@ import { commandLookup, type CommandSpec } from "./command.ts";
 import { Db, type Expiry, toExpiry, typeName, type Value } from "./db.ts";
 import { INT64_MAX, INT64_MIN, isScanCursor, normInt, parseInt64 } from "./int64.ts";
 import { type KvEvents, NOTIFY_FLUSH, NOTIFY_GENERIC as G, NOTIFY_STRING as S } from "./events.ts";
-import { PUBSUB_KV_COMMANDS } from "./publish.ts";
 
 export interface KvCtx {
   db: Db;
@@ -907,7 +906,6 @@ export const KV_COMMANDS: readonly Spec[] = [
   cmd("flushdb", -1, ["write"], 0, 0, 0, flushallCmd),
   cmd("expiretime", 2, ["readonly", "fast"], 1, 1, 1, expiretimeCmd),
   cmd("pexpiretime", 2, ["readonly", "fast"], 1, 1, 1, pexpiretimeCmd),
-  ...PUBSUB_KV_COMMANDS,
 ];
 
 export const lookupKvCommand = commandLookup(KV_COMMANDS);

@@ -3,10 +3,14 @@
 // entries give the same state and the same replies on every replica and on every replay.
 import { assert } from "../errors.ts";
 import type { ReplyWriter } from "../resp/encode.ts";
-import { arityOk, unknownCommandError, type CommandSpec } from "./command.ts";
-import { type KvCtx, lookupKvCommand } from "./commands.ts";
+import { arityOk, commandLookup, unknownCommandError, type CommandSpec } from "./command.ts";
+import { type KvCtx, KV_COMMANDS } from "./commands.ts";
+import { PUBSUB_KV_COMMANDS } from "./publish.ts";
 import { Db, type DbEntry, type DbOptions, type DbSnapshot } from "./db.ts";
 import { type KvEvents, NOTIFY_EXPIRED } from "./events.ts";
+
+/** What the log applies: the keyspace's commands and PUBLISH/SPUBLISH. */
+const lookupKvCommand = commandLookup([...KV_COMMANDS, ...PUBSUB_KV_COMMANDS]);
 
 export class KvStateMachine {
   readonly db: Db;

@@ -12,6 +12,6 @@ function publishGeneric(ctx: KvCtx, argv: string[], out: ReplyWriter, sharded: b
 }
 
 export const PUBSUB_KV_COMMANDS: readonly CommandSpec<KvCtx>[] = [
-  { name: "publish", arity: 3, flags: ["write", "pubsub", "fast", "loading-ok"], firstKey: 0, lastKey: 0, keyStep: 0, exec: (ctx, argv, out) => publishGeneric(ctx, argv, out, false) },
-  { name: "spublish", arity: 3, flags: ["write", "pubsub", "fast", "loading-ok"], firstKey: 0, lastKey: 0, keyStep: 0, exec: (ctx, argv, out) => publishGeneric(ctx, argv, out, true) },
+  { name: "publish", arity: 3, flags: ["logged", "pubsub", "fast", "loading-ok"], firstKey: 0, lastKey: 0, keyStep: 0, exec: (ctx, argv, out) => publishGeneric(ctx, argv, out, false) },
+  { name: "spublish", arity: 3, flags: ["logged", "pubsub", "fast", "loading-ok"], firstKey: 0, lastKey: 0, keyStep: 0, exec: (ctx, argv, out) => publishGeneric(ctx, argv, out, true) },
 ];
