@@ -3,13 +3,17 @@
 // while replaying its log at start. The server turns them into pub/sub deliveries, keyspace
 // notifications and KV.WATCH records.
 
+export interface ValueSource {
+  valueOf(key: string): string | undefined;
+}
+
 export interface ChangeSink {
   /**
    * `key` changed at `index` (cls and event as Redis's notifyKeyspaceEvent; see src/kv/events.ts).
-   * `value`: the key's value after the change (undefined: removed), read only if called, and only
-   * during this call.
+   * `values.valueOf(key)`: the key's value after the change (undefined: removed); ask only during
+   * this call, and only if needed (it may copy a value out of a mapped file).
    */
-  keyEvent(index: number, cls: number, event: string, key: string, value: () => string | undefined): void;
+  keyEvent(index: number, cls: number, event: string, key: string, values: ValueSource): void;
   /** A PUBLISH (sharded: SPUBLISH) applied at `index`: deliver to local subscribers; returns how many got it. */
   publish(index: number, channel: string, message: string, sharded: boolean): number;
   /** The keyspace was replaced by a snapshot's at `index`: changes up to it are not reported. */

@@ -6,7 +6,7 @@ import type { Entry, Snapshot } from "../raft/types.ts";
 import { ReplyBuffer, type ReplyWriter } from "../resp/encode.ts";
 import { decodeKvImage, decodeKvPayload, encodeKvImage, EXPIRE_BATCH_KEYS_MAX, KvImageError, KvPayloadError } from "./kv-payload.ts";
 import type { StateMachine } from "./state-machine.ts";
-import type { ChangeSink } from "./change-events.ts";
+import type { ChangeSink, ValueSource } from "./change-events.ts";
 import type { KvEvents } from "../kv/events.ts";
 import { NOTIFY_STRING } from "../kv/events.ts";
 
@@ -51,7 +51,7 @@ export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
   /** Hears every change with the index of the entry that made it (live, and replaying at start); null: nobody. */
   private sink: ChangeSink | null = null;
   private readonly events: KvEvents = {
-    keyEvent: (cls, event, key) => this.sink!.keyEvent(this.applied, cls, event, key, () => this.kv.db.get(key, Number.NEGATIVE_INFINITY)),
+    keyEvent: (cls, event, key) => this.sink!.keyEvent(this.applied, cls, event, key, this.values),
     publish: (channel, message, sharded) => this.sink!.publish(this.applied, channel, message, sharded),
   };
 
@@ -60,9 +60,17 @@ export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
     this.kv.events = sink === null ? null : this.events;
   }
 
-  /** A plain SET applied by reference at start (MappedRestore): `value` copies it out only if wanted. */
-  mappedSet(key: string, value: () => string): void {
-    this.sink?.keyEvent(this.applied, NOTIFY_STRING, "set", key, value);
+  /** The keyspace as it is right after a change (expired keys included: the change decides). */
+  private readonly values: ValueSource = { valueOf: (key) => this.kv.db.get(key, Number.NEGATIVE_INFINITY) };
+  private mapped: { source: { value(ref: number): string }; ref: number } = { source: { value: () => "" }, ref: 0 };
+  private readonly mappedValues: ValueSource = { valueOf: () => this.mapped.source.value(this.mapped.ref) };
+
+  /** A plain SET applied by reference at start (MappedRestore): its value is copied out of `source` only if wanted. */
+  mappedSet(key: string, source: { value(ref: number): string }, ref: number): void {
+    if (this.sink === null) return;
+    this.mapped.source = source;
+    this.mapped.ref = ref;
+    this.sink.keyEvent(this.applied, NOTIFY_STRING, "set", key, this.mappedValues);
   }
 
   /** The keyspace was replaced by a snapshot's at `index`: changes before it are not reported. */

@@ -82,8 +82,7 @@ export class MappedRestore {
     this.sm.applied = e.index;
     const key = seg.latin1Slice(plainSet.keyStart, plainSet.keyEnd);
     this.sm.kv.applyPlainSetRef(key, ref, timeMs);
-    const source = this.source;
-    this.sm.mappedSet(key, () => source.value(ref));
+    this.sm.mappedSet(key, this.source, ref);
     return true;
   }
 

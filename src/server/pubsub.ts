@@ -8,7 +8,7 @@ import { NOTIFY_FLUSH, NOTIFY_KEYEVENT, NOTIFY_KEYSPACE } from "../kv/events.ts"
 import { globMatch } from "../kv/glob.ts";
 import { type ChangeRecord, WatchHistory } from "../kv/watch-history.ts";
 import { ReplyBuffer, type ReplyWriter } from "../resp/encode.ts";
-import type { ChangeSink } from "../node/change-events.ts";
+import type { ChangeSink, ValueSource } from "../node/change-events.ts";
 import type { ServerCtx } from "./dispatch.ts";
 import type { Conn } from "./server.ts";
 import { parseInt64 } from "../kv/int64.ts";
@@ -122,21 +122,21 @@ export class PubSubHub implements ChangeSink {
     return this.publishLocal(channel, message, sharded);
   }
 
-  keyEvent(index: number, cls: number, event: string, key: string, value: () => string | undefined): void {
+  keyEvent(index: number, cls: number, event: string, key: string, values: ValueSource): void {
     const flags = this.notifyFlags;
     if ((flags & cls) !== 0) {
       if (flags & NOTIFY_KEYSPACE) this.publishLocal(`__keyspace@0__:${key}`, event, false);
       if (flags & NOTIFY_KEYEVENT) this.publishLocal(`__keyevent@0__:${event}`, key, false);
     }
-    const keep = this.history.maxRecords > 0 && this.history.maxBytes > 0;
-    if (!keep && this.watchers.size === 0) {
-      if (index >= this.history.startIndex) this.history.startIndex = index + 1;
+    const history = this.history;
+    if (history.disabled && this.watchers.size === 0) {
+      if (index >= history.startIndex) history.startIndex = index + 1;
       return;
     }
-    const v = cls === NOTIFY_FLUSH ? undefined : value();
-    const rec: ChangeRecord = { index, event, key, value: v ?? null };
-    this.history.add(rec);
+    const value = (cls === NOTIFY_FLUSH ? undefined : values.valueOf(key)) ?? null;
+    history.add(index, event, key, value);
     if (this.watchers.size === 0) return;
+    const rec: ChangeRecord = { index, event, key, value };
     this.rec = rec;
     for (const [p, conns] of this.watchers) {
       if (cls !== NOTIFY_FLUSH && !globMatch(p, key)) continue;

@@ -20,8 +20,8 @@ test("notify-keyspace-events flags: parse and print as Redis", () => {
 test("watch history: whole indexes go past the bounds; since() says what is no longer held", () => {
   const h = new WatchHistory(4, 1 << 20, 1);
   for (let i = 1; i <= 3; i++) {
-    h.add({ index: i, event: "set", key: `k${i}`, value: "v" });
-    h.add({ index: i, event: "expire", key: `k${i}`, value: "v" });
+    h.add(i, "set", `k${i}`, "v");
+    h.add(i, "expire", `k${i}`, "v");
   }
   // 6 records over the bound of 4: index 1 goes whole (2 records), then still 4 ≤ 4.
   expect(h.size).toBe(4);
@@ -35,11 +35,11 @@ test("watch history: whole indexes go past the bounds; since() says what is no l
   expect(h.since(10)).toBeNull();
   expect(h.since(11)).toEqual([]);
   const b = new WatchHistory(100, 200, 1);
-  for (let i = 1; i <= 10; i++) b.add({ index: i, event: "set", key: "k", value: "x".repeat(50) });
+  for (let i = 1; i <= 10; i++) b.add(i, "set", "k", "x".repeat(50));
   expect(b.heldBytes).toBeLessThanOrEqual(200);
   expect(b.since(b.startIndex)!.length).toBe(b.size);
   const none = new WatchHistory(0, 0, 1);
-  none.add({ index: 5, event: "set", key: "k", value: "v" });
+  none.add(5, "set", "k", "v");
   expect(none.since(5)).toBeNull();
   expect(none.since(6)).toEqual([]);
 });
@@ -89,4 +89,22 @@ test("without a listener nothing is reported and replies are unchanged", () => {
   const out = new ReplyBuffer(64);
   sm.apply(["PUBLISH", "ch", "m"], 1, out);
   expect(out.view().toString("latin1")).toBe(":0\r\n");
+});
+
+test("watch history: the ring grows, wraps and keeps exactly the latest records, in order", () => {
+  const h = new WatchHistory(1500, 1 << 30, 1);
+  for (let i = 1; i <= 5000; i++) h.add(i, i % 2 ? "set" : "del", `k${i}`, i % 2 ? String(i) : null);
+  expect(h.size).toBe(1500);
+  expect(h.startIndex).toBe(3501);
+  const all = h.since(3501)!;
+  expect(all.map((r) => r.index)).toEqual(Array.from({ length: 1500 }, (_, i) => 3501 + i));
+  expect(all[0]).toEqual({ index: 3501, event: "set", key: "k3501", value: "3501" });
+  expect(all[1]).toEqual({ index: 3502, event: "del", key: "k3502", value: null });
+  expect(h.since(4999)!.map((r) => r.key)).toEqual(["k4999", "k5000"]);
+  const bytesEach = 64 + 3 + 5 + 4; // overhead + "set" + "k1234" + "1234"
+  const b = new WatchHistory(100_000, 10 * bytesEach, 1);
+  for (let i = 1001; i <= 3000; i += 2) b.add(i, "set", `k${i}`, String(i));
+  expect(b.size).toBe(10);
+  expect(b.heldBytes).toBe(10 * bytesEach);
+  expect(b.startIndex).toBe(2980); // just past the last index dropped (2979)
 });
