@@ -30,6 +30,8 @@ export const NOTIFY_FLUSH = 1 << 20;
 export interface KvEvents {
   /** `key` changed: `event` as Redis names it (set, del, expire, expired, incrby, rename_from...). */
   keyEvent(cls: number, event: string, key: string): void;
+  /** Also report `new` (class n) when a write creates a key: costs a lookup of each key before each write. */
+  readonly newKeys: boolean;
   /** PUBLISH (sharded: SPUBLISH) applied: delivers to this node's subscribers, returns how many got it. */
   publish(channel: string, message: string, sharded: boolean): number;
 }

@@ -7,7 +7,7 @@ import { arityOk, commandLookup, unknownCommandError, type CommandSpec } from ".
 import { type KvCtx, KV_COMMANDS } from "./commands.ts";
 import { PUBSUB_KV_COMMANDS } from "./publish.ts";
 import { Db, type DbEntry, type DbOptions, type DbSnapshot } from "./db.ts";
-import { type KvEvents, NOTIFY_EXPIRED } from "./events.ts";
+import { type KvEvents, NOTIFY_EXPIRED, NOTIFY_NEW } from "./events.ts";
 
 /** What the log applies: the keyspace's commands and PUBLISH/SPUBLISH. */
 const lookupKvCommand = commandLookup([...KV_COMMANDS, ...PUBSUB_KV_COMMANDS]);
@@ -46,10 +46,48 @@ export class KvStateMachine {
     }
     this.ctx.nowMs = this.appliedMs;
     this.ctx.events = this.events;
-    if (this.events !== null && spec.firstKey > 0 && this.db.expiresCount() > 0) this.expireTouched(spec, argv);
+    if (this.events !== null && spec.firstKey > 0) {
+      if (this.db.expiresCount() > 0) this.expireTouched(spec, argv);
+      if (this.events.newKeys) this.watchNewKeys(spec, argv);
+    }
     spec.exec(this.ctx, argv, out);
     this.ctx.events = null;
     return spec;
+  }
+
+  /** Keys of the running write that were absent before it (see watchNewKeys). */
+  private absent: string[] = [];
+  private readonly newKeyEvents: KvEvents = {
+    newKeys: true,
+    keyEvent: (cls, event, key) => {
+      // Redis reports `new` when the key is added (dbAdd), before the command's own events: so a key
+      // absent before the write and present now is reported first (RENAME: new dst, rename_from, rename_to).
+      const absent = this.absent;
+      for (let i = 0; i < absent.length; i++) {
+        const k = absent[i]!;
+        if (k === "" || this.db.get(k, Number.NEGATIVE_INFINITY) === undefined) continue;
+        absent[i] = "";
+        this.events!.keyEvent(NOTIFY_NEW, "new", k);
+      }
+      this.events!.keyEvent(cls, event, key);
+    },
+    publish: (channel, message, sharded) => this.events!.publish(channel, message, sharded),
+  };
+
+  /** With `new` events wanted: notes the write's absent keys and reports through newKeyEvents. */
+  private watchNewKeys(spec: CommandSpec<KvCtx>, argv: string[]): void {
+    const last = spec.lastKey < 0 ? argv.length + spec.lastKey : spec.lastKey;
+    const absent: string[] = [];
+    for (let i = spec.firstKey; i <= last && i < argv.length; i += spec.keyStep) {
+      const key = argv[i]!;
+      if (this.db.get(key, this.appliedMs) === undefined && !absent.includes(key)) absent.push(key);
+    }
+    // RENAME and COPY replace an existing destination by deleting it and adding the key anew (new in Redis too).
+    const name = spec.name;
+    if ((name === "rename" || name === "renamenx" || name === "copy") && !absent.includes(argv[2]!)) absent.push(argv[2]!);
+    if (absent.length === 0) return;
+    this.absent = absent;
+    this.ctx.events = this.newKeyEvents;
   }
 
   /**

@@ -14,6 +14,8 @@ export interface ChangeSink {
    * this call, and only if needed (it may copy a value out of a mapped file).
    */
   keyEvent(index: number, cls: number, event: string, key: string, values: ValueSource): void;
+  /** Wants `new` events (class n): reported only then, as they cost a lookup per key per write. */
+  readonly newKeys: boolean;
   /** A PUBLISH (sharded: SPUBLISH) applied at `index`: deliver to local subscribers; returns how many got it. */
   publish(index: number, channel: string, message: string, sharded: boolean): number;
   /** The keyspace was replaced by a snapshot's at `index`: changes up to it are not reported. */

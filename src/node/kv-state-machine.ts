@@ -50,10 +50,13 @@ export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
 
   /** Hears every change with the index of the entry that made it (live, and replaying at start); null: nobody. */
   private sink: ChangeSink | null = null;
-  private readonly events: KvEvents = {
-    keyEvent: (cls, event, key) => this.sink!.keyEvent(this.applied, cls, event, key, this.values),
-    publish: (channel, message, sharded) => this.sink!.publish(this.applied, channel, message, sharded),
-  };
+  private readonly events: KvEvents = ((sm: KvRaftStateMachine): KvEvents => ({
+    get newKeys(): boolean {
+      return sm.sink!.newKeys;
+    },
+    keyEvent: (cls, event, key) => sm.sink!.keyEvent(sm.applied, cls, event, key, sm.values),
+    publish: (channel, message, sharded) => sm.sink!.publish(sm.applied, channel, message, sharded),
+  }))(this);
 
   setChangeSink(sink: ChangeSink | null): void {
     this.sink = sink;

@@ -4,7 +4,7 @@
 // applies the entry, in log order (docs/cluster.md, "Pub/sub"). Keyspace notifications and
 // watch records come from the same applied entries, so every member reports the same changes.
 import type { CommandFlag, CommandSpec } from "../kv/command.ts";
-import { NOTIFY_FLUSH, NOTIFY_KEYEVENT, NOTIFY_KEYSPACE } from "../kv/events.ts";
+import { NOTIFY_FLUSH, NOTIFY_KEYEVENT, NOTIFY_KEYSPACE, NOTIFY_NEW } from "../kv/events.ts";
 import { globMatch } from "../kv/glob.ts";
 import { type ChangeRecord, WatchHistory } from "../kv/watch-history.ts";
 import { ReplyBuffer, type ReplyWriter } from "../resp/encode.ts";
@@ -117,6 +117,10 @@ export class PubSubHub implements ChangeSink {
   }
 
   // ---- ChangeSink ----
+
+  get newKeys(): boolean {
+    return (this.notifyFlags & NOTIFY_NEW) !== 0;
+  }
 
   publish(_index: number, channel: string, message: string, sharded: boolean): number {
     return this.publishLocal(channel, message, sharded);

@@ -48,6 +48,7 @@ function recording(): { sm: KvStateMachine; events: string[]; run: (t: number, .
   const sm = new KvStateMachine();
   const events: string[] = [];
   sm.events = {
+    newKeys: false,
     keyEvent: (cls, event, key) => void events.push(`${cls}:${event}:${key}`),
     publish: (ch, msg, sharded) => (events.push(`publish:${ch}:${msg}:${sharded}`), 7),
   };
@@ -107,4 +108,26 @@ test("watch history: the ring grows, wraps and keeps exactly the latest records,
   expect(b.size).toBe(10);
   expect(b.heldBytes).toBe(10 * bytesEach);
   expect(b.startIndex).toBe(2980); // just past the last index dropped (2979)
+});
+
+test("`new` events: only when wanted, before the write's own events, for keys it adds", () => {
+  const sm = new KvStateMachine();
+  const events: string[] = [];
+  let wanted = false;
+  sm.events = {
+    get newKeys() {
+      return wanted;
+    },
+    keyEvent: (_cls, event, key) => void events.push(`${event}:${key}`),
+    publish: () => 0,
+  };
+  const out = new ReplyBuffer(64);
+  sm.apply(["SET", "a", "1"], 1, out);
+  wanted = true;
+  sm.apply(["MSET", "a", "2", "b", "3"], 1, out);
+  sm.apply(["RENAME", "b", "a"], 1, out);
+  sm.apply(["RENAMENX", "a", "a2"], 1, out);
+  sm.apply(["INCR", "a2"], 1, out); // a2 holds "3"
+  sm.apply(["SETNX", "a2", "x"], 1, out); // not set: nothing
+  expect(events).toEqual(["set:a", "set:a", "new:b", "set:b", "new:a", "rename_from:b", "rename_to:a", "new:a2", "rename_from:a", "rename_to:a2", "incrby:a2"]);
 });

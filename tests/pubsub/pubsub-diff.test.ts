@@ -111,14 +111,14 @@ const WRITES: string[][] = [
   ["MSET", "m1", "a", "m2", "b"], ["MSETNX", "m1", "c", "m3", "d"], ["MSETNX", "m4", "c", "m5", "d"],
   ["APPEND", "ap", "x"], ["APPEND", "ap", "y"], ["INCR", "i"], ["DECR", "i"], ["INCRBY", "i", "5"], ["DECRBY", "i", "2"], ["INCRBYFLOAT", "f", "1.5"],
   ["SETRANGE", "sr", "2", "ab"], ["SETRANGE", "sr", "0", ""], ["SETRANGE", "nope", "0", ""], ["SETEX", "se", "100", "v"], ["PSETEX", "pse", "100000", "v"],
-  ["DEL", "m1", "m2", "missing"], ["UNLINK", "m4"], ["RENAME", "m5", "r1"], ["RENAMENX", "r1", "ap"], ["RENAMENX", "r1", "r2"], ["RENAME", "r2", "r2"],
+  ["DEL", "m1", "m2", "missing"], ["UNLINK", "m4"], ["RENAME", "m5", "r1"], ["RENAMENX", "r1", "ap"], ["RENAMENX", "r1", "r2"], ["RENAME", "r2", "r2"], ["SET", "rx", "1"], ["RENAME", "r1", "rx"], ["RENAME", "rx", "r1"],
   ["COPY", "r2", "c1"], ["COPY", "r2", "c1"], ["COPY", "r2", "c1", "REPLACE"], ["EXPIRE", "c1", "100"], ["EXPIRE", "c1", "100", "NX"], ["PEXPIRE", "c1", "500000", "GT"], ["PERSIST", "c1"], ["PERSIST", "c1"],
   ["EXPIREAT", "c1", "1"], ["EXPIRE", "missing", "10"], ["SET", "t", "1", "PX", "30"],
   ["INCR", "s"], ["TOUCH", "s"], ["FLUSHALL"], ["SET", "after", "flush"],
 ];
 
-// kv sends no `new` (n) or `keymiss` (m) events: accepted and shown by CONFIG, never produced (docs/protocol.md).
-for (const flags of ["KEA", "K$", "Eg", "KEx", "KA"]) {
+// kv sends no `keymiss` (m) events: accepted and shown by CONFIG, never produced (docs/protocol.md).
+for (const flags of ["KEA", "K$", "Eg", "KEx", "KA", "AKEn", "Kn"]) {
   test(`keyspace notifications (${flags}) of every write kv has, in order`, async () => {
     const [r, k] = await both(async (sub, pub) => {
       pub.send(["CONFIG", "SET", "notify-keyspace-events", flags], ["CONFIG", "GET", "notify-keyspace-events"]);
