@@ -104,3 +104,64 @@ test("publish on any node, receive on every node; keyspace events agree; through
     await cluster.stop();
   }
 }, 120_000);
+
+/** kv.change records among a stream's frames, as "index event key value". */
+function changeLines(s: Stream): string[] {
+  return s.frames
+    .map((f) => decodeFlat(f))
+    .filter((v): v is (string | number | null)[] => typeof v !== "string" && v[0] === "kv.change")
+    .map((v) => `${v[2]} ${v[3]} ${v[4]} ${v[5]}`);
+}
+
+test("KV.WATCH: every node numbers the changes alike; a watcher moves to another node through a leader kill with FROM and misses nothing", async () => {
+  const cluster = await ProcCluster.start({ dir: tmp(), nodes: 3 });
+  try {
+    const leader = await cluster.waitLeader(15_000);
+    const followers = [1, 2, 3].filter((id) => id !== leader);
+    const probe = await RawResp.connect(cluster.node(leader).port);
+    const [, idx] = await probe.call([["SET", "w:probe", "0"], ["KV.LASTINDEX"]]);
+    probe.close();
+    const from = Number(idx!.slice(1, -2)) + 1;
+    // A reference watcher on each follower, from the same index.
+    const refs = await Promise.all(followers.map((id) => Stream.open(cluster.node(id).port)));
+    for (const r of refs) r.send(["KV.WATCH", "w:*", "FROM", String(from)]);
+    // The moving watcher starts on the leader.
+    let mover = await Stream.open(cluster.node(leader).port);
+    mover.send(["KV.WATCH", "w:*", "FROM", String(from)]);
+    // SETs, and every fourth write a DEL of the key the write before set; returns the SETs acknowledged.
+    const writeSome = async (n: number, tag: string, ids: number[]) => {
+      let sets = 0;
+      for (let i = 0; i < n; i++) {
+        const del = i % 4 === 3;
+        const r = await cluster.command(ids[i % ids.length]!, del ? ["DEL", `w:${(i - 1) % 5}`] : ["SET", `w:${i % 5}`, `${tag}${i}`], 3000);
+        if (!del && r === "+OK\r\n") sets++;
+      }
+      return sets;
+    };
+    expect(await writeSome(30, "a", [1, 2, 3])).toBe(23);
+    let t0 = Date.now();
+    while (Date.now() - t0 < 10_000 && [mover, ...refs].some((s) => changeLines(s).length < 30)) await Bun.sleep(20);
+    const got = changeLines(mover);
+    expect(got.length).toBe(30);
+    for (const r of refs) expect(changeLines(r)).toEqual(got); // the same records, indexes included, on every node
+    const last = Number(got.at(-1)!.split(" ")[0]);
+    await cluster.kill(leader);
+    mover.kill();
+    await cluster.waitLeader(20_000, followers);
+    // Writes go on without the old leader; the watcher resumes on a follower from the index after its last.
+    const acked = await writeSome(30, "b", followers);
+    expect(acked).toBeGreaterThan(0);
+    mover = await Stream.open(cluster.node(followers[0]!).port);
+    mover.send(["KV.WATCH", "w:*", "FROM", String(last + 1)]);
+    t0 = Date.now();
+    const refAll = () => changeLines(refs[1]!);
+    while (Date.now() - t0 < 10_000 && (refAll().length < 30 + acked || changeLines(mover).length < refAll().length - 30)) await Bun.sleep(20);
+    const resumed = [...got, ...changeLines(mover)];
+    expect(refAll().length).toBeGreaterThanOrEqual(30 + acked);
+    expect(resumed).toEqual(refAll());
+    expect(changeLines(refs[0]!)).toEqual(refAll());
+    for (const s of [mover, ...refs]) s.close();
+  } finally {
+    await cluster.stop();
+  }
+}, 120_000);
