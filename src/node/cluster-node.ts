@@ -26,6 +26,7 @@ import { KvEntryError, KvRaftStateMachine } from "./kv-state-machine.ts";
 import { KvImageError, KvPayloadError } from "./kv-payload.ts";
 import { MappedRestore } from "./mapped-restore.ts";
 import { LeaderLinks, LINK_REQUEST_TIMEOUT_MS, LinkLostError } from "./leader-link.ts";
+import type { PeerTls } from "./peer-tls.ts";
 import { DroppedError, NodeClosedError, NotLeaderError, RaftNode, UnknownOutcomeError } from "./raft-node.ts";
 import type { StateMachine } from "./state-machine.ts";
 import { convertSingleNodeDir } from "./single-node-format.ts";
@@ -128,6 +129,8 @@ export interface ClusterNodeOptions {
   unsafeLocalReads?: boolean;
   /** Hears every change applied from the start, the replay of the log at open included (change-events.ts). */
   changeSink?: ChangeSink;
+  /** Peer mutual TLS for the Raft links and the links to the leader (src/node/peer-tls.ts). */
+  peerTls?: PeerTls;
 }
 
 /** Why a request failed, as the client sees it. */
@@ -606,6 +609,7 @@ export class ClusterNode<T> {
       log: logger("peer"),
       snapshots: storeFiles(log_.snapshots),
       onSnapshotStatus: (id, ok) => this.node?.reportSnapshot(id, ok),
+      ...(opts.peerTls !== undefined ? { tls: opts.peerTls } : {}),
     });
     const tickMs = Math.max(1, Math.round(opts.heartbeatMs / 5));
     this.node = new RaftNode<void>({
@@ -661,7 +665,7 @@ export class ClusterNode<T> {
       tickMs,
       (err) => this.fatal(err),
     );
-    this.links = new LeaderLinks([["KV.PEER", members.clusterId, String(opts.id)]]);
+    this.links = new LeaderLinks([["KV.PEER", members.clusterId, String(opts.id)]], opts.peerTls);
     this.view = this.makeView();
     this.stampFloorMs = this.fsm.appliedMs;
   }
@@ -852,6 +856,16 @@ export class ClusterNode<T> {
     return this.transport.port;
   }
 
+  /** Peer mutual TLS is on: members' links must present a member's certificate. */
+  get peerTlsOn(): boolean {
+    return this.opts.peerTls !== undefined;
+  }
+
+  /** Peer TLS material was re-read: the peer listener takes it (TcpTransport.reloadTls). */
+  reloadPeerTls(): void {
+    this.transport.reloadTls();
+  }
+
   // ---- membership: addresses through the log, changes asked by operators ----
 
   /**
@@ -930,7 +944,7 @@ export class ClusterNode<T> {
     const m = others[this.probeTurn++ % others.length]!;
     this.probing = true;
     this.lastProbeAt = now;
-    const link = new LeaderLinks([["KV.PEER", this.clusterId, String(this.id)]]);
+    const link = new LeaderLinks([["KV.PEER", this.clusterId, String(this.id)]], this.opts.peerTls);
     link.request(m.addr, ["PING"]).then(
       () => undefined,
       (err: Error) => {

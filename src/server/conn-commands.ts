@@ -10,6 +10,7 @@ import pkg from "../../package.json" with { type: "json" };
 import { allocatorDescription, gcHeapDescription } from "../allocator.ts";
 import { helloRole, infoRaftLines, infoReplicationLines, memberDownAfterMs } from "./cluster-commands.ts";
 import { configGetPubsub, configSetPubsub } from "./pubsub-config.ts";
+import { configSetTls, tlsConfigParams } from "./tls-commands.ts";
 
 const WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled.";
 
@@ -446,6 +447,7 @@ function configParams(ctx: ServerCtx): [string, string][] {
     ["save", ""],
     ["appendonly", "yes"],
     ["appendfsync", c.fsync],
+    ...tlsConfigParams(ctx.server.tls, ctx.server.tlsPort),
   ];
 }
 
@@ -462,6 +464,7 @@ const CONFIG_SUBCOMMANDS: CommandSpec<ServerCtx>[] = [
   spec("set", -4, ["admin"], (ctx, argv, out) => {
     // notify-keyspace-events and client-output-buffer-limit (its pubsub class) change at run time, on this node.
     if (configSetPubsub(ctx.server, argv, out)) return;
+    if (configSetTls(ctx, argv, out)) return;
     out.error("ERR CONFIG SET is not supported by kv: restart with the matching flag (see kv serve --help)");
   }),
   spec("resetstat", 2, ["admin"], (ctx, _argv, out) => {
