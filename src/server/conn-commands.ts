@@ -9,7 +9,7 @@ import { assert } from "../errors.ts";
 import pkg from "../../package.json" with { type: "json" };
 import { allocatorDescription, gcHeapDescription } from "../allocator.ts";
 import { helloRole, infoRaftLines, infoReplicationLines, memberDownAfterMs } from "./cluster-commands.ts";
-import { configGetPubsub, configSetPubsub } from "./pubsub-config.ts";
+import { configGetPubsub, configSetPubsub, pubsubInfoLines } from "./pubsub-config.ts";
 import { configSetTls, tlsConfigParams } from "./tls-commands.ts";
 
 const WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled.";
@@ -364,6 +364,7 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
         `protocol_errors:${s.stats.protocolErrors}`,
         `client_output_buffer_limit_disconnections:${s.stats.outputLimitDisconnections}`,
         `kv_idle_collections:${s.stats.idleCollections}`,
+        ...pubsubInfoLines(s),
       );
       break;
     case "replication":

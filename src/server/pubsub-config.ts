@@ -7,6 +7,23 @@ import { parseBytes } from "../config.ts";
 import type { ReplyWriter } from "../resp/encode.ts";
 import type { KvServer } from "./server.ts";
 
+/** INFO stats lines: Redis's pubsub counts, and kv's watches and watch history. */
+export function pubsubInfoLines(server: KvServer): string[] {
+  const p = server.pubsub;
+  let watches = 0;
+  for (const conns of p.watchers.values()) watches += conns.size;
+  return [
+    `pubsub_channels:${p.channels.size}`,
+    `pubsub_patterns:${p.patterns.size}`,
+    `pubsubshard_channels:${p.shard.size}`,
+    `kv_pubsub_messages_delivered:${p.delivered}`,
+    `kv_watches:${watches}`,
+    `kv_watch_history_records:${p.history.size}`,
+    `kv_watch_history_bytes:${p.history.heldBytes}`,
+    `kv_watch_history_from_index:${p.history.startIndex}`,
+  ];
+}
+
 export function configGetPubsub(server: KvServer): [string, string][] {
   return [["notify-keyspace-events", notifyFlagsToString(server.pubsub.notifyFlags)]];
 }

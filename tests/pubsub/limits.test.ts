@@ -89,6 +89,9 @@ test("KV.WATCH in RESP2: subscribed mode, records as arrays, other commands refu
   const f = await c.settle(3, 50);
   expect(f[1]).toBe("-ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context\r\n");
   expect(f[2]).toBe("*2\r\n$4\r\npong\r\n$0\r\n\r\n");
+  const [info] = await w.call([["INFO", "stats"]]);
+  expect(info).toContain("\r\nkv_watches:1\r\n");
+  expect(info).toContain("\r\npubsub_channels:0\r\n");
   await w.call([["SET", "r1", "v"], ["INCR", "r2"], ["RENAME", "r2", "q"]]);
   const recs = (await c.settle(3, 100)).map((x) => decodeFlat(x) as unknown[]);
   expect(recs.map((r) => r.slice(3))).toEqual([["set", "r1", "v"], ["incrby", "r2", "1"], ["rename_from", "r2", null]]);
