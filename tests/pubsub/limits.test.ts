@@ -101,3 +101,41 @@ test("KV.WATCH in RESP2: subscribed mode, records as arrays, other commands refu
   c.close();
   w.close();
 });
+
+test("a subscriber past the soft limit for its seconds is closed, though under the hard limit", async () => {
+  const soft = await startKv(["--client-output-buffer-limit-pubsub", "512mb 256kb 1"]);
+  try {
+    const sock = connect({ host: "127.0.0.1", port: soft.port });
+    let closed = false;
+    let received = 0;
+    sock.on("data", (d) => (received += d.length));
+    sock.on("close", () => (closed = true));
+    sock.on("error", () => {});
+    await new Promise<void>((r) => sock.once("connect", () => r()));
+    sock.write("*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nch\r\n");
+    for (let i = 0; i < 200 && received === 0; i++) await Bun.sleep(5);
+    sock.pause();
+    const pub = await RawResp.connect(soft.port);
+    const msg = "y".repeat(64 * 1024);
+    let receivers = 1;
+    let sent = 0;
+    const t0 = Date.now();
+    // 1 MiB every 50 ms (bounded: 10 s, 200 MiB), far below the hard limit for the first seconds.
+    while (receivers > 0 && Date.now() - t0 < 10_000) {
+      const replies = await pub.call(Array.from({ length: 16 }, () => ["PUBLISH", "ch", msg]));
+      sent += 16;
+      receivers = Number(replies.at(-1)!.slice(1, -2));
+      await Bun.sleep(50);
+    }
+    expect(receivers).toBe(0);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1000); // not before its seconds
+    expect(sent * msg.length).toBeLessThan(512 * 1024 * 1024);
+    expect(soft.output()).toContain("stayed past the pubsub soft limit (262144 bytes) for 1 s");
+    sock.resume();
+    for (let i = 0; i < 500 && !closed; i++) await Bun.sleep(10);
+    expect(closed).toBe(true);
+    pub.close();
+  } finally {
+    await soft.stop();
+  }
+}, 60_000);
