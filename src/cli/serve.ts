@@ -12,10 +12,12 @@ import {
   parseBytes,
   parseClusterSpec,
   parseInteger,
+  parseOutputLimit,
   type ClusterConfig,
   type ServerConfig,
   validateConfig,
 } from "../config.ts";
+import { PubSubHub } from "../server/pubsub.ts";
 import { ClusterNode, loadMembers } from "../node/cluster-node.ts";
 import { nodeIo } from "../storage/index.ts";
 import { forceNewCluster } from "../node/backup.ts";
@@ -81,6 +83,13 @@ const serveArgs = {
   },
   "lease-drift": { type: "string", description: "With --lease-reads: the most the members' clocks may disagree over one election timeout, in ms (default: a tenth of --election-timeout)" },
   "wal-segment-bytes": { type: "string", description: "Size at which a log segment is closed and a new one started", default: "64mb" },
+  "client-output-buffer-limit-pubsub": {
+    type: "string",
+    description: "Redis's client-output-buffer-limit pubsub: '<hard> <soft> <seconds>'; a subscriber whose unsent output passes hard, or soft for that long, is closed",
+    default: "32mb 8mb 60",
+  },
+  "watch-history": { type: "string", description: "Latest change records kept for KV.WATCH ... FROM (0: none; a watch then starts at the next change)", default: "100000" },
+  "watch-history-bytes": { type: "string", description: "Most bytes of change records kept for KV.WATCH ... FROM", default: "64mb" },
   ...TLS_ARGS,
 } as const satisfies ArgsDef;
 
@@ -110,6 +119,9 @@ export default defineCommand({
       snapshotLogBytes: parseBytes(args["snapshot-log-bytes"], "--snapshot-log-bytes"),
       walSegmentBytes: parseBytes(args["wal-segment-bytes"], "--wal-segment-bytes"),
       maxStalenessMs: parseInteger(args["max-staleness"], "--max-staleness", 1, MAX_STALENESS_MS_MAX),
+      pubsubOutputLimit: parseOutputLimit(args["client-output-buffer-limit-pubsub"], "--client-output-buffer-limit-pubsub"),
+      watchHistoryRecords: parseInteger(args["watch-history"], "--watch-history", 0, 100_000_000),
+      watchHistoryBytes: parseBytes(args["watch-history-bytes"], "--watch-history-bytes"),
     };
     if (config.walSegmentBytes < SEGMENT_BYTES_MIN) throw new ConfigError(`--wal-segment-bytes: ${config.walSegmentBytes} is below the minimum, ${SEGMENT_BYTES_MIN}`);
     if (args.join === true && (args.cluster === undefined || args["cluster-id"] === undefined)) {
@@ -212,7 +224,7 @@ function heldPeerAddress(dataDir: string, id: number): { host: string; port: num
   return Number.isInteger(port) && port > 0 && port <= 65535 ? { host: me.peer.slice(0, at), port } : undefined;
 }
 
-async function openNode(config: ServerConfig, tls: OpenedTls): Promise<ClusterNode<Conn>> {
+async function openNode(config: ServerConfig, tls: OpenedTls, changeSink: PubSubHub): Promise<ClusterNode<Conn>> {
   const io = slowDiskIoFromEnv(process.env);
   const c = config.cluster;
   assert(c !== undefined, "serve without a group configuration");
@@ -241,6 +253,7 @@ async function openNode(config: ServerConfig, tls: OpenedTls): Promise<ClusterNo
     join: c.join === true,
     io,
     unsafeLocalReads,
+    changeSink,
     ...(tls.peer !== undefined ? { peerTls: tls.peer } : {}),
   });
   return node;
@@ -262,9 +275,11 @@ export async function serve(config: ServerConfig): Promise<void> {
   let durable: ClusterNode<Conn>;
   // Certificates are read (and checked) before the data dir is opened: a bad file is a ConfigError.
   const tls = openTls(config);
+  // Listens from the open on: the log's replay fills KV.WATCH's history.
+  const hub = new PubSubHub(config.watchHistoryRecords, config.watchHistoryBytes);
   try {
     mkdirSync(config.dataDir, { recursive: true });
-    durable = await openNode(config, tls);
+    durable = await openNode(config, tls, hub);
   } catch (e) {
     throw startupFailure(e, config);
   }
@@ -276,7 +291,7 @@ export async function serve(config: ServerConfig): Promise<void> {
     log.fatal(`raft node stopped: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     process.exit(70);
   };
-  const server = new KvServer(config, durable, tls.client);
+  const server = new KvServer(config, durable, tls.client, hub);
   const sole = durable.soleVoter();
   if (sole) {
     // The only voter elects itself and applies its log before clients connect: nothing it serves is from before its restart.

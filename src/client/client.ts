@@ -129,7 +129,7 @@ const READONLY_COMMANDS = new Set([
 ]);
 
 /** Commands that switch the connection into a mode where replies no longer pair with calls. */
-const UNSUPPORTED_COMMANDS = new Set(["subscribe", "psubscribe", "ssubscribe", "monitor", "sync", "psync"]);
+const UNSUPPORTED_COMMANDS = new Set(["subscribe", "psubscribe", "ssubscribe", "kv.watch", "monitor", "sync", "psync"]);
 
 interface Request {
   argv: readonly Arg[];

@@ -2,6 +2,7 @@
 // the KV state machine, with what the server needs on top: proposals that answer their client in
 // log order, linearizable read barriers (ReadIndex, asked of the leader by a follower), forwarding
 // of writes to the leader, expirations decided by the leader, and snapshots.
+import type { ChangeSink } from "./change-events.ts";
 import { closeSync, fstatSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { assert, AssertionError, ConfigError, CorruptLogError } from "../errors.ts";
@@ -132,6 +133,8 @@ export interface ClusterNodeOptions {
    * timeout less the clock-drift bound). Absent: every linearizable read takes a ReadIndex round.
    */
   leaseMs?: number;
+  /** Hears every change applied from the start, the replay of the log at open included (change-events.ts). */
+  changeSink?: ChangeSink;
   /** Peer mutual TLS for the Raft links and the links to the leader (src/node/peer-tls.ts). */
   peerTls?: PeerTls;
 }
@@ -586,6 +589,7 @@ export class ClusterNode<T> {
     this.recovery = recovery;
     this.storage = new KvRaftStorage(log_);
     this.raftSm = new KvRaftStateMachine({ scanCursorBase: 1 + Math.floor(Math.random() * 2 ** 40) });
+    if (opts.changeSink !== undefined) this.raftSm.setChangeSink(opts.changeSink);
     // The restart restores by reference what it applies before serving: the snapshot and the entries up to the durable commit.
     const through = Math.max(log_.initialState().hardState.commit, log_.snapshot().meta.index);
     this.storage.startup = new MappedRestore(this.raftSm, through);
