@@ -89,6 +89,8 @@ export interface ClusterConfig {
   peerPort: number | null;
   heartbeatMs: number;
   electionMs: number;
+  /** --lease-reads: the leader serves linearizable reads under a lease of electionMs - leaseDriftMs (see src/node/lease.ts). */
+  leaseReads?: { driftMs: number };
   /** --join: a fresh data dir joins the running cluster `members` name (no bootstrap; the leader adds it). */
   join?: boolean;
 }

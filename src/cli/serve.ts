@@ -76,6 +76,12 @@ const serveArgs = {
     description: "Most ms a follower's READONLY reads may lag its leader (heard from it and applied its reported commit index within this); past it they answer -STALE",
     default: String(MAX_STALENESS_MS_DEFAULT),
   },
+  "lease-reads": {
+    type: "boolean",
+    description:
+      "The leader answers linearizable reads from its own state, without a round to a quorum, while it holds a lease (the election timeout less --lease-drift, from the heartbeats a quorum acknowledged). Relies on the members' clocks running at nearly the same rate; give it to every member",
+  },
+  "lease-drift": { type: "string", description: "With --lease-reads: the most the members' clocks may disagree over one election timeout, in ms (default: a tenth of --election-timeout)" },
   "wal-segment-bytes": { type: "string", description: "Size at which a log segment is closed and a new one started", default: "64mb" },
   "client-output-buffer-limit-pubsub": {
     type: "string",
@@ -124,6 +130,8 @@ export default defineCommand({
     Object.assign(config, tlsFromArgs(args));
     config.cluster = args.cluster !== undefined ? clusterConfig(args, config.id) : oneMemberConfig(args, config);
     if (args.join === true) config.cluster.join = true;
+    const lease = leaseReads(args, config.cluster.electionMs);
+    if (lease !== undefined) config.cluster.leaseReads = lease;
     validateConfig(config);
     if (args["force-new-cluster"] === true) {
       if (args.join === true) throw new ConfigError("--force-new-cluster and --join do not go together");
@@ -144,6 +152,20 @@ function oneMemberConfig(args: Record<string, unknown>, config: ServerConfig): C
   const clusterId = args["cluster-id"] !== undefined ? String(args["cluster-id"]) : `kv-${fnv1a(`${self.id}=${self.addr}@${self.peer}`)}`;
   if (clusterId === "" || new TextEncoder().encode(clusterId).length > 128) throw new ConfigError("--cluster-id: 1 to 128 bytes");
   return { members: [self], clusterId, peerPort, heartbeatMs, electionMs };
+}
+
+/**
+ * --lease-reads [--lease-drift MS]: the leader's lease is the election timeout less the drift bound
+ * (default a tenth of the election timeout), which must leave at least 1 ms.
+ */
+function leaseReads(args: Record<string, unknown>, electionMs: number): { driftMs: number } | undefined {
+  if (args["lease-reads"] !== true) {
+    if (args["lease-drift"] !== undefined) throw new ConfigError("--lease-drift goes with --lease-reads");
+    return undefined;
+  }
+  const driftMs = args["lease-drift"] !== undefined ? parseInteger(String(args["lease-drift"]), "--lease-drift", 0, 600_000) : Math.ceil(electionMs / 10);
+  if (driftMs >= electionMs) throw new ConfigError(`--lease-drift (${driftMs} ms) must be below --election-timeout (${electionMs} ms): the lease is their difference`);
+  return { driftMs };
 }
 
 function timing(args: Record<string, unknown>): { heartbeatMs: number; electionMs: number } {
@@ -209,6 +231,12 @@ async function openNode(config: ServerConfig, tls: OpenedTls, changeSink: PubSub
   const self = c.members.find((m) => m.id === config.id)!;
   const peerHost = self.peer.slice(0, self.peer.lastIndexOf(":"));
   const unsafeLocalReads = process.env.KV_TEST_UNSAFE_LOCAL_READS === "1";
+  let leaseMs = c.leaseReads !== undefined ? c.electionMs - c.leaseReads.driftMs : undefined;
+  if (leaseMs !== undefined && process.env.KV_TEST_LEASE_MS !== undefined) {
+    // The tests' proof that a lease longer than the followers' promise serves stale reads.
+    leaseMs = parseInteger(process.env.KV_TEST_LEASE_MS, "KV_TEST_LEASE_MS", 1, 3_600_000);
+    log.warn(`KV_TEST_LEASE_MS=${leaseMs}: the leader's lease is set by hand (testing only; past the election timeout NOT linearizable)`);
+  }
   if (unsafeLocalReads) log.warn("KV_TEST_UNSAFE_LOCAL_READS=1: reads are served from local state without a read barrier (testing only; NOT linearizable)");
   const node = await ClusterNode.open<Conn>({
     id: config.id,
@@ -221,6 +249,7 @@ async function openNode(config: ServerConfig, tls: OpenedTls, changeSink: PubSub
     peerListen: c.peerPort === null ? heldPeerAddress(config.dataDir, config.id) : { host: peerHost, port: c.peerPort },
     heartbeatMs: c.heartbeatMs,
     electionMs: c.electionMs,
+    ...(leaseMs !== undefined ? { leaseMs } : {}),
     join: c.join === true,
     io,
     unsafeLocalReads,
