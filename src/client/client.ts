@@ -11,7 +11,9 @@
 // - a write that was sent: rejected with OutcomeUnknownError, never re-sent;
 // - -MOVED: the server refused it, so it is re-sent to the named node (bounded hops);
 // - -TRYAGAIN/-CLUSTERDOWN/-LOADING: refused, re-sent after a backoff within the deadline;
-//   `-TRYAGAIN node shutting down`: also, nothing more is sent on that connection (next seed).
+//   `-TRYAGAIN node shutting down`: also, nothing more is sent on that connection (next seed);
+// - -REMOVED (the node left its cluster, refused without carrying it out): with more than one seed,
+//   as `-TRYAGAIN node shutting down`; with one, the error.
 import type { Socket } from "bun";
 import { type BulkMode, ErrorReply, NEED_MORE, PushReply, ReplyParser, type RespValue } from "../resp/reply-parser.ts";
 import { type Addr, formatAddr, parseAddr, parseUrl } from "./addr.ts";
@@ -70,6 +72,20 @@ export interface ClientOptions {
   failFast?: boolean;
   /** Called with RESP3 push frames (pub/sub messages); they never answer a call. */
   onPush?: (data: RespValue[]) => void;
+  /**
+   * Connect over TLS (a `rediss://` URL does too). The server's certificate is verified against
+   * `ca` (default: the system's CAs) and the host connected to; `cert`/`key` are the client's
+   * certificate for servers that ask for one (--tls-auth-clients yes). PEM text.
+   */
+  tls?: boolean | ClientTlsOptions;
+}
+
+export interface ClientTlsOptions {
+  ca?: string | Buffer;
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  /** Name the server's certificate must carry; default: the host connected to. */
+  serverName?: string;
 }
 
 /** Options for SET. At most one of ex/px/exat/pxat/keepTtl; nx and xx exclude each other. */
@@ -113,7 +129,7 @@ const READONLY_COMMANDS = new Set([
 ]);
 
 /** Commands that switch the connection into a mode where replies no longer pair with calls. */
-const UNSUPPORTED_COMMANDS = new Set(["subscribe", "psubscribe", "ssubscribe", "monitor", "sync", "psync"]);
+const UNSUPPORTED_COMMANDS = new Set(["subscribe", "psubscribe", "ssubscribe", "kv.watch", "monitor", "sync", "psync"]);
 
 interface Request {
   argv: readonly Arg[];
@@ -284,6 +300,7 @@ Pick<ClientOptions, "stallMs" | "connectTimeoutMs" | "backoffMsMin" | "backoffMs
   private readonly password: string | undefined;
   private readonly db: number | undefined;
   private readonly pushHandler: ((data: RespValue[]) => void) | undefined;
+  private readonly tls: ClientTlsOptions | undefined;
 
   private current: Connection | null = null;
   private readonly connections = new Set<Connection>();
@@ -315,6 +332,7 @@ Pick<ClientOptions, "stallMs" | "connectTimeoutMs" | "backoffMsMin" | "backoffMs
       username ??= u.username;
       password ??= u.password;
       db = u.db;
+      if (u.tls === true && options.tls === undefined) options = { ...options, tls: true };
     } else {
       const list = options.addrs === undefined ? ["127.0.0.1:6379"] : typeof options.addrs === "string" ? options.addrs.split(",") : options.addrs;
       seeds = list.filter((s) => s.trim() !== "").map(parseAddr);
@@ -338,6 +356,7 @@ Pick<ClientOptions, "stallMs" | "connectTimeoutMs" | "backoffMsMin" | "backoffMs
     this.retryPrefixes = new Set(options.retryPrefixes ?? ["TRYAGAIN", "CLUSTERDOWN", "LOADING"]);
     this.uncertainPrefixes = new Set(options.uncertainPrefixes ?? ["UNCERTAIN"]);
     this.pushHandler = options.onPush;
+    this.tls = options.tls === true ? {} : options.tls === false ? undefined : options.tls;
   }
 
   /** The address of the open connection, or null. */
@@ -687,9 +706,12 @@ Pick<ClientOptions, "stallMs" | "connectTimeoutMs" | "backoffMsMin" | "backoffMs
       this.connectFailed(conn, new Error(`connect timed out after ${this.opts.connectTimeoutMs} ms`));
     }, this.opts.connectTimeoutMs);
     const client = this;
+    const tls = this.tls;
     Bun.connect({
       hostname: host,
       port,
+      // Without a handshake handler, open comes once the TLS handshake (and the certificate check) is done.
+      ...(tls !== undefined ? { tls: { ...tls, serverName: tls.serverName ?? host } } : {}),
       socket: {
         open(s) {
           if (settled) {
@@ -872,10 +894,10 @@ Pick<ClientOptions, "stallMs" | "connectTimeoutMs" | "backoffMsMin" | "backoffMs
         this.redirect(conn, target, req);
         return;
       }
-    } else if (this.retryPrefixes.has(err.prefix)) {
-      // The node is going away (SHUTTING_DOWN_REPLY): nothing more is sent on this connection,
-      // and the retry goes to the next seed.
-      if (err.prefix === "TRYAGAIN" && v.message.startsWith(SHUTTING_DOWN)) this.leave(conn);
+    } else if (this.retryPrefixes.has(err.prefix) || (err.prefix === "REMOVED" && this.seeds.length > 1)) {
+      // The node is going away (SHUTTING_DOWN_REPLY), or was removed from its cluster and refuses
+      // everything (REMOVED): nothing more is sent on this connection, and the retry goes to the next seed.
+      if ((err.prefix === "TRYAGAIN" && v.message.startsWith(SHUTTING_DOWN)) || err.prefix === "REMOVED") this.leave(conn);
       const delay = jitter(Math.min(this.opts.backoffMsMax, this.opts.backoffMsMin * 2 ** Math.min(req.retries, 20)));
       if (performance.now() + delay < req.deadline) {
         req.retries++;

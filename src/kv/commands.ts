@@ -8,7 +8,7 @@ import { commandLookup, type CommandSpec } from "./command.ts";
 import { Db, type Expiry, toExpiry, typeName, type Value } from "./db.ts";
 import { INT64_MAX, INT64_MIN, isScanCursor, normInt, parseInt64 } from "./int64.ts";
 import type { AclState } from "./acl.ts";
-import { ACL_KV_COMMANDS } from "./acl-commands.ts";
+import { type KvEvents, NOTIFY_FLUSH, NOTIFY_GENERIC as G, NOTIFY_STRING as S } from "./events.ts";
 
 export interface KvCtx {
   db: Db;
@@ -16,6 +16,13 @@ export interface KvCtx {
   acl?: AclState;
   /** Unix time in integer milliseconds at which the command takes effect. */
   nowMs: number;
+  /** Where applied changes are reported (keyspace events); null or absent: nowhere. */
+  events?: KvEvents | null;
+}
+
+/** Reports a change of `key` (Redis's notifyKeyspaceEvent), if anyone listens. */
+function ev(ctx: KvCtx, cls: number, event: string, key: string): void {
+  if (ctx.events) ctx.events.keyEvent(cls, event, key);
 }
 
 /** Longest string value, as Redis's proto-max-bulk-len default (512 MiB). */
@@ -155,6 +162,7 @@ function setCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   const value = argv[2]!;
   if (argv.length === 3) {
     ctx.db.set(key, value);
+    ev(ctx, S, "set", key);
     out.ok();
     return;
   }
@@ -182,6 +190,8 @@ function setCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   if (expireAt !== null) db.setWithExpire(key, value, expireAt, nowMs);
   else if (flags & F_KEEPTTL) db.setKeepTtl(key, value);
   else db.set(key, value);
+  ev(ctx, S, "set", key);
+  if (expireAt !== null) ev(ctx, G, "expire", key);
   if (!(flags & F_GET)) out.ok();
 }
 
@@ -192,6 +202,7 @@ function setnxCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
     return;
   }
   ctx.db.set(key, argv[2]!);
+  ev(ctx, S, "set", key);
   out.int(1);
 }
 
@@ -200,6 +211,8 @@ function setexGeneric(ctx: KvCtx, argv: string[], out: ReplyWriter, flag: number
   const expireAt = expireAtFromArg(argv[2]!, flag, ctx.nowMs, cmd, out);
   if (expireAt === null) return;
   ctx.db.setWithExpire(argv[1]!, argv[3]!, expireAt, ctx.nowMs);
+  ev(ctx, S, "set", argv[1]!);
+  ev(ctx, G, "expire", argv[1]!);
   out.ok();
 }
 
@@ -220,6 +233,7 @@ function getsetCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
     return;
   } else out.bulk(old);
   ctx.db.set(key, argv[2]!);
+  ev(ctx, S, "set", key);
 }
 
 function getdelCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
@@ -230,6 +244,7 @@ function getdelCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   else {
     out.bulk(old);
     ctx.db.delete(key);
+    ev(ctx, G, "del", key);
   }
 }
 
@@ -254,8 +269,10 @@ function getexCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
     if (expireAt === null) return;
   }
   out.bulk(v);
-  if (expireAt !== null) db.setExpire(key, expireAt, nowMs);
-  else if (flags & F_PERSIST) db.removeExpire(key);
+  if (expireAt !== null) {
+    db.setExpire(key, expireAt, nowMs);
+    ev(ctx, G, expireAt <= nowMs ? "del" : "expire", key);
+  } else if (flags & F_PERSIST && db.removeExpire(key)) ev(ctx, G, "persist", key);
 }
 
 function msetCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
@@ -264,7 +281,10 @@ function msetCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
     return;
   }
   const db = ctx.db;
-  for (let i = 1; i < argv.length; i += 2) db.set(argv[i]!, argv[i + 1]!);
+  for (let i = 1; i < argv.length; i += 2) {
+    db.set(argv[i]!, argv[i + 1]!);
+    ev(ctx, S, "set", argv[i]!);
+  }
   out.ok();
 }
 
@@ -280,7 +300,10 @@ function msetnxCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
       return;
     }
   }
-  for (let i = 1; i < argv.length; i += 2) db.set(argv[i]!, argv[i + 1]!);
+  for (let i = 1; i < argv.length; i += 2) {
+    db.set(argv[i]!, argv[i + 1]!);
+    ev(ctx, S, "set", argv[i]!);
+  }
   out.int(1);
 }
 
@@ -309,6 +332,7 @@ function appendCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   const old = db.getForWrite(key, ctx.nowMs);
   if (old === undefined) {
     db.set(key, suffix);
+    ev(ctx, S, "append", key);
     out.int(suffix.length);
     return;
   }
@@ -322,6 +346,7 @@ function appendCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
     return;
   }
   db.setKeepTtl(key, old + suffix);
+  ev(ctx, S, "append", key);
   out.int(len);
 }
 
@@ -391,6 +416,7 @@ function setrangeCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   const head = base.length >= offset ? base.slice(0, offset) : base + "\0".repeat(offset - base.length);
   const next = head + value + base.slice(offset + value.length);
   db.setKeepTtl(key, next);
+  ev(ctx, S, "setrange", key);
   out.int(next.length);
 }
 
@@ -430,6 +456,7 @@ function incrBy(ctx: KvCtx, key: string, incr: number | bigint, out: ReplyWriter
     const r = value + incr;
     if (Number.isSafeInteger(r)) {
       db.setKeepTtl(key, String(r));
+      ev(ctx, S, "incrby", key);
       out.int(r);
       return;
     }
@@ -440,6 +467,7 @@ function incrBy(ctx: KvCtx, key: string, incr: number | bigint, out: ReplyWriter
     return;
   }
   db.setKeepTtl(key, r.toString());
+  ev(ctx, S, "incrby", key);
   replyInt(out, normInt(r));
 }
 
@@ -486,6 +514,7 @@ function incrbyfloatCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   }
   const s = formatLongDouble(sum);
   db.setKeepTtl(key, s);
+  ev(ctx, S, "incrbyfloat", key);
   out.bulk(s);
 }
 
@@ -501,7 +530,10 @@ function delCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   for (let i = 1; i < argv.length; i++) {
     const key = argv[i]!;
     // An expired key is reclaimed but not counted.
-    if (db.getForWrite(key, nowMs) !== undefined && db.delete(key)) n++;
+    if (db.getForWrite(key, nowMs) !== undefined && db.delete(key)) {
+      n++;
+      ev(ctx, G, "del", key);
+    }
   }
   out.int(n);
 }
@@ -533,6 +565,8 @@ function renameGeneric(ctx: KvCtx, argv: string[], out: ReplyWriter, nx: boolean
   db.delete(from);
   if (at === undefined) db.set(to, v);
   else db.setWithExpire(to, v, at, nowMs);
+  ev(ctx, G, "rename_from", from);
+  ev(ctx, G, "rename_to", to);
   if (nx) out.int(1);
   else out.ok();
 }
@@ -593,6 +627,7 @@ function copyCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   const at = db.expireAt(from);
   if (at === undefined) db.set(to, v);
   else db.setWithExpire(to, v, at, nowMs);
+  ev(ctx, G, "copy_to", to);
   out.int(1);
 }
 
@@ -668,6 +703,7 @@ function flushallCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
     return;
   }
   ctx.db.flush();
+  ev(ctx, NOTIFY_FLUSH, eqi(argv[0]!, "flushdb") ? "flushdb" : "flushall", "");
   out.ok();
 }
 
@@ -746,6 +782,7 @@ function expireGeneric(ctx: KvCtx, argv: string[], out: ReplyWriter, relative: b
     }
   }
   db.setExpire(key, when, nowMs);
+  ev(ctx, G, when <= nowMs ? "del" : "expire", key);
   out.int(1);
 }
 
@@ -804,7 +841,10 @@ function pexpiretimeCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
 function persistCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   const key = argv[1]!;
   if (ctx.db.getForWrite(key, ctx.nowMs) === undefined) out.int(0);
-  else out.int(ctx.db.removeExpire(key) ? 1 : 0);
+  else if (ctx.db.removeExpire(key)) {
+    ev(ctx, G, "persist", key);
+    out.int(1);
+  } else out.int(0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -871,8 +911,7 @@ export const KV_COMMANDS: readonly Spec[] = [
   cmd("pexpiretime", 2, ["readonly", "fast"], 1, 1, 1, pexpiretimeCmd),
 ];
 
-/** The commands a log entry may hold: Redis's (KV_COMMANDS) and KV.ACL, the logged form of ACL SETUSER/DELUSER/LOAD. */
-export const lookupKvCommand = commandLookup<KvCtx>([...KV_COMMANDS, ...ACL_KV_COMMANDS]);
+export const lookupKvCommand = commandLookup(KV_COMMANDS);
 
 /** True for commands that change the keyspace: they go through the log. */
 export function isWriteCommand(spec: { readonly flags: readonly string[] }): boolean {

@@ -53,6 +53,7 @@ export class MappedRestore {
     });
     this.sm.kv.appliedMs = appliedMs;
     this.sm.applied = index;
+    this.sm.restoredAt(index);
     return n;
   }
 
@@ -79,7 +80,9 @@ export class MappedRestore {
     if (ref < 0) return false;
     if (e.index !== this.sm.applied + 1) assert(false, `kv applied ${e.index} after ${this.sm.applied} (applied moves by one)`);
     this.sm.applied = e.index;
-    this.sm.kv.applyPlainSetRef(seg.latin1Slice(plainSet.keyStart, plainSet.keyEnd), ref, timeMs);
+    const key = seg.latin1Slice(plainSet.keyStart, plainSet.keyEnd);
+    this.sm.kv.applyPlainSetRef(key, ref, timeMs);
+    this.sm.mappedSet(key, this.source, ref);
     return true;
   }
 

@@ -19,6 +19,8 @@ import { AclGate, aclNames, PROTECTED_MODE_DENIED } from "./acl.ts";
 import { rewriteAclWrite } from "./auth-commands.ts";
 import { clientInfoLine } from "./conn-commands.ts";
 import type { ServerCommand } from "./dispatch.ts";
+import { type ConnSubs, PubSubHub, SUBSCRIBED_MODE_COMMANDS, subscribedModeError } from "./pubsub.ts";
+import type { ClientTls } from "./tls.ts";
 
 /** Commands one connection may have waiting behind its own unapplied writes before reading pauses. */
 export const PENDING_COMMANDS_MAX = 16 * 1024;
@@ -177,6 +179,8 @@ export class Conn {
   heldWrite: string[] | null = null;
   /** READONLY: on a follower, reads are answered from its own state within --max-staleness (READWRITE: linearizable). */
   readOnly = false;
+  /** Channels, patterns and watches (pubsub.ts); null when it has none. */
+  subs: ConnSubs | null = null;
   /** The log index of this connection's last write answered (KV.LASTINDEX), 0 before any. */
   lastWriteIndex = 0;
   /** Set by KV.PEER: this connection is another member's link (forwarded writes, read-index requests). */
@@ -184,6 +188,8 @@ export class Conn {
   /** The ACL user this connection runs as, and whether it has authenticated (src/server/acl.ts). */
   user = "default";
   authenticated = false;
+  /** Came in on the TLS port. */
+  tls = false;
   /** process() will run again in a later turn (it stopped at PROCESS_COMMANDS_PER_CALL_MAX). */
   continueScheduled = false;
   /** Set once kv has sent its FIN and is discarding input until the client closes (see LINGER_MS). */
@@ -241,6 +247,7 @@ export class KvServer {
   /** The Raft group as ROLE, CLUSTER and INFO replication/raft show it. */
   readonly cluster: ClusterView;
   private listener: TCPSocketListener<Conn> | null = null;
+  private tlsListener: TCPSocketListener<Conn> | null = null;
   private readonly scratch = new ReplyBuffer(64 * 1024);
   /** Replies to closed connections go here and are dropped. */
   private readonly discard = new ReplyBuffer(1024);
@@ -255,6 +262,9 @@ export class KvServer {
   /** When shutdown() began (ms, this.now()). */
   private shutdownAtMs = 0;
 
+  /** Subscribers, keyspace notifications and watchers: what applied entries deliver (pubsub.ts). */
+  readonly pubsub: PubSubHub;
+
   /** Connections that got replies while writes were applied; flushed once per applied batch. */
   private touched = new Set<Conn>();
   /** Connections holding a write until the writes not yet durable are under --pending-writes-limit, oldest first. */
@@ -264,6 +274,10 @@ export class KvServer {
     readonly config: ServerConfig,
     /** The member of a Raft group this server runs on (`kv serve` without --cluster: the only one). */
     readonly node: ClusterNode<Conn>,
+    /** Client TLS (--tls-port), src/server/tls.ts. */
+    readonly tls?: ClientTls,
+    /** The hub the node reported to since it opened (ClusterNodeOptions.changeSink); else a new one, from now. */
+    hub?: PubSubHub,
   ) {
     this.db = node.fsm.db;
     this.cluster = node.view;
@@ -296,24 +310,79 @@ export class KvServer {
     this.acl = new AclGate(node.fsm.acl, aclNames((n) => this.dispatcher.lookupFullName(n)), config.aclFile, (conn, argv) =>
       clientInfoLine({ server: this, conn, db: this.db, nowMs: this.now() }, conn, argv),
     );
+    this.pubsub = hub ?? new PubSubHub(config.watchHistoryRecords, config.watchHistoryBytes, node.raftSm.applied + 1);
+    this.pubsub.attach({ push: (c, b) => this.pushTo(c, b), drop: (c, why) => this.dropSubscriber(c, why), appliedIndex: () => node.raftSm.applied });
+    node.raftSm.setChangeSink(this.pubsub);
     // Every error reply is counted (INFO errorstats): each reply buffer reports its errors.
     this.scratch.onError = this.discard.onError = this.dispatcher.stats.countError;
   }
 
+  /** The plain (non-TLS) port; 0 when there is none (--port 0 with --tls-port). */
   get port(): number {
     return this.listener?.port ?? 0;
   }
 
+  get tlsPort(): number {
+    return this.tlsListener?.port ?? 0;
+  }
+
   start(): void {
+    // As Redis: with a TLS port, --port 0 means no plain port (without one it picks a free port).
+    if (this.tls === undefined || this.config.port !== 0) this.listener = this.listen(this.config.port, false);
+    if (this.tls !== undefined) this.tlsListener = this.listen(this.config.tls!.port, true);
+    // Reads already hide expired keys; the sweep reclaims their memory. The leader logs the
+    // deletions (ClusterNode.sweepExpired), so every member, and a replay, deletes them alike.
+    this.sweepTimer = setInterval(() => {
+      this.node.sweepExpired(this.now(), this.config.expireSweepKeysMax);
+    }, this.config.expireSweepIntervalMs);
+    this.keysPeak = this.db.dbsize(); // what recovery loaded
+    this.idleGcTimer = setInterval(() => this.idleGcCheck(), IDLE_GC_CHECK_MS);
+    this.idleGcTimer.unref();
+  }
+
+  /**
+   * Re-reads the TLS files (SIGHUP, CONFIG SET tls-...): the TLS listener is opened again on its
+   * port with them; connections already open keep the certificate they were made with. Throws
+   * ConfigError (and keeps the old setup) when a file is bad.
+   */
+  reloadTls(next?: Parameters<ClientTls["reload"]>[0]): void {
+    const tls = this.tls;
+    if (tls === undefined || this.shuttingDown) return;
+    tls.reload(next);
+    this.node.reloadPeerTls();
+    const old = this.tlsListener;
+    if (old === null) return;
+    const port = old.port;
+    old.stop(false);
+    this.tlsListener = this.listen(port, true);
+    log.info(`TLS certificates re-read: ${tls.material.subject}, valid until ${new Date(tls.material.notAfterMs).toISOString()}`);
+  }
+
+  private listen(port: number, tls: boolean): TCPSocketListener<Conn> {
     const server = this;
-    this.listener = Bun.listen<Conn>({
+    const clientTls = this.tls;
+    return Bun.listen<Conn>({
       hostname: this.config.host,
-      port: this.config.port,
+      port,
+      ...(tls && clientTls !== undefined ? { tls: clientTls.listenOptions() } : {}),
       // A client that half-closes still reads: its socket stays open for replies (see onPeerEnd).
       allowHalfOpen: true,
       socket: {
         open(socket) {
+          if (tls && clientTls !== undefined) {
+            // The handshake is done here (no handshake handler): the certificate is checked now.
+            const why = clientTls.refusal(socket);
+            if (why !== undefined) {
+              clientTls.refused++;
+              server.stats.connectionsRejected++;
+              log.warn(`refused a TLS client from ${socket.remoteAddress}: ${why}`);
+              socket.data = undefined as unknown as Conn;
+              socket.terminate();
+              return;
+            }
+          }
           server.onOpen(socket);
+          if (tls && socket.data !== undefined) socket.data.tls = true;
         },
         data(socket, chunk) {
           server.onData(socket, chunk);
@@ -333,14 +402,6 @@ export class KvServer {
         },
       },
     });
-    // Reads already hide expired keys; the sweep reclaims their memory. The leader logs the
-    // deletions (ClusterNode.sweepExpired), so every member, and a replay, deletes them alike.
-    this.sweepTimer = setInterval(() => {
-      this.node.sweepExpired(this.now(), this.config.expireSweepKeysMax);
-    }, this.config.expireSweepIntervalMs);
-    this.keysPeak = this.db.dbsize(); // what recovery loaded
-    this.idleGcTimer = setInterval(() => this.idleGcCheck(), IDLE_GC_CHECK_MS);
-    this.idleGcTimer.unref();
   }
 
   /** The time commands run at: the wall clock, never going back (see ClusterNode.now). */
@@ -480,6 +541,10 @@ export class KvServer {
               argv = checked;
               spec = this.dispatcher.lookup(argv[0]!);
             }
+          }
+          if (conn.subs !== null && conn.proto === 2 && spec !== undefined && !SUBSCRIBED_MODE_COMMANDS.has(spec.name) && arityOk(spec.arity, argv.length) && conn.subs.active()) {
+            this.replyInOrder(conn, out, subscribedModeError(spec.name));
+            continue;
           }
           let fwdProto: 2 | 3 | undefined;
           if (spec === undefined && conn.peerOf !== 0 && argv.length >= 3 && argv[0]!.toUpperCase() === "KV.FWD") {
@@ -1033,8 +1098,47 @@ export class KvServer {
     conn.queue = [];
     conn.queuedBytes = 0;
     conn.heldWrite = null; // never proposed: not acknowledged, nothing to answer
+    this.pubsub.dropConn(conn);
     this.pendingWritesWaiters.delete(conn);
     this.conns.delete(conn.id);
+  }
+
+  /**
+   * Out-of-band bytes for a subscriber or watcher, produced as entries apply: they go out with the
+   * batch's replies. Past the pubsub output limit (hard, or soft for its seconds) the client is closed.
+   */
+  private pushTo(conn: Conn, bytes: Uint8Array): void {
+    if (conn.closed || conn.closing) return;
+    const out = this.replyOut(conn);
+    out.raw(bytes);
+    const held = conn.queuedBytes + out.len;
+    const lim = this.config.pubsubOutputLimit;
+    const subs = conn.subs;
+    if (held > lim.hardBytes) {
+      this.dropSubscriber(conn, `its unsent output (${held} bytes) passed the pubsub hard limit (${lim.hardBytes})`);
+      return;
+    }
+    if (subs === null || lim.softBytes === 0) return;
+    if (held <= lim.softBytes) subs.softSinceMs = 0;
+    else {
+      const now = Date.now();
+      if (subs.softSinceMs === 0) subs.softSinceMs = now;
+      else if (now - subs.softSinceMs > lim.softSeconds * 1000) {
+        this.dropSubscriber(conn, `its unsent output stayed past the pubsub soft limit (${lim.softBytes} bytes) for ${lim.softSeconds} s`);
+      }
+    }
+  }
+
+  /** Closes a subscriber at once (a slow reader past its output limit), as Redis does. */
+  private dropSubscriber(conn: Conn, why: string): void {
+    if (conn.closed) return;
+    log.warn(`client ${conn.id} (${conn.addr}): closed, ${why}`);
+    this.stats.outputLimitDisconnections++;
+    conn.applyOut?.reset();
+    conn.closing = true;
+    conn.inputClosed = true;
+    conn.socket.terminate();
+    this.onClose(conn.socket);
   }
 
   /** Closes a connection after the replies already produced are flushed (QUIT). */
@@ -1051,6 +1155,7 @@ export class KvServer {
     this.shuttingDown = true;
     this.shutdownAtMs = this.now();
     this.listener?.stop(false);
+    this.tlsListener?.stop(false);
     if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
     if (this.idleGcTimer !== null) clearInterval(this.idleGcTimer);
     // Existing clients keep being served until each has been quiet for SHUTDOWN_QUIET_MS with
@@ -1072,6 +1177,7 @@ export class KvServer {
     const clean = this.conns.size === 0;
     for (const conn of this.conns.values()) conn.socket.terminate();
     this.listener?.stop(true);
+    this.tlsListener?.stop(true);
     await this.node.close();
     return clean;
   }
