@@ -35,7 +35,7 @@ export interface AclUser {
   channels: string[];
   /** Command rules in order (`+@all`, `-flushall`, `+client|id`); the last one that matches decides. */
   commands: string[];
-  /** On, every command, every key for reading and writing: no check is needed (see settle). */
+  /** On, every command, every key for reading and writing, every channel: no check is needed (see settle). */
   unrestricted: boolean;
   /** commandAllowed's answers by command full name (a user is never changed in place once settled). */
   decided?: Map<string, boolean>;
@@ -71,7 +71,7 @@ export function newUser(name: string): AclUser {
 
 /** Sets the derived `unrestricted` flag once a user's rules are final. */
 function settle(u: AclUser): AclUser {
-  u.unrestricted = u.enabled && u.commands.length === 1 && u.commands[0] === "+@all" && u.keys.some((k) => k.pattern === "*" && k.read && k.write);
+  u.unrestricted = u.enabled && u.commands.length === 1 && u.commands[0] === "+@all" && u.keys.some((k) => k.pattern === "*" && k.read && k.write) && u.channels.includes("*");
   u.decided = new Map();
   u.keys = u.keys.map((k) => ({ pattern: k.pattern, read: k.read, write: k.write, prefix: isPrefixPattern(k.pattern) ? k.pattern.slice(0, -1) : null }));
   return u;
@@ -290,6 +290,21 @@ export function keyAllowed(u: AclUser, key: string, read: boolean, write: boolea
   }
   // A key needing both may be covered by a read pattern and a write pattern.
   if (read && write) return keyAllowed(u, key, true, false) && keyAllowed(u, key, false, true);
+  return false;
+}
+
+/**
+ * May `u` use `channel` (PUBLISH, SUBSCRIBE: matched against its `&` patterns), or subscribe to the
+ * pattern `channel` (PSUBSCRIBE, `literal`: only a pattern of its own, or `&*`, allows it), as Redis 7?
+ */
+export function channelAllowed(u: AclUser, channel: string, literal: boolean): boolean {
+  for (const p of u.channels) if (p === "*" || (literal ? p === channel : globMatch(p, channel))) return true;
+  return false;
+}
+
+/** May `u` watch the key pattern `pattern` (KV.WATCH: the changes carry values)? Only with a read pattern `*` or that same pattern. */
+export function keyPatternReadable(u: AclUser, pattern: string): boolean {
+  for (const k of u.keys) if (k.read && (k.pattern === "*" || k.pattern === pattern)) return true;
   return false;
 }
 

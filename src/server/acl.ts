@@ -4,7 +4,7 @@
 // hashed first). The users themselves are the state machine's (src/kv/acl.ts), replicated.
 import { createHash, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { AclRuleError, commandAllowed, keyAllowed, type AclNames, type AclState, type AclUser } from "../kv/acl.ts";
+import { AclRuleError, channelAllowed, commandAllowed, keyAllowed, keyPatternReadable, type AclNames, type AclState, type AclUser } from "../kv/acl.ts";
 import { logger } from "../log.ts";
 import { ACL_CATEGORY_NAMES } from "./acl-categories.ts";
 import type { ServerCommand } from "./dispatch.ts";
@@ -31,6 +31,17 @@ export const AUTH_ADDRESSES_MAX = 10_000;
 export const ACL_LOG_MAX = 128;
 /** Bytes of an ACL file read at most. */
 export const ACL_FILE_BYTES_MAX = 16 * 1024 * 1024;
+
+const NOPERM_KEYS = "NOPERM this user has no permissions to access one of the keys used as arguments";
+
+/** Commands naming channels: the first argument only, or all; `literal`: patterns, allowed only by the same pattern (PSUBSCRIBE). */
+const CHANNEL_ARGS: ReadonlyMap<string, { all: boolean; literal: boolean }> = new Map([
+  ["publish", { all: false, literal: false }],
+  ["spublish", { all: false, literal: false }],
+  ["subscribe", { all: true, literal: false }],
+  ["ssubscribe", { all: true, literal: false }],
+  ["psubscribe", { all: true, literal: true }],
+]);
 
 /** Commands an unauthenticated connection may send, and that every user may run (Redis 7's no-auth commands). */
 const NO_AUTH_COMMANDS: ReadonlySet<string> = new Set(["auth", "hello", "quit", "reset"]);
@@ -61,7 +72,7 @@ interface Failures {
 
 interface LogEntry {
   count: number;
-  reason: "auth" | "command" | "key";
+  reason: "auth" | "command" | "key" | "channel";
   context: string;
   object: string;
   username: string;
@@ -74,13 +85,14 @@ export interface AclStats {
   deniedAuth: number;
   deniedCmd: number;
   deniedKey: number;
+  deniedChannel: number;
   /** AUTH attempts refused unchecked by the failed-login limit. */
   authRateLimited: number;
 }
 
 /** The connection-side ACL machinery of one server. */
 export class AclGate {
-  readonly stats: AclStats = { deniedAuth: 0, deniedCmd: 0, deniedKey: 0, authRateLimited: 0 };
+  readonly stats: AclStats = { deniedAuth: 0, deniedCmd: 0, deniedKey: 0, deniedChannel: 0, authRateLimited: 0 };
   private readonly failures = new Map<string, Failures>();
   private readonly entries: LogEntry[] = [];
 
@@ -176,8 +188,23 @@ export class AclGate {
       if (denied !== null) {
         this.stats.deniedKey++;
         this.addLog("key", "toplevel", denied, u.name, nowMs, conn, argv);
-        return "NOPERM this user has no permissions to access one of the keys used as arguments";
+        return NOPERM_KEYS;
       }
+    }
+    const channels = CHANNEL_ARGS.get(cmd.name);
+    if (channels !== undefined) {
+      const last = channels.all ? argv.length - 1 : 1;
+      for (let i = 1; i <= last; i++) {
+        if (channelAllowed(u, argv[i]!, channels.literal)) continue;
+        this.stats.deniedChannel++;
+        this.addLog("channel", "toplevel", argv[i]!, u.name, nowMs, conn, argv);
+        return "NOPERM this user has no permissions to access one of the channels used as arguments";
+      }
+    }
+    if (cmd.name === "kv.watch" && argv.length >= 2 && !keyPatternReadable(u, argv[1]!)) {
+      this.stats.deniedKey++;
+      this.addLog("key", "toplevel", argv[1]!, u.name, nowMs, conn, argv);
+      return NOPERM_KEYS;
     }
     return null;
   }

@@ -375,7 +375,7 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
         `acl_access_denied_auth:${s.acl.stats.deniedAuth}`,
         `acl_access_denied_cmd:${s.acl.stats.deniedCmd}`,
         `acl_access_denied_key:${s.acl.stats.deniedKey}`,
-        "acl_access_denied_channel:0",
+        `acl_access_denied_channel:${s.acl.stats.deniedChannel}`,
         `kv_auth_rate_limited:${s.acl.stats.authRateLimited}`,
       );
       break;

@@ -19,6 +19,7 @@ const ACL_FILE = [
   `user alice on #${sha("secret")} ~app:* %R~ro:* +@read +@write -@dangerous`,
   "user bob off nopass ~* +get",
   "user carl on >c1 >c2 allkeys -@all +get +set +client|id",
+  "user pat on >p ~* &news:* +@all",
 ].join("\n");
 
 let dir = "";
@@ -108,6 +109,11 @@ describe("replies as redis-server 7 gives them", () => {
       ["ACL", "SETUSER", "dora", "nopass"], ["AUTH", "dora", "whatever"], ["AUTH", "default", "pw"],
       ["ACL", "DELUSER", "dora", "nobody"], ["AUTH", "dora", "whatever"],
     ],
+    "channel rules: &pattern for PUBLISH and SUBSCRIBE, the same pattern for PSUBSCRIBE": [
+      ["AUTH", "pat", "p"], ["PUBLISH", "news:1", "x"], ["PUBLISH", "other", "x"], ["SPUBLISH", "other", "x"], ["SUBSCRIBE", "news:1", "other"],
+      ["SSUBSCRIBE", "other"], ["PSUBSCRIBE", "n*"], ["PSUBSCRIBE", "news:1"], ["AUTH", "carl", "c1"], ["PUBLISH", "news:1", "x"],
+      ["AUTH", "pat", "p"], ["PSUBSCRIBE", "news:*"], ["SUBSCRIBE", "news:2"],
+    ],
     "RESET returns to the default user, unauthenticated when it has a password": [["AUTH", "carl", "c1"], ["RESET"], ["GET", "k"], ["ACL", "WHOAMI"]],
     "HELLO AUTH": [["HELLO", "2", "AUTH", "alice", "wrong"], ["HELLO", "2", "AUTH", "nobody", "x"], ["GET", "app:1"], ["HELLO", "3", "AUTH", "alice"]],
   };
@@ -162,6 +168,17 @@ describe("pipelining", () => {
     const r = await c.call([["AUTH", "pw"], ["SET", "p:1", "v"], ["AUTH", "alice", "secret"], ["SET", "p:2", "v"], ["SET", "app:p", "v"], ["AUTH", "pw"], ["SET", "p:3", "v"]]);
     c.close();
     expect(r).toEqual(["+OK\r\n", "+OK\r\n", "+OK\r\n", "-NOPERM this user has no permissions to access one of the keys used as arguments\r\n", "+OK\r\n", "+OK\r\n", "+OK\r\n"]);
+  });
+  test("KV.WATCH needs read permission on the whole pattern it watches", async () => {
+    const c = await RawResp.connect(kv.port);
+    const r = await c.call([["AUTH", "pw"], ["ACL", "SETUSER", "watcher", "on", ">w", "~app:*", "+kv.watch"], ["AUTH", "watcher", "w"], ["KV.WATCH", "*"], ["KV.WATCH", "other:*"], ["KV.WATCH", "app:*"]]);
+    c.close();
+    expect(r.slice(0, 5)).toEqual(["+OK\r\n", "+OK\r\n", "+OK\r\n", "-NOPERM this user has no permissions to access one of the keys used as arguments\r\n", "-NOPERM this user has no permissions to access one of the keys used as arguments\r\n"]);
+    expect(r[5]).not.toStartWith("-");
+    const d = await RawResp.connect(kv.port);
+    const [, , info] = await d.call([["AUTH", "pw"], ["ACL", "DELUSER", "watcher"], ["INFO", "stats"]]);
+    d.close();
+    expect(info).toMatch(/acl_access_denied_channel:[1-9]/); // the channel scenario above
   });
   test("KV.ACL and KV.FWD cannot be sent by a client to skip the checks", async () => {
     const c = await RawResp.connect(kv.port);

@@ -2,7 +2,7 @@
 // KV.ACL applied through the state machine, and the snapshot meta's ACL section (old files readable).
 import { describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { ACL_STATE_BYTES_MAX, ACL_USERS_MAX, AclRuleError, AclState, applyRules, commandAllowed, describeUser, keyAllowed, newUser, type AclNames } from "../../src/kv/acl.ts";
+import { ACL_STATE_BYTES_MAX, ACL_USERS_MAX, AclRuleError, AclState, applyRules, channelAllowed, commandAllowed, keyPatternReadable, describeUser, keyAllowed, newUser, type AclNames } from "../../src/kv/acl.ts";
 import { KvStateMachine } from "../../src/kv/fsm.ts";
 import { ReplyBuffer } from "../../src/resp/encode.ts";
 import { decodeSnapshotMeta, encodeSnapshotMeta, restoreAcl, SnapshotMetaError } from "../../src/node/snapshot-meta.ts";
@@ -90,6 +90,25 @@ describe("key rules", () => {
     const both = user("%R~x*", "%W~x*");
     expect(keyAllowed(both, "x1", true, true)).toBe(true);
     expect(describeUser(both)).toContain("~x*"); // merged into one read-write pattern
+  });
+});
+
+describe("channel rules", () => {
+  test("&pattern matches channels; a pattern (PSUBSCRIBE) needs the same pattern; allchannels and resetchannels", () => {
+    const u = user("&news:*");
+    expect(channelAllowed(u, "news:1", false)).toBe(true);
+    expect(channelAllowed(u, "other", false)).toBe(false);
+    expect(channelAllowed(u, "news:*", true)).toBe(true);
+    expect(channelAllowed(u, "news:1*", true)).toBe(false);
+    expect(channelAllowed(user("allchannels"), "n*", true)).toBe(true);
+    expect(channelAllowed(user("allchannels", "resetchannels"), "x", false)).toBe(false);
+    expect(channelAllowed(user(), "x", false)).toBe(false); // a new user has none, as Redis 7's default
+  });
+  test("KV.WATCH of a key pattern needs a read pattern * or that same pattern", () => {
+    expect(keyPatternReadable(user("~app:*"), "app:*")).toBe(true);
+    expect(keyPatternReadable(user("~app:*"), "*")).toBe(false);
+    expect(keyPatternReadable(user("%W~app:*"), "app:*")).toBe(false);
+    expect(keyPatternReadable(user("%R~*"), "anything*")).toBe(true);
   });
 });
 
