@@ -7,6 +7,7 @@ import type { ReplyWriter } from "../resp/encode.ts";
 import { commandLookup, type CommandSpec } from "./command.ts";
 import { Db, type Expiry, toExpiry, typeName, type Value } from "./db.ts";
 import { INT64_MAX, INT64_MIN, isScanCursor, normInt, parseInt64 } from "./int64.ts";
+import { txnKvCommands } from "./txn.ts";
 
 export interface KvCtx {
   db: Db;
@@ -865,6 +866,8 @@ export const KV_COMMANDS: readonly Spec[] = [
   cmd("flushdb", -1, ["write"], 0, 0, 0, flushallCmd),
   cmd("expiretime", 2, ["readonly", "fast"], 1, 1, 1, expiretimeCmd),
   cmd("pexpiretime", 2, ["readonly", "fast"], 1, 1, 1, pexpiretimeCmd),
+  // MULTI/EXEC's log form and KV.REV (txn.ts).
+  ...txnKvCommands((name) => lookupKvCommand(name)),
 ];
 
 export const lookupKvCommand = commandLookup(KV_COMMANDS);

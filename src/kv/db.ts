@@ -56,8 +56,11 @@ export function toExpiry(ms: bigint): Expiry {
 }
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
-/** One key in a snapshot: key, value, absolute expiry in unix ms (undefined: no TTL). */
-export type DbEntry = readonly [key: string, value: Value, expireAtMs: Expiry | undefined];
+/**
+ * One key in a snapshot: key, value, absolute expiry in unix ms (undefined: no TTL), and its
+ * revision (the log index of its last change; undefined when the source has none: see Db.load).
+ */
+export type DbEntry = readonly [key: string, value: Value, expireAtMs: Expiry | undefined, rev?: number];
 
 /**
  * The expiry of a tombstone: a key deleted while a snapshot reads the live Maps, held (value
@@ -123,6 +126,20 @@ export class Db {
   // Not readonly: a flush while a snapshot is open hands these to the snapshot and starts new ones.
   private values = new Map<string, Stored>();
   private expires = new Map<string, Expiry>();
+  /**
+   * Revisions: per held key (tombstones excepted), the log index of its last change, as etcd's
+   * mod_revision. Every change stamps `rev`, which the state machine sets to the index of the
+   * entry it applies; so revisions are the same on every replica and after every replay.
+   */
+  private revs = new Map<string, number>();
+  /** The revision stamped on changes now: the index of the entry being applied. */
+  rev = 0;
+  /**
+   * The index of the last change that removed a held key (DEL, an expiration entry, a write
+   * meeting an expired key, FLUSHALL...): a key absent now and absent at index w did not exist
+   * in between unless deleteFloor > w (conservative: some key was removed since w).
+   */
+  deleteFloor = 0;
 
   /**
    * The write barrier: the preimages of the open snapshot while it reads these Maps, else
@@ -289,15 +306,49 @@ export class Db {
         this.values.delete(key);
         this.expires.delete(key);
       }
+      this.removed(key);
       return undefined;
     }
     return v;
+  }
+
+  /** The revision of a key live at nowMs, or 0 when it is missing or expired. */
+  revOf(key: string, nowMs: number): number {
+    if (!this.has(key, nowMs)) return 0;
+    const r = this.revs.get(key);
+    assert(r !== undefined, `live key ${JSON.stringify(key)} without a revision`);
+    return r;
+  }
+
+  /**
+   * True when `key` may have changed after index `w`, given `wasLive`, whether it was live at w
+   * (WATCH's observation): a live key changed if it was absent or its revision is past w; an
+   * absent one if it was live, or if any key was removed past w (see deleteFloor). Depends on
+   * replicated state only, so every replica decides alike.
+   */
+  changedSince(key: string, wasLive: boolean, w: number, nowMs: number): boolean {
+    const r = this.revOf(key, nowMs);
+    if (r !== 0) return !wasLive || r > w;
+    if (wasLive) return true;
+    // Held but expired: its revision still tells whether it was written past w.
+    const held = this.revs.get(key);
+    return this.deleteFloor > w || (held !== undefined && held > w);
+  }
+
+  private stamp(key: string): void {
+    this.revs.set(key, this.rev);
+  }
+
+  private removed(key: string): void {
+    this.revs.delete(key);
+    this.deleteFloor = this.rev;
   }
 
   /** Sets a value and clears any TTL (plain SET). */
   set(key: string, value: Value): void {
     if (this.cow !== null) this.cowWrite(key);
     this.values.set(key, value);
+    this.stamp(key);
     if (this.expires.size !== 0) this.expires.delete(key);
   }
 
@@ -305,6 +356,7 @@ export class Db {
   setKeepTtl(key: string, value: Value): void {
     if (this.cow !== null) this.cowWrite(key);
     this.values.set(key, value);
+    this.stamp(key);
   }
 
   /** Sets a value expiring at expireAtMs; one already due at nowMs just removes the key. */
@@ -315,6 +367,7 @@ export class Db {
     }
     if (this.cow !== null) this.cowWrite(key);
     this.values.set(key, value);
+    this.stamp(key);
     this.expires.set(key, expireAtMs);
   }
 
@@ -325,21 +378,27 @@ export class Db {
     else {
       if (this.cow !== null) this.cowWrite(key);
       this.expires.set(key, expireAtMs);
+      this.stamp(key);
     }
     return true;
   }
 
   /** Removes a key's TTL; true if it had one. */
   removeExpire(key: string): boolean {
-    if (this.cow !== null) return this.cowRemoveExpire(key);
-    return this.expires.size !== 0 && this.expires.delete(key);
+    const had = this.cow !== null ? this.cowRemoveExpire(key) : this.expires.size !== 0 && this.expires.delete(key);
+    if (had) this.stamp(key);
+    return had;
   }
 
   /** Removes a key whatever its state; true if it was held (live or not yet reclaimed). */
   delete(key: string): boolean {
-    if (this.cow !== null) return this.cowDelete(key);
-    if (!this.values.delete(key)) return false;
-    if (this.expires.size !== 0) this.expires.delete(key);
+    if (this.cow !== null) {
+      if (!this.cowDelete(key)) return false;
+    } else {
+      if (!this.values.delete(key)) return false;
+      if (this.expires.size !== 0) this.expires.delete(key);
+    }
+    this.removed(key);
     return true;
   }
 
@@ -347,9 +406,13 @@ export class Db {
   deleteIfExpired(key: string, nowMs: number): boolean {
     const at = this.expires.get(key);
     if (at === undefined || at > nowMs) return false;
-    if (this.cow !== null) return this.cowDelete(key);
-    this.values.delete(key);
-    this.expires.delete(key);
+    if (this.cow !== null) {
+      if (!this.cowDelete(key)) return false;
+    } else {
+      this.values.delete(key);
+      this.expires.delete(key);
+    }
+    this.removed(key);
     return true;
   }
 
@@ -363,9 +426,9 @@ export class Db {
       if (this.cow === null) {
         this.values.delete(key);
         this.expires.delete(key);
-        return true;
-      }
-      return this.cowDelete(key); // false: a tombstone, not a key
+      } else if (!this.cowDelete(key)) return false; // a tombstone, not a key
+      this.removed(key);
+      return true;
     });
   }
 
@@ -410,9 +473,11 @@ export class Db {
    * any more) and new ones start empty; open cursors finish over the old keys.
    */
   flush(): void {
+    this.deleteFloor = this.rev;
     if (this.cow !== null) {
       this.values = new Map();
       this.expires = new Map();
+      this.revs = new Map();
       this.dropLazy(); // the snapshot keeps its own reference to the source (none opens while loading)
       this.cow = null;
       this.tombs = 0;
@@ -422,6 +487,7 @@ export class Db {
     }
     this.values.clear();
     this.expires.clear();
+    this.revs.clear();
     this.dropLazy();
   }
 
@@ -437,6 +503,7 @@ export class Db {
       } else assert(typeof at === "bigint" ? at > MAX_SAFE || at < -MAX_SAFE : Number.isSafeInteger(at), "expiry is not an int64 in canonical form");
     }
     assert(tombs === this.tombs, `tombstone count ${this.tombs}, found ${tombs}`);
+    assert(this.revs.size === this.values.size - tombs, `${this.revs.size} revisions for ${this.values.size - tombs} keys`);
     assert(this.cow === null || (this.snap !== null && this.cow === this.snap.preimages), "write barrier without its snapshot");
     assert(this.cursors.size <= this.scanCursorsMax, "too many open SCAN cursors");
   }
@@ -447,24 +514,31 @@ export class Db {
   *entries(): IterableIterator<DbEntry> {
     for (const [k, v] of this.values) {
       const at = this.expires.size === 0 ? undefined : this.expires.get(k);
-      if (at !== TOMB) yield [k, typeof v === "number" ? this.lazy!.value(v) : v, at];
+      if (at !== TOMB) yield [k, typeof v === "number" ? this.lazy!.value(v) : v, at, this.revs.get(k)];
     }
   }
 
-  /** Replaces the whole keyspace with a snapshot's entries. */
-  restore(entries: Iterable<DbEntry>): void {
+  /**
+   * Replaces the whole keyspace with a snapshot's entries, as of index `rev` with `deleteFloor`
+   * (an entry without a revision, from an older format, gets `rev`: changed at most then).
+   */
+  restore(entries: Iterable<DbEntry>, rev = this.rev, deleteFloor = rev): void {
     this.flush();
-    for (const e of entries) this.load(e[0], e[1], e[2]);
+    this.rev = rev;
+    this.deleteFloor = deleteFloor;
+    for (const e of entries) this.load(e[0], e[1], e[2], e[3]);
   }
 
   /**
    * Adds one snapshot entry (streaming restore); expiry is absolute and kept even if past.
-   * A number value is a ref into the source given to loadLazy.
+   * A number value is a ref into the source given to loadLazy. `rev`: the key's revision
+   * (default: the current one, `this.rev`).
    */
-  load(key: string, value: Value | number, expireAtMs: Expiry | undefined): void {
+  load(key: string, value: Value | number, expireAtMs: Expiry | undefined, rev: number = this.rev): void {
     if (typeof value === "number") this.storedRef();
     if (this.cow !== null) this.cowWrite(key);
     this.values.set(key, value);
+    this.revs.set(key, rev);
     if (expireAtMs !== undefined) this.expires.set(key, expireAtMs);
     else if (this.expires.size !== 0) this.expires.delete(key);
   }
@@ -486,6 +560,7 @@ export class Db {
     this.storedRef();
     if (this.cow !== null) this.cowWrite(key);
     this.values.set(key, ref);
+    this.stamp(key);
     if (this.expires.size !== 0) this.expires.delete(key);
   }
 
@@ -545,6 +620,7 @@ export class Db {
     const snap = new DbSnapshot(
       this.values,
       this.expires,
+      this.revs,
       this.lazy,
       pre,
       (complete) => this.endSnapshot(snap, complete),
@@ -611,7 +687,7 @@ export class Db {
       let v = this.values.get(key);
       if (v === undefined) return undefined;
       if (typeof v === "number") v = this.lazy!.value(v);
-      p = [key, v, this.expires.size === 0 ? undefined : this.expires.get(key)];
+      p = [key, v, this.expires.size === 0 ? undefined : this.expires.get(key), this.revs.get(key)];
       pre.set(key, p);
     }
     return p;
@@ -679,6 +755,7 @@ export class DbSnapshot {
   private emitted = 0;
   private values: Map<string, Stored> | null;
   private expires: Map<string, Expiry> | null;
+  private revs: Map<string, number> | null;
   private lazy: LazyValues | null;
   private it: Iterator<[string, Stored]> | null;
   private onClose: ((complete: boolean) => void) | null;
@@ -687,6 +764,7 @@ export class DbSnapshot {
   constructor(
     values: Map<string, Stored>,
     expires: Map<string, Expiry>,
+    revs: Map<string, number>,
     lazy: LazyValues | null,
     readonly preimages: Map<string, Preimage>,
     onClose: (complete: boolean) => void,
@@ -694,6 +772,7 @@ export class DbSnapshot {
   ) {
     this.values = values;
     this.expires = expires;
+    this.revs = revs;
     this.lazy = lazy;
     this.entryCountAtStart = values.size;
     this.it = values.entries();
@@ -740,7 +819,7 @@ export class DbSnapshot {
         this.values!.set(k, v);
       }
       const p = pre.size === 0 ? undefined : pre.get(k);
-      if (p === undefined) out.push([k, v, exps.size === 0 ? undefined : exps.get(k)]);
+      if (p === undefined) out.push([k, v, exps.size === 0 ? undefined : exps.get(k), this.revs!.get(k)]);
       else {
         if (p === DONE) assert(false, `snapshot met ${JSON.stringify(k)} twice`);
         out.push(p);
@@ -763,6 +842,7 @@ export class DbSnapshot {
     this.preimages.clear();
     this.values = null;
     this.expires = null;
+    this.revs = null;
     this.lazy = null;
   }
 }

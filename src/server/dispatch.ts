@@ -12,6 +12,7 @@ import { PEER_COMMANDS } from "./peer-commands.ts";
 import { RAFT_COMMANDS } from "./raft-commands.ts";
 import { BACKUP_COMMANDS } from "./backup-commands.ts";
 import { READ_COMMANDS } from "./read-commands.ts";
+import { TXN_COMMANDS } from "./txn-commands.ts";
 import type { Conn, KvServer } from "./server.ts";
 import { ReplyStats } from "./stats.ts";
 
@@ -43,7 +44,7 @@ function build(spec: ContainerSpec, parent: string | null): ServerCommand {
   return { ...spec, id: nextId++, fullName, categories: categories.split(" "), subcommands, subcommand };
 }
 
-export const ALL_COMMANDS: readonly ServerCommand[] = [...CONN_COMMANDS, ...CLUSTER_COMMANDS, ...PEER_COMMANDS, ...RAFT_COMMANDS, ...BACKUP_COMMANDS, ...READ_COMMANDS, ...(KV_COMMANDS as readonly CommandSpec<ServerCtx>[])].map((s) => build(s, null));
+export const ALL_COMMANDS: readonly ServerCommand[] = [...CONN_COMMANDS, ...CLUSTER_COMMANDS, ...PEER_COMMANDS, ...RAFT_COMMANDS, ...BACKUP_COMMANDS, ...READ_COMMANDS, ...TXN_COMMANDS, ...(KV_COMMANDS as readonly CommandSpec<ServerCtx>[])].map((s) => build(s, null));
 /** Commands and subcommands: the size of the statistics table. */
 const COMMAND_IDS = nextId;
 const lookup = commandLookup(ALL_COMMANDS) as (name: string) => ServerCommand | undefined;
