@@ -8,7 +8,7 @@
 //   its word count and its words. The transaction runs only if no watched key changed after its
 //   w (Db.changedSince); else its reply is the null array, as EXEC's in Redis.
 import type { ReplyWriter } from "../resp/encode.ts";
-import { arityOk, unknownCommandError, type CommandSpec } from "./command.ts";
+import { arityOk, commandLookup, unknownCommandError, type CommandSpec } from "./command.ts";
 import type { KvCtx } from "./commands.ts";
 
 type Lookup = (name: string) => CommandSpec<KvCtx> | undefined;
@@ -86,7 +86,7 @@ export function execTxn(lookup: Lookup, ctx: KvCtx, argv: string[], out: ReplyWr
   }
   // Checked whole before anything runs: the entry is applied all or nothing.
   for (const c of t.commands) {
-    const spec = lookup(c[0]!);
+    const spec = txnLookup(lookup, c[0]!);
     if (spec === undefined || !arityOk(spec.arity, c.length) || TXN_NAMES.has(spec.name) || (readOnly && !spec.flags.includes("readonly"))) {
       out.error(spec === undefined ? unknownCommandError(c) : `ERR command '${spec.name}' is not allowed in this transaction`);
       return;
@@ -97,10 +97,30 @@ export function execTxn(lookup: Lookup, ctx: KvCtx, argv: string[], out: ReplyWr
     return;
   }
   out.array(t.commands.length);
-  for (const c of t.commands) lookup(c[0]!)!.exec(ctx, c, out);
+  for (const c of t.commands) txnLookup(lookup, c[0]!)!.exec(ctx, c, out);
 }
 
 const TXN_NAMES = new Set(["kv.txn", "kv.txnread"]);
+
+/**
+ * Commands outside the keyspace that Redis also runs inside a transaction, with the same replies
+ * there: PING, ECHO and UNWATCH (whose effect EXEC has anyway). Pure, so they run in the entry too.
+ */
+export const TXN_EXTRA_COMMANDS: readonly CommandSpec<KvCtx>[] = [
+  spec("ping", -1, ["readonly", "fast"], (_ctx, argv, out) => {
+    if (argv.length > 2) out.error("ERR wrong number of arguments for 'ping' command");
+    else if (argv.length === 2) out.bulk(argv[1]!);
+    else out.simple("PONG");
+  }),
+  spec("echo", 2, ["readonly", "fast"], (_ctx, argv, out) => out.bulk(argv[1]!)),
+  spec("unwatch", 1, ["readonly", "fast"], (_ctx, _argv, out) => out.ok()),
+];
+const extraLookup = commandLookup(TXN_EXTRA_COMMANDS);
+
+/** A command a transaction may run: the keyspace's table, then TXN_EXTRA_COMMANDS. */
+export function txnLookup(lookup: Lookup, name: string): CommandSpec<KvCtx> | undefined {
+  return lookup(name) ?? extraLookup(name);
+}
 
 function spec(name: string, arity: number, flags: CommandSpec<KvCtx>["flags"], exec: CommandSpec<KvCtx>["exec"]): CommandSpec<KvCtx> {
   return { name, arity, flags, firstKey: 0, lastKey: 0, keyStep: 0, exec };

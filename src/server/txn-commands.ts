@@ -17,7 +17,7 @@
 // yet waits (Conn.heldWrite) until every command before it has.
 import { arityOk, unknownCommandError, type CommandSpec } from "../kv/command.ts";
 import { lookupKvCommand } from "../kv/commands.ts";
-import { encodeTxn, TXN_COMMANDS_MAX, TXN_WATCH_KEYS_MAX } from "../kv/txn.ts";
+import { encodeTxn, TXN_COMMANDS_MAX, TXN_WATCH_KEYS_MAX, txnLookup } from "../kv/txn.ts";
 import type { ReplyBuffer, ReplyWriter } from "../resp/encode.ts";
 import type { ServerCtx } from "./dispatch.ts";
 import type { Conn } from "./server.ts";
@@ -87,8 +87,16 @@ export function interceptTxn(conn: Conn, spec: CommandSpec<ServerCtx> | undefine
     return null; // EXEC/DISCARD without MULTI answer their errors when they run
   }
   if (spec !== undefined && !arityOk(spec.arity, argv.length)) {
+    const text = `ERR wrong number of arguments for '${spec.name}' command`;
+    if (name === "exec") {
+      // As Redis: a refused EXEC discards the transaction.
+      txn.endMulti();
+      txn.watched.clear();
+      answer(conn, out, (o) => o.error(`EXECABORT Transaction discarded because of: ${text.slice(4)}`));
+      return TXN_HANDLED;
+    }
     txn.dirty = true;
-    answer(conn, out, (o) => o.error(`ERR wrong number of arguments for '${spec.name}' command`));
+    answer(conn, out, (o) => o.error(text));
     return TXN_HANDLED;
   }
   switch (name) {
@@ -116,7 +124,7 @@ export function interceptTxn(conn: Conn, spec: CommandSpec<ServerCtx> | undefine
         answer(conn, out, (o) => o.error(ERR_EXECABORT));
         return TXN_HANDLED;
       }
-      const readOnly = queue.every((c) => lookupKvCommand(c[0]!)!.flags.includes("readonly"));
+      const readOnly = queue.every((c) => txnLookup(lookupKvCommand, c[0]!)!.flags.includes("readonly"));
       return encodeTxn({ watched, commands: queue }, readOnly ? "KV.TXNREAD" : "KV.TXN");
     }
     case "multi":
@@ -133,7 +141,7 @@ export function interceptTxn(conn: Conn, spec: CommandSpec<ServerCtx> | undefine
   }
   let refusal: string | null = null;
   if (spec === undefined) refusal = unknownCommandError(argv);
-  else if (lookupKvCommand(spec.name) === undefined || spec.name === "kv.txn" || spec.name === "kv.txnread") refusal = ERR_NOT_ALLOWED;
+  else if (txnLookup(lookupKvCommand, spec.name) === undefined || spec.name === "kv.txn" || spec.name === "kv.txnread") refusal = ERR_NOT_ALLOWED;
   else if (txn.queue.length >= TXN_COMMANDS_MAX) refusal = `ERR transaction past ${TXN_COMMANDS_MAX} queued commands`;
   else {
     let bytes = 0;
@@ -169,7 +177,8 @@ export const TXN_COMMANDS: readonly CommandSpec<ServerCtx>[] = [
       out.error(`ERR WATCH past ${TXN_WATCH_KEYS_MAX} keys`);
       return;
     }
-    const w = ctx.server.node.applied;
+    // The index of the last change this node's state holds: every key's revision is at most it.
+    const w = ctx.db.rev;
     for (let i = 1; i < argv.length; i++) {
       const k = argv[i]!;
       if (!txn.watched.has(k)) txn.watched.set(k, [w, ctx.db.has(k, ctx.nowMs)]);
