@@ -96,6 +96,7 @@ const SCENARIOS: Record<string, Step[]> = {
   "EXEC forgets the keys (even aborted)": [A(c("WATCH k")), B(c("SET k 2")), A(c("MULTI"), c("GET k"), c("EXEC")), B(c("SET k 3")), A(c("MULTI"), c("GET k"), c("EXEC"))],
   "DISCARD forgets the keys": [A(c("WATCH k")), B(c("SET k 2")), A(c("MULTI"), c("DISCARD")), A(c("MULTI"), c("GET k"), c("EXEC"))],
   "EXECABORT forgets the keys": [A(c("WATCH k")), B(c("SET k 2")), A(c("MULTI"), c("NOSUCH"), c("EXEC")), A(c("MULTI"), c("GET k"), c("EXEC"))],
+  "RESET forgets the watched keys and ends MULTI": [A(c("WATCH k")), B(c("SET k 2")), A(c("RESET"), c("MULTI"), c("GET k"), c("EXEC"), c("MULTI"), c("SET a 1"), c("RESET"), c("EXEC"), c("GET a"))],
   "WATCH of several keys, one changed": [A(c("MSET x 1 y 2"), c("WATCH x y z")), B(c("SET y 3")), A(c("MULTI"), c("MGET x y z"), c("EXEC"))],
   "WATCH twice, pipelined with MULTI and EXEC": [A(c("SET k 1"), c("WATCH k"), c("WATCH k2"), c("MULTI"), c("INCR k"), c("EXEC"))],
 };
