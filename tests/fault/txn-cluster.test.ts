@@ -108,3 +108,30 @@ test(`${CLIENTS} clients incrementing one counter with WATCH retries through a l
     await cluster.stop();
   }
 }, 120_000);
+
+test("on followers: WATCH observes every write acknowledged before it (no false abort), read-only transactions are linearizable", async () => {
+  const cluster = await ProcCluster.start({ dir: tmp(), nodes: 3 });
+  try {
+    const leader = await cluster.waitLeader(15_000);
+    const followers = [1, 2, 3].filter((id) => id !== leader);
+    const l = await RawResp.connect(cluster.node(leader).port);
+    const fs = await Promise.all(followers.map((id) => RawResp.connect(cluster.node(id).port)));
+    try {
+      for (let i = 0; i < 30; i++) {
+        const f = fs[i % fs.length]!;
+        expect(await l.call([["SET", "fk", String(i)]])).toEqual(["+OK\r\n"]);
+        // Written through the leader, then watched, read and changed in a transaction on a follower.
+        const r = await f.call([["WATCH", "fk"], ["GET", "fk"], ["MULTI"], ["SET", "fk", `${i}!`], ["EXEC"]], 10_000);
+        expect(r, `round ${i}`).toEqual(["+OK\r\n", `$${String(i).length}\r\n${i}\r\n`, "+OK\r\n", "+QUEUED\r\n", "*1\r\n+OK\r\n"]);
+        // A read-only transaction on the other follower sees it.
+        const g = fs[(i + 1) % fs.length]!;
+        expect(await g.call([["MULTI"], ["GET", "fk"], ["EXISTS", "fk"], ["EXEC"]], 10_000), `round ${i}`).toEqual(["+OK\r\n", "+QUEUED\r\n", "+QUEUED\r\n", `*2\r\n$${String(i).length + 1}\r\n${i}!\r\n:1\r\n`]);
+      }
+    } finally {
+      l.close();
+      for (const f of fs) f.close();
+    }
+  } finally {
+    await cluster.stop();
+  }
+}, 60_000);
