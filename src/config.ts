@@ -43,6 +43,29 @@ export interface ServerConfig {
   maxStalenessMs: number;
   /** Set with --cluster: this node is a member of a Raft group. */
   cluster?: ClusterConfig;
+  /** Client TLS (--tls-port ...): see src/server/tls.ts and docs/security.md. */
+  tls?: TlsConfig;
+  /** Peer mutual TLS (--peer-cert-file ...): see src/node/peer-tls.ts. */
+  peerTls?: PeerTlsConfig;
+}
+
+/** Redis's tls-auth-clients: yes (a valid client certificate is required), optional (checked if sent), no (not asked for). */
+export type TlsAuthClients = "yes" | "no" | "optional";
+export const TLS_AUTH_CLIENTS: readonly TlsAuthClients[] = ["yes", "no", "optional"];
+
+export interface TlsConfig {
+  port: number;
+  certFile: string;
+  keyFile: string;
+  /** CA bundle client certificates must chain to (needed unless authClients is "no"). */
+  caCertFile?: string;
+  authClients: TlsAuthClients;
+}
+
+export interface PeerTlsConfig {
+  certFile: string;
+  keyFile: string;
+  caFile: string;
 }
 
 /** A member as --cluster names it. */

@@ -4,6 +4,7 @@ import { type ArgsDef, defineCommand } from "citty";
 import { closeSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
 import { crc32 } from "node:zlib";
 import { createClient } from "../client/index.ts";
+import { CLIENT_TLS_ARGS, cliTls, useTlsArgs } from "./cli-tls.ts";
 import { DEFAULT_HOST, DEFAULT_PORT, parseClusterSpec, parseInteger } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 import { BackupError, encodeBackupHeader, restoreBackup } from "../node/backup.ts";
@@ -18,6 +19,7 @@ const backupArgs = {
   addr: { type: "string", description: "A node of the cluster, host:port", default: `${DEFAULT_HOST}:${DEFAULT_PORT}` },
   file: { type: "positional", description: "The backup file to write", required: true },
   timeout: { type: "string", description: "Seconds to wait for the node's snapshot", default: "300" },
+  ...CLIENT_TLS_ARGS,
 } as const satisfies ArgsDef;
 
 export const backup = defineCommand({
@@ -25,9 +27,10 @@ export const backup = defineCommand({
   args: backupArgs,
   async run({ args, rawArgs }) {
     refuseBadArgs(rawArgs, backupArgs);
+    useTlsArgs(args);
     const file = String(args.file);
     const timeoutMs = parseInteger(args.timeout, "--timeout", 1, 86_400) * 1000;
-    const client = createClient({ addrs: args.addr, timeoutMs, connectTimeoutMs: 2000, failFast: true, readRetriesMax: 0 });
+    const client = createClient({ ...cliTls(), addrs: args.addr, timeoutMs, connectTimeoutMs: 2000, failFast: true, readRetriesMax: 0 });
     const tmp = `${file}.partial`;
     let fd = -1;
     let token: string | undefined;

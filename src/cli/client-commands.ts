@@ -5,6 +5,7 @@
 import type { ArgsDef, CommandDef } from "citty";
 import { defineCommand } from "citty";
 import { type Client, ClientError, createClient, ServerError } from "../client/index.ts";
+import { CLIENT_TLS_ARGS, cliTls, useTlsArgs } from "./cli-tls.ts";
 import type { RespValue } from "../resp/reply-parser.ts";
 import { toJson } from "./client-format.ts";
 import { checkArgs } from "./strict.ts";
@@ -19,6 +20,7 @@ export const DEFAULT_ADDR = "127.0.0.1:6379";
 export const connArgs = {
   addr: { type: "string", description: `Server address host:port (env KV_ADDR; default ${DEFAULT_ADDR})`, valueHint: "host:port" },
   timeout: { type: "string", description: "Per-call timeout in milliseconds (default 5000)", valueHint: "ms" },
+  ...CLIENT_TLS_ARGS,
 } as const satisfies ArgsDef;
 
 const jsonArg = { json: { type: "boolean", description: "Print JSON (for scripts)" } } as const satisfies ArgsDef;
@@ -42,7 +44,7 @@ export function openClient(args: { addr?: string; timeout?: string }): Client {
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) die(EXIT_NIL, `kv: bad --timeout ${JSON.stringify(args.timeout)}: expected milliseconds`);
   }
   try {
-    return createClient({ addrs: addr, timeoutMs, connectTimeoutMs: Math.min(2000, timeoutMs), failFast: true });
+    return createClient({ ...cliTls(), addrs: addr, timeoutMs, connectTimeoutMs: Math.min(2000, timeoutMs), failFast: true });
   } catch (e) {
     die(EXIT_NIL, `kv: ${(e as Error).message}`);
   }
@@ -91,9 +93,9 @@ function numberFlag(v: string | undefined, name: string): number | undefined {
 
 const get = defineCommand({
   meta: { name: "get", description: "Print a key's value (raw bytes); exit 1 if the key does not exist" },
-  args: { ...connArgs, ...jsonArg, key: { type: "positional", description: "Key", required: true } },
+  args: { ...connArgs, ...jsonArg, KEY: { type: "positional", description: "Key", required: true } },
   async run({ args }) {
-    const v = await withClient(args, (c) => c.getBuffer(args.key));
+    const v = await withClient(args, (c) => c.getBuffer(args.KEY));
     if (v === null) return finish(EXIT_NIL);
     if (args.json) await writeOut(JSON.stringify(Buffer.from(v).toString("utf8")) + "\n");
     else await writeOut(process.stdout.isTTY ? Buffer.concat([v, Buffer.from("\n")]) : v);
@@ -106,7 +108,7 @@ const set = defineCommand({
   args: {
     ...connArgs,
     ...jsonArg,
-    key: { type: "positional", description: "Key", required: true },
+    KEY: { type: "positional", description: "Key", required: true },
     value: { type: "positional", description: "Value (or --stdin)", required: false },
     ex: { type: "string", description: "Expire after seconds", valueHint: "seconds" },
     px: { type: "string", description: "Expire after milliseconds", valueHint: "ms" },
@@ -132,7 +134,7 @@ const set = defineCommand({
       nx: args.nx,
       xx: args.xx,
     };
-    const ok = await withClient(args, (c) => c.set(args.key, value, opts));
+    const ok = await withClient(args, (c) => c.set(args.KEY, value, opts));
     if (!ok) {
       if (args.json) await writeOut("null\n");
       return finish(EXIT_NIL);
@@ -144,7 +146,7 @@ const set = defineCommand({
 
 const del = defineCommand({
   meta: { name: "del", description: "Delete keys; prints how many existed" },
-  args: { ...connArgs, ...jsonArg, key: { type: "positional", description: "Keys (one or more)", required: true } },
+  args: { ...connArgs, ...jsonArg, KEY: { type: "positional", description: "Keys (one or more)", required: true } },
   async run({ args }) {
     const keys = positionals(args, 1, "kv del KEY [KEY...]");
     const n = await withClient(args, (c) => c.del(...keys));
@@ -158,11 +160,11 @@ const ttl = defineCommand({
   args: {
     ...connArgs,
     ...jsonArg,
-    key: { type: "positional", description: "Key", required: true },
+    KEY: { type: "positional", description: "Key", required: true },
     ms: { type: "boolean", description: "Milliseconds (PTTL)" },
   },
   async run({ args }) {
-    const n = await withClient(args, (c) => (args.ms ? c.pttl(args.key) : c.ttl(args.key)));
+    const n = await withClient(args, (c) => (args.ms ? c.pttl(args.KEY) : c.ttl(args.KEY)));
     await writeOut(`${n}\n`);
     finish(EXIT_OK);
   },
@@ -186,10 +188,10 @@ const keys = defineCommand({
 
 const incr = defineCommand({
   meta: { name: "incr", description: "Increment an integer value; prints the new value" },
-  args: { ...connArgs, ...jsonArg, key: { type: "positional", description: "Key", required: true }, by: { type: "string", description: "Increment (INCRBY)", valueHint: "n" } },
+  args: { ...connArgs, ...jsonArg, KEY: { type: "positional", description: "Key", required: true }, by: { type: "string", description: "Increment (INCRBY)", valueHint: "n" } },
   async run({ args }) {
     const by = numberFlag(args.by, "by");
-    const v = await withClient(args, (c) => c.command(by === undefined ? ["INCR", args.key] : ["INCRBY", args.key, by]));
+    const v = await withClient(args, (c) => c.command(by === undefined ? ["INCR", args.KEY] : ["INCRBY", args.KEY, by]));
     await writeOut(`${String(v)}\n`);
     finish(EXIT_OK);
   },
@@ -235,6 +237,11 @@ function strict<T extends CommandDef<any>>(name: string, cmd: T): T {
     run(ctx: Parameters<NonNullable<T["run"]>>[0]) {
       const bad = checkArgs(ctx.rawArgs, cmd.args as ArgsDef);
       if (bad !== null) die(EXIT_NIL, `kv: ${bad} (see kv ${name} --help)`);
+      try {
+        useTlsArgs(ctx.args as Parameters<typeof useTlsArgs>[0]);
+      } catch (e) {
+        die(EXIT_NIL, `kv: ${(e as Error).message}`);
+      }
       return run(ctx);
     },
   };

@@ -8,6 +8,8 @@ import { join, resolve } from "node:path";
 import { parseInteger } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 import { StartupError } from "./fatal.ts";
+import { useClusterTls } from "./cli-tls.ts";
+import { TLS_DIR } from "./certs.ts";
 
 export const CLUSTER_FILE = "cluster.json";
 export const DEFAULT_CLUSTER_DIR = "./cluster";
@@ -46,6 +48,8 @@ export interface ClusterFile {
   nodes: ClusterNode[];
   /** Ids of nodes `kv cluster remove` removed (never given again). */
   removed?: number[];
+  /** Started with --tls: every node serves TLS only on its client port and peers use mutual TLS (certificates in DIR/tls). */
+  tls?: boolean;
 }
 
 /** What `up` was asked; count and basePort are undefined when not given. */
@@ -54,6 +58,8 @@ export interface UpOptions {
   basePort: number | undefined;
   dataDir: string;
   detach: boolean;
+  /** --tls (absent without it). */
+  tls?: true;
   timeoutMs: number;
   serveFlags: string[];
 }
@@ -65,6 +71,7 @@ export const upArgs = {
   "data-dir": { type: "string", description: `The cluster's directory: cluster.json and n1, n2, ... (default ${DEFAULT_CLUSTER_DIR})`, valueHint: "dir" },
   detach: { type: "boolean", description: "Exit once a leader is elected and leave the nodes running (default: a live status view until Ctrl-C, which stops them)" },
   timeout: { type: "string", description: `Seconds to wait for a leader and every node to answer (default ${UP_TIMEOUT_S_DEFAULT})`, valueHint: "s" },
+  tls: { type: "boolean", description: "Client TLS and peer mutual TLS, with a throwaway CA and certificates made (by openssl) in DIR/tls; kept for restarts" },
 } as const satisfies ArgsDef;
 
 /** `kv serve` flags the launcher sets itself for each node, and why the user cannot. */
@@ -112,6 +119,11 @@ export function parseUpArgs(rawArgs: readonly string[], serveDef: ArgsDef): UpOp
       own.set("detach", name === "detach" ? true : "false");
       continue;
     }
+    if (name === "tls") {
+      if (value !== undefined) throw new ConfigError(`${t}: --tls takes no value`);
+      own.set("tls", true);
+      continue;
+    }
     if (name === "base-port" || name === "data-dir" || name === "timeout") {
       own.set(name, takeValue());
       continue;
@@ -143,6 +155,7 @@ export function parseUpArgs(rawArgs: readonly string[], serveDef: ArgsDef): UpOp
     basePort,
     dataDir: typeof dd === "string" ? dd : DEFAULT_CLUSTER_DIR,
     detach: own.get("detach") === true,
+    ...(own.get("tls") === true ? { tls: true as const } : {}),
     timeoutMs: timeoutS * 1000,
     serveFlags,
   };
@@ -188,7 +201,14 @@ export function membersArg(nodes: readonly ClusterNode[]): string {
 }
 
 /** The argv that runs `node` (on its data, as a member of `nodes`). */
-export function nodeArgv(self: readonly string[], node: ClusterNode, nodes: readonly ClusterNode[], clusterId: string, serveFlags: readonly string[]): string[] {
+export function nodeArgv(self: readonly string[], node: ClusterNode, nodes: readonly ClusterNode[], clusterId: string, serveFlags: readonly string[], tlsDir?: string): string[] {
+  // With TLS, the client port serves TLS only (--port 0) and the node's certificate also serves its peer links.
+  const port = String(portOf(node.addr));
+  const cert = (n: string) => join(tlsDir ?? "", n);
+  const ports =
+    tlsDir === undefined
+      ? ["--port", port]
+      : ["--port", "0", "--tls-port", port, "--tls-cert-file", cert(`node${node.id}.crt`), "--tls-key-file", cert(`node${node.id}.key`), "--tls-ca-cert-file", cert("ca.crt"), "--tls-cluster"];
   return [
     ...self,
     "serve",
@@ -196,8 +216,7 @@ export function nodeArgv(self: readonly string[], node: ClusterNode, nodes: read
     String(node.id),
     "--host",
     LOOPBACK,
-    "--port",
-    String(portOf(node.addr)),
+    ...ports,
     "--data-dir",
     node.dataDir,
     "--cluster",
@@ -253,6 +272,9 @@ export function readClusterFile(dir: string): ClusterFile | undefined {
       typeof n.dataDir === "string";
     if (!ok) throw damaged(path, `node ${i + 1} is not {name: "n<id>", id (above the one before), addr, peer, pid, start, cwd, log, dataDir}`);
   });
+  if (f.tls !== undefined && f.tls !== true) throw damaged(path, "tls is not true");
+  // The CLI talks to a TLS cluster with its CA and client certificate.
+  if (f.tls === true) useClusterTls(join(dir, TLS_DIR));
   // Where the nodes' data is now: DIR/n<i>, wherever DIR was when the file was written.
   for (const n of f.nodes) {
     n.dataDir = join(dir, n.name);

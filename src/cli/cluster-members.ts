@@ -9,6 +9,8 @@ import { join, resolve } from "node:path";
 import { parseInteger } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 import { ConnectionError, createClient, ServerError, type RespValue } from "../client/index.ts";
+import { cliTls } from "./cli-tls.ts";
+import { ensureClusterCerts, TLS_DIR } from "./certs.ts";
 import {
   type ClusterFile,
   type ClusterNode,
@@ -71,7 +73,7 @@ export function parseMembers(reply: RespValue): Member[] {
 export async function call(addrs: readonly string[], argv: readonly string[], timeoutMs = CALL_TIMEOUT_MS): Promise<RespValue> {
   const skipped: string[] = [];
   for (const addr of addrs) {
-    const client = createClient({ addrs: addr, timeoutMs, connectTimeoutMs: 1000, failFast: true, readRetriesMax: 0 });
+    const client = createClient({ ...cliTls(), addrs: addr, timeoutMs, connectTimeoutMs: 1000, failFast: true, readRetriesMax: 0 });
     try {
       return await client.command([...argv]);
     } catch (e) {
@@ -145,7 +147,9 @@ async function addNode(rawArgs: readonly string[], args: { "data-dir"?: string; 
   }
   // --cluster: the members as the cluster knows them now, and the new node; --join: do not bootstrap.
   const known: ClusterNode[] = members.map((m) => ({ ...node, name: `n${m.id}`, id: m.id, addr: m.addr, peer: m.peer }));
-  node.start = [...nodeArgv(selfArgv(process.execPath, Bun.main, process.execArgv), node, [...known, node], file.clusterId, file.serveFlags), "--join"];
+  const tlsDir = file.tls === true ? join(dir, TLS_DIR) : undefined;
+  if (tlsDir !== undefined) ensureClusterCerts(dir, [id], file.clusterId);
+  node.start = [...nodeArgv(selfArgv(process.execPath, Bun.main, process.execArgv), node, [...known, node], file.clusterId, file.serveFlags, tlsDir), "--join"];
   mkdirSync(dataDir, { recursive: true });
   const fd = openSync(node.log, "a");
   let pid: number;

@@ -1,6 +1,7 @@
 // What `kv cluster status`, `up` and its live view show: each node's INFO raft (asked over RESP
 // with the client library), the lag behind the leader, and the tables and JSON they print.
 import { createClient } from "../client/index.ts";
+import { cliTls } from "./cli-tls.ts";
 
 export interface Member {
   id: number;
@@ -107,7 +108,7 @@ export type Answer = { info: RaftInfo | null } | { error: string };
 export async function askNode(addr: string, timeoutMs: number): Promise<Answer> {
   let client;
   try {
-    client = createClient({ addrs: addr, timeoutMs, connectTimeoutMs: timeoutMs, failFast: true, readRetriesMax: 0 });
+    client = createClient({ ...cliTls(), addrs: addr, timeoutMs, connectTimeoutMs: timeoutMs, failFast: true, readRetriesMax: 0 });
   } catch (e) {
     return { error: (e as Error).message };
   }

@@ -29,6 +29,8 @@ import { StartupError } from "./fatal.ts";
 import { add, addArgs, memberArgs, remove, transfer } from "./cluster-members.ts";
 import { restart, restartArgs } from "./cluster-restart.ts";
 import { refuseBadArgs } from "./strict.ts";
+import { ensureClusterCerts, TLS_DIR } from "./certs.ts";
+import { CLIENT_TLS_ARGS, useClusterTls, useTlsArgs } from "./cli-tls.ts";
 
 /** Exit code of `status` when no node answers (as the client commands' "no answer"). */
 const EXIT_NO_ANSWER = 3;
@@ -115,6 +117,13 @@ async function up(rawArgs: readonly string[]): Promise<void> {
     file = { clusterId: newClusterId(), basePort, serveFlags: opts.serveFlags, nodes };
   }
 
+  if (opts.tls === true) file.tls = true;
+  const tlsDir = file.tls === true ? join(dir, TLS_DIR) : undefined;
+  if (tlsDir !== undefined) {
+    mkdirSync(dir, { recursive: true });
+    ensureClusterCerts(dir, nodes.map((n) => n.id), file.clusterId);
+    useClusterTls(tlsDir);
+  }
   // Nodes already running on their data dirs are left alone; the others' ports must be free.
   const running = new Map<number, number>();
   for (const n of nodes) {
@@ -140,11 +149,11 @@ async function up(rawArgs: readonly string[]): Promise<void> {
     if (pid !== undefined) {
       // Left alone; its restart line stays the one it was started with (or, unknown, the one it would get).
       n.pid = pid;
-      if (n.start.length === 0) n.start = nodeArgv(self, n, nodes, file.clusterId, file.serveFlags);
+      if (n.start.length === 0) n.start = nodeArgv(self, n, nodes, file.clusterId, file.serveFlags, tlsDir);
       continue;
     }
     mkdirSync(n.dataDir, { recursive: true });
-    n.start = nodeArgv(self, n, nodes, file.clusterId, file.serveFlags);
+    n.start = nodeArgv(self, n, nodes, file.clusterId, file.serveFlags, tlsDir);
     n.cwd = dir;
     const fd = openSync(n.log, "a");
     try {
@@ -188,7 +197,13 @@ async function up(rawArgs: readonly string[]): Promise<void> {
   const leader = nodes.find((n) => n.id === status.leader)!;
   out(`kv cluster of ${nodes.length} node(s) in ${dir}: leader ${leader.name} at ${leader.addr} (term ${status.term ?? "?"})\n`);
   out(formatUpTable(status, notes));
-  out(`\nAny node answers every command: redis-cli${portOf(leader.addr) === 6379 ? "" : ` -p ${portOf(leader.addr)}`}\n`);
+  const redisCli = `redis-cli${portOf(leader.addr) === 6379 ? "" : ` -p ${portOf(leader.addr)}`}`;
+  if (tlsDir === undefined) out(`\nAny node answers every command: ${redisCli}\n`);
+  else {
+    const f = (name: string) => shellLine([join(tlsDir, name)]);
+    out(`\nAny node answers every command, over TLS only (client certificate required): ${redisCli} --tls --cacert ${f("ca.crt")} --cert ${f("client.crt")} --key ${f("client.key")}\n`);
+    out(`The kv CLI: kv get KEY --addr ${leader.addr} --tls --cacert ${f("ca.crt")} --cert ${f("client.crt")} --key ${f("client.key")}; kv cluster status/add/... use ${tlsDir} by themselves\n`);
+  }
   out(`Node logs: ${join(dir, "n<i>", "kv.log")}; restart argv of each node: ${clusterFilePath(dir)}\n`);
   if (opts.detach) {
     out(`Status: ${hintCmd("status", opts.dataDir)}    Stop: ${hintCmd("down", opts.dataDir)}\n`);
@@ -325,10 +340,12 @@ const statusArgs = {
   addr: { type: "string", description: "Ask this node instead: the members come from its INFO raft", valueHint: "host:port" },
   json: { type: "boolean", description: "Print JSON (for scripts)" },
   timeout: { type: "string", description: `Milliseconds to wait for each node's answer (default ${STATUS_TIMEOUT_MS_DEFAULT})`, valueHint: "ms" },
+  ...CLIENT_TLS_ARGS,
 } as const satisfies ArgsDef;
 
-async function status(rawArgs: readonly string[], args: { "data-dir"?: string; addr?: string; json?: boolean; timeout?: string }): Promise<void> {
+async function status(rawArgs: readonly string[], args: { "data-dir"?: string; addr?: string; json?: boolean; timeout?: string; tls?: boolean; cacert?: string; cert?: string; key?: string }): Promise<void> {
   refuseBadArgs(rawArgs, statusArgs);
+  useTlsArgs(args);
   if (args.addr !== undefined && args["data-dir"] !== undefined) throw new ConfigError("give --data-dir or --addr, not both");
   const timeoutMs = args.timeout === undefined ? STATUS_TIMEOUT_MS_DEFAULT : parseInteger(args.timeout, "--timeout", 1, 600_000);
   let targets: Target[];

@@ -29,6 +29,7 @@ import { log, setLogLevel, type LogLevelName } from "../log.ts";
 import { refuseBadArgs } from "./strict.ts";
 import { StartupError } from "./fatal.ts";
 import { KvServer } from "../server/server.ts";
+import { TLS_ARGS, tlsFromArgs, openTls, type OpenedTls, watchSighup } from "./serve-tls.ts";
 
 const LOG_LEVELS = ["silent", "error", "warn", "info", "debug", "trace"] as const;
 
@@ -74,6 +75,7 @@ const serveArgs = {
     default: String(MAX_STALENESS_MS_DEFAULT),
   },
   "wal-segment-bytes": { type: "string", description: "Size at which a log segment is closed and a new one started", default: "64mb" },
+  ...TLS_ARGS,
 } as const satisfies ArgsDef;
 
 export default defineCommand({
@@ -107,6 +109,7 @@ export default defineCommand({
     if (args.join === true && (args.cluster === undefined || args["cluster-id"] === undefined)) {
       throw new ConfigError("--join needs --cluster (the running members and this node) and --cluster-id (the running cluster's)");
     }
+    Object.assign(config, tlsFromArgs(args));
     config.cluster = args.cluster !== undefined ? clusterConfig(args, config.id) : oneMemberConfig(args, config);
     if (args.join === true) config.cluster.join = true;
     validateConfig(config);
@@ -187,7 +190,7 @@ function heldPeerAddress(dataDir: string, id: number): { host: string; port: num
   return Number.isInteger(port) && port > 0 && port <= 65535 ? { host: me.peer.slice(0, at), port } : undefined;
 }
 
-async function openNode(config: ServerConfig): Promise<ClusterNode<Conn>> {
+async function openNode(config: ServerConfig, tls: OpenedTls): Promise<ClusterNode<Conn>> {
   const io = slowDiskIoFromEnv(process.env);
   const c = config.cluster;
   assert(c !== undefined, "serve without a group configuration");
@@ -209,6 +212,7 @@ async function openNode(config: ServerConfig): Promise<ClusterNode<Conn>> {
     join: c.join === true,
     io,
     unsafeLocalReads,
+    ...(tls.peer !== undefined ? { peerTls: tls.peer } : {}),
   });
   return node;
 }
@@ -227,9 +231,11 @@ function startupFailure(e: unknown, config: ServerConfig): unknown {
 
 export async function serve(config: ServerConfig): Promise<void> {
   let durable: ClusterNode<Conn>;
+  // Certificates are read (and checked) before the data dir is opened: a bad file is a ConfigError.
+  const tls = openTls(config);
   try {
     mkdirSync(config.dataDir, { recursive: true });
-    durable = await openNode(config);
+    durable = await openNode(config, tls);
   } catch (e) {
     throw startupFailure(e, config);
   }
@@ -241,7 +247,7 @@ export async function serve(config: ServerConfig): Promise<void> {
     log.fatal(`raft node stopped: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     process.exit(70);
   };
-  const server = new KvServer(config, durable);
+  const server = new KvServer(config, durable, tls.client);
   const sole = durable.soleVoter();
   if (sole) {
     // The only voter elects itself and applies its log before clients connect: nothing it serves is from before its restart.
@@ -269,13 +275,19 @@ export async function serve(config: ServerConfig): Promise<void> {
   try {
     server.start();
   } catch (e) {
-    throw new StartupError(`cannot listen on ${config.host}:${config.port}: ${listenFailure(e)}`, {}, e);
+    const port = config.tls !== undefined && config.port === 0 ? config.tls.port : config.port;
+    throw new StartupError(`cannot listen on ${config.host}:${port}: ${listenFailure(e)}`, {}, e);
   }
-  durable.advertise(`${config.host}:${server.port}`);
+  // Members reach one another's client port over TLS when peer TLS is on (links to the leader).
+  durable.advertise(`${config.host}:${server.port === 0 || tls.peer !== undefined ? server.tlsPort : server.port}`);
   if (!sole) durable.start();
   const peers = durable.peerPort === 0 ? "no peer port" : `peers on ${durable.peerPort}`;
   const keys = sole ? `, ${durable.fsm.db.dbsize()} keys at index ${durable.applied}` : "";
-  log.info(`kv node ${config.id} of cluster ${durable.clusterId} listening on ${config.host}:${server.port}, ${peers}${keys} (data dir ${config.dataDir}, pid ${process.pid})`);
+  const ports = [server.port !== 0 ? `${config.host}:${server.port}` : "", server.tlsPort !== 0 ? `${config.host}:${server.tlsPort} (TLS, client certificates: ${config.tls!.authClients})` : ""].filter((x) => x !== "").join(" and ");
+  log.info(
+    `kv node ${config.id} of cluster ${durable.clusterId} listening on ${ports}, ${peers}${tls.peer !== undefined ? " (mutual TLS)" : ""}${keys} (data dir ${config.dataDir}, pid ${process.pid})`,
+  );
+  watchSighup(server);
 
   let signals = 0;
   const onSignal = (sig: string) => {

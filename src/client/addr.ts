@@ -13,6 +13,8 @@ export interface ParsedUrl {
   username?: string;
   password?: string;
   db?: number;
+  /** rediss:// */
+  tls?: boolean;
 }
 
 /** `host:port` for messages and MOVED comparisons; IPv6 hosts are bracketed. */
@@ -54,15 +56,15 @@ export function parseAddr(s: string): Addr {
   return { host: host === "" ? DEFAULT_HOST : host, port };
 }
 
-/** `redis://[user:pass@]host[:port][,host2:port2...][/db]`; also `kv://` and `rediss` is rejected. */
+/** `redis://[user:pass@]host[:port][,host2:port2...][/db]`; also `kv://`, and `rediss://` (TLS). */
 export function parseUrl(s: string): ParsedUrl {
   const m = /^([a-z][a-z0-9+.-]*):\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/?#]*)(?:\/(\d*))?\/?$/i.exec(s.trim());
   if (!m) throw new TypeError(`bad URL ${JSON.stringify(s)}`);
   const scheme = m[1]!.toLowerCase();
-  if (scheme !== "redis" && scheme !== "kv") throw new TypeError(`unsupported URL scheme ${JSON.stringify(scheme)} (use redis:// or kv://)`);
+  if (scheme !== "redis" && scheme !== "kv" && scheme !== "rediss") throw new TypeError(`unsupported URL scheme ${JSON.stringify(scheme)} (use redis://, rediss:// or kv://)`);
   const hosts = m[4]!;
   const addrs = (hosts === "" ? [DEFAULT_HOST] : hosts.split(",")).map((h) => parseAddr(h));
-  const out: ParsedUrl = { addrs };
+  const out: ParsedUrl = { addrs, ...(scheme === "rediss" ? { tls: true } : {}) };
   if (m[2]) out.username = decodeURIComponent(m[2]);
   if (m[3] !== undefined) out.password = decodeURIComponent(m[3]);
   if (m[2] !== undefined && m[3] === undefined && m[2] !== "") {

@@ -70,6 +70,20 @@ export interface ClientOptions {
   failFast?: boolean;
   /** Called with RESP3 push frames (pub/sub messages); they never answer a call. */
   onPush?: (data: RespValue[]) => void;
+  /**
+   * Connect over TLS (a `rediss://` URL does too). The server's certificate is verified against
+   * `ca` (default: the system's CAs) and the host connected to; `cert`/`key` are the client's
+   * certificate for servers that ask for one (--tls-auth-clients yes). PEM text.
+   */
+  tls?: boolean | ClientTlsOptions;
+}
+
+export interface ClientTlsOptions {
+  ca?: string | Buffer;
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  /** Name the server's certificate must carry; default: the host connected to. */
+  serverName?: string;
 }
 
 /** Options for SET. At most one of ex/px/exat/pxat/keepTtl; nx and xx exclude each other. */
@@ -284,6 +298,7 @@ Pick<ClientOptions, "stallMs" | "connectTimeoutMs" | "backoffMsMin" | "backoffMs
   private readonly password: string | undefined;
   private readonly db: number | undefined;
   private readonly pushHandler: ((data: RespValue[]) => void) | undefined;
+  private readonly tls: ClientTlsOptions | undefined;
 
   private current: Connection | null = null;
   private readonly connections = new Set<Connection>();
@@ -315,6 +330,7 @@ Pick<ClientOptions, "stallMs" | "connectTimeoutMs" | "backoffMsMin" | "backoffMs
       username ??= u.username;
       password ??= u.password;
       db = u.db;
+      if (u.tls === true && options.tls === undefined) options = { ...options, tls: true };
     } else {
       const list = options.addrs === undefined ? ["127.0.0.1:6379"] : typeof options.addrs === "string" ? options.addrs.split(",") : options.addrs;
       seeds = list.filter((s) => s.trim() !== "").map(parseAddr);
@@ -338,6 +354,7 @@ Pick<ClientOptions, "stallMs" | "connectTimeoutMs" | "backoffMsMin" | "backoffMs
     this.retryPrefixes = new Set(options.retryPrefixes ?? ["TRYAGAIN", "CLUSTERDOWN", "LOADING"]);
     this.uncertainPrefixes = new Set(options.uncertainPrefixes ?? ["UNCERTAIN"]);
     this.pushHandler = options.onPush;
+    this.tls = options.tls === true ? {} : options.tls === false ? undefined : options.tls;
   }
 
   /** The address of the open connection, or null. */
@@ -687,9 +704,12 @@ Pick<ClientOptions, "stallMs" | "connectTimeoutMs" | "backoffMsMin" | "backoffMs
       this.connectFailed(conn, new Error(`connect timed out after ${this.opts.connectTimeoutMs} ms`));
     }, this.opts.connectTimeoutMs);
     const client = this;
+    const tls = this.tls;
     Bun.connect({
       hostname: host,
       port,
+      // Without a handshake handler, open comes once the TLS handshake (and the certificate check) is done.
+      ...(tls !== undefined ? { tls: { ...tls, serverName: tls.serverName ?? host } } : {}),
       socket: {
         open(s) {
           if (settled) {

@@ -1,6 +1,6 @@
 // The kv client library: createClient() and its types and errors. See docs/client.md.
 export { Client, createClient } from "./client.ts";
-export type { Arg, BulkMode, ClientOptions, CommandOptions, Key, RespValue, SetOptions, Value } from "./client.ts";
+export type { Arg, BulkMode, ClientOptions, ClientTlsOptions, CommandOptions, Key, RespValue, SetOptions, Value } from "./client.ts";
 export {
   ClientClosedError,
   ClientError,

@@ -25,6 +25,7 @@ import { KvEntryError, KvRaftStateMachine } from "./kv-state-machine.ts";
 import { KvImageError, KvPayloadError } from "./kv-payload.ts";
 import { MappedRestore } from "./mapped-restore.ts";
 import { LeaderLinks, LINK_REQUEST_TIMEOUT_MS, LinkLostError } from "./leader-link.ts";
+import type { PeerTls } from "./peer-tls.ts";
 import { DroppedError, NodeClosedError, NotLeaderError, RaftNode, UnknownOutcomeError } from "./raft-node.ts";
 import type { StateMachine } from "./state-machine.ts";
 import { convertSingleNodeDir } from "./single-node-format.ts";
@@ -125,6 +126,8 @@ export interface ClusterNodeOptions {
   io?: StorageIo;
   /** Testing only: reads are served from local state without a barrier (not linearizable). */
   unsafeLocalReads?: boolean;
+  /** Peer mutual TLS for the Raft links and the links to the leader (src/node/peer-tls.ts). */
+  peerTls?: PeerTls;
 }
 
 /** Why a request failed, as the client sees it. */
@@ -600,6 +603,7 @@ export class ClusterNode<T> {
       log: logger("peer"),
       snapshots: storeFiles(log_.snapshots),
       onSnapshotStatus: (id, ok) => this.node?.reportSnapshot(id, ok),
+      ...(opts.peerTls !== undefined ? { tls: opts.peerTls } : {}),
     });
     const tickMs = Math.max(1, Math.round(opts.heartbeatMs / 5));
     this.node = new RaftNode<void>({
@@ -655,7 +659,7 @@ export class ClusterNode<T> {
       tickMs,
       (err) => this.fatal(err),
     );
-    this.links = new LeaderLinks([["KV.PEER", members.clusterId, String(opts.id)]]);
+    this.links = new LeaderLinks([["KV.PEER", members.clusterId, String(opts.id)]], opts.peerTls);
     this.view = this.makeView();
     this.stampFloorMs = this.fsm.appliedMs;
   }
@@ -846,6 +850,16 @@ export class ClusterNode<T> {
     return this.transport.port;
   }
 
+  /** Peer mutual TLS is on: members' links must present a member's certificate. */
+  get peerTlsOn(): boolean {
+    return this.opts.peerTls !== undefined;
+  }
+
+  /** Peer TLS material was re-read: the peer listener takes it (TcpTransport.reloadTls). */
+  reloadPeerTls(): void {
+    this.transport.reloadTls();
+  }
+
   // ---- membership: addresses through the log, changes asked by operators ----
 
   /**
@@ -924,7 +938,7 @@ export class ClusterNode<T> {
     const m = others[this.probeTurn++ % others.length]!;
     this.probing = true;
     this.lastProbeAt = now;
-    const link = new LeaderLinks([["KV.PEER", this.clusterId, String(this.id)]]);
+    const link = new LeaderLinks([["KV.PEER", this.clusterId, String(this.id)]], this.opts.peerTls);
     link.request(m.addr, ["PING"]).then(
       () => undefined,
       (err: Error) => {

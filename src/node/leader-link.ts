@@ -10,6 +10,7 @@ import type { Socket } from "bun";
 import { encodeCommand } from "../resp/request-parser.ts";
 import { ReplySpanError, replyEnd } from "../resp/reply-span.ts";
 import { logger } from "../log.ts";
+import { type PeerTls, peerIdentity } from "./peer-tls.ts";
 
 const log = logger("link");
 
@@ -58,6 +59,7 @@ class Link {
     readonly addr: string,
     hello: readonly string[][],
     private readonly onGone: (l: Link) => void,
+    tls?: PeerTls,
   ) {
     for (const argv of hello) {
       this.pendingOut.push(encodeCommand(argv));
@@ -74,10 +76,27 @@ class Link {
     Bun.connect<undefined>({
       hostname: host,
       port: Number(portText),
+      // With peer TLS the leader's client port is dialled over TLS with this node's certificate
+      // (the leader accepts KV.PEER only on such a connection); nothing is written before the
+      // handshake shows a member's certificate (open comes before it: BUN-NOTES.md).
+      ...(tls !== undefined ? { tls: tls.clientOptions(host) } : {}),
       socket: {
         open(s) {
-          link.onOpen(s);
+          if (tls === undefined) link.onOpen(s);
         },
+        ...(tls !== undefined
+          ? {
+              handshake(s: Socket<undefined>) {
+                const who = peerIdentity(s, tls.ca, true);
+                if (!who.ok) {
+                  s.terminate();
+                  link.fail(`refused the leader at ${addr}: ${who.why}`);
+                  return;
+                }
+                link.onOpen(s);
+              },
+            }
+          : {}),
         data(_s, chunk) {
           link.onData(chunk);
         },
@@ -225,7 +244,10 @@ export class LeaderLinks {
   private link: Link | undefined;
   private closed = false;
 
-  constructor(private readonly hello: readonly string[][]) {}
+  constructor(
+    private readonly hello: readonly string[][],
+    private readonly tls?: PeerTls,
+  ) {}
 
   /** Sends `argv` to the leader at `addr` (its client address). */
   request(addr: string, argv: readonly string[]): Promise<Buffer> {
@@ -236,10 +258,15 @@ export class LeaderLinks {
       l = undefined;
     }
     if (l === undefined || l.closed) {
-      l = this.link = new Link(addr, this.hello, (gone) => {
-        if (this.link === gone) this.link = undefined;
-        this.retired.delete(gone);
-      });
+      l = this.link = new Link(
+        addr,
+        this.hello,
+        (gone) => {
+          if (this.link === gone) this.link = undefined;
+          this.retired.delete(gone);
+        },
+        this.tls,
+      );
     }
     return l.request(argv);
   }

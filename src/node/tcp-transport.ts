@@ -32,6 +32,7 @@ import {
   type SnapshotFiles,
 } from "./snapshot-transfer.ts";
 import type { Transport } from "./transport.ts";
+import { type PeerTls, peerIdentity } from "./peer-tls.ts";
 
 /** Messages queued for one peer (not yet written to its socket) past which new ones are dropped. */
 export const PEER_QUEUE_MESSAGES_MAX = 4096;
@@ -95,6 +96,13 @@ export interface TcpTransportConfig {
   readonly snapshotChunkBytes?: number;
   readonly snapshotQueueBytesMax?: number;
   readonly snapshotAckTimeoutMs?: number;
+  /**
+   * Peer mutual TLS (src/node/peer-tls.ts): every link is TLS, both ends present a certificate
+   * signed by the cluster's CA naming their node id; a connection whose certificate fails, or
+   * names another node than its handshake (inbound) or than the one dialled (outbound), is
+   * refused before any frame of it is read.
+   */
+  readonly tls?: PeerTls;
 }
 
 /** Counters for INFO. */
@@ -107,7 +115,7 @@ export interface TransportStats {
   dropped: number;
   /** Connection attempts after the first to a peer (after a failure or a lost connection). */
   reconnects: number;
-  /** Inbound connections refused at the handshake (wrong cluster, version, node id, unknown peer). */
+  /** Inbound connections refused at the handshake (wrong cluster, version, node id, unknown peer, certificate). */
   refusedHandshakes: number;
   /** Inbound connections closed for bytes that are not valid frames (or messages not from the peer). */
   badFrames: number;
@@ -202,6 +210,8 @@ interface Inbound {
   reader: FrameReader;
   /** The peer's id once its handshake is accepted; 0 before. */
   peer: NodeId;
+  /** With peer TLS: the node id its certificate names (its handshake must claim the same). */
+  certId: NodeId;
   done: boolean;
   timer: ReturnType<typeof setTimeout> | undefined;
   /** The snapshot being received on this connection. */
@@ -213,14 +223,16 @@ interface Inbound {
 export class TcpTransport implements Transport {
   readonly id: NodeId;
   readonly stats: TransportStats = { sent: 0, received: 0, dropped: 0, reconnects: 0, refusedHandshakes: 0, badFrames: 0, snapshotsSent: 0, snapshotsReceived: 0, snapshotsFailed: 0, snapshotQueuedBytesPeak: 0 };
-  private readonly cfg: Required<Omit<TcpTransportConfig, "onUnreachable" | "peers" | "listen" | "id" | "clusterId" | "snapshots" | "onSnapshotStatus">>;
+  private readonly cfg: Required<Omit<TcpTransportConfig, "onUnreachable" | "peers" | "listen" | "id" | "clusterId" | "snapshots" | "onSnapshotStatus" | "tls">>;
+  private readonly tls: PeerTls | undefined;
+  private readonly listenAt: { readonly host: string; readonly port: number } | undefined;
   private readonly snapshots: SnapshotFiles | undefined;
   private readonly onSnapshotStatus: ((id: NodeId, ok: boolean) => void) | undefined;
   private nextTransfer: number;
   private readonly clusterId: string;
   private readonly onUnreachable: ((id: NodeId) => void) | undefined;
   private readonly peers = new Map<NodeId, Peer>();
-  private readonly listener: TCPSocketListener<Inbound> | undefined;
+  private listener: TCPSocketListener<Inbound> | undefined;
   /** Authenticated inbound connection per peer (a newer one replaces an older). */
   private readonly inboundByPeer = new Map<NodeId, Socket<Inbound>>();
   private unauthenticated = 0;
@@ -257,9 +269,20 @@ export class TcpTransport implements Transport {
       const { host, port } = parsePeerAddress(addr);
       peers.set(id, new Peer(id, host, port));
     }
-    this.listener = config.listen === undefined ? undefined : Bun.listen<Inbound>({
-      hostname: config.listen.host,
-      port: config.listen.port,
+    this.tls = config.tls;
+    this.listenAt = config.listen;
+    this.listener = config.listen === undefined ? undefined : this.listen(config.listen.host, config.listen.port);
+    for (const p of peers.values()) {
+      this.peers.set(p.id, p);
+      this.dial(p);
+    }
+  }
+
+  private listen(host: string, port: number): TCPSocketListener<Inbound> {
+    return Bun.listen<Inbound>({
+      hostname: host,
+      port,
+      ...(this.tls !== undefined ? { tls: this.tls.serverOptions() } : {}),
       socket: {
         open: (s) => this.inboundOpen(s),
         data: (s, chunk) => this.inboundData(s, chunk),
@@ -267,10 +290,17 @@ export class TcpTransport implements Transport {
         error: (s, err) => this.cfg.log.debug(`peer connection from ${s.data?.remote ?? "?"}: ${err.message}`),
       },
     });
-    for (const p of peers.values()) {
-      this.peers.set(p.id, p);
-      this.dial(p);
-    }
+  }
+
+  /**
+   * Peer TLS material was re-read (PeerTls.reload): the listener is opened again on its port with
+   * it (connections already made keep theirs); connections made from now on present it.
+   */
+  reloadTls(): void {
+    if (this.closed || this.tls === undefined || this.listener === undefined) return;
+    const port = this.listener.port;
+    this.listener.stop(false);
+    this.listener = this.listen(this.listenAt!.host, port);
   }
 
   /** The port this node listens on for peers (0: no listener). */
@@ -424,11 +454,8 @@ export class TcpTransport implements Transport {
   }
 
   private connect(p: Peer, stale: () => boolean): Promise<unknown> {
-    return Bun.connect({
-      hostname: p.host,
-      port: p.port,
-      socket: {
-        open: (s) => {
+    const tls = this.tls;
+    const opened = (s: Socket<undefined>): void => {
           if (stale()) {
             s.terminate();
             return;
@@ -442,7 +469,36 @@ export class TcpTransport implements Transport {
           p.outMessages = 0;
           this.cfg.log.debug(`connected to peer ${p.id} at ${p.host}:${p.port}`);
           this.writePeer(p);
+    };
+    return Bun.connect({
+      hostname: p.host,
+      port: p.port,
+      ...(tls !== undefined ? { tls: tls.clientOptions(p.host) } : {}),
+      socket: {
+        // Without TLS, open follows the connect. With it, open comes before the TLS handshake and
+        // nothing may be written until the handshake says who answered (BUN-NOTES.md).
+        open: (s) => {
+          if (tls === undefined) opened(s);
         },
+        ...(tls !== undefined
+          ? {
+              handshake: (s: Socket<undefined>) => {
+                if (stale()) {
+                  s.terminate();
+                  return;
+                }
+                const who = peerIdentity(s, tls.ca, true);
+                const why = !who.ok ? who.why : who.id !== p.id ? `its ${who.cert}, not node ${p.id}` : undefined;
+                if (why !== undefined) {
+                  this.cfg.log.warn(`refused peer ${p.id} at ${p.host}:${p.port}: ${why}`);
+                  s.terminate();
+                  this.lost(p, "its certificate was refused");
+                  return;
+                }
+                opened(s);
+              },
+            }
+          : {}),
         data: () => {
           // Outbound connections carry our messages only; the peer never writes on them.
         },
@@ -591,7 +647,7 @@ export class TcpTransport implements Transport {
 
   private inboundOpen(s: Socket<Inbound>): void {
     const remote = `${s.remoteAddress}:${(s as unknown as { remotePort?: number }).remotePort ?? "?"}`;
-    s.data = { remote, reader: new FrameReader(HANDSHAKE_BYTES_MAX), peer: 0, done: false, timer: undefined, rx: undefined, skip: -1 };
+    s.data = { remote, reader: new FrameReader(HANDSHAKE_BYTES_MAX), peer: 0, certId: 0, done: false, timer: undefined, rx: undefined, skip: -1 };
     if (this.closed) {
       s.data.done = true;
       s.terminate();
@@ -604,6 +660,12 @@ export class TcpTransport implements Transport {
       return;
     }
     this.unauthenticated++;
+    if (this.tls !== undefined) {
+      // The TLS handshake is done when open is called (the listener has no handshake handler).
+      const who = peerIdentity(s, this.tls.ca, false);
+      if (!who.ok) return this.refuse(s, `peer certificate refused: ${who.why}`);
+      s.data.certId = who.id;
+    }
     s.data.timer = setTimeout(() => this.refuse(s, `no handshake within ${this.cfg.handshakeTimeoutMs} ms`), this.cfg.handshakeTimeoutMs);
   }
 
@@ -671,6 +733,7 @@ export class TcpTransport implements Transport {
     if (h.clusterId !== this.clusterId) return this.refuse(s, `peer ${h.from} is of cluster "${h.clusterId}", this node of "${this.clusterId}"`);
     if (h.to !== this.id) return this.refuse(s, `peer ${h.from} addressed node ${h.to}, this node is ${this.id}`);
     if (h.from === this.id || !this.peers.has(h.from)) return this.refuse(s, `node ${h.from} is not a known peer`);
+    if (this.tls !== undefined && h.from !== c.certId) return this.refuse(s, `peer says it is node ${h.from} but its certificate names node ${c.certId}`);
     c.peer = h.from;
     c.reader.limit = this.cfg.frameBytesMax;
     if (c.timer !== undefined) clearTimeout(c.timer);

@@ -9,6 +9,7 @@ import { assert } from "../errors.ts";
 import pkg from "../../package.json" with { type: "json" };
 import { allocatorDescription, gcHeapDescription } from "../allocator.ts";
 import { helloRole, infoRaftLines, infoReplicationLines, memberDownAfterMs } from "./cluster-commands.ts";
+import { configSetTls, tlsConfigParams } from "./tls-commands.ts";
 
 const WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled.";
 
@@ -444,6 +445,7 @@ function configParams(ctx: ServerCtx): [string, string][] {
     ["save", ""],
     ["appendonly", "yes"],
     ["appendfsync", c.fsync],
+    ...tlsConfigParams(ctx.server.tls, ctx.server.tlsPort),
   ];
 }
 
@@ -457,7 +459,8 @@ const CONFIG_SUBCOMMANDS: CommandSpec<ServerCtx>[] = [
       out.bulk(v);
     }
   }),
-  spec("set", -4, ["admin"], (_ctx, _argv, out) => {
+  spec("set", -4, ["admin"], (ctx, argv, out) => {
+    if (configSetTls(ctx, argv, out)) return;
     out.error("ERR CONFIG SET is not supported by kv: restart with the matching flag (see kv serve --help)");
   }),
   spec("resetstat", 2, ["admin"], (ctx, _argv, out) => {

@@ -4,6 +4,9 @@
 // Refused on ordinary client connections.
 import type { CommandSpec } from "../kv/command.ts";
 import type { ServerCtx } from "./dispatch.ts";
+import { logger } from "../log.ts";
+
+const log = logger("server");
 
 export const PEER_COMMANDS: readonly CommandSpec<ServerCtx>[] = [
   {
@@ -28,6 +31,14 @@ export const PEER_COMMANDS: readonly CommandSpec<ServerCtx>[] = [
       }
       if (!Number.isSafeInteger(from) || from < 1 || node.view.member(from) === undefined) {
         out.error(`ERR node ${argv[2]!.slice(0, 32)} is not a member of this cluster`);
+        return;
+      }
+      // With peer TLS, only a member's own certificate opens its link (src/server/tls.ts).
+      const tls = ctx.server.tls;
+      const refused = tls !== undefined ? tls.memberRefusal(ctx.conn.socket, ctx.conn.tls, from) : ctx.server.node.peerTlsOn ? "peer TLS is on: members' links use the TLS port" : undefined;
+      if (refused !== undefined) {
+        log.warn(`refused KV.PEER from ${ctx.conn.addr}: ${refused}`);
+        out.error(`ERR KV.PEER refused: ${refused}`);
         return;
       }
       ctx.conn.peerOf = from;

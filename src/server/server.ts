@@ -16,6 +16,7 @@ import { ClusterError, type ClusterNode } from "../node/cluster-node.ts";
 import { StorageIoError, WalFailedError } from "../node/errors.ts";
 import type { ClusterView } from "../node/cluster-view.ts";
 import { unwrapRead } from "./read-commands.ts";
+import type { ClientTls } from "./tls.ts";
 
 /** Commands one connection may have waiting behind its own unapplied writes before reading pauses. */
 export const PENDING_COMMANDS_MAX = 16 * 1024;
@@ -180,6 +181,8 @@ export class Conn {
   lastWriteIndex = 0;
   /** Set by KV.PEER: this connection is another member's link (forwarded writes, read-index requests). */
   peerOf = 0;
+  /** Came in on the TLS port. */
+  tls = false;
   /** process() will run again in a later turn (it stopped at PROCESS_COMMANDS_PER_CALL_MAX). */
   continueScheduled = false;
   /** Set once kv has sent its FIN and is discarding input until the client closes (see LINGER_MS). */
@@ -234,6 +237,7 @@ export class KvServer {
   /** The Raft group as ROLE, CLUSTER and INFO replication/raft show it. */
   readonly cluster: ClusterView;
   private listener: TCPSocketListener<Conn> | null = null;
+  private tlsListener: TCPSocketListener<Conn> | null = null;
   private readonly scratch = new ReplyBuffer(64 * 1024);
   /** Replies to closed connections go here and are dropped. */
   private readonly discard = new ReplyBuffer(1024);
@@ -257,6 +261,8 @@ export class KvServer {
     readonly config: ServerConfig,
     /** The member of a Raft group this server runs on (`kv serve` without --cluster: the only one). */
     readonly node: ClusterNode<Conn>,
+    /** Client TLS (--tls-port), src/server/tls.ts. */
+    readonly tls?: ClientTls,
   ) {
     this.db = node.fsm.db;
     this.cluster = node.view;
@@ -290,20 +296,72 @@ export class KvServer {
     this.scratch.onError = this.discard.onError = this.dispatcher.stats.countError;
   }
 
+  /** The plain (non-TLS) port; 0 when there is none (--port 0 with --tls-port). */
   get port(): number {
     return this.listener?.port ?? 0;
   }
 
+  get tlsPort(): number {
+    return this.tlsListener?.port ?? 0;
+  }
+
   start(): void {
+    // As Redis: with a TLS port, --port 0 means no plain port (without one it picks a free port).
+    if (this.tls === undefined || this.config.port !== 0) this.listener = this.listen(this.config.port, false);
+    if (this.tls !== undefined) this.tlsListener = this.listen(this.config.tls!.port, true);
+    // Reads already hide expired keys; the sweep reclaims their memory. The leader logs the
+    // deletions (ClusterNode.sweepExpired), so every member, and a replay, deletes them alike.
+    this.sweepTimer = setInterval(() => {
+      this.node.sweepExpired(this.now(), this.config.expireSweepKeysMax);
+    }, this.config.expireSweepIntervalMs);
+    this.keysPeak = this.db.dbsize(); // what recovery loaded
+    this.idleGcTimer = setInterval(() => this.idleGcCheck(), IDLE_GC_CHECK_MS);
+    this.idleGcTimer.unref();
+  }
+
+  /**
+   * Re-reads the TLS files (SIGHUP, CONFIG SET tls-...): the TLS listener is opened again on its
+   * port with them; connections already open keep the certificate they were made with. Throws
+   * ConfigError (and keeps the old setup) when a file is bad.
+   */
+  reloadTls(next?: Parameters<ClientTls["reload"]>[0]): void {
+    const tls = this.tls;
+    if (tls === undefined || this.shuttingDown) return;
+    tls.reload(next);
+    this.node.reloadPeerTls();
+    const old = this.tlsListener;
+    if (old === null) return;
+    const port = old.port;
+    old.stop(false);
+    this.tlsListener = this.listen(port, true);
+    log.info(`TLS certificates re-read: ${tls.material.subject}, valid until ${new Date(tls.material.notAfterMs).toISOString()}`);
+  }
+
+  private listen(port: number, tls: boolean): TCPSocketListener<Conn> {
     const server = this;
-    this.listener = Bun.listen<Conn>({
+    const clientTls = this.tls;
+    return Bun.listen<Conn>({
       hostname: this.config.host,
-      port: this.config.port,
+      port,
+      ...(tls && clientTls !== undefined ? { tls: clientTls.listenOptions() } : {}),
       // A client that half-closes still reads: its socket stays open for replies (see onPeerEnd).
       allowHalfOpen: true,
       socket: {
         open(socket) {
+          if (tls && clientTls !== undefined) {
+            // The handshake is done here (no handshake handler): the certificate is checked now.
+            const why = clientTls.refusal(socket);
+            if (why !== undefined) {
+              clientTls.refused++;
+              server.stats.connectionsRejected++;
+              log.warn(`refused a TLS client from ${socket.remoteAddress}: ${why}`);
+              socket.data = undefined as unknown as Conn;
+              socket.terminate();
+              return;
+            }
+          }
           server.onOpen(socket);
+          if (tls && socket.data !== undefined) socket.data.tls = true;
         },
         data(socket, chunk) {
           server.onData(socket, chunk);
@@ -323,14 +381,6 @@ export class KvServer {
         },
       },
     });
-    // Reads already hide expired keys; the sweep reclaims their memory. The leader logs the
-    // deletions (ClusterNode.sweepExpired), so every member, and a replay, deletes them alike.
-    this.sweepTimer = setInterval(() => {
-      this.node.sweepExpired(this.now(), this.config.expireSweepKeysMax);
-    }, this.config.expireSweepIntervalMs);
-    this.keysPeak = this.db.dbsize(); // what recovery loaded
-    this.idleGcTimer = setInterval(() => this.idleGcCheck(), IDLE_GC_CHECK_MS);
-    this.idleGcTimer.unref();
   }
 
   /** The time commands run at: the wall clock, never going back (see ClusterNode.now). */
@@ -1011,6 +1061,7 @@ export class KvServer {
     this.shuttingDown = true;
     this.shutdownAtMs = this.now();
     this.listener?.stop(false);
+    this.tlsListener?.stop(false);
     if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
     if (this.idleGcTimer !== null) clearInterval(this.idleGcTimer);
     // Existing clients keep being served until each has been quiet for SHUTDOWN_QUIET_MS with
@@ -1032,6 +1083,7 @@ export class KvServer {
     const clean = this.conns.size === 0;
     for (const conn of this.conns.values()) conn.socket.terminate();
     this.listener?.stop(true);
+    this.tlsListener?.stop(true);
     await this.node.close();
     return clean;
   }
