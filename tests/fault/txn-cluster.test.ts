@@ -22,7 +22,9 @@ const KEY = "txn:counter";
 type Fate = "applied" | "aborted" | "unknown";
 
 test(`${CLIENTS} clients incrementing one counter with WATCH retries through a leader kill: counter = transactions applied`, async () => {
-  const cluster = await ProcCluster.start({ dir: tmp(), nodes: 3 });
+  // Snapshots every 64 KiB of log: the restarted node restores one (revisions, deletion floor) and
+  // catches up while transactions watched before it apply.
+  const cluster = await ProcCluster.start({ dir: tmp(), nodes: 3, extraArgs: ["--snapshot-log-bytes", "64kb"] });
   try {
     const first = await cluster.waitLeader(15_000);
     expect(await cluster.command(first, ["SET", KEY, "0"], 5_000)).toBe("+OK\r\n");
@@ -44,6 +46,8 @@ test(`${CLIENTS} clients incrementing one counter with WATCH retries through a l
             }
             conn = await RawResp.connect(cluster.node(id).port);
           }
+          // Churn: a key with a short TTL, so expirations (and the deletion floor) move under the load.
+          if (attempt % 8 === 0) await conn.call([["SET", `txn:churn:${n}`, "x", "PX", "20"]], 5_000);
           const [w, v] = await conn.call([["WATCH", KEY], ["GET", KEY]], 5_000);
           if (w !== "+OK\r\n" || !v!.startsWith("$")) throw new Error(`WATCH/GET answered ${w} ${v}`);
           const value = Number(v!.split("\r\n")[1]);
@@ -100,6 +104,21 @@ test(`${CLIENTS} clients incrementing one counter with WATCH retries through a l
       expect(counter).toBe(`$${String(applied).length}\r\n${applied}\r\n`);
       expect(applied).toBeGreaterThan(0);
       expect([...fates.values()].some((f) => f === "aborted")).toBe(true); // the clients contended
+      // Every member decided every transaction alike: once each has applied up to the leader's
+      // last write, each holds the same counter and the same keys.
+      expect(await c.call([["SET", "txn:end", "1"]])).toEqual(["+OK\r\n"]);
+      const end = (await c.call([["KV.LASTINDEX"]]))[0]!.slice(1, -2);
+      for (const id of [1, 2, 3]) {
+        const m = await RawResp.connect(cluster.node(id).port);
+        try {
+          const [waited, value, size] = await m.call([["KV.WAITINDEX", end, "10000"], ["KV.READ", "STALE", "GET", KEY], ["KV.READ", "STALE", "KEYS", "txn:done:*"]], 15_000);
+          expect(waited, `node ${id}`).toStartWith(":");
+          expect(value, `node ${id}`).toBe(counter);
+          expect(size!.slice(0, size!.indexOf("\r\n")), `node ${id}`).toBe(`*${applied}`);
+        } finally {
+          m.close();
+        }
+      }
     } finally {
       c.close();
     }
