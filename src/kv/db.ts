@@ -72,6 +72,11 @@ const DONE = 0;
 /** A key's state when the snapshot began (the entry to emit), or DONE. */
 type Preimage = DbEntry | typeof DONE;
 
+/** Removals held per key (Db.tombstones); older ones move Db.deleteFloor. */
+export const TOMBSTONES_MAX = 256;
+/** Longer keys get no tombstone (their removal moves Db.deleteFloor): the list stays small enough for a snapshot's header. */
+export const TOMBSTONE_KEY_BYTES_MAX = 64;
+
 /** Open SCAN cursors kept at most; the least recently used is dropped past this. */
 export const SCAN_CURSORS_MAX = 1024;
 /** sweepExpired looks at no more than this many TTL entries per key it may delete. */
@@ -135,10 +140,15 @@ export class Db {
   /** The revision stamped on changes now: the index of the entry being applied. */
   rev = 0;
   /**
-   * The index of the last change that removed a held key (DEL, an expiration entry, a write
-   * meeting an expired key, FLUSHALL...): a key absent now and absent at index w did not exist
-   * in between unless deleteFloor > w (conservative: some key was removed since w).
+   * Removals (DEL, an expiration entry, a write meeting an expired key...) of the latest
+   * TOMBSTONES_MAX keys removed, each key (of at most TOMBSTONE_KEY_BYTES_MAX bytes) with the
+   * index of its last removal, oldest first. A removal not held here (evicted, a longer key,
+   * FLUSHALL) moves deleteFloor instead. So a key absent now and absent at index w did not exist
+   * in between unless its removal index, `tombstones.get(key) ?? deleteFloor`, is past w: exact
+   * for recent removals, conservative past the bound. Replicated state, kept in snapshots.
    */
+  private tombstones = new Map<string, number>();
+  /** At least the index of every removal not in `tombstones` (see there). */
   deleteFloor = 0;
 
   /**
@@ -332,7 +342,12 @@ export class Db {
     if (wasLive) return true;
     // Held but expired: its revision still tells whether it was written past w.
     const held = this.revs.get(key);
-    return this.deleteFloor > w || (held !== undefined && held > w);
+    return (this.tombstones.get(key) ?? this.deleteFloor) > w || (held !== undefined && held > w);
+  }
+
+  /** The removals held (see `tombstones`), oldest first: for a snapshot (at most TOMBSTONES_MAX). */
+  tombstoneList(): [key: string, rev: number][] {
+    return [...this.tombstones];
   }
 
   private stamp(key: string): void {
@@ -341,7 +356,18 @@ export class Db {
 
   private removed(key: string): void {
     this.revs.delete(key);
-    this.deleteFloor = this.rev;
+    const tombs = this.tombstones;
+    if (key.length > TOMBSTONE_KEY_BYTES_MAX) {
+      this.deleteFloor = this.rev;
+      return;
+    }
+    tombs.delete(key); // a key removed again moves to the end
+    tombs.set(key, this.rev);
+    if (tombs.size > TOMBSTONES_MAX) {
+      const [k, r] = tombs.entries().next().value!;
+      tombs.delete(k);
+      if (r > this.deleteFloor) this.deleteFloor = r;
+    }
   }
 
   /** Sets a value and clears any TTL (plain SET). */
@@ -474,6 +500,7 @@ export class Db {
    */
   flush(): void {
     this.deleteFloor = this.rev;
+    this.tombstones.clear();
     if (this.cow !== null) {
       this.values = new Map();
       this.expires = new Map();
@@ -522,11 +549,21 @@ export class Db {
    * Replaces the whole keyspace with a snapshot's entries, as of index `rev` with `deleteFloor`
    * (an entry without a revision, from an older format, gets `rev`: changed at most then).
    */
-  restore(entries: Iterable<DbEntry>, rev = this.rev, deleteFloor = rev): void {
+  restore(entries: Iterable<DbEntry>, rev = this.rev, deleteFloor = rev, tombstones: Iterable<readonly [string, number]> = []): void {
     this.flush();
     this.rev = rev;
-    this.deleteFloor = deleteFloor;
+    this.setRemovals(deleteFloor, tombstones);
     for (const e of entries) this.load(e[0], e[1], e[2], e[3]);
+  }
+
+  /** Sets the removals a snapshot holds (deleteFloor and tombstones, see there), before loading its keys. */
+  setRemovals(deleteFloor: number, tombstones: Iterable<readonly [string, number]>): void {
+    this.deleteFloor = deleteFloor;
+    this.tombstones.clear();
+    for (const [k, r] of tombstones) {
+      assert(k.length <= TOMBSTONE_KEY_BYTES_MAX && this.tombstones.size < TOMBSTONES_MAX, "a snapshot's tombstones are past their bounds");
+      this.tombstones.set(k, r);
+    }
   }
 
   /**

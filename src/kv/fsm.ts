@@ -103,24 +103,24 @@ export class KvStateMachine {
    * read it in chunks with `snapshot.next(n)` while entries keep being applied, and close it
    * if abandoned (one at a time). Entries keep their absolute expiry, expired ones included.
    */
-  beginSnapshot(): { appliedMs: number; deleteFloor: number; snapshot: DbSnapshot } {
-    return { appliedMs: this.appliedMs, deleteFloor: this.db.deleteFloor, snapshot: this.db.beginSnapshot() };
+  beginSnapshot(): { appliedMs: number; deleteFloor: number; tombstones: [string, number][]; snapshot: DbSnapshot } {
+    return { appliedMs: this.appliedMs, deleteFloor: this.db.deleteFloor, tombstones: this.db.tombstoneList(), snapshot: this.db.beginSnapshot() };
   }
 
   /**
    * The keyspace for a snapshot, with absolute expiry times, and the time it was taken at.
    * A live iterator: consume it before applying more entries (else use beginSnapshot).
    */
-  snapshot(): { appliedMs: number; deleteFloor: number; entries: Iterable<DbEntry> } {
-    return { appliedMs: this.appliedMs, deleteFloor: this.db.deleteFloor, entries: this.db.entries() };
+  snapshot(): { appliedMs: number; deleteFloor: number; tombstones: [string, number][]; entries: Iterable<DbEntry> } {
+    return { appliedMs: this.appliedMs, deleteFloor: this.db.deleteFloor, tombstones: this.db.tombstoneList(), entries: this.db.entries() };
   }
 
   /**
    * Restores a snapshot taken at `index` (the revision of entries without one: an older format)
-   * with its deletion floor (see Db.deleteFloor; an older format's is `index`).
+   * with its removals (Db.deleteFloor and Db.tombstones; an older format has none: its floor is `index`).
    */
-  restore(appliedMs: number, entries: Iterable<DbEntry>, index = 0, deleteFloor = index): void {
-    this.db.restore(entries, index, deleteFloor);
+  restore(appliedMs: number, entries: Iterable<DbEntry>, index = 0, deleteFloor = index, tombstones: Iterable<readonly [string, number]> = []): void {
+    this.db.restore(entries, index, deleteFloor, tombstones);
     this.appliedMs = appliedMs;
   }
 

@@ -214,7 +214,7 @@ export async function forceNewCluster(dataDir: string, id: NodeId): Promise<Forc
       const loaded = store.load(join(store.dir, found.name));
       const m = decodeSnapshotMeta(loaded.meta);
       if (typeof m === "string") throw new CorruptLogError(`snapshot ${found.name}: ${m}`, join(store.dir, found.name), 0);
-      sm.restoreEntries(snap.index, m.appliedMs, loaded.entries(), loaded.entryCount, m.deleteFloor);
+      sm.restoreEntries(snap.index, m.appliedMs, loaded.entries(), loaded.entryCount, m.deleteFloor, m.tombstones);
     }
     const hs = log_.initialState().hardState;
     const last = log_.lastIndex();
@@ -233,7 +233,7 @@ export async function forceNewCluster(dataDir: string, id: NodeId): Promise<Forc
     let keys: number;
     try {
       const res = await log_.snapshots.write(
-        { lastIndex: last, lastTerm: term, meta: encodeSnapshotMeta(view.appliedMs, view.deleteFloor), membership: { voters: [id], learners: [] }, yieldEveryMs: 50 },
+        { lastIndex: last, lastTerm: term, meta: encodeSnapshotMeta(view.appliedMs, view.deleteFloor, view.tombstones), membership: { voters: [id], learners: [] }, yieldEveryMs: 50 },
         view.snapshot,
       );
       keys = res.entryCount;

@@ -321,17 +321,17 @@ class KvRaftStorage implements RaftStorage {
     assert(loaded.lastTerm === meta.term, `snapshot file at ${meta.index} is of term ${loaded.lastTerm}, Raft's of ${meta.term}`);
     const m = decodeSnapshotMeta(loaded.meta);
     if (typeof m === "string") throw new CorruptLogError(`snapshot ${found.name}: ${m}`, join(store.dir, found.name), 0);
-    const { appliedMs, deleteFloor } = m;
+    const { appliedMs, deleteFloor, tombstones } = m;
     const mapped = this.startup?.active ? loaded.mapped() : undefined;
     if (mapped !== undefined) {
       // The node's own snapshot at start: values stay in the mapped file.
-      const n = this.startup!.restoreSnapshot(meta.index, appliedMs, mapped, deleteFloor);
+      const n = this.startup!.restoreSnapshot(meta.index, appliedMs, mapped, deleteFloor, tombstones);
       if (n !== loaded.entryCount || sm.kv.db.dbsize() !== n) {
         throw new KvEntryError(meta.index, new KvImageError(`snapshot of ${loaded.entryCount} entries holds ${sm.kv.db.dbsize()} distinct keys`));
       }
     } else {
       this.endStartup();
-      sm.restoreEntries(meta.index, appliedMs, loaded.entries(), loaded.entryCount, deleteFloor);
+      sm.restoreEntries(meta.index, appliedMs, loaded.entries(), loaded.entryCount, deleteFloor, tombstones);
     }
     this.restoredKeys = loaded.entryCount;
     if (this.startup !== undefined && this.startup.through <= meta.index) this.endStartup();
@@ -342,14 +342,14 @@ class KvRaftStorage implements RaftStorage {
    * `meta.index`) durable as the snapshot file of `meta`, streamed in chunks: the event loop yields
    * every 2 ms and the node keeps applying meanwhile (the view does not change).
    */
-  async saveView(meta: SnapshotMeta, view: { appliedMs: number; deleteFloor: number; snapshot: DbSnapshot }): Promise<SnapshotStats> {
+  async saveView(meta: SnapshotMeta, view: { appliedMs: number; deleteFloor: number; tombstones: [string, number][]; snapshot: DbSnapshot }): Promise<SnapshotStats> {
     const t0 = performance.now();
     try {
       const res = await this.log.snapshots.write(
         {
           lastIndex: meta.index,
           lastTerm: meta.term,
-          meta: encodeSnapshotMeta(view.appliedMs, view.deleteFloor),
+          meta: encodeSnapshotMeta(view.appliedMs, view.deleteFloor, view.tombstones),
           membership: { voters: [...meta.confState.voters], learners: [...meta.confState.learners] },
           yieldEveryMs: 2,
         },
@@ -428,7 +428,7 @@ class ServingStateMachine<T> implements StateMachine<void> {
   startCommands = 0;
 
   /** The copy-on-write view the last snapshot() took, for saveSnapshot to write (see ClusterNode). */
-  view: { appliedMs: number; deleteFloor: number; snapshot: DbSnapshot } | undefined;
+  view: { appliedMs: number; deleteFloor: number; tombstones: [string, number][]; snapshot: DbSnapshot } | undefined;
 
   /**
    * Takes a copy-on-write view of the keyspace at the applied index (O(1)); the runtime's

@@ -9,13 +9,15 @@
 //
 // Snapshot image: [u8 version = 2][u64 appliedMs][u64 entryCount][u64 deleteFloor] then per entry
 //   [u8 flags][u32 keyBytes][u32 valueBytes][i64 expireAtMs if flags & 1][u64 rev if flags & 2][key][value]
-// (the entry layout of a snapshot file's body, see src/storage/snapshot-store.ts); rev is the key's
-// revision, deleteFloor the index of the last removal of a key (src/kv/db.ts). Version 1 (still
-// read) has no deleteFloor and no revisions. An empty image (no bytes) is the empty keyspace: the
+// (the entry layout of a snapshot file's body, see src/storage/snapshot-store.ts), then
+//   [u32 tombstoneCount] and per tombstone [u32 keyBytes][u64 rev][key]
+// rev is a key's revision; deleteFloor and the tombstones are the removals the state keeps
+// (Db.deleteFloor, Db.tombstones in src/kv/db.ts). Version 1 (still read) has no deleteFloor,
+// no revisions and no tombstones. An empty image (no bytes) is the empty keyspace: the
 // snapshot of a log that has none.
 // Pure: no I/O, no clock.
 import { assert } from "../errors.ts";
-import { toExpiry, type DbEntry, type Expiry } from "../kv/db.ts";
+import { toExpiry, TOMBSTONE_KEY_BYTES_MAX, TOMBSTONES_MAX, type DbEntry, type Expiry } from "../kv/db.ts";
 import type { Proto } from "../resp/encode.ts";
 import { decodeCommand, encodeCommand, encodeCommandInto, encodedCommandBytes } from "../resp/request-parser.ts";
 
@@ -139,9 +141,10 @@ function getI64(dv: DataView, o: number): Expiry {
  * The image of a keyspace: every entry (expired ones not yet reclaimed included) and the time
  * applied. `entries` is iterated twice (sizes, then bytes), with nothing applied in between.
  */
-export function encodeKvImage(appliedMs: number, entries: () => Iterable<DbEntry>, deleteFloor = 0): Uint8Array {
+export function encodeKvImage(appliedMs: number, entries: () => Iterable<DbEntry>, deleteFloor = 0, tombstones: readonly (readonly [string, number])[] = []): Uint8Array {
   // Two passes over the entries (size, then bytes): one exact allocation, no growing copies.
-  let bytes = IMAGE_HEADER_BYTES;
+  let bytes = IMAGE_HEADER_BYTES + 4;
+  for (const [k] of tombstones) bytes += 12 + k.length;
   let count = 0;
   for (const [k, v, at, rev] of entries()) {
     bytes += IMAGE_ENTRY_HEAD_BYTES + (at === undefined ? 0 : 8) + (rev === undefined ? 0 : 8) + k.length + v.length;
@@ -172,6 +175,14 @@ export function encodeKvImage(appliedMs: number, entries: () => Iterable<DbEntry
     o += b.latin1Write(v, o, v.length);
     seen++;
   }
+  b.writeUInt32LE(tombstones.length, o);
+  o += 4;
+  for (const [k, rev] of tombstones) {
+    b.writeUInt32LE(k.length, o);
+    putTime(b, o + 4, rev);
+    o += 12;
+    o += b.latin1Write(k, o, k.length);
+  }
   assert(o === bytes && seen === count, "the keyspace changed while its image was encoded");
   return b;
 }
@@ -180,6 +191,8 @@ export interface KvImage {
   readonly appliedMs: number;
   /** Db.deleteFloor; undefined in a version 1 image (then: the snapshot's index). */
   readonly deleteFloor: number | undefined;
+  /** Db.tombstones, oldest first (none in a version 1 image). */
+  readonly tombstones: [string, number][];
   readonly count: number;
   /** The entries, decoded as they are iterated (the structure was checked whole beforehand). */
   readonly entries: Iterable<DbEntry>;
@@ -188,7 +201,7 @@ export interface KvImage {
 /** Checks an image's whole structure, then gives its entries; anything else is a KvImageError. */
 export function decodeKvImage(data: Uint8Array): KvImage {
   const b = asBuffer(data);
-  if (b.length === 0) return { appliedMs: 0, deleteFloor: 0, count: 0, entries: [] };
+  if (b.length === 0) return { appliedMs: 0, deleteFloor: 0, tombstones: [], count: 0, entries: [] };
   const version = b[0]!;
   if (version !== 1 && version !== KV_IMAGE_VERSION) throw new KvImageError(`snapshot image version ${b[0]} (this node reads 1 to ${KV_IMAGE_VERSION})`);
   const headerBytes = version === 1 ? IMAGE_HEADER_BYTES_V1 : IMAGE_HEADER_BYTES;
@@ -214,6 +227,21 @@ export function decodeKvImage(data: Uint8Array): KvImage {
     const len = IMAGE_ENTRY_HEAD_BYTES + (flags & FLAG_EXPIRE ? 8 : 0) + (flags & FLAG_REV ? 8 : 0) + dv.getUint32(o + 1, true) + dv.getUint32(o + 5, true);
     if (o + len > b.length) throw new KvImageError(`snapshot image truncated in entry ${i}`);
     o += len;
+  }
+  const tombstones: [string, number][] = [];
+  if (version !== 1) {
+    if (o + 4 > b.length) throw new KvImageError("snapshot image truncated before its tombstones");
+    const n = b.readUInt32LE(o);
+    o += 4;
+    if (n > TOMBSTONES_MAX) throw new KvImageError(`snapshot image of ${n} tombstones, past ${TOMBSTONES_MAX}`);
+    for (let i = 0; i < n; i++) {
+      if (o + 12 > b.length) throw new KvImageError(`snapshot image truncated in tombstone ${i}`);
+      const kLen = b.readUInt32LE(o);
+      const rev = u64(o + 4, "tombstone index");
+      if (kLen > TOMBSTONE_KEY_BYTES_MAX || o + 12 + kLen > b.length) throw new KvImageError(`snapshot image tombstone ${i} is damaged`);
+      tombstones.push([b.latin1Slice(o + 12, o + 12 + kLen), rev]);
+      o += 12 + kLen;
+    }
   }
   if (o !== b.length) throw new KvImageError(`snapshot image has ${b.length - o} bytes past its ${count} entries`);
   function* entries(): Generator<DbEntry> {
@@ -241,34 +269,75 @@ export function decodeKvImage(data: Uint8Array): KvImage {
       yield [key, value, at, rev];
     }
   }
-  return { appliedMs, deleteFloor, count, entries: entries() };
+  return { appliedMs, deleteFloor, tombstones, count, entries: entries() };
 }
 
 // ---- snapshot file meta ----
 //
-// The state machine's own fields in a snapshot file's header (SnapshotWriteOptions.meta), as ASCII:
-// "<appliedMs> <deleteFloor>" (the applied time, and Db.deleteFloor); before snapshot format 4,
-// "<appliedMs>" alone (the deletion floor is then the snapshot's index).
+// The state machine's own fields in a snapshot file's header (SnapshotWriteOptions.meta):
+// "<appliedMs> <deleteFloor>" in ASCII (the applied time, and Db.deleteFloor), then, when there
+// are tombstones (Db.tombstones), a 0 byte and [u32 count] with per tombstone [u16 keyBytes]
+// [u64 rev][key]: at most TOMBSTONES_MAX keys of TOMBSTONE_KEY_BYTES_MAX bytes, about 19 KB, so
+// the header stays within what a reader takes in one read. Before snapshot format 4, "<appliedMs>"
+// alone (the deletion floor is then the snapshot's index, and there are no tombstones).
 
 export interface KvSnapshotMeta {
   readonly appliedMs: number;
   /** Undefined in an older file's meta. */
   readonly deleteFloor: number | undefined;
+  readonly tombstones: [string, number][];
 }
 
-export function encodeSnapshotMeta(appliedMs: number, deleteFloor: number): Uint8Array {
+export function encodeSnapshotMeta(appliedMs: number, deleteFloor: number, tombstones: readonly (readonly [string, number])[] = []): Uint8Array {
   assert(Number.isSafeInteger(appliedMs) && appliedMs >= 0 && Number.isSafeInteger(deleteFloor) && deleteFloor >= 0, "snapshot meta fields must be non-negative safe integers");
-  return Buffer.from(`${appliedMs} ${deleteFloor}`, "latin1");
+  const text = Buffer.from(`${appliedMs} ${deleteFloor}`, "latin1");
+  if (tombstones.length === 0) return text;
+  assert(tombstones.length <= TOMBSTONES_MAX, "too many tombstones for a snapshot's meta");
+  let bytes = text.length + 5;
+  for (const [k] of tombstones) bytes += 10 + k.length;
+  const b = Buffer.alloc(bytes);
+  text.copy(b, 0);
+  let o = text.length + 1; // the 0 byte
+  b.writeUInt32LE(tombstones.length, o);
+  o += 4;
+  for (const [k, rev] of tombstones) {
+    assert(k.length <= TOMBSTONE_KEY_BYTES_MAX, "a tombstone's key is too long for a snapshot's meta");
+    b.writeUInt16LE(k.length, o);
+    putTime(b, o + 2, rev);
+    o += 10;
+    o += b.latin1Write(k, o, k.length);
+  }
+  return b;
 }
 
 /** The meta's fields, or a string saying why it is not one (damage). */
 export function decodeSnapshotMeta(meta: Uint8Array): KvSnapshotMeta | string {
-  const text = asBuffer(meta).latin1Slice(0, meta.length);
+  const b = asBuffer(meta);
+  const zero = b.indexOf(0);
+  const text = b.latin1Slice(0, zero < 0 ? b.length : zero);
   const m = /^(\d{1,16})(?: (\d{1,16}))?$/.exec(text);
   const appliedMs = m === null ? NaN : Number(m[1]);
   const deleteFloor = m?.[2] === undefined ? undefined : Number(m[2]);
-  if (m === null || !Number.isSafeInteger(appliedMs) || (deleteFloor !== undefined && !Number.isSafeInteger(deleteFloor))) {
+  if (m === null || !Number.isSafeInteger(appliedMs) || (deleteFloor !== undefined && !Number.isSafeInteger(deleteFloor)) || (zero >= 0 && deleteFloor === undefined)) {
     return `its state machine meta '${text.slice(0, 40)}' is not '<applied ms> [<deletion floor>]'`;
   }
-  return { appliedMs, deleteFloor };
+  const tombstones: [string, number][] = [];
+  if (zero >= 0) {
+    let o = zero + 1;
+    const bad = "its state machine meta has damaged tombstones";
+    if (o + 4 > b.length) return bad;
+    const n = b.readUInt32LE(o);
+    o += 4;
+    if (n > TOMBSTONES_MAX) return bad;
+    for (let i = 0; i < n; i++) {
+      if (o + 10 > b.length) return bad;
+      const kLen = b.readUInt16LE(o);
+      const hi = b.readUInt32LE(o + 6);
+      if (kLen > TOMBSTONE_KEY_BYTES_MAX || hi >= 2 ** 21 || o + 10 + kLen > b.length) return bad;
+      tombstones.push([b.latin1Slice(o + 10, o + 10 + kLen), hi * TWO_32 + b.readUInt32LE(o + 2)]);
+      o += 10 + kLen;
+    }
+    if (o !== b.length) return bad;
+  }
+  return { appliedMs, deleteFloor, tombstones };
 }

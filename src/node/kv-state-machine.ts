@@ -119,15 +119,15 @@ export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
 
   /** The keyspace with absolute expiries and the applied time (kv-payload.ts's image). */
   snapshot(): Uint8Array {
-    return encodeKvImage(this.kv.appliedMs, () => this.kv.db.entries(), this.kv.db.deleteFloor);
+    return encodeKvImage(this.kv.appliedMs, () => this.kv.db.entries(), this.kv.db.deleteFloor, this.kv.db.tombstoneList());
   }
 
   /**
    * Restores from a snapshot's entries streamed from its file (no image in memory): `count` keys
-   * as of `index`, taken at `appliedMs`, with its deletion floor (see Db.deleteFloor).
+   * as of `index`, taken at `appliedMs`, with its removals (Db.deleteFloor and Db.tombstones).
    */
-  restoreEntries(index: number, appliedMs: number, entries: Iterable<DbEntry>, count: number, deleteFloor = index): void {
-    this.kv.restore(appliedMs, entries, index, deleteFloor);
+  restoreEntries(index: number, appliedMs: number, entries: Iterable<DbEntry>, count: number, deleteFloor = index, tombstones: Iterable<readonly [string, number]> = []): void {
+    this.kv.restore(appliedMs, entries, index, deleteFloor, tombstones);
     const held = this.kv.db.dbsize();
     if (held !== count) throw new KvEntryError(index, new KvImageError(`snapshot of ${count} entries holds ${held} distinct keys`));
     this.applied = index;
@@ -141,7 +141,7 @@ export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
       if (err instanceof KvImageError) throw new KvEntryError(s.meta.index, err);
       throw err;
     }
-    this.kv.restore(image.appliedMs, image.entries, s.meta.index, image.deleteFloor ?? s.meta.index);
+    this.kv.restore(image.appliedMs, image.entries, s.meta.index, image.deleteFloor ?? s.meta.index, image.tombstones);
     const held = this.kv.db.dbsize();
     if (held !== image.count) throw new KvEntryError(s.meta.index, new KvImageError(`snapshot image of ${image.count} entries holds ${held} distinct keys`));
     this.applied = s.meta.index;

@@ -41,14 +41,14 @@ export class MappedRestore {
 
   /**
    * Restores the mapped snapshot file `mapped` (`count` entries, at `index`, taken at `appliedMs`,
-   * with its deletion floor: see Db.deleteFloor) by reference. An entry without a revision (an
+   * with its removals: Db.deleteFloor and Db.tombstones) by reference. An entry without a revision (an
    * older format) gets `index`.
    */
-  restoreSnapshot(index: number, appliedMs: number, mapped: MappedSnapshot, deleteFloor = index): number {
+  restoreSnapshot(index: number, appliedMs: number, mapped: MappedSnapshot, deleteFloor = index, tombstones: Iterable<readonly [string, number]> = []): number {
     assert(!this.ended && this.sm.kv.db.dbsize() === 0, "a mapped restore into a used keyspace");
     const db = this.sm.kv.db;
     db.rev = index;
-    db.deleteFloor = deleteFloor;
+    db.setRemovals(deleteFloor, tombstones);
     const source = this.source;
     source.setSnapshot(mapped.values);
     let n = 0;

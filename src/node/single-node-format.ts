@@ -171,10 +171,10 @@ async function rebuild(opts: ConvertOptions): Promise<Conversion | undefined> {
     // 2. The runtime's snapshot at the old last index (unless an interrupted conversion wrote it).
     const wroteSnapshot = !(snap !== undefined && !oldSnapshot && snap.lastIndex === last);
     if (wroteSnapshot) {
-      const { appliedMs, deleteFloor, snapshot } = fsm.beginSnapshot();
+      const { appliedMs, deleteFloor, tombstones, snapshot } = fsm.beginSnapshot();
       try {
         await st.snapshots.write(
-          { lastIndex: last, lastTerm: SINGLE_NODE_TERM, meta: encodeSnapshotMeta(appliedMs, deleteFloor), membership: { voters: [opts.id], learners: [] } },
+          { lastIndex: last, lastTerm: SINGLE_NODE_TERM, meta: encodeSnapshotMeta(appliedMs, deleteFloor, tombstones), membership: { voters: [opts.id], learners: [] } },
           snapshot,
         );
       } finally {

@@ -177,6 +177,9 @@ test("KV.REV: the log index of a key's last change, 0 when missing; the same aft
     const rb = Number(await c.call("KV.REV", "r:b"));
     expect(rb).toBeGreaterThan(ra);
     expect(await c.call("KV.REV", "r:missing")).toBe(0);
+    await c.set("r:gone", "1");
+    const beforeDel = Number(await c.call("KV.REV", "r:gone"));
+    await c.del("r:gone"); // its removal (a tombstone) is kept by the snapshot below
     await c.call("SAVE"); // a snapshot holds both revisions
     await c.multi().incr("r:b").set("r:c", "x").exec(); // one entry: both keys get its index
     const rb2 = Number(await c.call("KV.REV", "r:b"));
@@ -193,6 +196,10 @@ test("KV.REV: the log index of a key's last change, 0 when missing; the same aft
       const d = new Redis({ host: "127.0.0.1", port: again.port, lazyConnect: true });
       await d.connect();
       expect([Number(await d.call("KV.REV", "r:a")), Number(await d.call("KV.REV", "r:b")), Number(await d.call("KV.REV", "r:c"))]).toEqual([ra, rb2, rb2]);
+      // A transaction watching r:gone as absent before its deletion aborts after the restart too;
+      // watching it from after the deletion runs.
+      expect(await d.call("KV.TXN", "1", "r:gone", String(beforeDel), "0", "2", "GET", "r:gone")).toBeNull();
+      expect(await d.call("KV.TXN", "1", "r:gone", String(rb2), "0", "2", "GET", "r:gone")).toEqual([null]);
       d.disconnect();
     } finally {
       await again.stop();

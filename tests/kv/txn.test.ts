@@ -3,7 +3,7 @@
 // whatever snapshot they restored from, revisions through copy-on-write snapshots, images and
 // snapshot files (the old formats still read).
 import { describe, expect, test } from "bun:test";
-import { Db, type DbEntry } from "../../src/kv/db.ts";
+import { Db, TOMBSTONE_KEY_BYTES_MAX, TOMBSTONES_MAX, type DbEntry } from "../../src/kv/db.ts";
 import { decodeTxn, encodeTxn, TXN_COMMANDS_MAX } from "../../src/kv/txn.ts";
 import { decodeKvImage, decodeSnapshotMeta, encodeCommandEntry, encodeExpireEntry, encodeKvImage, encodeSnapshotMeta } from "../../src/node/kv-payload.ts";
 import { KvRaftStateMachine, type KvApplyResult } from "../../src/node/kv-state-machine.ts";
@@ -111,13 +111,26 @@ describe("KV.TXN apply", () => {
     expect(r.run(txn([["k", w, true]], ["GET", "k"]), T0 + 100, 3)).toBe("_\r\n");
   });
 
-  test("the absent-key rule is conservative: any removal after WATCH aborts (identical on every replica)", () => {
+  test("an absent watched key: removals of other keys do not abort, unless past the tombstones' bound (then conservative)", () => {
     const r = new Replica();
-    r.run(["SET", "other", "1"]);
-    const w = r.w;
+    r.run(["MSET", "other", "1", "k", "1"]);
+    r.run(["DEL", "k"]);
+    let w = r.w;
     r.run(["DEL", "other"]);
-    expect(r.run(txn([["k", w, false]], ["SET", "k", "1"]))).toBe("*-1\r\n");
-    expect(r.run(txn([["k", r.w, false]], ["SET", "k", "1"]))).toBe("*1\r\n+OK\r\n");
+    expect(r.run(txn([["k", w, false]], ["GET", "k"]))).toBe("*1\r\n$-1\r\n");
+    // TOMBSTONES_MAX more removals push k's tombstone out: its removal is then known only as "at most the floor".
+    for (let i = 0; i < TOMBSTONES_MAX; i++) r.run(["SET", `x${i}`, "1"]), r.run(["DEL", `x${i}`]);
+    expect(r.run(txn([["k", w, false]], ["GET", "k"]))).toBe("*-1\r\n"); // k was deleted before w, but its tombstone is gone
+    w = r.w;
+    r.run(["DEL", "x0"]); // nothing to delete: no removal
+    expect(r.run(txn([["z", w, false]], ["GET", "z"]))).toBe("*1\r\n$-1\r\n");
+    r.run(["SET", "k".repeat(TOMBSTONE_KEY_BYTES_MAX + 1), "1"]);
+    r.run(["DEL", "k".repeat(TOMBSTONE_KEY_BYTES_MAX + 1)]); // a long key: the floor moves
+    expect(r.run(txn([["z", w, false]], ["GET", "z"]))).toBe("*-1\r\n");
+    w = r.w;
+    r.run(["FLUSHALL"]);
+    expect(r.run(txn([["never", w, false]], ["GET", "never"]))).toBe("*-1\r\n"); // FLUSHALL: the floor moves
+    expect(r.sm.kv.db.tombstoneList().length).toBe(0);
   });
 });
 
@@ -188,18 +201,18 @@ describe("revisions on replicas", () => {
       ["a", "2", undefined, 4],
       ["c", "1", undefined, 4],
     ]);
-    expect(db.deleteFloor).toBe(4);
+    expect([db.deleteFloor, db.tombstoneList()]).toEqual([0, [["b", 4]]]);
     db.assertInvariants();
   });
 
   test("images: version 2 keeps revisions and the deletion floor; version 1 reads as changed at the snapshot's index", () => {
     const entries: DbEntry[] = [["a", "1", undefined, 7], ["b", "2", T0 + 5, 9]];
-    const img = decodeKvImage(encodeKvImage(T0, () => entries, 8));
-    expect([img.appliedMs, img.deleteFloor, img.count, [...img.entries]]).toEqual([T0, 8, 2, entries]);
+    const img = decodeKvImage(encodeKvImage(T0, () => entries, 8, [["gone", 8], ["\xff", 3]]));
+    expect([img.appliedMs, img.deleteFloor, img.tombstones, img.count, [...img.entries]]).toEqual([T0, 8, [["gone", 8], ["\xff", 3]], 2, entries]);
     // A version 1 image, as the previous release wrote it: header of 17 bytes, flags 0 or 1.
     const v1 = Buffer.concat([Buffer.from([1]), u64(T0), u64(1), Buffer.from([0]), u32(1), u32(1), Buffer.from("a1", "latin1")]);
     const old = decodeKvImage(v1);
-    expect([old.deleteFloor, [...old.entries]]).toEqual([undefined, [["a", "1", undefined, undefined]]]);
+    expect([old.deleteFloor, old.tombstones, [...old.entries]]).toEqual([undefined, [], [["a", "1", undefined, undefined]]]);
     const sm = new KvRaftStateMachine();
     sm.restore({ meta: { index: 30, term: 1, confState: { voters: [1], learners: [] } }, data: v1 });
     expect(sm.kv.db.revOf("a", T0)).toBe(30);
@@ -216,9 +229,15 @@ describe("revisions on replicas", () => {
     const m = loaded.mapped()!;
     m.forEach((k, ref, at, rev) => mapped.push([k, m.values.value(ref), at, rev]));
     expect(mapped).toEqual(entries);
-    expect(decodeSnapshotMeta(loaded.meta)).toEqual({ appliedMs: T0, deleteFloor: 6 });
-    expect(decodeSnapshotMeta(Buffer.from(String(T0)))).toEqual({ appliedMs: T0, deleteFloor: undefined });
+    expect(decodeSnapshotMeta(loaded.meta)).toEqual({ appliedMs: T0, deleteFloor: 6, tombstones: [] });
+    expect(decodeSnapshotMeta(Buffer.from(String(T0)))).toEqual({ appliedMs: T0, deleteFloor: undefined, tombstones: [] });
     expect(typeof decodeSnapshotMeta(Buffer.from(`${T0} x`))).toBe("string");
+    // With tombstones: every byte of a key, indexes past 2^32; every truncation is damage.
+    const tombs: [string, number][] = [["\x00\xff\r\n", 7], ["k", 2 ** 40]];
+    const withTombs = encodeSnapshotMeta(T0, 6, tombs);
+    expect(decodeSnapshotMeta(withTombs)).toEqual({ appliedMs: T0, deleteFloor: 6, tombstones: tombs });
+    for (let n = String(T0).length + 3; n < withTombs.length; n++) expect(typeof decodeSnapshotMeta(withTombs.subarray(0, n)), `cut at ${n}`).toBe("string");
+    expect(typeof decodeSnapshotMeta(Buffer.concat([withTombs, Buffer.from([1])]))).toBe("string");
     const sm = new KvRaftStateMachine();
     sm.restoreEntries(9, T0, loaded.entries(), 3, 6);
     expect([sm.kv.db.revOf("a", 0), sm.kv.db.revOf("b", 0), sm.kv.db.revOf("c", 0), sm.kv.db.deleteFloor]).toEqual([2 ** 40 + 3, 5, 9, 6]);
