@@ -4,13 +4,14 @@
 //
 //   bun run build && bun scripts/chaos.ts [--duration 600] [--seed N] [--nodes 3] [--clients 8]
 //                                        [--keys 6] [--failover-kills 10] [--snapshot-kb 64] [--keep]
-//                                        [--heartbeat-ms 50] [--election-ms 300] [--unsafe-local-reads]
+//                                        [--heartbeat-ms 50] [--election-ms 300] [--unsafe-local-reads] [--lease-reads]
 //                                        [--faults kill=3,crash=1,transfer=2,...]  (only these kinds, with these weights)
 //                                        [--fsync-delay-ms N]  (every node's fdatasync waits N ms: a slow disk)
 //                                        [--reads 50]  (percent of GETs; the rest SET 25 : DEL 10 : SET NX 15)
 // Nodes snapshot every --snapshot-kb of log (small, so snapshots, compaction and catch-up from a
 // snapshot happen under the faults; 0: the default threshold). --unsafe-local-reads starts every node
 // with KV_TEST_UNSAFE_LOCAL_READS=1 (reads without ReadIndex): the run should then be found not linearizable.
+// --lease-reads starts every node with --lease-reads (the leader's lease-based reads).
 // Exit status 1 if the history is not linearizable (or the checker could not decide), 0 otherwise.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -35,7 +36,7 @@ const clients = flag("clients", 8);
 const keys = flag("keys", 6);
 const kills = flag("failover-kills", 10);
 const snapshotKb = flag("snapshot-kb", 64);
-const extraArgs = snapshotKb > 0 ? ["--snapshot-log-bytes", `${snapshotKb}kb`, "--wal-segment-bytes", "16kb"] : [];
+const extraArgs = [...(snapshotKb > 0 ? ["--snapshot-log-bytes", `${snapshotKb}kb`, "--wal-segment-bytes", "16kb"] : []), ...(process.argv.includes("--lease-reads") ? ["--lease-reads"] : [])];
 const keep = process.argv.includes("--keep");
 const unsafe = process.argv.includes("--unsafe-local-reads");
 const heartbeatMs = flag("heartbeat-ms", 50);

@@ -59,6 +59,10 @@ let messages = 0;
 let maxToLeader = 0;
 let maxToConverge = 0;
 let sumToLeader = 0;
+let configCommits = 0;
+let configElections = 0;
+let configCommitsUnchecked = 0;
+let configElectionsUnchecked = 0;
 const t0 = performance.now();
 for (const nodes of nodesList) {
   for (let seed = seedStart; seed < seedStart + seeds; seed++) {
@@ -70,6 +74,10 @@ for (const nodes of nodesList) {
     maxToLeader = Math.max(maxToLeader, r.stats.ticksToLeader);
     maxToConverge = Math.max(maxToConverge, r.stats.ticksToConverge);
     sumToLeader += Math.max(0, r.stats.ticksToLeader);
+    configCommits += r.stats.configCommits;
+    configCommitsUnchecked += r.stats.configCommitsUnchecked;
+    configElections += r.stats.configElections;
+    configElectionsUnchecked += r.stats.configElectionsUnchecked;
     for (const k of FAULT_KINDS) faults[k] += r.faults[k];
     for (const k of WORKLOAD_KINDS) workload[k] += r.workload[k];
     if (trace) for (const line of r.trace) console.log(line);
@@ -87,6 +95,9 @@ console.log(`faults injected: ${FAULT_KINDS.map((k) => `${k}=${faults[k]}`).join
 console.log(`workload: ${WORKLOAD_KINDS.map((k) => `${k}=${workload[k]}`).join(" ")} acked-writes=${acked} reads-served=${reads}`);
 console.log(
   `messages sent: ${messages}; after healing: leader within ${(sumToLeader / Math.max(1, runs)).toFixed(1)} ticks on average (max ${maxToLeader}), everyone caught up within max ${maxToConverge} ticks`,
+);
+console.log(
+  `checked against the committed log's membership: ${configCommits} indexes committed by leaders (Config Quorum; ${configCommitsUnchecked} commit moves with the membership unknown), ${configElections} elections (Vote Quorum; ${configElectionsUnchecked} unknown)`,
 );
 console.log(`violations: ${failed === 0 ? "none" : `${failed} failing seed(s)`}`);
 process.exit(failed === 0 ? 0 : 1);

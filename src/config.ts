@@ -41,6 +41,11 @@ export interface ServerConfig {
    * (docs/cluster.md, "Read modes"); otherwise `-STALE ...`.
    */
   maxStalenessMs: number;
+  /** Redis's client-output-buffer-limit pubsub: subscribers past it are closed (see src/server/pubsub.ts). */
+  pubsubOutputLimit: { hardBytes: number; softBytes: number; softSeconds: number };
+  /** --watch-history / --watch-history-bytes: the latest change records KV.WATCH ... FROM can replay. */
+  watchHistoryRecords: number;
+  watchHistoryBytes: number;
   /** Set with --cluster: this node is a member of a Raft group. */
   cluster?: ClusterConfig;
   /** Client TLS (--tls-port ...): see src/server/tls.ts and docs/security.md. */
@@ -84,6 +89,8 @@ export interface ClusterConfig {
   peerPort: number | null;
   heartbeatMs: number;
   electionMs: number;
+  /** --lease-reads: the leader serves linearizable reads under a lease of electionMs - leaseDriftMs (see src/node/lease.ts). */
+  leaseReads?: { driftMs: number };
   /** --join: a fresh data dir joins the running cluster `members` name (no bootstrap; the leader adds it). */
   join?: boolean;
 }
@@ -179,7 +186,20 @@ export const DEFAULT_CONFIG: ServerConfig = {
   snapshotLogBytes: 64 * 1024 * 1024,
   walSegmentBytes: 64 * 1024 * 1024,
   maxStalenessMs: MAX_STALENESS_MS_DEFAULT,
+  pubsubOutputLimit: { hardBytes: 32 * 1024 * 1024, softBytes: 8 * 1024 * 1024, softSeconds: 60 },
+  watchHistoryRecords: 100_000,
+  watchHistoryBytes: 64 * 1024 * 1024,
 };
+
+/** `<hard> <soft> <soft seconds>` of Redis's client-output-buffer-limit class (sizes as parseBytes). */
+export function parseOutputLimit(text: string, what: string): { hardBytes: number; softBytes: number; softSeconds: number } {
+  const parts = text.trim().split(/\s+/);
+  if (parts.length !== 3) throw new ConfigError(`${what}: '${text}' is not '<hard> <soft> <seconds>' (e.g. '32mb 8mb 60')`);
+  const hardBytes = parseBytes(parts[0]!, what);
+  // Redis reads 0 as no limit; kv holds no unbounded output.
+  if (hardBytes < 1) throw new ConfigError(`${what}: the hard limit must be at least 1 byte (there is no unlimited setting)`);
+  return { hardBytes, softBytes: parseBytes(parts[1]!, what), softSeconds: parseInteger(parts[2]!, what, 0, 1_000_000) };
+}
 
 const UNITS: Record<string, number> = {
   "": 1,

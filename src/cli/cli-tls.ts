@@ -15,7 +15,11 @@ export const CLIENT_TLS_ARGS = {
   sni: { type: "string", description: "Server name the certificate must carry (default: the host connected to)", valueHint: "name" },
 } as const satisfies ArgsDef;
 
+// The process's setting: a CLI command runs once per process, but in-process callers (tests)
+// run several, so each source of the setting replaces what it set before rather than adding to it.
 let current: ClientTlsOptions | undefined;
+/** `current` came from command-line flags (which win over a cluster directory's certificates). */
+let fromFlags = false;
 
 function read(path: string, flag: string): string {
   try {
@@ -29,6 +33,8 @@ function read(path: string, flag: string): string {
 export function useTlsArgs(args: { tls?: boolean; cacert?: string; cert?: string; key?: string; sni?: string }): void {
   if (args.tls !== true) {
     if (args.cacert !== undefined || args.cert !== undefined || args.key !== undefined) throw new ConfigError("--cacert, --cert and --key go with --tls");
+    current = undefined;
+    fromFlags = false;
     return;
   }
   if ((args.cert === undefined) !== (args.key === undefined)) throw new ConfigError("--cert and --key go together");
@@ -38,12 +44,18 @@ export function useTlsArgs(args: { tls?: boolean; cacert?: string; cert?: string
     ...(args.key !== undefined ? { key: read(args.key, "--key") } : {}),
     ...(args.sni !== undefined ? { serverName: args.sni } : {}),
   };
+  fromFlags = true;
 }
 
 /** The cluster in a directory whose certificates are in `tlsDir` (kv cluster up --tls): its CA and client certificate. */
 export function useClusterTls(tlsDir: string): void {
-  if (current !== undefined) return; // flags given on the command line win
+  if (fromFlags) return; // flags given on the command line win
   current = { ca: read(join(tlsDir, "ca.crt"), "the cluster's CA"), cert: read(join(tlsDir, "client.crt"), "the cluster's client certificate"), key: read(join(tlsDir, "client.key"), "the cluster's client key") };
+}
+
+/** The cluster directory read is not a TLS cluster: a setting taken from another cluster's directory is dropped. */
+export function noClusterTls(): void {
+  if (!fromFlags) current = undefined;
 }
 
 /** The `tls` option of the CLI's clients (spread into createClient's options). */

@@ -8,7 +8,7 @@ import { join, resolve } from "node:path";
 import { parseInteger } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 import { StartupError } from "./fatal.ts";
-import { useClusterTls } from "./cli-tls.ts";
+import { noClusterTls, useClusterTls } from "./cli-tls.ts";
 import { TLS_DIR } from "./certs.ts";
 
 export const CLUSTER_FILE = "cluster.json";
@@ -275,6 +275,7 @@ export function readClusterFile(dir: string): ClusterFile | undefined {
   if (f.tls !== undefined && f.tls !== true) throw damaged(path, "tls is not true");
   // The CLI talks to a TLS cluster with its CA and client certificate.
   if (f.tls === true) useClusterTls(join(dir, TLS_DIR));
+  else noClusterTls();
   // Where the nodes' data is now: DIR/n<i>, wherever DIR was when the file was written.
   for (const n of f.nodes) {
     n.dataDir = join(dir, n.name);

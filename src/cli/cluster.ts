@@ -27,6 +27,7 @@ import { isAlive, nodePids, portProblem, STOP_TIMEOUT_S_DEFAULT, type StopTarget
 import { type ClusterStatus, formatStatus, formatUpTable, gather, askNode, statusJson, stateOf, type Target } from "./cluster-status.ts";
 import { StartupError } from "./fatal.ts";
 import { add, addArgs, memberArgs, remove, transfer } from "./cluster-members.ts";
+import { recover, recoverArgs } from "./cluster-recover.ts";
 import { restart, restartArgs } from "./cluster-restart.ts";
 import { refuseBadArgs } from "./strict.ts";
 import { ensureClusterCerts, TLS_DIR } from "./certs.ts";
@@ -423,7 +424,7 @@ async function down(rawArgs: readonly string[], args: { "data-dir"?: string; tim
 // ---- the command ----
 
 export default defineCommand({
-  meta: { name: "cluster", description: "Run a local cluster: kv cluster up N | status | down | restart | add | remove ID | transfer ID" },
+  meta: { name: "cluster", description: "Run a local cluster: kv cluster up N | status | down | restart | add | remove ID | transfer ID | recover ID" },
   subCommands: {
     up: defineCommand({
       meta: { name: "up", description: "Start N kv serve nodes on 127.0.0.1 (or restart the cluster in --data-dir); other flags go to every kv serve" },
@@ -459,6 +460,11 @@ export default defineCommand({
       meta: { name: "transfer", description: "Hand leadership to voter ID; returns once it leads" },
       args: memberArgs,
       run: ({ rawArgs, args }) => transfer(rawArgs, args),
+    }),
+    recover: defineCommand({
+      meta: { name: "recover", description: "A majority lost for good: with every node stopped, make survivor ID a one-member cluster keeping its data (--force-new-cluster) and drop the others from cluster.json" },
+      args: recoverArgs,
+      run: ({ rawArgs, args }) => recover(rawArgs, args),
     }),
   },
 });

@@ -12,10 +12,12 @@ import {
   parseBytes,
   parseClusterSpec,
   parseInteger,
+  parseOutputLimit,
   type ClusterConfig,
   type ServerConfig,
   validateConfig,
 } from "../config.ts";
+import { PubSubHub } from "../server/pubsub.ts";
 import { ClusterNode, loadMembers } from "../node/cluster-node.ts";
 import { nodeIo } from "../storage/index.ts";
 import { forceNewCluster } from "../node/backup.ts";
@@ -74,7 +76,20 @@ const serveArgs = {
     description: "Most ms a follower's READONLY reads may lag its leader (heard from it and applied its reported commit index within this); past it they answer -STALE",
     default: String(MAX_STALENESS_MS_DEFAULT),
   },
+  "lease-reads": {
+    type: "boolean",
+    description:
+      "The leader answers linearizable reads from its own state, without a round to a quorum, while it holds a lease (the election timeout less --lease-drift, from the heartbeats a quorum acknowledged). Relies on the members' clocks running at nearly the same rate; give it to every member",
+  },
+  "lease-drift": { type: "string", description: "With --lease-reads: the most the members' clocks may disagree over one election timeout, in ms (default: a tenth of --election-timeout)" },
   "wal-segment-bytes": { type: "string", description: "Size at which a log segment is closed and a new one started", default: "64mb" },
+  "client-output-buffer-limit-pubsub": {
+    type: "string",
+    description: "Redis's client-output-buffer-limit pubsub: '<hard> <soft> <seconds>'; a subscriber whose unsent output passes hard, or soft for that long, is closed",
+    default: "32mb 8mb 60",
+  },
+  "watch-history": { type: "string", description: "Latest change records kept for KV.WATCH ... FROM (0: none; a watch then starts at the next change)", default: "100000" },
+  "watch-history-bytes": { type: "string", description: "Most bytes of change records kept for KV.WATCH ... FROM", default: "64mb" },
   ...TLS_ARGS,
 } as const satisfies ArgsDef;
 
@@ -104,6 +119,9 @@ export default defineCommand({
       snapshotLogBytes: parseBytes(args["snapshot-log-bytes"], "--snapshot-log-bytes"),
       walSegmentBytes: parseBytes(args["wal-segment-bytes"], "--wal-segment-bytes"),
       maxStalenessMs: parseInteger(args["max-staleness"], "--max-staleness", 1, MAX_STALENESS_MS_MAX),
+      pubsubOutputLimit: parseOutputLimit(args["client-output-buffer-limit-pubsub"], "--client-output-buffer-limit-pubsub"),
+      watchHistoryRecords: parseInteger(args["watch-history"], "--watch-history", 0, 100_000_000),
+      watchHistoryBytes: parseBytes(args["watch-history-bytes"], "--watch-history-bytes"),
     };
     if (config.walSegmentBytes < SEGMENT_BYTES_MIN) throw new ConfigError(`--wal-segment-bytes: ${config.walSegmentBytes} is below the minimum, ${SEGMENT_BYTES_MIN}`);
     if (args.join === true && (args.cluster === undefined || args["cluster-id"] === undefined)) {
@@ -112,6 +130,8 @@ export default defineCommand({
     Object.assign(config, tlsFromArgs(args));
     config.cluster = args.cluster !== undefined ? clusterConfig(args, config.id) : oneMemberConfig(args, config);
     if (args.join === true) config.cluster.join = true;
+    const lease = leaseReads(args, config.cluster.electionMs);
+    if (lease !== undefined) config.cluster.leaseReads = lease;
     validateConfig(config);
     if (args["force-new-cluster"] === true) {
       if (args.join === true) throw new ConfigError("--force-new-cluster and --join do not go together");
@@ -132,6 +152,20 @@ function oneMemberConfig(args: Record<string, unknown>, config: ServerConfig): C
   const clusterId = args["cluster-id"] !== undefined ? String(args["cluster-id"]) : `kv-${fnv1a(`${self.id}=${self.addr}@${self.peer}`)}`;
   if (clusterId === "" || new TextEncoder().encode(clusterId).length > 128) throw new ConfigError("--cluster-id: 1 to 128 bytes");
   return { members: [self], clusterId, peerPort, heartbeatMs, electionMs };
+}
+
+/**
+ * --lease-reads [--lease-drift MS]: the leader's lease is the election timeout less the drift bound
+ * (default a tenth of the election timeout), which must leave at least 1 ms.
+ */
+function leaseReads(args: Record<string, unknown>, electionMs: number): { driftMs: number } | undefined {
+  if (args["lease-reads"] !== true) {
+    if (args["lease-drift"] !== undefined) throw new ConfigError("--lease-drift goes with --lease-reads");
+    return undefined;
+  }
+  const driftMs = args["lease-drift"] !== undefined ? parseInteger(String(args["lease-drift"]), "--lease-drift", 0, 600_000) : Math.ceil(electionMs / 10);
+  if (driftMs >= electionMs) throw new ConfigError(`--lease-drift (${driftMs} ms) must be below --election-timeout (${electionMs} ms): the lease is their difference`);
+  return { driftMs };
 }
 
 function timing(args: Record<string, unknown>): { heartbeatMs: number; electionMs: number } {
@@ -190,13 +224,19 @@ function heldPeerAddress(dataDir: string, id: number): { host: string; port: num
   return Number.isInteger(port) && port > 0 && port <= 65535 ? { host: me.peer.slice(0, at), port } : undefined;
 }
 
-async function openNode(config: ServerConfig, tls: OpenedTls): Promise<ClusterNode<Conn>> {
+async function openNode(config: ServerConfig, tls: OpenedTls, changeSink: PubSubHub): Promise<ClusterNode<Conn>> {
   const io = slowDiskIoFromEnv(process.env);
   const c = config.cluster;
   assert(c !== undefined, "serve without a group configuration");
   const self = c.members.find((m) => m.id === config.id)!;
   const peerHost = self.peer.slice(0, self.peer.lastIndexOf(":"));
   const unsafeLocalReads = process.env.KV_TEST_UNSAFE_LOCAL_READS === "1";
+  let leaseMs = c.leaseReads !== undefined ? c.electionMs - c.leaseReads.driftMs : undefined;
+  if (leaseMs !== undefined && process.env.KV_TEST_LEASE_MS !== undefined) {
+    // The tests' proof that a lease longer than the followers' promise serves stale reads.
+    leaseMs = parseInteger(process.env.KV_TEST_LEASE_MS, "KV_TEST_LEASE_MS", 1, 3_600_000);
+    log.warn(`KV_TEST_LEASE_MS=${leaseMs}: the leader's lease is set by hand (testing only; past the election timeout NOT linearizable)`);
+  }
   if (unsafeLocalReads) log.warn("KV_TEST_UNSAFE_LOCAL_READS=1: reads are served from local state without a read barrier (testing only; NOT linearizable)");
   const node = await ClusterNode.open<Conn>({
     id: config.id,
@@ -209,9 +249,11 @@ async function openNode(config: ServerConfig, tls: OpenedTls): Promise<ClusterNo
     peerListen: c.peerPort === null ? heldPeerAddress(config.dataDir, config.id) : { host: peerHost, port: c.peerPort },
     heartbeatMs: c.heartbeatMs,
     electionMs: c.electionMs,
+    ...(leaseMs !== undefined ? { leaseMs } : {}),
     join: c.join === true,
     io,
     unsafeLocalReads,
+    changeSink,
     ...(tls.peer !== undefined ? { peerTls: tls.peer } : {}),
   });
   return node;
@@ -233,9 +275,11 @@ export async function serve(config: ServerConfig): Promise<void> {
   let durable: ClusterNode<Conn>;
   // Certificates are read (and checked) before the data dir is opened: a bad file is a ConfigError.
   const tls = openTls(config);
+  // Listens from the open on: the log's replay fills KV.WATCH's history.
+  const hub = new PubSubHub(config.watchHistoryRecords, config.watchHistoryBytes);
   try {
     mkdirSync(config.dataDir, { recursive: true });
-    durable = await openNode(config, tls);
+    durable = await openNode(config, tls, hub);
   } catch (e) {
     throw startupFailure(e, config);
   }
@@ -247,7 +291,7 @@ export async function serve(config: ServerConfig): Promise<void> {
     log.fatal(`raft node stopped: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     process.exit(70);
   };
-  const server = new KvServer(config, durable, tls.client);
+  const server = new KvServer(config, durable, tls.client, hub);
   const sole = durable.soleVoter();
   if (sole) {
     // The only voter elects itself and applies its log before clients connect: nothing it serves is from before its restart.

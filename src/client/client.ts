@@ -11,7 +11,9 @@
 // - a write that was sent: rejected with OutcomeUnknownError, never re-sent;
 // - -MOVED: the server refused it, so it is re-sent to the named node (bounded hops);
 // - -TRYAGAIN/-CLUSTERDOWN/-LOADING: refused, re-sent after a backoff within the deadline;
-//   `-TRYAGAIN node shutting down`: also, nothing more is sent on that connection (next seed).
+//   `-TRYAGAIN node shutting down`: also, nothing more is sent on that connection (next seed);
+// - -REMOVED (the node left its cluster, refused without carrying it out): with more than one seed,
+//   as `-TRYAGAIN node shutting down`; with one, the error.
 import type { Socket } from "bun";
 import { type BulkMode, ErrorReply, NEED_MORE, PushReply, ReplyParser, type RespValue } from "../resp/reply-parser.ts";
 import { type Addr, formatAddr, parseAddr, parseUrl } from "./addr.ts";
@@ -127,7 +129,7 @@ const READONLY_COMMANDS = new Set([
 ]);
 
 /** Commands that switch the connection into a mode where replies no longer pair with calls. */
-const UNSUPPORTED_COMMANDS = new Set(["subscribe", "psubscribe", "ssubscribe", "monitor", "sync", "psync"]);
+const UNSUPPORTED_COMMANDS = new Set(["subscribe", "psubscribe", "ssubscribe", "kv.watch", "monitor", "sync", "psync"]);
 
 interface Request {
   argv: readonly Arg[];
@@ -892,10 +894,10 @@ Pick<ClientOptions, "stallMs" | "connectTimeoutMs" | "backoffMsMin" | "backoffMs
         this.redirect(conn, target, req);
         return;
       }
-    } else if (this.retryPrefixes.has(err.prefix)) {
-      // The node is going away (SHUTTING_DOWN_REPLY): nothing more is sent on this connection,
-      // and the retry goes to the next seed.
-      if (err.prefix === "TRYAGAIN" && v.message.startsWith(SHUTTING_DOWN)) this.leave(conn);
+    } else if (this.retryPrefixes.has(err.prefix) || (err.prefix === "REMOVED" && this.seeds.length > 1)) {
+      // The node is going away (SHUTTING_DOWN_REPLY), or was removed from its cluster and refuses
+      // everything (REMOVED): nothing more is sent on this connection, and the retry goes to the next seed.
+      if ((err.prefix === "TRYAGAIN" && v.message.startsWith(SHUTTING_DOWN)) || err.prefix === "REMOVED") this.leave(conn);
       const delay = jitter(Math.min(this.opts.backoffMsMax, this.opts.backoffMsMin * 2 ** Math.min(req.retries, 20)));
       if (performance.now() + delay < req.deadline) {
         req.retries++;

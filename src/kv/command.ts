@@ -9,6 +9,7 @@ export type CommandFlag =
   | "admin"
   | "connection" // about the connection itself (HELLO, CLIENT, SELECT...): never logged
   | "pubsub"
+  | "logged" // changes no key, yet goes through the log (PUBLISH: delivered by every member in log order)
   | "loading-ok" // allowed while the node is loading its data
   | "noquorum-ok"; // answered locally even without a leader
 

@@ -8,11 +8,22 @@ import { commandLookup, type CommandSpec } from "./command.ts";
 import { Db, type Expiry, toExpiry, typeName, type Value } from "./db.ts";
 import { INT64_MAX, INT64_MIN, isScanCursor, normInt, parseInt64 } from "./int64.ts";
 import { txnKvCommands } from "./txn.ts";
+import { PUBSUB_KV_COMMANDS } from "./publish.ts";
+import { type KvEvents, NOTIFY_FLUSH, NOTIFY_GENERIC as G, NOTIFY_STRING as S } from "./events.ts";
 
 export interface KvCtx {
   db: Db;
   /** Unix time in integer milliseconds at which the command takes effect. */
   nowMs: number;
+  /** Where applied changes are reported (keyspace events); null or absent: nowhere. */
+  events?: KvEvents | null;
+  /** Called by a transaction (txn.ts) before each of its commands runs; null or absent: nothing to do. */
+  beforeCommand?: ((spec: CommandSpec<KvCtx>, argv: string[]) => void) | null;
+}
+
+/** Reports a change of `key` (Redis's notifyKeyspaceEvent), if anyone listens. */
+function ev(ctx: KvCtx, cls: number, event: string, key: string): void {
+  if (ctx.events) ctx.events.keyEvent(cls, event, key);
 }
 
 /** Longest string value, as Redis's proto-max-bulk-len default (512 MiB). */
@@ -152,6 +163,7 @@ function setCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   const value = argv[2]!;
   if (argv.length === 3) {
     ctx.db.set(key, value);
+    ev(ctx, S, "set", key);
     out.ok();
     return;
   }
@@ -179,6 +191,8 @@ function setCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   if (expireAt !== null) db.setWithExpire(key, value, expireAt, nowMs);
   else if (flags & F_KEEPTTL) db.setKeepTtl(key, value);
   else db.set(key, value);
+  ev(ctx, S, "set", key);
+  if (expireAt !== null) ev(ctx, G, "expire", key);
   if (!(flags & F_GET)) out.ok();
 }
 
@@ -189,6 +203,7 @@ function setnxCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
     return;
   }
   ctx.db.set(key, argv[2]!);
+  ev(ctx, S, "set", key);
   out.int(1);
 }
 
@@ -197,6 +212,8 @@ function setexGeneric(ctx: KvCtx, argv: string[], out: ReplyWriter, flag: number
   const expireAt = expireAtFromArg(argv[2]!, flag, ctx.nowMs, cmd, out);
   if (expireAt === null) return;
   ctx.db.setWithExpire(argv[1]!, argv[3]!, expireAt, ctx.nowMs);
+  ev(ctx, S, "set", argv[1]!);
+  ev(ctx, G, "expire", argv[1]!);
   out.ok();
 }
 
@@ -217,6 +234,7 @@ function getsetCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
     return;
   } else out.bulk(old);
   ctx.db.set(key, argv[2]!);
+  ev(ctx, S, "set", key);
 }
 
 function getdelCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
@@ -227,6 +245,7 @@ function getdelCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   else {
     out.bulk(old);
     ctx.db.delete(key);
+    ev(ctx, G, "del", key);
   }
 }
 
@@ -251,8 +270,10 @@ function getexCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
     if (expireAt === null) return;
   }
   out.bulk(v);
-  if (expireAt !== null) db.setExpire(key, expireAt, nowMs);
-  else if (flags & F_PERSIST) db.removeExpire(key);
+  if (expireAt !== null) {
+    db.setExpire(key, expireAt, nowMs);
+    ev(ctx, G, expireAt <= nowMs ? "del" : "expire", key);
+  } else if (flags & F_PERSIST && db.removeExpire(key)) ev(ctx, G, "persist", key);
 }
 
 function msetCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
@@ -261,7 +282,10 @@ function msetCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
     return;
   }
   const db = ctx.db;
-  for (let i = 1; i < argv.length; i += 2) db.set(argv[i]!, argv[i + 1]!);
+  for (let i = 1; i < argv.length; i += 2) {
+    db.set(argv[i]!, argv[i + 1]!);
+    ev(ctx, S, "set", argv[i]!);
+  }
   out.ok();
 }
 
@@ -277,7 +301,10 @@ function msetnxCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
       return;
     }
   }
-  for (let i = 1; i < argv.length; i += 2) db.set(argv[i]!, argv[i + 1]!);
+  for (let i = 1; i < argv.length; i += 2) {
+    db.set(argv[i]!, argv[i + 1]!);
+    ev(ctx, S, "set", argv[i]!);
+  }
   out.int(1);
 }
 
@@ -306,6 +333,7 @@ function appendCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   const old = db.getForWrite(key, ctx.nowMs);
   if (old === undefined) {
     db.set(key, suffix);
+    ev(ctx, S, "append", key);
     out.int(suffix.length);
     return;
   }
@@ -319,6 +347,7 @@ function appendCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
     return;
   }
   db.setKeepTtl(key, old + suffix);
+  ev(ctx, S, "append", key);
   out.int(len);
 }
 
@@ -388,6 +417,7 @@ function setrangeCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   const head = base.length >= offset ? base.slice(0, offset) : base + "\0".repeat(offset - base.length);
   const next = head + value + base.slice(offset + value.length);
   db.setKeepTtl(key, next);
+  ev(ctx, S, "setrange", key);
   out.int(next.length);
 }
 
@@ -427,6 +457,7 @@ function incrBy(ctx: KvCtx, key: string, incr: number | bigint, out: ReplyWriter
     const r = value + incr;
     if (Number.isSafeInteger(r)) {
       db.setKeepTtl(key, String(r));
+      ev(ctx, S, "incrby", key);
       out.int(r);
       return;
     }
@@ -437,6 +468,7 @@ function incrBy(ctx: KvCtx, key: string, incr: number | bigint, out: ReplyWriter
     return;
   }
   db.setKeepTtl(key, r.toString());
+  ev(ctx, S, "incrby", key);
   replyInt(out, normInt(r));
 }
 
@@ -483,6 +515,7 @@ function incrbyfloatCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   }
   const s = formatLongDouble(sum);
   db.setKeepTtl(key, s);
+  ev(ctx, S, "incrbyfloat", key);
   out.bulk(s);
 }
 
@@ -498,7 +531,10 @@ function delCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   for (let i = 1; i < argv.length; i++) {
     const key = argv[i]!;
     // An expired key is reclaimed but not counted.
-    if (db.getForWrite(key, nowMs) !== undefined && db.delete(key)) n++;
+    if (db.getForWrite(key, nowMs) !== undefined && db.delete(key)) {
+      n++;
+      ev(ctx, G, "del", key);
+    }
   }
   out.int(n);
 }
@@ -530,6 +566,8 @@ function renameGeneric(ctx: KvCtx, argv: string[], out: ReplyWriter, nx: boolean
   db.delete(from);
   if (at === undefined) db.set(to, v);
   else db.setWithExpire(to, v, at, nowMs);
+  ev(ctx, G, "rename_from", from);
+  ev(ctx, G, "rename_to", to);
   if (nx) out.int(1);
   else out.ok();
 }
@@ -590,6 +628,7 @@ function copyCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   const at = db.expireAt(from);
   if (at === undefined) db.set(to, v);
   else db.setWithExpire(to, v, at, nowMs);
+  ev(ctx, G, "copy_to", to);
   out.int(1);
 }
 
@@ -665,6 +704,7 @@ function flushallCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
     return;
   }
   ctx.db.flush();
+  ev(ctx, NOTIFY_FLUSH, eqi(argv[0]!, "flushdb") ? "flushdb" : "flushall", "");
   out.ok();
 }
 
@@ -743,6 +783,7 @@ function expireGeneric(ctx: KvCtx, argv: string[], out: ReplyWriter, relative: b
     }
   }
   db.setExpire(key, when, nowMs);
+  ev(ctx, G, when <= nowMs ? "del" : "expire", key);
   out.int(1);
 }
 
@@ -801,7 +842,10 @@ function pexpiretimeCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
 function persistCmd(ctx: KvCtx, argv: string[], out: ReplyWriter): void {
   const key = argv[1]!;
   if (ctx.db.getForWrite(key, ctx.nowMs) === undefined) out.int(0);
-  else out.int(ctx.db.removeExpire(key) ? 1 : 0);
+  else if (ctx.db.removeExpire(key)) {
+    ev(ctx, G, "persist", key);
+    out.int(1);
+  } else out.int(0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -867,10 +911,16 @@ export const KV_COMMANDS: readonly Spec[] = [
   cmd("expiretime", 2, ["readonly", "fast"], 1, 1, 1, expiretimeCmd),
   cmd("pexpiretime", 2, ["readonly", "fast"], 1, 1, 1, pexpiretimeCmd),
   // MULTI/EXEC's log form and KV.REV (txn.ts).
-  ...txnKvCommands((name) => lookupKvCommand(name)),
+  ...txnKvCommands((name) => lookupTxnInner(name)),
 ];
 
 export const lookupKvCommand = commandLookup(KV_COMMANDS);
+const lookupPublish = commandLookup(PUBSUB_KV_COMMANDS);
+
+/** The logged commands a transaction may run: the keyspace's and PUBLISH/SPUBLISH (txn.ts adds PING, ECHO, UNWATCH). */
+export function lookupTxnInner(name: string): CommandSpec<KvCtx> | undefined {
+  return lookupKvCommand(name) ?? lookupPublish(name);
+}
 
 /** True for commands that change the keyspace: they go through the log. */
 export function isWriteCommand(spec: { readonly flags: readonly string[] }): boolean {

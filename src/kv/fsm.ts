@@ -3,9 +3,14 @@
 // entries give the same state and the same replies on every replica and on every replay.
 import { assert } from "../errors.ts";
 import type { ReplyWriter } from "../resp/encode.ts";
-import { arityOk, unknownCommandError, type CommandSpec } from "./command.ts";
-import { type KvCtx, lookupKvCommand } from "./commands.ts";
+import { arityOk, commandLookup, unknownCommandError, type CommandSpec } from "./command.ts";
+import { type KvCtx, KV_COMMANDS } from "./commands.ts";
+import { PUBSUB_KV_COMMANDS } from "./publish.ts";
 import { Db, type DbEntry, type DbOptions, type DbSnapshot } from "./db.ts";
+import { type KvEvents, NOTIFY_EXPIRED, NOTIFY_NEW } from "./events.ts";
+
+/** What the log applies: the keyspace's commands and PUBLISH/SPUBLISH. */
+const lookupKvCommand = commandLookup([...KV_COMMANDS, ...PUBSUB_KV_COMMANDS]);
 
 export class KvStateMachine {
   readonly db: Db;
@@ -15,6 +20,8 @@ export class KvStateMachine {
    */
   appliedMs = 0;
   private readonly ctx: KvCtx;
+  /** Where applied changes are reported (see events.ts); null: nowhere. Reads never report. */
+  events: KvEvents | null = null;
 
   constructor(opts: DbOptions = {}) {
     this.db = new Db(opts);
@@ -40,8 +47,73 @@ export class KvStateMachine {
       return undefined;
     }
     this.ctx.nowMs = this.appliedMs;
+    this.beforeCommand(spec, argv);
+    this.ctx.beforeCommand = this.beforeCommand; // a transaction's commands (txn.ts) each get it too
     spec.exec(this.ctx, argv, out);
+    this.ctx.events = null;
+    this.ctx.beforeCommand = null;
     return spec;
+  }
+
+  /** Before each command applied (alone or in a transaction): where its events go, and Redis's pre-write events. */
+  private readonly beforeCommand = (spec: CommandSpec<KvCtx>, argv: string[]): void => {
+    this.ctx.events = this.events;
+    if (this.events !== null && spec.firstKey > 0) {
+      if (this.db.expiresCount() > 0) this.expireTouched(spec, argv);
+      if (this.events.newKeys) this.watchNewKeys(spec, argv);
+    }
+  };
+
+  /** Keys of the running write that were absent before it (see watchNewKeys). */
+  private absent: string[] = [];
+  private readonly newKeyEvents: KvEvents = {
+    newKeys: true,
+    keyEvent: (cls, event, key) => {
+      // Redis reports `new` when the key is added (dbAdd), before the command's own events: so a key
+      // absent before the write and present now is reported first (RENAME: new dst, rename_from, rename_to).
+      const absent = this.absent;
+      for (let i = 0; i < absent.length; i++) {
+        const k = absent[i]!;
+        if (k === "" || this.db.get(k, Number.NEGATIVE_INFINITY) === undefined) continue;
+        absent[i] = "";
+        this.events!.keyEvent(NOTIFY_NEW, "new", k);
+      }
+      this.events!.keyEvent(cls, event, key);
+    },
+    publish: (channel, message, sharded) => this.events!.publish(channel, message, sharded),
+  };
+
+  /** With `new` events wanted: notes the write's absent keys and reports through newKeyEvents. */
+  private watchNewKeys(spec: CommandSpec<KvCtx>, argv: string[]): void {
+    const last = spec.lastKey < 0 ? argv.length + spec.lastKey : spec.lastKey;
+    const absent: string[] = [];
+    for (let i = spec.firstKey; i <= last && i < argv.length; i += spec.keyStep) {
+      const key = argv[i]!;
+      if (this.db.get(key, this.appliedMs) === undefined && !absent.includes(key)) absent.push(key);
+    }
+    // RENAME and COPY replace an existing destination by deleting it and adding the key anew (new in Redis too).
+    const name = spec.name;
+    if ((name === "rename" || name === "renamenx" || name === "copy") && !absent.includes(argv[2]!)) absent.push(argv[2]!);
+    if (absent.length === 0) return;
+    this.absent = absent;
+    this.ctx.events = this.newKeyEvents;
+  }
+
+  /**
+   * Before a write runs: its keys already expired at the entry's time are reclaimed and reported
+   * `expired`, as Redis's lookupKeyWrite does (the command would reclaim or overwrite them anyway;
+   * the state after the command is the same). The entry's time decides, so every member agrees.
+   */
+  private expireTouched(spec: CommandSpec<KvCtx>, argv: string[]): void {
+    const last = spec.lastKey < 0 ? argv.length + spec.lastKey : spec.lastKey;
+    const db = this.db;
+    for (let i = spec.firstKey; i <= last && i < argv.length; i += spec.keyStep) {
+      const key = argv[i]!;
+      const at = db.expireAt(key);
+      if (at === undefined || at > this.appliedMs || db.get(key, Number.NEGATIVE_INFINITY) === undefined) continue;
+      db.getForWrite(key, this.appliedMs);
+      this.events!.keyEvent(NOTIFY_EXPIRED, "expired", key);
+    }
   }
 
   /**
@@ -86,7 +158,11 @@ export class KvStateMachine {
     if (nowMs > this.appliedMs) this.appliedMs = nowMs;
     this.db.rev = index;
     let deleted = 0;
-    for (const k of keys) if (this.db.deleteIfExpired(k, nowMs)) deleted++;
+    for (const k of keys) {
+      if (!this.db.deleteIfExpired(k, nowMs)) continue;
+      deleted++;
+      this.events?.keyEvent(NOTIFY_EXPIRED, "expired", k);
+    }
     return deleted;
   }
 

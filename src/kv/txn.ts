@@ -97,7 +97,11 @@ export function execTxn(lookup: Lookup, ctx: KvCtx, argv: string[], out: ReplyWr
     return;
   }
   out.array(t.commands.length);
-  for (const c of t.commands) txnLookup(lookup, c[0]!)!.exec(ctx, c, out);
+  for (const c of t.commands) {
+    const spec = txnLookup(lookup, c[0]!)!;
+    ctx.beforeCommand?.(spec, c);
+    spec.exec(ctx, c, out);
+  }
 }
 
 const TXN_NAMES = new Set(["kv.txn", "kv.txnread"]);

@@ -2,6 +2,7 @@
 // the KV state machine, with what the server needs on top: proposals that answer their client in
 // log order, linearizable read barriers (ReadIndex, asked of the leader by a follower), forwarding
 // of writes to the leader, expirations decided by the leader, and snapshots.
+import type { ChangeSink } from "./change-events.ts";
 import { closeSync, fstatSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { assert, AssertionError, ConfigError, CorruptLogError } from "../errors.ts";
@@ -32,6 +33,7 @@ import { convertSingleNodeDir } from "./single-node-format.ts";
 import { storeFiles } from "./snapshot-transfer.ts";
 import { TcpTransport } from "./tcp-transport.ts";
 import { Ticker } from "./ticker.ts";
+import { LeaderLease } from "./lease.ts";
 
 const log = logger("raft");
 
@@ -126,6 +128,13 @@ export interface ClusterNodeOptions {
   io?: StorageIo;
   /** Testing only: reads are served from local state without a barrier (not linearizable). */
   unsafeLocalReads?: boolean;
+  /**
+   * Lease-based reads on the leader (src/node/lease.ts): the lease lasts this many ms (the election
+   * timeout less the clock-drift bound). Absent: every linearizable read takes a ReadIndex round.
+   */
+  leaseMs?: number;
+  /** Hears every change applied from the start, the replay of the log at open included (change-events.ts). */
+  changeSink?: ChangeSink;
   /** Peer mutual TLS for the Raft links and the links to the leader (src/node/peer-tls.ts). */
   peerTls?: PeerTls;
 }
@@ -502,6 +511,9 @@ export class ClusterNode<T> {
   private turnReads: { resolve: () => void; reject: (e: Error) => void }[] = [];
   private turnReadsScheduled = false;
   private readsWaiting = 0;
+  /** The leader's lease (lease-based reads), when on; reads it served. */
+  private readonly lease: LeaderLease | undefined;
+  leaseReads = 0;
   private closing = false;
   private readonly lastContact = new Map<NodeId, number>();
   /**
@@ -575,6 +587,7 @@ export class ClusterNode<T> {
     this.recovery = recovery;
     this.storage = new KvRaftStorage(log_);
     this.raftSm = new KvRaftStateMachine({ scanCursorBase: 1 + Math.floor(Math.random() * 2 ** 40) });
+    if (opts.changeSink !== undefined) this.raftSm.setChangeSink(opts.changeSink);
     // The restart restores by reference what it applies before serving: the snapshot and the entries up to the durable commit.
     const through = Math.max(log_.initialState().hardState.commit, log_.snapshot().meta.index);
     this.storage.startup = new MappedRestore(this.raftSm, through);
@@ -606,15 +619,17 @@ export class ClusterNode<T> {
       ...(opts.peerTls !== undefined ? { tls: opts.peerTls } : {}),
     });
     const tickMs = Math.max(1, Math.round(opts.heartbeatMs / 5));
+    this.lease = opts.leaseMs !== undefined ? new LeaderLease(opts.leaseMs) : undefined;
+    const lease = this.lease;
     this.node = new RaftNode<void>({
       id: opts.id,
       storage: this.storage,
       transport: {
-        send: (ms) => this.transport.send(ms),
+        send: (ms) => this.transport.send(lease === undefined ? ms : lease.outgoing(ms, performance.now())),
         onMessage: (h) =>
           this.transport.onMessage((m) => {
             this.lastContact.set(m.from, Date.now());
-            h(m);
+            h(lease === undefined ? m : lease.incoming(m));
             if (m.type === "append" || m.type === "heartbeat") this.noteLeaderContact(m.from, m.term);
           }),
         close: () => this.transport.close(),
@@ -626,6 +641,8 @@ export class ClusterNode<T> {
         electionTicks: Math.max(2, Math.round(opts.electionMs / tickMs)),
         preVote: true,
         checkQuorum: true,
+        // A lease relies on followers refusing other candidates for an election timeout, a restart included.
+        refuseVotesAtStart: this.lease !== undefined,
         committedBytesPerReadyMax: APPLY_BYTES_PER_TURN_MAX,
       },
       yieldAfterApply: (next) => setImmediate(next),
@@ -652,6 +669,7 @@ export class ClusterNode<T> {
           // heartbeats, and past an election timeout the followers elect another leader.
           if (late > opts.electionMs / 3) log.warn(`the event loop stalled ${Math.round(late)} ms (election timeout ${opts.electionMs} ms): ${this.isLeader() ? "heartbeats were late" : "this node's ticks were late"}`);
           this.node.tick();
+          this.watchLeaseTransfer();
           this.watchRole();
           this.watchRemoval();
         },
@@ -1244,6 +1262,14 @@ export class ClusterNode<T> {
    */
   readBarrier(): Promise<void> {
     if (this.opts.unsafeLocalReads) return Promise.resolve();
+    const leased = this.leaseReadIndex();
+    if (leased !== undefined) {
+      this.leaseReads++;
+      if (this.applied >= leased) return Promise.resolve();
+      return this.waitApplied(leased, LINK_REQUEST_TIMEOUT_MS).then((ok) => {
+        if (!ok) throw new ClusterError({ kind: "clusterdown", why: `this node did not apply its commit index ${leased} within ${LINK_REQUEST_TIMEOUT_MS} ms: retry` });
+      });
+    }
     if (this.closing) return Promise.reject(new ClusterError({ kind: "clusterdown", why: "node shutting down" }));
     if (this.readsWaiting >= READS_WAITING_MAX) return Promise.reject(new ClusterError({ kind: "tryagain", why: `${READS_WAITING_MAX} reads already wait: retry` }));
     this.readsWaiting++;
@@ -1259,6 +1285,27 @@ export class ClusterNode<T> {
       }
     });
     return p.finally(done);
+  }
+
+  /** A leader in a transfer of leadership holds no lease for the rest of its term (the target campaigns at once). */
+  private watchLeaseTransfer(): void {
+    const r = this.node.rawNode.raft;
+    if (this.lease !== undefined && r.role === "leader" && r.leadTransferee !== NONE) this.lease.revoke(r.term);
+  }
+
+  /**
+   * Lease-based reads: on a leader that holds its lease and has committed an entry of its term, the
+   * read index is its commit index, with no round (src/node/lease.ts). Undefined: no lease, take the
+   * ReadIndex path.
+   */
+  private leaseReadIndex(): number | undefined {
+    if (this.lease === undefined || this.closing || this.storageFailed !== undefined) return undefined;
+    const r = this.node.rawNode.raft;
+    if (r.role !== "leader") return undefined;
+    this.watchLeaseTransfer();
+    const commit = r.log.committed;
+    if (r.log.term(commit) !== r.term) return undefined;
+    return this.lease.holds(r.term, this.id, r.confState().voters, performance.now()) ? commit : undefined;
   }
 
   /** One read index for every read that arrived this turn: a local round on the leader, one request to it elsewhere. */
@@ -1532,6 +1579,7 @@ export class ClusterNode<T> {
       term: () => this.node.rawNode.raft.term,
       commitIndex: () => this.node.status().commit,
       appliedIndex: () => this.applied,
+      leaseReads: () => (this.lease === undefined ? undefined : this.leaseReads),
       lastIndex: () => this.node.status().lastIndex,
       snapshotIndex: () => this.storage.log.snapshot().meta.index,
       members: (): MemberStatus[] => {

@@ -41,4 +41,6 @@ export interface ClusterView {
   members(): MemberStatus[];
   /** Address of member `id`, undefined if unknown. */
   member(id: NodeId): MemberAddress | undefined;
+  /** Reads served under the leader's lease (`--lease-reads`); undefined when lease reads are off. */
+  leaseReads?(): number | undefined;
 }

@@ -6,6 +6,9 @@ import type { Entry, Snapshot } from "../raft/types.ts";
 import { ReplyBuffer, type ReplyWriter } from "../resp/encode.ts";
 import { decodeKvImage, decodeKvPayload, encodeKvImage, EXPIRE_BATCH_KEYS_MAX, KvImageError, KvPayloadError } from "./kv-payload.ts";
 import type { StateMachine } from "./state-machine.ts";
+import type { ChangeSink, ValueSource } from "./change-events.ts";
+import type { KvEvents } from "../kv/events.ts";
+import { NOTIFY_STRING } from "../kv/events.ts";
 
 /** What a proposer gets back: a command's RESP reply; nothing for no-op, membership and expiration entries. */
 export type KvApplyResult = Uint8Array | undefined;
@@ -43,6 +46,39 @@ export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
 
   constructor(opts: DbOptions = {}) {
     this.kv = new KvStateMachine(opts);
+  }
+
+  /** Hears every change with the index of the entry that made it (live, and replaying at start); null: nobody. */
+  private sink: ChangeSink | null = null;
+  private readonly events: KvEvents = ((sm: KvRaftStateMachine): KvEvents => ({
+    get newKeys(): boolean {
+      return sm.sink!.newKeys;
+    },
+    keyEvent: (cls, event, key) => sm.sink!.keyEvent(sm.applied, cls, event, key, sm.values),
+    publish: (channel, message, sharded) => sm.sink!.publish(sm.applied, channel, message, sharded),
+  }))(this);
+
+  setChangeSink(sink: ChangeSink | null): void {
+    this.sink = sink;
+    this.kv.events = sink === null ? null : this.events;
+  }
+
+  /** The keyspace as it is right after a change (expired keys included: the change decides). */
+  private readonly values: ValueSource = { valueOf: (key) => this.kv.db.get(key, Number.NEGATIVE_INFINITY) };
+  private mapped: { source: { value(ref: number): string }; ref: number } = { source: { value: () => "" }, ref: 0 };
+  private readonly mappedValues: ValueSource = { valueOf: () => this.mapped.source.value(this.mapped.ref) };
+
+  /** A plain SET applied by reference at start (MappedRestore): its value is copied out of `source` only if wanted. */
+  mappedSet(key: string, source: { value(ref: number): string }, ref: number): void {
+    if (this.sink === null) return;
+    this.mapped.source = source;
+    this.mapped.ref = ref;
+    this.sink.keyEvent(this.applied, NOTIFY_STRING, "set", key, this.mappedValues);
+  }
+
+  /** The keyspace was replaced by a snapshot's at `index`: changes before it are not reported. */
+  restoredAt(index: number): void {
+    this.sink?.restored(index);
   }
 
   /**
@@ -131,6 +167,7 @@ export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
     const held = this.kv.db.dbsize();
     if (held !== count) throw new KvEntryError(index, new KvImageError(`snapshot of ${count} entries holds ${held} distinct keys`));
     this.applied = index;
+    this.restoredAt(index);
   }
 
   restore(s: Snapshot): void {
@@ -145,5 +182,6 @@ export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
     const held = this.kv.db.dbsize();
     if (held !== image.count) throw new KvEntryError(s.meta.index, new KvImageError(`snapshot image of ${image.count} entries holds ${held} distinct keys`));
     this.applied = s.meta.index;
+    this.restoredAt(s.meta.index);
   }
 }

@@ -59,6 +59,7 @@ export class MappedRestore {
     });
     this.sm.kv.appliedMs = appliedMs;
     this.sm.applied = index;
+    this.sm.restoredAt(index);
     return n;
   }
 
@@ -85,7 +86,9 @@ export class MappedRestore {
     if (ref < 0) return false;
     if (e.index !== this.sm.applied + 1) assert(false, `kv applied ${e.index} after ${this.sm.applied} (applied moves by one)`);
     this.sm.applied = e.index;
-    this.sm.kv.applyPlainSetRef(seg.latin1Slice(plainSet.keyStart, plainSet.keyEnd), ref, timeMs, e.index);
+    const key = seg.latin1Slice(plainSet.keyStart, plainSet.keyEnd);
+    this.sm.kv.applyPlainSetRef(key, ref, timeMs, e.index);
+    this.sm.mappedSet(key, this.source, ref);
     return true;
   }
 

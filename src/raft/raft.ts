@@ -52,6 +52,12 @@ export interface RaftConfig {
    * the rest come in the next Ready): a runtime applying a large backlog can yield in between.
    */
   committedBytesPerReadyMax?: number;
+  /**
+   * For leader leases (lease-based reads): for one election timeout after this node starts, it
+   * refuses votes (pre-votes too) for other candidates, as it does while it hears from a leader, so
+   * a restart does not erase its promise to the leader it acknowledged just before (needs checkQuorum).
+   */
+  refuseVotesAtStart?: boolean;
 }
 
 export const ELECTION_TICKS_DEFAULT = 10;
@@ -164,6 +170,8 @@ export class Raft {
   private pendingReads: string[] = [];
   /** New entries or a commit advance to broadcast at the next ready() (batches many proposals). */
   bcastPending = false;
+  /** Ticks left of the quiet window after start (RaftConfig.refuseVotesAtStart). */
+  private startQuietTicks = 0;
 
   constructor(c: RaftConfig) {
     assert(c.id !== NONE, "node id must be non-zero");
@@ -174,6 +182,7 @@ export class Raft {
     assert(this.heartbeatTicks > 0 && this.electionTicks > this.heartbeatTicks, "need electionTicks > heartbeatTicks > 0");
     this.preVote = c.preVote ?? true;
     this.checkQuorum = c.checkQuorum ?? true;
+    this.startQuietTicks = c.refuseVotesAtStart === true ? this.electionTicks : 0;
     this.inflightMessagesMax = c.inflightMessagesMax ?? INFLIGHT_MESSAGES_MAX_DEFAULT;
     this.uncommittedEntriesMax = c.uncommittedEntriesMax ?? UNCOMMITTED_ENTRIES_MAX_DEFAULT;
     this.pendingReadsMax = c.pendingReadsMax ?? PENDING_READS_MAX_DEFAULT;
@@ -292,6 +301,7 @@ export class Raft {
   // ---- input: ticks ----
 
   tick(): void {
+    if (this.startQuietTicks > 0) this.startQuietTicks--;
     if (this.role === "leader") this.tickLeader();
     else this.tickElection();
   }
@@ -398,7 +408,7 @@ export class Raft {
       if (m.type === "vote" || m.type === "pre-vote") {
         // Leader lease (check-quorum): while we hear from a leader, ignore disruptive candidates,
         // unless the campaign was asked for by that leader (transfer).
-        const inLease = this.checkQuorum && this.lead !== NONE && this.electionElapsed < this.electionTicks;
+        const inLease = this.checkQuorum && ((this.lead !== NONE && this.electionElapsed < this.electionTicks) || this.startQuietTicks > 0);
         if (inLease && !m.transfer) return;
       }
       if (m.type === "pre-vote") {

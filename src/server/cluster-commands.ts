@@ -277,6 +277,8 @@ export function infoRaftLines(view: ClusterView): string[] {
     `raft_learners:${members.filter((m) => !m.voter).map((m) => m.id).join(",")}`,
     `raft_members:${members.map((m) => `${m.id}=${m.addr}@${m.peer}`).join(",")}`,
   ];
+  const leaseReads = view.leaseReads?.();
+  if (leaseReads !== undefined) lines.push(`raft_lease_reads:${leaseReads}`);
   if (view.role() === "leader") {
     for (const m of members) {
       if (m.id !== view.id) lines.push(`raft_peer_${m.id}:addr=${m.addr},match=${m.match},last_contact_ms=${m.lastContactMs}`);

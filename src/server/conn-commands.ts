@@ -9,6 +9,7 @@ import { assert } from "../errors.ts";
 import pkg from "../../package.json" with { type: "json" };
 import { allocatorDescription, gcHeapDescription } from "../allocator.ts";
 import { helloRole, infoRaftLines, infoReplicationLines, memberDownAfterMs } from "./cluster-commands.ts";
+import { configGetPubsub, configSetPubsub, pubsubInfoLines } from "./pubsub-config.ts";
 import { configSetTls, tlsConfigParams } from "./tls-commands.ts";
 
 const WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled.";
@@ -363,6 +364,7 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
         `protocol_errors:${s.stats.protocolErrors}`,
         `client_output_buffer_limit_disconnections:${s.stats.outputLimitDisconnections}`,
         `kv_idle_collections:${s.stats.idleCollections}`,
+        ...pubsubInfoLines(s),
       );
       break;
     case "replication":
@@ -435,7 +437,8 @@ function configParams(ctx: ServerCtx): [string, string][] {
     ["maxclients", String(c.maxClients)],
     ["proto-max-bulk-len", String(c.limits.protoMaxBulkLen)],
     ["client-query-buffer-limit", String(c.limits.queryBufferBytesMax)],
-    ["client-output-buffer-limit", `normal ${c.clientOutputBufferLimit} 0 0`],
+    ["client-output-buffer-limit", `normal ${c.clientOutputBufferLimit} 0 0 pubsub ${c.pubsubOutputLimit.hardBytes} ${c.pubsubOutputLimit.softBytes} ${c.pubsubOutputLimit.softSeconds}`],
+    ...configGetPubsub(ctx.server),
     ["pending-writes-limit", String(c.pendingWritesLimit)],
     ["shutdown-timeout", String(Math.ceil(c.shutdownTimeoutMs / 1000))],
     ["databases", "1"],
@@ -460,6 +463,8 @@ const CONFIG_SUBCOMMANDS: CommandSpec<ServerCtx>[] = [
     }
   }),
   spec("set", -4, ["admin"], (ctx, argv, out) => {
+    // notify-keyspace-events and client-output-buffer-limit (its pubsub class) change at run time, on this node.
+    if (configSetPubsub(ctx.server, argv, out)) return;
     if (configSetTls(ctx, argv, out)) return;
     out.error("ERR CONFIG SET is not supported by kv: restart with the matching flag (see kv serve --help)");
   }),
@@ -562,7 +567,12 @@ const subcommandOnly: Exec = () => assert(false, "a container command ran withou
 export const CONN_COMMANDS: readonly ContainerSpec[] = [
   spec("ping", -1, ["fast"], (ctx, argv, out) => {
     if (argv.length > 2) return wrongArgs(out, "ping");
-    if (argv.length === 2) out.bulk(argv[1]!);
+    if (ctx.conn.proto === 2 && ctx.conn.subs?.active()) {
+      // Subscribed mode, RESP2: a push-shaped pong (Redis's pingCommand).
+      out.array(2);
+      out.bulk("pong");
+      out.bulk(argv.length === 2 ? argv[1]! : "");
+    } else if (argv.length === 2) out.bulk(argv[1]!);
     else out.simple("PONG");
   }),
   spec("echo", 2, ["fast"], (_ctx, argv, out) => out.bulk(argv[1]!)),
@@ -575,6 +585,7 @@ export const CONN_COMMANDS: readonly ContainerSpec[] = [
     ctx.conn.name = null;
     ctx.conn.readOnly = false; // as Redis: READWRITE
     ctx.conn.txn = null; // as Redis: no transaction, no watched keys
+    ctx.server.pubsub.dropConn(ctx.conn); // as Redis: unsubscribed from everything
     clientModes.delete(ctx.conn);
     (out as { proto: 2 | 3 }).proto = 2;
     out.simple("RESET");

@@ -16,6 +16,7 @@ import { ClusterError, type ClusterNode } from "../node/cluster-node.ts";
 import { StorageIoError, WalFailedError } from "../node/errors.ts";
 import type { ClusterView } from "../node/cluster-view.ts";
 import { unwrapRead } from "./read-commands.ts";
+import { type ConnSubs, PubSubHub, SUBSCRIBED_MODE_COMMANDS, subscribedModeError } from "./pubsub.ts";
 import type { ClientTls } from "./tls.ts";
 
 /** Commands one connection may have waiting behind its own unapplied writes before reading pauses. */
@@ -177,6 +178,8 @@ export class Conn {
   txn: ConnTxn | null = null;
   /** READONLY: on a follower, reads are answered from its own state within --max-staleness (READWRITE: linearizable). */
   readOnly = false;
+  /** Channels, patterns and watches (pubsub.ts); null when it has none. */
+  subs: ConnSubs | null = null;
   /** The log index of this connection's last write answered (KV.LASTINDEX), 0 before any. */
   lastWriteIndex = 0;
   /** Set by KV.PEER: this connection is another member's link (forwarded writes, read-index requests). */
@@ -252,6 +255,9 @@ export class KvServer {
   /** When shutdown() began (ms, this.now()). */
   private shutdownAtMs = 0;
 
+  /** Subscribers, keyspace notifications and watchers: what applied entries deliver (pubsub.ts). */
+  readonly pubsub: PubSubHub;
+
   /** Connections that got replies while writes were applied; flushed once per applied batch. */
   private touched = new Set<Conn>();
   /** Connections holding a write until the writes not yet durable are under --pending-writes-limit, oldest first. */
@@ -263,6 +269,8 @@ export class KvServer {
     readonly node: ClusterNode<Conn>,
     /** Client TLS (--tls-port), src/server/tls.ts. */
     readonly tls?: ClientTls,
+    /** The hub the node reported to since it opened (ClusterNodeOptions.changeSink); else a new one, from now. */
+    hub?: PubSubHub,
   ) {
     this.db = node.fsm.db;
     this.cluster = node.view;
@@ -292,6 +300,9 @@ export class KvServer {
       pendingWritesPauses: 0,
     };
     this.dispatcher = new Dispatcher(this);
+    this.pubsub = hub ?? new PubSubHub(config.watchHistoryRecords, config.watchHistoryBytes, node.raftSm.applied + 1);
+    this.pubsub.attach({ push: (c, b) => this.pushTo(c, b), drop: (c, why) => this.dropSubscriber(c, why), appliedIndex: () => node.raftSm.applied });
+    node.raftSm.setChangeSink(this.pubsub);
     // Every error reply is counted (INFO errorstats): each reply buffer reports its errors.
     this.scratch.onError = this.discard.onError = this.dispatcher.stats.countError;
   }
@@ -499,6 +510,10 @@ export class KvServer {
           }
           if (this.shuttingDown && conn.peerOf === 0 && nowMs - this.shutdownAtMs >= SHUTDOWN_QUIET_MS) {
             this.replyInOrder(conn, out, SHUTTING_DOWN_REPLY);
+            continue;
+          }
+          if (conn.subs !== null && conn.proto === 2 && spec !== undefined && !SUBSCRIBED_MODE_COMMANDS.has(spec.name) && arityOk(spec.arity, argv.length) && conn.subs.active()) {
+            this.replyInOrder(conn, out, subscribedModeError(spec.name));
             continue;
           }
           if (conn.peerOf === 0) {
@@ -1043,8 +1058,47 @@ export class KvServer {
     conn.queue = [];
     conn.queuedBytes = 0;
     conn.heldWrite = null; // never proposed: not acknowledged, nothing to answer
+    this.pubsub.dropConn(conn);
     this.pendingWritesWaiters.delete(conn);
     this.conns.delete(conn.id);
+  }
+
+  /**
+   * Out-of-band bytes for a subscriber or watcher, produced as entries apply: they go out with the
+   * batch's replies. Past the pubsub output limit (hard, or soft for its seconds) the client is closed.
+   */
+  private pushTo(conn: Conn, bytes: Uint8Array): void {
+    if (conn.closed || conn.closing) return;
+    const out = this.replyOut(conn);
+    out.raw(bytes);
+    const held = conn.queuedBytes + out.len;
+    const lim = this.config.pubsubOutputLimit;
+    const subs = conn.subs;
+    if (held > lim.hardBytes) {
+      this.dropSubscriber(conn, `its unsent output (${held} bytes) passed the pubsub hard limit (${lim.hardBytes})`);
+      return;
+    }
+    if (subs === null || lim.softBytes === 0) return;
+    if (held <= lim.softBytes) subs.softSinceMs = 0;
+    else {
+      const now = Date.now();
+      if (subs.softSinceMs === 0) subs.softSinceMs = now;
+      else if (now - subs.softSinceMs > lim.softSeconds * 1000) {
+        this.dropSubscriber(conn, `its unsent output stayed past the pubsub soft limit (${lim.softBytes} bytes) for ${lim.softSeconds} s`);
+      }
+    }
+  }
+
+  /** Closes a subscriber at once (a slow reader past its output limit), as Redis does. */
+  private dropSubscriber(conn: Conn, why: string): void {
+    if (conn.closed) return;
+    log.warn(`client ${conn.id} (${conn.addr}): closed, ${why}`);
+    this.stats.outputLimitDisconnections++;
+    conn.applyOut?.reset();
+    conn.closing = true;
+    conn.inputClosed = true;
+    conn.socket.terminate();
+    this.onClose(conn.socket);
   }
 
   /** Closes a connection after the replies already produced are flushed (QUIT). */

@@ -16,7 +16,7 @@
 // follows it); WATCH's as they run. An EXEC parsed while a WATCH of the connection has not run
 // yet waits (Conn.heldWrite) until every command before it has.
 import { arityOk, unknownCommandError, type CommandSpec } from "../kv/command.ts";
-import { lookupKvCommand } from "../kv/commands.ts";
+import { lookupTxnInner } from "../kv/commands.ts";
 import { encodeTxn, TXN_COMMANDS_MAX, TXN_WATCH_KEYS_MAX, txnLookup } from "../kv/txn.ts";
 import type { ReplyBuffer, ReplyWriter } from "../resp/encode.ts";
 import type { ServerCtx } from "./dispatch.ts";
@@ -124,7 +124,7 @@ export function interceptTxn(conn: Conn, spec: CommandSpec<ServerCtx> | undefine
         answer(conn, out, (o) => o.error(ERR_EXECABORT));
         return TXN_HANDLED;
       }
-      const readOnly = queue.every((c) => txnLookup(lookupKvCommand, c[0]!)!.flags.includes("readonly"));
+      const readOnly = queue.every((c) => txnLookup(lookupTxnInner, c[0]!)!.flags.includes("readonly"));
       return encodeTxn({ watched, commands: queue }, readOnly ? "KV.TXNREAD" : "KV.TXN");
     }
     case "multi":
@@ -141,7 +141,7 @@ export function interceptTxn(conn: Conn, spec: CommandSpec<ServerCtx> | undefine
   }
   let refusal: string | null = null;
   if (spec === undefined) refusal = unknownCommandError(argv);
-  else if (txnLookup(lookupKvCommand, spec.name) === undefined || spec.name === "kv.txn" || spec.name === "kv.txnread") refusal = ERR_NOT_ALLOWED;
+  else if (txnLookup(lookupTxnInner, spec.name) === undefined || spec.name === "kv.txn" || spec.name === "kv.txnread") refusal = ERR_NOT_ALLOWED;
   else if (txn.queue.length >= TXN_COMMANDS_MAX) refusal = `ERR transaction past ${TXN_COMMANDS_MAX} queued commands`;
   else {
     let bytes = 0;

@@ -120,6 +120,22 @@ describe("retryable refusals", () => {
     expect(kv.connectedAddr).toBe(other.addr);
   });
 
+  test("-REMOVED (a node removed from its cluster): the connection is left, the retry goes to the next seed; with one seed, the error", async () => {
+    const s = store();
+    const removed = fake(() => "-REMOVED node 1 was removed from cluster c at log index 9: it serves no more; use another member\r\n");
+    const other = fake(s);
+    const kv = client({ addrs: [removed.addr, other.addr], timeoutMs: 3000, backoffMsMin: 5 });
+    expect(await kv.set("k", "v")).toBe(true);
+    expect(await kv.get("k")).toBe("v");
+    expect(removed.log.map((e) => e.argv[0])).toEqual(["SET"]);
+    expect(other.log.map((e) => e.argv[0])).toEqual(["SET", "GET"]);
+    expect(kv.connectedAddr).toBe(other.addr);
+    const alone = client({ addrs: removed.addr, timeoutMs: 3000, backoffMsMin: 5 });
+    const err = await alone.get("k").catch((e) => e);
+    expect(err).toBeInstanceOf(ServerError);
+    expect(err.prefix).toBe("REMOVED");
+  });
+
   test("other errors are not retried and carry their prefix", async () => {
     const f = fake(() => "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n");
     const kv = client({ addrs: f.addr, timeoutMs: 1000 });

@@ -45,8 +45,16 @@ export interface ChaosResult {
 }
 
 /** Reads every key from every node once the faults are healed (retrying refusals), appended to the history. */
-async function finalReads(cluster: ProcCluster, keys: readonly string[], history: RecordedOp[], stats: WorkloadStats, clientBase: number): Promise<void> {
-  for (const node of cluster.nodes) {
+function finalReads(cluster: ProcCluster, keys: readonly string[], history: RecordedOp[], stats: WorkloadStats, clientBase: number): Promise<void> {
+  return finalReadsAt(cluster.nodes.map((n) => ({ id: n.id, port: n.port })), keys, history, stats, clientBase);
+}
+
+/**
+ * Reads every key once from each node (client port), retrying refusals for up to 10 s per key; each read
+ * answered is appended to the history as client `clientBase + id`.
+ */
+export async function finalReadsAt(nodes: readonly { id: number; port: number }[], keys: readonly string[], history: RecordedOp[], stats: WorkloadStats, clientBase: number): Promise<void> {
+  for (const node of nodes) {
     const conn = new OneNodeConn(node.port);
     for (const key of keys) {
       const deadline = performance.now() + 10_000;

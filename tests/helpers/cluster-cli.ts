@@ -162,12 +162,13 @@ export async function until<T>(what: string, ms: number, f: () => Promise<T | un
 
 /**
  * `kv cluster up <n> --detach` on a new cluster dir and a free port range below the ephemeral
- * range; its nodes are killed after the file. Fails the test unless it started cleanly.
+ * range (with `serveFlags` for every node); its nodes are killed after the file. Fails the test unless
+ * it started cleanly.
  */
-export async function upDetached(h: ClusterCliHarness, n: number): Promise<{ dir: string; base: number; addrs: string[] }> {
+export async function upDetached(h: ClusterCliHarness, n: number, serveFlags: readonly string[] = []): Promise<{ dir: string; base: number; addrs: string[] }> {
   const dir = h.clusterDir();
   const base = freeBasePort(n);
-  const up = await h.kv("cluster", "up", String(n), "--base-port", String(base), "--data-dir", dir, "--detach");
+  const up = await h.kv("cluster", "up", String(n), "--base-port", String(base), "--data-dir", dir, "--detach", ...serveFlags);
   if (up.code !== 0 || up.stderr !== "") throw new Error(`kv cluster up ${n} failed (exit ${up.code}): ${up.stderr}${up.stdout}`);
   for (const node of readClusterFile(dir)!.nodes) h.started.push(node.pid);
   return { dir, base, addrs: Array.from({ length: n }, (_, i) => `127.0.0.1:${base + i}`) };

@@ -80,6 +80,7 @@ const SCENARIOS: Record<string, Step[]> = {
   "EXEC with arguments inside MULTI discards the transaction": [A(c("MULTI"), c("SET a 1"), c("EXEC x"), c("EXEC"), c("GET a"))],
   "DISCARD drops the queue; DISCARD with arguments aborts": [A(c("MULTI"), c("SET a 1"), c("DISCARD"), c("GET a"), c("MULTI"), c("DISCARD x"), c("DISCARD"))],
   "PING, ECHO and UNWATCH inside a transaction": [A(c("MULTI"), c("PING"), c("PING hi"), c("ECHO there"), c("UNWATCH"), c("EXEC"))],
+  "PUBLISH inside a transaction": [A(c("MULTI"), c("PUBLISH ch hi"), c("SET a 1"), c("EXEC"))],
   "transactions pipelined back to back": [A(c("MULTI"), c("INCR n"), c("EXEC"), c("MULTI"), c("INCR n"), c("INCR n"), c("EXEC"), c("GET n"))],
   "WATCH: a key unchanged runs": [A(c("SET k 1"), c("WATCH k")), A(c("MULTI"), c("INCR k"), c("EXEC"))],
   "WATCH: a key changed by another client aborts": [A(c("SET k 1"), c("WATCH k")), B(c("SET k 2")), A(c("MULTI"), c("INCR k"), c("EXEC"), c("GET k"))],

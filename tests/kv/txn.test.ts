@@ -8,6 +8,8 @@ import { decodeTxn, encodeTxn, TXN_COMMANDS_MAX } from "../../src/kv/txn.ts";
 import { decodeKvImage, decodeSnapshotMeta, encodeCommandEntry, encodeExpireEntry, encodeKvImage, encodeSnapshotMeta } from "../../src/node/kv-payload.ts";
 import { KvRaftStateMachine, type KvApplyResult } from "../../src/node/kv-state-machine.ts";
 import type { Entry } from "../../src/raft/types.ts";
+import { KvStateMachine } from "../../src/kv/fsm.ts";
+import { ReplyBuffer } from "../../src/resp/encode.ts";
 import { SnapshotStore, type SnapshotEntry } from "../../src/storage/snapshot-store.ts";
 import { tempDirs } from "../helpers/tmp.ts";
 import { T0 } from "./helpers.ts";
@@ -254,3 +256,34 @@ function u32(n: number): Buffer {
   b.writeUInt32LE(n);
   return b;
 }
+
+describe("keyspace events inside a transaction", () => {
+  test("the same events, in the same order, as the commands applied one by one (new, expired, publish)", () => {
+    const record = () => {
+      const sm = new KvStateMachine();
+      const events: string[] = [];
+      sm.events = {
+        newKeys: true,
+        keyEvent: (cls, event, key) => void events.push(`${cls}:${event}:${key}`),
+        publish: (ch, m) => (events.push(`publish:${ch}:${m}`), 1),
+      };
+      return { sm, events };
+    };
+    const setup = [["SET", "old", "1", "PX", "10"], ["SET", "b", "x"]];
+    const cmds = [["SET", "a", "1"], ["INCR", "old"], ["RENAME", "b", "c"], ["PUBLISH", "ch", "m"], ["DEL", "a"], ["GET", "c"]];
+    const one = record();
+    const out = new ReplyBuffer(256);
+    for (const c of setup) one.sm.apply(c, T0, out);
+    one.events.length = 0;
+    for (const c of cmds) one.sm.apply(c, T0 + 100, out);
+    const txn_ = record();
+    for (const c of setup) txn_.sm.apply(c, T0, out);
+    txn_.events.length = 0;
+    out.reset();
+    txn_.sm.apply(encodeTxn({ watched: [], commands: cmds }), T0 + 100, out);
+    expect(out.view().toString("latin1")).toBe("*6\r\n+OK\r\n:1\r\n+OK\r\n:1\r\n:1\r\n$1\r\nx\r\n");
+    expect(txn_.events).toEqual(one.events);
+    expect(one.events).toContain("256:expired:old");
+    expect(one.events.some((e) => e.endsWith(":new:a"))).toBe(true);
+  });
+});

@@ -187,6 +187,26 @@ describe("elections", () => {
     expect(c.take().map(fmt)).toContain("2->3 vote-resp t5");
   });
 
+  test("refuseVotesAtStart: a node just started refuses votes for an election timeout, as if it heard from a leader", () => {
+    const quiet = new Cluster([1, 2, 3], { config: { refuseVotesAtStart: true } });
+    quiet.deliver([vote(3, 2, 5, 10, 9), vote(3, 2, 5, 10, 9, "pre-vote")]);
+    expect(quiet.take()).toEqual([]);
+    expect(quiet.raft(2).term).toBe(1);
+    quiet.tick(2, 9);
+    quiet.take();
+    quiet.deliver([vote(3, 2, 5, 10, 9)]);
+    expect(quiet.take()).toEqual([]);
+    // One election timeout after its start, the request is considered.
+    quiet.tick(2, 1);
+    quiet.take();
+    quiet.deliver([vote(3, 2, 5, 10, 9)]);
+    expect(quiet.take().map(fmt)).toContain("2->3 vote-resp t5");
+    // Without the option, at once.
+    const plain = new Cluster([1, 2, 3]);
+    plain.deliver([vote(3, 2, 5, 10, 9)]);
+    expect(plain.take().map(fmt)).toContain("2->3 vote-resp t5");
+  });
+
   test("Check-quorum: a leader that cannot reach a quorum for an election timeout steps down", () => {
     const c = new Cluster([1, 2, 3, 4, 5]);
     c.elect(1);

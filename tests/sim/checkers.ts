@@ -1,5 +1,5 @@
 // Safety checkers for simulated Raft clusters, fed one event at a time (by the simulator or a hand-built trace).
-import type { Entry, HardState, Message, NodeId, Role } from "../../src/raft/types.ts";
+import { type ConfChange, type Entry, type HardState, type Message, type NodeId, type Role, decodeConfChange } from "../../src/raft/types.ts";
 
 export interface Violation {
   readonly rule: string;
@@ -14,6 +14,15 @@ export interface EntryDigest {
   readonly term: number;
   /** Hash of (term, type, data). */
   readonly hash: number;
+  /** A conf-change entry's change (Config Quorum follows the membership through the committed log). */
+  readonly cc?: ConfChange;
+}
+
+/** The membership after the committed conf-change entry at `index` (index 0: before any). */
+export interface CommittedConfig {
+  readonly index: number;
+  readonly voters: readonly NodeId[];
+  readonly learners: readonly NodeId[];
 }
 
 export type SimEvent =
@@ -38,6 +47,8 @@ export type SimEvent =
   /** A node's state machine was restored from a snapshot at `index`. */
   | { readonly kind: "restore"; readonly node: NodeId; readonly index: number }
   | { readonly kind: "crash"; readonly node: NodeId }
+  /** The cluster was bootstrapped with these voters: entries 1..index are committed by fiat (before any persist event). */
+  | { readonly kind: "bootstrap"; readonly voters: readonly NodeId[]; readonly index: number }
   /**
    * From here until "stable-end", `nodes` (a majority of the voters, with `leader` among them) are
    * connected and fault-free while the other voters are cut off and come back: none of `nodes` may
@@ -63,7 +74,30 @@ export function entryHash(e: Entry): number {
 }
 
 export function digest(e: Entry): EntryDigest {
+  if (e.type === "conf-change") return { index: e.index, term: e.term, hash: entryHash(e), cc: decodeConfChange(e.data) };
   return { index: e.index, term: e.term, hash: entryHash(e) };
+}
+
+/** The membership after applying `cc` to `c` (the core's rules: one change at a time). */
+function nextConfig(c: CommittedConfig, index: number, cc: ConfChange): CommittedConfig {
+  const voters = new Set(c.voters);
+  const learners = new Set(c.learners);
+  switch (cc.type) {
+    case "add-voter":
+      learners.delete(cc.node);
+      voters.add(cc.node);
+      break;
+    case "add-learner":
+      voters.delete(cc.node);
+      learners.add(cc.node);
+      break;
+    case "remove-node":
+      voters.delete(cc.node);
+      learners.delete(cc.node);
+      break;
+  }
+  const sorted = (x: Set<NodeId>): NodeId[] => [...x].sort((a, b) => a - b);
+  return { index, voters: sorted(voters), learners: sorted(learners) };
 }
 
 /** Hash of a log prefix: the previous prefix hash folded with the entry's hash. */
@@ -151,6 +185,21 @@ export class Checker {
   private ackedFrontier = 0;
   private readFrontier = 0;
   private readonly readStart = new Map<string, number>();
+  /** Conf changes of every entry persisted anywhere, by (index, term): what the committed log's ones change. */
+  private readonly ccByKey = new Map<number, ConfChange>();
+  /**
+   * The membership through the committed log, oldest first (Config Quorum, Vote Quorum): derived from
+   * the conf-change entries as they commit, never from what a node says its configuration is.
+   * `configsKnown` turns false if a committed entry's term could not be told (a hand-built trace).
+   */
+  readonly configs: CommittedConfig[] = [{ index: 0, voters: [], learners: [] }];
+  private configsKnown = true;
+  /** Entries up to here were committed by the bootstrap (their membership is in `configs` already). */
+  private bootstrapIndex = 0;
+  /** Commits and elections checked against the committed membership (for coverage reports). */
+  configChecks = { commits: 0, elections: 0 };
+  /** Votes granted (vote-resp, not pre-vote) by term and candidate. */
+  private readonly votesFor = new Map<string, Set<NodeId>>();
   /** The stable majority under watch (Disruption), if any. */
   private stable: { nodes: Set<NodeId>; leader: NodeId; term: number } | undefined;
 
@@ -200,6 +249,10 @@ export class Checker {
         m.memCommit = 0; // the next incarnation starts from its durable commit
         return;
       }
+      case "bootstrap":
+        this.bootstrapIndex = ev.index;
+        this.configs.push({ index: ev.index, voters: [...ev.voters].sort((a, b) => a - b), learners: [] });
+        return;
       case "stable-start":
         this.stable = { nodes: new Set(ev.nodes), leader: ev.leader, term: ev.term };
         return;
@@ -321,6 +374,7 @@ export class Checker {
         return;
       }
       for (const e of entries) {
+        if (e.cc) this.ccByKey.set(key(e.index, e.term), e.cc);
         if (e.index <= m.snapIndex) continue;
         const prev = m.prefixAt(e.index - 1);
         if (prev === undefined) {
@@ -374,7 +428,89 @@ export class Checker {
       for (let i = g + 1; i <= c; i++) this.committedPrefix[i] = m.prefixAt(i);
       this.commitIndex = c;
       if (voters.length > 0) this.checkDurableQuorum(node, g + 1, c, voters, prevVoters);
+      this.checkConfigQuorum(node, m, g + 1, c);
     }
+  }
+
+  /**
+   * Config Quorum: when index i is first committed, a majority of the voters of the membership in force
+   * durably hold it, the membership taken from the committed log (not from the committing node's own
+   * view): the configuration after the last conf-change entry committed below i, or the one before it
+   * (a leader applies a change, and counts by it, some time after it commits; the core proposes the
+   * next change only once that one is applied). A removed node or a learner holding the entry never
+   * makes up the majority; a node counting by a configuration two changes old fails here too. Then
+   * the conf-change entries among them extend the committed membership.
+   */
+  private checkConfigQuorum(node: NodeId, m: NodeModel, from: number, to: number): void {
+    for (let i = from; i <= to && this.configsKnown; i++) {
+      const t = m.termAt(i);
+      if (t === undefined) {
+        this.configsKnown = false;
+        return;
+      }
+      if (i <= this.bootstrapIndex) continue;
+      const last = this.configs[this.configs.length - 1] as CommittedConfig;
+      const want = this.committedPrefix[i];
+      if (last.voters.length > 0 && want !== undefined) {
+        this.configChecks.commits++;
+        const prev = this.configs.length > 1 ? (this.configs[this.configs.length - 2] as CommittedConfig) : undefined;
+        const ok = (c: CommittedConfig | undefined): boolean => c !== undefined && c.voters.length > 0 && this.holders(i, want, c.voters) > c.voters.length / 2;
+        if (!ok(last) && !ok(prev)) {
+          const outside = [...this.nodes.keys()].filter((id) => !last.voters.includes(id) && this.holders(i, want, [id]) === 1);
+          this.fail(
+            "Config Quorum",
+            `node ${node} committed ${i} while ${this.holders(i, want, last.voters)} of voters ${last.voters.join(",")} (membership at ${last.index})` +
+              (prev && prev.voters.length > 0 ? ` and ${this.holders(i, want, prev.voters)} of ${prev.voters.join(",")} (at ${prev.index})` : "") +
+              ` durably held it${outside.length > 0 ? `; non-voters holding it: ${outside.join(",")}` : ""}`,
+          );
+          this.configsKnown = false; // one report
+          return;
+        }
+      }
+      const cc = this.ccByKey.get(key(i, t));
+      if (cc) this.configs.push(nextConfig(last, i, cc));
+    }
+  }
+
+  /**
+   * The memberships a node that applied entries up to somewhere in [lo, hi] may have counted by: the
+   * committed log's configuration at lo and every one committed in (lo, hi]. Undefined when the
+   * committed log is not known that far (its membership cannot be told).
+   */
+  configsIn(lo: number, hi: number): CommittedConfig[] | undefined {
+    if (!this.configsKnown || hi > this.commitIndex) return undefined;
+    const out: CommittedConfig[] = [];
+    for (let k = this.configs.length - 1; k >= 0; k--) {
+      const c = this.configs[k] as CommittedConfig;
+      if (c.index > hi) continue;
+      out.push(c);
+      if (c.index <= lo) break;
+    }
+    return out;
+  }
+
+  /**
+   * Vote Quorum: `node` became leader of `term` having applied entries up to `applied` (so counting
+   * by the committed log's membership at that index: conf changes take effect as they apply, and a
+   * node with a committed change still to apply does not campaign). It must have been granted that
+   * term's votes (its own included) by a majority of that membership's voters: a removed node's vote
+   * or a learner's never makes up the majority. Returns false when the membership is not known.
+   */
+  leaderElected(node: NodeId, term: number, applied: number): boolean {
+    const [c] = this.configsIn(applied, applied) ?? [];
+    if (!c || c.voters.length === 0) return false;
+    const votes = new Set(this.votesFor.get(`${term}:${node}`) ?? []);
+    votes.add(node); // a candidate votes for itself (Persist Before Send checks that it wrote so first)
+    const granted = c.voters.filter((v) => votes.has(v)).length;
+    this.configChecks.elections++;
+    if (granted > c.voters.length / 2) return true;
+    const others = [...votes].filter((v) => !c.voters.includes(v));
+    this.fail(
+      "Vote Quorum",
+      `node ${node} leads term ${term} (applied ${applied}) with the votes of ${[...votes].sort((a, b) => a - b).join(",")}: ${granted} of voters ${c.voters.join(",")} (membership at ${c.index})` +
+        (others.length > 0 ? `; votes of non-voters (removed or learners): ${others.join(",")}` : ""),
+    );
+    return true;
   }
 
   /** How many of `voters` durably hold the entry at `i` whose prefix hash is `want` (or a snapshot past it). */
@@ -391,7 +527,8 @@ export class Checker {
    * Durable Quorum: when an index is first durably committed (by its leader, before anyone else can
    * learn it), a majority of the committing node's voters durably hold that entry (or a snapshot past
    * it). The commit may have been computed just before the last membership change took effect (its
-   * write was in flight), so a majority of the previous voters also counts.
+   * write was in flight), so a majority of the previous voters also counts, and so does one of the
+   * latest two memberships of the committed log.
    */
   private checkDurableQuorum(node: NodeId, from: number, to: number, voters: readonly NodeId[], prev: readonly NodeId[]): void {
     for (let i = from; i <= to; i++) {
@@ -399,6 +536,10 @@ export class Checker {
       if (want === undefined) continue;
       const h = this.holders(i, want, voters);
       if (h > voters.length / 2 || (prev.length > 0 && this.holders(i, want, prev) > prev.length / 2)) continue;
+      // A follower may report a commit its leader decided (and cannot report yet: its own write is in
+      // flight) under a membership the follower has not applied yet: the committed log's latest
+      // memberships back it too (seed 2491; Config Quorum checks the leader's count exactly).
+      if (this.configs.slice(-2).some((c) => c.voters.length > 0 && this.holders(i, want, c.voters) > c.voters.length / 2)) continue;
       this.fail("Durable Quorum", `node ${node} committed ${i} while ${h} of voters ${voters.join(",")} durably held it`);
       return;
     }
@@ -455,6 +596,10 @@ export class Checker {
         return;
       case "vote-resp":
         if (!msg.reject) {
+          const k = `${msg.term}:${msg.to}`;
+          const set = this.votesFor.get(k) ?? new Set<NodeId>();
+          set.add(node);
+          this.votesFor.set(k, set);
           const granted = m.grantedVotes.get(msg.term);
           if (granted !== undefined && granted !== msg.to) this.fail("Vote Once", `node ${node} granted its term-${msg.term} vote to ${granted}, then to ${msg.to}`);
           m.grantedVotes.set(msg.term, msg.to);

@@ -14,6 +14,9 @@ const REGRESSIONS: { seed: number; nodes: 3 | 5; found: string }[] = [
   { seed: 171, nodes: 5, found: "checker: a vote granted in term 2 is superseded by a durable term 3; the rule now accepts a durable later term" },
   { seed: 200374, nodes: 5, found: "simulator: a leader's disk stall begun in the fault phase outlasted the settling, so the leader went silent during the disruption probe and check-quorum deposed it (fix: settled means no disk is stalled)" },
   { seed: 20730, nodes: 3, found: "checker: a follower reported a commit before its leader did, under the configuration before a removal the leader had applied (Durable Quorum counted 2 of 4 voters instead of 2 of 3); fix: a leader's commit is reported as soon as it moves (after each delivery and continuation)" },
+  { seed: 2491, nodes: 5, found: "checker: a follower reported commit 191, learnt from its leader, before the leader could (its own write of 189-191 in flight), under the configuration before a removal the leader had applied: Durable Quorum counted 2 of voters 1,3,4,5 where the leader had counted 2 of 1,3,5, correctly (fix: a majority of one of the committed log's latest two memberships also backs a commit)" },
+  { seed: 3626, nodes: 3, found: "simulator: a new leader (applied 206) committed its no-op 208 counting voters 2,3,4, then applied the removal of 3 at 207 in the same turn; the commit-time Durable Quorum check read its voters after that apply (2,4) and found 1 of 2 (fix: it accepts the memberships of the committed log between the index the leader had applied at its last check and now, as Config Quorum does)" },
+  { seed: 4449, nodes: 5, found: "same as seed 3626 (a new leader, applied 158, committed its no-op 163 counting voters 1,3,4,5,6, then applied the removal of 5 at 159 in the same turn)" },
 ];
 
 describe("simulator regressions", () => {

@@ -44,7 +44,22 @@ export const FAULT_KINDS = [
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
-export const WORKLOAD_KINDS = ["propose", "propose-batch", "propose-server-batch", "propose-in-apply", "read-index", "transfer", "conf-change", "snapshot"] as const;
+export const WORKLOAD_KINDS = [
+  "propose",
+  "propose-batch",
+  "propose-server-batch",
+  "propose-in-apply",
+  "read-index",
+  "transfer",
+  "conf-change",
+  /** Membership changes proposed, by kind (a learner added, promoted, a voter demoted, a member removed, the leader removing itself). */
+  "add-learner",
+  "promote-learner",
+  "demote-voter",
+  "remove-member",
+  "remove-leader",
+  "snapshot",
+] as const;
 export type WorkloadKind = (typeof WORKLOAD_KINDS)[number];
 
 export interface SimOptions {
@@ -86,6 +101,11 @@ export interface SimResult {
     ticksToConverge: number;
     /** Disruption probes run (0 or 1: skipped when the configuration has no minority to cut). */
     probes: number;
+    /** Commits and elections checked against the membership of the committed log (Config / Vote Quorum). */
+    configCommits: number;
+    configCommitsUnchecked: number;
+    configElections: number;
+    configElectionsUnchecked: number;
   };
   readonly trace: readonly string[];
 }
@@ -127,6 +147,11 @@ interface SimNode {
   restarts: number;
   /** Paused (like SIGSTOP) until this micro-step: no ticks, messages wait. */
   pausedUntil: number;
+  /**
+   * As leader of `term` (Config Quorum at the leader): the commit index checked up to, and the index
+   * it had applied when it was (its membership since then is one of the committed log's in between).
+   */
+  cq: { term: number; checked: number; applied: number };
 }
 
 function sameIds(a: readonly NodeId[], b: readonly NodeId[]): boolean {
@@ -183,6 +208,10 @@ export class Simulator {
   /** Copies made by the replay-late fault (to see which arrive in a later term). */
   private readonly lateCopies = new WeakSet<Message>();
   private probes = 0;
+  /** Config Quorum (at the leader) and Vote Quorum: indexes and elections checked, and those whose membership could not be told. */
+  private configChecked = 0;
+  private configUnchecked = 0;
+  private voteUnchecked = 0;
 
   constructor(o: SimOptions) {
     this.opts = {
@@ -221,6 +250,7 @@ export class Simulator {
     this.msgBytesMax = tuning[0];
     this.inflightMessagesMax = tuning[1];
     this.fsyncStepsMax = this.rand.pick([0, 0, 3, 15]);
+    this.emit({ kind: "bootstrap", voters, index: voters.length });
     for (const id of this.universe) {
       const disk = new MemoryStorage();
       // The spare starts empty: it only learns the cluster if it is added.
@@ -243,6 +273,7 @@ export class Simulator {
         commitPrevVoters: [],
         restarts: 0,
         pausedUntil: 0,
+        cq: { term: -1, checked: 0, applied: 0 },
       };
       this.nodes.set(id, n);
       this.nodeList.push(n);
@@ -273,6 +304,7 @@ export class Simulator {
   private start(n: SimNode): void {
     n.commitSeen = 0;
     n.leaderCommitChecked = 0;
+    n.cq = { term: -1, checked: 0, applied: 0 };
     const sm = new RegisterStateMachine();
     sm.onApply = (e, value, ctx) => {
       n.applied = e.index;
@@ -433,6 +465,10 @@ export class Simulator {
     // The leader reports a commit it just computed under its current configuration; left to its
     // apply, a follower it told could report it first, under an older configuration (seed 20730).
     this.observeCommit(n);
+    // The memberships the leader may have counted by since the last check (it may have applied a
+    // change in the same turn as it computed the commit: seed 3626).
+    const counted = this.checker.configsIn(n.cq.term === r.term ? n.cq.applied : r.log.applied, r.log.applied);
+    this.checkConfigQuorum(n);
     const log = r.log;
     const c = log.committed;
     if (c <= n.leaderCommitChecked) return;
@@ -458,6 +494,7 @@ export class Simulator {
       const h = holders(voters);
       const prev = n.commitPrevVoters;
       if (h > voters.length / 2 || (prev.length > 0 && holders(prev) > prev.length / 2)) continue;
+      if (counted?.some((cf) => cf.voters.length > 0 && holders(cf.voters) > cf.voters.length / 2)) continue;
       this.checker.violations.push({
         rule: "Durable Quorum",
         detail: `leader ${n.id} committed ${i} (term ${t}) while ${h} of voters ${voters.join(",")} durably held it`,
@@ -465,6 +502,46 @@ export class Simulator {
       });
       return;
     }
+  }
+
+  /**
+   * Config Quorum at the leader, as its commit moves: every index it newly committed is durably held
+   * by a majority of the voters of the membership it counted by, taken from the committed log at the
+   * index it had applied (conf changes take effect as they apply), never from its own view of its
+   * configuration. A removed node or a learner holding the entry never makes up the majority.
+   */
+  private checkConfigQuorum(n: SimNode): void {
+    const r = n.node?.rawNode.raft;
+    if (!r || r.role !== "leader") return;
+    const log = r.log;
+    if (n.cq.term !== r.term) {
+      n.cq = { term: r.term, checked: log.committed, applied: log.applied };
+      return;
+    }
+    const c = log.committed;
+    if (c > n.cq.checked) {
+      const configs = this.checker.configsIn(n.cq.applied, log.applied);
+      if (!configs) this.configUnchecked++;
+      for (let i = n.cq.checked + 1; configs && i <= c; i++) {
+        const t = log.term(i);
+        if (t === undefined) continue;
+        const holds = (v: NodeId): boolean => {
+          const d = this.nodes.get(v)?.disk;
+          return d !== undefined && (d.snapshot().meta.index >= i || d.term(i) === t);
+        };
+        this.configChecked++;
+        if (configs.some((cf) => cf.voters.filter(holds).length > cf.voters.length / 2)) continue;
+        const holders = this.universe.filter(holds);
+        this.checker.violations.push({
+          rule: "Config Quorum",
+          detail: `leader ${n.id} (term ${r.term}, applied ${log.applied}) committed ${i} (term ${t}) held durably by ${holders.join(",") || "nobody"}: no majority of ${configs.map((cf) => `voters ${cf.voters.join(",")} (membership at ${cf.index})`).join(" or ")}`,
+          at: this.now,
+        });
+        break;
+      }
+      n.cq.checked = c;
+    }
+    n.cq.applied = log.applied;
   }
 
   private observeCommit(n: SimNode): void {
@@ -496,6 +573,7 @@ export class Simulator {
       n.lastRole = r.role;
       n.lastTerm = r.term;
       if (r.role === "leader") {
+        if (!this.checker.leaderElected(n.id, r.term, r.log.applied)) this.voteUnchecked++;
         this.termsWithLeader.add(r.term);
         this.replayAcks(n.id, r.term);
       }
@@ -829,7 +907,12 @@ export class Simulator {
       node.proposeMembershipChange(cc).catch(() => {});
       const proposed = rn.raft.log.lastIndex() > lastBefore;
       this.log(`conf-change ${cc.type} ${cc.node}: ${proposed ? "proposed" : "refused"}`);
-      if (proposed) this.workload["conf-change"]++;
+      if (proposed) {
+        this.workload["conf-change"]++;
+        if (cc.type === "add-learner") this.workload[isVoter ? "demote-voter" : "add-learner"]++;
+        else if (cc.type === "add-voter" && isLearner) this.workload["promote-learner"]++;
+        else this.workload[cc.node === l.id ? "remove-leader" : "remove-member"]++;
+      }
     }
   }
 
@@ -1144,6 +1227,10 @@ export class Simulator {
         ticksToLeader,
         ticksToConverge,
         probes: this.probes,
+        configCommits: this.configChecked,
+        configCommitsUnchecked: this.configUnchecked,
+        configElections: this.checker.configChecks.elections,
+        configElectionsUnchecked: this.voteUnchecked,
       },
       trace: this.trace,
     };
@@ -1164,7 +1251,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
       violations: sim.checker.violations,
       faults: sim.faults,
       workload: sim.workload,
-      stats: { ticks: 0, messages: 0, writes: 0, acked: 0, readsServed: 0, leaders: 0, maxCommit: sim.checker.maxCommit, ticksToLeader: -1, ticksToConverge: -1, probes: 0 },
+      stats: { ticks: 0, messages: 0, writes: 0, acked: 0, readsServed: 0, leaders: 0, maxCommit: sim.checker.maxCommit, ticksToLeader: -1, ticksToConverge: -1, probes: 0, configCommits: 0, configCommitsUnchecked: 0, configElections: 0, configElectionsUnchecked: 0 },
       trace: [],
     };
   }
