@@ -14,6 +14,7 @@
 // the Raft log goes on at L + 1. A crash before step 3 leaves a dir without a membership file whose
 // newest snapshot is either an old one or the one step 2 wrote (this node the only voter, at L):
 // the next start converts again, and step 2 is skipped when its snapshot is there already.
+import { encodeSnapshotMeta } from "./kv-payload.ts";
 import { ConfigError, CorruptLogError } from "../errors.ts";
 import { KvStateMachine } from "../kv/fsm.ts";
 import { logger } from "../log.ts";
@@ -123,6 +124,7 @@ async function rebuild(opts: ConvertOptions): Promise<Conversion | undefined> {
     db.loadLazy(source);
     let fromSnapshotKeys = 0;
     if (snap !== undefined) {
+      db.rev = snap.lastIndex; // the revision of its keys (the old format has none)
       const mapped = snap.mapped();
       if (mapped !== undefined) {
         source.setSnapshot(mapped.values);
@@ -138,6 +140,7 @@ async function rebuild(opts: ConvertOptions): Promise<Conversion | undefined> {
         });
       }
       fsm.appliedMs = Number(new TextDecoder().decode(snap.meta)) || 0;
+      db.deleteFloor = snap.lastIndex;
     }
     const sink = new ReplyBuffer(1024);
     const names = new Map<number, string>();
@@ -145,7 +148,7 @@ async function rebuild(opts: ConvertOptions): Promise<Conversion | undefined> {
       if (isMapped && decodePlainSet(buf, start, end)) {
         const ref = source.segmentRef(buf, plainSet.valueAt);
         if (ref >= 0) {
-          fsm.applyPlainSetRef(buf.latin1Slice(plainSet.keyStart, plainSet.keyEnd), ref, timestampMs);
+          fsm.applyPlainSetRef(buf.latin1Slice(plainSet.keyStart, plainSet.keyEnd), ref, timestampMs, index);
           return;
         }
       }
@@ -160,7 +163,7 @@ async function rebuild(opts: ConvertOptions): Promise<Conversion | undefined> {
             "back up the data dir, truncate this file to the offset above (truncate -s OFFSET FILE) and delete the later segments of wal/",
         );
       }
-      fsm.apply(argv, timestampMs, sink);
+      fsm.apply(argv, timestampMs, sink, index);
       sink.reset();
     }, { map: true });
     db.endLazyLoad();
@@ -168,10 +171,10 @@ async function rebuild(opts: ConvertOptions): Promise<Conversion | undefined> {
     // 2. The runtime's snapshot at the old last index (unless an interrupted conversion wrote it).
     const wroteSnapshot = !(snap !== undefined && !oldSnapshot && snap.lastIndex === last);
     if (wroteSnapshot) {
-      const { appliedMs, snapshot } = fsm.beginSnapshot();
+      const { appliedMs, deleteFloor, tombstones, snapshot } = fsm.beginSnapshot();
       try {
         await st.snapshots.write(
-          { lastIndex: last, lastTerm: SINGLE_NODE_TERM, meta: new TextEncoder().encode(String(appliedMs)), membership: { voters: [opts.id], learners: [] } },
+          { lastIndex: last, lastTerm: SINGLE_NODE_TERM, meta: encodeSnapshotMeta(appliedMs, deleteFloor, tombstones), membership: { voters: [opts.id], learners: [] } },
           snapshot,
         );
       } finally {

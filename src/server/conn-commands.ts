@@ -584,6 +584,7 @@ export const CONN_COMMANDS: readonly ContainerSpec[] = [
     ctx.conn.proto = 2;
     ctx.conn.name = null;
     ctx.conn.readOnly = false; // as Redis: READWRITE
+    ctx.conn.txn = null; // as Redis: no transaction, no watched keys
     ctx.server.pubsub.dropConn(ctx.conn); // as Redis: unsubscribed from everything
     clientModes.delete(ctx.conn);
     (out as { proto: 2 | 3 }).proto = 2;
