@@ -8,6 +8,8 @@ import { commandLookup, type CommandSpec } from "./command.ts";
 import { Db, type Expiry, toExpiry, typeName, type Value } from "./db.ts";
 import { INT64_MAX, INT64_MIN, isScanCursor, normInt, parseInt64 } from "./int64.ts";
 import type { AclState } from "./acl.ts";
+import { txnKvCommands } from "./txn.ts";
+import { PUBSUB_KV_COMMANDS } from "./publish.ts";
 import { type KvEvents, NOTIFY_FLUSH, NOTIFY_GENERIC as G, NOTIFY_STRING as S } from "./events.ts";
 
 export interface KvCtx {
@@ -18,6 +20,8 @@ export interface KvCtx {
   nowMs: number;
   /** Where applied changes are reported (keyspace events); null or absent: nowhere. */
   events?: KvEvents | null;
+  /** Called by a transaction (txn.ts) before each of its commands runs; null or absent: nothing to do. */
+  beforeCommand?: ((spec: CommandSpec<KvCtx>, argv: string[]) => void) | null;
 }
 
 /** Reports a change of `key` (Redis's notifyKeyspaceEvent), if anyone listens. */
@@ -909,9 +913,17 @@ export const KV_COMMANDS: readonly Spec[] = [
   cmd("flushdb", -1, ["write"], 0, 0, 0, flushallCmd),
   cmd("expiretime", 2, ["readonly", "fast"], 1, 1, 1, expiretimeCmd),
   cmd("pexpiretime", 2, ["readonly", "fast"], 1, 1, 1, pexpiretimeCmd),
+  // MULTI/EXEC's log form and KV.REV (txn.ts).
+  ...txnKvCommands((name) => lookupTxnInner(name)),
 ];
 
 export const lookupKvCommand = commandLookup(KV_COMMANDS);
+const lookupPublish = commandLookup(PUBSUB_KV_COMMANDS);
+
+/** The logged commands a transaction may run: the keyspace's and PUBLISH/SPUBLISH (txn.ts adds PING, ECHO, UNWATCH). */
+export function lookupTxnInner(name: string): CommandSpec<KvCtx> | undefined {
+  return lookupKvCommand(name) ?? lookupPublish(name);
+}
 
 /** True for commands that change the keyspace: they go through the log. */
 export function isWriteCommand(spec: { readonly flags: readonly string[] }): boolean {

@@ -56,8 +56,11 @@ export function toExpiry(ms: bigint): Expiry {
 }
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
-/** One key in a snapshot: key, value, absolute expiry in unix ms (undefined: no TTL). */
-export type DbEntry = readonly [key: string, value: Value, expireAtMs: Expiry | undefined];
+/**
+ * One key in a snapshot: key, value, absolute expiry in unix ms (undefined: no TTL), and its
+ * revision (the log index of its last change; undefined when the source has none: see Db.load).
+ */
+export type DbEntry = readonly [key: string, value: Value, expireAtMs: Expiry | undefined, rev?: number];
 
 /**
  * The expiry of a tombstone: a key deleted while a snapshot reads the live Maps, held (value
@@ -68,6 +71,11 @@ const TOMB = -Infinity;
 const DONE = 0;
 /** A key's state when the snapshot began (the entry to emit), or DONE. */
 type Preimage = DbEntry | typeof DONE;
+
+/** Removals held per key (Db.tombstones); older ones move Db.deleteFloor. */
+export const TOMBSTONES_MAX = 256;
+/** Longer keys get no tombstone (their removal moves Db.deleteFloor): the list stays small enough for a snapshot's header. */
+export const TOMBSTONE_KEY_BYTES_MAX = 64;
 
 /** Open SCAN cursors kept at most; the least recently used is dropped past this. */
 export const SCAN_CURSORS_MAX = 1024;
@@ -123,6 +131,25 @@ export class Db {
   // Not readonly: a flush while a snapshot is open hands these to the snapshot and starts new ones.
   private values = new Map<string, Stored>();
   private expires = new Map<string, Expiry>();
+  /**
+   * Revisions: per held key (tombstones excepted), the log index of its last change, as etcd's
+   * mod_revision. Every change stamps `rev`, which the state machine sets to the index of the
+   * entry it applies; so revisions are the same on every replica and after every replay.
+   */
+  private revs = new Map<string, number>();
+  /** The revision stamped on changes now: the index of the entry being applied. */
+  rev = 0;
+  /**
+   * Removals (DEL, an expiration entry, a write meeting an expired key...) of the latest
+   * TOMBSTONES_MAX keys removed, each key (of at most TOMBSTONE_KEY_BYTES_MAX bytes) with the
+   * index of its last removal, oldest first. A removal not held here (evicted, a longer key,
+   * FLUSHALL) moves deleteFloor instead. So a key absent now and absent at index w did not exist
+   * in between unless its removal index, `tombstones.get(key) ?? deleteFloor`, is past w: exact
+   * for recent removals, conservative past the bound. Replicated state, kept in snapshots.
+   */
+  private tombstones = new Map<string, number>();
+  /** At least the index of every removal not in `tombstones` (see there). */
+  deleteFloor = 0;
 
   /**
    * The write barrier: the preimages of the open snapshot while it reads these Maps, else
@@ -289,15 +316,65 @@ export class Db {
         this.values.delete(key);
         this.expires.delete(key);
       }
+      this.removed(key);
       return undefined;
     }
     return v;
+  }
+
+  /** The revision of a key live at nowMs, or 0 when it is missing or expired. */
+  revOf(key: string, nowMs: number): number {
+    if (!this.has(key, nowMs)) return 0;
+    const r = this.revs.get(key);
+    assert(r !== undefined, `live key ${JSON.stringify(key)} without a revision`);
+    return r;
+  }
+
+  /**
+   * True when `key` may have changed after index `w`, given `wasLive`, whether it was live at w
+   * (WATCH's observation): a live key changed if it was absent or its revision is past w; an
+   * absent one if it was live, or if any key was removed past w (see deleteFloor). Depends on
+   * replicated state only, so every replica decides alike.
+   */
+  changedSince(key: string, wasLive: boolean, w: number, nowMs: number): boolean {
+    const r = this.revOf(key, nowMs);
+    if (r !== 0) return !wasLive || r > w;
+    if (wasLive) return true;
+    // Held but expired: its revision still tells whether it was written past w.
+    const held = this.revs.get(key);
+    return (this.tombstones.get(key) ?? this.deleteFloor) > w || (held !== undefined && held > w);
+  }
+
+  /** The removals held (see `tombstones`), oldest first: for a snapshot (at most TOMBSTONES_MAX). */
+  tombstoneList(): [key: string, rev: number][] {
+    return [...this.tombstones];
+  }
+
+  private stamp(key: string): void {
+    this.revs.set(key, this.rev);
+  }
+
+  private removed(key: string): void {
+    this.revs.delete(key);
+    const tombs = this.tombstones;
+    if (key.length > TOMBSTONE_KEY_BYTES_MAX) {
+      this.deleteFloor = this.rev;
+      return;
+    }
+    tombs.delete(key); // a key removed again moves to the end
+    tombs.set(key, this.rev);
+    if (tombs.size > TOMBSTONES_MAX) {
+      const [k, r] = tombs.entries().next().value!;
+      tombs.delete(k);
+      if (r > this.deleteFloor) this.deleteFloor = r;
+    }
   }
 
   /** Sets a value and clears any TTL (plain SET). */
   set(key: string, value: Value): void {
     if (this.cow !== null) this.cowWrite(key);
     this.values.set(key, value);
+    this.stamp(key);
     if (this.expires.size !== 0) this.expires.delete(key);
   }
 
@@ -305,6 +382,7 @@ export class Db {
   setKeepTtl(key: string, value: Value): void {
     if (this.cow !== null) this.cowWrite(key);
     this.values.set(key, value);
+    this.stamp(key);
   }
 
   /** Sets a value expiring at expireAtMs; one already due at nowMs just removes the key. */
@@ -315,6 +393,7 @@ export class Db {
     }
     if (this.cow !== null) this.cowWrite(key);
     this.values.set(key, value);
+    this.stamp(key);
     this.expires.set(key, expireAtMs);
   }
 
@@ -325,21 +404,27 @@ export class Db {
     else {
       if (this.cow !== null) this.cowWrite(key);
       this.expires.set(key, expireAtMs);
+      this.stamp(key);
     }
     return true;
   }
 
   /** Removes a key's TTL; true if it had one. */
   removeExpire(key: string): boolean {
-    if (this.cow !== null) return this.cowRemoveExpire(key);
-    return this.expires.size !== 0 && this.expires.delete(key);
+    const had = this.cow !== null ? this.cowRemoveExpire(key) : this.expires.size !== 0 && this.expires.delete(key);
+    if (had) this.stamp(key);
+    return had;
   }
 
   /** Removes a key whatever its state; true if it was held (live or not yet reclaimed). */
   delete(key: string): boolean {
-    if (this.cow !== null) return this.cowDelete(key);
-    if (!this.values.delete(key)) return false;
-    if (this.expires.size !== 0) this.expires.delete(key);
+    if (this.cow !== null) {
+      if (!this.cowDelete(key)) return false;
+    } else {
+      if (!this.values.delete(key)) return false;
+      if (this.expires.size !== 0) this.expires.delete(key);
+    }
+    this.removed(key);
     return true;
   }
 
@@ -347,9 +432,13 @@ export class Db {
   deleteIfExpired(key: string, nowMs: number): boolean {
     const at = this.expires.get(key);
     if (at === undefined || at > nowMs) return false;
-    if (this.cow !== null) return this.cowDelete(key);
-    this.values.delete(key);
-    this.expires.delete(key);
+    if (this.cow !== null) {
+      if (!this.cowDelete(key)) return false;
+    } else {
+      this.values.delete(key);
+      this.expires.delete(key);
+    }
+    this.removed(key);
     return true;
   }
 
@@ -363,9 +452,9 @@ export class Db {
       if (this.cow === null) {
         this.values.delete(key);
         this.expires.delete(key);
-        return true;
-      }
-      return this.cowDelete(key); // false: a tombstone, not a key
+      } else if (!this.cowDelete(key)) return false; // a tombstone, not a key
+      this.removed(key);
+      return true;
     });
   }
 
@@ -410,9 +499,12 @@ export class Db {
    * any more) and new ones start empty; open cursors finish over the old keys.
    */
   flush(): void {
+    this.deleteFloor = this.rev;
+    this.tombstones.clear();
     if (this.cow !== null) {
       this.values = new Map();
       this.expires = new Map();
+      this.revs = new Map();
       this.dropLazy(); // the snapshot keeps its own reference to the source (none opens while loading)
       this.cow = null;
       this.tombs = 0;
@@ -422,6 +514,7 @@ export class Db {
     }
     this.values.clear();
     this.expires.clear();
+    this.revs.clear();
     this.dropLazy();
   }
 
@@ -437,6 +530,7 @@ export class Db {
       } else assert(typeof at === "bigint" ? at > MAX_SAFE || at < -MAX_SAFE : Number.isSafeInteger(at), "expiry is not an int64 in canonical form");
     }
     assert(tombs === this.tombs, `tombstone count ${this.tombs}, found ${tombs}`);
+    assert(this.revs.size === this.values.size - tombs, `${this.revs.size} revisions for ${this.values.size - tombs} keys`);
     assert(this.cow === null || (this.snap !== null && this.cow === this.snap.preimages), "write barrier without its snapshot");
     assert(this.cursors.size <= this.scanCursorsMax, "too many open SCAN cursors");
   }
@@ -447,24 +541,41 @@ export class Db {
   *entries(): IterableIterator<DbEntry> {
     for (const [k, v] of this.values) {
       const at = this.expires.size === 0 ? undefined : this.expires.get(k);
-      if (at !== TOMB) yield [k, typeof v === "number" ? this.lazy!.value(v) : v, at];
+      if (at !== TOMB) yield [k, typeof v === "number" ? this.lazy!.value(v) : v, at, this.revs.get(k)];
     }
   }
 
-  /** Replaces the whole keyspace with a snapshot's entries. */
-  restore(entries: Iterable<DbEntry>): void {
+  /**
+   * Replaces the whole keyspace with a snapshot's entries, as of index `rev` with `deleteFloor`
+   * (an entry without a revision, from an older format, gets `rev`: changed at most then).
+   */
+  restore(entries: Iterable<DbEntry>, rev = this.rev, deleteFloor = rev, tombstones: Iterable<readonly [string, number]> = []): void {
     this.flush();
-    for (const e of entries) this.load(e[0], e[1], e[2]);
+    this.rev = rev;
+    this.setRemovals(deleteFloor, tombstones);
+    for (const e of entries) this.load(e[0], e[1], e[2], e[3]);
+  }
+
+  /** Sets the removals a snapshot holds (deleteFloor and tombstones, see there), before loading its keys. */
+  setRemovals(deleteFloor: number, tombstones: Iterable<readonly [string, number]>): void {
+    this.deleteFloor = deleteFloor;
+    this.tombstones.clear();
+    for (const [k, r] of tombstones) {
+      assert(k.length <= TOMBSTONE_KEY_BYTES_MAX && this.tombstones.size < TOMBSTONES_MAX, "a snapshot's tombstones are past their bounds");
+      this.tombstones.set(k, r);
+    }
   }
 
   /**
    * Adds one snapshot entry (streaming restore); expiry is absolute and kept even if past.
-   * A number value is a ref into the source given to loadLazy.
+   * A number value is a ref into the source given to loadLazy. `rev`: the key's revision
+   * (default: the current one, `this.rev`).
    */
-  load(key: string, value: Value | number, expireAtMs: Expiry | undefined): void {
+  load(key: string, value: Value | number, expireAtMs: Expiry | undefined, rev: number = this.rev): void {
     if (typeof value === "number") this.storedRef();
     if (this.cow !== null) this.cowWrite(key);
     this.values.set(key, value);
+    this.revs.set(key, rev);
     if (expireAtMs !== undefined) this.expires.set(key, expireAtMs);
     else if (this.expires.size !== 0) this.expires.delete(key);
   }
@@ -486,6 +597,7 @@ export class Db {
     this.storedRef();
     if (this.cow !== null) this.cowWrite(key);
     this.values.set(key, ref);
+    this.stamp(key);
     if (this.expires.size !== 0) this.expires.delete(key);
   }
 
@@ -545,6 +657,7 @@ export class Db {
     const snap = new DbSnapshot(
       this.values,
       this.expires,
+      this.revs,
       this.lazy,
       pre,
       (complete) => this.endSnapshot(snap, complete),
@@ -611,7 +724,7 @@ export class Db {
       let v = this.values.get(key);
       if (v === undefined) return undefined;
       if (typeof v === "number") v = this.lazy!.value(v);
-      p = [key, v, this.expires.size === 0 ? undefined : this.expires.get(key)];
+      p = [key, v, this.expires.size === 0 ? undefined : this.expires.get(key), this.revs.get(key)];
       pre.set(key, p);
     }
     return p;
@@ -679,6 +792,7 @@ export class DbSnapshot {
   private emitted = 0;
   private values: Map<string, Stored> | null;
   private expires: Map<string, Expiry> | null;
+  private revs: Map<string, number> | null;
   private lazy: LazyValues | null;
   private it: Iterator<[string, Stored]> | null;
   private onClose: ((complete: boolean) => void) | null;
@@ -687,6 +801,7 @@ export class DbSnapshot {
   constructor(
     values: Map<string, Stored>,
     expires: Map<string, Expiry>,
+    revs: Map<string, number>,
     lazy: LazyValues | null,
     readonly preimages: Map<string, Preimage>,
     onClose: (complete: boolean) => void,
@@ -694,6 +809,7 @@ export class DbSnapshot {
   ) {
     this.values = values;
     this.expires = expires;
+    this.revs = revs;
     this.lazy = lazy;
     this.entryCountAtStart = values.size;
     this.it = values.entries();
@@ -740,7 +856,7 @@ export class DbSnapshot {
         this.values!.set(k, v);
       }
       const p = pre.size === 0 ? undefined : pre.get(k);
-      if (p === undefined) out.push([k, v, exps.size === 0 ? undefined : exps.get(k)]);
+      if (p === undefined) out.push([k, v, exps.size === 0 ? undefined : exps.get(k), this.revs!.get(k)]);
       else {
         if (p === DONE) assert(false, `snapshot met ${JSON.stringify(k)} twice`);
         out.push(p);
@@ -763,6 +879,7 @@ export class DbSnapshot {
     this.preimages.clear();
     this.values = null;
     this.expires = null;
+    this.revs = null;
     this.lazy = null;
   }
 }

@@ -35,10 +35,12 @@ export class KvStateMachine {
   /**
    * Applies one logged command stamped with nowMs and writes its reply. Unknown names and bad
    * arity get Redis's errors here too, so a replayed log answers exactly as it did live.
-   * Returns the spec that ran, or undefined.
+   * Returns the spec that ran, or undefined. `index`: the entry's log index, the revision of
+   * every key it changes (default: one past the last).
    */
-  apply(argv: string[], nowMs: number, out: ReplyWriter): CommandSpec<KvCtx> | undefined {
+  apply(argv: string[], nowMs: number, out: ReplyWriter, index = this.db.rev + 1): CommandSpec<KvCtx> | undefined {
     if (nowMs > this.appliedMs) this.appliedMs = nowMs;
+    this.db.rev = index;
     const spec = lookupKvCommand(argv[0]!);
     if (spec === undefined) {
       out.error(unknownCommandError(argv));
@@ -49,15 +51,22 @@ export class KvStateMachine {
       return undefined;
     }
     this.ctx.nowMs = this.appliedMs;
+    this.beforeCommand(spec, argv);
+    this.ctx.beforeCommand = this.beforeCommand; // a transaction's commands (txn.ts) each get it too
+    spec.exec(this.ctx, argv, out);
+    this.ctx.events = null;
+    this.ctx.beforeCommand = null;
+    return spec;
+  }
+
+  /** Before each command applied (alone or in a transaction): where its events go, and Redis's pre-write events. */
+  private readonly beforeCommand = (spec: CommandSpec<KvCtx>, argv: string[]): void => {
     this.ctx.events = this.events;
     if (this.events !== null && spec.firstKey > 0) {
       if (this.db.expiresCount() > 0) this.expireTouched(spec, argv);
       if (this.events.newKeys) this.watchNewKeys(spec, argv);
     }
-    spec.exec(this.ctx, argv, out);
-    this.ctx.events = null;
-    return spec;
-  }
+  };
 
   /** Keys of the running write that were absent before it (see watchNewKeys). */
   private absent: string[] = [];
@@ -138,8 +147,9 @@ export class KvStateMachine {
    * apply(["SET", key, value], nowMs) for a value held by reference in the Db's lazy source
    * (recovery replaying a mapped log file): the same state, and no reply (a plain SET's is +OK).
    */
-  applyPlainSetRef(key: string, ref: number, nowMs: number): void {
+  applyPlainSetRef(key: string, ref: number, nowMs: number, index = this.db.rev + 1): void {
     if (nowMs > this.appliedMs) this.appliedMs = nowMs;
+    this.db.rev = index;
     this.db.setRef(key, ref);
   }
 
@@ -148,8 +158,9 @@ export class KvStateMachine {
    * still at or before nowMs, so a key written again since (without a TTL, or with a later one)
    * stays. Returns the count deleted.
    */
-  applyExpire(keys: readonly string[], nowMs: number): number {
+  applyExpire(keys: readonly string[], nowMs: number, index = this.db.rev + 1): number {
     if (nowMs > this.appliedMs) this.appliedMs = nowMs;
+    this.db.rev = index;
     let deleted = 0;
     for (const k of keys) {
       if (!this.db.deleteIfExpired(k, nowMs)) continue;
@@ -172,20 +183,24 @@ export class KvStateMachine {
    * read it in chunks with `snapshot.next(n)` while entries keep being applied, and close it
    * if abandoned (one at a time). Entries keep their absolute expiry, expired ones included.
    */
-  beginSnapshot(): { appliedMs: number; snapshot: DbSnapshot; acl: string[] | null } {
-    return { appliedMs: this.appliedMs, snapshot: this.db.beginSnapshot(), acl: this.acl.replicated ? this.acl.lines() : null };
+  beginSnapshot(): { appliedMs: number; deleteFloor: number; tombstones: [string, number][]; snapshot: DbSnapshot; acl: string[] | null } {
+    return { appliedMs: this.appliedMs, deleteFloor: this.db.deleteFloor, tombstones: this.db.tombstoneList(), snapshot: this.db.beginSnapshot(), acl: this.acl.replicated ? this.acl.lines() : null };
   }
 
   /**
    * The keyspace for a snapshot, with absolute expiry times, and the time it was taken at.
    * A live iterator: consume it before applying more entries (else use beginSnapshot).
    */
-  snapshot(): { appliedMs: number; entries: Iterable<DbEntry> } {
-    return { appliedMs: this.appliedMs, entries: this.db.entries() };
+  snapshot(): { appliedMs: number; deleteFloor: number; tombstones: [string, number][]; entries: Iterable<DbEntry> } {
+    return { appliedMs: this.appliedMs, deleteFloor: this.db.deleteFloor, tombstones: this.db.tombstoneList(), entries: this.db.entries() };
   }
 
-  restore(appliedMs: number, entries: Iterable<DbEntry>): void {
-    this.db.restore(entries);
+  /**
+   * Restores a snapshot taken at `index` (the revision of entries without one: an older format)
+   * with its removals (Db.deleteFloor and Db.tombstones; an older format has none: its floor is `index`).
+   */
+  restore(appliedMs: number, entries: Iterable<DbEntry>, index = 0, deleteFloor = index, tombstones: Iterable<readonly [string, number]> = []): void {
+    this.db.restore(entries, index, deleteFloor, tombstones);
     this.appliedMs = appliedMs;
   }
 

@@ -7,7 +7,8 @@
 //   then:   the node's snapshot file (src/storage/snapshot-store.ts: its own header and body
 //           checksums, its index, term and membership), header.snapshotBytes bytes whose CRC-32
 //           is header.snapshotCrc32.
-import { decodeSnapshotMeta, encodeSnapshotMeta, restoreAcl, SnapshotMetaError } from "./snapshot-meta.ts";
+import { decodeSnapshotMeta, encodeSnapshotMeta } from "./kv-payload.ts";
+import { restoreAcl, SnapshotMetaError, splitAclSection, withAclSection } from "./snapshot-meta.ts";
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
@@ -118,12 +119,12 @@ export function extractBackup(file: string, snapPath: string): BackupHeader {
  * (index, term) with membership `conf`, a log that starts after it with everything up to it
  * committed, and raft-members.json. `kv serve` on it starts from exactly that state.
  */
-async function seed(dataDir: string, at: { index: number; term: number; appliedMs: number; acl?: readonly string[] | null; conf: ConfState }, entries: SnapshotSource, members: Members): Promise<number> {
+async function seed(dataDir: string, at: { index: number; term: number; meta: Uint8Array; conf: ConfState }, entries: SnapshotSource, members: Members): Promise<number> {
   const log_ = await RaftLog.open({ dataDir, fsync: "always" });
   let count: number;
   try {
     const res = await log_.snapshots.write(
-      { lastIndex: at.index, lastTerm: at.term, meta: encodeSnapshotMeta({ appliedMs: at.appliedMs, acl: at.acl ?? null }), membership: { voters: [...at.conf.voters], learners: [...at.conf.learners] }, yieldEveryMs: 50 },
+      { lastIndex: at.index, lastTerm: at.term, meta: at.meta, membership: { voters: [...at.conf.voters], learners: [...at.conf.learners] }, yieldEveryMs: 50 },
       entries,
     );
     count = res.entryCount;
@@ -164,16 +165,18 @@ export async function restoreBackup(o: RestoreOptions): Promise<{ header: Backup
       throw e;
     }
     if (loaded.lastIndex !== h.index || loaded.lastTerm !== h.term) throw new BackupError(`${o.file} is damaged: its snapshot is at index ${loaded.lastIndex} term ${loaded.lastTerm}, its header says index ${h.index} term ${h.term}`);
-    let fields;
+    let kvMeta: Uint8Array;
     try {
-      fields = decodeSnapshotMeta(loaded.meta);
+      kvMeta = splitAclSection(loaded.meta).kvMeta; // the users, if any, travel on in the meta as it is
     } catch (e) {
       if (!(e instanceof SnapshotMetaError)) throw e;
-      throw new BackupError(`${o.file} is damaged: its snapshot's meta: ${e.message}`);
+      throw new BackupError(`${o.file} is damaged: ${e.message}`);
     }
+    const m = decodeSnapshotMeta(kvMeta);
+    if (typeof m === "string") throw new BackupError(`${o.file} is damaged: ${m}`);
     const clusterId = o.clusterId ?? `kv-${fnv1a(`restored:${h.clusterId}:${h.index}:${o.members.map((m) => `${m.id}=${m.addr}@${m.peer}`).join(",")}`)}`;
     const members = [...o.members].sort((a, b) => a.id - b.id);
-    const keys = await seed(o.dataDir, { index: h.index, term: h.term, appliedMs: fields.appliedMs, acl: fields.acl, conf: { voters: members.map((m) => m.id), learners: [] } }, loaded.entries(), { clusterId, members });
+    const keys = await seed(o.dataDir, { index: h.index, term: h.term, meta: loaded.meta, conf: { voters: members.map((m) => m.id), learners: [] } }, loaded.entries(), { clusterId, members });
     return { header: h, keys, clusterId };
   } catch (e) {
     // Nothing half-made stays: the dir is as before (absent, or empty).
@@ -217,15 +220,17 @@ export async function forceNewCluster(dataDir: string, id: NodeId): Promise<Forc
       const found = store.list().find((s) => s.lastIndex === snap.index);
       if (found === undefined) throw new CorruptLogError(`no snapshot file at index ${snap.index}`, join(store.dir, SNAP_DIR), 0);
       const loaded = store.load(join(store.dir, found.name));
-      let fields;
+      let split;
       try {
-        fields = decodeSnapshotMeta(loaded.meta);
+        split = splitAclSection(loaded.meta);
       } catch (e) {
         if (!(e instanceof SnapshotMetaError)) throw e;
         throw new CorruptLogError(`snapshot ${found.name}: ${e.message}`, join(store.dir, found.name), 0);
       }
-      restoreAcl(sm.kv, fields.acl);
-      sm.restoreEntries(snap.index, fields.appliedMs, loaded.entries(), loaded.entryCount);
+      const m = decodeSnapshotMeta(split.kvMeta);
+      if (typeof m === "string") throw new CorruptLogError(`snapshot ${found.name}: ${m}`, join(store.dir, found.name), 0);
+      restoreAcl(sm.kv, split.acl);
+      sm.restoreEntries(snap.index, m.appliedMs, loaded.entries(), loaded.entryCount, m.deleteFloor, m.tombstones);
     }
     const hs = log_.initialState().hardState;
     const last = log_.lastIndex();
@@ -244,7 +249,7 @@ export async function forceNewCluster(dataDir: string, id: NodeId): Promise<Forc
     let keys: number;
     try {
       const res = await log_.snapshots.write(
-        { lastIndex: last, lastTerm: term, meta: encodeSnapshotMeta(view), membership: { voters: [id], learners: [] }, yieldEveryMs: 50 },
+        { lastIndex: last, lastTerm: term, meta: withAclSection(encodeSnapshotMeta(view.appliedMs, view.deleteFloor, view.tombstones), view.acl), membership: { voters: [id], learners: [] }, yieldEveryMs: 50 },
         view.snapshot,
       );
       keys = res.entryCount;

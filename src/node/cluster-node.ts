@@ -2,7 +2,7 @@
 // the KV state machine, with what the server needs on top: proposals that answer their client in
 // log order, linearizable read barriers (ReadIndex, asked of the leader by a follower), forwarding
 // of writes to the leader, expirations decided by the leader, and snapshots.
-import { decodeSnapshotMeta, encodeSnapshotMeta, restoreAcl, SnapshotMetaError } from "./snapshot-meta.ts";
+import { restoreAcl, SnapshotMetaError, splitAclSection, withAclSection } from "./snapshot-meta.ts";
 import type { ChangeSink } from "./change-events.ts";
 import { closeSync, fstatSync, openSync } from "node:fs";
 import { join } from "node:path";
@@ -22,7 +22,7 @@ import { nodeIo, RECORD_PAYLOAD_BYTES_MAX, recordBytesFor, RecordType, type Fsyn
 import { StorageIoError, WalFailedError } from "../storage/errors.ts";
 import type { ClusterView, MemberAddress, MemberRole, MemberStatus } from "./cluster-view.ts";
 import { type Proposal, type RecoveryStats, type SnapshotStats, SYNCS_IN_FLIGHT, WriteRefusedError } from "./proposal.ts";
-import { COMMAND_ENTRY_OVERHEAD_BYTES, encodeCommandEntry, encodeExpireEntry, EXPIRE_BATCH_KEYS_MAX } from "./kv-payload.ts";
+import { COMMAND_ENTRY_OVERHEAD_BYTES, decodeSnapshotMeta, encodeCommandEntry, encodeExpireEntry, encodeSnapshotMeta, EXPIRE_BATCH_KEYS_MAX } from "./kv-payload.ts";
 import { KvEntryError, KvRaftStateMachine } from "./kv-state-machine.ts";
 import { KvImageError, KvPayloadError } from "./kv-payload.ts";
 import { MappedRestore } from "./mapped-restore.ts";
@@ -342,25 +342,27 @@ class KvRaftStorage implements RaftStorage {
     // The body's checksum is checked as it is read (RaftLog.open checked it too, for the newest).
     const loaded = store.load(join(store.dir, found.name), { checkBodyWhileReading: true });
     assert(loaded.lastTerm === meta.term, `snapshot file at ${meta.index} is of term ${loaded.lastTerm}, Raft's of ${meta.term}`);
-    let fields;
+    let split;
     try {
-      fields = decodeSnapshotMeta(loaded.meta);
+      split = splitAclSection(loaded.meta);
     } catch (e) {
       if (!(e instanceof SnapshotMetaError)) throw e;
       throw new CorruptLogError(`snapshot ${found.name}: ${e.message}`, join(store.dir, found.name), 0);
     }
-    const appliedMs = fields.appliedMs;
-    restoreAcl(sm.kv, fields.acl);
+    const m = decodeSnapshotMeta(split.kvMeta);
+    if (typeof m === "string") throw new CorruptLogError(`snapshot ${found.name}: ${m}`, join(store.dir, found.name), 0);
+    const { appliedMs, deleteFloor, tombstones } = m;
+    restoreAcl(sm.kv, split.acl);
     const mapped = this.startup?.active ? loaded.mapped() : undefined;
     if (mapped !== undefined) {
       // The node's own snapshot at start: values stay in the mapped file.
-      const n = this.startup!.restoreSnapshot(meta.index, appliedMs, mapped);
+      const n = this.startup!.restoreSnapshot(meta.index, appliedMs, mapped, deleteFloor, tombstones);
       if (n !== loaded.entryCount || sm.kv.db.dbsize() !== n) {
         throw new KvEntryError(meta.index, new KvImageError(`snapshot of ${loaded.entryCount} entries holds ${sm.kv.db.dbsize()} distinct keys`));
       }
     } else {
       this.endStartup();
-      sm.restoreEntries(meta.index, appliedMs, loaded.entries(), loaded.entryCount);
+      sm.restoreEntries(meta.index, appliedMs, loaded.entries(), loaded.entryCount, deleteFloor, tombstones);
     }
     this.restoredKeys = loaded.entryCount;
     if (this.startup !== undefined && this.startup.through <= meta.index) this.endStartup();
@@ -371,14 +373,14 @@ class KvRaftStorage implements RaftStorage {
    * `meta.index`) durable as the snapshot file of `meta`, streamed in chunks: the event loop yields
    * every 2 ms and the node keeps applying meanwhile (the view does not change).
    */
-  async saveView(meta: SnapshotMeta, view: { appliedMs: number; snapshot: DbSnapshot; acl: string[] | null }): Promise<SnapshotStats> {
+  async saveView(meta: SnapshotMeta, view: { appliedMs: number; deleteFloor: number; tombstones: [string, number][]; snapshot: DbSnapshot; acl: string[] | null }): Promise<SnapshotStats> {
     const t0 = performance.now();
     try {
       const res = await this.log.snapshots.write(
         {
           lastIndex: meta.index,
           lastTerm: meta.term,
-          meta: encodeSnapshotMeta(view),
+          meta: withAclSection(encodeSnapshotMeta(view.appliedMs, view.deleteFloor, view.tombstones), view.acl),
           membership: { voters: [...meta.confState.voters], learners: [...meta.confState.learners] },
           yieldEveryMs: 2,
         },
@@ -457,7 +459,7 @@ class ServingStateMachine<T> implements StateMachine<void> {
   startCommands = 0;
 
   /** The copy-on-write view the last snapshot() took, for saveSnapshot to write (see ClusterNode). */
-  view: { appliedMs: number; snapshot: DbSnapshot; acl: string[] | null } | undefined;
+  view: { appliedMs: number; deleteFloor: number; tombstones: [string, number][]; snapshot: DbSnapshot; acl: string[] | null } | undefined;
 
   /**
    * Takes a copy-on-write view of the keyspace at the applied index (O(1)); the runtime's

@@ -114,12 +114,12 @@ export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
     }
     this.applied = e.index;
     if (p.kind === "expire") {
-      this.keysExpired += this.kv.applyExpire(p.keys, p.timeMs);
+      this.keysExpired += this.kv.applyExpire(p.keys, p.timeMs, e.index);
       return false;
     }
     if (out instanceof ReplyBuffer && out === this.out) out.reset();
     out.proto = p.proto;
-    this.kv.apply(p.argv, p.timeMs, out);
+    this.kv.apply(p.argv, p.timeMs, out, e.index);
     return true;
   }
 
@@ -131,7 +131,7 @@ export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
     if (index !== this.applied + 1) assert(false, `kv applied ${index} after ${this.applied} (applied moves by one)`);
     this.applied = index;
     out.proto = proto;
-    this.kv.apply(argv, timeMs, out);
+    this.kv.apply(argv, timeMs, out, index);
   }
 
   /**
@@ -155,15 +155,15 @@ export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
 
   /** The keyspace with absolute expiries and the applied time (kv-payload.ts's image). */
   snapshot(): Uint8Array {
-    return encodeKvImage(this.kv.appliedMs, () => this.kv.db.entries());
+    return encodeKvImage(this.kv.appliedMs, () => this.kv.db.entries(), this.kv.db.deleteFloor, this.kv.db.tombstoneList());
   }
 
   /**
    * Restores from a snapshot's entries streamed from its file (no image in memory): `count` keys
-   * as of `index`, taken at `appliedMs`.
+   * as of `index`, taken at `appliedMs`, with its removals (Db.deleteFloor and Db.tombstones).
    */
-  restoreEntries(index: number, appliedMs: number, entries: Iterable<DbEntry>, count: number): void {
-    this.kv.restore(appliedMs, entries);
+  restoreEntries(index: number, appliedMs: number, entries: Iterable<DbEntry>, count: number, deleteFloor = index, tombstones: Iterable<readonly [string, number]> = []): void {
+    this.kv.restore(appliedMs, entries, index, deleteFloor, tombstones);
     const held = this.kv.db.dbsize();
     if (held !== count) throw new KvEntryError(index, new KvImageError(`snapshot of ${count} entries holds ${held} distinct keys`));
     this.applied = index;
@@ -178,7 +178,7 @@ export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
       if (err instanceof KvImageError) throw new KvEntryError(s.meta.index, err);
       throw err;
     }
-    this.kv.restore(image.appliedMs, image.entries);
+    this.kv.restore(image.appliedMs, image.entries, s.meta.index, image.deleteFloor ?? s.meta.index, image.tombstones);
     // An in-memory image (the simulator's) carries no ACL users: the configured ones, as a snapshot file without its ACL section.
     this.kv.acl.restoreConfigured();
     const held = this.kv.db.dbsize();

@@ -39,16 +39,22 @@ export class MappedRestore {
     return !this.ended;
   }
 
-  /** Restores the mapped snapshot file `mapped` (`count` entries, at `index`, taken at `appliedMs`) by reference. */
-  restoreSnapshot(index: number, appliedMs: number, mapped: MappedSnapshot): number {
+  /**
+   * Restores the mapped snapshot file `mapped` (`count` entries, at `index`, taken at `appliedMs`,
+   * with its removals: Db.deleteFloor and Db.tombstones) by reference. An entry without a revision (an
+   * older format) gets `index`.
+   */
+  restoreSnapshot(index: number, appliedMs: number, mapped: MappedSnapshot, deleteFloor = index, tombstones: Iterable<readonly [string, number]> = []): number {
     assert(!this.ended && this.sm.kv.db.dbsize() === 0, "a mapped restore into a used keyspace");
     const db = this.sm.kv.db;
+    db.rev = index;
+    db.setRemovals(deleteFloor, tombstones);
     const source = this.source;
     source.setSnapshot(mapped.values);
     let n = 0;
-    mapped.forEach((k, offset, at) => {
+    mapped.forEach((k, offset, at, rev) => {
       const ref = source.snapshotRef(offset);
-      db.load(k, ref >= 0 ? ref : mapped.values.value(offset), at);
+      db.load(k, ref >= 0 ? ref : mapped.values.value(offset), at, rev ?? index);
       n++;
     });
     this.sm.kv.appliedMs = appliedMs;
@@ -81,7 +87,7 @@ export class MappedRestore {
     if (e.index !== this.sm.applied + 1) assert(false, `kv applied ${e.index} after ${this.sm.applied} (applied moves by one)`);
     this.sm.applied = e.index;
     const key = seg.latin1Slice(plainSet.keyStart, plainSet.keyEnd);
-    this.sm.kv.applyPlainSetRef(key, ref, timeMs);
+    this.sm.kv.applyPlainSetRef(key, ref, timeMs, e.index);
     this.sm.mappedSet(key, this.source, ref);
     return true;
   }

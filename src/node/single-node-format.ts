@@ -14,7 +14,8 @@
 // the Raft log goes on at L + 1. A crash before step 3 leaves a dir without a membership file whose
 // newest snapshot is either an old one or the one step 2 wrote (this node the only voter, at L):
 // the next start converts again, and step 2 is skipped when its snapshot is there already.
-import { encodeSnapshotMeta } from "./snapshot-meta.ts";
+import { encodeSnapshotMeta } from "./kv-payload.ts";
+import { withAclSection } from "./snapshot-meta.ts";
 import { ConfigError, CorruptLogError } from "../errors.ts";
 import { KvStateMachine } from "../kv/fsm.ts";
 import { logger } from "../log.ts";
@@ -124,6 +125,7 @@ async function rebuild(opts: ConvertOptions): Promise<Conversion | undefined> {
     db.loadLazy(source);
     let fromSnapshotKeys = 0;
     if (snap !== undefined) {
+      db.rev = snap.lastIndex; // the revision of its keys (the old format has none)
       const mapped = snap.mapped();
       if (mapped !== undefined) {
         source.setSnapshot(mapped.values);
@@ -138,7 +140,8 @@ async function rebuild(opts: ConvertOptions): Promise<Conversion | undefined> {
           fromSnapshotKeys++;
         });
       }
-      fsm.appliedMs = Number(new TextDecoder().decode(snap.meta)) || 0; // the old single-node format: no sections
+      fsm.appliedMs = Number(new TextDecoder().decode(snap.meta)) || 0;
+      db.deleteFloor = snap.lastIndex;
     }
     const sink = new ReplyBuffer(1024);
     const names = new Map<number, string>();
@@ -146,7 +149,7 @@ async function rebuild(opts: ConvertOptions): Promise<Conversion | undefined> {
       if (isMapped && decodePlainSet(buf, start, end)) {
         const ref = source.segmentRef(buf, plainSet.valueAt);
         if (ref >= 0) {
-          fsm.applyPlainSetRef(buf.latin1Slice(plainSet.keyStart, plainSet.keyEnd), ref, timestampMs);
+          fsm.applyPlainSetRef(buf.latin1Slice(plainSet.keyStart, plainSet.keyEnd), ref, timestampMs, index);
           return;
         }
       }
@@ -161,7 +164,7 @@ async function rebuild(opts: ConvertOptions): Promise<Conversion | undefined> {
             "back up the data dir, truncate this file to the offset above (truncate -s OFFSET FILE) and delete the later segments of wal/",
         );
       }
-      fsm.apply(argv, timestampMs, sink);
+      fsm.apply(argv, timestampMs, sink, index);
       sink.reset();
     }, { map: true });
     db.endLazyLoad();
@@ -169,10 +172,10 @@ async function rebuild(opts: ConvertOptions): Promise<Conversion | undefined> {
     // 2. The runtime's snapshot at the old last index (unless an interrupted conversion wrote it).
     const wroteSnapshot = !(snap !== undefined && !oldSnapshot && snap.lastIndex === last);
     if (wroteSnapshot) {
-      const { appliedMs, snapshot, acl } = fsm.beginSnapshot();
+      const { appliedMs, deleteFloor, tombstones, snapshot, acl } = fsm.beginSnapshot();
       try {
         await st.snapshots.write(
-          { lastIndex: last, lastTerm: SINGLE_NODE_TERM, meta: encodeSnapshotMeta({ appliedMs, acl }), membership: { voters: [opts.id], learners: [] } },
+          { lastIndex: last, lastTerm: SINGLE_NODE_TERM, meta: withAclSection(encodeSnapshotMeta(appliedMs, deleteFloor, tombstones), acl), membership: { voters: [opts.id], learners: [] } },
           snapshot,
         );
       } finally {

@@ -1,48 +1,62 @@
-// The meta field of a snapshot file's header: the applied time, then optional sections.
+// The ACL users in a snapshot file's header, next to the state machine's own meta (kv-payload.ts's
+// encodeSnapshotMeta: applied time, deletion floor, tombstones).
 //
-//   <appliedMs, decimal>                      every version (older files hold only this)
-//   \nacl 1\n<user line>\n<user line>...      the replicated ACL users, section version 1: one
-//                                             `user <name> <rules>` line each, passwords as #sha256
+//   without users: the state machine's meta alone, byte for byte (older files are all of this kind)
+//   with users:    "sections 1\n" | u32 kvMetaBytes | kv meta | u32 aclBytes | "acl 1\n" <user line>\n...
 //
-// A section is present only when its state is replicated (for ACL users: once an ACL SETUSER,
-// DELUSER or LOAD was applied); a snapshot without it restores the users a node's own flags give.
-// The keyspace itself is the file's body, untouched by these sections.
+// The state machine's meta starts with a digit, so the "sections" prefix cannot be mistaken for it.
+// The users are carried only once they are replicated (an ACL SETUSER, DELUSER or LOAD applied); a
+// snapshot without them restores the users a node's own flags give. Lines are `user <name> <rules>`,
+// passwords as #sha256. Integers little-endian.
 import type { KvStateMachine } from "../kv/fsm.ts";
 
-/** The ACL section's format version this kv writes and reads. */
+/** The container's and the ACL section's format versions this kv writes and reads. */
+export const SECTIONS_VERSION = 1;
 export const ACL_SECTION_VERSION = 1;
+const PREFIX = Buffer.from(`sections ${SECTIONS_VERSION}\n`, "latin1");
+const ACL_HEAD = `acl ${ACL_SECTION_VERSION}\n`;
 
-export interface SnapshotMetaFields {
-  readonly appliedMs: number;
-  /** The ACL users' lines, or null when the snapshot carries none. */
-  readonly acl: readonly string[] | null;
-}
-
-/** A meta field this kv cannot read: damage, or a newer format. */
+/** A meta this kv cannot read: damage, or a newer format. */
 export class SnapshotMetaError extends Error {
   override name = "SnapshotMetaError";
 }
 
-export function encodeSnapshotMeta(f: SnapshotMetaFields): Uint8Array {
-  let text = String(f.appliedMs);
-  if (f.acl !== null) text += `\nacl ${ACL_SECTION_VERSION}\n` + f.acl.join("\n");
-  return new TextEncoder().encode(text);
+/** The header meta for a snapshot: the state machine's meta, with the users when they are replicated. */
+export function withAclSection(kvMeta: Uint8Array, acl: readonly string[] | null): Uint8Array {
+  if (acl === null) return kvMeta;
+  const text = Buffer.from(ACL_HEAD + acl.map((l) => l + "\n").join(""), "latin1");
+  const b = Buffer.alloc(PREFIX.length + 4 + kvMeta.length + 4 + text.length);
+  let o = PREFIX.copy(b, 0);
+  o = b.writeUInt32LE(kvMeta.length, o);
+  o += Buffer.from(kvMeta.buffer, kvMeta.byteOffset, kvMeta.byteLength).copy(b, o);
+  o = b.writeUInt32LE(text.length, o);
+  text.copy(b, o);
+  return b;
 }
 
-export function decodeSnapshotMeta(bytes: Uint8Array): SnapshotMetaFields {
-  const text = new TextDecoder().decode(bytes);
-  const nl = text.indexOf("\n");
-  const head = nl < 0 ? text : text.slice(0, nl);
-  const appliedMs = Number(head);
-  if (!/^\d{1,16}$/.test(head) || !Number.isSafeInteger(appliedMs)) throw new SnapshotMetaError(`its applied time '${head.slice(0, 32)}' is not a whole number of ms`);
-  if (nl < 0) return { appliedMs, acl: null };
-  const lines = text.slice(nl + 1).split("\n");
-  const section = lines.shift()!;
-  if (section !== `acl ${ACL_SECTION_VERSION}`) throw new SnapshotMetaError(`unknown meta section '${section.slice(0, 32)}' (this kv reads 'acl ${ACL_SECTION_VERSION}')`);
-  return { appliedMs, acl: lines.filter((l) => l.length > 0) };
+/** Splits a header meta into the state machine's meta and the users (null: none carried). */
+export function splitAclSection(meta: Uint8Array): { kvMeta: Uint8Array; acl: string[] | null } {
+  const b = Buffer.from(meta.buffer, meta.byteOffset, meta.byteLength);
+  if (b.length === 0 || b[0] !== PREFIX[0] || !b.subarray(0, PREFIX.length).equals(PREFIX)) {
+    if (b.length > 0 && b[0] === PREFIX[0]) throw new SnapshotMetaError(`its meta starts '${b.latin1Slice(0, Math.min(b.length, 16))}', not 'sections ${SECTIONS_VERSION}' (a newer format?)`);
+    return { kvMeta: meta, acl: null };
+  }
+  let o = PREFIX.length;
+  if (o + 4 > b.length) throw new SnapshotMetaError("its meta sections are truncated");
+  const kvBytes = b.readUInt32LE(o);
+  o += 4;
+  if (o + kvBytes + 4 > b.length) throw new SnapshotMetaError("its meta sections are truncated");
+  const kvMeta = b.subarray(o, o + kvBytes);
+  o += kvBytes;
+  const aclBytes = b.readUInt32LE(o);
+  o += 4;
+  if (o + aclBytes !== b.length) throw new SnapshotMetaError(`its ACL section is ${aclBytes} bytes, ${b.length - o} are there`);
+  const text = b.latin1Slice(o, o + aclBytes);
+  if (!text.startsWith(ACL_HEAD)) throw new SnapshotMetaError(`its ACL section starts '${text.slice(0, 16)}', not '${ACL_HEAD.trim()}'`);
+  return { kvMeta, acl: text.slice(ACL_HEAD.length).split("\n").filter((l) => l.length > 0) };
 }
 
-/** Restores the ACL users a snapshot's meta holds (or the node's configured ones when it holds none). */
+/** Restores the users a snapshot carries (or the node's configured ones when it carries none). */
 export function restoreAcl(fsm: KvStateMachine, acl: readonly string[] | null): void {
   if (acl === null) fsm.acl.restoreConfigured();
   else {

@@ -602,6 +602,7 @@ export const CONN_COMMANDS: readonly ContainerSpec[] = [
     ctx.conn.proto = 2;
     ctx.conn.name = null;
     ctx.conn.readOnly = false; // as Redis: READWRITE
+    ctx.conn.txn = null; // as Redis: no transaction, no watched keys
     ctx.server.pubsub.dropConn(ctx.conn); // as Redis: unsubscribed from everything
     ctx.server.acl.initConn(ctx.conn); // as Redis: back to the default user, authenticated only if it needs no password
     clientModes.delete(ctx.conn);

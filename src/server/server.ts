@@ -11,6 +11,7 @@ import type { ServerConfig } from "../config.ts";
 import { Dispatcher } from "./dispatch.ts";
 import type { Db } from "../kv/db.ts";
 import { type Proposal, WriteRefusedError } from "../node/proposal.ts";
+import { type ConnTxn, interceptTxn, TXN_HANDLED, TXN_HOLD } from "./txn-commands.ts";
 import { ClusterError, type ClusterNode } from "../node/cluster-node.ts";
 import { StorageIoError, WalFailedError } from "../node/errors.ts";
 import type { ClusterView } from "../node/cluster-view.ts";
@@ -177,6 +178,8 @@ export class Conn {
    */
   pausedForPendingWrites = false;
   heldWrite: string[] | null = null;
+  /** MULTI/WATCH state (txn-commands.ts), made by the first MULTI or WATCH. */
+  txn: ConnTxn | null = null;
   /** READONLY: on a follower, reads are answered from its own state within --max-staleness (READWRITE: linearizable). */
   readOnly = false;
   /** Channels, patterns and watches (pubsub.ts); null when it has none. */
@@ -546,6 +549,21 @@ export class KvServer {
             this.replyInOrder(conn, out, subscribedModeError(spec.name));
             continue;
           }
+          if (conn.peerOf === 0) {
+            const t = interceptTxn(conn, spec, argv, out);
+            if (t === TXN_HANDLED) continue;
+            if (t === TXN_HOLD) {
+              // EXEC behind a WATCH not run yet: parsed again once every earlier command ran.
+              conn.heldWrite = argv;
+              conn.pausedForBarrier = true;
+              conn.socket.pause();
+              break;
+            }
+            if (t !== null) {
+              argv = t;
+              spec = this.dispatcher.lookup(argv[0]!);
+            }
+          }
           let fwdProto: 2 | 3 | undefined;
           if (spec === undefined && conn.peerOf !== 0 && argv.length >= 3 && argv[0]!.toUpperCase() === "KV.FWD") {
             // A write another member forwarded: `KV.FWD <proto> <command...>`, answered in that protocol.
@@ -560,7 +578,7 @@ export class KvServer {
             }
             if (conn.blockers > 0) conn.pend({ kind: "queued", argv: fwdProto === undefined ? argv : ["KV.FWD", String(fwdProto), ...argv], write: true });
             else this.startClusterWrite(conn, spec, argv, out, nowMs, fwdProto, false);
-          } else if (readsGated && spec !== undefined && spec.flags.includes("readonly") && arityOk(spec.arity, argv.length)) {
+          } else if (readsGated && spec !== undefined && (spec.flags.includes("readonly") || spec.name === "watch") && arityOk(spec.arity, argv.length)) {
             if (stale && !this.node.isLeader()) this.staleRead(conn, spec, argv, out, nowMs);
             else {
               conn.pend({ kind: "read", argv, gate: (gate ??= this.readGate()) });

@@ -8,7 +8,10 @@
 //   bodyCrc: versions 2 and 3 CRC-32 (IEEE, zlib's native one); version 1 CRC-32C (still read).
 //   Version 3 (written now) adds the Raft membership as of lastIndex; versions 1 and 2 have none
 //   (read as unknown).
-//   body:   entries, each [u8 flags][u32 keyBytes][u32 valueBytes][u64 expireAtMs if flags&1][key][value]
+//   body:   entries, each [u8 flags][u32 keyBytes][u32 valueBytes][u64 expireAtMs if flags&1]
+//           [u64 rev if flags&2][key][value]
+//   Version 4 (written now) adds rev, the key's revision (the log index of its last change);
+//   older files have none (the state machine reads their keys as changed at the snapshot's index).
 // Keys and values are byte strings (latin1: one char per byte).
 import { basename, join } from "node:path";
 import { CorruptLogError } from "../errors.ts";
@@ -24,7 +27,7 @@ import { dataDirError, openDataDir } from "./wal.ts";
 const log = () => logger("storage");
 
 export const SNAP_DIR = "snap";
-export const SNAPSHOT_VERSION = 3;
+export const SNAPSHOT_VERSION = 4;
 
 /** Raft membership as of a snapshot's last index: voters and learners (disjoint, ids >= 1). */
 export interface SnapshotMembership {
@@ -62,6 +65,7 @@ const CORRUPT_SUFFIX = ".corrupt";
 /** Body write unit: small enough that CRC + write(2) of one chunk stay well under a millisecond. */
 const CHUNK_BYTES = 256 * 1024;
 const FLAG_EXPIRE = 1;
+const FLAG_REV = 2;
 const TWO_32 = 2 ** 32;
 
 /**
@@ -70,8 +74,11 @@ const TWO_32 = 2 ** 32;
  */
 export type ExpiryMs = number | bigint;
 
-/** [key, value, expireAtMs]: key and value are byte strings (latin1), expiry absolute ms or undefined. */
-export type SnapshotEntry = readonly [key: string, value: string, expireAtMs: ExpiryMs | undefined];
+/**
+ * [key, value, expireAtMs, rev]: key and value are byte strings (latin1), expiry absolute ms or
+ * undefined, rev the key's revision (a safe integer; undefined in files before version 4).
+ */
+export type SnapshotEntry = readonly [key: string, value: string, expireAtMs: ExpiryMs | undefined, rev?: number];
 
 /**
  * A source read in chunks, like kv's copy-on-write `DbSnapshot`: next(n) gives up to n entries, or
@@ -102,7 +109,7 @@ export interface LoadedSnapshot extends SnapshotInfo {
   /** Streams the entries (checking the body's checksum as it goes unless it was checked already). */
   entries(): Iterable<SnapshotEntry>;
   /** Same as entries() without a generator and a tuple per entry: the fast path for restore. */
-  forEach(fn: (key: string, value: string, expireAtMs: ExpiryMs | undefined) => void): void;
+  forEach(fn: (key: string, value: string, expireAtMs: ExpiryMs | undefined, rev: number | undefined) => void): void;
   /**
    * Restore without copying values: the file mapped into memory, each entry given as its key
    * and a ref to its value. Undefined when the file cannot be mapped (then use forEach).
@@ -122,7 +129,7 @@ export interface MappedSnapshot {
    * Each entry in order as key, value ref, expiry; checks the body's checksum as forEach does
    * (a bad one throws CorruptLogError at the end, after every entry was passed on).
    */
-  forEach(fn: (key: string, ref: number, expireAtMs: ExpiryMs | undefined) => void): void;
+  forEach(fn: (key: string, ref: number, expireAtMs: ExpiryMs | undefined, rev: number | undefined) => void): void;
 }
 
 export interface SnapshotWriteOptions {
@@ -259,14 +266,14 @@ export class SnapshotStore {
         await new Promise<void>((r) => setImmediate(r));
         sliceStart = performance.now();
       };
-      const put = (key: string, value: string, expireAtMs: ExpiryMs | undefined): void => {
-        const need = 9 + (expireAtMs === undefined ? 0 : 8) + key.length + value.length;
+      const put = (key: string, value: string, expireAtMs: ExpiryMs | undefined, rev: number | undefined): void => {
+        const need = 9 + (expireAtMs === undefined ? 0 : 8) + (rev === undefined ? 0 : 8) + key.length + value.length;
         if (used + need > chunk.length) {
           flush();
           if (need > chunk.length) chunk = Buffer.allocUnsafe(need);
         }
         let o = used;
-        chunk[o] = expireAtMs === undefined ? 0 : FLAG_EXPIRE;
+        chunk[o] = (expireAtMs === undefined ? 0 : FLAG_EXPIRE) | (rev === undefined ? 0 : FLAG_REV);
         chunk.writeUInt32LE(key.length, o + 1);
         chunk.writeUInt32LE(value.length, o + 5);
         o += 9;
@@ -278,6 +285,11 @@ export class SnapshotStore {
           chunk.writeUInt32LE(Math.floor(expireAtMs / TWO_32), o + 4);
           o += 8;
         }
+        if (rev !== undefined) {
+          chunk.writeUInt32LE(rev % TWO_32, o);
+          chunk.writeUInt32LE(Math.floor(rev / TWO_32), o + 4);
+          o += 8;
+        }
         o += chunk.latin1Write(key, o, key.length);
         o += chunk.latin1Write(value, o, value.length);
         used = o;
@@ -287,18 +299,18 @@ export class SnapshotStore {
         // Chunk source (kv's DbSnapshot): no generator, no promise per entry.
         const src = entries as SnapshotChunkSource;
         for (let chunk = src.next(SOURCE_CHUNK_ENTRIES); chunk !== null; chunk = src.next(SOURCE_CHUNK_ENTRIES)) {
-          for (const e of chunk) put(e[0], e[1], e[2]);
+          for (const e of chunk) put(e[0], e[1], e[2], e[3]);
           await maybeYield();
         }
       } else if (Symbol.iterator in entries) {
         // Sync iterator: a plain loop (no promise per entry), awaiting only to yield.
-        for (const [key, value, expireAtMs] of entries) {
-          put(key, value, expireAtMs);
+        for (const [key, value, expireAtMs, rev] of entries) {
+          put(key, value, expireAtMs, rev);
           if ((count & 63) === 0) await maybeYield();
         }
       } else {
-        for await (const [key, value, expireAtMs] of entries) {
-          put(key, value, expireAtMs);
+        for await (const [key, value, expireAtMs, rev] of entries) {
+          put(key, value, expireAtMs, rev);
           if ((count & 63) === 0) await maybeYield();
         }
       }
@@ -622,7 +634,7 @@ function decodeHeader(b: Uint8Array, path: string): DecodedHeader {
 
 function* readEntries(io: StorageIo, path: string, start: number, bodyBytes: number, count: number, expectCrc?: Expect): Generator<SnapshotEntry> {
   let pending: SnapshotEntry[] = [];
-  for (const _ of readBatches(io, path, start, bodyBytes, count, (k, v, e) => pending.push([k, v, e]), expectCrc)) {
+  for (const _ of readBatches(io, path, start, bodyBytes, count, (k, v, e, r) => pending.push([k, v, e, r]), expectCrc)) {
     const out = pending;
     pending = [];
     yield* out;
@@ -632,16 +644,24 @@ function* readEntries(io: StorageIo, path: string, start: number, bodyBytes: num
 /** Checksummed at a time while a mapped body is parsed (so the bytes are still in cache). */
 const MAPPED_CRC_STEP = 1024 * 1024;
 
-// An entry at p: [u8 flags][u32 keyBytes][u32 valueBytes][u64 expireAtMs if flags & 1][key][value].
+// An entry at p: [u8 flags][u32 keyBytes][u32 valueBytes][u64 expireAtMs if flags & 1][u64 rev if flags & 2][key][value].
 // entryBytes needs only the first ENTRY_HEAD_BYTES; the others need the whole entry in buf.
 const ENTRY_HEAD_BYTES = 9;
 /** The whole entry's size. */
 function entryBytes(buf: Buffer, p: number): number {
-  return ENTRY_HEAD_BYTES + (buf[p]! & FLAG_EXPIRE ? 8 : 0) + buf.readUInt32LE(p + 1) + buf.readUInt32LE(p + 5);
+  return ENTRY_HEAD_BYTES + (buf[p]! & FLAG_EXPIRE ? 8 : 0) + (buf[p]! & FLAG_REV ? 8 : 0) + buf.readUInt32LE(p + 1) + buf.readUInt32LE(p + 5);
 }
 /** Where the entry's key starts (its value follows it). */
 function entryKeyAt(buf: Buffer, p: number): number {
-  return p + ENTRY_HEAD_BYTES + (buf[p]! & FLAG_EXPIRE ? 8 : 0);
+  return p + ENTRY_HEAD_BYTES + (buf[p]! & FLAG_EXPIRE ? 8 : 0) + (buf[p]! & FLAG_REV ? 8 : 0);
+}
+/** The entry's revision; undefined when it has none (files before version 4). */
+function entryRev(buf: Buffer, p: number): number | undefined {
+  if (!(buf[p]! & FLAG_REV)) return undefined;
+  const at = p + ENTRY_HEAD_BYTES + (buf[p]! & FLAG_EXPIRE ? 8 : 0);
+  const hi = buf.readUInt32LE(at + 4);
+  if (hi >= EXPIRY_HI_SAFE) throw new CorruptLogError(`snapshot entry revision past 2^53`, "", at);
+  return hi * TWO_32 + buf.readUInt32LE(at);
 }
 /** Past this high word the u64 is above 2^53: read as a bigint to stay exact. */
 const EXPIRY_HI_SAFE = 2 ** 21;
@@ -668,7 +688,7 @@ function forEachMapped(
   start: number,
   bodyBytes: number,
   count: number,
-  fn: (key: string, ref: number, expireAtMs: ExpiryMs | undefined) => void,
+  fn: (key: string, ref: number, expireAtMs: ExpiryMs | undefined, rev: number | undefined) => void,
   expectCrc: Expect | undefined,
 ): void {
   const end = start + bodyBytes;
@@ -685,7 +705,7 @@ function forEachMapped(
       crc = expectCrc.fn(buf, crcPos, to, crc);
       crcPos = to;
     }
-    fn(entryKey(buf, p), p, entryExpiry(buf, p));
+    fn(entryKey(buf, p), p, entryExpiry(buf, p), entryRev(buf, p));
     p += need;
   }
   if (expectCrc !== undefined) {
@@ -702,7 +722,7 @@ function* readBatches(
   start: number,
   bodyBytes: number,
   count: number,
-  fn: (key: string, value: string, expireAtMs: ExpiryMs | undefined) => void,
+  fn: (key: string, value: string, expireAtMs: ExpiryMs | undefined, rev: number | undefined) => void,
   expectCrc?: Expect,
 ): Generator<void> {
   const fd = io.openRead(path);
@@ -743,7 +763,7 @@ function* readBatches(
         yield;
         fill(need);
       }
-      fn(entryKey(buf, p), entryValue(buf, p), entryExpiry(buf, p));
+      fn(entryKey(buf, p), entryValue(buf, p), entryExpiry(buf, p), entryRev(buf, p));
       p += need;
     }
     yield;

@@ -77,6 +77,8 @@ describe("backup and restore", () => {
     expect(await ask(a1, ["DEL", "gone-before"])).toBe(1);
     // The writes' log indexes follow the applied index now: one entry per SET, nothing else in between.
     const base = Number((await info(a1)).raft_applied_index);
+    const revPersistent = await ask(a1, ["KV.REV", "persistent"]);
+    expect(revPersistent).toBeGreaterThan(0);
 
     const w = setWriter([a1], "w", { retryUncertain: true, ttl: ttlOf, maxWrites: 20_000, maxMs: 30_000 });
     await until("writes before the backup", 20_000, async () => (w.acked.length >= 300 ? true : undefined));
@@ -121,6 +123,10 @@ describe("backup and restore", () => {
     expect(await ask(a2, ["TTL", "persistent"])).toBe(-1);
     expect(await ask(a2, ["EXISTS", "gone-before"])).toBe(0);
     expect(await ask(a2, ["DBSIZE"])).toBe(restored + 1);
+    // Revisions come through the backup: each key's is the index of the SET that wrote it.
+    expect(await ask(a2, ["KV.REV", "persistent"])).toBe(revPersistent);
+    expect(await ask(a2, ["KV.REV", "w:0"])).toBe(base + 1);
+    expect(await ask(a2, ["KV.REV", `w:${restored - 1}`])).toBe(index);
     // It takes writes.
     expect(await ask(a2, ["SET", "after-restore", "1"])).toBe("OK");
     expect(await ask(a2, ["GET", "after-restore"])).toBe("1");

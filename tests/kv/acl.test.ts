@@ -5,7 +5,8 @@ import { createHash } from "node:crypto";
 import { ACL_STATE_BYTES_MAX, ACL_USERS_MAX, AclRuleError, AclState, applyRules, channelAllowed, commandAllowed, keyPatternReadable, describeUser, keyAllowed, newUser, type AclNames } from "../../src/kv/acl.ts";
 import { KvStateMachine } from "../../src/kv/fsm.ts";
 import { ReplyBuffer } from "../../src/resp/encode.ts";
-import { decodeSnapshotMeta, encodeSnapshotMeta, restoreAcl, SnapshotMetaError } from "../../src/node/snapshot-meta.ts";
+import { decodeSnapshotMeta, encodeSnapshotMeta } from "../../src/node/kv-payload.ts";
+import { restoreAcl, SnapshotMetaError, splitAclSection, withAclSection } from "../../src/node/snapshot-meta.ts";
 
 const sha = (s: string) => createHash("sha256").update(s).digest("hex");
 const NAMES: AclNames = {
@@ -240,16 +241,29 @@ describe("KV.ACL through the state machine", () => {
 });
 
 describe("snapshot meta", () => {
-  test("an old meta (the applied time alone) still reads, with no ACL section", () => {
-    expect(decodeSnapshotMeta(new TextEncoder().encode("1733440000123"))).toEqual({ appliedMs: 1733440000123, acl: null });
+  test("without users the meta is the state machine's alone, byte for byte; older metas read with no users", () => {
+    const kv = encodeSnapshotMeta(1733440000123, 7, [["k", 5]]);
+    expect(withAclSection(kv, null)).toBe(kv);
+    expect(splitAclSection(kv)).toEqual({ kvMeta: kv, acl: null });
+    const old = new TextEncoder().encode("1733440000123"); // a format 3 file's meta
+    expect(splitAclSection(old)).toEqual({ kvMeta: old, acl: null });
+    expect(decodeSnapshotMeta(splitAclSection(old).kvMeta)).toMatchObject({ appliedMs: 1733440000123 });
   });
-  test("the ACL section round-trips and is versioned", () => {
+  test("the ACL section round-trips next to the state machine's meta (tombstones included) and is versioned", () => {
     const lines = ["user default on nopass ~* &* +@all", `user a on #${sha("x")} ~k* -@all +get`];
-    const bytes = encodeSnapshotMeta({ appliedMs: 42, acl: lines });
-    expect(new TextDecoder().decode(bytes)).toBe(`42\nacl 1\n${lines.join("\n")}`);
-    expect(decodeSnapshotMeta(bytes)).toEqual({ appliedMs: 42, acl: lines });
-    expect(decodeSnapshotMeta(encodeSnapshotMeta({ appliedMs: 42, acl: [] }))).toEqual({ appliedMs: 42, acl: [] });
-    expect(() => decodeSnapshotMeta(new TextEncoder().encode("42\nacl 2\nuser a on"))).toThrow(SnapshotMetaError);
-    expect(() => decodeSnapshotMeta(new TextEncoder().encode("x42"))).toThrow(SnapshotMetaError);
+    const kv = encodeSnapshotMeta(42, 9, [["gone", 3], ["k\u0000\u00ff", 8]]);
+    const both = withAclSection(kv, lines);
+    expect(Buffer.from(both).subarray(0, 11).toString("latin1")).toBe("sections 1\n");
+    const back = splitAclSection(both);
+    expect(back.acl).toEqual(lines);
+    expect(Buffer.from(back.kvMeta).equals(Buffer.from(kv))).toBe(true);
+    expect(decodeSnapshotMeta(back.kvMeta)).toEqual({ appliedMs: 42, deleteFloor: 9, tombstones: [["gone", 3], ["k\u0000\u00ff", 8]] });
+    expect(splitAclSection(withAclSection(kv, [])).acl).toEqual([]);
+    const damaged = Buffer.from(both);
+    expect(() => splitAclSection(damaged.subarray(0, damaged.length - 1))).toThrow(SnapshotMetaError);
+    expect(() => splitAclSection(Buffer.from("sections 2\nxxxx"))).toThrow(SnapshotMetaError);
+    const v2 = Buffer.from(both);
+    v2.write("acl 2", 11 + 4 + kv.length + 4, "latin1");
+    expect(() => splitAclSection(v2)).toThrow("not 'acl 1'");
   });
 });

@@ -120,16 +120,19 @@ describe("snapshots", () => {
     const db = new Db();
     let all = "";
     for (let i = 0; i < 256; i++) all += String.fromCharCode(i);
+    db.rev = 5;
     db.set("plain", "1");
+    db.rev = 6;
     db.setWithExpire("ttl", "2", T0 + 500, T0);
     db.setWithExpire("due", "3", T0 + 1, T0);
+    db.rev = 9;
     db.set(all, all);
     const snap: DbEntry[] = [...db.entries()];
     expect(snap).toEqual([
-      ["plain", "1", undefined],
-      ["ttl", "2", T0 + 500],
-      ["due", "3", T0 + 1],
-      [all, all, undefined],
+      ["plain", "1", undefined, 5],
+      ["ttl", "2", T0 + 500, 6],
+      ["due", "3", T0 + 1, 6],
+      [all, all, undefined, 9],
     ]);
     const copy = new Db();
     copy.set("stale", "x");

@@ -340,7 +340,7 @@ describe("targeted cases", () => {
     expect(sorted(got)).toEqual(sorted(model));
     expect(got.get("dead1")).toEqual(["a", T0 - 10]);
     expect(db.dbsize()).toBe(1);
-    expect([...db.entries()]).toEqual([["live", "v", undefined]]);
+    expect([...db.entries()]).toEqual([["live", "v", undefined, 0]]);
     db.assertInvariants();
   });
 

@@ -142,10 +142,10 @@ describe("snapshot images", () => {
     for (let n = 1; n < good.length; n++) expect(thrown(() => decodeKvImage(good.subarray(0, n)))).toBeInstanceOf(KvImageError);
     expect(thrown(() => decodeKvImage(Buffer.concat([good, Buffer.from([0])])))).toBeInstanceOf(KvImageError);
     const v = Buffer.from(good);
-    v[0] = 2;
+    v[0] = 3;
     expect(thrown(() => decodeKvImage(v))).toBeInstanceOf(KvImageError);
     const f = Buffer.from(good);
-    f[17] = 3; // first entry's flags
+    f[25] = 4; // first entry's flags (1: expiry, 2: revision; 4 is none)
     expect(thrown(() => decodeKvImage(f))).toBeInstanceOf(KvImageError);
     const sm = new KvRaftStateMachine();
     const dup = encodeKvImage(1, () => [

@@ -329,7 +329,7 @@ test("mapped(): a file that cannot be mapped gives undefined (the caller reads i
   expect(loaded.mapped()).toBeDefined(); // the fault was one-off
 });
 
-test("format versions: 3 (membership) is written; 2 and 1 (CRC-32C body) are still read, also mapped and damaged; others are refused", async () => {
+test("format versions: 4 (revisions) is written; 3 (membership), 2 and 1 (CRC-32C body) are still read, also mapped and damaged; others are refused", async () => {
   const { crc32 } = await import("node:zlib");
   const dir = tempDir();
   const store = SnapshotStore.open(dir);
@@ -338,11 +338,21 @@ test("format versions: 3 (membership) is written; 2 and 1 (CRC-32C body) are sti
   await store.write({ lastIndex: 9, lastTerm: 1, meta, membership: { voters: [1, 2, 3], learners: [7] } }, entries);
   const path = join(dir, "snap", snapshotName(9));
   const v3 = readFileSync(path);
-  expect(v3.readUInt32LE(8)).toBe(3); // the version the file carries, not the constant's value
+  expect(v3.readUInt32LE(8)).toBe(4); // the version the file carries, not the constant's value
   const loaded3 = store.load(path);
   expect(loaded3.membership).toEqual({ voters: [1, 2, 3], learners: [7] });
   expect(loaded3.meta).toEqual(meta);
   expect([...loaded3.entries()]).toEqual(entries);
+  // The same file as version 3 wrote it (entries without revisions are laid out alike): read, members and all.
+  const asV3 = Buffer.from(v3);
+  asV3.writeUInt32LE(3, 8);
+  const hb = asV3.readUInt32LE(12);
+  asV3.writeUInt32LE(crc32c(asV3, 0, hb - 4), hb - 4);
+  writeFileSync(path, asV3);
+  const old3 = store.load(path);
+  expect(old3.membership).toEqual({ voters: [1, 2, 3], learners: [7] });
+  expect([...old3.entries()]).toEqual(entries);
+  writeFileSync(path, v3);
 
   // The same snapshot as version 2 wrote it: no member fields, the meta right after metaBytes.
   const metaAt = 64 + 8 * 4;
@@ -380,8 +390,8 @@ test("format versions: 3 (membership) is written; 2 and 1 (CRC-32C body) are sti
   // A version 1 header with a CRC-32 body checksum is wrong, and so found.
   writeFileSync(path, asVersion(1, crc32(body)));
   expect(() => store.load(path)).toThrow(/body checksum mismatch/);
-  writeFileSync(path, asVersion(4, crc32(body)));
-  expect(() => store.load(path)).toThrow(/format version 4, this kv reads 1 to 3/);
+  writeFileSync(path, asVersion(5, crc32(body)));
+  expect(() => store.load(path)).toThrow(/format version 5, this kv reads 1 to 4/);
 });
 
 test("a damaged membership field in a version 3 header is an error, never read as empty or 0", async () => {
