@@ -537,6 +537,17 @@ export class KvServer {
             // anything is run, queued, proposed or forwarded (a member's link is trusted: its sender checked).
             const checked = this.aclCheck(conn, spec, argv, nowMs);
             if (typeof checked === "string") {
+              const txn = conn.txn;
+              if (txn !== null && txn.multi) {
+                // As Redis: a command refused while queuing makes EXEC fail; a refused EXEC discards at once.
+                if (spec.name === "exec") {
+                  txn.endMulti();
+                  txn.watched.clear();
+                  this.replyInOrder(conn, out, `EXECABORT Transaction discarded because of: ${checked}`);
+                  continue;
+                }
+                txn.dirty = true;
+              }
               this.replyInOrder(conn, out, checked);
               continue;
             }

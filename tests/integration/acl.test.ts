@@ -20,6 +20,7 @@ const ACL_FILE = [
   "user bob off nopass ~* +get",
   "user carl on >c1 >c2 allkeys -@all +get +set +client|id",
   "user pat on >p ~* &news:* +@all",
+  "user tx on >t ~* &* +@all -exec",
 ].join("\n");
 
 let dir = "";
@@ -113,6 +114,10 @@ describe("replies as redis-server 7 gives them", () => {
       ["AUTH", "pat", "p"], ["PUBLISH", "news:1", "x"], ["PUBLISH", "other", "x"], ["SPUBLISH", "other", "x"], ["SUBSCRIBE", "news:1", "other"],
       ["SSUBSCRIBE", "other"], ["PSUBSCRIBE", "n*"], ["PSUBSCRIBE", "news:1"], ["AUTH", "carl", "c1"], ["PUBLISH", "news:1", "x"],
       ["AUTH", "pat", "p"], ["PSUBSCRIBE", "news:*"], ["SUBSCRIBE", "news:2"],
+    ],
+    "MULTI: a command refused while queuing fails EXEC; a refused EXEC discards": [
+      ["AUTH", "pat", "p"], ["MULTI"], ["SET", "txa", "1"], ["PUBLISH", "other", "x"], ["EXEC"], ["GET", "txa"],
+      ["AUTH", "tx", "t"], ["MULTI"], ["SET", "txb", "1"], ["EXEC"], ["GET", "txb"], ["DISCARD"],
     ],
     "RESET returns to the default user, unauthenticated when it has a password": [["AUTH", "carl", "c1"], ["RESET"], ["GET", "k"], ["ACL", "WHOAMI"]],
     "HELLO AUTH": [["HELLO", "2", "AUTH", "alice", "wrong"], ["HELLO", "2", "AUTH", "nobody", "x"], ["GET", "app:1"], ["HELLO", "3", "AUTH", "alice"]],
