@@ -48,6 +48,15 @@ export interface ServerConfig {
   watchHistoryBytes: number;
   /** Set with --cluster: this node is a member of a Raft group. */
   cluster?: ClusterConfig;
+  /** --requirepass: the `default` user's password (never logged or shown; CONFIG GET shows its SHA-256). */
+  requirepass?: string;
+  /** --aclfile: users in Redis's ACL file syntax, read at start and by ACL LOAD, written by ACL SAVE. */
+  aclFile?: string;
+  /** --protected-mode (Redis's): with no password for `default`, only loopback clients are served. */
+  protectedMode: boolean;
+  /** --masteruser/--masterauth: what this node's links to the leader's client port authenticate as. */
+  masterUser?: string;
+  masterAuth?: string;
   /** Client TLS (--tls-port ...): see src/server/tls.ts and docs/security.md. */
   tls?: TlsConfig;
   /** Peer mutual TLS (--peer-cert-file ...): see src/node/peer-tls.ts. */
@@ -171,6 +180,7 @@ export function validateConfig(c: ServerConfig): void {
 }
 
 export const DEFAULT_CONFIG: ServerConfig = {
+  protectedMode: true,
   id: 1,
   host: DEFAULT_HOST,
   port: DEFAULT_PORT,

@@ -5,6 +5,7 @@ import { closeSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync
 import { crc32 } from "node:zlib";
 import { createClient } from "../client/index.ts";
 import { CLIENT_TLS_ARGS, cliTls, useTlsArgs } from "./cli-tls.ts";
+import { cliAuth } from "./cli-auth.ts";
 import { DEFAULT_HOST, DEFAULT_PORT, parseClusterSpec, parseInteger } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 import { BackupError, encodeBackupHeader, restoreBackup } from "../node/backup.ts";
@@ -30,7 +31,7 @@ export const backup = defineCommand({
     useTlsArgs(args);
     const file = String(args.file);
     const timeoutMs = parseInteger(args.timeout, "--timeout", 1, 86_400) * 1000;
-    const client = createClient({ ...cliTls(), addrs: args.addr, timeoutMs, connectTimeoutMs: 2000, failFast: true, readRetriesMax: 0 });
+    const client = createClient({ ...cliTls(), addrs: args.addr, timeoutMs, connectTimeoutMs: 2000, failFast: true, readRetriesMax: 0, ...cliAuth() });
     const tmp = `${file}.partial`;
     let fd = -1;
     let token: string | undefined;

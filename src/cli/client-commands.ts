@@ -9,6 +9,7 @@ import { CLIENT_TLS_ARGS, cliTls, useTlsArgs } from "./cli-tls.ts";
 import type { RespValue } from "../resp/reply-parser.ts";
 import { toJson } from "./client-format.ts";
 import { checkArgs } from "./strict.ts";
+import { authArgs, cliAuth, setCliAuth } from "./cli-auth.ts";
 
 export const EXIT_OK = 0;
 export const EXIT_NIL = 1;
@@ -21,6 +22,7 @@ export const connArgs = {
   addr: { type: "string", description: `Server address host:port (env KV_ADDR; default ${DEFAULT_ADDR})`, valueHint: "host:port" },
   timeout: { type: "string", description: "Per-call timeout in milliseconds (default 5000)", valueHint: "ms" },
   ...CLIENT_TLS_ARGS,
+  ...authArgs,
 } as const satisfies ArgsDef;
 
 const jsonArg = { json: { type: "boolean", description: "Print JSON (for scripts)" } } as const satisfies ArgsDef;
@@ -44,7 +46,7 @@ export function openClient(args: { addr?: string; timeout?: string }): Client {
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) die(EXIT_NIL, `kv: bad --timeout ${JSON.stringify(args.timeout)}: expected milliseconds`);
   }
   try {
-    return createClient({ ...cliTls(), addrs: addr, timeoutMs, connectTimeoutMs: Math.min(2000, timeoutMs), failFast: true });
+    return createClient({ ...cliTls(), addrs: addr, timeoutMs, connectTimeoutMs: Math.min(2000, timeoutMs), failFast: true, ...cliAuth() });
   } catch (e) {
     die(EXIT_NIL, `kv: ${(e as Error).message}`);
   }
@@ -62,7 +64,8 @@ async function writeOut(data: string | Uint8Array): Promise<void> {
 }
 
 /** Runs one call with a fresh client, closes it, and maps errors to exit codes. */
-async function withClient<T>(args: { addr?: string; timeout?: string }, fn: (c: Client) => Promise<T>): Promise<T> {
+async function withClient<T>(args: { addr?: string; timeout?: string; user?: string; pass?: string; askpass?: boolean }, fn: (c: Client) => Promise<T>): Promise<T> {
+  await setCliAuth(args);
   const client = openClient(args);
   try {
     return await fn(client);
@@ -218,6 +221,7 @@ const cli = defineCommand({
     command: { type: "positional", description: "Command and arguments to run once", required: false },
   },
   async run({ args }) {
+    await setCliAuth(args);
     const { runCli } = await import("./client-repl.ts");
     const code = await runCli({ addr: resolveAddr(args.addr), timeout: args.timeout, json: args.json ?? false, raw: args.raw ?? false, words: args._ });
     finish(code);

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { ClientError, createClient, ServerError } from "../client/index.ts";
 import { cliTls } from "./cli-tls.ts";
+import { cliAuth } from "./cli-auth.ts";
 import { EXIT_NIL, EXIT_NO_ANSWER, EXIT_OK, EXIT_SERVER_ERROR } from "./client-commands.ts";
 import { formatRaw, formatReply, SplitArgsError, splitArgs, toJson } from "./client-format.ts";
 import { replHelp } from "./client-help.ts";
@@ -44,7 +45,7 @@ function render(v: RespValue, opts: CliOptions): string | Uint8Array {
 /** Runs the prompt (or one command); returns the exit code. */
 export async function runCli(opts: CliOptions): Promise<number> {
   const timeoutMs = opts.timeout === undefined ? 5000 : Number(opts.timeout);
-  const client = createClient({ ...cliTls(), addrs: opts.addr, timeoutMs, connectTimeoutMs: Math.min(2000, timeoutMs), failFast: true });
+  const client = createClient({ ...cliTls(), addrs: opts.addr, timeoutMs, connectTimeoutMs: Math.min(2000, timeoutMs), failFast: true, ...cliAuth() });
 
   const run = async (words: Uint8Array[]): Promise<{ out: string | Uint8Array; code: number }> => {
     try {

@@ -288,6 +288,7 @@ export function readClusterFile(dir: string): ClusterFile | undefined {
 export function writeClusterFile(dir: string, file: ClusterFile): void {
   const path = clusterFilePath(dir);
   const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, JSON.stringify(file, null, 2) + "\n");
+  // Owner-only: the nodes' argv may hold --requirepass / --masterauth.
+  writeFileSync(tmp, JSON.stringify(file, null, 2) + "\n", { mode: 0o600 });
   renameSync(tmp, path);
 }

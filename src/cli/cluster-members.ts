@@ -11,6 +11,7 @@ import { ConfigError } from "../errors.ts";
 import { ConnectionError, createClient, ServerError, type RespValue } from "../client/index.ts";
 import { cliTls } from "./cli-tls.ts";
 import { ensureClusterCerts, TLS_DIR } from "./certs.ts";
+import { cliAuth, redactArgv } from "./cli-auth.ts";
 import {
   type ClusterFile,
   type ClusterNode,
@@ -73,7 +74,7 @@ export function parseMembers(reply: RespValue): Member[] {
 export async function call(addrs: readonly string[], argv: readonly string[], timeoutMs = CALL_TIMEOUT_MS): Promise<RespValue> {
   const skipped: string[] = [];
   for (const addr of addrs) {
-    const client = createClient({ ...cliTls(), addrs: addr, timeoutMs, connectTimeoutMs: 1000, failFast: true, readRetriesMax: 0 });
+    const client = createClient({ ...cliTls(), addrs: addr, timeoutMs, connectTimeoutMs: 1000, failFast: true, readRetriesMax: 0, ...cliAuth() });
     try {
       return await client.command([...argv]);
     } catch (e) {
@@ -154,7 +155,7 @@ async function addNode(rawArgs: readonly string[], args: { "data-dir"?: string; 
   const fd = openSync(node.log, "a");
   let pid: number;
   try {
-    writeSync(fd, `--- ${new Date().toISOString()} kv cluster add: ${node.start.join(" ")}\n`);
+    writeSync(fd, `--- ${new Date().toISOString()} kv cluster add: ${redactArgv(node.start).join(" ")}\n`);
     const proc = Bun.spawn(node.start, { cwd: dir, stdin: "ignore", stdout: fd, stderr: fd, detached: true, env: process.env });
     proc.unref();
     pid = proc.pid;

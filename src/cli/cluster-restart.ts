@@ -6,6 +6,7 @@
 // rebuilt binary is what comes back, which makes this the upgrade path), and the next node is
 // touched only once this one answers, follows the leader, and has applied the leader's commit
 // index as of its restart.
+import { redactArgv } from "./cli-auth.ts";
 import { type ArgsDef } from "citty";
 import { closeSync, openSync, readFileSync, writeSync } from "node:fs";
 import { resolve } from "node:path";
@@ -115,7 +116,7 @@ async function restartOne(dir: string, nodes: readonly ClusterNode[], n: Cluster
   const fd = openSync(n.log, "a");
   let pid: number;
   try {
-    writeSync(fd, `--- ${new Date().toISOString()} kv cluster restart: ${n.start.join(" ")}\n`);
+    writeSync(fd, `--- ${new Date().toISOString()} kv cluster restart: ${redactArgv(n.start).join(" ")}\n`);
     const proc = Bun.spawn(n.start, { cwd: n.cwd, stdin: "ignore", stdout: fd, stderr: fd, detached: true, env: process.env });
     proc.unref();
     pid = proc.pid;

@@ -2,6 +2,7 @@
 // with the client library), the lag behind the leader, and the tables and JSON they print.
 import { createClient } from "../client/index.ts";
 import { cliTls } from "./cli-tls.ts";
+import { cliAuth } from "./cli-auth.ts";
 
 export interface Member {
   id: number;
@@ -108,7 +109,7 @@ export type Answer = { info: RaftInfo | null } | { error: string };
 export async function askNode(addr: string, timeoutMs: number): Promise<Answer> {
   let client;
   try {
-    client = createClient({ ...cliTls(), addrs: addr, timeoutMs, connectTimeoutMs: timeoutMs, failFast: true, readRetriesMax: 0 });
+    client = createClient({ ...cliTls(), addrs: addr, timeoutMs, connectTimeoutMs: timeoutMs, failFast: true, readRetriesMax: 0, ...cliAuth() });
   } catch (e) {
     return { error: (e as Error).message };
   }

@@ -1,5 +1,6 @@
 // `kv cluster up|status|down`: a local cluster of N `kv serve` processes of this same program on
 // loopback (layout in cluster-layout.ts, processes in cluster-proc.ts, INFO raft in cluster-status.ts).
+import { cliAuth, redactArgv, setClusterAuth } from "./cli-auth.ts";
 import type { Subprocess } from "bun";
 import { type ArgsDef, defineCommand } from "citty";
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeSync } from "node:fs";
@@ -158,7 +159,7 @@ async function up(rawArgs: readonly string[]): Promise<void> {
     n.cwd = dir;
     const fd = openSync(n.log, "a");
     try {
-      writeSync(fd, `--- ${new Date().toISOString()} kv cluster up: ${shellLine(n.start)}\n`);
+      writeSync(fd, `--- ${new Date().toISOString()} kv cluster up: ${shellLine(redactArgv(n.start))}\n`);
       // Its own session (setsid): Ctrl-C at the launcher's terminal reaches the launcher alone,
       // which stops the nodes in order, and --detach leaves them running after it exits.
       const proc = Bun.spawn(n.start, { cwd: n.cwd, stdin: "ignore", stdout: fd, stderr: fd, detached: true, env: process.env });
@@ -425,6 +426,20 @@ async function down(rawArgs: readonly string[], args: { "data-dir"?: string; tim
 
 export default defineCommand({
   meta: { name: "cluster", description: "Run a local cluster: kv cluster up N | status | down | restart | add | remove ID | transfer ID | recover ID" },
+  // The cluster's own clients authenticate as its nodes do: with the password `up` is given now,
+  // else the one its nodes were started with (their flags in cluster.json).
+  setup({ rawArgs }) {
+    setClusterAuth(rawArgs);
+    if (cliAuth().password !== undefined) return;
+    const at = rawArgs.findIndex((a) => a === "--data-dir" || a.startsWith("--data-dir="));
+    const dir = at < 0 ? DEFAULT_CLUSTER_DIR : rawArgs[at]!.includes("=") ? rawArgs[at]!.slice("--data-dir=".length) : (rawArgs[at + 1] ?? DEFAULT_CLUSTER_DIR);
+    try {
+      const file = readClusterFile(dir);
+      if (file !== undefined) setClusterAuth(file.serveFlags);
+    } catch {
+      // a damaged file is reported by the subcommand itself
+    }
+  },
   subCommands: {
     up: defineCommand({
       meta: { name: "up", description: "Start N kv serve nodes on 127.0.0.1 (or restart the cluster in --data-dir); other flags go to every kv serve" },

@@ -30,6 +30,7 @@ import type { Conn } from "../server/server.ts";
 import { log, setLogLevel, type LogLevelName } from "../log.ts";
 import { refuseBadArgs } from "./strict.ts";
 import { StartupError } from "./fatal.ts";
+import { authArgs, authConfig, configuredUsers, linkAuth } from "./serve-auth.ts";
 import { KvServer } from "../server/server.ts";
 import { TLS_ARGS, tlsFromArgs, openTls, type OpenedTls, watchSighup } from "./serve-tls.ts";
 
@@ -91,6 +92,7 @@ const serveArgs = {
   "watch-history": { type: "string", description: "Latest change records kept for KV.WATCH ... FROM (0: none; a watch then starts at the next change)", default: "100000" },
   "watch-history-bytes": { type: "string", description: "Most bytes of change records kept for KV.WATCH ... FROM", default: "64mb" },
   ...TLS_ARGS,
+  ...authArgs,
 } as const satisfies ArgsDef;
 
 export default defineCommand({
@@ -132,6 +134,7 @@ export default defineCommand({
     if (args.join === true) config.cluster.join = true;
     const lease = leaseReads(args, config.cluster.electionMs);
     if (lease !== undefined) config.cluster.leaseReads = lease;
+    authConfig(args, config);
     validateConfig(config);
     if (args["force-new-cluster"] === true) {
       if (args.join === true) throw new ConfigError("--force-new-cluster and --join do not go together");
@@ -255,6 +258,8 @@ async function openNode(config: ServerConfig, tls: OpenedTls, changeSink: PubSub
     unsafeLocalReads,
     changeSink,
     ...(tls.peer !== undefined ? { peerTls: tls.peer } : {}),
+    linkAuth: linkAuth(config),
+    aclUsers: configuredUsers(config),
   });
   return node;
 }

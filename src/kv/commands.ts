@@ -7,12 +7,15 @@ import type { ReplyWriter } from "../resp/encode.ts";
 import { commandLookup, type CommandSpec } from "./command.ts";
 import { Db, type Expiry, toExpiry, typeName, type Value } from "./db.ts";
 import { INT64_MAX, INT64_MIN, isScanCursor, normInt, parseInt64 } from "./int64.ts";
+import type { AclState } from "./acl.ts";
 import { txnKvCommands } from "./txn.ts";
 import { PUBSUB_KV_COMMANDS } from "./publish.ts";
 import { type KvEvents, NOTIFY_FLUSH, NOTIFY_GENERIC as G, NOTIFY_STRING as S } from "./events.ts";
 
 export interface KvCtx {
   db: Db;
+  /** The replicated ACL users (KV.ACL changes them); absent where no users are kept. */
+  acl?: AclState;
   /** Unix time in integer milliseconds at which the command takes effect. */
   nowMs: number;
   /** Where applied changes are reported (keyspace events); null or absent: nowhere. */

@@ -8,9 +8,11 @@ import { type KvCtx, KV_COMMANDS } from "./commands.ts";
 import { PUBSUB_KV_COMMANDS } from "./publish.ts";
 import { Db, type DbEntry, type DbOptions, type DbSnapshot } from "./db.ts";
 import { type KvEvents, NOTIFY_EXPIRED, NOTIFY_NEW } from "./events.ts";
+import { AclState } from "./acl.ts";
+import { ACL_KV_COMMANDS } from "./acl-commands.ts";
 
-/** What the log applies: the keyspace's commands and PUBLISH/SPUBLISH. */
-const lookupKvCommand = commandLookup([...KV_COMMANDS, ...PUBSUB_KV_COMMANDS]);
+/** What the log applies: the keyspace's commands, PUBLISH/SPUBLISH, and KV.ACL (the logged form of ACL SETUSER/DELUSER/LOAD). */
+const lookupKvCommand = commandLookup([...KV_COMMANDS, ...PUBSUB_KV_COMMANDS, ...ACL_KV_COMMANDS]);
 
 export class KvStateMachine {
   readonly db: Db;
@@ -19,13 +21,15 @@ export class KvStateMachine {
    * (a new leader's clock may lag the old one's), so a key that expired stays expired.
    */
   appliedMs = 0;
+  /** ACL users, replicated through KV.ACL entries (src/kv/acl-commands.ts). */
+  readonly acl = new AclState();
   private readonly ctx: KvCtx;
   /** Where applied changes are reported (see events.ts); null: nowhere. Reads never report. */
   events: KvEvents | null = null;
 
   constructor(opts: DbOptions = {}) {
     this.db = new Db(opts);
-    this.ctx = { db: this.db, nowMs: 0 };
+    this.ctx = { db: this.db, nowMs: 0, acl: this.acl };
   }
 
   /**
@@ -179,8 +183,8 @@ export class KvStateMachine {
    * read it in chunks with `snapshot.next(n)` while entries keep being applied, and close it
    * if abandoned (one at a time). Entries keep their absolute expiry, expired ones included.
    */
-  beginSnapshot(): { appliedMs: number; deleteFloor: number; tombstones: [string, number][]; snapshot: DbSnapshot } {
-    return { appliedMs: this.appliedMs, deleteFloor: this.db.deleteFloor, tombstones: this.db.tombstoneList(), snapshot: this.db.beginSnapshot() };
+  beginSnapshot(): { appliedMs: number; deleteFloor: number; tombstones: [string, number][]; snapshot: DbSnapshot; acl: string[] | null } {
+    return { appliedMs: this.appliedMs, deleteFloor: this.db.deleteFloor, tombstones: this.db.tombstoneList(), snapshot: this.db.beginSnapshot(), acl: this.acl.replicated ? this.acl.lines() : null };
   }
 
   /**

@@ -8,6 +8,7 @@
 //           checksums, its index, term and membership), header.snapshotBytes bytes whose CRC-32
 //           is header.snapshotCrc32.
 import { decodeSnapshotMeta, encodeSnapshotMeta } from "./kv-payload.ts";
+import { restoreAcl, SnapshotMetaError, splitAclSection, withAclSection } from "./snapshot-meta.ts";
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
@@ -164,7 +165,14 @@ export async function restoreBackup(o: RestoreOptions): Promise<{ header: Backup
       throw e;
     }
     if (loaded.lastIndex !== h.index || loaded.lastTerm !== h.term) throw new BackupError(`${o.file} is damaged: its snapshot is at index ${loaded.lastIndex} term ${loaded.lastTerm}, its header says index ${h.index} term ${h.term}`);
-    const m = decodeSnapshotMeta(loaded.meta);
+    let kvMeta: Uint8Array;
+    try {
+      kvMeta = splitAclSection(loaded.meta).kvMeta; // the users, if any, travel on in the meta as it is
+    } catch (e) {
+      if (!(e instanceof SnapshotMetaError)) throw e;
+      throw new BackupError(`${o.file} is damaged: ${e.message}`);
+    }
+    const m = decodeSnapshotMeta(kvMeta);
     if (typeof m === "string") throw new BackupError(`${o.file} is damaged: ${m}`);
     const clusterId = o.clusterId ?? `kv-${fnv1a(`restored:${h.clusterId}:${h.index}:${o.members.map((m) => `${m.id}=${m.addr}@${m.peer}`).join(",")}`)}`;
     const members = [...o.members].sort((a, b) => a.id - b.id);
@@ -212,8 +220,16 @@ export async function forceNewCluster(dataDir: string, id: NodeId): Promise<Forc
       const found = store.list().find((s) => s.lastIndex === snap.index);
       if (found === undefined) throw new CorruptLogError(`no snapshot file at index ${snap.index}`, join(store.dir, SNAP_DIR), 0);
       const loaded = store.load(join(store.dir, found.name));
-      const m = decodeSnapshotMeta(loaded.meta);
+      let split;
+      try {
+        split = splitAclSection(loaded.meta);
+      } catch (e) {
+        if (!(e instanceof SnapshotMetaError)) throw e;
+        throw new CorruptLogError(`snapshot ${found.name}: ${e.message}`, join(store.dir, found.name), 0);
+      }
+      const m = decodeSnapshotMeta(split.kvMeta);
       if (typeof m === "string") throw new CorruptLogError(`snapshot ${found.name}: ${m}`, join(store.dir, found.name), 0);
+      restoreAcl(sm.kv, split.acl);
       sm.restoreEntries(snap.index, m.appliedMs, loaded.entries(), loaded.entryCount, m.deleteFloor, m.tombstones);
     }
     const hs = log_.initialState().hardState;
@@ -233,7 +249,7 @@ export async function forceNewCluster(dataDir: string, id: NodeId): Promise<Forc
     let keys: number;
     try {
       const res = await log_.snapshots.write(
-        { lastIndex: last, lastTerm: term, meta: encodeSnapshotMeta(view.appliedMs, view.deleteFloor, view.tombstones), membership: { voters: [id], learners: [] }, yieldEveryMs: 50 },
+        { lastIndex: last, lastTerm: term, meta: withAclSection(encodeSnapshotMeta(view.appliedMs, view.deleteFloor, view.tombstones), view.acl), membership: { voters: [id], learners: [] }, yieldEveryMs: 50 },
         view.snapshot,
       );
       keys = res.entryCount;

@@ -2,6 +2,7 @@
 // the KV state machine, with what the server needs on top: proposals that answer their client in
 // log order, linearizable read barriers (ReadIndex, asked of the leader by a follower), forwarding
 // of writes to the leader, expirations decided by the leader, and snapshots.
+import { restoreAcl, SnapshotMetaError, splitAclSection, withAclSection } from "./snapshot-meta.ts";
 import type { ChangeSink } from "./change-events.ts";
 import { closeSync, fstatSync, openSync } from "node:fs";
 import { join } from "node:path";
@@ -137,6 +138,19 @@ export interface ClusterNodeOptions {
   changeSink?: ChangeSink;
   /** Peer mutual TLS for the Raft links and the links to the leader (src/node/peer-tls.ts). */
   peerTls?: PeerTls;
+  /**
+   * User and password this node's links to the leader's client port authenticate with (AUTH before
+   * KV.PEER), when the cluster requires authentication (--masteruser/--masterauth, or --requirepass).
+   */
+  linkAuth?: readonly [user: string, password: string];
+  /** ACL users from --requirepass/--aclfile (`user <name> <rules>` lines, passwords hashed): the state before any ACL entry. */
+  aclUsers?: readonly string[];
+}
+
+/** The handshake of a link to the leader's client port: AUTH (when configured), then KV.PEER. */
+function linkHello(clusterId: string, id: NodeId, auth: readonly [string, string] | undefined): string[][] {
+  const peer = ["KV.PEER", clusterId, String(id)];
+  return auth === undefined ? [peer] : [["AUTH", auth[0], auth[1]], peer];
 }
 
 /** Why a request failed, as the client sees it. */
@@ -328,9 +342,17 @@ class KvRaftStorage implements RaftStorage {
     // The body's checksum is checked as it is read (RaftLog.open checked it too, for the newest).
     const loaded = store.load(join(store.dir, found.name), { checkBodyWhileReading: true });
     assert(loaded.lastTerm === meta.term, `snapshot file at ${meta.index} is of term ${loaded.lastTerm}, Raft's of ${meta.term}`);
-    const m = decodeSnapshotMeta(loaded.meta);
+    let split;
+    try {
+      split = splitAclSection(loaded.meta);
+    } catch (e) {
+      if (!(e instanceof SnapshotMetaError)) throw e;
+      throw new CorruptLogError(`snapshot ${found.name}: ${e.message}`, join(store.dir, found.name), 0);
+    }
+    const m = decodeSnapshotMeta(split.kvMeta);
     if (typeof m === "string") throw new CorruptLogError(`snapshot ${found.name}: ${m}`, join(store.dir, found.name), 0);
     const { appliedMs, deleteFloor, tombstones } = m;
+    restoreAcl(sm.kv, split.acl);
     const mapped = this.startup?.active ? loaded.mapped() : undefined;
     if (mapped !== undefined) {
       // The node's own snapshot at start: values stay in the mapped file.
@@ -351,14 +373,14 @@ class KvRaftStorage implements RaftStorage {
    * `meta.index`) durable as the snapshot file of `meta`, streamed in chunks: the event loop yields
    * every 2 ms and the node keeps applying meanwhile (the view does not change).
    */
-  async saveView(meta: SnapshotMeta, view: { appliedMs: number; deleteFloor: number; tombstones: [string, number][]; snapshot: DbSnapshot }): Promise<SnapshotStats> {
+  async saveView(meta: SnapshotMeta, view: { appliedMs: number; deleteFloor: number; tombstones: [string, number][]; snapshot: DbSnapshot; acl: string[] | null }): Promise<SnapshotStats> {
     const t0 = performance.now();
     try {
       const res = await this.log.snapshots.write(
         {
           lastIndex: meta.index,
           lastTerm: meta.term,
-          meta: encodeSnapshotMeta(view.appliedMs, view.deleteFloor, view.tombstones),
+          meta: withAclSection(encodeSnapshotMeta(view.appliedMs, view.deleteFloor, view.tombstones), view.acl),
           membership: { voters: [...meta.confState.voters], learners: [...meta.confState.learners] },
           yieldEveryMs: 2,
         },
@@ -437,7 +459,7 @@ class ServingStateMachine<T> implements StateMachine<void> {
   startCommands = 0;
 
   /** The copy-on-write view the last snapshot() took, for saveSnapshot to write (see ClusterNode). */
-  view: { appliedMs: number; deleteFloor: number; tombstones: [string, number][]; snapshot: DbSnapshot } | undefined;
+  view: { appliedMs: number; deleteFloor: number; tombstones: [string, number][]; snapshot: DbSnapshot; acl: string[] | null } | undefined;
 
   /**
    * Takes a copy-on-write view of the keyspace at the applied index (O(1)); the runtime's
@@ -593,6 +615,8 @@ export class ClusterNode<T> {
     this.storage.startup = new MappedRestore(this.raftSm, through);
     if (through === 0) this.storage.endStartup();
     this.fsm = this.raftSm.kv;
+    // The users the node's flags give, before any snapshot or KV.ACL entry is applied over them.
+    if (opts.aclUsers !== undefined) this.fsm.acl.configure(opts.aclUsers, null);
     this.sm = new ServingStateMachine(this.raftSm, this, this.storage);
     this.sm.startThrough = through;
     this.storage.onWriteFailed = (err) => {
@@ -677,7 +701,7 @@ export class ClusterNode<T> {
       tickMs,
       (err) => this.fatal(err),
     );
-    this.links = new LeaderLinks([["KV.PEER", members.clusterId, String(opts.id)]], opts.peerTls);
+    this.links = new LeaderLinks(linkHello(members.clusterId, opts.id, opts.linkAuth), opts.peerTls);
     this.view = this.makeView();
     this.stampFloorMs = this.fsm.appliedMs;
   }
@@ -956,7 +980,7 @@ export class ClusterNode<T> {
     const m = others[this.probeTurn++ % others.length]!;
     this.probing = true;
     this.lastProbeAt = now;
-    const link = new LeaderLinks([["KV.PEER", this.clusterId, String(this.id)]], this.opts.peerTls);
+    const link = new LeaderLinks(linkHello(this.clusterId, this.id, this.opts.linkAuth), this.opts.peerTls);
     link.request(m.addr, ["PING"]).then(
       () => undefined,
       (err: Error) => {

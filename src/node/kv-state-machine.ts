@@ -179,6 +179,8 @@ export class KvRaftStateMachine implements StateMachine<KvApplyResult> {
       throw err;
     }
     this.kv.restore(image.appliedMs, image.entries, s.meta.index, image.deleteFloor ?? s.meta.index, image.tombstones);
+    // An in-memory image (the simulator's) carries no ACL users: the configured ones, as a snapshot file without its ACL section.
+    this.kv.acl.restoreConfigured();
     const held = this.kv.db.dbsize();
     if (held !== image.count) throw new KvEntryError(s.meta.index, new KvImageError(`snapshot image of ${image.count} entries holds ${held} distinct keys`));
     this.applied = s.meta.index;

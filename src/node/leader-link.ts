@@ -186,7 +186,9 @@ class Link {
       if (this.skip > 0) {
         this.skip--;
         if (reply[0] === 45) {
-          this.fail(`the leader at ${this.addr} refused this node: ${reply.toString("latin1").trim()}`);
+          // Requests written behind a refused handshake reached a connection that is not a member's
+          // link, where KV.FWD is an unknown command: none was carried out.
+          this.fail(`the leader at ${this.addr} refused this node: ${reply.toString("latin1").trim()}`, true);
           return;
         }
         continue;
@@ -218,14 +220,14 @@ class Link {
     if (this.inFlight.length === 0) this.fail(why);
   }
 
-  fail(why: string): void {
+  fail(why: string, noneCarriedOut = false): void {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
     this.socket?.terminate();
     if (this.inFlight.length > 0 || this.pendingReqs.length > 0) log.warn(`${why}: ${this.inFlight.length} request(s) in flight, ${this.pendingReqs.length} not sent`);
     else log.debug(why);
-    for (const r of this.inFlight.splice(0)) r.reject(new LinkLostError(why));
+    for (const r of this.inFlight.splice(0)) r.reject(noneCarriedOut ? new LinkRefusedError(why) : new LinkLostError(why));
     for (const r of this.pendingReqs.splice(0)) r.reject(new LinkRefusedError(why));
     this.onGone(this);
   }

@@ -15,6 +15,7 @@
 // newest snapshot is either an old one or the one step 2 wrote (this node the only voter, at L):
 // the next start converts again, and step 2 is skipped when its snapshot is there already.
 import { encodeSnapshotMeta } from "./kv-payload.ts";
+import { withAclSection } from "./snapshot-meta.ts";
 import { ConfigError, CorruptLogError } from "../errors.ts";
 import { KvStateMachine } from "../kv/fsm.ts";
 import { logger } from "../log.ts";
@@ -171,10 +172,10 @@ async function rebuild(opts: ConvertOptions): Promise<Conversion | undefined> {
     // 2. The runtime's snapshot at the old last index (unless an interrupted conversion wrote it).
     const wroteSnapshot = !(snap !== undefined && !oldSnapshot && snap.lastIndex === last);
     if (wroteSnapshot) {
-      const { appliedMs, deleteFloor, tombstones, snapshot } = fsm.beginSnapshot();
+      const { appliedMs, deleteFloor, tombstones, snapshot, acl } = fsm.beginSnapshot();
       try {
         await st.snapshots.write(
-          { lastIndex: last, lastTerm: SINGLE_NODE_TERM, meta: encodeSnapshotMeta(appliedMs, deleteFloor, tombstones), membership: { voters: [opts.id], learners: [] } },
+          { lastIndex: last, lastTerm: SINGLE_NODE_TERM, meta: withAclSection(encodeSnapshotMeta(appliedMs, deleteFloor, tombstones), acl), membership: { voters: [opts.id], learners: [] } },
           snapshot,
         );
       } finally {

@@ -1,6 +1,6 @@
 // ACL categories of kv's commands and subcommands, as Redis 7 assigns them (its command table's
 // categories plus the ones implied by its flags: write, read, admin+dangerous, fast, else slow).
-// kv has no ACL users yet; the categories serve COMMAND INFO and COMMAND LIST FILTERBY ACLCAT.
+// They serve ACL rules (`+@read`), ACL CAT, COMMAND INFO and COMMAND LIST FILTERBY ACLCAT.
 
 /** Redis 7's category names, in its order. */
 export const ACL_CATEGORY_NAMES: readonly string[] = [
@@ -132,4 +132,17 @@ export const ACL_CATEGORIES: Readonly<Record<string, string>> = {
   "cluster|help": "@slow",
   "readonly": "@fast @connection",
   "readwrite": "@fast @connection",
+  "acl": "@slow",
+  "acl|cat": "@slow",
+  "acl|deluser": "@admin @slow @dangerous",
+  "acl|getuser": "@admin @slow @dangerous",
+  "acl|help": "@slow",
+  "acl|list": "@admin @slow @dangerous",
+  "acl|load": "@admin @slow @dangerous",
+  "acl|log": "@admin @slow @dangerous",
+  "acl|save": "@admin @slow @dangerous",
+  "acl|setuser": "@admin @slow @dangerous",
+  "acl|users": "@admin @slow @dangerous",
+  "acl|whoami": "@slow",
+  "kv.acl": "@write @admin @slow @dangerous",
 };

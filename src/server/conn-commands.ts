@@ -8,11 +8,12 @@ import type { Conn } from "./server.ts";
 import { assert } from "../errors.ts";
 import pkg from "../../package.json" with { type: "json" };
 import { allocatorDescription, gcHeapDescription } from "../allocator.ts";
+import { sha256Hex } from "./acl.ts";
 import { helloRole, infoRaftLines, infoReplicationLines, memberDownAfterMs } from "./cluster-commands.ts";
 import { configGetPubsub, configSetPubsub, pubsubInfoLines } from "./pubsub-config.ts";
 import { configSetTls, tlsConfigParams } from "./tls-commands.ts";
 
-const WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled.";
+import { authCommand, login, NOAUTH_HELLO } from "./auth-commands.ts";
 
 /** The Redis version kv reports: clients gate features on it. kv's own version is in INFO as kv_version. */
 export const REDIS_COMPAT_VERSION = "7.2.0";
@@ -58,14 +59,16 @@ function hello(ctx: ServerCtx, argv: string[], out: ReplyWriter): void {
     i = 2;
   }
   let setName: string | null = null;
+  let authed = false;
   for (; i < argv.length; i++) {
     const opt = upper(argv[i]!);
     if (opt === "AUTH" && i + 2 < argv.length) {
-      // No ACLs yet: as a Redis whose only user, "default", has no password.
-      if (argv[i + 1] !== "default") {
-        out.error(WRONGPASS);
+      const err = login(ctx, argv[0]!, argv[i + 1]!, argv[i + 2]!);
+      if (err !== null) {
+        out.error(err);
         return;
       }
+      authed = true;
       i += 2;
     } else if (opt === "SETNAME" && i + 1 < argv.length) {
       setName = argv[++i]!;
@@ -77,6 +80,10 @@ function hello(ctx: ServerCtx, argv: string[], out: ReplyWriter): void {
       out.error(`ERR Syntax error in HELLO option '${argv[i]!}'`);
       return;
     }
+  }
+  if (!authed && !conn.authenticated) {
+    out.error(NOAUTH_HELLO);
+    return;
   }
   if (setName !== null) conn.name = setName === "" ? null : setName;
   conn.proto = proto;
@@ -123,7 +130,7 @@ function argvBytes(argv: readonly string[]): number {
  * multi=-1 and multi-mem=0 (no MULTI), user=default (no ACL users), redir=-1 (no tracking).
  * `running` is the argv of the command being run, for the client that runs it.
  */
-function clientInfoLine(ctx: ServerCtx, c: Conn, running: readonly string[] | null): string {
+export function clientInfoLine(ctx: ServerCtx, c: Conn, running: readonly string[] | null): string {
   const now = ctx.nowMs;
   const age = Math.floor((now - c.createdAtMs) / 1000);
   const idle = Math.floor((now - c.lastActiveMs) / 1000);
@@ -153,7 +160,7 @@ function clientInfoLine(ctx: ServerCtx, c: Conn, running: readonly string[] | nu
     `fd=${c.closed ? -1 : (sock.fd ?? -1)} name=${c.name ?? ""} age=${age} idle=${idle} flags=${flags} db=0 sub=0 psub=0 ssub=0 ` +
     `multi=-1 qbuf=${qbuf} qbuf-free=${qbufFree} argv-mem=${argvMem} multi-mem=0 rbs=${rbs} rbp=${rbp} obl=${obl} ` +
     `oll=${c.queue.length} omem=${c.queuedBytes} tot-mem=${qbuf + qbufFree + argvMem + rbs + c.queuedBytes} events=${events} ` +
-    `cmd=${c.lastCommand === "" ? "NULL" : c.lastCommand} user=default redir=-1 resp=${c.proto} ` +
+    `cmd=${c.lastCommand === "" ? "NULL" : c.lastCommand} user=${c.user} redir=-1 resp=${c.proto} ` +
     `lib-name=${c.libName} lib-ver=${c.libVer}\n`
   );
 }
@@ -365,6 +372,11 @@ function infoSection(ctx: ServerCtx, section: InfoSection): string {
         `client_output_buffer_limit_disconnections:${s.stats.outputLimitDisconnections}`,
         `kv_idle_collections:${s.stats.idleCollections}`,
         ...pubsubInfoLines(s),
+        `acl_access_denied_auth:${s.acl.stats.deniedAuth}`,
+        `acl_access_denied_cmd:${s.acl.stats.deniedCmd}`,
+        `acl_access_denied_key:${s.acl.stats.deniedKey}`,
+        `acl_access_denied_channel:${s.acl.stats.deniedChannel}`,
+        `kv_auth_rate_limited:${s.acl.stats.authRateLimited}`,
       );
       break;
     case "replication":
@@ -449,6 +461,12 @@ function configParams(ctx: ServerCtx): [string, string][] {
     ["appendonly", "yes"],
     ["appendfsync", c.fsync],
     ...tlsConfigParams(ctx.server.tls, ctx.server.tlsPort),
+    // The password itself is never shown: its SHA-256 as ACL LIST writes it (empty when unset, as Redis).
+    ["requirepass", c.requirepass === undefined ? "" : `#${sha256Hex(c.requirepass)}`],
+    ["aclfile", c.aclFile ?? ""],
+    ["protected-mode", c.protectedMode ? "yes" : "no"],
+    ["masteruser", c.masterUser ?? ""],
+    ["masterauth", c.masterAuth === undefined ? "" : `#${sha256Hex(c.masterAuth)}`],
   ];
 }
 
@@ -586,24 +604,13 @@ export const CONN_COMMANDS: readonly ContainerSpec[] = [
     ctx.conn.readOnly = false; // as Redis: READWRITE
     ctx.conn.txn = null; // as Redis: no transaction, no watched keys
     ctx.server.pubsub.dropConn(ctx.conn); // as Redis: unsubscribed from everything
+    ctx.server.acl.initConn(ctx.conn); // as Redis: back to the default user, authenticated only if it needs no password
     clientModes.delete(ctx.conn);
     (out as { proto: 2 | 3 }).proto = 2;
     out.simple("RESET");
   }),
   spec("hello", -1, ["fast"], hello),
-  spec("auth", -2, ["fast"], (_ctx, argv, out) => {
-    if (argv.length > 3) {
-      out.error("ERR syntax error");
-      return;
-    }
-    // As a Redis whose only user, "default", has no password: AUTH default <anything> succeeds.
-    if (argv.length === 3) {
-      if (argv[1] === "default") out.ok();
-      else out.error(WRONGPASS);
-      return;
-    }
-    out.error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
-  }),
+  spec("auth", -2, ["fast"], (ctx, argv, out) => authCommand(ctx, argv, out)),
   spec("select", 2, ["fast"], (_ctx, argv, out) => {
     const v = argv[1]!;
     if (!/^-?\d+$/.test(v)) out.error("ERR value is not an integer or out of range");

@@ -14,6 +14,8 @@ import { BACKUP_COMMANDS } from "./backup-commands.ts";
 import { PUBSUB_COMMANDS } from "./pubsub.ts";
 import { PUBSUB_KV_COMMANDS } from "../kv/publish.ts";
 import { READ_COMMANDS } from "./read-commands.ts";
+import { AUTH_COMMANDS } from "./auth-commands.ts";
+import { ACL_KV_COMMANDS } from "../kv/acl-commands.ts";
 import { TXN_COMMANDS } from "./txn-commands.ts";
 import type { Conn, KvServer } from "./server.ts";
 import { ReplyStats } from "./stats.ts";
@@ -46,7 +48,7 @@ function build(spec: ContainerSpec, parent: string | null): ServerCommand {
   return { ...spec, id: nextId++, fullName, categories: categories.split(" "), subcommands, subcommand };
 }
 
-export const ALL_COMMANDS: readonly ServerCommand[] = [...CONN_COMMANDS, ...CLUSTER_COMMANDS, ...PEER_COMMANDS, ...RAFT_COMMANDS, ...BACKUP_COMMANDS, ...READ_COMMANDS, ...TXN_COMMANDS, ...PUBSUB_COMMANDS, ...(PUBSUB_KV_COMMANDS as readonly CommandSpec<ServerCtx>[]), ...(KV_COMMANDS as readonly CommandSpec<ServerCtx>[])].map((s) => build(s, null));
+export const ALL_COMMANDS: readonly ServerCommand[] = [...CONN_COMMANDS, ...CLUSTER_COMMANDS, ...PEER_COMMANDS, ...RAFT_COMMANDS, ...BACKUP_COMMANDS, ...READ_COMMANDS, ...TXN_COMMANDS, ...PUBSUB_COMMANDS, ...AUTH_COMMANDS, ...(PUBSUB_KV_COMMANDS as readonly CommandSpec<ServerCtx>[]), ...(KV_COMMANDS as readonly CommandSpec<ServerCtx>[]), ...(ACL_KV_COMMANDS as readonly CommandSpec<ServerCtx>[])].map((s) => build(s, null));
 /** Commands and subcommands: the size of the statistics table. */
 const COMMAND_IDS = nextId;
 const lookup = commandLookup(ALL_COMMANDS) as (name: string) => ServerCommand | undefined;

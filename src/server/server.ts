@@ -16,6 +16,10 @@ import { ClusterError, type ClusterNode } from "../node/cluster-node.ts";
 import { StorageIoError, WalFailedError } from "../node/errors.ts";
 import type { ClusterView } from "../node/cluster-view.ts";
 import { unwrapRead } from "./read-commands.ts";
+import { AclGate, aclNames, PROTECTED_MODE_DENIED } from "./acl.ts";
+import { rewriteAclWrite } from "./auth-commands.ts";
+import { clientInfoLine } from "./conn-commands.ts";
+import type { ServerCommand } from "./dispatch.ts";
 import { type ConnSubs, PubSubHub, SUBSCRIBED_MODE_COMMANDS, subscribedModeError } from "./pubsub.ts";
 import type { ClientTls } from "./tls.ts";
 
@@ -184,6 +188,9 @@ export class Conn {
   lastWriteIndex = 0;
   /** Set by KV.PEER: this connection is another member's link (forwarded writes, read-index requests). */
   peerOf = 0;
+  /** The ACL user this connection runs as, and whether it has authenticated (src/server/acl.ts). */
+  user = "default";
+  authenticated = false;
   /** Came in on the TLS port. */
   tls = false;
   /** process() will run again in a later turn (it stopped at PROCESS_COMMANDS_PER_CALL_MAX). */
@@ -200,6 +207,7 @@ export class Conn {
     nowMs: number,
   ) {
     this.parser = new RequestParser(server.config.limits);
+    server.acl.initConn(this);
     this.createdAtMs = nowMs;
     this.lastActiveMs = nowMs;
   }
@@ -228,7 +236,7 @@ export interface ServerStats {
  * they themselves have run: SAVE answers later (a deferred reply), and writes behind it must not
  * be applied before it; QUIT closes the connection, so nothing sent after it may run.
  */
-const BARRIER_COMMANDS: ReadonlySet<string> = new Set(["save", "quit", "kv.readindex", "kv.waitindex", "readonly", "readwrite", "reset", "raft.members", "raft.add", "raft.promote", "raft.remove", "raft.transfer", "kv.backup"]);
+const BARRIER_COMMANDS: ReadonlySet<string> = new Set(["auth", "hello", "save", "quit", "kv.readindex", "kv.waitindex", "readonly", "readwrite", "reset", "raft.members", "raft.add", "raft.promote", "raft.remove", "raft.transfer", "kv.backup"]);
 /** What a node removed from its cluster still answers (every other command gets REMOVED). */
 const SERVED_WHEN_REMOVED: ReadonlySet<string> = new Set(["hello", "quit", "info"]);
 
@@ -237,6 +245,8 @@ export class KvServer {
   readonly conns = new Map<number, Conn>();
   readonly stats: ServerStats;
   readonly dispatcher: Dispatcher;
+  /** Authentication, ACL checks, the failed-login limit and the ACL LOG. */
+  readonly acl: AclGate;
   /** The Raft group as ROLE, CLUSTER and INFO replication/raft show it. */
   readonly cluster: ClusterView;
   private listener: TCPSocketListener<Conn> | null = null;
@@ -300,6 +310,9 @@ export class KvServer {
       pendingWritesPauses: 0,
     };
     this.dispatcher = new Dispatcher(this);
+    this.acl = new AclGate(node.fsm.acl, aclNames((n) => this.dispatcher.lookupFullName(n)), config.aclFile, (conn, argv) =>
+      clientInfoLine({ server: this, conn, db: this.db, nowMs: this.now() }, conn, argv),
+    );
     this.pubsub = hub ?? new PubSubHub(config.watchHistoryRecords, config.watchHistoryBytes, node.raftSm.applied + 1);
     this.pubsub.attach({ push: (c, b) => this.pushTo(c, b), drop: (c, why) => this.dropSubscriber(c, why), appliedIndex: () => node.raftSm.applied });
     node.raftSm.setChangeSink(this.pubsub);
@@ -426,6 +439,13 @@ export class KvServer {
       socket.end();
       return;
     }
+    if (this.config.protectedMode && this.acl.protectedRefusal(socket.remoteAddress)) {
+      this.stats.connectionsRejected++;
+      socket.data = undefined as unknown as Conn;
+      socket.write(PROTECTED_MODE_DENIED);
+      socket.end();
+      return;
+    }
     const conn = new Conn(this.nextConnId++, socket, this, Date.now());
     socket.data = conn;
     this.conns.set(conn.id, conn);
@@ -512,6 +532,30 @@ export class KvServer {
             this.replyInOrder(conn, out, SHUTTING_DOWN_REPLY);
             continue;
           }
+          if (conn.peerOf === 0 && spec !== undefined) {
+            // Authentication and ACL rules, checked on the node the client is connected to, before
+            // anything is run, queued, proposed or forwarded (a member's link is trusted: its sender checked).
+            const checked = this.aclCheck(conn, spec, argv, nowMs);
+            if (typeof checked === "string") {
+              const txn = conn.txn;
+              if (txn !== null && txn.multi) {
+                // As Redis: a command refused while queuing makes EXEC fail; a refused EXEC discards at once.
+                if (spec.name === "exec") {
+                  txn.endMulti();
+                  txn.watched.clear();
+                  this.replyInOrder(conn, out, `EXECABORT Transaction discarded because of: ${checked}`);
+                  continue;
+                }
+                txn.dirty = true;
+              }
+              this.replyInOrder(conn, out, checked);
+              continue;
+            }
+            if (checked !== argv) {
+              argv = checked;
+              spec = this.dispatcher.lookup(argv[0]!);
+            }
+          }
           if (conn.subs !== null && conn.proto === 2 && spec !== undefined && !SUBSCRIBED_MODE_COMMANDS.has(spec.name) && arityOk(spec.arity, argv.length) && conn.subs.active()) {
             this.replyInOrder(conn, out, subscribedModeError(spec.name));
             continue;
@@ -573,6 +617,31 @@ export class KvServer {
         return;
       }
     }
+  }
+
+  /**
+   * The ACL check of one command (its subcommand resolved): the error reply, or the argv to run
+   * (ACL SETUSER/DELUSER/LOAD become their logged KV.ACL entry). Unknown names, subcommands and
+   * bad arity pass: dispatch answers them, as Redis does before it checks authentication.
+   */
+  private aclCheck(conn: Conn, spec: CommandSpec<ServerCtx>, argv: string[], nowMs: number): string | string[] {
+    if (spec.name !== "acl" && spec.name !== "kv.acl" && this.acl.unrestricted(conn)) return argv;
+    let cmd = spec as ServerCommand;
+    if (cmd.subcommand !== null && argv.length >= 2) {
+      const sub = cmd.subcommand(argv[1]!);
+      if (sub === undefined) return argv;
+      cmd = sub;
+    }
+    if (!arityOk(cmd.arity, argv.length)) return argv;
+    conn.lastCommand = cmd.fullName; // as the ACL LOG's client-info shows it
+    const denied = this.acl.check(conn, cmd, argv, nowMs);
+    if (denied !== null) return denied;
+    if (cmd.name === "kv.acl") return "ERR KV.ACL is the logged form of ACL SETUSER, DELUSER and LOAD: send those";
+    if (cmd.fullName === "acl|setuser" || cmd.fullName === "acl|deluser" || cmd.fullName === "acl|load") {
+      const r = rewriteAclWrite({ server: this }, argv);
+      return "error" in r ? r.error : r.argv;
+    }
+    return argv;
   }
 
   // ---- writes through the leader, reads behind a read barrier ----------------------------

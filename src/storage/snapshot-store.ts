@@ -54,6 +54,10 @@ interface Expect {
   fn: BodyCrc;
 }
 const MAGIC = [0x4b, 0x56, 0x53, 0x4e, 0x41, 0x50, 0, 0]; // "KVSNAP\0\0"
+/** Bytes read first for a header; a longer one (up to SNAPSHOT_HEADER_BYTES_MAX) is then read whole. */
+const HEADER_READ_BYTES = 64 * 1024;
+/** Longest header read: its meta may hold the ACL users (src/node/snapshot-meta.ts, ACL_STATE_BYTES_MAX). */
+export const SNAPSHOT_HEADER_BYTES_MAX = 16 * 1024 * 1024;
 const HEADER_FIXED_BYTES = 60; // up to and including metaBytes, plus the trailing header CRC
 const SNAP_RE = /^(\d{20})\.snap$/;
 /** Appended to a snapshot found corrupt at startup: kept for inspection, no longer a snapshot. */
@@ -420,8 +424,14 @@ export class SnapshotStore {
     let info: SnapshotInfo & { headerBytes: number; bodyCrc: number; version: number };
     try {
       const size = io.fileSize(fd);
-      const head = new Uint8Array(Math.min(size, 64 * 1024));
+      let head = new Uint8Array(Math.min(size, HEADER_READ_BYTES));
       io.read(fd, head, 0, head.length, 0);
+      // A longer header (a meta with many ACL users) is read whole; decodeHeader checks the rest.
+      const declared = head.length >= 16 ? new DataView(head.buffer, head.byteOffset, head.byteLength).getUint32(12, true) : 0;
+      if (declared > head.length && declared <= Math.min(size, SNAPSHOT_HEADER_BYTES_MAX)) {
+        head = new Uint8Array(declared);
+        io.read(fd, head, 0, head.length, 0);
+      }
       info = { file: path, ...decodeHeader(head, path) };
       if (size !== info.headerBytes + info.bodyBytes) {
         throw new CorruptLogError(`${path}: file is ${size} bytes, header says ${info.headerBytes + info.bodyBytes}`, path, size);

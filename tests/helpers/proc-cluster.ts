@@ -47,6 +47,9 @@ export interface ClusterOptions {
   readonly electionMs?: number;
   /** More `kv serve` flags for every node. */
   readonly extraArgs?: readonly string[];
+  /** The password (of `user`, else of the default user) the helpers' own connections AUTH with. */
+  readonly password?: string;
+  readonly user?: string;
 }
 
 export interface RaftInfo {
@@ -160,6 +163,19 @@ export class ProcCluster {
     node.starts++;
   }
 
+  /** A connection to a node's client port, authenticated when the cluster has a password. */
+  private async connect(port: number): Promise<RawResp> {
+    const c = await RawResp.connect(port);
+    if (this.opts.password !== undefined) {
+      const [r] = await c.call([this.opts.user === undefined ? ["AUTH", this.opts.password] : ["AUTH", this.opts.user, this.opts.password]], 1000);
+      if (r !== "+OK\r\n") {
+        c.close();
+        throw new Error(`AUTH to port ${port} answered ${r}`);
+      }
+    }
+    return c;
+  }
+
   /** Waits until the node answers PING (bounded). */
   async waitAnswering(id: number, timeoutMs: number): Promise<void> {
     const deadline = performance.now() + timeoutMs;
@@ -167,7 +183,7 @@ export class ProcCluster {
     for (;;) {
       if (node.proc && node.proc.exitCode !== null) throw new Error(`node ${id} exited with ${node.proc.exitCode}:\n${this.logTail(id)}`);
       try {
-        const c = await RawResp.connect(node.port);
+        const c = await this.connect(node.port);
         try {
           const [r] = await c.call([["PING"]], 1000);
           if (r === "+PONG\r\n") return;
@@ -201,7 +217,7 @@ export class ProcCluster {
     if (node.state !== "up") return null;
     let c: RawResp | null = null;
     try {
-      c = await RawResp.connect(node.port);
+      c = await this.connect(node.port);
       const [r] = await c.call([["INFO", "raft"]], timeoutMs);
       if (!r || !r.startsWith("$")) return null;
       const info = parseInfo(r);
@@ -219,7 +235,7 @@ export class ProcCluster {
     if (node.state !== "up") return null;
     let c: RawResp | null = null;
     try {
-      c = await RawResp.connect(node.port);
+      c = await this.connect(node.port);
       const [r] = await c.call([argv], timeoutMs);
       return r ?? null;
     } catch {
