@@ -6,13 +6,12 @@ import { createHash } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Subprocess } from "bun";
 import Redis from "ioredis";
 import { createClient } from "redis";
+import { type RedisProcess, startRedisServer } from "../helpers/redis-server.ts";
 import { RawResp } from "../helpers/resp-raw.ts";
 import { KV_BIN, startKv, type KvProcess } from "../helpers/server.ts";
 
-const REDIS = Bun.which("redis-server");
 const sha = (s: string) => createHash("sha256").update(s).digest("hex");
 const ACL_FILE = [
   "user default on >pw ~* &* +@all",
@@ -24,52 +23,21 @@ const ACL_FILE = [
 ].join("\n");
 
 let dir = "";
-let redis: Subprocess | null = null;
+let redis: RedisProcess | null = null;
 let redisPort = 0;
 let kv: KvProcess;
 
-async function freePort(): Promise<number> {
-  const l = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = l.port;
-  l.stop(true);
-  return port;
-}
-
 beforeAll(async () => {
-  if (REDIS === null) throw new Error("redis-server is not installed: the differential ACL tests need it (apt-get install redis-server)");
   dir = mkdtempSync(join(tmpdir(), "kv-acl-"));
   writeFileSync(join(dir, "users.acl"), ACL_FILE + "\n");
   writeFileSync(join(dir, "redis-users.acl"), ACL_FILE + "\n");
   kv = await startKv(["--aclfile", join(dir, "users.acl"), "--log-level", "debug"]);
-  for (let attempt = 0; attempt < 5 && redis === null; attempt++) {
-    const port = await freePort();
-    const p = Bun.spawn([REDIS, "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, "--aclfile", join(dir, "redis-users.acl")], { cwd: dir, stdout: "ignore", stderr: "ignore" });
-    for (let i = 0; i < 200 && p.exitCode === null; i++) {
-      try {
-        const c = await RawResp.connect(port);
-        const r = await c.call([["AUTH", "pw"], ["CONFIG", "GET", "dir"]], 2000);
-        c.close();
-        if (r[1]!.includes(dir)) {
-          redis = p;
-          redisPort = port;
-          break;
-        }
-      } catch {}
-      await Bun.sleep(10);
-    }
-    if (redis === null) {
-      p.kill("SIGKILL");
-      await p.exited;
-    }
-  }
-  if (redis === null) throw new Error("redis-server did not start");
+  redis = await startRedisServer(dir, ["--aclfile", join(dir, "redis-users.acl")], [["AUTH", "pw"]]);
+  redisPort = redis.port;
 });
 
 afterAll(async () => {
-  if (redis !== null) {
-    redis.kill("SIGKILL");
-    await redis.exited;
-  }
+  await redis?.stop();
   await kv?.stop();
   rmSync(dir, { recursive: true, force: true });
 });

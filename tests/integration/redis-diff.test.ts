@@ -8,58 +8,24 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Subprocess } from "bun";
 import { checkReplies, diffKeyspaces, dumpResp, formatOps, genSequence, type Keyspace, Model, type Op, prng, shrink } from "../helpers/replay-model.ts";
+import { type RedisProcess, startRedisServer } from "../helpers/redis-server.ts";
 import { RawResp } from "../helpers/resp-raw.ts";
 import { type KvProcess, startKv } from "../helpers/server.ts";
 
-const REDIS = Bun.which("redis-server");
 const TTL_SLACK_MS = 120_000;
 
 
-let redis: Subprocess | null = null;
+let redis: RedisProcess | null = null;
 let redisDir = "";
 let kv: KvProcess | null = null;
 let rc: RawResp;
 let kc: RawResp;
 
-async function freePort(): Promise<number> {
-  const l = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = l.port;
-  l.stop(true);
-  return port;
-}
-
 beforeAll(async () => {
-  if (REDIS === null) return;
   redisDir = mkdtempSync(join(tmpdir(), "kv-redis-diff-"));
-  for (let attempt = 0; attempt < 5 && redis === null; attempt++) {
-    const port = await freePort();
-    const p = Bun.spawn([REDIS, "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--databases", "1", "--dir", redisDir, "--daemonize", "no"], {
-      cwd: redisDir,
-      stdout: "ignore",
-      stderr: "ignore",
-    });
-    for (let i = 0; i < 200 && p.exitCode === null; i++) {
-      try {
-        const c = await RawResp.connect(port);
-        // Ours, not another process that took the port first: it reports the temp dir it runs in.
-        const dir = (await c.call([["CONFIG", "GET", "dir"]], 2000))[0]!;
-        if (dir.includes(redisDir)) {
-          rc = c;
-          redis = p;
-          break;
-        }
-        c.close();
-      } catch {}
-      await Bun.sleep(10);
-    }
-    if (redis === null) {
-      p.kill("SIGKILL");
-      await p.exited;
-    }
-  }
-  if (redis === null) throw new Error("redis-server did not start");
+  redis = await startRedisServer(redisDir, ["--databases", "1"]);
+  rc = await RawResp.connect(redis.port);
   kv = await startKv();
   kc = await RawResp.connect(kv.port);
 });
@@ -67,10 +33,7 @@ beforeAll(async () => {
 afterAll(async () => {
   rc?.close();
   kc?.close();
-  if (redis !== null) {
-    redis.kill("SIGKILL");
-    await redis.exited;
-  }
+  await redis?.stop();
   if (kv !== null) await kv.stop();
   if (redisDir !== "") rmSync(redisDir, { recursive: true, force: true });
 });
@@ -112,8 +75,7 @@ const count = single !== undefined ? 1 : Math.max(1, Number(process.env.REPLAY_S
 const base = single ?? 1 + Math.floor(Math.random() * 1e9);
 
 test(`${count} random write sequences: kv's replies and keyspace equal redis-server's (seeds ${base}..${base + count - 1})`, async () => {
-  // npm test installs it (scripts/test-tools.sh); a reference that is not there is a failure.
-  if (REDIS === null) throw new Error("redis-server is not installed: apt-get install redis-server (npm test runs scripts/test-tools.sh, which does)");
+  // npm test installs redis-server (scripts/test-tools.sh); beforeAll fails when it is not there.
   const t0 = performance.now();
   let opsRun = 0;
   for (let s = 0; s < count; s++) {

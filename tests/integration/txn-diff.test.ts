@@ -5,58 +5,25 @@
 // and WATCH aborts (changed, deleted, created and deleted again, expired; by another client or
 // by the same one). redis-server runs on a free loopback port with no persistence, in a temp dir.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import type { Subprocess } from "bun";
+import { type RedisProcess, startRedisServer } from "../helpers/redis-server.ts";
 import { RawResp } from "../helpers/resp-raw.ts";
 import { type KvProcess, startKv } from "../helpers/server.ts";
 import { tempDirs } from "../helpers/tmp.ts";
 
-const REDIS = Bun.which("redis-server");
 const tempDir = tempDirs("kv-txn-diff-");
 
-let redis: Subprocess | null = null;
+let redis: RedisProcess | null = null;
 let redisPort = 0;
 let kv: KvProcess | null = null;
 
-async function freePort(): Promise<number> {
-  const l = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = l.port;
-  l.stop(true);
-  return port;
-}
-
 beforeAll(async () => {
-  if (REDIS === null) throw new Error("redis-server is not installed");
-  const dir = tempDir();
-  for (let attempt = 0; attempt < 5 && redis === null; attempt++) {
-    const port = await freePort();
-    const p = Bun.spawn([REDIS, "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--databases", "1", "--dir", dir, "--daemonize", "no"], { cwd: dir, stdout: "ignore", stderr: "ignore" });
-    for (let i = 0; i < 200 && p.exitCode === null; i++) {
-      try {
-        const c = await RawResp.connect(port);
-        const got = (await c.call([["CONFIG", "GET", "dir"]], 2000))[0]!;
-        c.close();
-        if (got.includes(dir)) {
-          redis = p;
-          redisPort = port;
-          break;
-        }
-      } catch {}
-      await Bun.sleep(10);
-    }
-    if (redis === null) {
-      p.kill("SIGKILL");
-      await p.exited;
-    }
-  }
-  if (redis === null) throw new Error("redis-server did not start");
+  redis = await startRedisServer(tempDir(), ["--databases", "1"]);
+  redisPort = redis.port;
   kv = await startKv();
 });
 
 afterAll(async () => {
-  if (redis !== null) {
-    redis.kill("SIGKILL");
-    await redis.exited;
-  }
+  await redis?.stop();
   if (kv !== null) await kv.stop();
 });
 

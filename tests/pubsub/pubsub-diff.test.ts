@@ -5,55 +5,24 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Subprocess } from "bun";
-import { RawResp } from "../helpers/resp-raw.ts";
+import { type RedisProcess, startRedisServer } from "../helpers/redis-server.ts";
 import { Stream } from "./_stream.ts";
 import { type KvProcess, startKv } from "../helpers/server.ts";
 
-const REDIS = Bun.which("redis-server");
-let redis: Subprocess | null = null;
+let redis: RedisProcess | null = null;
 let redisPort = 0;
 let redisDir = "";
 let kv: KvProcess | null = null;
 
-async function freePort(): Promise<number> {
-  const l = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = l.port;
-  l.stop(true);
-  return port;
-}
-
 beforeAll(async () => {
-  if (REDIS === null) throw new Error("redis-server is not installed (apt-get install redis-server)");
   redisDir = mkdtempSync(join(tmpdir(), "kv-pubsub-diff-"));
-  for (let attempt = 0; attempt < 5 && redis === null; attempt++) {
-    const port = await freePort();
-    const p = Bun.spawn([REDIS, "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--databases", "1", "--dir", redisDir], { cwd: redisDir, stdout: "ignore", stderr: "ignore" });
-    for (let i = 0; i < 200 && p.exitCode === null; i++) {
-      try {
-        const c = await RawResp.connect(port);
-        const dir = (await c.call([["CONFIG", "GET", "dir"]], 2000))[0]!;
-        c.close();
-        if (dir.includes(redisDir)) {
-          redis = p;
-          redisPort = port;
-          break;
-        }
-      } catch {}
-      await Bun.sleep(10);
-    }
-    if (redis === null) {
-      p.kill("SIGKILL");
-      await p.exited;
-    }
-  }
-  if (redis === null) throw new Error("redis-server did not start");
+  redis = await startRedisServer(redisDir, ["--databases", "1"]);
+  redisPort = redis.port;
   kv = await startKv();
 });
 
 afterAll(async () => {
-  redis?.kill("SIGKILL");
-  await redis?.exited;
+  await redis?.stop();
   if (redisDir !== "") rmSync(redisDir, { recursive: true, force: true });
   await kv?.stop();
 });
