@@ -8,7 +8,7 @@
 //           checksums, its index, term and membership), header.snapshotBytes bytes whose CRC-32
 //           is header.snapshotCrc32.
 import { decodeSnapshotMeta, encodeSnapshotMeta } from "./kv-payload.ts";
-import { restoreAcl, SnapshotMetaError, splitAclSection, withAclSection } from "./snapshot-meta.ts";
+import { readSnapshotFileMeta, restoreAcl, SnapshotMetaError, splitAclSection, withAclSection } from "./snapshot-meta.ts";
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
@@ -220,16 +220,8 @@ export async function forceNewCluster(dataDir: string, id: NodeId): Promise<Forc
       const found = store.list().find((s) => s.lastIndex === snap.index);
       if (found === undefined) throw new CorruptLogError(`no snapshot file at index ${snap.index}`, join(store.dir, SNAP_DIR), 0);
       const loaded = store.load(join(store.dir, found.name));
-      let split;
-      try {
-        split = splitAclSection(loaded.meta);
-      } catch (e) {
-        if (!(e instanceof SnapshotMetaError)) throw e;
-        throw new CorruptLogError(`snapshot ${found.name}: ${e.message}`, join(store.dir, found.name), 0);
-      }
-      const m = decodeSnapshotMeta(split.kvMeta);
-      if (typeof m === "string") throw new CorruptLogError(`snapshot ${found.name}: ${m}`, join(store.dir, found.name), 0);
-      restoreAcl(sm.kv, split.acl);
+      const { acl, kv: m } = readSnapshotFileMeta(loaded.meta, found.name, join(store.dir, found.name));
+      restoreAcl(sm.kv, acl);
       sm.restoreEntries(snap.index, m.appliedMs, loaded.entries(), loaded.entryCount, m.deleteFloor, m.tombstones);
     }
     const hs = log_.initialState().hardState;

@@ -2,7 +2,7 @@
 // the KV state machine, with what the server needs on top: proposals that answer their client in
 // log order, linearizable read barriers (ReadIndex, asked of the leader by a follower), forwarding
 // of writes to the leader, expirations decided by the leader, and snapshots.
-import { restoreAcl, SnapshotMetaError, splitAclSection, withAclSection } from "./snapshot-meta.ts";
+import { readSnapshotFileMeta, restoreAcl, withAclSection } from "./snapshot-meta.ts";
 import type { ChangeSink } from "./change-events.ts";
 import { closeSync, fstatSync, openSync } from "node:fs";
 import { join } from "node:path";
@@ -22,7 +22,7 @@ import { nodeIo, RECORD_PAYLOAD_BYTES_MAX, recordBytesFor, RecordType, type Fsyn
 import { StorageIoError, WalFailedError } from "../storage/errors.ts";
 import type { ClusterView, MemberAddress, MemberRole, MemberStatus } from "./cluster-view.ts";
 import { type Proposal, type RecoveryStats, type SnapshotStats, SYNCS_IN_FLIGHT, WriteRefusedError } from "./proposal.ts";
-import { COMMAND_ENTRY_OVERHEAD_BYTES, decodeSnapshotMeta, encodeCommandEntry, encodeExpireEntry, encodeSnapshotMeta, EXPIRE_BATCH_KEYS_MAX } from "./kv-payload.ts";
+import { COMMAND_ENTRY_OVERHEAD_BYTES, encodeCommandEntry, encodeExpireEntry, encodeSnapshotMeta, EXPIRE_BATCH_KEYS_MAX } from "./kv-payload.ts";
 import { KvEntryError, KvRaftStateMachine } from "./kv-state-machine.ts";
 import { KvImageError, KvPayloadError } from "./kv-payload.ts";
 import { MappedRestore } from "./mapped-restore.ts";
@@ -342,17 +342,9 @@ class KvRaftStorage implements RaftStorage {
     // The body's checksum is checked as it is read (RaftLog.open checked it too, for the newest).
     const loaded = store.load(join(store.dir, found.name), { checkBodyWhileReading: true });
     assert(loaded.lastTerm === meta.term, `snapshot file at ${meta.index} is of term ${loaded.lastTerm}, Raft's of ${meta.term}`);
-    let split;
-    try {
-      split = splitAclSection(loaded.meta);
-    } catch (e) {
-      if (!(e instanceof SnapshotMetaError)) throw e;
-      throw new CorruptLogError(`snapshot ${found.name}: ${e.message}`, join(store.dir, found.name), 0);
-    }
-    const m = decodeSnapshotMeta(split.kvMeta);
-    if (typeof m === "string") throw new CorruptLogError(`snapshot ${found.name}: ${m}`, join(store.dir, found.name), 0);
+    const { acl, kv: m } = readSnapshotFileMeta(loaded.meta, found.name, join(store.dir, found.name));
     const { appliedMs, deleteFloor, tombstones } = m;
-    restoreAcl(sm.kv, split.acl);
+    restoreAcl(sm.kv, acl);
     const mapped = this.startup?.active ? loaded.mapped() : undefined;
     if (mapped !== undefined) {
       // The node's own snapshot at start: values stay in the mapped file.

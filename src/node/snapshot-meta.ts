@@ -9,6 +9,8 @@
 // snapshot without them restores the users a node's own flags give. Lines are `user <name> <rules>`,
 // passwords as #sha256. Integers little-endian.
 import type { KvStateMachine } from "../kv/fsm.ts";
+import { CorruptLogError } from "../errors.ts";
+import { decodeSnapshotMeta, type KvSnapshotMeta } from "./kv-payload.ts";
 
 /** The container's and the ACL section's format versions this kv writes and reads. */
 export const SECTIONS_VERSION = 1;
@@ -63,4 +65,21 @@ export function restoreAcl(fsm: KvStateMachine, acl: readonly string[] | null): 
     fsm.acl.load(acl, null);
     fsm.acl.replicated = true;
   }
+}
+
+/**
+ * The meta of the snapshot file `name` at `path`, split into the users and the state machine's
+ * meta and decoded. Damage (or a newer format) is a CorruptLogError naming the file.
+ */
+export function readSnapshotFileMeta(meta: Uint8Array, name: string, path: string): { acl: string[] | null; kv: KvSnapshotMeta } {
+  let split;
+  try {
+    split = splitAclSection(meta);
+  } catch (e) {
+    if (!(e instanceof SnapshotMetaError)) throw e;
+    throw new CorruptLogError(`snapshot ${name}: ${e.message}`, path, 0);
+  }
+  const kv = decodeSnapshotMeta(split.kvMeta);
+  if (typeof kv === "string") throw new CorruptLogError(`snapshot ${name}: ${kv}`, path, 0);
+  return { acl: split.acl, kv };
 }

@@ -1047,12 +1047,7 @@ export class KvServer {
       `client ${conn.id}: closed, replies produced as its writes applied passed --client-output-buffer-limit ` +
         `(${unsent} bytes unsent, limit ${this.config.clientOutputBufferLimit}); writes it sent still apply`,
     );
-    this.stats.outputLimitDisconnections++;
-    conn.applyOut?.reset();
-    conn.closing = true;
-    conn.inputClosed = true;
-    conn.socket.terminate();
-    this.onClose(conn.socket);
+    this.closeOverLimit(conn);
   }
 
   /**
@@ -1158,16 +1153,21 @@ export class KvServer {
     }
   }
 
-  /** Closes a subscriber at once (a slow reader past its output limit), as Redis does. */
-  private dropSubscriber(conn: Conn, why: string): void {
-    if (conn.closed) return;
-    log.warn(`client ${conn.id} (${conn.addr}): closed, ${why}`);
+  /** Closes a connection past an output limit at once: its unsent replies are dropped. */
+  private closeOverLimit(conn: Conn): void {
     this.stats.outputLimitDisconnections++;
     conn.applyOut?.reset();
     conn.closing = true;
     conn.inputClosed = true;
     conn.socket.terminate();
     this.onClose(conn.socket);
+  }
+
+  /** Closes a subscriber at once (a slow reader past its output limit), as Redis does. */
+  private dropSubscriber(conn: Conn, why: string): void {
+    if (conn.closed) return;
+    log.warn(`client ${conn.id} (${conn.addr}): closed, ${why}`);
+    this.closeOverLimit(conn);
   }
 
   /** Closes a connection after the replies already produced are flushed (QUIT). */
