@@ -126,8 +126,7 @@ function argvBytes(argv: readonly string[]): number {
 
 /**
  * One CLIENT LIST line, Redis 7.2's fields in its order, from the connection's state. Fields for
- * what kv does not have are constants: db=0 (one database), sub/psub/ssub=0 (no pub/sub),
- * multi=-1 and multi-mem=0 (no MULTI), user=default (no ACL users), redir=-1 (no tracking).
+ * what kv does not have are constants: db=0 (one database), redir=-1 (no tracking).
  * `running` is the argv of the command being run, for the client that runs it.
  */
 export function clientInfoLine(ctx: ServerCtx, c: Conn, running: readonly string[] | null): string {
@@ -135,7 +134,13 @@ export function clientInfoLine(ctx: ServerCtx, c: Conn, running: readonly string
   const age = Math.floor((now - c.createdAtMs) / 1000);
   const idle = Math.floor((now - c.lastActiveMs) / 1000);
   const modes = clientModes.get(c);
+  const subs = c.subs;
+  const txn = c.txn;
+  const inMulti = txn !== null && txn.multi;
+  // Redis's flag order: P (subscribed), x (in MULTI), then the rest.
   let flags = "";
+  if (subscribed(c)) flags += "P";
+  if (inMulti) flags += "x";
   if (c.closing) flags += "c";
   if (c.readOnly) flags += "r";
   if (modes?.noEvict) flags += "e";
@@ -157,15 +162,21 @@ export function clientInfoLine(ctx: ServerCtx, c: Conn, running: readonly string
   const events = (reading ? "r" : "") + (c.queue.length > 0 ? "w" : "");
   return (
     `id=${c.id} addr=${c.addr} laddr=${sock.localAddress ?? ctx.server.config.host}:${sock.localPort ?? ctx.server.port} ` +
-    `fd=${c.closed ? -1 : (sock.fd ?? -1)} name=${c.name ?? ""} age=${age} idle=${idle} flags=${flags} db=0 sub=0 psub=0 ssub=0 ` +
-    `multi=-1 qbuf=${qbuf} qbuf-free=${qbufFree} argv-mem=${argvMem} multi-mem=0 rbs=${rbs} rbp=${rbp} obl=${obl} ` +
+    `fd=${c.closed ? -1 : (sock.fd ?? -1)} name=${c.name ?? ""} age=${age} idle=${idle} flags=${flags} db=0 sub=${subs?.channels.size ?? 0} ` +
+    `psub=${subs?.patterns.size ?? 0} ssub=${subs?.shard.size ?? 0} multi=${inMulti ? txn.queue.length : -1} qbuf=${qbuf} ` +
+    `qbuf-free=${qbufFree} argv-mem=${argvMem} multi-mem=${inMulti ? txn.bytes : 0} rbs=${rbs} rbp=${rbp} obl=${obl} ` +
     `oll=${c.queue.length} omem=${c.queuedBytes} tot-mem=${qbuf + qbufFree + argvMem + rbs + c.queuedBytes} events=${events} ` +
     `cmd=${c.lastCommand === "" ? "NULL" : c.lastCommand} user=${c.user} redir=-1 resp=${c.proto} ` +
     `lib-name=${c.libName} lib-ver=${c.libVer}\n`
   );
 }
 
-/** CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id ...]: kv's clients are all of type normal. */
+/** A client in subscribed mode (channels, patterns, shard channels or KV.WATCH): Redis's type pubsub. */
+function subscribed(c: Conn): boolean {
+  return c.subs !== null && c.subs.active();
+}
+
+/** CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id ...]: a subscribed client is of type pubsub, the others normal. */
 function clientList(ctx: ServerCtx, argv: string[], out: ReplyWriter): void {
   let type: string | null = null;
   let ids: Set<number> | null = null;
@@ -192,10 +203,9 @@ function clientList(ctx: ServerCtx, argv: string[], out: ReplyWriter): void {
     }
   }
   let text = "";
-  if (type === null || type === "normal") {
-    for (const c of ctx.server.conns.values()) {
-      if (ids === null || ids.has(c.id)) text += clientInfoLine(ctx, c, c === ctx.conn ? argv : null);
-    }
+  for (const c of ctx.server.conns.values()) {
+    if (type !== null && type !== (subscribed(c) ? "pubsub" : "normal")) continue;
+    if (ids === null || ids.has(c.id)) text += clientInfoLine(ctx, c, c === ctx.conn ? argv : null);
   }
   out.bulk(text);
 }
