@@ -320,6 +320,8 @@ export class AclState {
    * --aclfile) made, and a snapshot carries none.
    */
   replicated = false;
+  /** Counts changes to the users (every set, delete, load, restore): the server looks for clients to close when it moves. */
+  version = 0;
 
   /** The users this node's flags give (--requirepass, --aclfile): the state before any KV.ACL entry. */
   private configured: string[] = [describeUser(defaultUser(null))];
@@ -364,6 +366,7 @@ export class AclState {
     const { user, bytes } = this.checkSetUser(name, rules, names);
     this.users.set(name, user);
     this.totalBytes = bytes;
+    this.version++;
   }
 
   /** What setUser would make, without making it: throws AclRuleError as setUser would. */
@@ -390,6 +393,7 @@ export class AclState {
       this.totalBytes -= lineBytes(u);
       n++;
     }
+    if (n > 0) this.version++;
     return n;
   }
 
@@ -416,5 +420,6 @@ export class AclState {
     this.users.clear();
     for (const [k, v] of next) this.users.set(k, v);
     this.totalBytes = bytes;
+    this.version++;
   }
 }

@@ -114,6 +114,36 @@ export class AclGate {
     return conn.authenticated && this.users.get(conn.user)?.unrestricted === true;
   }
 
+  private seenVersion = 0;
+
+  /**
+   * After the users changed (an applied ACL SETUSER, DELUSER or LOAD, or a snapshot): the clients
+   * Redis would close, with why. A client whose user was deleted; a subscriber whose user may no
+   * longer use one of its channels or patterns; a KV.WATCH whose user may no longer read its
+   * pattern. Nothing when the users did not change since the last call.
+   */
+  staleClients(conns: Iterable<Conn>): [Conn, string][] {
+    if (this.users.version === this.seenVersion) return [];
+    this.seenVersion = this.users.version;
+    const out: [Conn, string][] = [];
+    for (const c of conns) {
+      if (!c.authenticated || c.closed) continue;
+      const u = this.users.get(c.user);
+      if (u === undefined) {
+        out.push([c, `its user '${c.user}' was deleted`]);
+        continue;
+      }
+      const subs = c.subs;
+      if (subs === null || !subs.active() || u.unrestricted) continue;
+      const lost =
+        [...subs.channels, ...subs.shard].find((ch) => !channelAllowed(u, ch, false)) ??
+        [...subs.patterns].find((p) => !channelAllowed(u, p, true)) ??
+        [...subs.watches.keys()].find((p) => !keyPatternReadable(u, p));
+      if (lost !== undefined) out.push([c, `its user '${c.user}' may no longer subscribe to or watch '${lost}'`]);
+    }
+    return out;
+  }
+
   /** A new connection starts as `default`, authenticated when that user is on and needs no password. */
   initConn(conn: Conn): void {
     conn.user = "default";
@@ -173,11 +203,12 @@ export class AclGate {
     if (NO_AUTH_COMMANDS.has(cmd.fullName)) return null;
     if (!conn.authenticated) return NOAUTH;
     const u = this.users.get(conn.user);
-    if (u === undefined || !u.enabled) {
-      // Deleted or disabled since it logged in: as Redis, which closes such clients, nothing runs.
+    if (u === undefined) {
+      // Deleted since it logged in (the server closes such clients once the deletion applies, as Redis does).
       conn.authenticated = false;
       return NOAUTH;
     }
+    // A user turned off can no longer log in; connections already logged in keep working (as Redis).
     if (!commandAllowed(u, cmd.fullName, cmd.categories)) {
       this.stats.deniedCmd++;
       this.addLog("command", "toplevel", cmd.fullName, u.name, nowMs, conn, argv);

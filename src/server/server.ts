@@ -297,6 +297,7 @@ export class KvServer {
       if (keys > this.keysPeak) this.keysPeak = keys;
       this.flushTouched();
       this.resumePendingWritesWaiters();
+      for (const [c, why] of this.acl.staleClients(this.conns.values())) this.closeForAcl(c, why);
     };
     node.onFailed = (batch, err) => this.onWriteFailed(batch, err);
     this.stats = {
@@ -1156,6 +1157,18 @@ export class KvServer {
   /** Closes a connection past an output limit at once: its unsent replies are dropped. */
   private closeOverLimit(conn: Conn): void {
     this.stats.outputLimitDisconnections++;
+    this.closeAtOnce(conn);
+  }
+
+  /** Closes a client whose user changed under it (deleted, or a subscription no longer allowed), as Redis does. */
+  private closeForAcl(conn: Conn, why: string): void {
+    if (conn.closed) return;
+    log.info(`client ${conn.id} (${conn.addr}): closed, ${why}`);
+    this.closeAtOnce(conn);
+  }
+
+  /** Closes a connection at once: replies not yet sent are dropped. */
+  private closeAtOnce(conn: Conn): void {
     conn.applyOut?.reset();
     conn.closing = true;
     conn.inputClosed = true;

@@ -39,6 +39,11 @@ export class RawResp {
 
   private constructor(private socket: Socket<undefined> | null) {}
 
+  /** The server closed the connection (or it failed). */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   static async connect(port: number): Promise<RawResp> {
     const c = new RawResp(null);
     c.socket = await Bun.connect({

@@ -108,9 +108,25 @@ describe("ACL on a 3-node process cluster", () => {
   test("DELUSER on the leader locks the user out everywhere; users survive SAVE and a restart of every node", async () => {
     const leader = await cluster.waitLeader();
     const port = (i: number) => cluster.node(i).port;
+    // dave, turned off earlier, can no longer log in; a client of his on every node is made by
+    // turning him on for a moment, then off again: those clients stay (as Redis) until DELUSER.
+    expect(await as(port(leader), "default", "pw", [["ACL", "SETUSER", "dave", "on"]])).toEqual(["+OK\r\n", "+OK\r\n"]);
+    const daves: RawResp[] = [];
+    for (const i of [1, 2, 3]) {
+      const c = await RawResp.connect(port(i));
+      daves.push(c);
+      // Only once the node applied "on" (a failed AUTH would count toward the failed-login limit).
+      await until(`node ${i} turned dave on`, 10_000, async () => ((await as(port(i), "default", "pw", [["ACL", "LIST"]]))[1]!.includes("user dave on ") ? true : undefined));
+      expect(await c.call([["AUTH", "dave", "d"]], 10_000)).toEqual(["+OK\r\n"]);
+    }
+    expect(await as(port(leader), "default", "pw", [["ACL", "SETUSER", "dave", "off"]])).toEqual(["+OK\r\n", "+OK\r\n"]);
+    for (const i of [1, 2, 3]) await until(`node ${i} turned dave off`, 10_000, async () => ((await as(port(i), "default", "pw", [["ACL", "LIST"]]))[1]!.includes("user dave off ") ? true : undefined));
+    for (const c of daves) expect(await c.call([["SET", "dave:still", "1"]], 10_000)).toEqual(["+OK\r\n"]);
     expect(await as(port(leader), "default", "pw", [["ACL", "DELUSER", "dave"], ["SAVE"]])).toEqual(["+OK\r\n", ":1\r\n", "+OK\r\n"]);
     for (const i of [1, 2, 3]) {
       await until(`node ${i} dropped dave`, 10_000, async () => ((await as(port(i), "default", "pw", [["ACL", "GETUSER", "dave"]]))[1] === "$-1\r\n" ? true : undefined));
+      // Every node closed its client of the deleted user when it applied the deletion.
+      await until(`node ${i} closed dave's client`, 10_000, async () => (daves[i - 1]!.isClosed ? true : undefined));
       expect((await as(port(i), "default", "pw", [["SAVE"]]))[1]).toBe("+OK\r\n");
     }
     for (const i of [1, 2, 3]) await cluster.kill(i);

@@ -391,3 +391,68 @@ describe("secrets", () => {
     }
   });
 });
+
+describe("clients of a user that changes under them, as redis-server treats them", () => {
+  /** A connection that records what it receives and whether the server closed it. */
+  async function watcher(port: number) {
+    const got: string[] = [];
+    let closed = false;
+    const s = await Bun.connect({
+      hostname: "127.0.0.1",
+      port,
+      socket: {
+        data: (_s, d) => void got.push(d.toString("latin1")),
+        close: () => void (closed = true),
+      },
+    });
+    return {
+      got,
+      closed: () => closed,
+      send: (...cmds: string[][]) => s.write(cmds.map((c) => c.join(" ") + "\r\n").join("")),
+      end: () => s.end(),
+      /** Waits (bounded) until `n` replies of one line each have arrived. */
+      async lines(n: number): Promise<void> {
+        for (const deadline = Date.now() + 5000; got.join("").split("\r\n").length - 1 < n && Date.now() < deadline; ) await Bun.sleep(5);
+      },
+    };
+  }
+
+  /** Turned off, deleted, and a subscriber whose channel is taken away: which clients stay, what they get. */
+  async function scenario(port: number, prefix: string): Promise<Record<string, { closed: boolean; got: string }>> {
+    const admin = await watcher(port);
+    const u = (n: string) => `${prefix}${n}`;
+    admin.send(["AUTH", "default", "pw"], ["ACL", "SETUSER", u("off"), "on", ">x", "~*", "&*", "+@all"], ["ACL", "SETUSER", u("sub"), "on", ">x", "~*", "&news", "+@all"], ["ACL", "SETUSER", u("del"), "on", ">x", "~*", "+@all"]);
+    await admin.lines(4); // the users exist (on kv: applied) before anyone logs in
+    const off = await watcher(port);
+    const sub = await watcher(port);
+    const del = await watcher(port);
+    const bystander = await watcher(port);
+    off.send(["AUTH", u("off"), "x"]);
+    sub.send(["AUTH", u("sub"), "x"], ["SUBSCRIBE", "news"]);
+    del.send(["AUTH", u("del"), "x"]);
+    bystander.send(["AUTH", u("sub"), "x"]);
+    await Bun.sleep(300);
+    admin.send(["ACL", "SETUSER", u("off"), "off"], ["ACL", "SETUSER", u("sub"), "resetchannels"], ["ACL", "DELUSER", u("del")]);
+    await admin.lines(7);
+    await Bun.sleep(200);
+    off.send(["GET", "nothing"]);
+    del.send(["GET", "nothing"]);
+    bystander.send(["GET", "nothing"]);
+    await Bun.sleep(300);
+    const out: Record<string, { closed: boolean; got: string }> = {};
+    for (const [name, c] of Object.entries({ off, sub, del, bystander })) out[name] = { closed: c.closed(), got: c.got.join("") };
+    for (const c of [admin, off, sub, del, bystander]) c.end();
+    return out;
+  }
+
+  test("a user turned off keeps its logged-in clients; a deleted user's clients and a subscriber that lost its channel are closed", async () => {
+    const ours = await scenario(kv.port, "kvchg-");
+    const theirs = await scenario(redisPort, "kvchg-");
+    expect(ours).toEqual(theirs);
+    // What that is, spelled out (so the comparison cannot pass on two servers that both do nothing).
+    expect(ours.off).toEqual({ closed: false, got: "+OK\r\n$-1\r\n" });
+    expect(ours.del!.closed).toBe(true);
+    expect(ours.sub!.closed).toBe(true);
+    expect(ours.bystander).toEqual({ closed: false, got: "+OK\r\n$-1\r\n" });
+  });
+});
