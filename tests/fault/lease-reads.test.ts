@@ -8,7 +8,7 @@
 // linearizable. The proof that the test can fail: the same scenario with a lease longer than the
 // followers' promise (KV_TEST_LEASE_MS=60000, testing only) reads stale, and the checker says so.
 import { afterAll, describe, expect, test } from "bun:test";
-import { type RecordedOp, OneNodeConn, interpret, newStats } from "../helpers/chaos-workload.ts";
+import { type RecordedOp, OneNodeConn, keyOps, newStats } from "../helpers/chaos-workload.ts";
 import { checkHistory } from "../helpers/linearizability.ts";
 import { ProcCluster } from "../helpers/proc-cluster.ts";
 import { tempDirs } from "../helpers/tmp.ts";
@@ -36,21 +36,7 @@ async function pausedLeaderRound(cluster: ProcCluster, key: string, pauseMs = 15
   const other = cluster.nodes.find((n) => n.id !== leader)!;
   const reader = new OneNodeConn(cluster.node(leader).port);
   const writer = new OneNodeConn(other.port);
-  let seq = 0;
-  const run = async (conn: OneNodeConn, client: number, kind: "get" | "set", timeoutMs: number): Promise<RecordedOp | null> => {
-    if (!(await conn.ready(1000))) return null;
-    const arg = `${key}.${++seq}`;
-    const call = performance.now();
-    const reply = await conn.call(kind === "get" ? ["GET", key] : ["SET", key, arg], timeoutMs);
-    const ret = performance.now();
-    const base = { client, call, key, kind, port: conn.port, reply: reply.trimEnd(), ...(kind === "set" ? { arg } : {}) };
-    const o = reply.startsWith("!") ? ({ kind: "unknown" } as const) : interpret(kind, reply, stats);
-    let rec: RecordedOp | null = null;
-    if (o.kind === "ok") rec = { ...base, ret, outcome: "ok", result: o.result };
-    else if (o.kind === "unknown" && kind === "set") rec = { ...base, ret: Infinity, outcome: "unknown" };
-    if (rec) history.push(rec);
-    return rec?.outcome === "ok" ? rec : null;
-  };
+  const run = keyOps(key, history, stats);
   const deadline0 = performance.now() + 10_000;
   while (!(await run(writer, 1, "set", 2000))) {
     if (performance.now() > deadline0) throw new Error("no first write acknowledged");

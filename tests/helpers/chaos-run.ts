@@ -4,7 +4,7 @@
 //   writes through the new leader (with ReadIndex the old leader must not answer; without, it reads stale);
 // - measureFailover: kill -9 of the leader, time until a client writing to a survivor is acknowledged.
 import { type CheckResult, MAX_STEPS, checkHistory, formatOp } from "./linearizability.ts";
-import { type RecordedOp, type WorkloadStats, OneNodeConn, interpret, newStats, runWorkload } from "./chaos-workload.ts";
+import { type RecordedOp, type WorkloadStats, OneNodeConn, interpret, keyOps, newStats, runWorkload } from "./chaos-workload.ts";
 import { type FaultKind, type FaultRecord, runNemesis } from "./nemesis.ts";
 import { ProcCluster } from "./proc-cluster.ts";
 import { prng } from "./prng.ts";
@@ -149,22 +149,7 @@ export async function staleReadRound(cluster: ProcCluster, key: string, windowMs
   const other = cluster.nodes.find((n) => n.id !== leader)!;
   const reader = new OneNodeConn(cluster.node(leader).port);
   const writer = new OneNodeConn(other.port);
-  let seq = 0;
-  const run = async (conn: OneNodeConn, client: number, kind: "get" | "set", timeoutMs: number): Promise<RecordedOp | null> => {
-    if (!(await conn.ready(1000))) return null;
-    const arg = `${key}.${++seq}`;
-    const argv = kind === "get" ? ["GET", key] : ["SET", key, arg];
-    const call = performance.now();
-    const reply = await conn.call(argv, timeoutMs);
-    const ret = performance.now();
-    const base = { client, call, key, kind, port: conn.port, reply: reply.trimEnd(), ...(kind === "set" ? { arg } : {}) };
-    const o = reply.startsWith("!") ? ({ kind: "unknown" } as const) : interpret(kind, reply, stats);
-    let rec: RecordedOp | null = null;
-    if (o.kind === "ok") rec = { ...base, ret, outcome: "ok", result: o.result };
-    else if (o.kind === "unknown" && kind === "set") rec = { ...base, ret: Infinity, outcome: "unknown" };
-    if (rec) history.push(rec);
-    return rec?.outcome === "ok" ? rec : null;
-  };
+  const run = keyOps(key, history, stats);
 
   // A first value, acknowledged, and seen by the leader's own client.
   const deadline0 = performance.now() + 10_000;

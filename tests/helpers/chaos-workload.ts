@@ -212,3 +212,26 @@ export function formatStats(s: WorkloadStats): string {
   const other = [...s.otherErrors].map(([w, e]) => `${w} x${e.count} (${e.example})`).join("; ");
   return `${s.invoked} ops invoked, ${s.ok} ok, ${s.unknown} writes with unknown outcome, ${s.refused} refused (CLUSTERDOWN/TRYAGAIN), ${s.readsFailed} reads failed, ${s.connectFailures} connects refused${other ? `, other errors: ${other}` : ""}`;
 }
+
+/**
+ * One GET or SET of `key` (each SET a new value, `<key>.<n>`) on a connection, recorded in `history`
+ * under the workload's rules (an unknown SET stays open forever; an unanswered GET is dropped).
+ * Resolves to the op when it was acknowledged, else null (not connected, refused, unknown).
+ */
+export function keyOps(key: string, history: RecordedOp[], stats: WorkloadStats): (conn: OneNodeConn, client: number, kind: "get" | "set", timeoutMs: number) => Promise<RecordedOp | null> {
+  let seq = 0;
+  return async (conn, client, kind, timeoutMs) => {
+    if (!(await conn.ready(1000))) return null;
+    const arg = `${key}.${++seq}`;
+    const call = performance.now();
+    const reply = await conn.call(kind === "get" ? ["GET", key] : ["SET", key, arg], timeoutMs);
+    const ret = performance.now();
+    const base = { client, call, key, kind, port: conn.port, reply: reply.trimEnd(), ...(kind === "set" ? { arg } : {}) };
+    const o = reply.startsWith("!") ? ({ kind: "unknown" } as const) : interpret(kind, reply, stats);
+    let rec: RecordedOp | null = null;
+    if (o.kind === "ok") rec = { ...base, ret, outcome: "ok", result: o.result };
+    else if (o.kind === "unknown" && kind === "set") rec = { ...base, ret: Infinity, outcome: "unknown" };
+    if (rec) history.push(rec);
+    return rec?.outcome === "ok" ? rec : null;
+  };
+}
