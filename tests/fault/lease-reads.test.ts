@@ -8,7 +8,7 @@
 // linearizable. The proof that the test can fail: the same scenario with a lease longer than the
 // followers' promise (KV_TEST_LEASE_MS=60000, testing only) reads stale, and the checker says so.
 import { afterAll, describe, expect, test } from "bun:test";
-import { type RecordedOp, OneNodeConn, keyOps, newStats } from "../helpers/chaos-workload.ts";
+import { leaderReadRound } from "../helpers/chaos-run.ts";
 import { checkHistory } from "../helpers/linearizability.ts";
 import { ProcCluster } from "../helpers/proc-cluster.ts";
 import { tempDirs } from "../helpers/tmp.ts";
@@ -30,18 +30,7 @@ async function leaseReads(cluster: ProcCluster, id: number): Promise<number> {
  * a newer write was acknowledged, that returned an older value.
  */
 async function pausedLeaderRound(cluster: ProcCluster, key: string, pauseMs = 1500, readMs = 600) {
-  const stats = newStats();
-  const history: RecordedOp[] = [];
-  const leader = await cluster.waitLeader(15_000);
-  const other = cluster.nodes.find((n) => n.id !== leader)!;
-  const reader = new OneNodeConn(cluster.node(leader).port);
-  const writer = new OneNodeConn(other.port);
-  const run = keyOps(key, history, stats);
-  const deadline0 = performance.now() + 10_000;
-  while (!(await run(writer, 1, "set", 2000))) {
-    if (performance.now() > deadline0) throw new Error("no first write acknowledged");
-    await Bun.sleep(50);
-  }
+  const { history, leader, reader, writer, run } = await leaderReadRound(cluster, key);
   const leasedBefore = await leaseReads(cluster, leader);
   // Reads on the leader, now under its lease.
   for (let i = 0; i < 20; i++) await run(reader, 2, "get", 2000);

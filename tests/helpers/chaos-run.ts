@@ -142,7 +142,12 @@ export interface StaleRoundResult {
  * the old leader while writing new values through another node, for `windowMs` after the first new
  * write is acknowledged. Heals the links at the end. Records everything under the workload's rules.
  */
-export async function staleReadRound(cluster: ProcCluster, key: string, windowMs = 1500): Promise<StaleRoundResult> {
+/**
+ * The start of a round about the leader's reads: a reader on the leader (client 2), a writer on
+ * another node (client 1), both recorded into one history, and a first value written and
+ * acknowledged (bounded: 10 s).
+ */
+export async function leaderReadRound(cluster: ProcCluster, key: string) {
   const stats = newStats();
   const history: RecordedOp[] = [];
   const leader = await cluster.waitLeader(15_000);
@@ -150,13 +155,17 @@ export async function staleReadRound(cluster: ProcCluster, key: string, windowMs
   const reader = new OneNodeConn(cluster.node(leader).port);
   const writer = new OneNodeConn(other.port);
   const run = keyOps(key, history, stats);
-
-  // A first value, acknowledged, and seen by the leader's own client.
   const deadline0 = performance.now() + 10_000;
   while (!(await run(writer, 1, "set", 2000))) {
     if (performance.now() > deadline0) throw new Error(`no first write acknowledged through node ${other.id}`);
     await Bun.sleep(50);
   }
+  return { stats, history, leader, other, reader, writer, run, deadline0 };
+}
+
+export async function staleReadRound(cluster: ProcCluster, key: string, windowMs = 1500): Promise<StaleRoundResult> {
+  // A first value, acknowledged, and seen by the leader's own client.
+  const { stats, history, leader, other, reader, writer, run, deadline0 } = await leaderReadRound(cluster, key);
   while (!(await run(reader, 2, "get", 2000))) {
     if (performance.now() > deadline0) throw new Error(`the leader ${leader} answered no read`);
     await Bun.sleep(50);
