@@ -15,8 +15,12 @@ afterAll(async () => {
   await kv.stop();
 });
 
-test("a subscriber that stops reading is closed past the hard limit; the publisher is unaffected", async () => {
-  const sock = connect({ host: "127.0.0.1", port: kv.port });
+/**
+ * A subscriber to `ch` that stops reading once subscribed: the kernel's buffers fill, then the
+ * server's. closedOnResume() reads again and says whether the server had closed it (bounded: 5 s).
+ */
+async function stalledSubscriber(port: number) {
+  const sock = connect({ host: "127.0.0.1", port });
   let closed = false;
   let received = 0;
   sock.on("data", (d) => (received += d.length));
@@ -25,7 +29,19 @@ test("a subscriber that stops reading is closed past the hard limit; the publish
   await new Promise<void>((r) => sock.once("connect", () => r()));
   sock.write("*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nch\r\n");
   for (let i = 0; i < 200 && received === 0; i++) await Bun.sleep(5);
-  sock.pause(); // reads nothing more: the kernel's buffers fill, then the server's
+  sock.pause();
+  return {
+    received: () => received,
+    async closedOnResume(): Promise<boolean> {
+      sock.resume();
+      for (let i = 0; i < 500 && !closed; i++) await Bun.sleep(10);
+      return closed;
+    },
+  };
+}
+
+test("a subscriber that stops reading is closed past the hard limit; the publisher is unaffected", async () => {
+  const sub = await stalledSubscriber(kv.port);
   const pub = await RawResp.connect(kv.port);
   const msg = "x".repeat(64 * 1024);
   let sent = 0;
@@ -41,10 +57,8 @@ test("a subscriber that stops reading is closed past the hard limit; the publish
   expect(await pub.call([["PUBSUB", "NUMSUB", "ch"]])).toEqual(["*2\r\n$2\r\nch\r\n:0\r\n"]);
   // What reached the subscriber is bounded by the kernel's buffers plus the limit, far below what was sent.
   expect(sent * msg.length).toBeGreaterThan(1024 * 1024);
-  sock.resume();
-  for (let i = 0; i < 500 && !closed; i++) await Bun.sleep(10);
-  expect(closed).toBe(true);
-  expect(received).toBeLessThan(sent * msg.length);
+  expect(await sub.closedOnResume()).toBe(true);
+  expect(sub.received()).toBeLessThan(sent * msg.length);
   expect(kv.output()).toContain("passed the pubsub hard limit (1048576)");
   // CONFIG SET changes the limit at run time; 0 (unlimited in Redis) is refused.
   expect(await pub.call([["CONFIG", "SET", "client-output-buffer-limit", "pubsub 2mb 1mb 10"], ["CONFIG", "GET", "client-output-buffer-limit"]])).toEqual([
@@ -105,16 +119,7 @@ test("KV.WATCH in RESP2: subscribed mode, records as arrays, other commands refu
 test("a subscriber past the soft limit for its seconds is closed, though under the hard limit", async () => {
   const soft = await startKv(["--client-output-buffer-limit-pubsub", "512mb 256kb 1"]);
   try {
-    const sock = connect({ host: "127.0.0.1", port: soft.port });
-    let closed = false;
-    let received = 0;
-    sock.on("data", (d) => (received += d.length));
-    sock.on("close", () => (closed = true));
-    sock.on("error", () => {});
-    await new Promise<void>((r) => sock.once("connect", () => r()));
-    sock.write("*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nch\r\n");
-    for (let i = 0; i < 200 && received === 0; i++) await Bun.sleep(5);
-    sock.pause();
+    const sub = await stalledSubscriber(soft.port);
     const pub = await RawResp.connect(soft.port);
     const msg = "y".repeat(64 * 1024);
     let receivers = 1;
@@ -131,9 +136,7 @@ test("a subscriber past the soft limit for its seconds is closed, though under t
     expect(Date.now() - t0).toBeGreaterThanOrEqual(1000); // not before its seconds
     expect(sent * msg.length).toBeLessThan(512 * 1024 * 1024);
     expect(soft.output()).toContain("stayed past the pubsub soft limit (262144 bytes) for 1 s");
-    sock.resume();
-    for (let i = 0; i < 500 && !closed; i++) await Bun.sleep(10);
-    expect(closed).toBe(true);
+    expect(await sub.closedOnResume()).toBe(true);
     pub.close();
   } finally {
     await soft.stop();
